@@ -1,0 +1,42 @@
+# A thin wrapper over CMake: the README's commands.
+#   make run     install what is missing, build, start moonlog on the bank example
+#   make test    install what is missing, build, run every test under one ctest summary
+#   make bench   the benchmarks (long; not part of make test)
+BUILD    ?= build
+TYPE     ?= RelWithDebInfo
+CC       ?= cc
+SANITIZE ?= OFF
+JOBS     ?= $(shell nproc)
+DATA     ?= ./moonlog-data
+
+.PHONY: all deps build test run bench install clean format
+
+all: build
+
+deps:
+	@tools/deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(TYPE) -DCMAKE_C_COMPILER=$(CC) -DML_SANITIZE=$(SANITIZE)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+run: build
+	@tools/run.sh $(BUILD) $(DATA)
+
+bench: build
+	@tools/deps.sh bench
+	cd $(BUILD) && ./moonlog bench append
+
+install: build
+	cmake --install $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)

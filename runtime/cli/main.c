@@ -1,0 +1,39 @@
+/*
+ * main.c - the moonlog command: dispatches to one function per sub-command.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct cli_command commands[] = {
+	{"help", NULL, "show this help"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "moonlog - an event-sourcing runtime: a durable event log with Lua scripts\n\n"
+		     "usage: moonlog COMMAND [options]   (moonlog COMMAND --help for its options)\n\n"
+		     "commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+	/* A write past RLIMIT_FSIZE must fail with EFBIG, not kill the process. */
+	signal(SIGXFSZ, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return argc < 2 ? CLI_USAGE : 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].run && strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "moonlog: unknown command '%s'; run 'moonlog help' for the list\n", argv[1]);
+	return CLI_USAGE;
+}

@@ -1,0 +1,28 @@
+/*
+ * util.h - small services every module uses: allocation that never returns NULL,
+ * CRC32C, clocks and UUIDv7.
+ */
+#ifndef MOONLOG_UTIL_H
+#define MOONLOG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <moonlog/api.h>
+
+/* Allocation for the core's own memory: aborts with a message when memory runs out. */
+ML_API void *ml_xmalloc(size_t n);
+ML_API void *ml_xcalloc(size_t n, size_t size);
+ML_API void *ml_xrealloc(void *p, size_t n);
+ML_API char *ml_xstrndup(const char *s, size_t n);
+
+/* CRC32C (Castagnoli), continuing from `crc` (0 to start). */
+ML_API uint32_t ml_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Clocks: wall time in milliseconds since the Unix epoch, monotonic time in nanoseconds. */
+ML_API int64_t ml_time_ms(void);
+ML_API uint64_t ml_clock_ns(void);
+
+/* A new UUIDv7 in its 36-character text form, written to out[37]. */
+ML_API void ml_uuid7(char out[37]);
+
+#endif

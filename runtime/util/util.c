@@ -1,0 +1,104 @@
+/*
+ * util.c - allocation that never fails, clocks, UUIDv7.
+ */
+#include <moonlog/util.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "moonlog: out of memory (asked for %zu bytes)\n", n);
+	abort();
+}
+
+void *ml_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		oom(n);
+	return p;
+}
+
+void *ml_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (p == NULL)
+		oom(n * size);
+	return p;
+}
+
+void *ml_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (p == NULL)
+		oom(n);
+	return p;
+}
+
+char *ml_xstrndup(const char *s, size_t n)
+{
+	char *p = ml_xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+int64_t ml_time_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t ml_clock_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Within one
+ * millisecond a counter in the random part keeps ids from one process ordered.
+ */
+void ml_uuid7(char out[37])
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static uint64_t last_ms, seq;
+	uint8_t b[16];
+	uint64_t ms = (uint64_t)ml_time_ms();
+
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		memset(b, 0x5a, sizeof(b));
+	pthread_mutex_lock(&lock);
+	if (ms <= last_ms) {
+		ms = last_ms;
+		seq++;
+	} else {
+		last_ms = ms;
+		seq = ((uint64_t)b[6] << 4 | b[7] >> 4) & 0x3ff;
+	}
+	uint64_t s = seq;
+	pthread_mutex_unlock(&lock);
+
+	for (int i = 0; i < 6; i++)
+		b[i] = (uint8_t)(ms >> (40 - 8 * i));
+	b[6] = (uint8_t)(0x70 | ((s >> 8) & 0x0f));
+	b[7] = (uint8_t)s;
+	b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
+
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[b[i] >> 4];
+		*o++ = hex[b[i] & 15];
+	}
+	*o = '\0';
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages moonlog needs to build and test, if any are missing.
+# Used by `make run`, `make test` and `make bench`; safe to run again (it does nothing then).
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config clang liblua5.4-dev lua5.4 libevent-dev libmsgpack-dev
+      libcjson-dev libedit-dev lua-busted lua-messagepack lua-cjson curl tmux)
+[ "${1:-}" = bench ] && pkgs+=(redis-server nats-server tarantool libhiredis-dev)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "moonlog: installing missing Debian packages: ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "moonlog: run as root or install: ${missing[*]}" >&2; exit 1; }
+	sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
