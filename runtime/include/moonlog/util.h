@@ -15,6 +15,16 @@ ML_API void *ml_xcalloc(size_t n, size_t size);
 ML_API void *ml_xrealloc(void *p, size_t n);
 ML_API char *ml_xstrndup(const char *s, size_t n);
 
+/* A growing byte buffer. Zero-initialise it; ml_buf_free releases it. */
+struct ml_buf {
+	char *data;
+	size_t len, cap;
+};
+ML_API void ml_buf_reserve(struct ml_buf *b, size_t extra);
+ML_API void ml_buf_add(struct ml_buf *b, const void *p, size_t n);
+ML_API void ml_buf_addf(struct ml_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ML_API void ml_buf_free(struct ml_buf *b);
+
 /* CRC32C (Castagnoli), continuing from `crc` (0 to start). */
 ML_API uint32_t ml_crc32c(uint32_t crc, const void *buf, size_t len);
 
