@@ -8,14 +8,15 @@
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
-	{"help", NULL, "show this help"},
+    {"help", NULL, "show this help"},
 };
 
 static void usage(FILE *out)
 {
-	fprintf(out, "moonlog - an event-sourcing runtime: a durable event log with Lua scripts\n\n"
-		     "usage: moonlog COMMAND [options]   (moonlog COMMAND --help for its options)\n\n"
-		     "commands:\n");
+	fprintf(out,
+		"moonlog - an event-sourcing runtime: a durable event log with Lua scripts\n\n"
+		"usage: moonlog COMMAND [options]   (moonlog COMMAND --help for its options)\n\n"
+		"commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].run && strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].run(argc - 1, argv + 1);
-	fprintf(stderr, "moonlog: unknown command '%s'; run 'moonlog help' for the list\n", argv[1]);
+	fprintf(stderr, "moonlog: unknown command '%s'; run 'moonlog help' for the list\n",
+		argv[1]);
 	return CLI_USAGE;
 }

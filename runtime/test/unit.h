@@ -19,35 +19,35 @@ static inline void plan(int n)
 	printf("1..%d\n", n);
 }
 
-#define ok(cond, ...)                                                                          \
-	do {                                                                                   \
-		unit_run++;                                                                    \
-		int ok_ = !!(cond);                                                            \
-		if (!ok_)                                                                      \
-			unit_failed++;                                                         \
-		printf("%sok %d - ", ok_ ? "" : "not ", unit_run);                             \
-		printf(__VA_ARGS__);                                                           \
-		printf("\n");                                                                  \
-		if (!ok_)                                                                      \
-			printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
+#define ok(cond, ...)                                                                              \
+	do {                                                                                       \
+		unit_run++;                                                                        \
+		int ok_ = !!(cond);                                                                \
+		if (!ok_)                                                                          \
+			unit_failed++;                                                             \
+		printf("%sok %d - ", ok_ ? "" : "not ", unit_run);                                 \
+		printf(__VA_ARGS__);                                                               \
+		printf("\n");                                                                      \
+		if (!ok_)                                                                          \
+			printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
 	} while (0)
 
-#define is_int(a, b, ...)                                                                      \
-	do {                                                                                   \
-		long long a_ = (long long)(a), b_ = (long long)(b);                            \
-		ok(a_ == b_, __VA_ARGS__);                                                     \
-		if (a_ != b_)                                                                  \
+#define is_int(a, b, ...)                                                                          \
+	do {                                                                                       \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                \
+		ok(a_ == b_, __VA_ARGS__);                                                         \
+		if (a_ != b_)                                                                      \
 			printf("#   got %lld, expected %lld\n", a_, b_);                           \
 	} while (0)
 
-#define is_str(a, b, ...)                                                                      \
-	do {                                                                                   \
-		const char *a_ = (a), *b_ = (b);                                               \
-		int eq_ = a_ && b_ && strcmp(a_, b_) == 0;                                     \
-		ok(eq_, __VA_ARGS__);                                                          \
-		if (!eq_)                                                                      \
-			printf("#   got \"%s\", expected \"%s\"\n", a_ ? a_ : "(null)",          \
-			       b_ ? b_ : "(null)");                                            \
+#define is_str(a, b, ...)                                                                          \
+	do {                                                                                       \
+		const char *a_ = (a), *b_ = (b);                                                   \
+		int eq_ = a_ && b_ && strcmp(a_, b_) == 0;                                         \
+		ok(eq_, __VA_ARGS__);                                                              \
+		if (!eq_)                                                                          \
+			printf("#   got \"%s\", expected \"%s\"\n", a_ ? a_ : "(null)",            \
+			       b_ ? b_ : "(null)");                                                \
 	} while (0)
 
 /* For tests with a data-dependent number of checks: count without a fixed plan. */

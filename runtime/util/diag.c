@@ -41,11 +41,15 @@ void ml_diag_clear(void)
 const char *ml_err_name(enum ml_err code)
 {
 	static const char *const names[] = {
-		[ML_OK] = "ok",		    [ML_ERR_USAGE] = "bad_request",
-		[ML_ERR_CONFLICT] = "conflict", [ML_ERR_REFUSED] = "refused",
-		[ML_ERR_IO] = "io",		    [ML_ERR_CORRUPT] = "corrupt",
-		[ML_ERR_NOT_FOUND] = "not_found", [ML_ERR_BUSY] = "busy",
-		[ML_ERR_SCRIPT] = "script",
+	    [ML_OK] = "ok",
+	    [ML_ERR_USAGE] = "bad_request",
+	    [ML_ERR_CONFLICT] = "conflict",
+	    [ML_ERR_REFUSED] = "refused",
+	    [ML_ERR_IO] = "io",
+	    [ML_ERR_CORRUPT] = "corrupt",
+	    [ML_ERR_NOT_FOUND] = "not_found",
+	    [ML_ERR_BUSY] = "busy",
+	    [ML_ERR_SCRIPT] = "script",
 	};
 	if ((unsigned)code >= sizeof(names) / sizeof(names[0]))
 		return "error";

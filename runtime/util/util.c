@@ -87,6 +87,32 @@ void ml_buf_free(struct ml_buf *b)
 	b->len = b->cap = 0;
 }
 
+/* Multiply-and-fold over 8-byte words: fast, and good enough for hash tables. */
+static inline uint64_t mix(uint64_t a, uint64_t b)
+{
+	__uint128_t r = (__uint128_t)a * b;
+	return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+uint64_t ml_hash64(const void *p, size_t len, uint64_t seed)
+{
+	const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull;
+	const uint8_t *s = p;
+	uint64_t h = seed ^ mix(seed ^ k0, len ^ k1);
+
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = mix(h ^ w ^ k0, k1);
+		s += 8;
+		len -= 8;
+	}
+	uint64_t w = 0;
+	for (size_t i = 0; i < len; i++)
+		w |= (uint64_t)s[i] << (8 * i);
+	return mix(h ^ w ^ k1, k0 ^ len);
+}
+
 int64_t ml_time_ms(void)
 {
 	struct timespec ts;

@@ -25,7 +25,8 @@ enum ml_err {
 };
 
 /* Records a failure for this thread. Always returns -1, so `return ml_diag_set(...)`. */
-ML_API int ml_diag_set(enum ml_err code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ML_API int ml_diag_set(enum ml_err code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 ML_API enum ml_err ml_diag_code(void);
 ML_API const char *ml_diag_last(void);
 ML_API void ml_diag_clear(void);

@@ -22,11 +22,15 @@ struct ml_buf {
 };
 ML_API void ml_buf_reserve(struct ml_buf *b, size_t extra);
 ML_API void ml_buf_add(struct ml_buf *b, const void *p, size_t n);
-ML_API void ml_buf_addf(struct ml_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ML_API void ml_buf_addf(struct ml_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 ML_API void ml_buf_free(struct ml_buf *b);
 
 /* CRC32C (Castagnoli), continuing from `crc` (0 to start). */
 ML_API uint32_t ml_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* A fast 64-bit hash of a byte string (not cryptographic). */
+ML_API uint64_t ml_hash64(const void *p, size_t len, uint64_t seed);
 
 /* Clocks: wall time in milliseconds since the Unix epoch, monotonic time in nanoseconds. */
 ML_API int64_t ml_time_ms(void);

@@ -1,0 +1,205 @@
+/*
+ * log.h - the durable, append-only event log.
+ *
+ * The log is a folder of segment files (DATA/log/<first position>.seg). Every
+ * append is a batch of one or more events, possibly to several streams, and is
+ * all or nothing, also across a crash. Appends are checked (names, sizes,
+ * expected versions, duplicate ids) and given positions at once, in the
+ * caller's thread; a flusher thread writes them and, under ML_FSYNC_ALWAYS,
+ * fdatasyncs before they are acknowledged. One fdatasync covers every batch
+ * that was waiting (group commit).
+ *
+ * Readers see only acknowledged events: under ML_FSYNC_ALWAYS an event is
+ * visible once it is on disk, so nobody ever reads an event a crash can take
+ * back.
+ *
+ * All functions are safe to call from several threads at once. A process that
+ * uses the log should ignore SIGXFSZ, so that a file-size limit fails a write
+ * instead of killing the process.
+ */
+#ifndef MOONLOG_LOG_H
+#define MOONLOG_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moonlog/api.h>
+#include <moonlog/diag.h>
+
+struct ml_log;
+struct ml_seg;
+
+enum ml_fsync {
+	ML_FSYNC_ALWAYS, /* acknowledge after fdatasync covers the batch */
+	ML_FSYNC_BATCH,	 /* acknowledge after write; fdatasync every batch_sync_ms */
+	ML_FSYNC_NEVER,	 /* acknowledge after write; leave syncing to the kernel */
+};
+
+struct ml_log_options {
+	const char *dir;	 /* the data folder; the log lives in DIR/log */
+	enum ml_fsync fsync;	 /* default ML_FSYNC_ALWAYS */
+	unsigned batch_sync_ms;	 /* ML_FSYNC_BATCH: the sync interval (default 5) */
+	uint64_t segment_size;	 /* a segment is rolled past this size (default 256 MiB) */
+	uint32_t max_event_size; /* data + meta of one event (default 1 MiB, at most 64 MiB) */
+	uint32_t id_window;	 /* how many recent ids the duplicate check remembers (131072) */
+	int readonly;		 /* open without the lock and never write (for inspection) */
+};
+
+ML_API void ml_log_options_init(struct ml_log_options *o);
+ML_API const char *ml_fsync_name(enum ml_fsync mode);
+ML_API int ml_fsync_parse(const char *s, enum ml_fsync *out);
+
+/*
+ * Opens (creating if needed) the log in o->dir, recovering from a crash: a torn
+ * or corrupt last batch is cut off. Fails (NULL + diag) if another process has
+ * the log open for writing, or if damage is found that is not a torn tail.
+ */
+ML_API struct ml_log *ml_log_open(const struct ml_log_options *o);
+/* Waits for pending appends, syncs, stops the flusher and frees the log. NULL is fine. */
+ML_API void ml_log_close(struct ml_log *log);
+
+/* Expected versions. Any value >= 0 is an exact version; 0 is the same as no stream. */
+#define ML_EXPECT_ANY	    (-1)
+#define ML_EXPECT_NO_STREAM 0
+#define ML_EXPECT_EXISTS    (-2)
+ML_API int ml_expect_parse(const char *s, int64_t *out);
+
+/* An event to append. The bytes are borrowed for the duration of the submit call. */
+struct ml_event_in {
+	const char *stream;
+	size_t stream_len;
+	const char *type;
+	size_t type_len;
+	const char *id; /* NULL or empty: a UUIDv7 is generated */
+	size_t id_len;
+	const void *data; /* one msgpack object, or NULL/0 for none */
+	size_t data_len;
+	const void *meta; /* one msgpack map, or NULL/0 for none */
+	size_t meta_len;
+};
+
+/* An expected-version guard on one stream of the batch. */
+struct ml_expect_in {
+	const char *stream;
+	size_t stream_len;
+	int64_t expected;
+};
+
+enum ml_append_state { ML_APPEND_IDLE, ML_APPEND_QUEUED, ML_APPEND_DONE };
+
+/*
+ * One append request: a batch. Fill the inputs, submit, and read the results
+ * once it is done. The request must stay alive until then.
+ */
+struct ml_append {
+	/* inputs */
+	const struct ml_event_in *events;
+	size_t n_events;
+	const struct ml_expect_in *expect; /* guards; may be NULL */
+	size_t n_expect;
+	int system;	     /* allow stream names starting with '$' */
+	uint64_t *positions; /* optional, n_events long: each event's position */
+	uint64_t *versions;  /* optional, n_events long: each event's stream version */
+	void (*done)(struct ml_append *req); /* async completion, run on the flusher thread */
+	void *arg;
+
+	/* results */
+	enum ml_err err;	 /* ML_OK, or why the append failed */
+	char errmsg[256];	 /* the reason, for a person */
+	uint64_t first_position; /* of the batch (the first stored one if a duplicate) */
+	uint64_t last_position;
+	int duplicate;		/* 1: every id was already stored; nothing was written */
+	int64_t actual_version; /* on ML_ERR_CONFLICT: the stream's version */
+
+	/* private to the log */
+	enum ml_append_state state;
+	struct ml_append *next;
+	struct ml_seg *seg;
+	uint64_t file_offset, buf_offset, nbytes;
+};
+
+/*
+ * Checks and queues an append. Returns -1 (with diag, and req->err/errmsg set)
+ * if it is refused at once: a bad name, too large, a version conflict. Returns
+ * 1 if it completed at once (a duplicate whose events are already visible;
+ * done is not called). Returns 0 if queued: req->done will be called on the
+ * flusher thread once it is acknowledged or has failed (req->err).
+ */
+ML_API int ml_log_submit(struct ml_log *log, struct ml_append *req);
+/* Submits and waits: 0 once acknowledged, -1 with diag on any failure. Ignores req->done. */
+ML_API int ml_log_append(struct ml_log *log, struct ml_append *req);
+
+/* A stored event as read back. The pointers are valid only during the callback. */
+struct ml_event {
+	uint64_t position;
+	uint64_t version;
+	int64_t time; /* milliseconds since the Unix epoch, when appended */
+	const char *stream;
+	const char *type;
+	const char *id;
+	const uint8_t *data; /* msgpack bytes, as the client sent them; data_len 0 = none */
+	const uint8_t *meta;
+	uint32_t data_len, meta_len;
+	uint8_t stream_len, type_len, id_len;
+};
+
+/* Called per event; return 0 to go on, 1 to stop early, -1 to fail the read (set diag). */
+typedef int (*ml_event_fn)(const struct ml_event *e, void *arg);
+
+/*
+ * Reads the events of one stream from version `from` (inclusive; forward from 1
+ * when 0), at most `limit` (0 = no limit). Backwards reads go down from `from`
+ * (UINT64_MAX or 0 = from the last event). Returns the number of events
+ * delivered, or -1.
+ */
+ML_API int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream_len,
+				  uint64_t from, uint64_t limit, int backwards, ml_event_fn fn,
+				  void *arg);
+/* Reads $all forward from position `from` (inclusive), at most `limit` (0 = all visible). */
+ML_API int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_event_fn fn,
+			       void *arg);
+
+/* The last acknowledged position (0 for an empty log). */
+ML_API uint64_t ml_log_head(struct ml_log *log);
+/* A stream's version: its number of visible events; 0 when it does not exist. */
+ML_API uint64_t ml_log_stream_version(struct ml_log *log, const char *stream, size_t len);
+
+/* Lists streams whose name starts with `prefix` (NULL for all), in no set order. */
+typedef int (*ml_stream_fn)(const char *name, size_t len, uint64_t version, void *arg);
+ML_API int ml_log_streams(struct ml_log *log, const char *prefix, ml_stream_fn fn, void *arg);
+
+/*
+ * Called on the flusher thread each time the head advances (after the done
+ * callbacks of the batches that moved it). Set once, before appending.
+ */
+ML_API void ml_log_on_head(struct ml_log *log, void (*fn)(uint64_t head, void *arg), void *arg);
+
+struct ml_log_stats {
+	uint64_t head, streams, segments, bytes;
+	uint64_t appends, events, syncs, groups; /* since open */
+	uint64_t index_bytes;			 /* memory held by the stream index */
+	uint64_t open_ns;			 /* how long opening (recovery, index) took */
+	uint64_t truncated_bytes;		 /* cut off by recovery at open */
+};
+ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
+
+/*
+ * Verifies every record of every segment in DIR/log without opening the log
+ * for writing. Prints nothing; fills the report. Returns 0 if all is well, -1
+ * with diag naming the first bad record (segment file and offset). With
+ * `repair`, a torn tail is cut off (and only a torn tail: damage followed by
+ * good records is reported, not cut).
+ */
+struct ml_check_report {
+	uint64_t segments, records, batches, last_position;
+	uint64_t bad_offset;  /* of the first bad record */
+	char bad_segment[64]; /* its file name, empty if none */
+	int torn_tail;	      /* the damage is a torn tail (repairable) */
+	uint64_t cut_bytes;   /* removed by --repair */
+};
+ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);
+
+/* Test hook: make the next write or fdatasync of the flusher fail with errno `err`. */
+ML_API void ml_log_inject_fault(struct ml_log *log, int on_write, int err);
+
+#endif

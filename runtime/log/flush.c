@@ -1,0 +1,347 @@
+/*
+ * flush.c - the flusher thread: writes queued batches, syncs them, and
+ * acknowledges them (group commit).
+ *
+ * The flusher takes the whole pending buffer at once, so one write and one
+ * fdatasync serve every batch that queued while the previous sync ran. Under
+ * --fsync always it also waits a moment for stragglers when the last group
+ * was larger than what is queued now: appenders just woken by the last sync
+ * are about to append again, and one sync for all of them beats two.
+ *
+ * A failed write or sync fails every queued batch and rolls their
+ * reservations back, so the log stays exactly what was acknowledged.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/log_internal.h"
+#include "log/record.h"
+
+#define GATHER_MAX_NS 100000
+
+static int write_all(int fd, const char *p, size_t n, uint64_t off, int fault)
+{
+	if (fault) {
+		errno = fault;
+		return -1;
+	}
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = ENOSPC;
+			return -1;
+		}
+		p += w, n -= (size_t)w, off += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int sync_fd(int fd, int fault)
+{
+	if (fault) {
+		errno = fault;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+/* Makes sure the segment's file exists (the mutex is not held). */
+static int open_seg(struct ml_log *log, struct ml_seg *seg)
+{
+	pthread_mutex_lock(&log->mu);
+	int fd = seg->fd;
+	pthread_mutex_unlock(&log->mu);
+	if (fd >= 0)
+		return 0;
+	struct ml_seg tmp = *seg;
+	if (ml_log_create_segment(log, &tmp) != 0)
+		return -1;
+	pthread_mutex_lock(&log->mu);
+	seg->fd = tmp.fd;
+	pthread_mutex_unlock(&log->mu);
+	return 0;
+}
+
+/*
+ * Writes the in-flight buffer: contiguous runs, one pwrite each. When the
+ * batches move on to a new segment the old one is synced first, so that a
+ * sealed segment is always complete on disk. Returns 0 or -1 with errno.
+ */
+static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, int *synced)
+{
+	struct ml_flushbuf *fb = &log->inflight;
+	struct ml_seg *seg = NULL;
+	uint64_t file_off = 0, buf_off = 0, len = 0;
+
+	*synced = 0;
+	for (struct ml_append *r = fb->head;; r = r->next) {
+		if (r && r->nbytes == 0)
+			continue;
+		if (r && r->seg == seg && r->file_offset == file_off + len &&
+		    r->buf_offset == buf_off + len) {
+			len += r->nbytes;
+			continue;
+		}
+		if (len && write_all(seg->fd, fb->bytes.data + buf_off, len, file_off, fault_write))
+			return -1;
+		if (r == NULL)
+			break;
+		if (seg && r->seg != seg && log->opt.fsync != ML_FSYNC_NEVER &&
+		    sync_fd(seg->fd, fault_sync))
+			return -1;
+		seg = r->seg;
+		if (open_seg(log, seg) != 0) {
+			errno = ENOSPC;
+			return -1;
+		}
+		file_off = r->file_offset, buf_off = r->buf_offset, len = r->nbytes;
+	}
+	if (seg && log->opt.fsync == ML_FSYNC_ALWAYS) {
+		if (sync_fd(seg->fd, fault_sync))
+			return -1;
+		*synced = 1;
+	}
+	return 0;
+}
+
+/* Undo the index entries of the records in a buffer (the mutex is held). */
+static void unindex(struct ml_log *log, struct ml_flushbuf *fb)
+{
+	for (struct ml_append *r = fb->head; r; r = r->next) {
+		const uint8_t *p = (const uint8_t *)fb->bytes.data + r->buf_offset;
+		struct ml_rec rec;
+		for (uint64_t o = 0; o < r->nbytes; o += rec.len) {
+			ml_rec_parse(p + o, r->nbytes - o, 0, &rec);
+			struct ml_stream *s =
+			    ml_streams_find(&log->streams, rec.ev.stream, rec.ev.stream_len,
+					    ml_stream_hash(rec.ev.stream, rec.ev.stream_len));
+			if (s && --s->count == 0)
+				ml_streams_remove(&log->streams, s);
+		}
+	}
+}
+
+/*
+ * Ends the requests of a buffer: blocking ones are marked done now (their
+ * waiters need the mutex to see it), async ones are returned for complete().
+ */
+static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append **async)
+{
+	for (struct ml_append *r = fb->head, *next; r; r = next) {
+		next = r->next;
+		if (errmsg) {
+			r->err = ML_ERR_IO;
+			snprintf(r->errmsg, sizeof(r->errmsg), "%s", errmsg);
+		} else if (r->nbytes) {
+			r->seg->durable_end = r->file_offset + r->nbytes;
+		}
+		if (r->done) {
+			r->next = *async;
+			*async = r;
+		} else {
+			r->state = ML_APPEND_DONE;
+		}
+	}
+	fb->head = fb->tail = NULL;
+	fb->requests = 0;
+	fb->bytes.len = 0;
+}
+
+/*
+ * After a failed write: everything not acknowledged is undone, in memory and
+ * on disk, and every queued batch fails. The mutex is held.
+ */
+static struct ml_append *rollback(struct ml_log *log, int err)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "cannot write to the log in %s: %s; the append was not stored",
+		 log->dir, strerror(err));
+	unindex(log, &log->inflight);
+	unindex(log, &log->pending);
+	ml_idem_rollback(&log->idem, log->head);
+	log->next_position = log->head + 1;
+	while (log->nsegs > 1 && log->segs[log->nsegs - 1]->first > log->head &&
+	       log->segs[log->nsegs - 1]->durable_end == ML_SEG_HEADER) {
+		struct ml_seg *seg = log->segs[--log->nsegs];
+		if (seg->fd >= 0) {
+			char name[32];
+			ml_seg_name(name, seg->first);
+			close(seg->fd);
+			unlinkat(log->dirfd, name, 0);
+		}
+		free(seg);
+	}
+	struct ml_seg *last = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
+	if (last) {
+		last->end = last->durable_end;
+		if (last->fd >= 0 && ftruncate(last->fd, (off_t)last->durable_end) != 0)
+			snprintf(log->broken, sizeof(log->broken),
+				 "the log in %s could not undo a failed write (%s); restart "
+				 "moonlog to recover it",
+				 log->dir, strerror(errno));
+	}
+	struct ml_append *async = NULL;
+	finish(&log->inflight, msg, &async);
+	finish(&log->pending, msg, &async);
+	return async;
+}
+
+/* Publishes the in-flight batches: the head moves, waiters are released. */
+static struct ml_append *acknowledge(struct ml_log *log)
+{
+	struct ml_append *async = NULL;
+	if (log->inflight.last_position > log->head)
+		log->head = log->inflight.last_position;
+	finish(&log->inflight, NULL, &async);
+	return async;
+}
+
+/* Runs completion callbacks without the mutex (they may append again). */
+static void complete(struct ml_log *log, struct ml_append *list, uint64_t head, int moved)
+{
+	pthread_cond_broadcast(&log->done_cv);
+	pthread_mutex_unlock(&log->mu);
+	for (struct ml_append *r = list, *next; r; r = next) {
+		next = r->next;
+		r->state = ML_APPEND_DONE;
+		r->done(r);
+	}
+	if (moved && log->on_head)
+		log->on_head(head, log->on_head_arg);
+	pthread_mutex_lock(&log->mu);
+}
+
+static void deadline_in(struct timespec *ts, uint64_t ns)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_nsec += (long)ns;
+	ts->tv_sec += ts->tv_nsec / 1000000000;
+	ts->tv_nsec %= 1000000000;
+}
+
+/* Group commit: wait briefly for the appenders the last sync released. */
+static void gather(struct ml_log *log, uint64_t last_cycle_ns)
+{
+	if (log->opt.fsync != ML_FSYNC_ALWAYS || log->last_group <= 1)
+		return;
+	uint64_t wait = last_cycle_ns / 4 < GATHER_MAX_NS ? last_cycle_ns / 4 : GATHER_MAX_NS;
+	uint64_t until = ml_clock_ns() + wait;
+	struct timespec ts;
+	deadline_in(&ts, wait);
+	while (log->pending.requests < log->last_group && !log->stopping && ml_clock_ns() < until) {
+		log->flusher_waiting = 1;
+		pthread_cond_timedwait(&log->flush_cv, &log->mu, &ts);
+		log->flusher_waiting = 0;
+	}
+}
+
+/* --fsync batch: sync the last segment every batch_sync_ms. */
+static void batch_sync(struct ml_log *log)
+{
+	struct ml_seg *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
+	uint64_t head = log->head;
+	int fd = seg ? seg->fd : -1;
+	pthread_mutex_unlock(&log->mu);
+	int rc = fd >= 0 ? fdatasync(fd) : 0;
+	pthread_mutex_lock(&log->mu);
+	if (rc == 0)
+		log->synced_position = head;
+	log->last_sync_ns = ml_clock_ns();
+	log->stats.syncs++;
+}
+
+/* Waits for work; returns 0 when there is a pending buffer to write, -1 to stop. */
+static int wait_for_work(struct ml_log *log)
+{
+	while (log->pending.head == NULL) {
+		if (log->stopping)
+			return -1;
+		int batch_due =
+		    log->opt.fsync == ML_FSYNC_BATCH && log->synced_position < log->head;
+		log->flusher_waiting = 1;
+		if (batch_due) {
+			uint64_t due = log->last_sync_ns + log->opt.batch_sync_ms * 1000000ull;
+			uint64_t now = ml_clock_ns();
+			if (now >= due) {
+				log->flusher_waiting = 0;
+				batch_sync(log);
+				continue;
+			}
+			struct timespec ts;
+			deadline_in(&ts, due - now);
+			pthread_cond_timedwait(&log->flush_cv, &log->mu, &ts);
+		} else {
+			pthread_cond_wait(&log->flush_cv, &log->mu);
+		}
+		log->flusher_waiting = 0;
+	}
+	return 0;
+}
+
+static void *flusher_main(void *arg)
+{
+	struct ml_log *log = arg;
+	uint64_t cycle_ns = 0;
+	prctl(PR_SET_TIMERSLACK, 1UL); /* group-commit waits are tens of microseconds */
+	pthread_mutex_lock(&log->mu);
+	while (wait_for_work(log) == 0) {
+		gather(log, cycle_ns);
+		struct ml_flushbuf tmp = log->inflight;
+		log->inflight = log->pending;
+		log->pending = tmp;
+		log->inflight.last_position = log->next_position - 1;
+		log->last_group = log->inflight.requests;
+		int fault_write = log->fault_write, fault_sync = log->fault_sync, synced;
+		log->fault_write = log->fault_sync = 0;
+		pthread_mutex_unlock(&log->mu);
+
+		uint64_t t0 = ml_clock_ns();
+		int rc = write_inflight(log, fault_write, fault_sync, &synced);
+		int err = errno;
+		cycle_ns = ml_clock_ns() - t0;
+
+		pthread_mutex_lock(&log->mu);
+		log->stats.groups++;
+		log->stats.syncs += (uint64_t)synced;
+		uint64_t old_head = log->head;
+		struct ml_append *list = rc == 0 ? acknowledge(log) : rollback(log, err);
+		if (rc == 0 && synced)
+			log->synced_position = log->head;
+		complete(log, list, log->head, log->head != old_head);
+	}
+	pthread_mutex_unlock(&log->mu);
+	return NULL;
+}
+
+int ml_log_flusher_start(struct ml_log *log)
+{
+	log->last_sync_ns = ml_clock_ns();
+	if (pthread_create(&log->flusher, NULL, flusher_main, log) != 0)
+		return ml_diag_set(ML_ERR_IO, "cannot start the log's flusher thread");
+	log->flusher_running = 1;
+	return 0;
+}
+
+/* Lets the flusher write what is queued, syncs, and joins it. */
+void ml_log_flusher_stop(struct ml_log *log)
+{
+	if (!log->flusher_running)
+		return;
+	pthread_mutex_lock(&log->mu);
+	log->stopping = 1;
+	pthread_cond_signal(&log->flush_cv);
+	pthread_mutex_unlock(&log->mu);
+	pthread_join(log->flusher, NULL);
+	log->flusher_running = 0;
+	for (size_t i = 0; i < log->nsegs; i++)
+		if (log->segs[i]->fd >= 0)
+			fdatasync(log->segs[i]->fd);
+}

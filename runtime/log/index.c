@@ -1,0 +1,199 @@
+/*
+ * index.c - the in-memory stream index and the window of recent ids.
+ *
+ * The stream index maps a stream name to the positions of its events, so that
+ * reading a stream or knowing its version never scans the log. It costs 8
+ * bytes per event (a position) plus, per stream, the struct, its name and two
+ * table slots. The offsets array of log.c adds 4 bytes per event for $all.
+ *
+ * The id window remembers the (stream, id) pairs of the last `cap`
+ * client-chosen ids as 64-bit hashes; a hit is confirmed against the stored
+ * record, so a hash collision can never turn an append into a false duplicate.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/log_internal.h"
+
+uint64_t ml_stream_hash(const char *name, size_t len)
+{
+	return ml_hash64(name, len, 0x6d6f6f6e6c6f67ull) | 1;
+}
+
+void ml_streams_init(struct ml_stream_table *t)
+{
+	t->mask = 1023;
+	t->slots = ml_xcalloc(t->mask + 1, sizeof(*t->slots));
+	t->used = 0;
+	t->bytes = (t->mask + 1) * sizeof(*t->slots);
+}
+
+void ml_streams_free(struct ml_stream_table *t)
+{
+	for (size_t i = 0; t->slots && i <= t->mask; i++)
+		if (t->slots[i]) {
+			free(t->slots[i]->pos);
+			free(t->slots[i]);
+		}
+	free(t->slots);
+	memset(t, 0, sizeof(*t));
+}
+
+struct ml_stream *ml_streams_find(struct ml_stream_table *t, const char *name, size_t len,
+				  uint64_t hash)
+{
+	for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+		struct ml_stream *s = t->slots[i];
+		if (s == NULL)
+			return NULL;
+		if (s->hash == hash && s->name_len == len && memcmp(s->name, name, len) == 0)
+			return s;
+	}
+}
+
+static void table_put(struct ml_stream **slots, size_t mask, struct ml_stream *s)
+{
+	size_t i = s->hash & mask;
+	while (slots[i])
+		i = (i + 1) & mask;
+	slots[i] = s;
+}
+
+static void table_grow(struct ml_stream_table *t)
+{
+	size_t mask = t->mask * 2 + 1;
+	struct ml_stream **slots = ml_xcalloc(mask + 1, sizeof(*slots));
+	for (size_t i = 0; i <= t->mask; i++)
+		if (t->slots[i])
+			table_put(slots, mask, t->slots[i]);
+	free(t->slots);
+	t->bytes += (mask - t->mask) * sizeof(*slots);
+	t->slots = slots;
+	t->mask = mask;
+}
+
+struct ml_stream *ml_streams_add(struct ml_stream_table *t, const char *name, size_t len,
+				 uint64_t hash)
+{
+	if ((t->used + 1) * 4 > (t->mask + 1) * 3)
+		table_grow(t);
+	struct ml_stream *s = ml_xcalloc(1, sizeof(*s) + len + 1);
+	s->hash = hash;
+	s->name_len = (uint8_t)len;
+	memcpy(s->name, name, len);
+	table_put(t->slots, t->mask, s);
+	t->used++;
+	t->bytes += sizeof(*s) + len + 1;
+	return s;
+}
+
+/* Linear probing with backward-shift deletion keeps lookups tombstone-free. */
+void ml_streams_remove(struct ml_stream_table *t, struct ml_stream *s)
+{
+	size_t i = s->hash & t->mask;
+	while (t->slots[i] != s)
+		i = (i + 1) & t->mask;
+	for (size_t j = (i + 1) & t->mask; t->slots[j]; j = (j + 1) & t->mask) {
+		size_t home = t->slots[j]->hash & t->mask;
+		if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
+			t->slots[i] = t->slots[j];
+			i = j;
+		}
+	}
+	t->slots[i] = NULL;
+	t->used--;
+	t->bytes -= sizeof(*s) + s->name_len + 1 + (uint64_t)s->cap * sizeof(*s->pos);
+	free(s->pos);
+	free(s);
+}
+
+void ml_stream_push(struct ml_stream_table *t, struct ml_stream *s, uint64_t position)
+{
+	if (s->count == s->cap) {
+		uint32_t cap = s->cap ? s->cap * 2 : 4;
+		s->pos = ml_xrealloc(s->pos, (size_t)cap * sizeof(*s->pos));
+		t->bytes += (uint64_t)(cap - s->cap) * sizeof(*s->pos);
+		s->cap = cap;
+	}
+	s->pos[s->count++] = position;
+}
+
+uint64_t ml_idem_key(const char *stream, size_t slen, const char *id, size_t ilen)
+{
+	return ml_hash64(id, ilen, ml_hash64(stream, slen, 0x1de)) | 1;
+}
+
+void ml_idem_init(struct ml_idem *w, size_t cap)
+{
+	size_t slots = 16;
+	while (slots < cap * 2)
+		slots *= 2;
+	w->cap = cap ? cap : 1;
+	w->ring = ml_xcalloc(w->cap, sizeof(*w->ring));
+	w->table = ml_xcalloc(slots, sizeof(*w->table));
+	w->mask = slots - 1;
+	w->head = w->count = 0;
+}
+
+void ml_idem_free(struct ml_idem *w)
+{
+	free(w->ring);
+	free(w->table);
+	memset(w, 0, sizeof(*w));
+}
+
+uint64_t ml_idem_find(const struct ml_idem *w, uint64_t key)
+{
+	for (size_t i = key & w->mask; w->table[i].key; i = (i + 1) & w->mask)
+		if (w->table[i].key == key)
+			return w->table[i].position;
+	return 0;
+}
+
+static void idem_table_del(struct ml_idem *w, uint64_t key, uint64_t position)
+{
+	size_t i = key & w->mask;
+	while (w->table[i].key && !(w->table[i].key == key && w->table[i].position == position))
+		i = (i + 1) & w->mask;
+	if (w->table[i].key == 0)
+		return;
+	for (size_t j = (i + 1) & w->mask; w->table[j].key; j = (j + 1) & w->mask) {
+		size_t home = w->table[j].key & w->mask;
+		if (((j - home) & w->mask) >= ((j - i) & w->mask)) {
+			w->table[i] = w->table[j];
+			i = j;
+		}
+	}
+	w->table[i].key = 0;
+}
+
+void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position)
+{
+	if (w->count == w->cap) { /* forget the oldest */
+		size_t oldest = (w->head + w->cap - w->count) % w->cap;
+		idem_table_del(w, w->ring[oldest].key, w->ring[oldest].position);
+		w->count--;
+	}
+	w->ring[w->head].key = key;
+	w->ring[w->head].position = position;
+	w->head = (w->head + 1) % w->cap;
+	w->count++;
+
+	size_t i = key & w->mask;
+	while (w->table[i].key && w->table[i].key != key)
+		i = (i + 1) & w->mask;
+	w->table[i].key = key; /* a newer entry for the same key replaces the older */
+	w->table[i].position = position;
+}
+
+void ml_idem_rollback(struct ml_idem *w, uint64_t position)
+{
+	while (w->count > 0) {
+		size_t last = (w->head + w->cap - 1) % w->cap;
+		if (w->ring[last].position <= position)
+			break;
+		idem_table_del(w, w->ring[last].key, w->ring[last].position);
+		w->head = last;
+		w->count--;
+	}
+}

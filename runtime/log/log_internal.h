@@ -1,0 +1,133 @@
+/*
+ * log_internal.h - the parts of the log shared by its files (private to log/).
+ *
+ * Locking: one mutex guards everything below except what only the flusher
+ * thread touches while it writes (the in-flight buffer and the fds it writes).
+ * Appenders check and reserve under the mutex and copy their records into the
+ * pending buffer; the flusher swaps the pending buffer for an empty one, writes
+ * and syncs it without the mutex, then takes the mutex to publish the new head.
+ */
+#ifndef ML_LOG_INTERNAL_H
+#define ML_LOG_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <moonlog/log.h>
+#include <moonlog/util.h>
+
+/* One stream: its name, and the positions of its events (its version is their count). */
+struct ml_stream {
+	uint64_t hash;
+	uint64_t *pos;
+	uint32_t count, cap;
+	uint8_t name_len;
+	char name[];
+};
+
+/* Stream name -> stream, open addressing. */
+struct ml_stream_table {
+	struct ml_stream **slots;
+	size_t mask, used;
+	uint64_t bytes; /* memory held by streams and position lists */
+};
+
+/* The recent (stream, id) pairs, for duplicate detection: a ring of the last
+ * `cap` entries and a hash table over them. */
+struct ml_idem {
+	struct {
+		uint64_t key, position;
+	} * ring, *table;
+	size_t cap, head, count; /* ring: `count` entries ending before `head` */
+	size_t mask;		 /* table: mask + 1 slots, key 0 = empty */
+};
+
+struct ml_seg {
+	uint64_t first;	      /* position of its first record */
+	uint64_t end;	      /* bytes reserved: where the next record goes */
+	uint64_t durable_end; /* bytes written and acknowledged */
+	int fd;		      /* -1 until the flusher has created the file */
+};
+
+/* A buffer of encoded batches and the requests they belong to. */
+struct ml_flushbuf {
+	struct ml_buf bytes;
+	struct ml_append *head, *tail;
+	size_t requests;
+	uint64_t last_position;
+};
+
+struct ml_log {
+	struct ml_log_options opt;
+	char *dir, *logdir;
+	int dirfd, lockfd;
+
+	pthread_mutex_t mu;
+	pthread_cond_t flush_cv; /* wakes the flusher */
+	pthread_cond_t done_cv;	 /* wakes waiting appenders */
+	pthread_t flusher;
+	int flusher_running, stopping, flusher_waiting;
+
+	/* reserved state: includes appends not yet acknowledged */
+	uint64_t next_position;
+	struct ml_seg **segs; /* each allocated once: the flusher holds pointers */
+	size_t nsegs, segs_cap;
+	uint32_t *offsets; /* position - 1 -> offset in its segment */
+	size_t offsets_cap;
+	struct ml_stream_table streams;
+	struct ml_idem idem;
+
+	/* acknowledged state */
+	uint64_t head;
+	uint64_t synced_position; /* fsync batch mode: what is known on disk */
+	uint64_t last_sync_ns;
+
+	struct ml_flushbuf pending, inflight;
+	size_t last_group; /* requests in the last group written: how many to gather */
+
+	void (*on_head)(uint64_t head, void *arg);
+	void *on_head_arg;
+
+	char broken[256]; /* set when a failed write could not be undone: refuse appends */
+	int fault_write, fault_sync; /* injected errno for the next write / sync */
+	struct ml_log_stats stats;
+};
+
+/* index.c */
+void ml_streams_init(struct ml_stream_table *t);
+void ml_streams_free(struct ml_stream_table *t);
+struct ml_stream *ml_streams_find(struct ml_stream_table *t, const char *name, size_t len,
+				  uint64_t hash);
+struct ml_stream *ml_streams_add(struct ml_stream_table *t, const char *name, size_t len,
+				 uint64_t hash);
+void ml_streams_remove(struct ml_stream_table *t, struct ml_stream *s);
+void ml_stream_push(struct ml_stream_table *t, struct ml_stream *s, uint64_t position);
+uint64_t ml_stream_hash(const char *name, size_t len);
+
+void ml_idem_init(struct ml_idem *w, size_t cap);
+void ml_idem_free(struct ml_idem *w);
+uint64_t ml_idem_key(const char *stream, size_t slen, const char *id, size_t ilen);
+/* The position stored for key, or 0. */
+uint64_t ml_idem_find(const struct ml_idem *w, uint64_t key);
+void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position);
+/* Forgets the entries added for positions above `position` (a rolled-back write). */
+void ml_idem_rollback(struct ml_idem *w, uint64_t position);
+
+/* Index one record's event (reserved state); used by recovery and by appends. */
+void ml_log_index_event(struct ml_log *log, const struct ml_event *e, uint8_t flags,
+			uint64_t offset);
+void ml_log_offsets_reserve(struct ml_log *log, uint64_t position);
+/* The segment holding a position (which must be reserved). */
+struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position);
+
+/* open.c */
+int ml_log_create_segment(struct ml_log *log, struct ml_seg *seg);
+
+/* append.c */
+int ml_log_flusher_start(struct ml_log *log);
+void ml_log_flusher_stop(struct ml_log *log);
+
+/* read.c: copies the record at a position into buf (the caller holds mu); 0 or -1. */
+int ml_log_record_at(struct ml_log *log, uint64_t position, struct ml_buf *buf);
+
+#endif

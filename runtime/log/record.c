@@ -1,0 +1,121 @@
+/*
+ * record.c - encoding and checking segment headers and records (see record.h).
+ */
+#include "log/record.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <moonlog/util.h>
+
+static const char seg_magic[8] = "MOONLOG";
+
+size_t ml_rec_size(const struct ml_event_in *e, size_t id_len)
+{
+	return ML_REC_HEADER + e->stream_len + e->type_len + id_len + e->meta_len + e->data_len;
+}
+
+static uint32_t rec_crc(const uint8_t *p, uint32_t len)
+{
+	return ml_crc32c(ml_crc32c(0, p, 4), p + 8, len - 8);
+}
+
+void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, size_t id_len,
+		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time)
+{
+	uint32_t len = (uint32_t)ml_rec_size(e, id_len);
+	uint8_t *p = out + ML_REC_HEADER;
+
+	ml_put32(out, len);
+	out[8] = flags;
+	out[9] = (uint8_t)e->stream_len;
+	out[10] = (uint8_t)e->type_len;
+	out[11] = (uint8_t)id_len;
+	ml_put32(out + 12, (uint32_t)e->meta_len);
+	ml_put32(out + 16, (uint32_t)e->data_len);
+	ml_put32(out + 20, left);
+	ml_put64(out + 24, position);
+	ml_put64(out + 32, version);
+	ml_put64(out + 40, (uint64_t)time);
+	memcpy(p, e->stream, e->stream_len), p += e->stream_len;
+	memcpy(p, e->type, e->type_len), p += e->type_len;
+	memcpy(p, id, id_len), p += id_len;
+	if (e->meta_len)
+		memcpy(p, e->meta, e->meta_len), p += e->meta_len;
+	if (e->data_len)
+		memcpy(p, e->data, e->data_len);
+	ml_put32(out + 4, rec_crc(out, len));
+}
+
+enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r)
+{
+	if (avail < ML_REC_HEADER)
+		return avail >= 4 && ml_le32(p) != 0 && ml_le32(p) < ML_REC_HEADER ? ML_REC_BAD
+										   : ML_REC_SHORT;
+	uint32_t len = ml_le32(p);
+	if (len == 0)
+		return ML_REC_SHORT;
+	uint32_t meta_len = ml_le32(p + 12), data_len = ml_le32(p + 16);
+	uint64_t want = (uint64_t)ML_REC_HEADER + p[9] + p[10] + p[11] + meta_len + data_len;
+	if (len < ML_REC_HEADER || len > ML_REC_MAX || want != len || p[9] == 0 || p[10] == 0)
+		return ML_REC_BAD;
+	if (len > avail)
+		return ML_REC_SHORT;
+	if (verify && rec_crc(p, len) != ml_le32(p + 4))
+		return ML_REC_BAD;
+
+	r->len = len;
+	r->crc = ml_le32(p + 4);
+	r->flags = p[8];
+	r->left = ml_le32(p + 20);
+	struct ml_event *e = &r->ev;
+	e->stream_len = p[9];
+	e->type_len = p[10];
+	e->id_len = p[11];
+	e->meta_len = meta_len;
+	e->data_len = data_len;
+	e->position = ml_le64(p + 24);
+	e->version = ml_le64(p + 32);
+	e->time = (int64_t)ml_le64(p + 40);
+	const uint8_t *q = p + ML_REC_HEADER;
+	e->stream = (const char *)q, q += e->stream_len;
+	e->type = (const char *)q, q += e->type_len;
+	e->id = (const char *)q, q += e->id_len;
+	e->meta = q, q += meta_len;
+	e->data = q;
+	return ML_REC_OK;
+}
+
+void ml_seg_header_encode(uint8_t out[ML_SEG_HEADER], uint64_t first_position)
+{
+	memset(out, 0, ML_SEG_HEADER);
+	memcpy(out, seg_magic, 8);
+	ml_put32(out + 8, ML_FORMAT_VERSION);
+	ml_put32(out + 12, ML_SEG_HEADER);
+	ml_put64(out + 16, first_position);
+	ml_put64(out + 24, (uint64_t)ml_time_ms());
+	ml_put32(out + 60, ml_crc32c(0, out, 60));
+}
+
+int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position)
+{
+	if (avail < ML_SEG_HEADER)
+		return ml_diag_set(ML_ERR_CORRUPT, "segment header is cut short (%zu of %d bytes)",
+				   avail, ML_SEG_HEADER);
+	if (memcmp(p, seg_magic, 8) != 0)
+		return ml_diag_set(ML_ERR_CORRUPT, "not a moonlog segment (bad magic)");
+	if (ml_crc32c(0, p, 60) != ml_le32(p + 60))
+		return ml_diag_set(ML_ERR_CORRUPT, "segment header checksum mismatch");
+	if (ml_le32(p + 8) != ML_FORMAT_VERSION)
+		return ml_diag_set(ML_ERR_CORRUPT,
+				   "segment format version %u; this moonlog reads version %d",
+				   ml_le32(p + 8), ML_FORMAT_VERSION);
+	*first_position = ml_le64(p + 16);
+	return 0;
+}
+
+void ml_seg_name(char out[32], uint64_t first_position)
+{
+	snprintf(out, 32, "%020" PRIu64 ".seg", first_position);
+}

@@ -1,0 +1,90 @@
+/*
+ * record.h - the on-disk format of segments and records (private to log/).
+ *
+ * A segment file starts with a 64-byte header:
+ *   0  "MOONLOG\0"          magic
+ *   8  u32 format version   (ML_FORMAT_VERSION)
+ *   12 u32 header size      (64)
+ *   16 u64 first position   (also the file name)
+ *   24 i64 created, ms
+ *   32 .. 59 reserved, zero
+ *   60 u32 crc32c of bytes 0..59
+ * followed by records, back to back. A record is a 48-byte header and the
+ * variable fields, all little-endian:
+ *   0  u32 length of the whole record
+ *   4  u32 crc32c of bytes 0..3 and 8..length
+ *   8  u8  flags  (ML_REC_FIRST, ML_REC_LAST: the record opens / closes a batch;
+ *                  ML_REC_GEN_ID: the id was generated, not client-chosen)
+ *   9  u8  stream length  10 u8 type length  11 u8 id length
+ *   12 u32 meta length    16 u32 data length
+ *   20 u32 events left in the batch after this one
+ *   24 u64 position       32 u64 version      40 i64 time, ms
+ *   48 stream, type, id, meta, data
+ * A batch is the records from one with ML_REC_FIRST to one with ML_REC_LAST;
+ * recovery keeps only whole batches.
+ */
+#ifndef ML_LOG_RECORD_H
+#define ML_LOG_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moonlog/log.h>
+
+#define ML_FORMAT_VERSION 1
+#define ML_SEG_HEADER	  64
+#define ML_REC_HEADER	  48
+#define ML_REC_MAX	  (ML_REC_HEADER + 3 * 255 + (64u << 20))
+
+enum { ML_REC_FIRST = 1, ML_REC_LAST = 2, ML_REC_GEN_ID = 4 };
+
+struct ml_rec {
+	uint32_t len, crc;
+	uint8_t flags;
+	uint32_t left;
+	struct ml_event ev;
+};
+
+static inline uint32_t ml_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t ml_le64(const uint8_t *p)
+{
+	return (uint64_t)ml_le32(p) | (uint64_t)ml_le32(p + 4) << 32;
+}
+
+static inline void ml_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16),
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void ml_put64(uint8_t *p, uint64_t v)
+{
+	ml_put32(p, (uint32_t)v);
+	ml_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* The encoded size of an event. */
+size_t ml_rec_size(const struct ml_event_in *e, size_t id_len);
+/* Encodes one record into out (ml_rec_size bytes), computing its crc. */
+void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, size_t id_len,
+		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time);
+
+enum ml_rec_status { ML_REC_OK, ML_REC_SHORT, ML_REC_BAD };
+/*
+ * Parses the record at p (avail bytes there). ML_REC_SHORT: the record runs
+ * past avail (or its length field is zero: unwritten space). ML_REC_BAD: the
+ * header is inconsistent or, when verify is set, the crc does not match.
+ */
+enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r);
+
+void ml_seg_header_encode(uint8_t out[ML_SEG_HEADER], uint64_t first_position);
+/* 0 and the first position, or -1 with diag when the header is not a valid one. */
+int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position);
+/* The file name of a segment: 20 digits of its first position and ".seg". */
+void ml_seg_name(char out[32], uint64_t first_position);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * scan.h - walking the records of one segment (private to log/).
+ *
+ * Used by recovery at open and by `moonlog check`. The walk delivers only the
+ * records of complete batches, and tells a torn tail (an unfinished last
+ * batch, unwritten space) from damage (a bad record with good ones after it).
+ */
+#ifndef ML_LOG_SCAN_H
+#define ML_LOG_SCAN_H
+
+#include "log/record.h"
+
+enum ml_scan_status {
+	ML_SCAN_CLEAN,	 /* every byte belongs to a complete batch */
+	ML_SCAN_TORN,	 /* an unfinished or damaged last batch, nothing valid after it */
+	ML_SCAN_DAMAGED, /* a bad record with valid batches after it: not a torn write */
+};
+
+struct ml_scan {
+	uint64_t next_position; /* in: the position the first record must have; out: after */
+	uint64_t good_end;	/* offset just past the last complete batch */
+	uint64_t bad_offset;	/* where the walk stopped, if not clean */
+	enum ml_scan_status status;
+	const char *why; /* what was wrong at bad_offset */
+	uint64_t records, batches;
+};
+
+/* Called for each record of a complete batch, in order; non-zero stops the walk. */
+typedef int (*ml_scan_fn)(const struct ml_rec *r, uint64_t offset, void *arg);
+
+/* Walks p[ML_SEG_HEADER .. size); verify: check each record's crc. */
+void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan *s, ml_scan_fn fn,
+		     void *arg);
+
+#endif

@@ -1,0 +1,214 @@
+/* The log: appends, reads, versions, duplicates, batches, reopen, segments, faults. */
+#include <errno.h>
+#include <signal.h>
+
+#include <moonlog/log.h>
+
+#include "test/log_helpers.h"
+#include "test/unit.h"
+
+static void test_append_read(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	ok(log != NULL, "a new log opens");
+	is_int(ml_log_head(log), 0, "an empty log's head is 0");
+	is_int(append1(log, "account-1", NULL, ML_EXPECT_NO_STREAM), 1, "first append at 1");
+	is_int(append1(log, "account-2", NULL, ML_EXPECT_ANY), 2, "second append at 2");
+	is_int(append1(log, "account-1", NULL, 1), 3, "expected version 1 matches");
+	is_int(append1(log, "account-1", NULL, 1), 0, "a stale expected version is refused");
+	is_int(ml_diag_code(), ML_ERR_CONFLICT, "as a conflict");
+	ok(strstr(ml_diag_last(), "it is 2") != NULL, "naming the actual version: %s",
+	   ml_diag_last());
+	is_int(append1(log, "account-9", NULL, ML_EXPECT_EXISTS), 0, "exists on a new stream");
+	is_int(append1(log, "account-2", NULL, ML_EXPECT_NO_STREAM), 0, "no_stream on an old one");
+	is_int(ml_log_head(log), 3, "refused appends wrote nothing");
+	is_int(ml_log_stream_version(log, "account-1", 9), 2, "account-1 is at version 2");
+
+	struct collect c = {0};
+	is_int(ml_log_read_stream(log, "account-1", 9, 0, 0, 0, collect_fn, &c), 2, "read stream");
+	ok(c.pos[0] == 1 && c.pos[1] == 3 && c.ver[1] == 2, "positions 1, 3; versions 1, 2");
+	memset(&c, 0, sizeof(c));
+	ml_log_read_stream(log, "account-1", 9, 0, 1, 1, collect_fn, &c);
+	ok(c.n == 1 && c.pos[0] == 3, "backwards with limit 1 gives the last event");
+	memset(&c, 0, sizeof(c));
+	ml_log_read_all(log, 2, 0, collect_fn, &c);
+	ok(c.n == 2 && c.pos[0] == 2 && c.pos[1] == 3, "$all from 2");
+	ml_log_close(log);
+
+	log = open_log(dir, 0);
+	is_int(ml_log_head(log), 3, "reopened: the head is kept");
+	is_int(ml_log_stream_version(log, "account-1", 9), 2, "reopened: versions are kept");
+	is_int(append1(log, "account-1", NULL, 2), 4, "and appends go on");
+	ml_log_close(log);
+}
+
+static void test_duplicates(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	uint64_t first = append1(log, "order-1", "id-a", ML_EXPECT_ANY);
+	ok(first > 0, "an append with an id");
+	struct ml_event_in e = ev("order-1", "Placed", "id-a");
+	struct ml_expect_in x = {"order-1", 7, 5}; /* a wrong expected version */
+	struct ml_append req = {.events = &e, .n_events = 1, .expect = &x, .n_expect = 1};
+	is_int(ml_log_append(log, &req), 0, "the same id again succeeds, whatever is expected");
+	ok(req.duplicate && req.first_position == first, "returning the stored position");
+	is_int(ml_log_stream_version(log, "order-1", 7), 1, "and writes nothing");
+	is_int(append1(log, "order-2", "id-a", ML_EXPECT_ANY), first + 1,
+	       "the same id in another stream is another event");
+
+	struct ml_event_in two[2] = {ev("order-1", "Placed", "id-a"),
+				     ev("order-1", "Paid", "id-b")};
+	struct ml_append mixed = {.events = two, .n_events = 2};
+	ok(ml_log_append(log, &mixed) != 0 && ml_diag_code() == ML_ERR_REFUSED,
+	   "a batch partly appended before is refused: %s", ml_diag_last());
+	ml_log_close(log);
+	log = open_log(dir, 0);
+	struct ml_append again = {.events = &e, .n_events = 1};
+	ok(ml_log_append(log, &again) == 0 && again.duplicate && again.first_position == first,
+	   "ids are remembered across a reopen");
+	ml_log_close(log);
+}
+
+static void test_batches(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	struct ml_event_in evs[3] = {ev("a-1", "X", NULL), ev("b-1", "Y", NULL),
+				     ev("a-1", "Z", NULL)};
+	struct ml_expect_in xs[2] = {{"a-1", 3, 0}, {"b-1", 3, 0}};
+	uint64_t pos[3], ver[3];
+	struct ml_append req = {.events = evs,
+				.n_events = 3,
+				.expect = xs,
+				.n_expect = 2,
+				.positions = pos,
+				.versions = ver};
+	is_int(ml_log_append(log, &req), 0, "a batch over two streams");
+	ok(pos[0] + 1 == pos[1] && pos[1] + 1 == pos[2], "consecutive positions");
+	ok(ver[0] == 1 && ver[1] == 1 && ver[2] == 2, "per-stream versions 1, 1, 2");
+	xs[1].expected = 5;
+	uint64_t head = ml_log_head(log);
+	ok(ml_log_append(log, &req) != 0, "one stale guard fails the whole batch");
+	is_int(ml_log_head(log), head, "and nothing of it is written");
+	is_int(ml_log_stream_version(log, "a-1", 3), 2, "a-1 untouched");
+	ml_log_close(log);
+}
+
+static void test_bad_input(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	uint64_t head = ml_log_head(log);
+	struct {
+		const char *stream, *type, *what;
+	} bad[] = {
+	    {"", "T", "an empty stream name"},
+	    {"$system", "T", "a reserved stream name"},
+	    {"a\x01"
+	     "b",
+	     "T", "a control character"},
+	    {"a\xff"
+	     "b",
+	     "T", "invalid UTF-8"},
+	    {"s", "", "an empty type"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ml_event_in e = ev(bad[i].stream, bad[i].type, NULL);
+		struct ml_append req = {.events = &e, .n_events = 1};
+		ok(ml_log_append(log, &req) != 0 && ml_diag_code() == ML_ERR_USAGE,
+		   "refuses %s: %s", bad[i].what, ml_diag_last());
+	}
+	char longname[300];
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[299] = '\0';
+	struct ml_event_in e = ev(longname, "T", NULL);
+	struct ml_append req = {.events = &e, .n_events = 1};
+	ok(ml_log_append(log, &req) != 0, "refuses a 299-byte name");
+	e = ev("s", "T", NULL);
+	e.data = "\x92\x01";
+	e.data_len = 2;
+	ok(ml_log_append(log, &req) != 0, "refuses truncated msgpack data");
+	static char big[(1 << 20) + 10];
+	big[0] = (char)0xc6; /* bin32 of 1 MiB + 5 */
+	big[1] = 0, big[2] = 0x10, big[3] = 0, big[4] = 5;
+	e.data = big;
+	e.data_len = sizeof(big);
+	ok(ml_log_append(log, &req) != 0 && ml_diag_code() == ML_ERR_REFUSED,
+	   "refuses an event over 1 MiB: %s", ml_diag_last());
+	struct ml_event_in sys = ev("$parked-x", "T", NULL);
+	struct ml_append sreq = {.events = &sys, .n_events = 1, .system = 1};
+	ok(ml_log_append(log, &sreq) == 0, "the system may write $ streams");
+	is_int(ml_log_head(log), head + 1, "only that was written");
+	ml_log_close(log);
+}
+
+static void test_segments(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 4096);
+	for (int i = 0; i < 200; i++)
+		append1(log, i % 2 ? "odd" : "even", NULL, ML_EXPECT_ANY);
+	struct ml_log_stats st;
+	ml_log_stats(log, &st);
+	ok(st.segments > 5, "small segments roll (%llu segments)", (unsigned long long)st.segments);
+	ml_log_close(log);
+	log = open_log(dir, 4096);
+	struct collect c = {0};
+	ml_log_read_all(log, 1, 0, collect_fn, &c);
+	int seq = c.n == 200;
+	for (int i = 0; i < c.n && seq; i++)
+		seq = c.pos[i] == (uint64_t)i + 1;
+	ok(seq, "all 200 events read back in order across segments");
+	is_int(ml_log_stream_version(log, "odd", 3), 100, "stream index across segments");
+	ml_log_close(log);
+	struct ml_check_report r;
+	is_int(ml_log_check(dir, 0, &r), 0, "check passes");
+	is_int(r.records, 200, "check saw every record");
+}
+
+static void test_faults(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	append1(log, "f-1", NULL, ML_EXPECT_ANY);
+	uint64_t head = ml_log_head(log);
+	ml_log_inject_fault(log, 1, ENOSPC);
+	ok(append1(log, "f-1", "x", ML_EXPECT_ANY) == 0 && ml_diag_code() == ML_ERR_IO,
+	   "a full disk fails the append: %s", ml_diag_last());
+	is_int(ml_log_head(log), head, "the head did not move");
+	is_int(ml_log_stream_version(log, "f-1", 3), 1, "the version was rolled back");
+	ml_log_inject_fault(log, 0, EIO);
+	ok(append1(log, "f-2", "y", ML_EXPECT_ANY) == 0, "a failed fdatasync fails the append");
+	is_int(ml_log_stream_version(log, "f-2", 3), 0, "and leaves no stream behind");
+	is_int(append1(log, "f-1", "x", 1), head + 1, "appends work again after the fault");
+	ml_log_close(log);
+	log = open_log(dir, 0);
+	is_int(ml_log_head(log), head + 1, "after reopen, exactly the acknowledged events");
+	ml_log_close(log);
+	struct ml_check_report r;
+	is_int(ml_log_check(dir, 0, &r), 0, "and check passes");
+}
+
+static void test_lock(const char *dir)
+{
+	struct ml_log *a = open_log(dir, 0);
+	struct ml_log_options o;
+	ml_log_options_init(&o);
+	o.dir = dir;
+	struct ml_log *b = ml_log_open(&o);
+	ok(a && b == NULL && ml_diag_code() == ML_ERR_BUSY, "a second writer is refused: %s",
+	   ml_diag_last());
+	ml_log_close(a);
+}
+
+int main(void)
+{
+	signal(SIGXFSZ, SIG_IGN);
+	const char *names[] = {"append", "dups", "batch", "bad", "segments", "faults", "lock"};
+	void (*tests[])(const char *) = {test_append_read, test_duplicates, test_batches,
+					 test_bad_input,   test_segments,   test_faults,
+					 test_lock};
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		char *dir = unit_tmpdir(names[i]);
+		tests[i](dir);
+		rm_rf(dir);
+		free(dir);
+	}
+	return done_testing();
+}
