@@ -4,6 +4,12 @@
 #ifndef ML_CLI_H
 #define ML_CLI_H
 
+#include <stdint.h>
+#include <stdio.h>
+
+#include <moonlog/log.h>
+#include <moonlog/util.h>
+
 /* Exit statuses (DESIGN.md): 0 success, 1 a refused operation, 2 a usage error. */
 enum { CLI_OK = 0, CLI_REFUSED = 1, CLI_USAGE = 2 };
 
@@ -12,5 +18,31 @@ struct cli_command {
 	int (*run)(int argc, char **argv); /* argv[0] is the sub-command's name */
 	const char *summary;
 };
+
+int cmd_append(int argc, char **argv);
+int cmd_read(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Prints "moonlog CMD: message" on stderr and returns the exit status. */
+int cli_fail(const char *cmd, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The exit status for the current diag: 2 for usage errors, 1 otherwise. */
+int cli_status(void);
+/* Reports the current diag for cmd and returns its exit status. */
+int cli_diag(const char *cmd);
+
+/* Parses a non-negative integer option; -1 with a message if it is not one. */
+int cli_uint(const char *cmd, const char *opt, const char *s, uint64_t *out);
+
+/* Opens the log in dir for a command, with a message for a person if it cannot. */
+struct ml_log *cli_open_log(const char *cmd, const char *dir, int readonly, enum ml_fsync fsync);
+
+/* Appends s as a JSON string literal. */
+void cli_json_string(struct ml_buf *out, const char *s, size_t n);
+/* Appends an event as one JSON object (a JSON Lines row) to out. */
+int cli_event_json(const struct ml_event *e, struct ml_buf *out);
+/* Appends an event as one readable line to out. */
+int cli_event_line(const struct ml_event *e, struct ml_buf *out);
 
 #endif

@@ -8,6 +8,10 @@
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
+    {"append", cmd_append, "append an event to a stream"},
+    {"read", cmd_read, "print the events of a stream or of $all"},
+    {"check", cmd_check, "verify every record of the log (--repair cuts a torn tail)"},
+    {"bench", cmd_bench, "measure: bench append"},
     {"help", NULL, "show this help"},
 };
 

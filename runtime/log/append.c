@@ -8,10 +8,13 @@
  * flusher (flush.c) writes. If that write fails, the flusher rolls the
  * reservations back.
  */
+#include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <moonlog/codec.h>
 
@@ -342,16 +345,31 @@ int ml_log_submit(struct ml_log *log, struct ml_append *req)
 	return rc;
 }
 
+/*
+ * A blocking appender sleeps on a futex in its own request. The flusher reads
+ * everything it needs from the request before it marks it done, since the
+ * waiter may return (and its request go out of scope) at once.
+ */
+void ml_append_wait(struct ml_append *req)
+{
+	uint32_t s;
+	while ((s = __atomic_load_n(&req->state, __ATOMIC_ACQUIRE)) != ML_APPEND_DONE)
+		syscall(SYS_futex, &req->state, FUTEX_WAIT_PRIVATE, s, NULL, NULL, 0);
+}
+
+void ml_append_wake(struct ml_append *req)
+{
+	__atomic_store_n(&req->state, ML_APPEND_DONE, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &req->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 int ml_log_append(struct ml_log *log, struct ml_append *req)
 {
 	req->done = NULL;
 	int rc = ml_log_submit(log, req);
 	if (rc != 0)
 		return rc < 0 ? -1 : 0;
-	pthread_mutex_lock(&log->mu);
-	while (req->state != ML_APPEND_DONE)
-		pthread_cond_wait(&log->done_cv, &log->mu);
-	pthread_mutex_unlock(&log->mu);
+	ml_append_wait(req);
 	if (req->err != ML_OK)
 		return ml_diag_set(req->err, "%s", req->errmsg);
 	return 0;

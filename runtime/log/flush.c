@@ -23,6 +23,8 @@
 #include "log/record.h"
 
 #define GATHER_MAX_NS 100000
+#define ZERO_CHUNK    (4u << 20)
+#define ZERO_SKIP     (256u << 10)
 
 static int write_all(int fd, const char *p, size_t n, uint64_t off, int fault)
 {
@@ -53,6 +55,41 @@ static int sync_fd(int fd, int fault)
 	return fdatasync(fd);
 }
 
+/*
+ * Writes zeros ahead of the records, a few MiB at a time, and syncs them once.
+ * zeroed_end is where the file's written bytes (records or zeros) end.
+ * An fdatasync then only has data to flush: when a write grows the file, the
+ * sync must also commit the new size through the file system's journal, which
+ * costs about a third more on ext4. Recovery reads the zeros as the end of the
+ * data. Best effort: if the zeros do not fit (a full disk, a size limit), the
+ * file is put back and the records are written without them.
+ */
+static void zero_ahead(struct ml_log *log, struct ml_seg *seg, uint64_t off, uint64_t len)
+{
+	uint64_t upto = off + len;
+	if (upto <= seg->zeroed_end || len >= ZERO_SKIP)
+		return; /* already there, or a write so large that its sync is all data anyway */
+	uint64_t to = seg->zeroed_end + ZERO_CHUNK;
+	if (to > log->opt.segment_size)
+		to = log->opt.segment_size;
+	if (to < upto)
+		return; /* a batch past the segment size: no zeros for it */
+	static const char zeros[1 << 16];
+	uint64_t at = seg->zeroed_end;
+	while (at < to) {
+		size_t n = to - at < sizeof(zeros) ? (size_t)(to - at) : sizeof(zeros);
+		if (write_all(seg->fd, zeros, n, at, 0) != 0)
+			break;
+		at += n;
+	}
+	if (at == to && fdatasync(seg->fd) == 0) {
+		seg->zeroed_end = to;
+		return;
+	}
+	if (ftruncate(seg->fd, (off_t)seg->zeroed_end) != 0)
+		return; /* the data write that follows fails the same way and rolls back */
+}
+
 /* Makes sure the segment's file exists (the mutex is not held). */
 static int open_seg(struct ml_log *log, struct ml_seg *seg)
 {
@@ -64,10 +101,19 @@ static int open_seg(struct ml_log *log, struct ml_seg *seg)
 	struct ml_seg tmp = *seg;
 	if (ml_log_create_segment(log, &tmp) != 0)
 		return -1;
+	seg->zeroed_end = ML_SEG_HEADER;
 	pthread_mutex_lock(&log->mu);
 	seg->fd = tmp.fd;
 	pthread_mutex_unlock(&log->mu);
 	return 0;
+}
+
+/* A segment is finished: cut its zeros off and sync it before the next one starts. */
+static int seal(struct ml_log *log, struct ml_seg *seg, int fault_sync)
+{
+	if (seg->zeroed_end > seg->end && ftruncate(seg->fd, (off_t)seg->end) == 0)
+		seg->zeroed_end = seg->end;
+	return log->opt.fsync == ML_FSYNC_NEVER ? 0 : sync_fd(seg->fd, fault_sync);
 }
 
 /*
@@ -90,12 +136,15 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 			len += r->nbytes;
 			continue;
 		}
+		if (len && !fault_write)
+			zero_ahead(log, seg, file_off, len);
 		if (len && write_all(seg->fd, fb->bytes.data + buf_off, len, file_off, fault_write))
 			return -1;
+		if (len && file_off + len > seg->zeroed_end) /* the file grew past the zeros */
+			seg->zeroed_end = file_off + len;
 		if (r == NULL)
 			break;
-		if (seg && r->seg != seg && log->opt.fsync != ML_FSYNC_NEVER &&
-		    sync_fd(seg->fd, fault_sync))
+		if (seg && r->seg != seg && seal(log, seg, fault_sync) != 0)
 			return -1;
 		seg = r->seg;
 		if (open_seg(log, seg) != 0) {
@@ -129,11 +178,8 @@ static void unindex(struct ml_log *log, struct ml_flushbuf *fb)
 	}
 }
 
-/*
- * Ends the requests of a buffer: blocking ones are marked done now (their
- * waiters need the mutex to see it), async ones are returned for complete().
- */
-static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append **async)
+/* Ends the requests of a buffer (mutex held), moving them to `done` for complete(). */
+static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append **done)
 {
 	for (struct ml_append *r = fb->head, *next; r; r = next) {
 		next = r->next;
@@ -143,12 +189,8 @@ static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append 
 		} else if (r->nbytes) {
 			r->seg->durable_end = r->file_offset + r->nbytes;
 		}
-		if (r->done) {
-			r->next = *async;
-			*async = r;
-		} else {
-			r->state = ML_APPEND_DONE;
-		}
+		r->next = *done;
+		*done = r;
 	}
 	fb->head = fb->tail = NULL;
 	fb->requests = 0;
@@ -181,7 +223,7 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	}
 	struct ml_seg *last = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
 	if (last) {
-		last->end = last->durable_end;
+		last->end = last->zeroed_end = last->durable_end;
 		if (last->fd >= 0 && ftruncate(last->fd, (off_t)last->durable_end) != 0)
 			snprintf(log->broken, sizeof(log->broken),
 				 "the log in %s could not undo a failed write (%s); restart "
@@ -204,15 +246,22 @@ static struct ml_append *acknowledge(struct ml_log *log)
 	return async;
 }
 
-/* Runs completion callbacks without the mutex (they may append again). */
+/*
+ * Releases finished requests without the mutex: a waiting appender is woken
+ * through a futex on its own request (no herd on a shared condition), an
+ * async one gets its callback (which may append again).
+ */
 static void complete(struct ml_log *log, struct ml_append *list, uint64_t head, int moved)
 {
-	pthread_cond_broadcast(&log->done_cv);
 	pthread_mutex_unlock(&log->mu);
 	for (struct ml_append *r = list, *next; r; r = next) {
-		next = r->next;
-		r->state = ML_APPEND_DONE;
-		r->done(r);
+		next = r->next; /* r may be gone once it is marked done */
+		if (r->done) {
+			r->state = ML_APPEND_DONE;
+			r->done(r);
+		} else {
+			ml_append_wake(r);
+		}
 	}
 	if (moved && log->on_head)
 		log->on_head(head, log->on_head_arg);

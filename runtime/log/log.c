@@ -128,6 +128,23 @@ void ml_log_stats(struct ml_log *log, struct ml_log_stats *out)
 	pthread_mutex_unlock(&log->mu);
 }
 
+int ml_expect_parse(const char *s, int64_t *out)
+{
+	char *end;
+	if (strcmp(s, "any") == 0)
+		*out = ML_EXPECT_ANY;
+	else if (strcmp(s, "no_stream") == 0)
+		*out = ML_EXPECT_NO_STREAM;
+	else if (strcmp(s, "exists") == 0)
+		*out = ML_EXPECT_EXISTS;
+	else if ((*out = strtoll(s, &end, 10)) < 0 || end == s || *end)
+		return ml_diag_set(ML_ERR_USAGE,
+				   "expected version must be any, no_stream, exists or a version "
+				   "number, not '%s'",
+				   s);
+	return 0;
+}
+
 void ml_log_inject_fault(struct ml_log *log, int on_write, int err)
 {
 	pthread_mutex_lock(&log->mu);

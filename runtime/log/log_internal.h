@@ -46,6 +46,7 @@ struct ml_seg {
 	uint64_t first;	      /* position of its first record */
 	uint64_t end;	      /* bytes reserved: where the next record goes */
 	uint64_t durable_end; /* bytes written and acknowledged */
+	uint64_t zeroed_end;  /* the file is written (zeros past end) up to here: flusher only */
 	int fd;		      /* -1 until the flusher has created the file */
 };
 
@@ -64,7 +65,6 @@ struct ml_log {
 
 	pthread_mutex_t mu;
 	pthread_cond_t flush_cv; /* wakes the flusher */
-	pthread_cond_t done_cv;	 /* wakes waiting appenders */
 	pthread_t flusher;
 	int flusher_running, stopping, flusher_waiting;
 
@@ -126,6 +126,10 @@ int ml_log_create_segment(struct ml_log *log, struct ml_seg *seg);
 /* append.c */
 int ml_log_flusher_start(struct ml_log *log);
 void ml_log_flusher_stop(struct ml_log *log);
+
+/* append.c: blocking appenders wait on their own request */
+void ml_append_wait(struct ml_append *req);
+void ml_append_wake(struct ml_append *req);
 
 /* read.c: copies the record at a position into buf (the caller holds mu); 0 or -1. */
 int ml_log_record_at(struct ml_log *log, uint64_t position, struct ml_buf *buf);

@@ -173,9 +173,11 @@ static int load_segment(struct ml_log *log, uint64_t first, int last)
 	ml_scan_segment(p, size, last, &sc, index_record, log);
 	munmap(p, size);
 	log->next_position = sc.next_position;
-	seg->end = seg->durable_end = sc.good_end;
-	if (sc.status == ML_SCAN_CLEAN)
+	seg->end = seg->durable_end = seg->zeroed_end = sc.good_end;
+	if (sc.status == ML_SCAN_CLEAN) {
+		seg->zeroed_end = size; /* the zeros written ahead stay for the next appends */
 		return 0;
+	}
 	if (sc.status == ML_SCAN_DAMAGED || !last)
 		return ml_diag_set(ML_ERR_CORRUPT,
 				   "segment %s/%s is damaged at offset %" PRIu64 " (%s); run "
@@ -250,7 +252,6 @@ static void log_free(struct ml_log *log)
 	ml_buf_free(&log->inflight.bytes);
 	pthread_mutex_destroy(&log->mu);
 	pthread_cond_destroy(&log->flush_cv);
-	pthread_cond_destroy(&log->done_cv);
 	free(log->segs);
 	free(log->offsets);
 	free(log->dir);
@@ -282,7 +283,6 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	log->next_position = 1;
 	pthread_mutex_init(&log->mu, NULL);
 	pthread_cond_init(&log->flush_cv, NULL);
-	pthread_cond_init(&log->done_cv, NULL);
 	ml_streams_init(&log->streams);
 	ml_idem_init(&log->idem, o->id_window);
 

@@ -17,6 +17,14 @@ static int valid_batch_after(const uint8_t *p, uint64_t size, uint64_t from, uin
 	return 0;
 }
 
+static int all_zero(const uint8_t *p, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
 static int deliver_batch(const uint8_t *p, uint64_t from, uint64_t to, ml_scan_fn fn, void *arg)
 {
 	struct ml_rec r;
@@ -54,6 +62,10 @@ void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan
 	s->why = NULL;
 	s->good_end = o;
 	while (o < size) {
+		if (!in_batch && ml_le32(p + o) == 0 && all_zero(p + o, size - o)) {
+			s->good_end = o; /* zeros written ahead of the data: its end */
+			return;
+		}
 		enum ml_rec_status st = ml_rec_parse(p + o, size - o, verify, &r);
 		s->why = st == ML_REC_SHORT ? "record cut short"
 			 : st == ML_REC_BAD

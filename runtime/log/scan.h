@@ -11,14 +11,14 @@
 #include "log/record.h"
 
 enum ml_scan_status {
-	ML_SCAN_CLEAN,	 /* every byte belongs to a complete batch */
+	ML_SCAN_CLEAN,	 /* complete batches, then nothing or only zeros */
 	ML_SCAN_TORN,	 /* an unfinished or damaged last batch, nothing valid after it */
 	ML_SCAN_DAMAGED, /* a bad record with valid batches after it: not a torn write */
 };
 
 struct ml_scan {
 	uint64_t next_position; /* in: the position the first record must have; out: after */
-	uint64_t good_end;	/* offset just past the last complete batch */
+	uint64_t good_end;	/* offset just past the last complete batch (zeros may follow) */
 	uint64_t bad_offset;	/* where the walk stopped, if not clean */
 	enum ml_scan_status status;
 	const char *why; /* what was wrong at bad_offset */

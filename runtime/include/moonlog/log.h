@@ -112,7 +112,7 @@ struct ml_append {
 	int64_t actual_version; /* on ML_ERR_CONFLICT: the stream's version */
 
 	/* private to the log */
-	enum ml_append_state state;
+	uint32_t state; /* enum ml_append_state; a futex word */
 	struct ml_append *next;
 	struct ml_seg *seg;
 	uint64_t file_offset, buf_offset, nbytes;

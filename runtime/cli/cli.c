@@ -1,0 +1,133 @@
+/*
+ * cli.c - helpers the sub-commands share: error lines, options, opening the
+ * log, printing events.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <moonlog/codec.h>
+
+#include "cli/cli.h"
+
+int cli_fail(const char *cmd, int status, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "moonlog %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
+}
+
+int cli_status(void)
+{
+	return ml_diag_code() == ML_ERR_USAGE ? CLI_USAGE : CLI_REFUSED;
+}
+
+int cli_diag(const char *cmd)
+{
+	return cli_fail(cmd, cli_status(), "%s", ml_diag_last());
+}
+
+int cli_uint(const char *cmd, const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-') {
+		cli_fail(cmd, CLI_USAGE, "%s wants a whole number, not '%s'", opt, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+struct ml_log *cli_open_log(const char *cmd, const char *dir, int readonly, enum ml_fsync fsync)
+{
+	struct stat st;
+	if (readonly && stat(dir, &st) != 0) {
+		cli_fail(cmd, CLI_REFUSED,
+			 "there is no data folder %s (give the right one with --data DIR)", dir);
+		return NULL;
+	}
+	struct ml_log_options o;
+	ml_log_options_init(&o);
+	o.dir = dir;
+	o.readonly = readonly;
+	o.fsync = fsync;
+	struct ml_log *log = ml_log_open(&o);
+	if (log == NULL)
+		cli_diag(cmd);
+	return log;
+}
+
+void cli_json_string(struct ml_buf *out, const char *s, size_t n)
+{
+	ml_buf_add(out, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			ml_buf_addf(out, "\\%c", c);
+		else if (c < 0x20)
+			ml_buf_addf(out, "\\u%04x", c);
+		else
+			ml_buf_add(out, &s[i], 1);
+	}
+	ml_buf_add(out, "\"", 1);
+}
+
+/* Adds ,"name":<json of the msgpack value> (null when absent). */
+static int json_field(struct ml_buf *out, const char *name, const uint8_t *mp, uint32_t len)
+{
+	ml_buf_addf(out, ",\"%s\":", name);
+	if (len == 0) {
+		ml_buf_add(out, "null", 4);
+		return 0;
+	}
+	return ml_msgpack_to_json(mp, len, out);
+}
+
+int cli_event_json(const struct ml_event *e, struct ml_buf *out)
+{
+	ml_buf_addf(out, "{\"position\":%" PRIu64 ",\"stream\":", e->position);
+	cli_json_string(out, e->stream, e->stream_len);
+	ml_buf_addf(out, ",\"version\":%" PRIu64 ",\"type\":", e->version);
+	cli_json_string(out, e->type, e->type_len);
+	ml_buf_add(out, ",\"id\":", 6);
+	cli_json_string(out, e->id, e->id_len);
+	ml_buf_addf(out, ",\"time\":%" PRId64, e->time);
+	if (json_field(out, "data", e->data, e->data_len) != 0 ||
+	    json_field(out, "meta", e->meta, e->meta_len) != 0)
+		return -1;
+	ml_buf_add(out, "}\n", 2);
+	return 0;
+}
+
+int cli_event_line(const struct ml_event *e, struct ml_buf *out)
+{
+	time_t secs = (time_t)(e->time / 1000);
+	struct tm tm;
+	char when[32];
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	ml_buf_addf(out, "%8" PRIu64 "  %s.%03dZ  %.*s@%" PRIu64 "  %.*s  ", e->position, when,
+		    (int)(e->time % 1000), e->stream_len, e->stream, e->version, e->type_len,
+		    e->type);
+	if (e->data_len == 0)
+		ml_buf_add(out, "-", 1);
+	else if (ml_msgpack_to_json(e->data, e->data_len, out) != 0)
+		return -1;
+	if (e->meta_len) {
+		ml_buf_add(out, "  meta=", 7);
+		if (ml_msgpack_to_json(e->meta, e->meta_len, out) != 0)
+			return -1;
+	}
+	ml_buf_add(out, "\n", 1);
+	return 0;
+}
