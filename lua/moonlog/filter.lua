@@ -55,7 +55,9 @@ filter.match = match
 -- Does the pattern (a string) take `stream`? Raises on an invalid pattern.
 function filter.matches(pattern, stream)
   local m, why = filter.compile(pattern)
-  if not m then error(string.format("invalid stream pattern %q: expected %s", tostring(pattern), why), 2) end
+  if not m then
+    error(string.format("invalid stream pattern %q: expected %s", tostring(pattern), why), 2)
+  end
   return match(m, stream)
 end
 
@@ -135,16 +137,18 @@ function filter.normalise(from, on, fail)
         fail('from: unknown key "%s"%s', k, check.hint(k, { "streams", "types" }))
       end
     end
-    if from.streams == nil then fail('from: missing "streams" (a pattern or a list of patterns)') end
+    if from.streams == nil then
+      fail('from: missing "streams" (a pattern or a list of patterns)')
+    end
     streams, compiled = patterns(from.streams, fail, "from.streams")
     if from.types ~= nil then types, set = type_list(from.types, fail) end
   else
     streams, compiled = patterns(from, fail, "from")
   end
   if types then
-    for k in pairs(on) do
+    for _, k in ipairs(check.keys(on)) do
       if k ~= "*" and not set[k] then
-        fail('on.%s never runs: "%s" is not in from.types', k, k)
+        fail('%s never runs: "%s" is not in from.types', check.path("on", k), k)
       end
     end
   elseif on["*"] == nil then

@@ -146,7 +146,10 @@ local function deliver(s, e)
   if not def:matches(e.stream, e.type) then return nil end
   if def.kind == "reducer" then
     local st = s.states[e.stream]
-    if st == nil then st = def:initial(e.stream) end
+    if st == nil then
+      st = def:initial(e.stream)
+      s.folded[#s.folded + 1] = e.stream
+    end
     s.states[e.stream] = def:fold(st, e)
   elseif def.kind == "projection" then
     s._state = def:fold(s._state, e)
@@ -187,6 +190,7 @@ function t.given(def, events)
     def = def,
     log = { position = 0, versions = {}, streams = {}, order = {} },
     states = {},
+    folded = {},
     _emitted = {},
     _parked = {},
   }, Scenario)
@@ -240,7 +244,7 @@ function Scenario:when(command, args)
   local ok, stream = pcall(def.target, def, command, args)
   if not ok then fail(tostring(stream)) end
   flush(self, stream)
-  local state = def:replay(self.log.streams[stream] or {}, def:initial(stream))
+  local state = def:replay(deep_copy(self.log.streams[stream] or {}), def:initial(stream))
   local result = def:decide(state, command, args)
   if not ml.is_rejection(result) then
     for _, e in ipairs(result) do state = def:fold(state, append(self, e, stream)) end
@@ -340,7 +344,7 @@ local function current_state(s)
     end
     return def:replay(copy.log.streams[only] or {}, def:initial(only))
   end
-  local order = s.log.order
+  local order = s.folded
   if #order > 1 then
     return nil, fmt("%s: the events are in several streams (%s): use :state_of(stream, expected)",
       tostring(def), table.concat(order, ", "))
@@ -385,7 +389,7 @@ function Scenario:state_of(stream, expected)
   if def.kind == "decider" then flush(self, filter.example_stream(def.from)) end
   local st = self.states[stream]
   if st == nil or def.kind == "decider" then
-    st = def:replay(self.log.streams[stream] or {}, def:initial(stream))
+    st = def:replay(deep_copy(self.log.streams[stream] or {}), def:initial(stream))
   end
   local msg = compare_state(fmt("state of %s", stream), expected, st)
   if msg then fail(msg) end

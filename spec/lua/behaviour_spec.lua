@@ -120,7 +120,8 @@ describe("decider", function()
     fails_with("decide.BadTable returned a table that is neither an event nor a list of events",
       function() account:decide({}, "BadTable") end)
     fails_with("decide.Nested returned an invalid event at [1]: expected an event, got a "
-      .. "rejection (return ml.reject(...) on its own)", function() account:decide({}, "Nested") end)
+      .. "rejection (return ml.reject(...) on its own)",
+      function() account:decide({}, "Nested") end)
   end)
 
   it("names an unknown command", function()

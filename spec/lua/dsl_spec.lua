@@ -315,7 +315,8 @@ describe("validation", function()
     end)
 
     it("checks each pattern", function()
-      fails_with('reducer "r": from: invalid stream pattern "acc*ount": expected "*" only at the end',
+      fails_with('reducer "r": from: invalid stream pattern "acc*ount": expected "*" only at '
+        .. 'the end',
         function() ml.reducer(base("reducer", { from = "acc*ount" })) end)
       fails_with('from: invalid stream pattern "": expected a non-empty string',
         function() ml.reducer(base("reducer", { from = "" })) end)
@@ -333,7 +334,8 @@ describe("validation", function()
     end)
 
     it("does not mix a list with keys", function()
-      fails_with("from: use either a list of patterns or { streams = ..., types = {...} }, not both",
+      fails_with("from: use either a list of patterns or { streams = ..., types = {...} }, "
+        .. "not both",
         function() ml.handler(base("handler", { from = { "a-*", types = { "Deposited" } } })) end)
     end)
 
@@ -355,6 +357,11 @@ describe("validation", function()
     it("refuses an on entry that the types filter never lets through", function()
       fails_with('handler "h": on.Deposited never runs: "Deposited" is not in from.types',
         function() ml.handler(base("handler", { from = { streams = "*", types = { "Other" } } }))
+        end)
+      fails_with('on["Money moved"] never runs: "Money moved" is not in from.types',
+        function()
+          ml.handler(base("handler", { from = { streams = "*", types = { "Deposited" } },
+                                       on = { Deposited = noop, ["Money moved"] = noop } }))
         end)
     end)
   end)

@@ -15,7 +15,8 @@ describe("pretty.format", function()
     { { 1, 2, "x" }, '{1, 2, "x"}' },
     { { b = 2, a = 1 }, "{a=1, b=2}" },
     { { amount = 20 }, "{amount=20}" },
-    { { ["x-y"] = 1, ["end"] = 2, [10] = 3, [true] = 4 }, '{[10]=3, ["end"]=2, ["x-y"]=1, [true]=4}' },
+    { { ["x-y"] = 1, ["end"] = 2, [10] = 3, [true] = 4 },
+      '{[10]=3, ["end"]=2, ["x-y"]=1, [true]=4}' },
     { { 1, 2, n = 2 }, "{1, 2, n=2}" },
     { { [1] = "a", [3] = "c" }, '{"a", [3]="c"}' },
     { { a = { b = { c = {} } } }, "{a={b={c={}}}}" },
@@ -90,7 +91,8 @@ describe("pretty.diff", function()
   end)
 
   it("writes the difference, unless it is the whole value", function()
-    assert.equal("first difference at .a: expected 1, got 2", pretty.difference({ a = 1 }, { a = 2 }))
+    assert.equal("first difference at .a: expected 1, got 2",
+      pretty.difference({ a = 1 }, { a = 2 }))
     assert.is_nil(pretty.difference(1, 2))
     assert.is_nil(pretty.difference({}, {}))
   end)

@@ -42,7 +42,8 @@ local account = ml.decider {
       return { ml.event("Withdrawn", { amount = cmd.amount }) }
     end,
     Split = function(_, cmd)
-      return { ml.event("Withdrawn", { amount = cmd.a }), ml.event("Withdrawn", { amount = cmd.b }) }
+      return { ml.event("Withdrawn", { amount = cmd.a }),
+               ml.event("Withdrawn", { amount = cmd.b }) }
     end,
     Noop = function() end,
   },
@@ -50,12 +51,14 @@ local account = ml.decider {
 
 describe("t.event", function()
   it("makes an event with optional data and meta", function()
-    assert.same({ type = "A", data = { x = 1 }, meta = { m = 2 } }, t.event("A", { x = 1 }, { m = 2 }))
+    assert.same({ type = "A", data = { x = 1 }, meta = { m = 2 } },
+      t.event("A", { x = 1 }, { m = 2 }))
     assert.same({ type = "A" }, t.event("A"))
   end)
 
   it("checks its arguments", function()
-    assert.equal("t.event: type must be a non-empty string, got nil", failure(function() t.event() end))
+    assert.equal("t.event: type must be a non-empty string, got nil",
+      failure(function() t.event() end))
     assert.equal("t.event: meta must be a table, got string",
       failure(function() t.event("A", {}, "x") end))
   end)
@@ -108,7 +111,8 @@ describe("a decider scenario", function()
     local s = t.given(account, { deposited }):when("Split", { a = 1, b = 2 })
     s:emits({ t.event("Withdrawn", { amount = 1 }), t.event("Withdrawn", { amount = 2 }) })
     s:emits(t.event("Withdrawn", { amount = 1 }), t.event("Withdrawn", { amount = 2 }))
-    s:emits({ { type = "Withdrawn", data = { amount = 1 } }, { type = "Withdrawn", data = { amount = 2 } } })
+    s:emits({ { type = "Withdrawn", data = { amount = 1 } },
+              { type = "Withdrawn", data = { amount = 2 } } })
     s:emits("Withdrawn", "Withdrawn")
     s:emits({ "Withdrawn", t.event("Withdrawn") })
   end)
@@ -254,7 +258,9 @@ describe("a decider scenario", function()
     it("with the first difference when the state differs", function()
       assert.equal("expected state:\n  {balance=11, versions={1}}\nbut got:\n"
         .. "  {balance=10, versions={1}}\nfirst difference at .balance: expected 11, got 10",
-        failure(function() t.given(account, { deposited }):state({ balance = 11, versions = { 1 } }) end))
+        failure(function()
+          t.given(account, { deposited }):state({ balance = 11, versions = { 1 } })
+        end))
       assert.equal("expected state of account-1:\n  {}\nbut got:\n  {balance=10, versions={1}}\n"
         .. "first difference at .balance: expected nil, got 10",
         failure(function() t.given(account, { deposited }):state_of("account-1", {}) end))
@@ -326,10 +332,23 @@ describe("the log of a scenario", function()
     assert.same({ list = {} }, data)
   end)
 
+  it("replays a decider's stream from copies, so a state that keeps event data is safe", function()
+    local d = ml.decider { name = "d", from = "x-*", stream = function() return "x-1" end,
+                           on = {
+                             Set = function(s, e) s.item = e.data end,
+                             Bump = function(s) s.item.n = s.item.n + 1 end,
+                           },
+                           decide = { Bump = function() return { ml.event("Bump") } end } }
+    t.given(d, { t.event("Set", { n = 1 }) })
+     :when("Bump"):state({ item = { n = 2 } })
+     :when("Bump"):state({ item = { n = 3 } })
+     :state_of("x-1", { item = { n = 3 } })
+  end)
+
   it("delivers only the events the definition's from takes", function()
     local r = ml.reducer { name = "r", from = "account-*", init = function() return 0 end,
                            on = { A = function(n) return n + 1 end } }
-    t.given(r, { t.stream("order-1", { "A" }), "A", "B" }):state_of("account-1", 1)
+    t.given(r, { t.stream("order-1", { "A" }), "A", "B" }):state_of("account-1", 1):state(1)
   end)
 end)
 
@@ -367,7 +386,9 @@ describe("a projection scenario", function()
     from = "account-*",
     init = function() return { accounts = {} } end,
     on = {
-      Deposited = function(s, e) s.accounts[e.stream] = (s.accounts[e.stream] or 0) + e.data.amount end,
+      Deposited = function(s, e)
+        s.accounts[e.stream] = (s.accounts[e.stream] or 0) + e.data.amount
+      end,
     },
     queries = {
       balance = function(s, stream) return s.accounts[stream] end,
@@ -442,7 +463,8 @@ describe("a handler scenario", function()
 
   it("checks what was emitted while handling the after events", function()
     t.given(mailer, { t.event("Opened", { user = "old" }) })
-     :after({ t.event("Opened", { user = "ann" }), t.event("Other"), t.event("Opened", { user = "bob" }) })
+     :after({ t.event("Opened", { user = "ann" }), t.event("Other"),
+              t.event("Opened", { user = "bob" }) })
      :emitted({ stream = "mail-ann", type = "MailQueued", data = { to = "ann" } },
               t.stream("mail-bob", { t.event("MailQueued", { to = "bob" }) }))
      :emitted("MailQueued", "MailQueued")
@@ -450,7 +472,8 @@ describe("a handler scenario", function()
 
   it("stamps causation and correlation ids", function()
     t.given(mailer)
-     :after({ { type = "Opened", id = "ev-1", data = { user = "ann" }, meta = { correlation_id = "c" } } })
+     :after({ { type = "Opened", id = "ev-1", data = { user = "ann" },
+                meta = { correlation_id = "c" } } })
      :emitted({ type = "MailQueued", meta = { causation_id = "ev-1", correlation_id = "c" } })
   end)
 
@@ -462,7 +485,9 @@ describe("a handler scenario", function()
          :emitted({ stream = "mail-bob", type = "MailQueued" })
       end))
     assert.equal("expected emitted events:\n  MailQueued (any data)\nbut got:\n  (no events)",
-      failure(function() t.given(mailer, { t.event("Opened", { user = "ann" }) }):emitted("MailQueued") end))
+      failure(function()
+        t.given(mailer, { t.event("Opened", { user = "ann" }) }):emitted("MailQueued")
+      end))
   end)
 
   it("stops at an error with on_error = \"stop\"", function()
