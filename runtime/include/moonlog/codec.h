@@ -1,0 +1,78 @@
+/*
+ * codec.h - msgpack, the format of every stored event, converted to and from
+ * JSON (for HTTP and the command line) and Lua values (for scripts).
+ *
+ * Every function reads exactly one msgpack object and checks it as it goes, so
+ * none of them trusts its input. Functions that append to an ml_buf leave the
+ * buffer as it was when they fail. The conversion rules are written down in
+ * docs/codec.md.
+ */
+#ifndef MOONLOG_CODEC_H
+#define MOONLOG_CODEC_H
+
+#include <stddef.h>
+#include <moonlog/api.h>
+#include <moonlog/util.h>
+
+struct lua_State;
+
+/* The deepest nesting of arrays and maps accepted anywhere: a top-level map is depth 1. */
+#define ML_CODEC_MAX_DEPTH 64
+
+/*
+ * 0 if buf[0..len) holds exactly one complete, well-formed msgpack object nested at
+ * most ML_CODEC_MAX_DEPTH deep; otherwise -1 with a diag (ML_ERR_USAGE) saying what
+ * is wrong and at which byte. Allocates nothing.
+ */
+ML_API int ml_msgpack_check(const void *buf, size_t len);
+
+/* 1 if buf holds one msgpack map (use after ml_msgpack_check), else 0. */
+ML_API int ml_msgpack_is_map(const void *buf, size_t len);
+
+/*
+ * msgpack -> JSON text appended to out. Binary becomes a base64 string, map keys
+ * that are not strings become strings, NaN and infinities become null, ext types
+ * are refused. 0, or -1 with a diag (ML_ERR_USAGE).
+ */
+ML_API int ml_msgpack_to_json(const void *mp, size_t len, struct ml_buf *out);
+
+/*
+ * JSON text -> msgpack appended to out. Integers that fit int64/uint64 stay
+ * integers, other numbers become float64. 0, or -1 with a diag (ML_ERR_USAGE)
+ * giving the line and column of the mistake.
+ */
+ML_API int ml_json_to_msgpack(const char *json, size_t len, struct ml_buf *out);
+
+/*
+ * Pushes the Lua value of the one msgpack object in mp[0..len). Returns 0, or -1
+ * with a diag (ML_ERR_USAGE) and nothing pushed. Bad input never raises a Lua
+ * error; running out of Lua memory does, as in any Lua API call.
+ */
+ML_API int ml_lua_push_msgpack(struct lua_State *L, const void *mp, size_t len);
+
+/*
+ * Encodes the Lua value at idx as msgpack appended to out. Returns 0, or -1 with
+ * a diag (ML_ERR_USAGE) naming the path of the value that cannot be encoded, as
+ * in "cannot encode a function at value.items[3].cb". Never raises a Lua error;
+ * the stack is left as it was.
+ */
+ML_API int ml_lua_to_msgpack(struct lua_State *L, int idx, struct ml_buf *out);
+
+/* The same, with `name` instead of "value" at the head of paths in messages ("data"). */
+ML_API int ml_lua_to_msgpack_named(struct lua_State *L, int idx, struct ml_buf *out,
+				   const char *name);
+
+/*
+ * Pushes the metatable that marks a table as an array ({ __array = true }): a table
+ * with it encodes as an array of t[1] .. t[#t], even when empty. Empty msgpack
+ * arrays decode to empty tables that carry it.
+ */
+ML_API void ml_lua_push_array_mt(struct lua_State *L);
+
+/*
+ * Pushes a table { encode, decode, to_json, from_json, array_mt } (see docs/codec.md);
+ * the bindings raise Lua errors. Part of the moonlog.core module.
+ */
+ML_API int ml_luaopen_codec(struct lua_State *L);
+
+#endif
