@@ -94,14 +94,50 @@ static int check_event(struct ml_log *log, struct ml_append *req, size_t i)
 	if (e->meta_len && (ml_msgpack_check(e->meta, e->meta_len) != 0 ||
 			    !ml_msgpack_is_map(e->meta, e->meta_len)))
 		return refuse(req, ML_ERR_USAGE, "event %zu: meta must be a msgpack map", i + 1);
-	for (size_t j = 0; j < i; j++) {
-		const struct ml_event_in *o = &req->events[j];
-		if (e->id_len && o->id_len == e->id_len && !memcmp(o->id, e->id, e->id_len) &&
-		    o->stream_len == e->stream_len && !memcmp(o->stream, e->stream, e->stream_len))
-			return refuse(req, ML_ERR_USAGE,
-				      "events %zu and %zu have the same id in the same stream",
-				      j + 1, i + 1);
+	return 0;
+}
+
+struct keyed {
+	uint64_t key;
+	size_t index;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+	return x->key < y->key	 ? -1
+	       : x->key > y->key ? 1
+				 : (x->index > y->index) - (x->index < y->index);
+}
+
+static int same_stream_and_id(const struct ml_event_in *a, const struct ml_event_in *b)
+{
+	return a->id_len == b->id_len && !memcmp(a->id, b->id, a->id_len) &&
+	       a->stream_len == b->stream_len && !memcmp(a->stream, b->stream, a->stream_len);
+}
+
+/* One id twice in one stream within a batch is a mistake: sort the keys to find it. */
+static int check_ids_unique(struct ml_append *req)
+{
+	struct keyed *k = ml_xmalloc(req->n_events * sizeof(*k));
+	size_t n = 0;
+	for (size_t i = 0; i < req->n_events; i++) {
+		const struct ml_event_in *e = &req->events[i];
+		if (e->id_len)
+			k[n++] = (struct keyed){
+			    ml_idem_key(e->stream, e->stream_len, e->id, e->id_len), i};
 	}
+	qsort(k, n, sizeof(*k), cmp_keyed);
+	for (size_t i = 1; i < n; i++)
+		if (k[i].key == k[i - 1].key &&
+		    same_stream_and_id(&req->events[k[i - 1].index], &req->events[k[i].index])) {
+			size_t a = k[i - 1].index + 1, b = k[i].index + 1;
+			free(k);
+			return refuse(req, ML_ERR_USAGE,
+				      "events %zu and %zu have the same id in the same stream", a,
+				      b);
+		}
+	free(k);
 	return 0;
 }
 
@@ -112,6 +148,8 @@ static int check_request(struct ml_log *log, struct ml_append *req)
 	for (size_t i = 0; i < req->n_events; i++)
 		if (check_event(log, req, i) != 0)
 			return -1;
+	if (req->n_events > 1 && check_ids_unique(req) != 0)
+		return -1;
 	for (size_t i = 0; i < req->n_expect; i++) {
 		const struct ml_expect_in *x = &req->expect[i];
 		const char *why = name_problem(x->stream, x->stream_len, 1, 0);

@@ -145,7 +145,7 @@ static int load_segment(struct ml_log *log, uint64_t first, int last)
 		return ml_diag_set(ML_ERR_IO, "cannot open segment %s: %s", name, strerror(e));
 	}
 	uint64_t size = (uint64_t)st.st_size, hdr_first;
-	uint8_t *p = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	uint8_t *p = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : NULL;
 	if (size && p == MAP_FAILED) {
 		close(fd);
 		return ml_diag_set(ML_ERR_IO, "cannot map segment %s: %s", name, strerror(errno));

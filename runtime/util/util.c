@@ -127,6 +127,18 @@ uint64_t ml_clock_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A per-thread xorshift generator seeded from the kernel: ids need no syscall each. */
+static uint64_t random64(void)
+{
+	static _Thread_local uint64_t state;
+	if (state == 0 && (getrandom(&state, sizeof(state), 0) != sizeof(state) || state == 0))
+		state = ml_clock_ns() | 1;
+	state ^= state << 13;
+	state ^= state >> 7;
+	state ^= state << 17;
+	return state * 0x2545f4914f6cdd1dull;
+}
+
 /*
  * UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Within one
  * millisecond a counter in the random part keeps ids from one process ordered.
@@ -136,17 +148,17 @@ void ml_uuid7(char out[37])
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static uint64_t last_ms, seq;
 	uint8_t b[16];
-	uint64_t ms = (uint64_t)ml_time_ms();
+	uint64_t ms = (uint64_t)ml_time_ms(), r1 = random64(), r2 = random64();
 
-	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-		memset(b, 0x5a, sizeof(b));
+	memcpy(b, &r1, 8);
+	memcpy(b + 8, &r2, 8);
 	pthread_mutex_lock(&lock);
 	if (ms <= last_ms) {
 		ms = last_ms;
 		seq++;
 	} else {
 		last_ms = ms;
-		seq = ((uint64_t)b[6] << 4 | b[7] >> 4) & 0x3ff;
+		seq = r1 & 0x3ff;
 	}
 	uint64_t s = seq;
 	pthread_mutex_unlock(&lock);
