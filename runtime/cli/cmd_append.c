@@ -12,7 +12,8 @@
 static const char help[] =
     "usage: moonlog append [--data DIR] STREAM TYPE [JSON] [options]\n"
     "\n"
-    "Appends one event of TYPE to STREAM, with JSON as its data (default {}).\n"
+    "Appends one event of TYPE to STREAM, with JSON as its data (default {}; - reads\n"
+    "the JSON from standard input).\n"
     "\n"
     "  --data DIR     the data folder (default ./moonlog-data)\n"
     "  --expect V     expected version: any (default), no_stream, exists, or a number;\n"
@@ -99,6 +100,24 @@ static int to_msgpack(const char *what, const char *json, struct ml_buf *out)
 	return 0;
 }
 
+/* The data argument, or standard input when it is "-". */
+static int read_data(const char *arg, struct ml_buf *json)
+{
+	if (strcmp(arg, "-") != 0) {
+		ml_buf_add(json, arg, strlen(arg));
+		ml_buf_add(json, "", 1);
+		return 0;
+	}
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+		ml_buf_add(json, chunk, n);
+	ml_buf_add(json, "", 1);
+	if (ferror(stdin))
+		return cli_fail("append", CLI_USAGE, "cannot read the data from standard input");
+	return 0;
+}
+
 int cmd_append(int argc, char **argv)
 {
 	struct append_args a = {.dir = "./moonlog-data", .expect = ML_EXPECT_ANY};
@@ -106,8 +125,9 @@ int cmd_append(int argc, char **argv)
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
 
-	struct ml_buf data = {0}, meta = {0};
-	if ((rc = to_msgpack("the data", a.data ? a.data : "{}", &data)) != 0 ||
+	struct ml_buf data = {0}, meta = {0}, json = {0};
+	if ((rc = read_data(a.data ? a.data : "{}", &json)) != 0 ||
+	    (rc = to_msgpack("the data", json.data, &data)) != 0 ||
 	    (a.meta && (rc = to_msgpack("--meta", a.meta, &meta)) != 0))
 		goto out;
 	struct ml_log *log = cli_open_log("append", a.dir, 0, a.fsync);
@@ -142,5 +162,6 @@ int cmd_append(int argc, char **argv)
 out:
 	ml_buf_free(&data);
 	ml_buf_free(&meta);
+	ml_buf_free(&json);
 	return rc;
 }
