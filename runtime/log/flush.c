@@ -67,7 +67,7 @@ static int sync_fd(int fd, int fault)
 static void zero_ahead(struct ml_log *log, struct ml_seg *seg, uint64_t off, uint64_t len)
 {
 	uint64_t upto = off + len;
-	if (upto <= seg->zeroed_end || len >= ZERO_SKIP)
+	if (upto <= seg->zeroed_end || len >= ZERO_SKIP || log->opt.fsync == ML_FSYNC_NEVER)
 		return; /* already there, or a write so large that its sync is all data anyway */
 	uint64_t to = seg->zeroed_end + ZERO_CHUNK;
 	if (to > log->opt.segment_size)

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static inline struct ml_log *open_log(const char *dir, uint64_t segment_size)
+static inline struct ml_log *open_log_fsync(const char *dir, uint64_t segment_size,
+					   enum ml_fsync fsync)
 {
 	struct ml_log_options o;
 	ml_log_options_init(&o);
 	o.dir = dir;
+	o.fsync = fsync;
 	if (segment_size)
 		o.segment_size = segment_size;
 	struct ml_log *log = ml_log_open(&o);
@@ -30,6 +32,11 @@ static inline struct ml_event_in ev(const char *stream, const char *type, const 
 	    stream,	      strlen(stream), type, strlen(type), id, id ? strlen(id) : 0, data,
 	    sizeof(data) - 1, NULL,	      0};
 	return e;
+}
+
+static inline struct ml_log *open_log(const char *dir, uint64_t segment_size)
+{
+	return open_log_fsync(dir, segment_size, ML_FSYNC_ALWAYS);
 }
 
 /* Appends one event; returns its position, 0 on failure. */
