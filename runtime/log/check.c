@@ -5,7 +5,6 @@
  * checksum, in every segment. With repair it cuts a torn tail off the last
  * segment (the only damage a crash can cause) and nothing else.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -19,36 +18,6 @@
 
 #include "log/log_internal.h"
 #include "log/scan.h"
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static int list(const char *logdir, uint64_t **out, size_t *n)
-{
-	DIR *d = opendir(logdir);
-	if (d == NULL)
-		return ml_diag_set(errno == ENOENT ? ML_ERR_NOT_FOUND : ML_ERR_IO,
-				   "cannot read %s: %s", logdir, strerror(errno));
-	size_t cap = 16;
-	*out = ml_xmalloc(cap * sizeof(**out));
-	*n = 0;
-	for (struct dirent *de; (de = readdir(d)) != NULL;) {
-		uint64_t first;
-		char tail[8];
-		if (sscanf(de->d_name, "%20" SCNu64 "%7s", &first, tail) != 2 ||
-		    strcmp(tail, ".seg") != 0)
-			continue;
-		if (*n == cap)
-			*out = ml_xrealloc(*out, (cap *= 2) * sizeof(**out));
-		(*out)[(*n)++] = first;
-	}
-	closedir(d);
-	qsort(*out, *n, sizeof(**out), cmp_u64);
-	return 0;
-}
 
 /* Cuts the torn tail of the last segment, holding the log's lock while doing it. */
 static int repair_tail(const char *logdir, const char *name, uint64_t good_end, uint64_t size,
@@ -139,7 +108,7 @@ int ml_log_check(const char *dir, int repair, struct ml_check_report *r)
 	size_t n = 0;
 	memset(r, 0, sizeof(*r));
 	snprintf(logdir, sizeof(logdir), "%s/log", dir);
-	if (list(logdir, &firsts, &n) != 0)
+	if (ml_seg_list(logdir, 0, &firsts, &n) != 0)
 		return -1;
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++)

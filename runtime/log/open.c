@@ -7,7 +7,6 @@
  * torn last batch is cut off. Damage anywhere else stops the open and points
  * the user to `moonlog check`.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -88,40 +87,6 @@ static int take_lock(struct ml_log *log)
 	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
 	if (ftruncate(log->lockfd, 0) != 0 || pwrite(log->lockfd, pid, (size_t)n, 0) != n)
 		return ml_diag_set(ML_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-	return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* The first positions of the segments in the log folder, sorted; removes stray temp files. */
-static int list_segments(struct ml_log *log, uint64_t **out, size_t *n)
-{
-	DIR *d = opendir(log->logdir);
-	if (d == NULL)
-		return ml_diag_set(ML_ERR_IO, "cannot read %s: %s", log->logdir, strerror(errno));
-	size_t cap = 16;
-	*out = ml_xmalloc(cap * sizeof(**out));
-	*n = 0;
-	for (struct dirent *de; (de = readdir(d)) != NULL;) {
-		uint64_t first;
-		char tail[8];
-		if (strstr(de->d_name, ".seg.tmp") && !log->opt.readonly) {
-			unlinkat(log->dirfd, de->d_name, 0);
-			continue;
-		}
-		if (sscanf(de->d_name, "%20" SCNu64 "%7s", &first, tail) != 2 ||
-		    strcmp(tail, ".seg") != 0)
-			continue;
-		if (*n == cap)
-			*out = ml_xrealloc(*out, (cap *= 2) * sizeof(**out));
-		(*out)[(*n)++] = first;
-	}
-	closedir(d);
-	qsort(*out, *n, sizeof(**out), cmp_u64);
 	return 0;
 }
 
@@ -298,7 +263,8 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 			    log->logdir, strerror(errno));
 		goto fail;
 	}
-	if ((!o->readonly && take_lock(log) != 0) || list_segments(log, &firsts, &n) != 0)
+	if ((!o->readonly && take_lock(log) != 0) ||
+	    ml_seg_list(log->logdir, !o->readonly, &firsts, &n) != 0)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
 		if (load_segment(log, firsts[i], i + 1 == n) != 0)

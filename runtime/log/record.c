@@ -3,9 +3,14 @@
  */
 #include "log/record.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <moonlog/util.h>
 
@@ -118,4 +123,38 @@ int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position
 void ml_seg_name(char out[32], uint64_t first_position)
 {
 	snprintf(out, 32, "%020" PRIu64 ".seg", first_position);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int ml_seg_list(const char *logdir, int remove_tmp, uint64_t **out, size_t *n)
+{
+	DIR *d = opendir(logdir);
+	if (d == NULL)
+		return ml_diag_set(errno == ENOENT ? ML_ERR_NOT_FOUND : ML_ERR_IO,
+				   "cannot read %s: %s", logdir, strerror(errno));
+	size_t cap = 16;
+	*out = ml_xmalloc(cap * sizeof(**out));
+	*n = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;) {
+		uint64_t first;
+		char tail[8];
+		if (remove_tmp && strstr(de->d_name, ".seg.tmp")) {
+			unlinkat(dirfd(d), de->d_name, 0);
+			continue;
+		}
+		if (sscanf(de->d_name, "%20" SCNu64 "%7s", &first, tail) != 2 ||
+		    strcmp(tail, ".seg") != 0)
+			continue;
+		if (*n == cap)
+			*out = ml_xrealloc(*out, (cap *= 2) * sizeof(**out));
+		(*out)[(*n)++] = first;
+	}
+	closedir(d);
+	qsort(*out, *n, sizeof(**out), cmp_u64);
+	return 0;
 }

@@ -87,4 +87,8 @@ int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position
 /* The file name of a segment: 20 digits of its first position and ".seg". */
 void ml_seg_name(char out[32], uint64_t first_position);
 
+/* The first positions of the segments in logdir, sorted (free *out); removes
+ * leftover temporary files when remove_tmp is set. */
+int ml_seg_list(const char *logdir, int remove_tmp, uint64_t **out, size_t *n);
+
 #endif
