@@ -1,0 +1,68 @@
+-- The log from plain Lua: require("moonlog.core").log
+local core = require "moonlog.core"
+
+local function tmpdir()
+  local p = io.popen("mktemp -d /tmp/moonlog-lua-XXXXXX")
+  local d = p:read("l"); p:close()
+  return d
+end
+
+describe("moonlog.core.log", function()
+  local dir, log
+  before_each(function() dir = tmpdir(); log = assert(core.log.open { dir = dir }) end)
+  after_each(function() log:close(); os.execute("rm -rf '" .. dir .. "'") end)
+
+  it("appends a batch and reads it back with decoded data and meta", function()
+    local r = assert(log:append("account-1", {
+      { type = "Opened", data = { owner = "ada", limit = 100 } },
+      { type = "Deposited", data = { amount = 1 << 53 }, meta = { correlation_id = "c-1" } },
+    }, "no_stream"))
+    assert.same({ first_position = 1, last_position = 2, version = 2, duplicate = false }, r)
+    local evs = log:read("account-1")
+    assert.equal(2, #evs)
+    assert.same({ owner = "ada", limit = 100 }, evs[1].data)
+    assert.equal(1 << 53, evs[2].data.amount)
+    assert.equal("integer", math.type(evs[2].data.amount))
+    assert.equal("c-1", evs[2].meta.correlation_id)
+    assert.equal(2, evs[2].version)
+    assert.equal("string", type(evs[1].id))
+    assert.is_true(evs[1].time > 1.7e12)
+  end)
+
+  it("returns nil, a message, a code and the actual version on a conflict", function()
+    log:append("s-1", { type = "A" })
+    local r, msg, code, actual = log:append("s-1", { type = "B" }, 0)
+    assert.is_nil(r)
+    assert.matches("version conflict", msg)
+    assert.equal("conflict", code)
+    assert.equal(1, actual)
+    assert.equal(1, log:version("s-1"))
+  end)
+
+  it("is idempotent on ids", function()
+    local a = assert(log:append("o-1", { type = "Placed", id = "req-1" }))
+    local b = assert(log:append("o-1", { type = "Placed", id = "req-1" }, 7))
+    assert.is_true(b.duplicate)
+    assert.equal(a.first_position, b.first_position)
+  end)
+
+  it("refuses what cannot be stored, and raises on misuse", function()
+    local r, msg, code = log:append("$sys", { type = "A" })
+    assert.is_nil(r); assert.equal("bad_request", code); assert.matches("reserved", msg)
+    assert.has_error(function() log:append("s", { type = "A", data = { f = print } }) end,
+      "cannot encode a function at data.f")
+    assert.has_error(function() log:append("s", {}) end)
+    assert.equal(0, log:head())
+  end)
+
+  it("reads $all with from and limit, streams by prefix, and stats", function()
+    for i = 1, 5 do log:append("k-" .. i, { type = "T", data = i }) end
+    local evs = log:read("$all", { from = 2, limit = 3 })
+    assert.same({ 2, 3, 4 }, { evs[1].data, evs[2].data, evs[3].data })
+    local back = log:read("k-1", { backwards = true })
+    assert.equal(1, #back)
+    assert.same({ ["k-1"] = 1, ["k-2"] = 1, ["k-3"] = 1, ["k-4"] = 1, ["k-5"] = 1 }, log:streams("k-"))
+    assert.equal(5, log:stats().events)
+    assert.equal(5, log:head())
+  end)
+end)
