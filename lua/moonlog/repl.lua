@@ -1,0 +1,335 @@
+-- moonlog.repl: what a REPL evaluates in, and how it shows results.
+--
+-- The same code runs wherever chunks are evaluated: inside the server (for
+-- `moonlog repl` on its admin socket) or in the REPL's own process (with
+-- `--data DIR` and no server). A *backend* gives it the log (an object with the
+-- methods of moonlog.core.log: append, read, head, version, streams, stats) and,
+-- where scripts run, the scripts; this module turns that into the globals of
+-- DESIGN.md (log, streams, scripts, at, stats, help) and evaluates chunks the
+-- way lua.c does: `return <line>` first, then the line as a statement.
+--
+--   local env = repl.env { log = core_log, scripts = registry }
+--   local ok, text = repl.eval(env, "log.read('account-1')")
+
+local pretty = require "moonlog.pretty"
+
+local repl = {}
+
+local fmt <const> = string.format
+local MAX_ITEMS <const> = 50   -- entries of one table shown before "… N more"
+local MAX_DEPTH <const> = 6
+
+---------------------------------------------------------------------------
+-- Showing values
+---------------------------------------------------------------------------
+
+local function is_event(v)
+  return type(v) == "table" and type(v.type) == "string" and type(v.stream) == "string"
+    and math.type(v.position) == "integer"
+end
+
+-- One event on one line: #position stream@version Type {data}
+function repl.event_line(e)
+  local meta = ""
+  if type(e.meta) == "table" and next(e.meta) ~= nil then meta = "  meta=" .. pretty.format(e.meta) end
+  return fmt("#%d %s@%s %s %s%s", e.position, e.stream, tostring(e.version), e.type,
+    e.data == nil and "-" or pretty.format(e.data), meta)
+end
+
+local function is_list(t)
+  local n = #t
+  if n == 0 then return false end
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+  end
+  return true
+end
+
+local function key_text(k)
+  if type(k) == "string" and k:match("^[%a_][%w_]*$") then return k end
+  return "[" .. pretty.format(k) .. "]"
+end
+
+local show
+
+-- A table, nested and indented, keys sorted, cut after MAX_ITEMS entries.
+local function show_table(t, indent, seen, out, depth)
+  if seen[t] then out[#out + 1] = "<cycle>"; return end
+  local mt = getmetatable(t)
+  if mt and mt.__tostring then out[#out + 1] = tostring(t); return end
+  if next(t) == nil then out[#out + 1] = "{}"; return end
+  if depth > MAX_DEPTH then out[#out + 1] = "{…}"; return end
+  local inline = pretty.format(t)
+  if #inline + #indent <= 78 and not inline:find("<cycle>", 1, true) then
+    out[#out + 1] = inline; return
+  end
+  seen[t] = true
+  local list, inner = is_list(t), indent .. "  "
+  local keys = list and nil or pretty.sorted_keys(t)
+  local n = list and #t or #keys
+  out[#out + 1] = "{\n"
+  for i = 1, math.min(n, MAX_ITEMS) do
+    local k = list and i or keys[i]
+    out[#out + 1] = inner
+    if not list then out[#out + 1] = key_text(k) .. " = " end
+    show(t[k], inner, seen, out, depth + 1)
+    out[#out + 1] = ",\n"
+  end
+  if n > MAX_ITEMS then out[#out + 1] = fmt("%s… %d more\n", inner, n - MAX_ITEMS) end
+  out[#out + 1] = indent .. "}"
+  seen[t] = nil
+end
+
+show = function(v, indent, seen, out, depth)
+  if is_event(v) then
+    out[#out + 1] = repl.event_line(v)
+  elseif type(v) == "table" and is_list(v) and is_event(v[1]) then
+    for i = 1, math.min(#v, MAX_ITEMS * 20) do
+      out[#out + 1] = (i > 1 and "\n" .. indent or "") .. repl.event_line(v[i])
+    end
+    if #v > MAX_ITEMS * 20 then out[#out + 1] = fmt("\n%s… %d more events", indent, #v - MAX_ITEMS * 20) end
+  elseif type(v) == "table" then
+    show_table(v, indent, seen, out, depth)
+  elseif type(v) == "string" then
+    out[#out + 1] = fmt("%q", v):gsub("\\\n", "\\n")
+  else
+    out[#out + 1] = tostring(v)
+  end
+end
+
+-- The text of one or more values, as the REPL prints them (tab-separated).
+function repl.show(...)
+  local parts = {}
+  for i = 1, select("#", ...) do
+    local out = {}
+    show((select(i, ...)), "", {}, out, 1)
+    parts[#parts + 1] = table.concat(out)
+  end
+  return table.concat(parts, "\t")
+end
+
+---------------------------------------------------------------------------
+-- The environment
+---------------------------------------------------------------------------
+
+local HELP <const> = {
+  [""] = [==[
+moonlog REPL. Type Lua; an expression alone prints its value.
+  log.append(stream, type, data [, {expect=, id=, meta=}])   append one event
+  log.read(stream | "$all" [, {from=, limit=, backwards=}])   read events
+  log.tail([pattern [, from]])   follow new events (Ctrl-C stops)
+  log.head()                     the last position
+  streams([pattern])             streams and their versions
+  streams.count([pattern]), streams.version(stream)
+  scripts()                      the loaded scripts and their state
+  NAME:query(q, ...), NAME:get(stream), NAME:command(cmd, args)   a script by name
+  at(position, NAME)             a script's state as of an earlier position
+  stats()                        the log's and the server's figures
+  help(name)                     more on one of these]==],
+  log = "log.append(stream, type, data, opts) appends one event; opts: expect (any, no_stream, exists\nor a version), id, meta. log.read(stream, {from, limit, backwards}) returns events;\nlog.read('$all', {from, limit}) the whole log. log.tail(pattern, from) follows new events.",
+  streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
+  scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors.\nscripts.reload(name) reloads one; scripts.errors() the last load errors.",
+  at = "at(position, name) replays the log up to position into a scratch copy of the\nscript and returns its state then; the live script is untouched.",
+  stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs).",
+}
+
+local function help(name)
+  if type(name) == "table" then
+    for k, v in pairs(repl.last_env or {}) do if v == name then name = k break end end
+  end
+  local text = HELP[name or ""]
+  if not text then return "no help for " .. tostring(name) .. "; try help()" end
+  return setmetatable({}, { __tostring = function() return text end, __name = "help" })
+end
+
+-- Same rules as lua/moonlog/filter.lua: '*' every stream but '$…', 'prefix-*',
+-- a name without '-' is a category, a name with '-' is exact.
+local function matcher(pattern)
+  if pattern == nil or pattern == "*" then return function(s) return s:sub(1, 1) ~= "$" end end
+  if pattern == "$all" then return function() return true end end
+  local prefix = pattern:match("^(.*)%*$")
+  if prefix then return function(s) return s:sub(1, #prefix) == prefix end end
+  if not pattern:find("-", 1, true) then
+    return function(s) return s == pattern or s:sub(1, #pattern + 1) == pattern .. "-" end
+  end
+  return function(s) return s == pattern end
+end
+
+local function make_log(backend)
+  local L = backend.log
+  local function check(r, msg, code, actual)
+    if r == nil then
+      error((code == "conflict" and actual) and fmt("%s", msg) or msg, 3)
+    end
+    return r
+  end
+  return {
+    append = function(stream, etype, data, opts)
+      opts = opts or {}
+      return check(L:append(stream, { type = etype, data = data, meta = opts.meta, id = opts.id }, opts.expect))
+    end,
+    read = function(stream, opts)
+      return check(L:read(stream or "$all", opts or {}))
+    end,
+    head = function() return L:head() end,
+    tail = function(pattern, from)
+      -- The caller (the REPL front end) follows the log; evaluation only says so.
+      return setmetatable({ pattern = pattern or "*", from = from or L:head() + 1 }, {
+        __name = "tail", __tostring = function(t) return "tail " .. t.pattern end })
+    end,
+  }
+end
+
+local function make_streams(backend)
+  local L = backend.log
+  local function list(pattern)
+    local m, out = matcher(pattern), {}
+    for name, version in pairs(L:streams()) do
+      if m(name) then out[name] = version end
+    end
+    return out
+  end
+  return setmetatable({
+    count = function(pattern) local n = 0; for _ in pairs(list(pattern)) do n = n + 1 end; return n end,
+    version = function(stream) return L:version(stream) end,
+    list = list,
+  }, { __call = function(_, pattern) return list(pattern) end })
+end
+
+local function make_scripts(backend)
+  local S = backend.scripts
+  local function unavailable() error("no scripts are loaded here (start the REPL on a server, or give --scripts DIR)", 3) end
+  return setmetatable({
+    reload = function(name) if not S then unavailable() end return S.reload(name) end,
+    errors = function() if not S then unavailable() end return S.errors() end,
+  }, { __call = function() if not S then return {} end return S.list() end })
+end
+
+-- The globals of a REPL session. backend = { log = <log object>, scripts = <registry>|nil,
+-- at = function(position, name)|nil, stats = function()|nil }.
+function repl.env(backend)
+  local env = {}
+  for _, k in ipairs { "assert", "error", "ipairs", "next", "pairs", "pcall", "print", "rawequal",
+                       "rawget", "rawlen", "rawset", "select", "setmetatable", "getmetatable",
+                       "tonumber", "tostring", "type", "xpcall", "_VERSION" } do
+    env[k] = _G[k]
+  end
+  env.string, env.table, env.math, env.utf8 = string, table, math, utf8
+  env.os = { time = os.time, clock = os.clock, date = os.date }
+  env.log = make_log(backend)
+  env.streams = make_streams(backend)
+  env.scripts = make_scripts(backend)
+  env.stats = backend.stats or function() return backend.log:stats() end
+  env.at = function(position, name)
+    if not backend.at then error("at() needs the scripts: start the REPL on a server or with --scripts", 2) end
+    return backend.at(position, name)
+  end
+  env.help = help
+  env.show = repl.show
+  env._G = env
+  if backend.scripts then
+    setmetatable(env, { __index = function(_, k) return backend.scripts.get(k) end })
+  end
+  repl.last_env = env
+  return env
+end
+
+---------------------------------------------------------------------------
+-- Evaluating
+---------------------------------------------------------------------------
+
+-- Compiles a chunk as lua.c does: `return <chunk>` first (an expression
+-- prints its value), then the chunk as statements. Text only, never binary.
+-- Returns the function, or nil and the message; incomplete is true when the
+-- chunk only lacks its end (the REPL then reads another line).
+function repl.compile(env, chunk)
+  local f = load("return " .. chunk, "=repl", "t", env)
+  if f then return f end
+  local g, err = load(chunk, "=repl", "t", env)
+  if g then return g end
+  return nil, err, err:sub(-5) == "<eof>"
+end
+
+local function traceback(msg)
+  local tb = debug and debug.traceback and debug.traceback("", 3) or ""
+  local lines, kept = {}, 0
+  for line in tb:gmatch("[^\n]+") do
+    if line:find("repl:", 1, true) and kept < 5 then lines[#lines + 1] = line; kept = kept + 1 end
+  end
+  local m = type(msg) == "string" and msg or repl.show(msg)
+  return #lines > 0 and (m .. "\n" .. table.concat(lines, "\n")) or m
+end
+
+-- Evaluates a chunk: ok, the text to show, and what to do next (nil, or a tail request).
+-- print() inside the chunk is captured into the text.
+function repl.eval(env, chunk)
+  local f, err, incomplete = repl.compile(env, chunk)
+  if not f then return false, err, incomplete and "incomplete" or nil end
+  local printed = {}
+  local saved = env.print
+  env.print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    printed[#printed + 1] = table.concat(parts, "\t")
+  end
+  local res = table.pack(xpcall(f, traceback))
+  env.print = saved
+  local ok = res[1]
+  local text = table.concat(printed, "\n")
+  if not ok then
+    return false, (text ~= "" and text .. "\n" or "") .. tostring(res[2])
+  end
+  local mt = res.n == 2 and getmetatable(res[2])
+  if mt and mt.__name == "tail" then return true, text, res[2] end
+  if res.n > 1 then
+    local shown = repl.show(table.unpack(res, 2, res.n))
+    text = text ~= "" and text .. "\n" .. shown or shown
+  end
+  return true, text
+end
+
+---------------------------------------------------------------------------
+-- Completion
+---------------------------------------------------------------------------
+
+-- Candidates for the end of `line`: globals, fields after '.', methods after ':'.
+function repl.complete(env, line)
+  local path, sep, partial = line:match("([%a_][%w_%.:]*)([%.:])([%a_]*)$")
+  local base, candidates = env, {}
+  if path then
+    for name in path:gmatch("[^%.:]+") do
+      local ok, v = pcall(function() return base[name] end)
+      if not ok or v == nil then return {} end
+      base = v
+    end
+  else
+    partial = line:match("([%a_][%w_]*)$") or ""
+    sep = ""
+  end
+  local prefix = line:sub(1, #line - #partial)
+  local seen = {}
+  local function add(k)
+    if type(k) == "string" and k:sub(1, #partial) == partial and not seen[k] then
+      seen[k] = true
+      candidates[#candidates + 1] = prefix .. k
+    end
+  end
+  local function walk(t)
+    if type(t) ~= "table" then return end
+    for k in pairs(t) do add(k) end
+    local mt = getmetatable(t)
+    if mt and type(mt.__index) == "table" then walk(mt.__index) end
+  end
+  if type(base) == "table" then walk(base) end
+  local mt = getmetatable(base)
+  if mt and type(mt.__index) == "table" then walk(mt.__index) end
+  if not path then
+    for _, kw in ipairs { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
+                          "if", "in", "local", "nil", "not", "or", "repeat", "return", "then",
+                          "true", "until", "while" } do add(kw) end
+  end
+  table.sort(candidates)
+  return candidates
+end
+
+return repl

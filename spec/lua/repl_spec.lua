@@ -1,0 +1,114 @@
+-- moonlog.repl: showing values, evaluating chunks, completing names, the globals.
+local repl = require "moonlog.repl"
+local core = require "moonlog.core"
+
+local function tmpdir()
+  local p = io.popen("mktemp -d /tmp/moonlog-repl-XXXXXX")
+  local d = p:read("l"); p:close()
+  return d
+end
+
+describe("repl.show", function()
+  it("prints scalars like Lua, strings quoted", function()
+    assert.equal('42\t"a\\nb"\tnil\ttrue', repl.show(42, "a\nb", nil, true))
+  end)
+
+  it("prints short tables on one line with sorted keys", function()
+    assert.equal('{a=1, b={1, 2}, ["x-y"]="s"}', repl.show { b = { 1, 2 }, a = 1, ["x-y"] = "s" })
+  end)
+
+  it("nests and indents long tables, marks cycles, cuts long ones with a count", function()
+    local t = { name = string.rep("n", 40), list = {}, more = { deep = string.rep("d", 60) } }
+    t.self = t
+    for i = 1, 120 do t.list[i] = i * 1000 end
+    local s = repl.show(t)
+    assert.matches("^{\n  list = {\n    1000,\n", s)
+    assert.matches("… 70 more\n", s, 1, true)
+    assert.matches("self = <cycle>", s, 1, true)
+    assert.matches('\n  more = {deep="ddd', s, 1, true)
+  end)
+
+  it("prints events one per line", function()
+    local evs = {
+      { position = 7, stream = "account-1", version = 2, type = "Deposited", data = { amount = 5 }, meta = {} },
+      { position = 9, stream = "account-2", version = 1, type = "Opened", data = { owner = "ada" }, meta = { k = "v" } },
+    }
+    assert.equal('#7 account-1@2 Deposited {amount=5}\n#9 account-2@1 Opened {owner="ada"}  meta={k="v"}',
+      repl.show(evs))
+  end)
+end)
+
+describe("repl.eval", function()
+  local dir, log, env
+  before_each(function()
+    dir = tmpdir(); log = assert(core.log.open { dir = dir }); env = repl.env { log = log }
+  end)
+  after_each(function() log:close(); os.execute("rm -rf '" .. dir .. "'") end)
+
+  it("prints an expression's value, runs statements, keeps locals out and globals in", function()
+    assert.same({ true, "3" }, { repl.eval(env, "1 + 2") })
+    assert.same({ true, "" }, { repl.eval(env, "x = 10") })
+    assert.same({ true, "10" }, { repl.eval(env, "x") })
+    assert.same({ true, "hello\t1" }, { repl.eval(env, "print('hello', 1)") })
+  end)
+
+  it("says when a chunk is incomplete, so the REPL reads another line", function()
+    local ok, msg, what = repl.eval(env, "function f(a)\n  return a * 2")
+    assert.is_false(ok); assert.equal("incomplete", what); assert.matches("<eof>", msg)
+    assert.same({ true, "" }, { repl.eval(env, "function f(a)\n  return a * 2\nend") })
+    assert.same({ true, "8" }, { repl.eval(env, "f(4)") })
+  end)
+
+  it("reports errors with the message and a short traceback", function()
+    local ok, msg = repl.eval(env, "local function g() error('boom') end\ng()")
+    assert.is_false(ok)
+    assert.matches("repl:1: boom", msg, 1, true)
+    assert.matches("in local 'g'", msg, 1, true)
+    local ok2, msg2, what = repl.eval(env, "1 +* 2")
+    assert.is_false(ok2); assert.is_nil(what); assert.matches("unexpected symbol", msg2)
+  end)
+
+  it("has the log, streams and help as globals", function()
+    assert(repl.eval(env, "log.append('account-1', 'Opened', {owner = 'ada'})"))
+    assert(repl.eval(env, "log.append('account-1', 'Deposited', {amount = 5}, {expect = 1})"))
+    local ok, text = repl.eval(env, "log.read('account-1')")
+    assert.is_true(ok)
+    assert.matches("#2 account%-1@2 Deposited {amount=5}", text)
+    assert.same({ true, '{["account-1"]=2}' }, { repl.eval(env, "streams('account')") })
+    assert.same({ true, "1" }, { repl.eval(env, "streams.count()") })
+    assert.same({ true, "2" }, { repl.eval(env, "log.head()") })
+    local bad, err = repl.eval(env, "log.append('account-1', 'X', {}, {expect = 0})")
+    assert.is_false(bad); assert.matches("version conflict on account%-1", err)
+    local _, h = repl.eval(env, "help()")
+    assert.matches("log.append(stream, type, data", h, 1, true)
+    local _, hl = repl.eval(env, "help(log)")
+    assert.matches("opts: expect", hl, 1, true)
+  end)
+
+  it("hands a tail back to the front end instead of blocking", function()
+    local ok, _, tail = repl.eval(env, "log.tail('account-*')")
+    assert.is_true(ok)
+    assert.equal("account-*", tail.pattern)
+    assert.equal(1, tail.from)
+  end)
+
+  it("refuses binary chunks and has no io", function()
+    assert.same({ true, "nil" }, { repl.eval(env, "io") })
+    local ok, msg = repl.eval(env, string.dump(function() end))
+    assert.is_false(ok)
+  end)
+end)
+
+describe("repl.complete", function()
+  local env = repl.env { log = {} }
+  it("completes globals, fields and methods", function()
+    assert.same({ "local", "log" }, repl.complete(env, "lo"))
+    assert.same({ "log.append" }, repl.complete(env, "log.app"))
+    assert.same({ "x = streams.count" }, repl.complete(env, "x = streams.co"))
+    assert.same({ "string.format" }, repl.complete(env, "string.form"))
+    local s = setmetatable({}, { __index = { query = 1, get = 2 } })
+    env.balances = s
+    assert.same({ "balances:query" }, repl.complete(env, "balances:qu"))
+    assert.same({}, repl.complete(env, "nothing.he"))
+  end)
+end)
