@@ -8,6 +8,7 @@
 
 #include <moonlog/api.h>
 #include <moonlog/codec.h>
+#include <moonlog/script.h>
 #include <moonlog/log.h>
 
 ML_API int luaopen_moonlog_core(lua_State *L);
@@ -17,6 +18,8 @@ int luaopen_moonlog_core(lua_State *L)
 	lua_newtable(L);
 	ml_luaopen_codec(L);
 	lua_setfield(L, -2, "codec");
+	ml_luaopen_script(L);
+	lua_setfield(L, -2, "script");
 	ml_luaopen_log(L);
 	lua_setfield(L, -2, "log");
 	lua_pushliteral(L, "0.1.0");

@@ -1,0 +1,163 @@
+/*
+ * script.h - the Lua host: one user script (reducer, decider, projection or
+ * handler) in a lua_State of its own.
+ *
+ * A script is loaded from a file into a fresh sandboxed state, with its own
+ * memory limit (a counting allocator) and an instruction budget per event (a
+ * count hook). Its definition is validated by the moonlog DSL, and its `from`
+ * is compiled into a filter that runs in C: events it does not subscribe to
+ * never reach Lua. Events are then fed one at a time, in log order; each one
+ * reaches Lua as a read-only view that decodes its fields on access (see
+ * docs/scripts.md).
+ *
+ * A script that raises an error, or passes a limit, faults: the call returns -1
+ * with a diag naming the script, the event position and the limit, and every
+ * later feed fails the same way. Nothing a script does takes the process or
+ * another script down. Every function returns 0 / -1 (or a pointer / NULL)
+ * with a diag; none raises a Lua error. A script is used by one thread at a
+ * time.
+ */
+#ifndef MOONLOG_SCRIPT_H
+#define MOONLOG_SCRIPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moonlog/api.h>
+#include <moonlog/log.h>
+#include <moonlog/util.h>
+
+struct ml_script;
+
+enum ml_script_kind {
+	ML_SCRIPT_REDUCER,
+	ML_SCRIPT_DECIDER,
+	ML_SCRIPT_PROJECTION,
+	ML_SCRIPT_HANDLER,
+};
+
+struct ml_script_options {
+	size_t memory_limit;	    /* bytes of Lua memory (default 256 MiB) */
+	uint64_t instruction_limit; /* Lua VM instructions per event or call (default 100M) */
+	const char *lua_dir;	    /* load the moonlog modules from DIR/moonlog/ instead of
+				       the copies built into the library (development) */
+};
+
+ML_API void ml_script_options_init(struct ml_script_options *o);
+
+/*
+ * Loads and validates the script in `path` (o may be NULL for the defaults).
+ * NULL with a diag (ML_ERR_SCRIPT, or ML_ERR_NOT_FOUND) when the file cannot be
+ * read, does not compile, raises, passes a limit, or does not return a
+ * definition built with the moonlog DSL.
+ */
+ML_API struct ml_script *ml_script_load(const char *path, const struct ml_script_options *o);
+/* The same from a buffer; `chunkname` names the script in messages ("balances.lua"). */
+ML_API struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, size_t len,
+					       const struct ml_script_options *o);
+/* Closes the script's lua_State. NULL is fine. */
+ML_API void ml_script_free(struct ml_script *s);
+
+ML_API const char *ml_script_name(const struct ml_script *s);
+ML_API enum ml_script_kind ml_script_kind(const struct ml_script *s);
+ML_API const char *ml_script_kind_name(enum ml_script_kind kind);
+/* A hash of the script's code and of the library it was built with, in 16 hex digits. */
+ML_API const char *ml_script_hash(const struct ml_script *s);
+/* The position of the last event fed (0 before any): the script's checkpoint. */
+ML_API uint64_t ml_script_position(const struct ml_script *s);
+/* Why the script faulted, or NULL while it runs. */
+ML_API const char *ml_script_fault(const struct ml_script *s);
+
+/*
+ * The C side of `from`: stream patterns ("$all", "*", "prefix-*", a category
+ * "account", an exact "account-42") and an optional list of event types.
+ */
+struct ml_script_filter;
+ML_API const struct ml_script_filter *ml_script_filter(const struct ml_script *s);
+ML_API int ml_script_filter_match(const struct ml_script_filter *f, const char *stream,
+				  size_t stream_len, const char *type, size_t type_len);
+/* Does one stream pattern take `stream`? (The same rules, for routing and tests.) */
+ML_API int ml_script_pattern_match(const char *pattern, const char *stream, size_t stream_len);
+
+/*
+ * Feeds one event. Events at or below the script's position are skipped (so a
+ * restored snapshot can be fed the log from anywhere before it); events the
+ * filter rejects only move the position. Returns 0, or -1 with a diag
+ * (ML_ERR_SCRIPT) when the script faults. A handler whose on_error is "skip" or
+ * "park" does not fault on an error of its own; see ml_script_outcome.
+ */
+ML_API int ml_script_feed(struct ml_script *s, const struct ml_event *e);
+
+/* What the last feed of a handler produced: the events it emitted (valid until the next
+ * call on the script), and whether the event is to be parked or was skipped. */
+struct ml_script_emit {
+	const char *stream, *type;
+	size_t stream_len, type_len;
+	const uint8_t *data, *meta; /* msgpack; meta carries causation_id and correlation_id */
+	size_t data_len, meta_len;
+};
+struct ml_script_outcome {
+	const struct ml_script_emit *emits;
+	size_t n_emits;
+	int parked;	   /* on_error = "park": append the event to $parked-NAME */
+	int skipped;	   /* on_error = "skip" (or "park"): the handler failed on it */
+	const char *error; /* the handler's error when parked or skipped, else NULL */
+};
+ML_API void ml_script_outcome(const struct ml_script *s, struct ml_script_outcome *out);
+
+/* The whole state (a projection's state, a reducer's table of states by stream) as msgpack
+ * appended to out. */
+ML_API int ml_script_state(struct ml_script *s, struct ml_buf *out);
+/* The same as readable Lua text (a table constructor, keys sorted). */
+ML_API int ml_script_state_lua(struct ml_script *s, struct ml_buf *out);
+/* A reducer's or decider's state of one stream (nil when it has none), or a partitioned
+ * projection's state of one key, as msgpack. */
+ML_API int ml_script_get(struct ml_script *s, const char *key, size_t key_len, struct ml_buf *out);
+/* A projection's query `name` with the arguments in `args` (a msgpack array, or NULL/0 for
+ * none); the answer as msgpack. */
+ML_API int ml_script_query(struct ml_script *s, const char *name, const void *args, size_t args_len,
+			   struct ml_buf *out);
+
+/*
+ * Runs command `command` of a decider with `args` (a msgpack map, or NULL/0 for
+ * {}): the target stream is read from `log` and folded, then decide runs. The
+ * caller appends `events` to `stream` with `expected_version` (and retries on a
+ * conflict). Free the decision with ml_script_decision_free.
+ */
+struct ml_script_decision {
+	char *stream;
+	uint64_t expected_version; /* the stream's version the state was built at */
+	int rejected;
+	char *reason;	       /* when rejected */
+	struct ml_buf details; /* when rejected: msgpack of the details (nil when none) */
+	struct ml_buf events;  /* msgpack array of { type, data, meta[, id] } maps */
+	size_t n_events;
+};
+ML_API int ml_script_decide(struct ml_script *s, struct ml_log *log, const char *command,
+			    const void *args, size_t args_len, struct ml_script_decision *out);
+ML_API void ml_script_decision_free(struct ml_script_decision *d);
+
+/*
+ * Snapshots: the state, the position and the code hash, written atomically to
+ * DATA/scripts/NAME.snap (a temporary file, fsync, rename, fsync of the folder).
+ * Loading restores state and position; it returns 1 when restored, 0 when there
+ * is no snapshot, and -1 (ML_ERR_REFUSED) when the snapshot was taken with other
+ * code (a different hash): rebuild from the log instead.
+ */
+ML_API int ml_script_snapshot_save(struct ml_script *s, const char *data_dir);
+ML_API int ml_script_snapshot_load(struct ml_script *s, const char *data_dir);
+
+struct ml_script_stats {
+	uint64_t events;	    /* fed */
+	uint64_t delivered;	    /* of them, passed the filter and ran in Lua */
+	size_t memory, memory_peak; /* bytes of Lua memory */
+	size_t memory_limit;
+	uint64_t instruction_limit;
+};
+ML_API void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out);
+
+/* The Lua binding (moonlog.core.script): load(path [, options]) -> script object. */
+struct lua_State;
+ML_API int ml_luaopen_script(struct lua_State *L);
+
+#endif

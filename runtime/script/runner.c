@@ -1,0 +1,148 @@
+/*
+ * runner.c - the host's Lua side: a small chunk, run inside each script's
+ * state, that holds the state and calls the definition's methods per kind.
+ *
+ * The C host asks for one of a few verbs (feed, state, set, get, query,
+ * target, decide, show) and never needs to know how a projection's state
+ * differs from a reducer's table of states by stream. The chunk is trusted
+ * host code: it runs with the definition and the sandbox's require as
+ * arguments, and touches no global.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "script_internal.h"
+
+static const char runner_src[] =
+    "local def, require = ...\n"
+    "local kind, R = def.kind, {}\n"
+    "local ml = require 'moonlog'\n"
+    "local pretty = require 'moonlog.pretty'\n"
+    "if kind == 'projection' then\n"
+    "  local fold, state = def.fold, def:initial()\n"
+    "  function R.feed(e) state = fold(def, state, e) end\n"
+    "  function R.state() return state end\n"
+    "  function R.set(s) state = s end\n"
+    "  function R.get(key) if def.partition then return state[key] end return state end\n"
+    "  function R.query(name, ...) return def:query(state, name, ...) end\n"
+    "elseif kind == 'handler' then\n"
+    "  local handle = def.handle\n"
+    "  function R.feed(e) return handle(def, e) end\n"
+    "  function R.state() return nil end\n"
+    "  function R.set() end\n"
+    "  function R.get() return nil end\n"
+    "else\n"
+    "  local fold, initial, states = def.fold, def.initial, {}\n"
+    "  function R.feed(e)\n"
+    "    local stream = e.stream\n"
+    "    local s = states[stream]\n"
+    "    if s == nil then s = initial(def, stream) end\n"
+    "    states[stream] = fold(def, s, e)\n"
+    "  end\n"
+    "  function R.state() return states end\n"
+    "  function R.set(s) states = s end\n"
+    "  function R.get(key) return states[key] end\n"
+    "end\n"
+    "if kind == 'decider' then\n"
+    "  function R.target(command, args) return def:target(command, args) end\n"
+    "  function R.decide(history, command, args)\n"
+    "    local result = def:execute(history, command, args)\n"
+    "    if ml.is_rejection(result) then return false, result.reason, result.details end\n"
+    "    return true, result\n"
+    "  end\n"
+    "end\n"
+    /* Readable Lua: one key per line, sorted, nested tables indented. */
+    "local function show(v, indent, out, seen)\n"
+    "  if type(v) ~= 'table' then out[#out + 1] = pretty.format(v) return end\n"
+    "  if seen[v] then out[#out + 1] = '<cycle>' return end\n"
+    "  local keys = pretty.sorted_keys(v)\n"
+    "  if #keys == 0 then out[#out + 1] = '{}' return end\n"
+    "  seen[v] = true\n"
+    "  local inner = indent .. '  '\n"
+    "  out[#out + 1] = '{\\n'\n"
+    "  for i = 1, #keys do\n"
+    "    local k = keys[i]\n"
+    "    out[#out + 1] = inner\n"
+    "    if math.type(k) ~= 'integer' or k ~= i then\n"
+    "      local f = pretty.format({ [k] = true })\n"
+    "      out[#out + 1] = f:sub(2, -7) .. ' = '\n"
+    "    end\n"
+    "    show(v[k], inner, out, seen)\n"
+    "    out[#out + 1] = ',\\n'\n"
+    "  end\n"
+    "  out[#out + 1] = indent .. '}'\n"
+    "  seen[v] = nil\n"
+    "end\n"
+    "function R.show(v) local out = {} show(v, '', out, {}) return table.concat(out) end\n"
+    "return R\n";
+
+static void set_kind(lua_State *L, struct ml_script *s, int def)
+{
+	static const char *const kinds[] = {"reducer", "decider", "projection", "handler"};
+	lua_getfield(L, def, "kind");
+	const char *k = lua_tostring(L, -1);
+	for (int i = 0; i < 4; i++)
+		if (k && strcmp(k, kinds[i]) == 0)
+			s->kind = (enum ml_script_kind)i;
+	lua_pop(L, 1);
+
+	lua_getfield(L, def, "name");
+	size_t n;
+	const char *name = lua_tolstring(L, -1, &n);
+	if (name == NULL || n == 0 || n > 200 || memchr(name, '/', n) || name[0] == '.')
+		luaL_error(L, "the definition's name must be 1 to 200 characters with no '/' and "
+			      "not starting with '.'");
+	free(s->name);
+	s->name = ml_xstrndup(name, n);
+	lua_pop(L, 1);
+
+	s->on_error = 0;
+	if (s->kind == ML_SCRIPT_HANDLER) {
+		lua_getfield(L, def, "on_error");
+		const char *e = lua_tostring(L, -1);
+		s->on_error = e && strcmp(e, "skip") == 0 ? 1 : e && strcmp(e, "park") == 0 ? 2 : 0;
+		lua_pop(L, 1);
+	}
+}
+
+/* Checks the value at def with the DSL's own is_definition. */
+static void check_definition(lua_State *L, struct ml_script *s, int env, int def)
+{
+	lua_getfield(L, env, "require");
+	lua_pushliteral(L, "moonlog");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "is_definition");
+	lua_pushvalue(L, def);
+	lua_call(L, 1, 1);
+	int ok = lua_toboolean(L, -1);
+	lua_pop(L, 2);
+	if (!ok)
+		luaL_error(L,
+			   "%s must return a definition built with the moonlog DSL (return "
+			   "ml.projection { ... }, ml.reducer, ml.decider or ml.handler), got %s",
+			   s->chunkname, luaL_typename(L, def));
+}
+
+int ml_runner_open(lua_State *L, int env, int def)
+{
+	struct ml_script *s = ml_script_of(L);
+	check_definition(L, s, env, def);
+	set_kind(L, s, def);
+	lua_getfield(L, def, "from");
+	ml_script_filter_load(L, -1, &s->filter);
+	lua_pop(L, 1);
+
+	if (luaL_loadbufferx(L, runner_src, sizeof(runner_src) - 1, "=moonlog.host", "t") != LUA_OK)
+		return lua_error(L);
+	lua_pushvalue(L, def);
+	lua_getfield(L, env, "require");
+	lua_call(L, 2, 1);	     /* SLOT_RUNNER */
+	lua_getfield(L, -1, "feed"); /* SLOT_FEED */
+	lua_pushvalue(L, SLOT_EVENT_MT);
+	lua_pushvalue(L, -2);
+	lua_pushlightuserdata(L, s);
+	lua_pushcclosure(L, ml_feed_trampoline, 3); /* SLOT_TRAMPOLINE */
+	return 0;
+}

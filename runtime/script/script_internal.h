@@ -1,0 +1,128 @@
+/*
+ * script_internal.h - what the files of the Lua host share (private to script/).
+ *
+ * The main thread's stack of a script's lua_State is laid out once at load and
+ * kept that way, so the hot path never looks anything up by name:
+ *   1 the message handler (adds a traceback to an error)
+ *   2 the event view's metatable
+ *   3 the data view's metatable
+ *   4 the runner: a table of functions, one set per kind (see runner.c)
+ *   5 the runner's feed function
+ *   6 the feed trampoline (a C function that builds the view and calls 5)
+ */
+#ifndef ML_SCRIPT_INTERNAL_H
+#define ML_SCRIPT_INTERNAL_H
+
+#include <lua.h>
+#include <stdint.h>
+
+#include <moonlog/script.h>
+
+enum {
+	SLOT_MSGH = 1,
+	SLOT_EVENT_MT,
+	SLOT_VIEW_MT,
+	SLOT_RUNNER,
+	SLOT_FEED,
+	SLOT_TRAMPOLINE,
+	SLOT_COUNT = SLOT_TRAMPOLINE,
+};
+
+#define ML_SCRIPT_MAX_PATTERNS 64
+#define ML_SCRIPT_MAX_TYPES    256
+
+enum ml_pattern_kind { PAT_ALL, PAT_VISIBLE, PAT_PREFIX, PAT_CATEGORY, PAT_EXACT };
+
+struct ml_pattern {
+	enum ml_pattern_kind kind;
+	uint8_t len; /* of the prefix / category / name */
+	char text[256];
+};
+
+struct ml_script_filter {
+	struct ml_pattern *patterns;
+	size_t n_patterns;
+	/* NULL: every type. Otherwise sorted by length, so most misses compare one byte. */
+	struct {
+		uint8_t len;
+		char text[255];
+	} * types;
+	size_t n_types;
+};
+
+struct ml_script {
+	lua_State *L;
+	char *name, *chunkname, *lua_dir;
+	enum ml_script_kind kind;
+	char hash[17];
+	struct ml_script_filter filter;
+	int on_error; /* handlers: 0 stop, 1 skip, 2 park */
+
+	/* limits */
+	size_t mem, mem_peak, mem_limit;
+	uint64_t insn_limit, budget_left;
+	int over_memory, over_budget; /* sticky: set by the allocator / the hook */
+
+	uint64_t position;
+	uint64_t events, delivered;
+	const struct ml_event *current; /* the event being fed, for the trampoline */
+	char *fault;
+
+	/* the last handler outcome */
+	struct ml_buf emit_bytes;
+	struct ml_script_emit *emits;
+	size_t n_emits, emits_cap;
+	int parked, skipped;
+	char *handler_error;
+};
+
+/* script.c */
+/* Runs fn(runner, ud) in protected mode under the limits; `what` names the call in a
+ * failure. 0, or -1 with a diag (the script faults). */
+int ml_script_pcall(struct ml_script *s, lua_CFunction fn, void *ud, int nresults,
+		    const char *what);
+/* Marks the script faulted with the current Lua error (at the top) or the limit passed. */
+int ml_script_fail(struct ml_script *s, const char *what, int faults);
+void ml_script_arm(struct ml_script *s);
+struct ml_script *ml_script_of(lua_State *L);
+
+/* sandbox.c: opens the safe libraries and pushes the sandbox environment. */
+int ml_sandbox_open(lua_State *L, const char *lua_dir);
+/* The hash of the moonlog modules the sandbox loads. */
+uint64_t ml_sandbox_library_hash(const char *lua_dir);
+
+/* filter.c */
+int ml_script_filter_load(lua_State *L, int from_idx, struct ml_script_filter *f);
+void ml_script_filter_clear(struct ml_script_filter *f);
+
+/* view.c */
+void ml_view_open(lua_State *L); /* pushes the event and data metatables */
+void ml_view_push_event(lua_State *L, const struct ml_event *e);
+void ml_view_set_event_mt(lua_State *L);
+/* 0: not a view, 1: an event, 2: a data view. */
+int ml_view_kind(lua_State *L, int idx);
+/* Pushes the view at idx decoded into plain tables. */
+void ml_view_push_decoded(lua_State *L, int idx);
+/* plain.c: pushes the value at idx with every view in it decoded into tables (the same
+ * value when it holds none). */
+void ml_view_push_plain(lua_State *L, int idx);
+/* Encodes the value at idx (views included) as msgpack; raises on failure. */
+void ml_view_encode(lua_State *L, int idx, struct ml_buf *out, const char *name);
+
+/* runner.c: checks the definition at def and pushes the runner, its feed and the
+ * trampoline (SLOT_RUNNER .. SLOT_TRAMPOLINE). */
+int ml_runner_open(lua_State *L, int env, int def);
+/* feed.c: the C function that builds an event's view and feeds it (upvalues: the event
+ * metatable, the runner's feed, the script). */
+int ml_feed_trampoline(lua_State *L);
+
+/* embedded modules (generated at configure time: lua_modules.c) */
+struct ml_lua_module {
+	const char *name; /* "moonlog.dsl" */
+	const char *source;
+	size_t len;
+};
+extern const struct ml_lua_module ml_lua_modules[];
+extern const size_t ml_lua_modules_count;
+
+#endif
