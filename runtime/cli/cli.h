@@ -23,6 +23,8 @@ int cmd_append(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
 
 /* Prints "moonlog CMD: message" on stderr and returns the exit status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...)

@@ -8,14 +8,17 @@
 #include <moonlog/codec.h>
 
 #include "cli/cli.h"
+#include "cli/client.h"
 
 static const char help[] =
-    "usage: moonlog append [--data DIR] STREAM TYPE [JSON] [options]\n"
+    "usage: moonlog append [--data DIR | --connect ADDR] STREAM TYPE [JSON] [options]\n"
     "\n"
     "Appends one event of TYPE to STREAM, with JSON as its data (default {}; - reads\n"
     "the JSON from standard input).\n"
     "\n"
-    "  --data DIR     the data folder (default ./moonlog-data)\n"
+    "  --data DIR     the data folder (default ./moonlog-data); if a server holds it,\n"
+    "                 the append goes through its admin socket\n"
+    "  --connect ADDR append through a running server's RPC port (HOST:PORT)\n"
     "  --expect V     expected version: any (default), no_stream, exists, or a number;\n"
     "                 if the stream is not at V, nothing is written and the exit status is 1\n"
     "  --id ID        the event's id; appending an id already in the stream again does\n"
@@ -25,7 +28,7 @@ static const char help[] =
     "  --json         print the result as JSON\n";
 
 struct append_args {
-	const char *dir, *stream, *type, *data, *meta, *id;
+	const char *dir, *stream, *type, *data, *meta, *id, *connect;
 	int64_t expect;
 	enum ml_fsync fsync;
 	int json;
@@ -37,7 +40,8 @@ static int parse(int argc, char **argv, struct append_args *a)
 	    {"data", required_argument, 0, 'd'},  {"expect", required_argument, 0, 'e'},
 	    {"id", required_argument, 0, 'i'},	  {"meta", required_argument, 0, 'm'},
 	    {"fsync", required_argument, 0, 'f'}, {"json", no_argument, 0, 'j'},
-	    {"help", no_argument, 0, 'h'},	  {0, 0, 0, 0},
+	    {"help", no_argument, 0, 'h'},	  {"connect", required_argument, 0, 'c'},
+	    {0, 0, 0, 0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1 || optind < argc) {
@@ -66,6 +70,9 @@ static int parse(int argc, char **argv, struct append_args *a)
 			break;
 		case 'i':
 			a->id = optarg;
+			break;
+		case 'c':
+			a->connect = optarg;
 			break;
 		case 'm':
 			a->meta = optarg;
@@ -130,6 +137,12 @@ int cmd_append(int argc, char **argv)
 	    (rc = to_msgpack("the data", json.data, &data)) != 0 ||
 	    (a.meta && (rc = to_msgpack("--meta", a.meta, &meta)) != 0))
 		goto out;
+	struct ml_event_in re = {a.stream, strlen(a.stream), a.type,	  strlen(a.type),
+				 a.id,	   a.id ? strlen(a.id) : 0, data.data, data.len,
+				 meta.data, meta.len};
+	if ((rc = cli_remote_append(a.connect, a.dir, &re, a.expect, a.json)) >= 0)
+		goto out; /* a server holds the log (or --connect): it did the append */
+	rc = 0;
 	struct ml_log *log = cli_open_log("append", a.dir, 0, a.fsync);
 	if (log == NULL) {
 		rc = cli_status();

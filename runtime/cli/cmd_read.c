@@ -5,14 +5,17 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/client.h"
 
 static const char help[] =
-    "usage: moonlog read [--data DIR] STREAM|'$all' [options]\n"
+    "usage: moonlog read [--data DIR | --connect ADDR] STREAM|'$all' [options]\n"
     "\n"
     "Prints the events of a stream (or of the whole log with '$all'), one per line:\n"
     "position, time, stream@version, type, data.\n"
     "\n"
-    "  --data DIR     the data folder (default ./moonlog-data)\n"
+    "  --data DIR     the data folder (default ./moonlog-data); if a server holds it,\n"
+    "                 the read goes through its admin socket\n"
+    "  --connect ADDR read from a running server's RPC port (HOST:PORT)\n"
     "  --from N       start at version N of the stream, or position N of $all (default: the\n"
     "                 first; with --backwards, the last)\n"
     "  --limit N      print at most N events\n"
@@ -43,10 +46,11 @@ int cmd_read(int argc, char **argv)
 	    {"limit", required_argument, 0, 'l'},
 	    {"backwards", no_argument, 0, 'b'},
 	    {"json", no_argument, 0, 'j'},
+	    {"connect", required_argument, 0, 'c'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
-	const char *dir = "./moonlog-data", *stream = NULL;
+	const char *dir = "./moonlog-data", *stream = NULL, *connect = NULL;
 	uint64_t from = 0, limit = 0;
 	int backwards = 0, c;
 	struct read_ctx ctx = {0};
@@ -62,6 +66,9 @@ int cmd_read(int argc, char **argv)
 		case 'l':
 			if (cli_uint("read", "--limit", optarg, &limit) != 0)
 				return CLI_USAGE;
+			break;
+		case 'c':
+			connect = optarg;
 			break;
 		case 'b':
 			backwards = 1;
@@ -84,6 +91,9 @@ int cmd_read(int argc, char **argv)
 	if (all && backwards)
 		return cli_fail("read", CLI_USAGE, "$all is read forward only");
 
+	int rc = cli_remote_read(connect, dir, stream, from, limit, backwards, ctx.json);
+	if (rc >= 0)
+		return rc; /* a server holds the log (or --connect): it answered */
 	struct ml_log *log = cli_open_log("read", dir, 1, ML_FSYNC_NEVER);
 	if (log == NULL)
 		return cli_status();

@@ -11,7 +11,9 @@ static const struct cli_command commands[] = {
     {"append", cmd_append, "append an event to a stream"},
     {"read", cmd_read, "print the events of a stream or of $all"},
     {"check", cmd_check, "verify every record of the log (--repair cuts a torn tail)"},
-    {"bench", cmd_bench, "measure: bench append"},
+    {"serve", cmd_serve, "serve the log: msgpack-RPC, HTTP and subscriptions"},
+    {"tail", cmd_tail, "follow the events of a running server (a pattern, catching up first)"},
+    {"bench", cmd_bench, "measure: bench append|subscribe|open"},
     {"help", NULL, "show this help"},
 };
 

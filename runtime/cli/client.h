@@ -1,0 +1,53 @@
+/*
+ * client.h - a small blocking msgpack-RPC client for the command line:
+ * --connect ADDR, and the admin socket of a server that holds a data folder.
+ */
+#ifndef ML_CLI_CLIENT_H
+#define ML_CLI_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moonlog/log.h>
+#include <moonlog/util.h>
+
+#include "net/mp.h"
+
+struct cli_client {
+	int fd;
+	uint32_t next_id;
+	struct ml_buf in; /* bytes read, not yet taken */
+	size_t in_off;
+	struct ml_buf msg; /* the last message taken */
+};
+
+/* Connects to HOST:PORT or to a Unix socket path (anything with a '/'). -1 with diag. */
+int cli_client_connect(struct cli_client *c, const char *addr);
+/* The admin socket of a server holding DIR, if one answers there: 0, else -1 (quietly). */
+int cli_client_admin(struct cli_client *c, const char *dir);
+void cli_client_close(struct cli_client *c);
+
+/*
+ * Sends [0, id, method, params] where params is the msgpack array already in `params`,
+ * and waits for its answer. Returns 0 with *result pointing at the result; -1 with diag
+ * (the server's error message, its code as the diag code; *actual set on conflicts).
+ */
+int cli_client_call(struct cli_client *c, const char *method, const struct ml_buf *params,
+		    struct ml_mp *result);
+/* Waits for the next message of any kind; 0 with *msg at it, -1 when the connection ends. */
+int cli_client_next(struct cli_client *c, struct ml_mp *msg);
+
+/* Reads one event map into e (pointers into the message). */
+int cli_client_event(struct ml_mp *r, struct ml_event *e);
+
+/*
+ * `append` and `read` through a server: over --connect ADDR, or (addr NULL) through
+ * the admin socket of the server holding dir. Return the exit status, or -1 when
+ * addr is NULL and no server holds dir (the command then opens the log itself).
+ */
+int cli_remote_append(const char *addr, const char *dir, const struct ml_event_in *e,
+		      int64_t expect, int json);
+int cli_remote_read(const char *addr, const char *dir, const char *stream, uint64_t from,
+		    uint64_t limit, int back, int json);
+
+#endif

@@ -1,0 +1,154 @@
+/*
+ * cmd_serve.c - `moonlog serve`: run the server on a data folder until
+ * SIGTERM or SIGINT. docs/operations.md describes the flags.
+ */
+#include <getopt.h>
+#include <string.h>
+
+#include <moonlog/server.h>
+
+#include "cli/cli.h"
+
+static const char help[] =
+    "usage: moonlog serve [--data DIR] [--listen ADDR] [--http ADDR] [options]\n"
+    "\n"
+    "Serves the log in DIR: msgpack-RPC on --listen, HTTP with JSON on --http, and the\n"
+    "admin socket DIR/moonlog.sock (mode 0600, where eval is allowed). Stops on SIGTERM\n"
+    "or SIGINT once appends in flight are durable.\n"
+    "\n"
+    "  --data DIR          the data folder (default ./moonlog-data)\n"
+    "  --scripts DIR       the scripts folder (hosting scripts comes in a later version)\n"
+    "  --listen ADDR       msgpack-RPC HOST:PORT (default 127.0.0.1:7420; 'off' for none)\n"
+    "  --http ADDR         HTTP HOST:PORT (default 127.0.0.1:7421; 'off' for none)\n"
+    "  --admin PATH        the admin socket (default DIR/moonlog.sock; 'off' for none)\n"
+    "  --fsync MODE        always (default), batch or never\n"
+    "  --token FILE        require this token: 'Authorization: Bearer' on HTTP, auth() on TCP\n"
+    "  --max-request N     bytes in one request or HTTP body (default 16777216)\n"
+    "  --max-conns N       open connections (default 4096)\n"
+    "  --max-outbuf N      bytes waiting to go to one connection before its subscriptions\n"
+    "                      pause and fall back to the log (default 8388608)\n"
+    "  --max-read N        events in one read answer (default 10000)\n"
+    "  --eval-budget N     Lua instructions one eval may run (default 100000000)\n"
+    "  --ack-timeout MS    groups: redeliver an unacked event after MS (default 30000)\n"
+    "  --max-deliveries N  groups: park an event after N deliveries (default 5)\n"
+    "  --quiet             no log lines on stderr\n";
+
+static int num(const char *opt, const char *s, uint32_t *out)
+{
+	uint64_t v;
+	if (cli_uint("serve", opt, s, &v) != 0)
+		return -1;
+	if (v == 0 || v > UINT32_MAX) {
+		cli_fail("serve", CLI_USAGE, "%s must be between 1 and %u", opt, UINT32_MAX);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static const char *off(const char *s)
+{
+	return strcmp(s, "off") == 0 ? "" : s;
+}
+
+static int parse(int argc, char **argv, struct ml_server_options *o)
+{
+	static const struct option opts[] = {
+	    {"data", required_argument, 0, 'd'},
+	    {"scripts", required_argument, 0, 's'},
+	    {"listen", required_argument, 0, 'l'},
+	    {"http", required_argument, 0, 'H'},
+	    {"admin", required_argument, 0, 'a'},
+	    {"fsync", required_argument, 0, 'f'},
+	    {"token", required_argument, 0, 't'},
+	    {"max-request", required_argument, 0, 1},
+	    {"max-conns", required_argument, 0, 2},
+	    {"max-outbuf", required_argument, 0, 3},
+	    {"max-read", required_argument, 0, 4},
+	    {"eval-budget", required_argument, 0, 5},
+	    {"ack-timeout", required_argument, 0, 6},
+	    {"max-deliveries", required_argument, 0, 7},
+	    {"quiet", no_argument, 0, 'q'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	int c;
+	uint64_t v;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		int bad = 0;
+		switch (c) {
+		case 'd':
+			o->dir = optarg;
+			break;
+		case 's':
+			break; /* accepted now, used once scripts are hosted */
+		case 'l':
+			o->listen = off(optarg);
+			break;
+		case 'H':
+			o->http = off(optarg);
+			break;
+		case 'a':
+			o->admin = off(optarg);
+			break;
+		case 't':
+			o->token_file = optarg;
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'f':
+			if (ml_fsync_parse(optarg, &o->fsync) != 0)
+				return cli_diag("serve");
+			break;
+		case 1:
+			bad = num("--max-request", optarg, &o->max_request);
+			break;
+		case 2:
+			bad = num("--max-conns", optarg, &o->max_conns);
+			break;
+		case 3:
+			bad = num("--max-outbuf", optarg, &o->max_outbuf);
+			break;
+		case 4:
+			bad = num("--max-read", optarg, &o->max_read);
+			break;
+		case 5:
+			bad = cli_uint("serve", "--eval-budget", optarg, &v);
+			o->eval_budget = v;
+			break;
+		case 6:
+			bad = num("--ack-timeout", optarg, &o->ack_timeout_ms);
+			break;
+		case 7:
+			bad = num("--max-deliveries", optarg, &o->max_deliveries);
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return -1;
+		default:
+			return cli_fail("serve", CLI_USAGE, "see moonlog serve --help");
+		}
+		if (bad)
+			return CLI_USAGE;
+	}
+	if (optind < argc)
+		return cli_fail("serve", CLI_USAGE,
+				"unexpected argument '%s'; see moonlog serve --help", argv[optind]);
+	return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	struct ml_server_options o;
+	ml_server_options_init(&o);
+	int rc = parse(argc, argv, &o);
+	if (rc != 0)
+		return rc < 0 ? CLI_OK : rc;
+	struct ml_server *s = ml_server_new(&o);
+	if (s == NULL)
+		return cli_diag("serve");
+	rc = ml_server_run(s) == 0 ? CLI_OK : cli_diag("serve");
+	ml_server_free(s);
+	return rc;
+}

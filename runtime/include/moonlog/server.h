@@ -1,0 +1,62 @@
+/*
+ * server.h - `moonlog serve`: the log as a network service.
+ *
+ * One libevent loop owns every socket (msgpack-RPC on TCP and on the admin
+ * Unix socket, HTTP with JSON and server-sent events) and the routing of
+ * events to subscribers. Appends go to the log's group commit; its flusher
+ * thread hands completions and head moves back to the loop in batches, so the
+ * loop never waits for a disk. The wire protocols are described in
+ * docs/protocol.md, the flags and limits in docs/operations.md.
+ */
+#ifndef MOONLOG_SERVER_H
+#define MOONLOG_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moonlog/api.h>
+#include <moonlog/log.h>
+
+struct ml_server;
+
+struct ml_server_options {
+	const char *dir;    /* the data folder (default ./moonlog-data) */
+	const char *listen; /* msgpack-RPC over TCP, HOST:PORT (default 127.0.0.1:7420); "" = off */
+	const char *http;   /* HTTP, HOST:PORT (default 127.0.0.1:7421); "" = off */
+	const char *admin;  /* the admin socket (default DATA/moonlog.sock); "" = off */
+	const char *token_file; /* if set: HTTP needs a bearer token, TCP an auth call */
+	enum ml_fsync fsync;
+	uint32_t max_request;	 /* bytes in one request or HTTP body (default 16 MiB) */
+	uint32_t max_conns;	 /* open connections, all listeners together (default 4096) */
+	uint32_t max_outbuf;	 /* bytes waiting to be sent to one connection (default 8 MiB) */
+	uint32_t max_read;	 /* events in one read answer (default 10000) */
+	uint64_t eval_budget;	 /* Lua instructions one eval may run (default 100 million) */
+	uint32_t ack_timeout_ms; /* groups' default redelivery timeout (default 30000) */
+	uint32_t max_deliveries; /* groups' default deliveries before parking (default 5) */
+	int quiet;		 /* no log lines on stderr */
+};
+
+ML_API void ml_server_options_init(struct ml_server_options *o);
+
+/* Opens the log and binds every listener; NULL with diag (ML_ERR_BUSY if the log is taken). */
+ML_API struct ml_server *ml_server_new(const struct ml_server_options *o);
+/* Runs the loop until SIGTERM/SIGINT or ml_server_stop; 0 on a clean stop. */
+ML_API int ml_server_run(struct ml_server *s);
+/* Asks the loop to stop (from any thread): stop accepting, finish what is in flight, sync. */
+ML_API void ml_server_stop(struct ml_server *s);
+/* Frees what ml_server_new made and closes the log (syncing it). NULL is fine. */
+ML_API void ml_server_free(struct ml_server *s);
+/* The TCP port actually bound (useful with port 0), or 0. */
+ML_API int ml_server_rpc_port(struct ml_server *s);
+ML_API int ml_server_http_port(struct ml_server *s);
+
+/*
+ * Between two turns of the loop, after events have been routed, the server
+ * calls each turn hook: the place where hosted scripts are fed the events
+ * that became durable meanwhile. Add hooks before ml_server_run.
+ */
+ML_API void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *s, void *arg),
+			      void *arg);
+ML_API struct ml_log *ml_server_log(struct ml_server *s);
+
+#endif

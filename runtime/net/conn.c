@@ -1,0 +1,238 @@
+/*
+ * conn.c - one msgpack-RPC connection (TCP or the admin socket): reading
+ * frames, writing answers, and the per-connection limits.
+ *
+ * Input is read into a buffer and cut into complete msgpack objects; each is
+ * dispatched at once, so a pipelined burst of requests is handled in one
+ * turn. Answers and event notifications go to an output buffer that is
+ * written once at the end of the turn. When more than max_outbuf bytes wait,
+ * the connection's subscriptions pause (they fall back to reading the log
+ * when it drains) and its requests are not read, which pushes back on the
+ * client through TCP.
+ *
+ * A connection closed while appends are in flight stays allocated until the
+ * log has answered them; the answers are then dropped.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <moonlog/diag.h>
+
+#include "net/net_internal.h"
+
+#define READ_CHUNK (64u << 10)
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void parse(struct ml_conn *c);
+
+void ml_conn_accept(struct ml_server *s, int fd, enum conn_kind kind)
+{
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	struct ml_conn *c = ml_xcalloc(1, sizeof(*c));
+	c->srv = s;
+	c->fd = fd;
+	c->kind = kind;
+	c->authed = kind == CONN_ADMIN || s->token == NULL;
+	c->env_ref = -2; /* LUA_NOREF */
+	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_read, c);
+	c->wev = event_new(s->base, fd, EV_WRITE, on_write, c);
+	event_add(c->rev, NULL);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->nconns++;
+}
+
+void ml_conn_mark(struct ml_conn *c)
+{
+	if (c->dirty || c->closed)
+		return;
+	c->dirty = 1;
+	c->dirty_next = c->srv->dirty;
+	c->srv->dirty = c;
+}
+
+static void free_conn(struct ml_conn *c)
+{
+	ml_buf_free(&c->in);
+	ml_buf_free(&c->out);
+	free(c->subs);
+	free(c);
+}
+
+void ml_conn_close(struct ml_conn *c)
+{
+	struct ml_server *s = c->srv;
+	if (c->closed)
+		return;
+	c->closed = 1;
+	for (size_t i = 0; i < c->nsubs; i++)
+		ml_sub_free(c->subs[i]);
+	c->nsubs = 0;
+	if (s->eval)
+		ml_eval_conn_closed(s->eval, c);
+	event_free(c->rev);
+	event_free(c->wev);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->nconns--;
+	if (c->dirty) { /* unlink from the dirty list */
+		struct ml_conn **pp = &s->dirty;
+		while (*pp != c)
+			pp = &(*pp)->dirty_next;
+		*pp = c->dirty_next;
+	}
+	if (c->inflight == 0)
+		free_conn(c);
+}
+
+void ml_conn_release(struct ml_conn *c)
+{
+	if (--c->inflight == 0 && c->closed)
+		free_conn(c);
+}
+
+static size_t pending_out(const struct ml_conn *c)
+{
+	return c->out.len - c->out_off;
+}
+
+/* Output drained below the limit: resume reading and the paused subscriptions. */
+static void unblock(struct ml_conn *c)
+{
+	if (!c->blocked || pending_out(c) > c->srv->o.max_outbuf / 2)
+		return;
+	c->blocked = 0;
+	event_add(c->rev, NULL);
+	for (size_t i = 0; i < c->nsubs; i++)
+		ml_sub_resume(c->subs[i]);
+	event_active(c->srv->pump, EV_READ, 0);
+	c->inflight++;
+	parse(c); /* requests that arrived while blocked */
+	ml_conn_mark(c);
+	ml_conn_release(c);
+}
+
+void ml_conn_flush(struct ml_conn *c)
+{
+	if (c->closed)
+		return;
+	while (pending_out(c) > 0) {
+		ssize_t w = write(c->fd, c->out.data + c->out_off, pending_out(c));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (w <= 0) {
+			ml_conn_close(c);
+			return;
+		}
+		c->out_off += (size_t)w;
+	}
+	if (pending_out(c) == 0) {
+		c->out.len = c->out_off = 0;
+		if (c->out.cap > (4u << 20)) { /* give a burst's memory back */
+			ml_buf_free(&c->out);
+		}
+	} else {
+		if (c->out_off > (1u << 20) && c->out_off > c->out.len / 2) {
+			memmove(c->out.data, c->out.data + c->out_off, pending_out(c));
+			c->out.len -= c->out_off;
+			c->out_off = 0;
+		}
+		event_add(c->wev, NULL);
+	}
+	if (!c->blocked && pending_out(c) > c->srv->o.max_outbuf) {
+		c->blocked = 1; /* stop reading requests until the client reads its answers */
+		event_del(c->rev);
+	}
+	unblock(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct ml_conn *c = arg;
+	struct ml_server *s = c->srv;
+	c->inflight++; /* keep c while we look at it */
+	ml_conn_flush(c);
+	ml_conn_release(c);
+	ml_server_settle(s);
+}
+
+/* A fatal framing error: say why in an `error` notification, then close. */
+static void fail(struct ml_conn *c, const char *why)
+{
+	ml_mp_put_array(&c->out, 3);
+	ml_mp_put_uint(&c->out, 2);
+	ml_mp_put_cstr(&c->out, "error");
+	ml_mp_put_array(&c->out, 1);
+	ml_mp_put_cstr(&c->out, why);
+	c->srv->errors++;
+	ml_conn_flush(c);
+	ml_conn_close(c);
+}
+
+/* Cuts complete messages off the input and dispatches them. */
+static void parse(struct ml_conn *c)
+{
+	while (!c->closed && !c->blocked) {
+		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
+		size_t n = c->in.len - c->in_off, len;
+		if (n == 0)
+			break;
+		int rc = ml_mp_frame(p, n, &len);
+		if (rc < 0)
+			return fail(c,
+				    "malformed msgpack: the connection is closed (send msgpack-RPC "
+				    "requests [0, msgid, method, params])");
+		if (rc > 0 || len > c->srv->o.max_request) {
+			if (n > c->srv->o.max_request)
+				return fail(c,
+					    "request too large: raise --max-request or send less "
+					    "per request");
+			break;
+		}
+		c->in_off += len;
+		ml_rpc_dispatch(c, p, len);
+	}
+	if (c->closed)
+		return;
+	if (c->in_off == c->in.len) {
+		c->in.len = c->in_off = 0;
+	} else if (c->in_off > 0) {
+		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+		c->in.len -= c->in_off;
+		c->in_off = 0;
+	}
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct ml_conn *c = arg;
+	struct ml_server *s = c->srv;
+	ml_buf_reserve(&c->in, READ_CHUNK);
+	ssize_t r = read(fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r <= 0) {
+		ml_conn_close(c); /* the client went away; in-flight appends still complete */
+		ml_server_settle(s);
+		return;
+	}
+	c->in.len += (size_t)r;
+	c->inflight++; /* a request may close c: keep it until we are done here */
+	parse(c);
+	ml_conn_mark(c);
+	ml_conn_release(c);
+	ml_server_settle(s);
+}

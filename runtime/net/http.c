@@ -1,0 +1,188 @@
+/*
+ * http.c - HTTP with JSON through libevent's evhttp, on the server's loop.
+ *
+ * Routes (docs/protocol.md): POST/GET /streams/{stream}, GET /all,
+ * GET /subscribe (server-sent events, in sse.c), GET /stats, /metrics and
+ * /health. Events come in as JSON and are stored as msgpack (so RPC clients
+ * and scripts see the same values) and go out as JSON again. An append is
+ * answered once the log has made it durable, from the completion queue, like
+ * an RPC append; a client that leaves meanwhile is simply not answered.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include <moonlog/codec.h>
+#include <moonlog/diag.h>
+
+#include "net/http_internal.h"
+
+void ml_http_json_string(struct ml_buf *out, const char *s, size_t n)
+{
+	ml_buf_reserve(out, n + 2);
+	ml_buf_add(out, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			ml_buf_addf(out, "\\%c", c);
+		else if (c < 0x20)
+			ml_buf_addf(out, "\\u%04x", c);
+		else
+			ml_buf_add(out, &s[i], 1);
+	}
+	ml_buf_add(out, "\"", 1);
+}
+
+int ml_http_event_json(struct ml_buf *out, const struct ml_event *e)
+{
+	ml_buf_addf(out, "{\"position\":%" PRIu64 ",\"stream\":", e->position);
+	ml_http_json_string(out, e->stream, e->stream_len);
+	ml_buf_addf(out, ",\"version\":%" PRIu64 ",\"type\":", e->version);
+	ml_http_json_string(out, e->type, e->type_len);
+	ml_buf_add(out, ",\"id\":", 6);
+	ml_http_json_string(out, e->id, e->id_len);
+	ml_buf_addf(out, ",\"time\":%" PRId64 ",\"data\":", e->time);
+	if (e->data_len == 0)
+		ml_buf_add(out, "null", 4);
+	else if (ml_msgpack_to_json(e->data, e->data_len, out) != 0)
+		return -1;
+	ml_buf_add(out, ",\"meta\":", 8);
+	if (e->meta_len == 0)
+		ml_buf_add(out, "null", 4);
+	else if (ml_msgpack_to_json(e->meta, e->meta_len, out) != 0)
+		return -1;
+	ml_buf_add(out, "}", 1);
+	return 0;
+}
+
+void ml_http_send(struct evhttp_request *req, int code, const char *reason,
+		  const struct ml_buf *body, const char *type)
+{
+	struct evbuffer *b = evbuffer_new();
+	if (body && body->len)
+		evbuffer_add(b, body->data, body->len);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  type ? type : "application/json");
+	evhttp_send_reply(req, code, reason, b);
+	evbuffer_free(b);
+}
+
+static int status_of(enum ml_err code)
+{
+	switch (code) {
+	case ML_ERR_CONFLICT:
+		return 409;
+	case ML_ERR_NOT_FOUND:
+		return 404;
+	case ML_ERR_IO:
+	case ML_ERR_BUSY:
+		return 503;
+	case ML_ERR_REFUSED:
+		return 422;
+	case ML_ERR_USAGE:
+		return 400;
+	default:
+		return 500;
+	}
+}
+
+/* {"error": {"code": ..., "message": ...}} with the status the code calls for (or `status`). */
+void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int64_t actual,
+		   const char *msg)
+{
+	struct ml_buf b = {0};
+	ml_buf_addf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", ml_err_name(code));
+	ml_http_json_string(&b, msg, strlen(msg));
+	if (code == ML_ERR_CONFLICT)
+		ml_buf_addf(&b, ",\"actual_version\":%" PRId64, actual);
+	ml_buf_add(&b, "}}\n", 3);
+	ml_http_send(req, status ? status : status_of(code), NULL, &b, NULL);
+	ml_buf_free(&b);
+}
+
+/* ---- POST /streams/{stream} ---------------------------------------------- */
+
+static void finish_append(struct ml_pending *p)
+{
+	struct evhttp_request *req = p->http;
+	if (p->req.err != ML_OK) {
+		ml_http_error(req, 0, p->req.err, p->req.actual_version, p->req.errmsg);
+	} else {
+		struct ml_buf b = {0};
+		ml_buf_addf(&b,
+			    "{\"position\":%" PRIu64 ",\"last_position\":%" PRIu64
+			    ",\"version\":%" PRIu64 ",\"duplicate\":%s}\n",
+			    p->req.first_position, p->req.last_position,
+			    p->vers[p->req.n_events - 1], p->req.duplicate ? "true" : "false");
+		char etag[32];
+		snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", p->vers[p->req.n_events - 1]);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", etag);
+		ml_http_send(req, p->req.duplicate ? 200 : 201, NULL, &b, NULL);
+		ml_buf_free(&b);
+	}
+	ml_pending_put(p->srv, p);
+}
+
+/* If-Match: a version (quoted or not), no_stream, exists or any; absent = any. */
+static int if_match(struct evhttp_request *req, int64_t *out)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "If-Match");
+	*out = ML_EXPECT_ANY;
+	if (h == NULL)
+		return 0;
+	char v[64];
+	size_t n = strlen(h);
+	if (n >= 2 && h[0] == '"' && h[n - 1] == '"')
+		h++, n -= 2;
+	if (n >= sizeof(v))
+		return ml_diag_set(ML_ERR_USAGE, "If-Match is too long");
+	memcpy(v, h, n);
+	v[n] = 0;
+	if (strcmp(v, "*") == 0)
+		return *out = ML_EXPECT_EXISTS, 0;
+	return ml_expect_parse(v, out);
+}
+
+void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char *stream)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *body = (const char *)evbuffer_pullup(in, -1);
+	struct ml_buf mp = {0};
+	int64_t expected;
+	if (if_match(req, &expected) != 0)
+		return ml_http_error(req, 400, ML_ERR_USAGE, 0, ml_diag_last());
+	if (len == 0 || ml_json_to_msgpack(body, len, &mp) != 0) {
+		char why[400];
+		snprintf(why, sizeof(why),
+			 "the body must be JSON: one event {\"type\": ..., "
+			 "\"data\": ...} or an array of them%s%s",
+			 len ? ": " : "", len ? ml_diag_last() : "");
+		ml_buf_free(&mp);
+		return ml_http_error(req, 400, ML_ERR_USAGE, 0, why);
+	}
+	struct ml_pending *p = ml_pending_get(s);
+	struct ml_mp r = {(uint8_t *)mp.data, (uint8_t *)mp.data + mp.len};
+	if (ml_rpc_parse_events(&r, p, 10000) != 0) {
+		ml_http_error(req, 400, ML_ERR_USAGE, 0, ml_diag_last());
+		ml_pending_put(s, p);
+		ml_buf_free(&mp);
+		return;
+	}
+	size_t slen = strlen(stream);
+	for (size_t i = 0; i < p->req.n_events; i++)
+		p->evs[i].stream = stream, p->evs[i].stream_len = slen;
+	if (expected != ML_EXPECT_ANY) {
+		p->expect = (struct ml_expect_in){stream, slen, expected};
+		p->req.expect = &p->expect;
+		p->req.n_expect = 1;
+	}
+	p->http = req;
+	p->finish = finish_append;
+	s->requests++;
+	ml_pending_submit(s, p); /* the bytes are copied by the log: mp can go */
+	ml_buf_free(&mp);
+}

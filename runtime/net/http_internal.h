@@ -1,0 +1,26 @@
+/*
+ * http_internal.h - what http.c, http_route.c and sse.c share.
+ */
+#ifndef ML_NET_HTTP_INTERNAL_H
+#define ML_NET_HTTP_INTERNAL_H
+
+#include <netinet/in.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "net/net_internal.h"
+
+void ml_http_json_string(struct ml_buf *out, const char *s, size_t n);
+int ml_http_event_json(struct ml_buf *out, const struct ml_event *e);
+void ml_http_send(struct evhttp_request *req, int code, const char *reason,
+		  const struct ml_buf *body, const char *type);
+void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int64_t actual,
+		   const char *msg);
+void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char *stream);
+
+/* sse.c */
+void ml_sse_start(struct ml_server *s, struct evhttp_request *req, struct evkeyvalq *q);
+void ml_sse_free_all(struct ml_server *s);
+
+#endif

@@ -1,0 +1,239 @@
+/*
+ * http_route.c - the HTTP front door: the bearer token, the route table, and
+ * the read-only routes (reads, /stats, /metrics, /health).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include <moonlog/codec.h>
+#include <moonlog/diag.h>
+
+#include "net/http_internal.h"
+
+/* A whole-number query parameter; -1 with a 400 sent if it is not one. */
+static int query_uint(struct evhttp_request *req, struct evkeyvalq *q, const char *name,
+		      uint64_t *out)
+{
+	const char *v = evhttp_find_header(q, name);
+	if (v == NULL || !*v)
+		return 0;
+	char *end;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (*end || v[0] == '-') {
+		char why[128];
+		snprintf(why, sizeof(why), "the query parameter %s must be a whole number", name);
+		ml_http_error(req, 400, ML_ERR_USAGE, 0, why);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+static int query_bool(struct evkeyvalq *q, const char *name)
+{
+	const char *v = evhttp_find_header(q, name);
+	return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || *v == 0);
+}
+
+struct jread {
+	struct ml_buf b;
+	uint64_t n;
+	int failed;
+};
+
+static int read_json(const struct ml_event *e, void *arg)
+{
+	struct jread *j = arg;
+	if (j->n++)
+		ml_buf_add(&j->b, ",", 1);
+	ml_buf_add(&j->b, "\n", 1);
+	return ml_http_event_json(&j->b, e);
+}
+
+static void read_route(struct ml_server *s, struct evhttp_request *req, const char *stream,
+		       struct evkeyvalq *q)
+{
+	uint64_t from = 0, limit = 0;
+	if (query_uint(req, q, "from", &from) || query_uint(req, q, "limit", &limit))
+		return;
+	if (limit == 0 || limit > s->o.max_read)
+		limit = s->o.max_read;
+	int all = stream == NULL, back = query_bool(q, "backwards");
+	uint64_t version = all ? 0 : ml_log_stream_version(s->log, stream, strlen(stream));
+	if (!all && version == 0)
+		return ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
+				     "no such stream (no events yet)");
+	struct jread j = {0};
+	ml_buf_add(&j.b, "[", 1);
+	int64_t n = all ? ml_log_read_all(s->log, from, limit, read_json, &j)
+			: ml_log_read_stream(s->log, stream, strlen(stream), from, limit, back,
+					     read_json, &j);
+	if (n < 0) {
+		ml_http_error(req, 0, ml_diag_code(), 0, ml_diag_last());
+	} else {
+		ml_buf_add(&j.b, "\n]\n", 3);
+		if (!all) {
+			char etag[32];
+			snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", version);
+			evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", etag);
+		}
+		ml_http_send(req, 200, "OK", &j.b, NULL);
+	}
+	ml_buf_free(&j.b);
+}
+
+static void stats_route(struct ml_server *s, struct evhttp_request *req)
+{
+	struct ml_buf mp = {0}, json = {0};
+	ml_server_stats_mp(s, &mp);
+	ml_msgpack_to_json(mp.data, mp.len, &json);
+	ml_buf_add(&json, "\n", 1);
+	ml_http_send(req, 200, "OK", &json, NULL);
+	ml_buf_free(&mp);
+	ml_buf_free(&json);
+}
+
+static void metrics_route(struct ml_server *s, struct evhttp_request *req)
+{
+	struct ml_buf b = {0};
+	ml_server_metrics(s, &b);
+	ml_http_send(req, 200, "OK", &b, "text/plain; version=0.0.4");
+	ml_buf_free(&b);
+}
+
+static void health_route(struct ml_server *s, struct evhttp_request *req)
+{
+	struct ml_buf b = {0};
+	ml_buf_addf(&b, "{\"status\":\"%s\",\"head\":%" PRIu64 "}\n",
+		    s->stopping ? "stopping" : "ok", ml_log_head(s->log));
+	ml_http_send(req, s->stopping ? 503 : 200, NULL, &b, NULL);
+	ml_buf_free(&b);
+}
+
+static int authorized(struct ml_server *s, struct evhttp_request *req)
+{
+	if (s->token == NULL)
+		return 1;
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	if (h && strncmp(h, "Bearer ", 7) == 0) {
+		const char *t = h + 7;
+		size_t n = strlen(t);
+		unsigned char d = n != s->token_len;
+		for (size_t i = 0; i < n && i < s->token_len; i++)
+			d |= (unsigned char)(t[i] ^ s->token[i]);
+		if (d == 0)
+			return 1;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+			  "Bearer realm=\"moonlog\"");
+	ml_http_error(req, 401, ML_ERR_REFUSED, 0,
+		      "unauthorized: send the server's token as 'Authorization: Bearer TOKEN'");
+	return 0;
+}
+
+static void wrong_method(struct evhttp_request *req, const char *allow)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+	char why[96];
+	snprintf(why, sizeof(why), "method not allowed here: use %s", allow);
+	ml_http_error(req, 405, ML_ERR_USAGE, 0, why);
+}
+
+static void route(struct ml_server *s, struct evhttp_request *req, const char *path,
+		  struct evkeyvalq *q)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	int get = m == EVHTTP_REQ_GET;
+	if (strcmp(path, "/health") == 0)
+		return get ? health_route(s, req) : wrong_method(req, "GET");
+	if (!authorized(s, req))
+		return;
+	if (strncmp(path, "/streams/", 9) == 0 && path[9]) {
+		char *stream = evhttp_uridecode(path + 9, 0, NULL);
+		if (m == EVHTTP_REQ_POST)
+			ml_http_append(s, req, stream);
+		else if (get)
+			read_route(s, req, stream, q);
+		else
+			wrong_method(req, "GET, POST");
+		free(stream);
+		return;
+	}
+	if (strcmp(path, "/all") == 0)
+		return get ? read_route(s, req, NULL, q) : wrong_method(req, "GET");
+	if (strcmp(path, "/subscribe") == 0)
+		return get ? ml_sse_start(s, req, q) : wrong_method(req, "GET");
+	if (strcmp(path, "/stats") == 0)
+		return get ? stats_route(s, req) : wrong_method(req, "GET");
+	if (strcmp(path, "/metrics") == 0)
+		return get ? metrics_route(s, req) : wrong_method(req, "GET");
+	if (strcmp(path, "/eval") == 0)
+		return ml_http_error(req, 403, ML_ERR_REFUSED, 0,
+				     "eval is only available on the admin socket "
+				     "(DATA/moonlog.sock), not over HTTP");
+	ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
+		      "no such route; see docs/protocol.md (/streams/NAME, /all, /subscribe, "
+		      "/stats, /metrics, /health)");
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct ml_server *s = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	struct evkeyvalq q = {0};
+	s->requests++;
+	if (path == NULL ||
+	    evhttp_parse_query_str(evhttp_uri_get_query(uri) ? evhttp_uri_get_query(uri) : "",
+				   &q) != 0) {
+		ml_http_error(req, 400, ML_ERR_USAGE, 0, "cannot read the request's path or query");
+	} else {
+		route(s, req, path, &q);
+	}
+	evhttp_clear_headers(&q);
+	ml_server_settle(s);
+}
+
+int ml_http_start(struct ml_server *s)
+{
+	struct sockaddr_storage ss;
+	int len;
+	if (ml_net_parse_addr(s->o.http, &ss, &len) != 0)
+		return -1;
+	s->http = evhttp_new(s->base);
+	evhttp_set_max_body_size(s->http, s->o.max_request);
+	evhttp_set_max_headers_size(s->http, 64 << 10);
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+						EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(s->http, on_request, s);
+	evhttp_set_timeout(s->http, 60);
+	char host[256];
+	const char *colon = strrchr(s->o.http, ':');
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - s->o.http), s->o.http);
+	if (host[0] == '[') /* [::1]:7421 */
+		memmove(host, host + 1, strlen(host)), host[strlen(host) - 1] = 0;
+	s->http_sock = evhttp_bind_socket_with_handle(s->http, host, (uint16_t)atoi(colon + 1));
+	if (s->http_sock == NULL)
+		return ml_diag_set(ML_ERR_REFUSED,
+				   "cannot listen for HTTP on %s (is another server there? choose "
+				   "another with --http)",
+				   s->o.http);
+	evutil_socket_t fd = evhttp_bound_socket_get_fd(s->http_sock);
+	struct sockaddr_storage b;
+	socklen_t blen = sizeof(b);
+	if (getsockname(fd, (struct sockaddr *)&b, &blen) == 0)
+		s->http_port = ntohs(((struct sockaddr_in *)&b)->sin_port);
+	return 0;
+}
+
+void ml_http_free(struct ml_server *s)
+{
+	ml_sse_free_all(s);
+	if (s->http)
+		evhttp_free(s->http);
+	s->http = NULL;
+}

@@ -1,0 +1,578 @@
+/*
+ * rpc.c - the msgpack-RPC methods: [0, msgid, method, params] in,
+ * [1, msgid, error, result] out, and [2, "event", [sub_id, event]]
+ * notifications for subscriptions. docs/protocol.md is the reference.
+ *
+ * An error is a map {code = "conflict" | "bad_request" | ..., message = "..."}
+ * (plus actual_version on a conflict). A message that is not a request at all
+ * (valid msgpack, wrong shape) is answered with an `error` notification and
+ * the connection goes on; bytes that are not msgpack close it (conn.c).
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <moonlog/diag.h>
+
+#include "net/net_internal.h"
+
+#define MAX_BATCH 10000 /* events in one append */
+
+static void reply_head(struct ml_conn *c, uint64_t msgid)
+{
+	ml_mp_put_array(&c->out, 4);
+	ml_mp_put_uint(&c->out, 1);
+	ml_mp_put_uint(&c->out, msgid);
+}
+
+static void reply_ok(struct ml_conn *c, uint64_t msgid)
+{
+	reply_head(c, msgid);
+	ml_mp_put_nil(&c->out); /* then the caller writes the result */
+}
+
+static void reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
+		      const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_head(c, msgid);
+	ml_mp_put_map(&c->out, code == ML_ERR_CONFLICT ? 3 : 2);
+	ml_mp_put_cstr(&c->out, "code");
+	ml_mp_put_cstr(&c->out, ml_err_name(code));
+	ml_mp_put_cstr(&c->out, "message");
+	ml_mp_put_cstr(&c->out, msg);
+	if (code == ML_ERR_CONFLICT) {
+		ml_mp_put_cstr(&c->out, "actual_version");
+		ml_mp_put_int(&c->out, actual);
+	}
+	ml_mp_put_nil(&c->out);
+	c->srv->errors++;
+}
+
+static void reply_diag(struct ml_conn *c, uint64_t msgid)
+{
+	reply_err(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_USAGE, 0, "%s",
+		  ml_diag_last());
+}
+
+static void notify_error(struct ml_conn *c, const char *why)
+{
+	ml_mp_put_array(&c->out, 3);
+	ml_mp_put_uint(&c->out, 2);
+	ml_mp_put_cstr(&c->out, "error");
+	ml_mp_put_array(&c->out, 1);
+	ml_mp_put_cstr(&c->out, why);
+	c->srv->errors++;
+}
+
+/* ---- events out ---------------------------------------------------------- */
+
+void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries)
+{
+	ml_buf_reserve(b, 96 + e->stream_len + e->type_len + e->id_len + e->data_len + e->meta_len);
+	ml_mp_put_map(b, deliveries ? 9 : 8);
+	ml_mp_put_str(b, "position", 8);
+	ml_mp_put_uint(b, e->position);
+	ml_mp_put_str(b, "stream", 6);
+	ml_mp_put_str(b, e->stream, e->stream_len);
+	ml_mp_put_str(b, "version", 7);
+	ml_mp_put_uint(b, e->version);
+	ml_mp_put_str(b, "type", 4);
+	ml_mp_put_str(b, e->type, e->type_len);
+	ml_mp_put_str(b, "id", 2);
+	ml_mp_put_str(b, e->id, e->id_len);
+	ml_mp_put_str(b, "time", 4);
+	ml_mp_put_int(b, e->time);
+	ml_mp_put_str(b, "data", 4);
+	if (e->data_len)
+		ml_buf_add(b, e->data, e->data_len);
+	else
+		ml_mp_put_nil(b);
+	ml_mp_put_str(b, "meta", 4);
+	if (e->meta_len)
+		ml_buf_add(b, e->meta, e->meta_len);
+	else
+		ml_mp_put_nil(b);
+	if (deliveries) {
+		ml_mp_put_str(b, "deliveries", 10);
+		ml_mp_put_uint(b, deliveries);
+	}
+}
+
+/* ---- append ------------------------------------------------------------- */
+
+static int key_is(const char *k, uint32_t n, const char *want)
+{
+	return strlen(want) == n && memcmp(k, want, n) == 0;
+}
+
+/* One event map: type (required), data, meta (a map), id. */
+static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
+{
+	uint32_t n;
+	if (ml_mp_map(r, &n) != 0)
+		return ml_diag_set(ML_ERR_USAGE, "event %u is not a map {type=, data=, meta=, id=}",
+				   i + 1);
+	for (uint32_t k = 0; k < n; k++) {
+		const char *key, *s;
+		uint32_t klen, slen;
+		const uint8_t *raw;
+		size_t rlen;
+		if (ml_mp_str(r, &key, &klen) != 0)
+			return ml_diag_set(ML_ERR_USAGE, "event %u: keys must be strings", i + 1);
+		if (key_is(key, klen, "type") || key_is(key, klen, "id")) {
+			if (ml_mp_str(r, &s, &slen) != 0 && ml_mp_nil(r) != 0)
+				return ml_diag_set(ML_ERR_USAGE, "event %u: %.*s must be a string",
+						   i + 1, (int)klen, key);
+			if (key[0] == 't')
+				e->type = s, e->type_len = slen;
+			else if (s)
+				e->id = s, e->id_len = slen;
+			s = NULL;
+			continue;
+		}
+		if (ml_mp_skip(r, &raw, &rlen) != 0)
+			return ml_diag_set(ML_ERR_USAGE, "event %u: a value is cut short", i + 1);
+		int nil = rlen == 1 && raw[0] == 0xc0;
+		if (key_is(key, klen, "data")) {
+			e->data = nil ? NULL : raw, e->data_len = nil ? 0 : rlen;
+		} else if (key_is(key, klen, "meta")) {
+			if (!nil && (raw[0] & 0xf0) != 0x80 && raw[0] != 0xde && raw[0] != 0xdf)
+				return ml_diag_set(ML_ERR_USAGE, "event %u: meta must be a map",
+						   i + 1);
+			e->meta = nil ? NULL : raw, e->meta_len = nil ? 0 : rlen;
+		} /* other keys are ignored, for clients that send more */
+	}
+	if (e->type == NULL || e->type_len == 0)
+		return ml_diag_set(ML_ERR_USAGE,
+				   "event %u has no type (give {type = \"Name\", ...})", i + 1);
+	return 0;
+}
+
+int ml_rpc_parse_events(struct ml_mp *r, struct ml_pending *p, uint32_t max_events)
+{
+	uint32_t n = 1;
+	int one = ml_mp_peek(r) == MP_MAP;
+	if (!one && ml_mp_array(r, &n) != 0)
+		return ml_diag_set(ML_ERR_USAGE, "events must be an event map or an array of them");
+	if (n == 0)
+		return ml_diag_set(ML_ERR_USAGE, "an append needs at least one event");
+	if (n > max_events)
+		return ml_diag_set(ML_ERR_USAGE, "too many events in one append (%u; at most %u)",
+				   n, max_events);
+	if (n == 1) {
+		p->evs = &p->ev1, p->poss = &p->pos1, p->vers = &p->ver1;
+	} else {
+		p->evs = ml_xcalloc(n, sizeof(*p->evs));
+		p->poss = ml_xmalloc(n * sizeof(uint64_t));
+		p->vers = ml_xmalloc(n * sizeof(uint64_t));
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		p->evs[i] = (struct ml_event_in){0};
+		if (parse_event(r, &p->evs[i], i) != 0)
+			return -1;
+	}
+	p->req.events = p->evs;
+	p->req.n_events = n;
+	p->req.positions = p->poss;
+	p->req.versions = p->vers;
+	return 0;
+}
+
+void ml_rpc_append_result(struct ml_buf *b, const struct ml_append *req)
+{
+	ml_mp_put_map(b, 4);
+	ml_mp_put_str(b, "position", 8);
+	ml_mp_put_uint(b, req->first_position);
+	ml_mp_put_str(b, "last_position", 13);
+	ml_mp_put_uint(b, req->last_position);
+	ml_mp_put_str(b, "version", 7);
+	ml_mp_put_uint(b, req->versions ? req->versions[req->n_events - 1] : 0);
+	ml_mp_put_str(b, "duplicate", 9);
+	ml_mp_put_bool(b, req->duplicate);
+}
+
+static void finish_append(struct ml_pending *p)
+{
+	struct ml_conn *c = p->conn;
+	if (!c->closed) {
+		if (p->req.err != ML_OK) {
+			reply_err(c, p->msgid, p->req.err, p->req.actual_version, "%s",
+				  p->req.errmsg);
+		} else {
+			reply_ok(c, p->msgid);
+			ml_rpc_append_result(&c->out, &p->req);
+		}
+		ml_conn_mark(c);
+	}
+	ml_conn_release(c);
+	ml_pending_put(p->srv, p);
+}
+
+/* nil, "any", "no_stream", "exists", a number as text, or an integer. */
+static int parse_expected(struct ml_mp *r, int64_t *out)
+{
+	const char *s;
+	uint32_t n;
+	*out = ML_EXPECT_ANY;
+	if (r->p >= r->end || ml_mp_nil(r) == 0)
+		return 0;
+	if (ml_mp_int(r, out) == 0)
+		return *out < 0 ? ml_diag_set(ML_ERR_USAGE, "expected version cannot be negative")
+				: 0;
+	if (ml_mp_str(r, &s, &n) != 0 || n > 30)
+		return ml_diag_set(ML_ERR_USAGE, "expected must be \"any\", \"no_stream\", "
+						 "\"exists\" or a version number");
+	char text[32];
+	memcpy(text, s, n);
+	text[n] = 0;
+	return ml_expect_parse(text, out);
+}
+
+static void m_append(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	const char *stream;
+	uint32_t slen;
+	int64_t expected;
+	if (np < 2 || ml_mp_str(r, &stream, &slen) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0,
+				 "append(stream, events, expected): stream must be a string");
+	struct ml_pending *p = ml_pending_get(c->srv);
+	if (ml_rpc_parse_events(r, p, MAX_BATCH) != 0 ||
+	    parse_expected(np > 2 ? r : &(struct ml_mp){0}, &expected) != 0) {
+		reply_diag(c, msgid);
+		ml_pending_put(c->srv, p);
+		return;
+	}
+	for (size_t i = 0; i < p->req.n_events; i++)
+		p->evs[i].stream = stream, p->evs[i].stream_len = slen;
+	if (expected != ML_EXPECT_ANY) {
+		p->expect = (struct ml_expect_in){stream, slen, expected};
+		p->req.expect = &p->expect;
+		p->req.n_expect = 1;
+	}
+	p->conn = c;
+	p->msgid = msgid;
+	p->finish = finish_append;
+	c->inflight++;
+	ml_pending_submit(c->srv, p);
+}
+
+/* ---- read ---------------------------------------------------------------- */
+
+struct read_ctx {
+	struct ml_buf *b;
+	uint32_t n;
+};
+
+static int read_one(const struct ml_event *e, void *arg)
+{
+	struct read_ctx *rc = arg;
+	ml_rpc_event(rc->b, e, 0);
+	rc->n++;
+	return 0;
+}
+
+static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	const char *stream;
+	uint32_t slen;
+	uint64_t from = 0, limit = 0;
+	int back = 0;
+	if (np < 1 || ml_mp_str(r, &stream, &slen) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0,
+				 "read(stream, from, limit, backwards): stream must be a string "
+				 "(or \"$all\")");
+	if ((np > 1 && ml_mp_nil(r) != 0 && ml_mp_uint(r, &from) != 0) ||
+	    (np > 2 && ml_mp_nil(r) != 0 && ml_mp_uint(r, &limit) != 0) ||
+	    (np > 3 && ml_mp_nil(r) != 0 && ml_mp_bool(r, &back) != 0))
+		return reply_err(c, msgid, ML_ERR_USAGE, 0,
+				 "read(stream, from, limit, backwards): from and limit are "
+				 "whole numbers, backwards a boolean");
+	uint32_t max = c->srv->o.max_read;
+	if (limit == 0 || limit > max)
+		limit = max;
+	int all = slen == 4 && memcmp(stream, "$all", 4) == 0;
+	if (all && back)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "$all is read forward only");
+	size_t start = c->out.len;
+	reply_ok(c, msgid);
+	size_t at = c->out.len;
+	ml_buf_add(&c->out, "\xdd\0\0\0\0", 5); /* array32; the count is filled in below */
+	struct read_ctx rc = {&c->out, 0};
+	int64_t n =
+	    all ? ml_log_read_all(c->srv->log, from, limit, read_one, &rc)
+		: ml_log_read_stream(c->srv->log, stream, slen, from, limit, back, read_one, &rc);
+	if (n < 0) { /* take the half answer back and say why */
+		c->out.len = start;
+		return reply_diag(c, msgid);
+	}
+	uint8_t *h = (uint8_t *)c->out.data + at + 1;
+	h[0] = (uint8_t)(rc.n >> 24), h[1] = (uint8_t)(rc.n >> 16);
+	h[2] = (uint8_t)(rc.n >> 8), h[3] = (uint8_t)rc.n;
+}
+
+/* ---- subscriptions ------------------------------------------------------- */
+
+static int deliver(struct ml_sub *sub, const struct ml_event *e, uint32_t deliveries, void *arg)
+{
+	struct ml_conn *c = arg;
+	struct ml_buf *b = &c->out;
+	ml_buf_add(b,
+		   "\x93\x02\xa5"
+		   "event"
+		   "\x92",
+		   9);
+	ml_mp_put_uint(b, ml_sub_id(sub));
+	ml_rpc_event(b, e, deliveries);
+	ml_conn_mark(c);
+	if (b->len - c->out_off <= c->srv->o.max_outbuf)
+		return 0;
+	c->blocked = 1; /* resumed by conn.c once the client has read half of it */
+	return 1;
+}
+
+static int add_patterns(struct ml_filter *f, struct ml_mp *r, int types)
+{
+	const char *s;
+	uint32_t n, len;
+	if (ml_mp_str(r, &s, &len) == 0) {
+		if (types)
+			return ml_filter_add_type(f, s, len), 0;
+		return ml_filter_add_stream(f, s, len);
+	}
+	if (ml_mp_array(r, &n) != 0)
+		return ml_diag_set(ML_ERR_USAGE, "a pattern is a string or an array of strings");
+	for (uint32_t i = 0; i < n; i++)
+		if (add_patterns(f, r, types) != 0)
+			return -1;
+	return 0;
+}
+
+/* "pattern" | {"p1", "p2"} | {streams = ..., types = {...}} */
+static struct ml_filter *parse_filter(struct ml_mp *r)
+{
+	struct ml_filter *f = ml_filter_new();
+	uint32_t n;
+	int ok = 0, streams = 0;
+	if (ml_mp_map(r, &n) == 0) {
+		ok = 1;
+		for (uint32_t i = 0; i < n && ok; i++) {
+			const char *k;
+			uint32_t kl;
+			if (ml_mp_str(r, &k, &kl) != 0)
+				ok = 0;
+			else if (key_is(k, kl, "streams") || key_is(k, kl, "types"))
+				ok = add_patterns(f, r, k[0] == 't') == 0, streams |= k[0] == 's';
+			else
+				ok = ml_mp_skip(r, NULL, NULL) == 0;
+		}
+		if (ok && !streams) /* types only: every stream but system ones */
+			ml_filter_add_stream(f, "*", 1);
+	} else {
+		ok = add_patterns(f, r, 0) == 0;
+	}
+	if (!ok) {
+		if (ml_diag_code() == ML_OK)
+			ml_diag_set(ML_ERR_USAGE,
+				    "subscribe(pattern, from, group): pattern is a "
+				    "string, an array of them, or {streams=, types=}");
+		ml_filter_free(f);
+		return NULL;
+	}
+	return f;
+}
+
+static int parse_group(struct ml_mp *r, char *name, size_t cap, struct ml_group_options *go)
+{
+	const char *s;
+	uint32_t n, len;
+	if (ml_mp_nil(r) == 0)
+		return 0;
+	if (ml_mp_str(r, &s, &len) == 0) {
+		snprintf(name, cap, "%.*s", (int)len, s);
+		return len < cap ? 1 : ml_diag_set(ML_ERR_USAGE, "the group name is too long");
+	}
+	if (ml_mp_map(r, &n) != 0)
+		return ml_diag_set(ML_ERR_USAGE, "group is a name or {group=, ack_timeout_ms=, "
+						 "max_deliveries=, max_inflight=}");
+	int named = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t v = 0;
+		if (ml_mp_str(r, &s, &len) != 0)
+			return ml_diag_set(ML_ERR_USAGE, "group options: keys are strings");
+		if (key_is(s, len, "group")) {
+			const char *g;
+			uint32_t gl;
+			if (ml_mp_str(r, &g, &gl) != 0 || gl >= cap)
+				return ml_diag_set(ML_ERR_USAGE, "group must be a short string");
+			snprintf(name, cap, "%.*s", (int)gl, g);
+			named = 1;
+			continue;
+		}
+		if (ml_mp_uint(r, &v) != 0 || v > UINT32_MAX)
+			return ml_diag_set(ML_ERR_USAGE, "group option %.*s must be a whole number",
+					   (int)len, s);
+		if (key_is(s, len, "ack_timeout_ms"))
+			go->ack_timeout_ms = (uint32_t)v;
+		else if (key_is(s, len, "max_deliveries"))
+			go->max_deliveries = (uint32_t)v;
+		else if (key_is(s, len, "max_inflight"))
+			go->max_inflight = (uint32_t)v;
+	}
+	return named ? 1 : ml_diag_set(ML_ERR_USAGE, "group options need group = NAME");
+}
+
+static void m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	uint64_t from = UINT64_MAX;
+	char group[128];
+	struct ml_group_options go = {0};
+	if (np < 1)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0,
+				 "subscribe(pattern, from, group): give a pattern such as \"*\"");
+	struct ml_filter *f = parse_filter(r);
+	if (f == NULL)
+		return reply_diag(c, msgid);
+	if (np > 1 && ml_mp_nil(r) != 0 && ml_mp_uint(r, &from) != 0) {
+		ml_filter_free(f);
+		return reply_err(c, msgid, ML_ERR_USAGE, 0,
+				 "subscribe: from is a position (or nil for new events only)");
+	}
+	int g = np > 2 ? parse_group(r, group, sizeof(group), &go) : 0;
+	if (g < 0) {
+		ml_filter_free(f);
+		return reply_diag(c, msgid);
+	}
+	struct ml_sink sink = {deliver, c};
+	struct ml_sub *sub = ml_sub_new(c->srv->router, f, from, g ? group : NULL, &go, &sink);
+	if (sub == NULL)
+		return reply_diag(c, msgid);
+	c->subs = ml_xrealloc(c->subs, (c->nsubs + 1) * sizeof(*c->subs));
+	c->subs[c->nsubs++] = sub;
+	reply_ok(c, msgid);
+	ml_mp_put_uint(&c->out, ml_sub_id(sub));
+}
+
+static void m_unsubscribe(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	uint64_t id;
+	if (np < 1 || ml_mp_uint(r, &id) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "unsubscribe(id): id is a number");
+	for (size_t i = 0; i < c->nsubs; i++)
+		if (ml_sub_id(c->subs[i]) == id) {
+			ml_sub_free(c->subs[i]);
+			c->subs[i] = c->subs[--c->nsubs];
+			reply_ok(c, msgid);
+			ml_mp_put_bool(&c->out, 1);
+			return;
+		}
+	reply_err(c, msgid, ML_ERR_NOT_FOUND, 0, "no subscription %" PRIu64 " on this connection",
+		  id);
+}
+
+static void m_ack(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	const char *g;
+	uint32_t gl;
+	uint64_t pos;
+	if (np < 2 || ml_mp_str(r, &g, &gl) != 0 || ml_mp_uint(r, &pos) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0,
+				 "ack(group, position): a group name and a position");
+	if (ml_router_ack(c->srv->router, g, gl, pos) != 0)
+		return reply_diag(c, msgid);
+	reply_ok(c, msgid);
+	ml_mp_put_bool(&c->out, 1);
+}
+
+static void m_stats(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	reply_ok(c, msgid);
+	ml_server_stats_mp(c->srv, &c->out);
+}
+
+static int same_token(const char *a, size_t an, const char *b, size_t bn)
+{
+	unsigned char d = an != bn;
+	for (size_t i = 0; i < an && i < bn; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+static void m_auth(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	const char *t;
+	uint32_t tl;
+	struct ml_server *s = c->srv;
+	if (np < 1 || ml_mp_str(r, &t, &tl) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "auth(token): the token is a string");
+	if (s->token && !same_token(t, tl, s->token, s->token_len))
+		return reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
+	c->authed = 1;
+	reply_ok(c, msgid);
+	ml_mp_put_bool(&c->out, 1);
+}
+
+static void m_eval(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	const char *chunk;
+	uint32_t len;
+	if (c->kind != CONN_ADMIN)
+		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
+				 "eval is only available on the admin socket (DATA/moonlog.sock), "
+				 "not over TCP");
+	if (np < 1 || ml_mp_str(r, &chunk, &len) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "eval(chunk): the chunk is a string");
+	ml_eval_run(c->srv->eval, c, msgid, chunk, len);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+} methods[] = {
+    {"append", m_append},
+    {"read", m_read},
+    {"subscribe", m_subscribe},
+    {"unsubscribe", m_unsubscribe},
+    {"ack", m_ack},
+    {"stats", m_stats},
+    {"auth", m_auth},
+    {"eval", m_eval},
+};
+
+void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
+{
+	struct ml_mp r = {msg, msg + len};
+	uint32_t n, np, mlen;
+	int64_t type;
+	uint64_t msgid;
+	const char *m;
+	c->srv->requests++;
+	if (ml_mp_array(&r, &n) != 0 || n != 4 || ml_mp_int(&r, &type) != 0 || type != 0)
+		return notify_error(c,
+				    "not a msgpack-RPC request: send [0, msgid, method, params]");
+	if (ml_mp_uint(&r, &msgid) != 0 || msgid > UINT32_MAX)
+		return notify_error(c, "bad msgid: it must be an unsigned 32-bit integer");
+	if (ml_mp_str(&r, &m, &mlen) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "the method name must be a string");
+	if (ml_mp_array(&r, &np) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "params must be an array");
+	if (!c->authed && !key_is(m, mlen, "auth"))
+		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
+				 "unauthorized: this server needs auth(token) first");
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (key_is(m, mlen, methods[i].name))
+			return methods[i].fn(c, msgid, &r, np);
+	reply_err(c, msgid, ML_ERR_NOT_FOUND, 0,
+		  "unknown method '%.*s'; methods: append, read, subscribe, unsubscribe, ack, "
+		  "stats, auth, eval",
+		  (int)(mlen > 64 ? 64 : mlen), m);
+}

@@ -1,0 +1,452 @@
+/*
+ * server.c - the server's loop: listeners, signals, the completion queue that
+ * brings the log's answers back from its flusher thread, and the end-of-turn
+ * work (routing events, flushing output).
+ *
+ * Threads: the loop thread does everything but the disk; the log's flusher
+ * writes and syncs. The flusher's done callback pushes a finished append onto
+ * a lock-free stack and, when the stack was empty, activates one event; the
+ * loop then takes the whole stack at once and answers every request in it.
+ * A head move sets a flag and activates the same event. So a burst of
+ * thousands of completions costs one wake-up, and a slow fdatasync only delays
+ * the answers that wait for it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <event2/thread.h>
+
+#include <moonlog/diag.h>
+
+#include "net/net_internal.h"
+
+void ml_server_options_init(struct ml_server_options *o)
+{
+	*o = (struct ml_server_options){
+	    .dir = "./moonlog-data",
+	    .listen = "127.0.0.1:7420",
+	    .http = "127.0.0.1:7421",
+	    .fsync = ML_FSYNC_ALWAYS,
+	    .max_request = 16u << 20,
+	    .max_conns = 4096,
+	    .max_outbuf = 8u << 20,
+	    .max_read = 10000,
+	    .eval_budget = 100000000,
+	    .ack_timeout_ms = 30000,
+	    .max_deliveries = 5,
+	};
+}
+
+void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
+{
+	if (s->o.quiet)
+		return;
+	va_list ap;
+	fputs("moonlog serve: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* ---- the completion queue ---------------------------------------------- */
+
+struct ml_pending *ml_pending_get(struct ml_server *s)
+{
+	struct ml_pending *p = s->free_pending;
+	if (p)
+		s->free_pending = p->qnext;
+	else
+		p = ml_xmalloc(sizeof(*p));
+	memset(p, 0, sizeof(*p));
+	p->srv = s;
+	return p;
+}
+
+void ml_pending_put(struct ml_server *s, struct ml_pending *p)
+{
+	if (p->evs != &p->ev1)
+		free(p->evs);
+	if (p->poss != &p->pos1)
+		free(p->poss);
+	if (p->vers != &p->ver1)
+		free(p->vers);
+	p->qnext = s->free_pending;
+	s->free_pending = p;
+}
+
+/* Flusher thread: queue the finished append for the loop. */
+static void on_done(struct ml_append *req)
+{
+	struct ml_pending *p = req->arg;
+	struct ml_server *s = p->srv;
+	struct ml_pending *old = atomic_load(&s->done_q);
+	do
+		p->qnext = old;
+	while (!atomic_compare_exchange_weak(&s->done_q, &old, p));
+	if (old == NULL)
+		event_active(s->wake, EV_READ, 0);
+}
+
+/* Flusher thread: the head moved (also by appends nobody waits for, like parking). */
+static void on_head(uint64_t head, void *arg)
+{
+	struct ml_server *s = arg;
+	(void)head;
+	if (atomic_exchange(&s->head_moved, 1) == 0)
+		event_active(s->wake, EV_READ, 0);
+}
+
+void ml_pending_submit(struct ml_server *s, struct ml_pending *p)
+{
+	p->req.done = on_done;
+	p->req.arg = p;
+	int rc = ml_log_submit(s->log, &p->req);
+	if (rc == 0) {
+		s->inflight++;
+		return;
+	}
+	if (rc < 0)
+		s->errors++;
+	p->finish(p); /* refused, or a duplicate answered at once */
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct ml_server *s = arg;
+	atomic_store(&s->head_moved, 0);
+	struct ml_pending *list = atomic_exchange(&s->done_q, NULL), *rev = NULL;
+	while (list) { /* oldest first: answer in the order the log finished them */
+		struct ml_pending *n = list->qnext;
+		list->qnext = rev;
+		rev = list;
+		list = n;
+	}
+	while (rev) {
+		struct ml_pending *n = rev->qnext;
+		s->inflight--;
+		if (rev->req.err == ML_OK)
+			s->appended += rev->req.n_events;
+		rev->finish(rev);
+		rev = n;
+	}
+	ml_server_settle(s);
+	if (s->stopping && s->inflight == 0)
+		event_base_loopexit(s->base, NULL);
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+	ml_server_settle(arg);
+}
+
+void ml_server_settle(struct ml_server *s)
+{
+	if (s->router && ml_router_pump(s->router))
+		event_active(s->pump, EV_READ, 0); /* more next turn: let I/O in between */
+	for (size_t i = 0; i < s->nhooks; i++)
+		s->hooks[i].fn(s, s->hooks[i].arg);
+	ml_sse_flush(s);
+	while (s->dirty) {
+		struct ml_conn *c = s->dirty;
+		s->dirty = c->dirty_next;
+		c->dirty = 0;
+		ml_conn_flush(c);
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct ml_server *s = arg;
+	ml_router_tick(s->router);
+	ml_server_settle(s);
+}
+
+/* ---- stopping ------------------------------------------------------------ */
+
+static void begin_stop(struct ml_server *s)
+{
+	if (s->stopping)
+		return;
+	s->stopping = 1;
+	ml_server_log_line(s, "stopping: finishing %llu appends in flight",
+			   (unsigned long long)s->inflight);
+	if (s->tcp)
+		evconnlistener_disable(s->tcp);
+	if (s->admin)
+		evconnlistener_disable(s->admin);
+	if (s->inflight == 0)
+		event_base_loopexit(s->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	begin_stop(arg);
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	begin_stop(arg);
+}
+
+void ml_server_stop(struct ml_server *s)
+{
+	event_active(s->stop_ev, EV_READ, 0);
+}
+
+/* ---- listeners ----------------------------------------------------------- */
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+		      void *arg)
+{
+	struct ml_server *s = arg;
+	if (s->stopping || s->nconns >= s->o.max_conns) {
+		static const char msg[] = "\x93\x02\xa5"
+					  "error"
+					  "\x91\xd9\x40"
+					  "the server has reached its connection limit; try later";
+		ssize_t w = write(fd, msg, sizeof(msg) - 1); /* best effort, then close */
+		(void)w;
+		close(fd);
+		s->errors++;
+		return;
+	}
+	enum conn_kind kind = l == s->admin ? CONN_ADMIN : CONN_TCP;
+	if (kind == CONN_TCP) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	ml_conn_accept(s, fd, kind);
+}
+
+/* Splits HOST:PORT; returns 0 or -1 with diag. */
+int ml_net_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen)
+{
+	*sslen = (int)sizeof(*ss);
+	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)ss, sslen) != 0)
+		return ml_diag_set(
+		    ML_ERR_USAGE,
+		    "cannot read the address '%s': give HOST:PORT, e.g. 127.0.0.1:7420", addr);
+	return 0;
+}
+
+static int bound_port(evutil_socket_t fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static int listen_tcp(struct ml_server *s)
+{
+	struct sockaddr_storage ss;
+	int len;
+	if (ml_net_parse_addr(s->o.listen, &ss, &len) != 0)
+		return -1;
+	s->tcp = evconnlistener_new_bind(s->base, on_accept, s,
+					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+					     LEV_OPT_CLOSE_ON_EXEC,
+					 1024, (struct sockaddr *)&ss, len);
+	if (s->tcp == NULL)
+		return ml_diag_set(ML_ERR_REFUSED,
+				   "cannot listen on %s: %s (is another server "
+				   "there? choose another with --listen)",
+				   s->o.listen, strerror(errno));
+	s->rpc_port = bound_port(evconnlistener_get_fd(s->tcp));
+	return 0;
+}
+
+static int listen_admin(struct ml_server *s)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(s->admin_path) >= sizeof(sun.sun_path))
+		return ml_diag_set(ML_ERR_USAGE, "the admin socket path %s is too long",
+				   s->admin_path);
+	strcpy(sun.sun_path, s->admin_path);
+	unlink(s->admin_path);	  /* a stale socket: the log's lock says nobody else serves */
+	mode_t old = umask(0077); /* created 0600: the file mode is the admin's only guard */
+	s->admin = evconnlistener_new_bind(s->base, on_accept, s,
+					   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64,
+					   (struct sockaddr *)&sun, (int)sizeof(sun));
+	umask(old);
+	if (s->admin == NULL)
+		return ml_diag_set(ML_ERR_REFUSED, "cannot create the admin socket %s: %s",
+				   s->admin_path, strerror(errno));
+	chmod(s->admin_path, 0600);
+	return 0;
+}
+
+static int read_token(struct ml_server *s)
+{
+	FILE *f = fopen(s->o.token_file, "r");
+	if (f == NULL)
+		return ml_diag_set(ML_ERR_USAGE, "cannot read the token file %s: %s",
+				   s->o.token_file, strerror(errno));
+	char buf[1024];
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		n--;
+	if (n < 8)
+		return ml_diag_set(ML_ERR_USAGE,
+				   "the token in %s is too short: use at least 8 characters",
+				   s->o.token_file);
+	s->token = ml_xstrndup(buf, n);
+	s->token_len = n;
+	return 0;
+}
+
+static int setup(struct ml_server *s)
+{
+	struct ml_log_options lo;
+	ml_log_options_init(&lo);
+	lo.dir = s->dir;
+	lo.fsync = s->o.fsync;
+	if ((s->log = ml_log_open(&lo)) == NULL)
+		return -1;
+	ml_log_on_head(s->log, on_head, s);
+	struct ml_router_options ro = {.dir = s->dir,
+				       .ack_timeout_ms = s->o.ack_timeout_ms,
+				       .max_deliveries = s->o.max_deliveries};
+	s->router = ml_router_new(s->log, &ro);
+	if (s->o.token_file && read_token(s) != 0)
+		return -1;
+	s->wake = event_new(s->base, -1, 0, on_wake, s);
+	s->pump = event_new(s->base, -1, 0, on_pump, s);
+	s->stop_ev = event_new(s->base, -1, 0, on_stop, s);
+	s->tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
+	struct timeval tv = {0, 100000};
+	event_add(s->tick, &tv);
+	s->sigterm = evsignal_new(s->base, SIGTERM, on_signal, s);
+	s->sigint = evsignal_new(s->base, SIGINT, on_signal, s);
+	event_add(s->sigterm, NULL);
+	event_add(s->sigint, NULL);
+	if (s->o.listen[0] && listen_tcp(s) != 0)
+		return -1;
+	if (s->admin_path && listen_admin(s) != 0)
+		return -1;
+	if (s->o.http[0] && ml_http_start(s) != 0)
+		return -1;
+	s->eval = ml_eval_new(s);
+	return 0;
+}
+
+struct ml_server *ml_server_new(const struct ml_server_options *o)
+{
+	static int threads_on;
+	if (!threads_on++)
+		evthread_use_pthreads(); /* event_active from the flusher thread */
+	struct ml_server *s = ml_xcalloc(1, sizeof(*s));
+	s->o = *o;
+	s->dir = ml_xstrndup(o->dir, strlen(o->dir));
+	s->o.dir = s->dir;
+	if (!o->admin || o->admin[0]) {
+		struct ml_buf p = {0};
+		if (o->admin)
+			ml_buf_addf(&p, "%s", o->admin);
+		else
+			ml_buf_addf(&p, "%s/moonlog.sock", s->dir);
+		s->admin_path = p.data;
+	}
+	s->o.listen = o->listen ? o->listen : "";
+	s->o.http = o->http ? o->http : "";
+	s->started_ms = (uint64_t)ml_time_ms();
+	mkdir(s->dir, 0755);
+	s->base = event_base_new();
+	if (s->base == NULL || setup(s) != 0) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", ml_diag_last());
+		enum ml_err code = ml_diag_code();
+		ml_server_free(s);
+		ml_diag_set(code, "%s", why);
+		return NULL;
+	}
+	return s;
+}
+
+int ml_server_run(struct ml_server *s)
+{
+	ml_server_log_line(s, "serving %s: rpc %s, http %s, admin %s (fsync %s)", s->dir,
+			   s->o.listen[0] ? s->o.listen : "off", s->o.http[0] ? s->o.http : "off",
+			   s->admin_path ? s->admin_path : "off", ml_fsync_name(s->o.fsync));
+	if (event_base_dispatch(s->base) < 0)
+		return ml_diag_set(ML_ERR_IO, "the event loop failed");
+	/* Stopped: every queued append has been answered; send what is left. */
+	ml_server_settle(s);
+	for (struct ml_conn *c = s->conns; c; c = c->next)
+		ml_conn_flush(c);
+	return 0;
+}
+
+void ml_server_free(struct ml_server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->log && s->inflight) /* only after a failed loop: let the flusher finish */
+		ml_log_close(s->log), s->log = NULL;
+	while (s->conns)
+		ml_conn_close(s->conns);
+	ml_eval_free(s->eval);
+	ml_http_free(s);
+	if (s->tcp)
+		evconnlistener_free(s->tcp);
+	if (s->admin) {
+		evconnlistener_free(s->admin);
+		unlink(s->admin_path);
+	}
+	struct event *evs[] = {s->wake, s->pump, s->tick, s->sigterm, s->sigint, s->stop_ev};
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	ml_router_free(s->router);
+	ml_log_close(s->log);
+	while (s->free_pending) {
+		struct ml_pending *p = s->free_pending;
+		s->free_pending = p->qnext;
+		free(p);
+	}
+	if (s->base)
+		event_base_free(s->base);
+	ml_buf_free(&s->scratch);
+	free(s->hooks);
+	free(s->token);
+	free(s->admin_path);
+	free(s->dir);
+	free(s);
+}
+
+int ml_server_rpc_port(struct ml_server *s)
+{
+	return s->rpc_port;
+}
+
+int ml_server_http_port(struct ml_server *s)
+{
+	return s->http_port;
+}
+
+struct ml_log *ml_server_log(struct ml_server *s)
+{
+	return s->log;
+}
+
+void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *s, void *arg), void *arg)
+{
+	s->hooks = ml_xrealloc(s->hooks, (s->nhooks + 1) * sizeof(*s->hooks));
+	s->hooks[s->nhooks++] = (struct turn_hook){fn, arg};
+}

@@ -1,0 +1,72 @@
+/*
+ * stats.c - what the server tells about itself: the `stats` method and
+ * GET /stats (one msgpack map, shown as JSON over HTTP), and GET /metrics in
+ * the Prometheus text format.
+ */
+#include <inttypes.h>
+
+#include "net/net_internal.h"
+
+struct stat_row {
+	const char *name, *help;
+	uint64_t v;
+	int counter;
+};
+
+static size_t rows(struct ml_server *s, struct stat_row *out)
+{
+	struct ml_log_stats ls;
+	struct ml_router_stats rs;
+	ml_log_stats(s->log, &ls);
+	ml_router_stats(s->router, &rs);
+	struct stat_row all[] = {
+	    {"head", "the last durable position", ls.head, 0},
+	    {"streams", "streams in the log", ls.streams, 0},
+	    {"segments", "segment files", ls.segments, 0},
+	    {"bytes", "bytes in the log", ls.bytes, 0},
+	    {"appends", "append batches since start", ls.appends, 1},
+	    {"events", "events appended since start", ls.events, 1},
+	    {"syncs", "fdatasync calls since start", ls.syncs, 1},
+	    {"flush_groups", "group commits since start", ls.groups, 1},
+	    {"connections", "open RPC connections", s->nconns, 0},
+	    {"requests", "RPC and HTTP requests since start", s->requests, 1},
+	    {"errors", "requests answered with an error", s->errors, 1},
+	    {"inflight", "appends waiting for the disk", s->inflight, 0},
+	    {"subscriptions", "live subscriptions, group members included", rs.subs, 0},
+	    {"groups", "consumer groups", rs.groups, 0},
+	    {"delivered", "events delivered to subscribers", rs.delivered, 1},
+	    {"redelivered", "group events delivered again", rs.redelivered, 1},
+	    {"parked", "group events parked after max_deliveries", rs.parked, 1},
+	    {"uptime_ms", "milliseconds since the server started",
+	     (uint64_t)ml_time_ms() - s->started_ms, 0},
+	};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		out[i] = all[i];
+	return sizeof(all) / sizeof(all[0]);
+}
+
+void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b)
+{
+	struct stat_row r[32];
+	size_t n = rows(s, r);
+	ml_mp_put_map(b, (uint32_t)n + 1);
+	for (size_t i = 0; i < n; i++) {
+		ml_mp_put_cstr(b, r[i].name);
+		ml_mp_put_uint(b, r[i].v);
+	}
+	ml_mp_put_cstr(b, "fsync");
+	ml_mp_put_cstr(b, ml_fsync_name(s->o.fsync));
+}
+
+void ml_server_metrics(struct ml_server *s, struct ml_buf *b)
+{
+	struct stat_row r[32];
+	size_t n = rows(s, r);
+	for (size_t i = 0; i < n; i++) {
+		const char *suffix = r[i].counter ? "_total" : "";
+		ml_buf_addf(
+		    b, "# HELP moonlog_%s%s %s\n# TYPE moonlog_%s%s %s\nmoonlog_%s%s %" PRIu64 "\n",
+		    r[i].name, suffix, r[i].help, r[i].name, suffix,
+		    r[i].counter ? "counter" : "gauge", r[i].name, suffix, r[i].v);
+	}
+}

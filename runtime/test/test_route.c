@@ -1,0 +1,100 @@
+/*
+ * test_route.c - stream patterns and filters (the rules of lua/moonlog/filter.lua),
+ * and the wire's msgpack framing: complete, incomplete and malformed input.
+ */
+#include <moonlog/route.h>
+
+#include "net/mp.h"
+#include "test/unit.h"
+
+static int m(const char *p, const char *s)
+{
+	return ml_pattern_match(p, strlen(p), s, strlen(s));
+}
+
+static void patterns(void)
+{
+	ok(m("$all", "$parked-x") && m("$all", "a"), "$all takes everything");
+	ok(m("*", "account-1") && !m("*", "$parked-g"), "* takes all but system streams");
+	ok(m("account-*", "account-1") && !m("account-*", "account") && !m("account-*", "acc"),
+	   "prefix-*");
+	ok(m("account", "account") && m("account", "account-9") && !m("account", "accounts-1") &&
+	       !m("account", "accountx"),
+	   "a name without '-' is a category");
+	ok(m("account-1", "account-1") && !m("account-1", "account-12"),
+	   "a name with '-' is exact");
+	ok(ml_pattern_check("a*b", 3) != 0 && ml_pattern_check("", 0) != 0 &&
+	       ml_pattern_check("x*", 2) == 0,
+	   "'*' only at the end; empty refused");
+
+	struct ml_filter *f = ml_filter_new();
+	ml_filter_add_stream(f, "order", 5);
+	ml_filter_add_stream(f, "account-*", 9);
+	ok(ml_filter_match(f, "order-1", 7, "X", 1) && ml_filter_match(f, "account-2", 9, "Y", 1) &&
+	       !ml_filter_match(f, "user-1", 6, "X", 1),
+	   "a filter takes any of its patterns");
+	ml_filter_add_type(f, "Paid", 4);
+	ok(ml_filter_match(f, "order-1", 7, "Paid", 4) && !ml_filter_match(f, "order-1", 7, "X", 1),
+	   "types narrow a filter");
+	ml_filter_free(f);
+}
+
+static void framing(void)
+{
+	struct ml_buf b = {0};
+	ml_mp_put_array(&b, 4);
+	ml_mp_put_uint(&b, 0);
+	ml_mp_put_uint(&b, 70000);
+	ml_mp_put_cstr(&b, "append");
+	ml_mp_put_array(&b, 2);
+	ml_mp_put_str(&b, "s", 1);
+	ml_mp_put_map(&b, 1);
+	ml_mp_put_cstr(&b, "data");
+	char big[300];
+	memset(big, 'x', sizeof(big));
+	ml_mp_put_str(&b, big, sizeof(big));
+	size_t full = b.len, len;
+	ok(ml_mp_frame((uint8_t *)b.data, full, &len) == 0 && len == full, "a whole request");
+	int cut_ok = 1;
+	for (size_t n = 0; n < full; n++)
+		cut_ok &= ml_mp_frame((uint8_t *)b.data, n, &len) == 1;
+	ok(cut_ok, "every prefix of it needs more bytes");
+	ml_buf_add(&b, "\x91", 1);
+	ok(ml_mp_frame((uint8_t *)b.data, b.len, &len) == 0 && len == full,
+	   "the next message is left alone");
+	ok(ml_mp_frame((const uint8_t *)"\xc1", 1, &len) == -1, "0xc1 is malformed");
+	ok(ml_mp_frame((const uint8_t *)"\xdd\xff\xff\xff\xff", 5, &len) == 1,
+	   "a huge announced array is only incomplete (the size limit cuts it)");
+
+	struct ml_mp r = {(uint8_t *)b.data, (uint8_t *)b.data + full};
+	uint32_t n;
+	uint64_t id, zero;
+	const char *s;
+	uint32_t sl;
+	ok(ml_mp_array(&r, &n) == 0 && n == 4 && ml_mp_uint(&r, &zero) == 0 &&
+	       ml_mp_uint(&r, &id) == 0 && id == 70000 && ml_mp_str(&r, &s, &sl) == 0 && sl == 6,
+	   "the reader walks it back");
+	ok(ml_mp_uint(&r, &id) != 0, "a type mismatch fails");
+
+	struct ml_buf ints = {0};
+	int64_t vals[] = {0, -1, -33, 127, 128, -129, 65536, INT64_MIN, INT64_MAX};
+	for (size_t i = 0; i < 9; i++)
+		ml_mp_put_int(&ints, vals[i]);
+	struct ml_mp ir = {(uint8_t *)ints.data, (uint8_t *)ints.data + ints.len};
+	int same = 1;
+	for (size_t i = 0; i < 9; i++) {
+		int64_t v;
+		same &= ml_mp_int(&ir, &v) == 0 && v == vals[i];
+	}
+	ok(same, "integers round-trip");
+	ml_buf_free(&ints);
+	ml_buf_free(&b);
+}
+
+int main(void)
+{
+	plan(16);
+	patterns();
+	framing();
+	return done_testing();
+}

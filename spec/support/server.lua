@@ -1,0 +1,145 @@
+-- spec/support/server.lua: start the real `moonlog serve` for end-to-end specs.
+--
+--   local server = require "support.server"
+--   local s = server.start { args = { "--max-outbuf", "65536" } }
+--   local c = s.client                 -- a moonlog.client on the RPC port
+--   local code, body = s:curl("GET", "/stats")
+--   after_each(server.stop_all)         -- SIGTERM every server, check each exited 0
+--
+-- Each server gets a fresh temporary data folder and free loopback ports; its
+-- stderr goes to DATA/../serve.log, shown when a server does not exit cleanly.
+
+local socket = require "socket"
+local client = require "moonlog.client"
+local codec = require("moonlog.core").codec
+
+local M = {}
+local running = {}
+local BIN = assert(os.getenv("MOONLOG_BIN"), "MOONLOG_BIN is not set (run through ctest)")
+
+local function sh(cmd)
+  local p = io.popen(cmd, "r")
+  local out = p:read("a")
+  p:close()
+  return out
+end
+M.sh = sh
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+M.quote = q
+
+function M.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+function M.tmpdir()
+  return (sh("mktemp -d /tmp/moonlog-spec.XXXXXX"):gsub("%s+$", ""))
+end
+
+local Server = {}
+Server.__index = Server
+
+-- Launches the binary; waits until the RPC port answers.
+function Server:launch()
+  local args = { BIN, "serve", "--data", self.data, "--listen", "127.0.0.1:" .. self.rpc_port,
+                 "--http", "127.0.0.1:" .. self.http_port }
+  for _, a in ipairs(self.args) do args[#args + 1] = a end
+  for i, a in ipairs(args) do args[i] = q(a) end
+  local cmd = ("sh -c %s"):format(q("echo $$; exec " .. table.concat(args, " ") .. " 2>>" .. q(self.log)))
+  self.proc = io.popen(cmd, "r")
+  self.pid = tonumber(self.proc:read("l"))
+  local deadline = socket.gettime() + 10
+  while socket.gettime() < deadline do
+    local c = client.connect("127.0.0.1:" .. self.rpc_port, { token = self.token })
+    if c then
+      self.client = c
+      return self
+    end
+    socket.sleep(0.02)
+  end
+  error("moonlog serve did not start:\n" .. sh("cat " .. q(self.log)))
+end
+
+-- A new RPC client (opts as client.connect's).
+function Server:connect(opts)
+  opts = opts or {}
+  if opts.token == nil then opts.token = self.token end
+  return assert(client.connect("127.0.0.1:" .. self.rpc_port, opts))
+end
+
+function Server:admin()
+  return assert(client.connect({ unix = self.data .. "/moonlog.sock" }))
+end
+
+-- Sends SIGTERM and waits: true when the server exited with status 0.
+function Server:stop(signal)
+  if not self.proc then return true end
+  if self.client then self.client:close() self.client = nil end
+  os.execute(("kill -%s %d"):format(signal or "TERM", self.pid))
+  local ok, how, code = self.proc:close()
+  self.proc = nil
+  self.exit = { ok = ok, how = how, code = code }
+  return ok and how == "exit" and code == 0
+end
+
+function Server:restart()
+  assert(self:stop(), "the server did not stop cleanly")
+  return self:launch()
+end
+
+function Server:url(path) return ("http://127.0.0.1:%d%s"):format(self.http_port, path) end
+
+-- curl: status code and body. extra: a list of more curl arguments.
+function Server:curl(method, path, body, extra)
+  local args = { "curl", "-s", "-m", "10", "-o", "-", "-w", "\\n%{http_code}", "-X", method }
+  for _, a in ipairs(extra or {}) do args[#args + 1] = q(a) end
+  if body then args[#args + 1] = "--data-binary" args[#args + 1] = q(body) end
+  args[#args + 1] = q(self:url(path))
+  local out = sh(table.concat(args, " "))
+  local text, code = out:match("^(.*)\n(%d+)$")
+  return tonumber(code), text
+end
+
+-- curl, with the JSON body decoded (through msgpack, so nulls become nil).
+function Server:curl_json(method, path, body, extra)
+  local code, text = self:curl(method, path, body, extra)
+  local ok, value = pcall(function() return codec.decode(codec.from_json(text)) end)
+  return code, ok and value or text
+end
+
+-- Starts a server: opts.args (more flags), opts.token (writes a token file), opts.data.
+function M.start(opts)
+  opts = opts or {}
+  local root = M.tmpdir()
+  local s = setmetatable({ root = root, data = opts.data or (root .. "/data"), log = root .. "/serve.log",
+                           rpc_port = M.free_port(), http_port = M.free_port(),
+                           args = opts.args or {} }, Server)
+  if opts.token then
+    local f = assert(io.open(root .. "/token", "w"))
+    f:write(opts.token, "\n")
+    f:close()
+    s.token = opts.token
+    table.insert(s.args, "--token")
+    table.insert(s.args, root .. "/token")
+  end
+  running[#running + 1] = s
+  return s:launch()
+end
+
+-- For after_each: stops every server started, asserting each exits with status 0.
+function M.stop_all()
+  local list = running
+  running = {}
+  for _, s in ipairs(list) do
+    local clean = s:stop()
+    local log = sh("cat " .. q(s.log))
+    os.execute("rm -rf " .. q(s.root))
+    assert(clean, ("moonlog serve did not exit cleanly (%s %s):\n%s"):format(
+      tostring(s.exit.how), tostring(s.exit.code), log))
+  end
+end
+
+return M
