@@ -1,5 +1,555 @@
 /*
- * bench_net.c - network benchmarks: `moonlog bench append --connect`,
- * `moonlog bench subscribe`.
+ * bench_net.c - the server's speed, measured over loopback:
+ *
+ *   moonlog bench append --connect [ADDR]   N connections of pipelined single-event
+ *                                           appends (100-byte events), then $all read
+ *                                           back over RPC
+ *   moonlog bench subscribe [--connect ADDR] append-to-delivery latency on a live
+ *                                           subscription at a steady rate
+ *
+ * Without ADDR an in-process server is started on a scratch folder (--fsync
+ * always unless told otherwise), so one command measures the whole path:
+ * framing, the loop, group commit and routing. The client side is a single
+ * thread driving every connection with poll(), so the figures include the
+ * client's own cost on the same machine.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <moonlog/diag.h>
+#include <moonlog/server.h>
+
 #include "cli/cli.h"
+#include "cli/client.h"
+
+struct bopts {
+	const char *connect, *dir;
+	enum ml_fsync fsync;
+	double seconds;
+	uint64_t conns, depth, rate;
+};
+
+/* ---- an in-process server ------------------------------------------------ */
+
+struct inproc {
+	struct ml_server *srv;
+	pthread_t thread;
+	char addr[64], dir[1024];
+};
+
+static void *serve_thread(void *arg)
+{
+	ml_server_run(arg);
+	return NULL;
+}
+
+static int inproc_start(struct inproc *ip, const struct bopts *o)
+{
+	snprintf(ip->dir, sizeof(ip->dir), "%s", o->dir);
+	char cmd[2200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", ip->dir, ip->dir);
+	if (system(cmd) != 0)
+		return cli_fail("bench", CLI_REFUSED, "cannot create %s", ip->dir);
+	struct ml_server_options so;
+	ml_server_options_init(&so);
+	so.dir = ip->dir;
+	so.listen = "127.0.0.1:0";
+	so.http = "";
+	so.admin = "";
+	so.fsync = o->fsync;
+	so.quiet = 1;
+	if ((ip->srv = ml_server_new(&so)) == NULL)
+		return cli_diag("bench");
+	snprintf(ip->addr, sizeof(ip->addr), "127.0.0.1:%d", ml_server_rpc_port(ip->srv));
+	pthread_create(&ip->thread, NULL, serve_thread, ip->srv);
+	return 0;
+}
+
+static void inproc_stop(struct inproc *ip)
+{
+	if (ip->srv == NULL)
+		return;
+	ml_server_stop(ip->srv);
+	pthread_join(ip->thread, NULL);
+	ml_server_free(ip->srv);
+	char cmd[1100];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ip->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "moonlog bench: could not remove %s\n", ip->dir);
+}
+
+/* ---- pipelined appends --------------------------------------------------- */
+
+struct bconn {
+	struct cli_client c;
+	struct ml_buf req; /* one request, its msgid patched per send */
+	size_t id_at;	   /* where the 4-byte msgid sits in req */
+	uint64_t outstanding, sent, acked, failed;
+	struct ml_buf out;
+	size_t out_off;
+};
+
+static void payload100(struct ml_buf *b, uint64_t stamp)
+{
+	/* {"t": uint64, "pad": "xxx..."} = 100 bytes */
+	ml_buf_add(b, "\x82\xa1t\xcf", 4);
+	for (int i = 0; i < 8; i++) {
+		uint8_t c = (uint8_t)(stamp >> (56 - 8 * i));
+		ml_buf_add(b, &c, 1);
+	}
+	ml_buf_add(b, "\xa3pad\xd9", 5);
+	uint8_t n = 100 - 4 - 8 - 5 - 1;
+	ml_buf_add(b, &n, 1);
+	char pad[100];
+	memset(pad, 'x', sizeof(pad));
+	ml_buf_add(b, pad, n);
+}
+
+static void build_request(struct bconn *b, const char *stream)
+{
+	struct ml_buf *r = &b->req;
+	ml_buf_add(r, "\x94\x00\xce", 3);
+	b->id_at = r->len;
+	ml_buf_add(r, "\0\0\0\0", 4);
+	ml_mp_put_cstr(r, "append");
+	ml_mp_put_array(r, 2);
+	ml_mp_put_cstr(r, stream);
+	ml_mp_put_map(r, 2);
+	ml_mp_put_cstr(r, "type");
+	ml_mp_put_cstr(r, "Measured");
+	ml_mp_put_cstr(r, "data");
+	payload100(r, 0);
+}
+
+static void queue_request(struct bconn *b, uint64_t stamp)
+{
+	uint32_t id = (uint32_t)++b->sent;
+	uint8_t *p = (uint8_t *)b->req.data + b->id_at;
+	p[0] = (uint8_t)(id >> 24), p[1] = (uint8_t)(id >> 16), p[2] = (uint8_t)(id >> 8);
+	p[3] = (uint8_t)id;
+	if (stamp) /* the "t" field sits 4 bytes into the payload, at the end of req */
+		for (int i = 0; i < 8; i++)
+			b->req.data[b->req.len - 96 + i] = (char)(stamp >> (56 - 8 * i));
+	ml_buf_add(&b->out, b->req.data, b->req.len);
+	b->outstanding++;
+}
+
+static int send_some(struct bconn *b)
+{
+	while (b->out_off < b->out.len) {
+		ssize_t w = write(b->c.fd, b->out.data + b->out_off, b->out.len - b->out_off);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (w <= 0)
+			return -1;
+		b->out_off += (size_t)w;
+	}
+	b->out.len = b->out_off = 0;
+	return 0;
+}
+
+/* Takes every whole answer from the input; counts successes and failures. */
+static int take_answers(struct bconn *b)
+{
+	struct cli_client *c = &b->c;
+	for (;;) {
+		size_t len;
+		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
+		int rc = ml_mp_frame(p, c->in.len - c->in_off, &len);
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			break;
+		struct ml_mp m = {p, p + len};
+		uint32_t n;
+		int64_t type;
+		uint64_t id;
+		c->in_off += len;
+		if (ml_mp_array(&m, &n) != 0 || ml_mp_int(&m, &type) != 0 || type != 1 ||
+		    ml_mp_uint(&m, &id) != 0)
+			continue;
+		b->outstanding--;
+		if (ml_mp_nil(&m) == 0)
+			b->acked++;
+		else
+			b->failed++;
+	}
+	if (c->in_off == c->in.len)
+		c->in.len = c->in_off = 0;
+	return 0;
+}
+
+static int read_some(struct bconn *b)
+{
+	struct cli_client *c = &b->c;
+	if (c->in_off && c->in_off > c->in.len / 2) {
+		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+		c->in.len -= c->in_off;
+		c->in_off = 0;
+	}
+	ml_buf_reserve(&c->in, 1 << 17);
+	ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (r <= 0)
+		return -1;
+	c->in.len += (size_t)r;
+	return take_answers(b);
+}
+
+static void nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static int open_conns(struct bconn *bc, uint64_t n, const char *addr)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		char stream[32];
+		snprintf(stream, sizeof(stream), "bench-%" PRIu64, i);
+		if (cli_client_connect(&bc[i].c, addr) != 0)
+			return cli_diag("bench");
+		nonblock(bc[i].c.fd);
+		build_request(&bc[i], stream);
+	}
+	return 0;
+}
+
+static void close_conns(struct bconn *bc, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		cli_client_close(&bc[i].c);
+		ml_buf_free(&bc[i].req);
+		ml_buf_free(&bc[i].out);
+	}
+}
+
+/* Keeps `depth` appends in flight on every connection for the given time. */
+static int run_appends(struct bconn *bc, const struct bopts *o, uint64_t *events, double *secs)
+{
+	struct pollfd *pf = ml_xcalloc(o->conns, sizeof(*pf));
+	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(o->seconds * 1e9);
+	int stopping = 0, rc = 0;
+	for (;;) {
+		uint64_t left = 0;
+		stopping = stopping || ml_clock_ns() >= until;
+		for (uint64_t i = 0; i < o->conns; i++) {
+			struct bconn *b = &bc[i];
+			while (!stopping && b->outstanding < o->depth)
+				queue_request(b, 0);
+			if (send_some(b) != 0)
+				rc = -1;
+			left += b->outstanding;
+			pf[i] = (struct pollfd){.fd = b->c.fd,
+						.events = POLLIN | (b->out.len ? POLLOUT : 0)};
+		}
+		if (rc != 0 || (stopping && left == 0))
+			break;
+		if (poll(pf, (nfds_t)o->conns, 1000) < 0 && errno != EINTR)
+			break;
+		for (uint64_t i = 0; i < o->conns; i++)
+			if ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+			    read_some(&bc[i]) != 0)
+				rc = -1;
+	}
+	*secs = (double)(ml_clock_ns() - t0) / 1e9;
+	*events = 0;
+	for (uint64_t i = 0; i < o->conns; i++)
+		*events += bc[i].acked;
+	free(pf);
+	return rc;
+}
+
+/* Reads $all from 1 to head over one connection, `depth` pages in flight. */
+static int run_read_all(const char *addr, uint64_t head, uint64_t depth, double *secs,
+			uint64_t *got)
+{
+	struct cli_client c;
+	if (cli_client_connect(&c, addr) != 0)
+		return cli_diag("bench");
+	const uint64_t page = 10000;
+	uint64_t next = 1, inflight = 0;
+	*got = 0;
+	uint64_t t0 = ml_clock_ns();
+	struct ml_buf req = {0};
+	while (*got < head) {
+		while (inflight < depth && next <= head) {
+			req.len = 0;
+			ml_mp_put_array(&req, 4);
+			ml_mp_put_uint(&req, 0);
+			ml_mp_put_uint(&req, next);
+			ml_mp_put_cstr(&req, "read");
+			ml_mp_put_array(&req, 3);
+			ml_mp_put_cstr(&req, "$all");
+			ml_mp_put_uint(&req, next);
+			ml_mp_put_uint(&req, page);
+			if (write(c.fd, req.data, req.len) != (ssize_t)req.len)
+				break;
+			next += page;
+			inflight++;
+		}
+		struct ml_mp m;
+		uint32_t n, cnt;
+		int64_t type;
+		uint64_t id;
+		if (cli_client_next(&c, &m) != 0)
+			break;
+		if (ml_mp_array(&m, &n) != 0 || ml_mp_int(&m, &type) != 0 || type != 1 ||
+		    ml_mp_uint(&m, &id) != 0 || ml_mp_nil(&m) != 0 || ml_mp_array(&m, &cnt) != 0)
+			break;
+		inflight--;
+		*got += cnt;
+		if (cnt == 0)
+			break;
+	}
+	*secs = (double)(ml_clock_ns() - t0) / 1e9;
+	ml_buf_free(&req);
+	cli_client_close(&c);
+	return *got == head ? 0
+			    : cli_fail("bench", CLI_REFUSED, "read back %" PRIu64 " of %" PRIu64,
+				       *got, head);
+}
+
+static uint64_t head_of(const char *addr)
+{
+	struct cli_client c;
+	struct ml_buf p = {0};
+	struct ml_mp r;
+	uint64_t head = 0;
+	uint32_t n, kl;
+	const char *k;
+	ml_mp_put_array(&p, 0);
+	if (cli_client_connect(&c, addr) == 0 && cli_client_call(&c, "stats", &p, &r) == 0 &&
+	    ml_mp_map(&r, &n) == 0) {
+		for (uint32_t i = 0; i < n && ml_mp_str(&r, &k, &kl) == 0; i++) {
+			if (kl == 4 && memcmp(k, "head", 4) == 0)
+				ml_mp_uint(&r, &head);
+			else
+				ml_mp_skip(&r, NULL, NULL);
+		}
+	}
+	cli_client_close(&c);
+	ml_buf_free(&p);
+	return head;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The stamp in a delivered event's data {"t": ..., ...}; 0 if none. */
+static uint64_t stamp_of(struct ml_mp *m)
+{
+	uint32_t n, kl;
+	const char *k;
+	int64_t type;
+	uint64_t id, t = 0;
+	if (ml_mp_array(m, &n) != 0 || ml_mp_int(m, &type) != 0 || type != 2 ||
+	    ml_mp_str(m, &k, &kl) != 0 || ml_mp_array(m, &n) != 0 || ml_mp_uint(m, &id) != 0 ||
+	    ml_mp_map(m, &n) != 0)
+		return 0;
+	for (uint32_t i = 0; i < n && ml_mp_str(m, &k, &kl) == 0; i++) {
+		uint32_t dn, dkl;
+		const char *dk;
+		if (kl == 4 && memcmp(k, "data", 4) == 0 && ml_mp_map(m, &dn) == 0 && dn > 0 &&
+		    ml_mp_str(m, &dk, &dkl) == 0 && ml_mp_uint(m, &t) == 0)
+			return t;
+		ml_mp_skip(m, NULL, NULL);
+	}
+	return 0;
+}
+
+static int bench_subscribe(const struct bopts *o, const char *addr)
+{
+	struct bconn app = {0};
+	struct cli_client sub;
+	struct ml_buf p = {0};
+	struct ml_mp r;
+	if (cli_client_connect(&sub, addr) != 0 || cli_client_connect(&app.c, addr) != 0)
+		return cli_diag("bench");
+	ml_mp_put_array(&p, 2);
+	ml_mp_put_cstr(&p, "bench-lat");
+	ml_mp_put_nil(&p);
+	if (cli_client_call(&sub, "subscribe", &p, &r) != 0)
+		return cli_diag("bench");
+	ml_buf_free(&p);
+	nonblock(app.c.fd);
+	build_request(&app, "bench-lat");
+	size_t cap = (size_t)(o->rate * o->seconds) + 1024, nlat = 0;
+	uint64_t *lat = ml_xmalloc(cap * sizeof(*lat));
+	uint64_t per_tick = o->rate / 1000 ? o->rate / 1000 : 1, tick_ns = 1000000;
+	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(o->seconds * 1e9), next = t0;
+	uint64_t sent = 0, got = 0;
+	while (got < sent || ml_clock_ns() < until) {
+		uint64_t now = ml_clock_ns();
+		if (now >= next && now < until) {
+			for (uint64_t i = 0; i < per_tick; i++, sent++)
+				queue_request(&app, ml_clock_ns());
+			next += tick_ns;
+		}
+		if (send_some(&app) != 0)
+			break;
+		int wait_ms = now >= until ? 1000 : (int)((next > now ? next - now : 0) / 1000000);
+		struct pollfd pf[2] = {
+		    {.fd = sub.fd, .events = POLLIN},
+		    {.fd = app.c.fd, .events = POLLIN | (app.out.len ? POLLOUT : 0)}};
+		int n = poll(pf, 2, wait_ms);
+		if (n == 0 && now >= until)
+			break; /* nothing more is coming */
+		if (pf[1].revents & POLLIN)
+			read_some(&app);
+		if (!(pf[0].revents & POLLIN))
+			continue;
+		/* Take every whole notification the subscriber has. */
+		ml_buf_reserve(&sub.in, 1 << 17);
+		ssize_t rd = read(sub.fd, sub.in.data + sub.in.len, sub.in.cap - sub.in.len);
+		if (rd <= 0)
+			break;
+		sub.in.len += (size_t)rd;
+		uint64_t arrived = ml_clock_ns();
+		for (;;) {
+			size_t len;
+			const uint8_t *q = (const uint8_t *)sub.in.data + sub.in_off;
+			if (ml_mp_frame(q, sub.in.len - sub.in_off, &len) != 0)
+				break;
+			struct ml_mp m = {q, q + len};
+			sub.in_off += len;
+			uint64_t st = stamp_of(&m);
+			if (st && nlat < cap)
+				lat[nlat++] = arrived - st;
+			got += st != 0;
+		}
+		memmove(sub.in.data, sub.in.data + sub.in_off, sub.in.len - sub.in_off);
+		sub.in.len -= sub.in_off;
+		sub.in_off = 0;
+	}
+	double secs = (double)(ml_clock_ns() - t0) / 1e9;
+	qsort(lat, nlat, sizeof(*lat), cmp_u64);
+#define PCT(q) (nlat ? (double)lat[(size_t)((double)(nlat - 1) * (q))] / 1000.0 : 0)
+	printf("subscribe: %" PRIu64
+	       " events appended at %.0f/s, %zu delivered; append-to-delivery "
+	       "latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (fsync %s)\n",
+	       sent, (double)sent / secs, nlat, PCT(0.5), PCT(0.99), PCT(0.999), PCT(1.0),
+	       ml_fsync_name(o->fsync));
+#undef PCT
+	free(lat);
+	cli_client_close(&sub);
+	close_conns(&app, 1);
+	return CLI_OK;
+}
+
+static int bench_append_net(const struct bopts *o, const char *addr)
+{
+	struct bconn *bc = ml_xcalloc(o->conns, sizeof(*bc));
+	uint64_t events = 0, before = head_of(addr);
+	double secs = 0;
+	int rc = open_conns(bc, o->conns, addr);
+	if (rc == 0 && run_appends(bc, o, &events, &secs) != 0)
+		rc = cli_fail("bench", CLI_REFUSED, "a connection failed");
+	uint64_t failed = 0;
+	for (uint64_t i = 0; i < o->conns; i++)
+		failed += bc[i].failed;
+	close_conns(bc, o->conns);
+	free(bc);
+	if (rc != 0)
+		return rc;
+	printf("append: %" PRIu64 " connections x %" PRIu64 " pipelined, 100-byte events: %.0f "
+	       "durable appends/s (%" PRIu64 " in %.2f s, %" PRIu64 " failed)\n",
+	       o->conns, o->depth, (double)events / secs, events, secs, failed);
+	uint64_t head = head_of(addr), got = 0;
+	(void)before;
+	rc = run_read_all(addr, head, 4, &secs, &got);
+	if (rc == 0)
+		printf("read $all over RPC: %" PRIu64 " events in %.2f s: %.0f events/s\n", got,
+		       secs, (double)got / secs);
+	return rc;
+}
+
+static const char help[] =
+    "usage: moonlog bench append --connect [ADDR] [options]\n"
+    "       moonlog bench subscribe [--connect ADDR] [options]\n"
+    "\n"
+    "append: N connections each keep D single-event appends (100-byte events) in flight\n"
+    "for S seconds, then the whole log is read back as $all over RPC.\n"
+    "subscribe: one connection appends at a steady rate, another has a live subscription;\n"
+    "prints append-to-delivery latency percentiles.\n"
+    "Without ADDR an in-process server runs on a scratch folder.\n"
+    "\n"
+    "  --conns N     connections (append; default 64)\n"
+    "  --depth D     appends in flight per connection (append; default 64)\n"
+    "  --rate R      events/s (subscribe; default 50000)\n"
+    "  --seconds S   how long (default 5)\n"
+    "  --fsync MODE  of the in-process server (default always)\n"
+    "  --dir DIR     its scratch folder (default ./moonlog-bench-net; removed after)\n";
+
+int cli_bench_net(int argc, char **argv, int subscribe)
+{
+	struct bopts o = {
+	    .dir = "./moonlog-bench-net", .seconds = 5, .conns = 64, .depth = 64, .rate = 50000};
+	static const struct option opts[] = {
+	    {"connect", optional_argument, 0, 'c'},
+	    {"conns", required_argument, 0, 'n'},
+	    {"depth", required_argument, 0, 'p'},
+	    {"rate", required_argument, 0, 'r'},
+	    {"seconds", required_argument, 0, 's'},
+	    {"fsync", required_argument, 0, 'f'},
+	    {"dir", required_argument, 0, 'd'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	int c, bad = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (optarg)
+				o.connect = optarg;
+			else if (optind < argc && argv[optind][0] != '-')
+				o.connect = argv[optind++]; /* --connect ADDR */
+			break;
+		case 'n':
+			bad |= cli_uint("bench", "--conns", optarg, &o.conns);
+			break;
+		case 'p':
+			bad |= cli_uint("bench", "--depth", optarg, &o.depth);
+			break;
+		case 'r':
+			bad |= cli_uint("bench", "--rate", optarg, &o.rate);
+			break;
+		case 's':
+			o.seconds = atof(optarg);
+			break;
+		case 'd':
+			o.dir = optarg;
+			break;
+		case 'f':
+			if (ml_fsync_parse(optarg, &o.fsync) != 0)
+				return cli_diag("bench");
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return CLI_OK;
+		default:
+			return cli_fail("bench", CLI_USAGE, "see moonlog bench subscribe --help");
+		}
+	}
+	if (bad || o.conns == 0 || o.depth == 0 || o.rate == 0 || o.seconds <= 0)
+		return bad ? CLI_USAGE
+			   : cli_fail("bench", CLI_USAGE, "counts and --seconds must be positive");
+	struct inproc ip = {0};
+	if (!o.connect && inproc_start(&ip, &o) != 0)
+		return CLI_REFUSED;
+	const char *addr = o.connect ? o.connect : ip.addr;
+	int rc = subscribe ? bench_subscribe(&o, addr) : bench_append_net(&o, addr);
+	inproc_stop(&ip);
+	return rc;
+}

@@ -50,4 +50,7 @@ int cli_remote_append(const char *addr, const char *dir, const struct ml_event_i
 int cli_remote_read(const char *addr, const char *dir, const char *stream, uint64_t from,
 		    uint64_t limit, int back, int json);
 
+/* bench_net.c: `bench append --connect [ADDR]` and `bench subscribe`. */
+int cli_bench_net(int argc, char **argv, int subscribe);
+
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/client.h"
 
 static const char help[] =
     "usage: moonlog bench append [--dir DIR] [--seconds S] [--quick]\n"
@@ -434,6 +435,11 @@ int cmd_bench(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "open") == 0)
 		return bench_open(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "subscribe") == 0)
+		return cli_bench_net(argc - 1, argv + 1, 1);
+	for (int i = 2; i < argc && strcmp(argv[1], "append") == 0; i++)
+		if (strncmp(argv[i], "--connect", 9) == 0) /* over the network: bench_net.c */
+			return cli_bench_net(argc - 1, argv + 1, 0);
 	if (argc >= 2 && strcmp(argv[1], "append") == 0)
 		return bench_append(argc - 1, argv + 1);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -230,15 +231,29 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	ml_conn_accept(s, fd, kind);
 }
 
-/* Splits HOST:PORT; returns 0 or -1 with diag. */
+/* Splits HOST:PORT (port 0: any free one); returns 0 or -1 with diag. */
 int ml_net_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen)
 {
-	*sslen = (int)sizeof(*ss);
-	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)ss, sslen) != 0)
-		return ml_diag_set(
-		    ML_ERR_USAGE,
-		    "cannot read the address '%s': give HOST:PORT, e.g. 127.0.0.1:7420", addr);
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+	if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(host) || !colon[1])
+		goto bad;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') { /* [::1]:7420 */
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		goto bad;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = (int)res->ai_addrlen;
+	freeaddrinfo(res);
 	return 0;
+bad:
+	return ml_diag_set(ML_ERR_USAGE,
+			   "cannot read the address '%s': give HOST:PORT, e.g. 127.0.0.1:7420",
+			   addr);
 }
 
 static int bound_port(evutil_socket_t fd)
