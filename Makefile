@@ -1,7 +1,7 @@
 # A thin wrapper over CMake: the README's commands.
 #   make run     install what is missing, build, start moonlog on the bank example
 #   make test    install what is missing, build, run every test under one ctest summary
-#   make bench   the benchmarks (long; not part of make test)
+#   make bench   moonlog beside Redis, JetStream, Tarantool (~10 min; QUICK=1 ~2 min; bench/README.md)
 BUILD    ?= build
 TYPE     ?= RelWithDebInfo
 CC       ?= cc
@@ -30,7 +30,7 @@ run: build
 
 bench: build
 	@tools/deps.sh bench
-	cd $(BUILD) && ./moonlog bench append
+	lua5.4 bench/run.lua --build $(BUILD) $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 install: build
 	cmake --install $(BUILD)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config clang liblua5.4-dev lua5.4 libevent-dev libmsgpack-dev
       libcjson-dev libedit-dev lua-busted lua-messagepack lua-cjson lua-socket lua-posix curl tmux)
-[ "${1:-}" = bench ] && pkgs+=(redis-server nats-server tarantool libhiredis-dev)
+[ "${1:-}" = bench ] && pkgs+=(redis-server nats-server tarantool)
 
 missing=()
 for p in "${pkgs[@]}"; do

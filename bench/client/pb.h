@@ -1,0 +1,92 @@
+/*
+ * pb.h - the peer bench client: shared pieces of `moonlog-peerbench`.
+ *
+ * One small C program drives Redis, NATS JetStream and Tarantool over
+ * 127.0.0.1 with hand-written protocol code (RESP, the NATS text protocol,
+ * Tarantool's msgpack iproto), so that the client costs little next to the
+ * server it measures. A protocol fills in a `struct pb_proto`; the drivers in
+ * pb_drive.c run the same workloads through it for every system.
+ */
+#ifndef PB_H
+#define PB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growing byte buffer; `off` is how much of the front is consumed. */
+struct pb_buf {
+	char *p;
+	size_t len, cap, off;
+};
+
+void pb_buf_reserve(struct pb_buf *b, size_t n); /* room for n more bytes */
+void pb_buf_put(struct pb_buf *b, const void *data, size_t n);
+void pb_buf_puts(struct pb_buf *b, const char *s);
+void pb_buf_printf(struct pb_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pb_buf_compact(struct pb_buf *b);
+void pb_buf_free(struct pb_buf *b);
+
+/* One TCP connection with its buffers, and a protocol's own state. */
+struct pb_conn {
+	int fd, id;
+	struct pb_buf in, out;
+	int inflight;
+	void *state;
+};
+
+int pb_connect(struct pb_conn *c, int port, int id);
+void pb_close(struct pb_conn *c);
+int pb_flush(struct pb_conn *c);	    /* write out all of c->out, waiting as needed */
+int pb_fill(struct pb_conn *c);		    /* read at least one more byte, waiting (bounded) */
+int pb_write_some(struct pb_conn *c);	    /* write what the socket takes now */
+int pb_read_some(struct pb_conn *c);	    /* read what is there now; -1 on EOF or error */
+const char *pb_in(const struct pb_conn *c); /* first unconsumed input byte */
+size_t pb_avail(const struct pb_conn *c);   /* unconsumed input bytes */
+
+/* The event every system stores: key "account-(seq % 1000)", amount, note. */
+#define PB_KEYS	    1000
+#define PB_NOTE_LEN 82
+extern const char pb_note[PB_NOTE_LEN + 1];
+int pb_key(uint64_t seq, char *out); /* writes the key, returns its length */
+uint64_t pb_amount(uint64_t seq);
+size_t pb_payload(uint64_t seq, uint8_t *out); /* the 100-byte msgpack {amount, note} */
+uint64_t pb_expected_sum(uint64_t n);	       /* sum of amounts of events 0..n-1 */
+
+/* Results of a fold: number of keys and the sum over all of them. */
+struct pb_fold {
+	uint64_t keys, total;
+};
+
+/* What a system offers to the drivers; every call returns 0 / -1 unless said. */
+struct pb_proto {
+	const char *name;
+	int (*hello)(struct pb_conn *c);		 /* handshake after connect */
+	int (*reset)(struct pb_conn *c);		 /* empty the log (blocking) */
+	void (*append)(struct pb_conn *c, uint64_t seq); /* queue one append */
+	int (*acked)(struct pb_conn *c);		 /* 1 one ack consumed, 0 need more */
+	int (*read_all)(struct pb_conn *c, uint64_t n, int chunk); /* read n events back */
+	int (*fold)(struct pb_conn *c, const char *arg, struct pb_fold *out);
+	int (*sub_open)(struct pb_conn *c);		   /* latency: start a live subscription */
+	int (*sub_recv)(struct pb_conn *c, uint64_t *got); /* deliveries consumed so far */
+};
+
+extern const struct pb_proto pb_redis, pb_nats, pb_tnt;
+
+struct pb_opts {
+	int port, conns, window, chunk, rate;
+	uint64_t count;
+	double seconds;
+	const char *arg; /* the fold's function file (Redis) */
+};
+
+int pb_run_append(const struct pb_proto *p, const struct pb_opts *o);
+int pb_run_load(const struct pb_proto *p, const struct pb_opts *o);
+int pb_run_read(const struct pb_proto *p, const struct pb_opts *o);
+int pb_run_fold(const struct pb_proto *p, const struct pb_opts *o);
+int pb_run_latency(const struct pb_proto *p, const struct pb_opts *o);
+
+uint64_t pb_now_ns(void);
+extern int pb_quiet; /* pb_fail prints nothing while set */
+int pb_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* prints, returns -1 */
+
+#endif

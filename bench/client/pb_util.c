@@ -1,0 +1,133 @@
+/*
+ * pb_util.c - buffers, the clock, error lines and the benchmark event.
+ *
+ * The event is the same for every system: a key "account-N" (N = seq % 1000),
+ * an amount 1..100 and an 82-character note. As msgpack {amount, note} it is
+ * exactly the 100-byte payload that `moonlog bench append` writes.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pb.h"
+
+const char pb_note[PB_NOTE_LEN + 1] =
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+_Static_assert(sizeof(pb_note) == 83 && PB_NOTE_LEN == 82, "the note is 82 bytes");
+
+void pb_buf_reserve(struct pb_buf *b, size_t n)
+{
+	if (b->len + n <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 65536;
+	while (cap < b->len + n)
+		cap *= 2;
+	b->p = realloc(b->p, cap);
+	if (b->p == NULL) {
+		fprintf(stderr, "peerbench: out of memory\n");
+		exit(1);
+	}
+	b->cap = cap;
+}
+
+void pb_buf_put(struct pb_buf *b, const void *data, size_t n)
+{
+	pb_buf_reserve(b, n);
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+}
+
+void pb_buf_puts(struct pb_buf *b, const char *s)
+{
+	pb_buf_put(b, s, strlen(s));
+}
+
+void pb_buf_printf(struct pb_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	pb_buf_reserve(b, (size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* Drops the consumed front once it is worth the copy. */
+void pb_buf_compact(struct pb_buf *b)
+{
+	if (b->off == b->len) {
+		b->off = b->len = 0;
+	} else if (b->off > b->cap / 2) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+}
+
+void pb_buf_free(struct pb_buf *b)
+{
+	free(b->p);
+	*b = (struct pb_buf){0};
+}
+
+uint64_t pb_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int pb_quiet;
+
+int pb_fail(const char *fmt, ...)
+{
+	va_list ap;
+	if (pb_quiet)
+		return -1;
+	va_start(ap, fmt);
+	fputs("peerbench: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return -1;
+}
+
+int pb_key(uint64_t seq, char *out)
+{
+	return sprintf(out, "account-%u", (unsigned)(seq % PB_KEYS));
+}
+
+uint64_t pb_amount(uint64_t seq)
+{
+	return seq % 100 + 1;
+}
+
+uint64_t pb_expected_sum(uint64_t n)
+{
+	uint64_t sum = 0;
+	for (uint64_t i = 0; i < n; i++)
+		sum += pb_amount(i);
+	return sum;
+}
+
+/* {"amount": uint16, "note": str8(82)}: 16 + 2 + 82 = 100 bytes. */
+size_t pb_payload(uint64_t seq, uint8_t *out)
+{
+	static const uint8_t head[] = {0x82, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0xcd};
+	size_t n = 0;
+	memcpy(out, head, sizeof(head));
+	n += sizeof(head);
+	uint64_t a = pb_amount(seq);
+	out[n++] = (uint8_t)(a >> 8);
+	out[n++] = (uint8_t)a;
+	memcpy(out + n, "\xa4note\xd9", 6);
+	n += 6;
+	out[n++] = PB_NOTE_LEN;
+	memcpy(out + n, pb_note, PB_NOTE_LEN);
+	return n + PB_NOTE_LEN;
+}
