@@ -23,6 +23,9 @@ int cmd_append(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_test(int argc, char **argv);
+int bench_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 

@@ -11,6 +11,8 @@ static const struct cli_command commands[] = {
     {"append", cmd_append, "append an event to a stream"},
     {"read", cmd_read, "print the events of a stream or of $all"},
     {"check", cmd_check, "verify every record of the log (--repair cuts a torn tail)"},
+    {"replay", cmd_replay, "fold the log through a script and print its final state"},
+    {"test", cmd_test, "run busted specs with the moonlog Lua modules of this moonlog"},
     {"serve", cmd_serve, "serve the log: msgpack-RPC, HTTP and subscriptions"},
     {"tail", cmd_tail, "follow the events of a running server (a pattern, catching up first)"},
     {"bench", cmd_bench, "measure: bench append|subscribe|open"},

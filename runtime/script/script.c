@@ -246,6 +246,7 @@ struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, 
 	}
 	lua_settop(s->L, SLOT_COUNT);
 	make_hash(s, src, len, o->lua_dir);
+	/* Events and their views die young: the generational collector suits them. */
 	lua_gc(s->L, LUA_GCGEN, 0, 0);
 	return s;
 }
@@ -335,4 +336,9 @@ void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out)
 	out->memory_peak = s->mem_peak;
 	out->memory_limit = s->mem_limit;
 	out->instruction_limit = s->insn_limit;
+}
+
+const char *ml_script_lua_source_dir(void)
+{
+	return ML_LUA_SOURCE_DIR;
 }

@@ -159,6 +159,15 @@ ML_API int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t
 ML_API int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_event_fn fn,
 			       void *arg);
 
+/*
+ * Reads $all forward like ml_log_read_all, from `from` (inclusive) to `until`
+ * (inclusive; 0 = the head when called), but straight from the segment files
+ * mapped a window at a time: the fast path for replays. The event's pointers
+ * point into the mapping and are valid only during the callback.
+ */
+ML_API int64_t ml_log_scan(struct ml_log *log, uint64_t from, uint64_t until, ml_event_fn fn,
+			   void *arg);
+
 /* The last acknowledged position (0 for an empty log). */
 ML_API uint64_t ml_log_head(struct ml_log *log);
 /* A stream's version: its number of visible events; 0 when it does not exist. */

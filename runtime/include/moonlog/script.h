@@ -156,6 +156,9 @@ struct ml_script_stats {
 };
 ML_API void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out);
 
+/* The lua/ folder of the source tree this library was built from (for `moonlog test`). */
+ML_API const char *ml_script_lua_source_dir(void);
+
 /* The Lua binding (moonlog.core.script): load(path [, options]) -> script object. */
 struct lua_State;
 ML_API int ml_luaopen_script(struct lua_State *L);
