@@ -174,64 +174,110 @@ end
 
 local ML = "--fsync always (default)"
 
-local function ml_appends(cap, tmp)
-	local need = "not measured yet (needs `moonlog serve` and `moonlog bench append --connect`)"
-	if not (cap.serve and cap.append) then
-		add(W.append1, "moonlog", ML, nil, need)
-		add(W.append64, "moonlog", ML, nil, need)
-		return
+local function ml_missing(ws, need)
+	for _, w in ipairs(ws) do
+		add(w, "moonlog", ML, nil, "not measured yet (needs " .. need .. ")")
 	end
-	local pid, addr = moonlog.serve(ctx, tmp .. "/moonlog-append", "always")
-	for _, n in ipairs(P.conns) do
-		local w = n == 1 and W.append1 or W.append64
-		local args = ("append --connect %s --connections %d --pipeline %d --seconds "):format(addr, n,
-			P.window)
-		local v, err
-		if pid then
-			v, err = repeated(P.reps, function() return moonlog.bench(ctx, args .. P.warm, "events_per_s") end,
-				function() return moonlog.bench(ctx, args .. P.seconds, "events_per_s") end,
-				{ "events_per_s" })
-		else
-			err = addr
-		end
-		add(w, "moonlog", ML, v, err and ("not measured: " .. err))
-	end
-	sh.stop(pid)
 end
 
-local function ml_one(w, ok, need, args, key, dir)
-	if not ok then
-		add(w, "moonlog", ML, nil, "not measured yet (needs " .. need .. ")")
-		return
-	end
-	local pid, addr
-	if args:find("ADDR", 1, true) then
-		pid, addr = moonlog.serve(ctx, dir, "always")
-		if not pid then
-			add(w, "moonlog", ML, nil, "not measured: " .. addr)
-			return
+-- Workload 1 on one server; returns the 64-connection rate for workload 2.
+local function ml_appends(tmp)
+	local pid, addr = moonlog.serve(ctx, tmp .. "/moonlog-append", "always")
+	local rate64
+	for _, n in ipairs(P.conns) do
+		local args = ("append --connect %s --conns %d --depth %d --seconds "):format(addr, n, P.window)
+		local v, err
+		if pid then
+			v, err = repeated(P.reps,
+				function() return moonlog.bench(ctx, "append", args .. P.warm, "events_per_s") end,
+				function() return moonlog.bench(ctx, "append", args .. P.seconds, "events_per_s") end,
+				{ "events_per_s" })
 		end
-		args = args:gsub("ADDR", addr)
+		add(n == 1 and W.append1 or W.append64, "moonlog", ML, v, pid and err and failed(err) or
+			not pid and failed(addr))
+		rate64 = v and R.median(v) or rate64
 	end
-	local v, err = repeated(P.reps, function() return moonlog.bench(ctx, args, key) end,
-		function() return moonlog.bench(ctx, args, key) end, { key })
-	add(w, "moonlog", ML, v, err and ("not measured: " .. err))
 	sh.stop(pid)
+	return rate64
+end
+
+-- Workload 2: a fresh server per run, appended to for about P.count events,
+-- then `bench append` reads $all back over RPC; the row says how many it read.
+local function ml_read(tmp, rate64)
+	local seconds = math.max(0.3, math.min(60, P.count / rate64 * 1.05))
+	local values, counts, err = {}, {}, nil
+	for i = 0, P.reps do
+		local pid, addr = moonlog.serve(ctx, tmp .. "/moonlog-read", "always")
+		if not pid then
+			err = addr
+			break
+		end
+		local f, e = moonlog.bench(ctx, "append", ("append --connect %s --conns 64 --depth %d " ..
+			"--seconds %.1f"):format(addr, P.window, seconds), "read_per_s")
+		sh.stop(pid)
+		if not f then
+			err = e
+			break
+		end
+		if i > 0 then -- run 0 is the warm-up
+			values[#values + 1], counts[#counts + 1] = f.read_per_s, f.read_events
+		end
+	end
+	local setting = ML
+	if #counts > 0 then
+		setting = ("%s; read %s events"):format(ML, count_name(R.median(counts)))
+	end
+	add(W.read, "moonlog", setting, not err and values or nil, err and failed(err))
+end
+
+local function ml_fold()
+	local args = ("replay --events %d --baseline 10000 --dir %s"):format(P.count,
+		sh.quote(o.tmp .. "/moonlog-bench-replay"))
+	local v, err = repeated(P.reps, function() return moonlog.bench(ctx, "replay", args, "events_per_s") end,
+		function() return moonlog.bench(ctx, "replay", args, "events_per_s") end, { "events_per_s" })
+	add(W.fold, "moonlog", "moonlog replay, in process", v, err and failed(err))
+end
+
+local function ml_latency(tmp)
+	local pid, addr = moonlog.serve(ctx, tmp .. "/moonlog-live", "always")
+	local args = ("subscribe --connect %s --rate %d --seconds "):format(addr, P.rate)
+	local p50, err, p99
+	if pid then
+		p50, err, p99 = repeated(P.lat_reps,
+			function() return moonlog.bench(ctx, "subscribe", args .. (P.lat_count / P.rate / 5), "p50_us") end,
+			function() return moonlog.bench(ctx, "subscribe", args .. (P.lat_count / P.rate), "p50_us") end,
+			{ "p50_us", "p99_us" })
+	else
+		err = addr
+	end
+	sh.stop(pid)
+	add(W.p50, "moonlog", ML, p50, err and failed(err))
+	add(W.p99, "moonlog", ML, p99, err and failed(err))
 end
 
 local function bench_moonlog(tmp)
 	print("moonlog (" .. ctx.moonlog .. ")")
 	local cap = moonlog.detect(ctx)
-	ml_appends(cap, tmp)
-	ml_one(W.read, cap.serve and cap.catchup, "`moonlog bench subscribe --catch-up` over the server",
-		("subscribe --connect ADDR --catch-up --events %d"):format(P.count), "events_per_s",
-		tmp .. "/moonlog-read")
-	ml_one(W.fold, cap.replay, "`moonlog bench replay`, later the projection catch-up in the server",
-		("replay --events %d"):format(P.count), "events_per_s")
-	local live = ("subscribe --connect ADDR --rate %d --events %d"):format(P.rate, P.lat_count)
-	for _, w in ipairs({ W.p50, W.p99 }) do
-		ml_one(w, cap.serve and cap.live, "`moonlog bench subscribe --rate` over the server", live,
-			w.metric .. "_us", tmp .. "/moonlog-live-" .. w.metric)
+	local rate64
+	if cap.serve and cap.append then
+		rate64 = ml_appends(tmp)
+	else
+		ml_missing({ W.append1, W.append64 }, "`moonlog serve` and `moonlog bench append --connect`")
+	end
+	if rate64 then
+		ml_read(tmp, rate64)
+	else
+		ml_missing({ W.read }, "`moonlog bench append --connect`, which reads $all back over RPC")
+	end
+	if cap.replay then
+		ml_fold()
+	else
+		ml_missing({ W.fold }, "`moonlog bench replay`, later the projection catch-up in the server")
+	end
+	if cap.serve and cap.subscribe then
+		ml_latency(tmp)
+	else
+		ml_missing({ W.p50, W.p99 }, "`moonlog serve` and `moonlog bench subscribe --connect`")
 	end
 end
 

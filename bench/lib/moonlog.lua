@@ -3,45 +3,49 @@
 -- harness looks for it (by its --help) and, when it is missing or prints no
 -- figure, reports "not measured yet (needs ...)" instead of a number.
 --
--- What the harness calls, and reads back from a key=value line (events_per_s=,
--- p50_us=, p99_us=), or a JSON object with the same keys:
---   1  moonlog serve --data D --listen 127.0.0.1:P --fsync always
---      moonlog bench append --connect 127.0.0.1:P --connections N --pipeline W --seconds S
---   2  moonlog bench subscribe --connect 127.0.0.1:P --catch-up --events N
---   3  moonlog bench replay --events N
---   4  moonlog bench subscribe --connect 127.0.0.1:P --rate R --events N
+--   1  moonlog serve --data D --listen 127.0.0.1:P --http off --fsync always
+--      moonlog bench append --connect 127.0.0.1:P --conns N --depth W --seconds S
+--        reads "N durable appends/s"
+--   2  the same command on a fresh server, run long enough for about the peers'
+--      event count; it then reads $all back over RPC: "read $all ...: N events/s"
+--   3  moonlog bench replay --events N: "(b) sum data.amount by stream  X M"
+--   4  moonlog bench subscribe --connect 127.0.0.1:P --rate R --seconds S
+--        reads "p50 X us, p99 Y us"
 local sh = require("sh")
 
 local M = {}
 
 local function help(ctx, args)
 	local out, ok = sh.run(sh.quote(ctx.moonlog) .. " " .. args .. " --help")
-	return ok and out or nil
+	return ok and out or ""
 end
 
 function M.detect(ctx)
-	local top = help(ctx, "") or ""
-	local append = help(ctx, "bench append") or ""
-	local sub = help(ctx, "bench subscribe") or ""
-	local replay = help(ctx, "bench replay") or ""
-	local cap = {
-		serve = top:match("\n%s*serve%s") ~= nil,
-		append = append:match("%-%-connect") ~= nil,
-		catchup = sub:match("%-%-catch%-up") ~= nil,
-		live = sub:match("%-%-rate") ~= nil,
-		replay = replay:match("%-%-events") ~= nil,
+	local net = help(ctx, "bench append --connect")
+	return {
+		serve = help(ctx, "serve"):match("%-%-listen") ~= nil,
+		append = net:match("%-%-conns") ~= nil and net:match("%-%-depth") ~= nil,
+		subscribe = help(ctx, "bench subscribe"):match("%-%-rate") ~= nil,
+		replay = help(ctx, "bench replay"):match("%-%-events") ~= nil,
 	}
-	return cap
 end
 
--- Reads the figures out of a bench command's output (key=value or JSON).
-local function figures(out)
-	local kv = sh.kv(out) or {}
-	for k, v in out:gmatch('"([%w_]+)"%s*:%s*([%d%.]+)') do
-		kv[k] = kv[k] or tonumber(v)
-	end
-	return kv
-end
+-- What each command prints, as figures.
+M.parse = {
+	append = function(out)
+		local eps = out:match("([%d%.]+) durable appends/s")
+		local n, reps = out:match("read %$all over RPC: (%d+) events in [%d%.]+ s: ([%d%.]+) events/s")
+		return { events_per_s = tonumber(eps), read_events = tonumber(n), read_per_s = tonumber(reps) }
+	end,
+	replay = function(out)
+		local m = out:match("%(b%) sum data%.amount by stream%s+([%d%.]+) M")
+		return { events_per_s = m and tonumber(m) * 1e6 }
+	end,
+	subscribe = function(out)
+		return { p50_us = tonumber(out:match("p50 ([%d%.]+) us")),
+			p99_us = tonumber(out:match("p99 ([%d%.]+) us")) }
+	end,
+}
 
 local function port_open(port)
 	return os.execute("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. port .. "' 2>/dev/null") == true
@@ -50,9 +54,9 @@ end
 -- Starts `moonlog serve` on a fresh folder; returns pid, address, or nil, reason.
 function M.serve(ctx, dir, fsync)
 	local port = ctx.freeport()
-	os.execute("mkdir -p " .. sh.quote(dir))
-	local pid = sh.spawn(("%s serve --data %s --listen 127.0.0.1:%d --fsync %s"):format(
-		sh.quote(ctx.moonlog), sh.quote(dir .. "/data"), port, fsync), dir .. "/server.log")
+	os.execute("rm -rf " .. sh.quote(dir) .. "; mkdir -p " .. sh.quote(dir))
+	local pid = sh.spawn(("%s serve --data %s --listen 127.0.0.1:%d --http off --fsync %s --quiet")
+		:format(sh.quote(ctx.moonlog), sh.quote(dir .. "/data"), port, fsync), dir .. "/server.log")
 	for _ = 1, 100 do
 		if port_open(port) then
 			return pid, "127.0.0.1:" .. port
@@ -63,14 +67,13 @@ function M.serve(ctx, dir, fsync)
 	return nil, "moonlog serve did not listen on 127.0.0.1:" .. port
 end
 
--- Runs one moonlog bench command; returns its figures or nil, why.
-function M.bench(ctx, args, key)
-	local cmd = "timeout 300 " .. sh.quote(ctx.moonlog) .. " bench " .. args
-	local out, ok = sh.run(cmd)
-	local f = figures(out)
+-- Runs `moonlog bench ARGS`; returns its figures (with `key` present) or nil, why.
+function M.bench(ctx, kind, args, key)
+	local out, ok = sh.run("timeout 600 " .. sh.quote(ctx.moonlog) .. " bench " .. args)
 	if not ok then
-		return nil, "failed: moonlog bench " .. args .. ": " .. (out:match("[^\n]*$") or "")
+		return nil, "moonlog bench " .. args .. " failed: " .. (out:match("([^\n]+)\n*$") or "")
 	end
+	local f = M.parse[kind](out)
 	if f[key] == nil then
 		return nil, "no " .. key .. " in the output of moonlog bench " .. args
 	end
