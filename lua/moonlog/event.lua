@@ -15,6 +15,13 @@ local fmt <const> = string.format
 
 local PLAIN <const> = { table = true, string = true, number = true, boolean = true }
 
+-- Data a script may pass on: a plain value, or a view of a stored event's data (the C host
+-- hands events to scripts as read-only views, whose metatable reads "moonlog.view").
+local function plain_data(v)
+  return PLAIN[type(v)] or getmetatable(v) == "moonlog.view"
+end
+M.is_data = plain_data
+
 local Rejection = {}
 Rejection.__index = Rejection
 Rejection.__name = "moonlog.rejection"
@@ -25,7 +32,7 @@ function M.event(type_, data, meta)
   if type(type_) ~= "string" or type_ == "" then
     error(fmt("ml.event: type must be a non-empty string, got %s", show(type_)), 2)
   end
-  if data ~= nil and not PLAIN[type(data)] then
+  if data ~= nil and not plain_data(data) then
     error(fmt("ml.event: data must be a table, string, number or boolean, got %s", type(data)), 2)
   end
   if meta ~= nil and type(meta) ~= "table" then
@@ -69,7 +76,7 @@ function M.normalise(e)
   end
   local data = e.data
   if data == nil then data = {} end
-  if not PLAIN[type(data)] then
+  if not plain_data(data) then
     return nil, fmt("event data must be a table, string, number or boolean, got %s", type(data))
   end
   return { type = e.type, data = data, meta = e.meta or {}, id = e.id }

@@ -5,11 +5,10 @@
 
 local check = require "moonlog.check"
 local dsl   = require "moonlog.dsl"
+local new_event = require "moonlog.event"
 
 local fmt <const> = string.format
 local describe <const> = check.describe
-
-local PLAIN <const> = { table = true, string = true, number = true, boolean = true }
 
 local methods = {}
 
@@ -35,7 +34,7 @@ function methods:handle(event, ctx)
         check.show(type_)), 2)
     end
     if data == nil then data = {} end
-    if not PLAIN[type(data)] then
+    if not new_event.is_data(data) then
       error(fmt("%s: ctx.emit: data must be a table, string, number or boolean, got %s", label,
         type(data)), 2)
     end
