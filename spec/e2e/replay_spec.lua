@@ -3,8 +3,10 @@
 local bin = assert(os.getenv("MOONLOG_BIN"), "MOONLOG_BIN is not set")
 local cjson = require "cjson"
 
+-- The binary carries its own sanitizer runtime in sanitizer builds: the LD_PRELOAD that the
+-- spec runner sets for lua5.4 must not reach it.
 local function sh(cmd)
-  local p = io.popen("{ " .. cmd .. "; } 2>&1; echo \"exit=$?\"")
+  local p = io.popen("{ unset LD_PRELOAD; " .. cmd .. "; } 2>&1; echo \"exit=$?\"")
   local out = p:read("a")
   p:close()
   local body, code = out:match("^(.-)exit=(%d+)\n$")
