@@ -26,7 +26,7 @@ int cmd_check(int argc, char **argv)
 	    {0, 0, 0, 0},
 	};
 	const char *dir = "./moonlog-data";
-	int repair = 0, c;
+	int repair = 0, force = 0, c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
@@ -44,6 +44,10 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_fail("check", CLI_USAGE, "takes no arguments besides options");
+	if (force && !repair)
+		return cli_fail("check", CLI_USAGE, "--force goes with --repair");
+	if (force)
+		repair = 2;
 	struct ml_check_report r;
 	if (ml_log_check(dir, repair, &r) != 0)
 		return cli_diag("check");

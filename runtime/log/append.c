@@ -21,6 +21,8 @@
 #include "log/log_internal.h"
 #include "log/record.h"
 
+#define ML_BATCH_MAX (1u << 30) /* bytes in one batch: offsets within a segment stay 32-bit */
+
 static int refuse(struct ml_append *req, enum ml_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -145,9 +147,17 @@ static int check_request(struct ml_log *log, struct ml_append *req)
 {
 	if (req->n_events == 0)
 		return refuse(req, ML_ERR_USAGE, "an append needs at least one event");
-	for (size_t i = 0; i < req->n_events; i++)
+	uint64_t total = 0;
+	for (size_t i = 0; i < req->n_events; i++) {
 		if (check_event(log, req, i) != 0)
 			return -1;
+		total += req->events[i].data_len + req->events[i].meta_len;
+	}
+	if (total > ML_BATCH_MAX)
+		return refuse(
+		    req, ML_ERR_REFUSED,
+		    "this batch holds %llu bytes of data, over the maximum of %u; split it",
+		    (unsigned long long)total, ML_BATCH_MAX);
 	if (req->n_events > 1 && check_ids_unique(req) != 0)
 		return -1;
 	for (size_t i = 0; i < req->n_expect; i++) {
@@ -194,50 +204,101 @@ static int check_expected(struct ml_log *log, struct ml_append *req)
 	return 0;
 }
 
-/* Is the event stored at `position` the same (stream, id)? Confirms an id-window hit. */
+/*
+ * Is the event stored at `position` the same as e: its stream and, when e has
+ * one, its id (else its type)? 1 yes, 0 no, -1 the record could not be read.
+ */
 static int same_event(struct ml_log *log, uint64_t position, const struct ml_event_in *e,
 		      struct ml_buf *scratch, uint64_t *version)
 {
 	struct ml_rec r;
 	scratch->len = 0;
+	if (position == 0 || position >= log->next_position)
+		return 0;
 	if (ml_log_record_at(log, position, scratch) != 0 ||
 	    ml_rec_parse((uint8_t *)scratch->data, scratch->len, 0, &r) != ML_REC_OK)
-		return 0;
+		return -1;
 	*version = r.ev.version;
-	return r.ev.stream_len == e->stream_len && !memcmp(r.ev.stream, e->stream, e->stream_len) &&
-	       r.ev.id_len == e->id_len && !memcmp(r.ev.id, e->id, e->id_len);
+	if (r.ev.stream_len != e->stream_len || memcmp(r.ev.stream, e->stream, e->stream_len))
+		return 0;
+	if (e->id_len == 0)
+		return r.ev.type_len == e->type_len && !memcmp(r.ev.type, e->type, e->type_len);
+	return r.ev.id_len == e->id_len && !memcmp(r.ev.id, e->id, e->id_len);
+}
+
+struct dups {
+	size_t with_id, found; /* events with a client id; of them, already stored */
+	uint64_t base;	       /* position of the stored batch's first event, if consistent */
+	int consistent;	       /* every found event sits at base + its index */
+	uint64_t last;	       /* the highest stored position */
+};
+
+static void note_stored(struct ml_append *req, size_t i, uint64_t p, uint64_t v, struct dups *d)
+{
+	if (req->positions)
+		req->positions[i] = p;
+	if (req->versions)
+		req->versions[i] = v;
+	if (d->found == 0 || p < req->first_position)
+		req->first_position = p;
+	if (p > d->last)
+		d->last = p;
+	if (d->found == 0)
+		d->base = p - i, d->consistent = p > i;
+	else if (p != d->base + i)
+		d->consistent = 0;
+	d->found++;
 }
 
 /*
- * Counts the events of the batch whose id is already stored in their stream,
- * filling positions and versions with the stored ones. Returns the count.
+ * Finds the events of the batch whose id is already stored in their stream,
+ * filling positions and versions with the stored ones. -1 if a record could not
+ * be read (the append is refused rather than risk storing an event twice).
  */
-static size_t find_duplicates(struct ml_log *log, struct ml_append *req, uint64_t *last)
+static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dups *d)
 {
 	struct ml_buf scratch = {0};
-	size_t dups = 0;
-	*last = 0;
-	for (size_t i = 0; i < req->n_events; i++) {
+	int rc = 0;
+	memset(d, 0, sizeof(*d));
+	for (size_t i = 0; i < req->n_events && rc == 0; i++) {
 		const struct ml_event_in *e = &req->events[i];
 		if (e->id_len == 0)
 			continue;
+		d->with_id++;
 		uint64_t p = ml_idem_find(&log->idem,
 					  ml_idem_key(e->stream, e->stream_len, e->id, e->id_len));
-		uint64_t v;
-		if (p == 0 || !same_event(log, p, e, &scratch, &v))
-			continue;
-		dups++;
-		if (req->positions)
-			req->positions[i] = p;
-		if (req->versions)
-			req->versions[i] = v;
-		if (dups == 1 || p < req->first_position)
-			req->first_position = p;
-		if (p > *last)
-			*last = p;
+		uint64_t v = 0;
+		int same = p ? same_event(log, p, e, &scratch, &v) : 0;
+		if (same < 0)
+			rc = -1;
+		else if (same)
+			note_stored(req, i, p, v, d);
 	}
 	ml_buf_free(&scratch);
-	return dups;
+	return rc;
+}
+
+/*
+ * A retried batch that mixes client ids and generated ones: its events without
+ * an id are the stored batch's events at the same places. 0 if they are (and
+ * their positions are filled in), -1 if this batch is not the stored one.
+ */
+static int match_generated(struct ml_log *log, struct ml_append *req, struct dups *d)
+{
+	struct ml_buf scratch = {0};
+	int rc = d->consistent ? 0 : -1;
+	for (size_t i = 0; i < req->n_events && rc == 0; i++) {
+		const struct ml_event_in *e = &req->events[i];
+		uint64_t v;
+		if (e->id_len)
+			continue;
+		if (same_event(log, d->base + i, e, &scratch, &v) != 1)
+			rc = -1;
+		else
+			note_stored(req, i, d->base + i, v, d);
+	}
+	ml_buf_free(&scratch);
+	return rc;
 }
 
 /* Chooses the segment for a batch of `bytes`, starting a new one past the size limit. */
@@ -326,12 +387,21 @@ static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[
 {
 	if (log->broken[0])
 		return refuse(req, ML_ERR_IO, "%s", log->broken);
-	uint64_t last_dup;
-	size_t dups = find_duplicates(log, req, &last_dup);
-	if (dups == req->n_events) {
+	struct dups d;
+	if (find_duplicates(log, req, &d) != 0)
+		return refuse(req, ML_ERR_IO, "cannot check this batch's ids against the log: %s",
+			      ml_diag_last());
+	size_t dups = d.found;
+	if (d.with_id > 0 && dups == d.with_id && dups < req->n_events &&
+	    match_generated(log, req, &d) != 0)
+		return refuse(req, ML_ERR_REFUSED,
+			      "the ids of this batch were appended before, in a batch with other "
+			      "events; retry the batch exactly as it was first sent");
+	dups = d.found;
+	if (d.with_id > 0 && dups == req->n_events) {
 		req->duplicate = 1;
-		req->last_position = last_dup;
-		if (last_dup <= log->head) {
+		req->last_position = d.last;
+		if (d.last <= log->head) {
 			req->state = ML_APPEND_DONE;
 			return 1;
 		}

@@ -3,7 +3,9 @@
  *
  * Unlike recovery at open, check reads every byte and verifies every
  * checksum, in every segment. With repair it cuts a torn tail off the last
- * segment (the only damage a crash can cause) and nothing else.
+ * segment (what a crash leaves) and nothing else; with repair 2 (--force) it
+ * also cuts the last segment at damage that good records follow, which a
+ * power loss can leave when the disk wrote pages out of order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,8 +57,12 @@ static int check_segment(const char *logdir, uint64_t first, int last, int repai
 	snprintf(path, sizeof(path), "%s/%s", logdir, name);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0)
-		return ml_diag_set(ML_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return ml_diag_set(ML_ERR_IO, "cannot open %s: %s", path, strerror(e));
+	}
 	uint64_t size = (uint64_t)st.st_size, hdr_first = 0;
 	uint8_t *p = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
 	close(fd);
@@ -86,7 +92,7 @@ static int check_segment(const char *logdir, uint64_t first, int last, int repai
 	}
 	r->bad_offset = sc.bad_offset;
 	r->torn_tail = last && sc.status == ML_SCAN_TORN;
-	if (r->torn_tail && repair) {
+	if (last && (r->torn_tail ? repair >= 1 : repair >= 2)) {
 		rc = repair_tail(logdir, name, sc.good_end, size, r);
 		goto out;
 	}

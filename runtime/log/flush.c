@@ -98,12 +98,12 @@ static int open_seg(struct ml_log *log, struct ml_seg *seg)
 	pthread_mutex_unlock(&log->mu);
 	if (fd >= 0)
 		return 0;
-	struct ml_seg tmp = *seg;
-	if (ml_log_create_segment(log, &tmp) != 0)
+	fd = ml_log_create_segment(log, seg->first);
+	if (fd < 0)
 		return -1;
 	seg->zeroed_end = ML_SEG_HEADER;
 	pthread_mutex_lock(&log->mu);
-	seg->fd = tmp.fd;
+	seg->fd = fd;
 	pthread_mutex_unlock(&log->mu);
 	return 0;
 }
@@ -117,10 +117,23 @@ static int seal(struct ml_log *log, struct ml_seg *seg, int fault_sync)
 }
 
 /*
- * Writes the in-flight buffer: contiguous runs, one pwrite each. When the
- * batches move on to a new segment the old one is synced first, so that a
- * sealed segment is always complete on disk. Returns 0 or -1 with errno.
+ * Moves the flusher on to the segment of the next run. When that is a new
+ * segment, the one before is sealed first (zeros cut, synced), so that a
+ * sealed segment is always complete on disk, whichever flush group it ended in.
  */
+static int switch_seg(struct ml_log *log, struct ml_seg *next, int fault_sync)
+{
+	if (next == log->flush_seg)
+		return 0;
+	if (log->flush_seg && seal(log, log->flush_seg, fault_sync) != 0)
+		return -1;
+	if (open_seg(log, next) != 0)
+		return -1;
+	log->flush_seg = next;
+	return 0;
+}
+
+/* Writes the in-flight buffer: contiguous runs, one pwrite each. 0, or -1 with errno. */
 static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, int *synced)
 {
 	struct ml_flushbuf *fb = &log->inflight;
@@ -144,16 +157,12 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 			seg->zeroed_end = file_off + len;
 		if (r == NULL)
 			break;
-		if (seg && r->seg != seg && seal(log, seg, fault_sync) != 0)
+		if (switch_seg(log, r->seg, fault_sync) != 0)
 			return -1;
 		seg = r->seg;
-		if (open_seg(log, seg) != 0) {
-			errno = ENOSPC;
-			return -1;
-		}
 		file_off = r->file_offset, buf_off = r->buf_offset, len = r->nbytes;
 	}
-	if (seg && log->opt.fsync == ML_FSYNC_ALWAYS) {
+	if (seg && log->opt.fsync == ML_FSYNC_ALWAYS) { /* earlier segments are sealed */
 		if (sync_fd(seg->fd, fault_sync))
 			return -1;
 		*synced = 1;
@@ -197,6 +206,29 @@ static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append 
 	fb->bytes.len = 0;
 }
 
+static void mark_broken(struct ml_log *log, const char *what, int err)
+{
+	snprintf(log->broken, sizeof(log->broken),
+		 "the log in %s %s (%s); restart moonlog to recover it", log->dir, what,
+		 strerror(err));
+}
+
+/* Removes the last segment, which holds nothing acknowledged (the mutex is held). */
+static void drop_last_seg(struct ml_log *log)
+{
+	struct ml_seg *seg = log->segs[--log->nsegs];
+	if (log->flush_seg == seg)
+		log->flush_seg = NULL;
+	if (seg->fd >= 0) {
+		char name[32];
+		ml_seg_name(name, seg->first);
+		close(seg->fd);
+		if (unlinkat(log->dirfd, name, 0) != 0 || fsync(log->dirfd) != 0)
+			mark_broken(log, "could not remove an unfinished segment", errno);
+	}
+	free(seg);
+}
+
 /*
  * After a failed write: everything not acknowledged is undone, in memory and
  * on disk, and every queued batch fails. The mutex is held.
@@ -211,24 +243,16 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	ml_idem_rollback(&log->idem, log->head);
 	log->next_position = log->head + 1;
 	while (log->nsegs > 1 && log->segs[log->nsegs - 1]->first > log->head &&
-	       log->segs[log->nsegs - 1]->durable_end == ML_SEG_HEADER) {
-		struct ml_seg *seg = log->segs[--log->nsegs];
-		if (seg->fd >= 0) {
-			char name[32];
-			ml_seg_name(name, seg->first);
-			close(seg->fd);
-			unlinkat(log->dirfd, name, 0);
-		}
-		free(seg);
-	}
+	       log->segs[log->nsegs - 1]->durable_end == ML_SEG_HEADER)
+		drop_last_seg(log);
 	struct ml_seg *last = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
 	if (last) {
 		last->end = last->zeroed_end = last->durable_end;
-		if (last->fd >= 0 && ftruncate(last->fd, (off_t)last->durable_end) != 0)
-			snprintf(log->broken, sizeof(log->broken),
-				 "the log in %s could not undo a failed write (%s); restart "
-				 "moonlog to recover it",
-				 log->dir, strerror(errno));
+		/* Cut what the failed write may have left, durably: bytes past the end that
+		 * parse as records would otherwise come back as events nobody stored. */
+		if (last->fd >= 0 && (ftruncate(last->fd, (off_t)last->durable_end) != 0 ||
+				      fdatasync(last->fd) != 0))
+			mark_broken(log, "could not undo a failed write", errno);
 	}
 	struct ml_append *async = NULL;
 	finish(&log->inflight, msg, &async);
@@ -242,6 +266,7 @@ static struct ml_append *acknowledge(struct ml_log *log)
 	struct ml_append *async = NULL;
 	if (log->inflight.last_position > log->head)
 		log->head = log->inflight.last_position;
+	ml_idem_trim(&log->idem);
 	finish(&log->inflight, NULL, &async);
 	return async;
 }
@@ -270,7 +295,7 @@ static void complete(struct ml_log *log, struct ml_append *list, uint64_t head, 
 
 static void deadline_in(struct timespec *ts, uint64_t ns)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
+	clock_gettime(CLOCK_MONOTONIC, ts); /* flush_cv waits on the monotonic clock */
 	ts->tv_nsec += (long)ns;
 	ts->tv_sec += ts->tv_nsec / 1000000000;
 	ts->tv_nsec %= 1000000000;
@@ -303,6 +328,8 @@ static void batch_sync(struct ml_log *log)
 	pthread_mutex_lock(&log->mu);
 	if (rc == 0)
 		log->synced_position = head;
+	else /* the kernel may have dropped acknowledged pages: stop taking appends */
+		mark_broken(log, "failed to sync acknowledged appends", errno);
 	log->last_sync_ns = ml_clock_ns();
 	log->stats.syncs++;
 }

@@ -6,18 +6,32 @@
  * bytes per event (a position) plus, per stream, the struct, its name and two
  * table slots. The offsets array of log.c adds 4 bytes per event for $all.
  *
- * The id window remembers the (stream, id) pairs of the last `cap`
- * client-chosen ids as 64-bit hashes; a hit is confirmed against the stored
+ * The id window remembers the (stream, id) pairs of the last `cap` events
+ * (generated ids too, so the window is the same before and after a restart)
+ * as 64-bit hashes; a hit is confirmed against the stored
  * record, so a hash collision can never turn an append into a false duplicate.
  */
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 
 #include "log/log_internal.h"
 
+/* A seed per process: client-chosen names cannot be picked to collide in the tables. */
+static uint64_t seed;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+
+static void seed_init(void)
+{
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = ml_clock_ns();
+}
+
 uint64_t ml_stream_hash(const char *name, size_t len)
 {
-	return ml_hash64(name, len, 0x6d6f6f6e6c6f67ull) | 1;
+	pthread_once(&seed_once, seed_init);
+	return ml_hash64(name, len, seed ^ 0x6d6f6f6e6c6f67ull) | 1;
 }
 
 void ml_streams_init(struct ml_stream_table *t)
@@ -110,7 +124,7 @@ void ml_streams_remove(struct ml_stream_table *t, struct ml_stream *s)
 void ml_stream_push(struct ml_stream_table *t, struct ml_stream *s, uint64_t position)
 {
 	if (s->count == s->cap) {
-		uint32_t cap = s->cap ? s->cap * 2 : 4;
+		uint64_t cap = s->cap ? s->cap * 2 : 4;
 		s->pos = ml_xrealloc(s->pos, (size_t)cap * sizeof(*s->pos));
 		t->bytes += (uint64_t)(cap - s->cap) * sizeof(*s->pos);
 		s->cap = cap;
@@ -120,7 +134,8 @@ void ml_stream_push(struct ml_stream_table *t, struct ml_stream *s, uint64_t pos
 
 uint64_t ml_idem_key(const char *stream, size_t slen, const char *id, size_t ilen)
 {
-	return ml_hash64(id, ilen, ml_hash64(stream, slen, 0x1de)) | 1;
+	pthread_once(&seed_once, seed_init);
+	return ml_hash64(id, ilen, ml_hash64(stream, slen, seed ^ 0x1de)) | 1;
 }
 
 void ml_idem_init(struct ml_idem *w, size_t cap)
@@ -129,7 +144,8 @@ void ml_idem_init(struct ml_idem *w, size_t cap)
 	while (slots < cap * 2)
 		slots *= 2;
 	w->cap = cap ? cap : 1;
-	w->ring = ml_xcalloc(w->cap, sizeof(*w->ring));
+	w->ring_cap = w->cap;
+	w->ring = ml_xcalloc(w->ring_cap, sizeof(*w->ring));
 	w->table = ml_xcalloc(slots, sizeof(*w->table));
 	w->mask = slots - 1;
 	w->head = w->count = 0;
@@ -167,18 +183,8 @@ static void idem_table_del(struct ml_idem *w, uint64_t key, uint64_t position)
 	w->table[i].key = 0;
 }
 
-void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position)
+static void idem_table_put(struct ml_idem *w, uint64_t key, uint64_t position)
 {
-	if (w->count == w->cap) { /* forget the oldest */
-		size_t oldest = (w->head + w->cap - w->count) % w->cap;
-		idem_table_del(w, w->ring[oldest].key, w->ring[oldest].position);
-		w->count--;
-	}
-	w->ring[w->head].key = key;
-	w->ring[w->head].position = position;
-	w->head = (w->head + 1) % w->cap;
-	w->count++;
-
 	size_t i = key & w->mask;
 	while (w->table[i].key && w->table[i].key != key)
 		i = (i + 1) & w->mask;
@@ -186,10 +192,59 @@ void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position)
 	w->table[i].position = position;
 }
 
+/* The ring's i-th oldest entry. */
+static size_t ring_at(const struct ml_idem *w, size_t i)
+{
+	return (w->head + w->ring_cap - w->count + i) % w->ring_cap;
+}
+
+/* More room while appends are in flight: the ring and the table double. */
+static void idem_grow(struct ml_idem *w)
+{
+	size_t cap = w->ring_cap * 2;
+	__typeof__(w->ring) ring = ml_xcalloc(cap, sizeof(*ring));
+	for (size_t i = 0; i < w->count; i++)
+		ring[i] = w->ring[ring_at(w, i)];
+	free(w->ring);
+	w->ring = ring;
+	w->ring_cap = cap;
+	w->head = w->count;
+	free(w->table);
+	w->mask = w->mask * 2 + 1;
+	w->table = ml_xcalloc(w->mask + 1, sizeof(*w->table));
+	for (size_t i = 0; i < w->count; i++)
+		idem_table_put(w, w->ring[i].key, w->ring[i].position);
+}
+
+/*
+ * Adds an id at reservation. Nothing is forgotten here: the oldest ids are
+ * evicted only once newer ones are acknowledged (ml_idem_trim), so a write
+ * that fails and is rolled back leaves the window as it was.
+ */
+void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position)
+{
+	if (w->count == w->ring_cap)
+		idem_grow(w);
+	w->ring[w->head].key = key;
+	w->ring[w->head].position = position;
+	w->head = (w->head + 1) % w->ring_cap;
+	w->count++;
+	idem_table_put(w, key, position);
+}
+
+void ml_idem_trim(struct ml_idem *w)
+{
+	while (w->count > w->cap) {
+		size_t oldest = ring_at(w, 0);
+		idem_table_del(w, w->ring[oldest].key, w->ring[oldest].position);
+		w->count--;
+	}
+}
+
 void ml_idem_rollback(struct ml_idem *w, uint64_t position)
 {
 	while (w->count > 0) {
-		size_t last = (w->head + w->cap - 1) % w->cap;
+		size_t last = (w->head + w->ring_cap - 1) % w->ring_cap;
 		if (w->ring[last].position <= position)
 			break;
 		idem_table_del(w, w->ring[last].key, w->ring[last].position);

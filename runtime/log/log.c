@@ -55,7 +55,7 @@ uint64_t ml_log_head(struct ml_log *log)
 /* The number of a stream's positions that are visible (at or below the head). */
 static uint64_t visible_count(const struct ml_stream *s, uint64_t head)
 {
-	uint32_t n = s->count;
+	uint64_t n = s->count;
 	while (n > 0 && s->pos[n - 1] > head)
 		n--;
 	return n;

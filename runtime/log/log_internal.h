@@ -20,7 +20,7 @@
 struct ml_stream {
 	uint64_t hash;
 	uint64_t *pos;
-	uint32_t count, cap;
+	uint64_t count, cap;
 	uint8_t name_len;
 	char name[];
 };
@@ -38,8 +38,9 @@ struct ml_idem {
 	struct {
 		uint64_t key, position;
 	} * ring, *table;
-	size_t cap, head, count; /* ring: `count` entries ending before `head` */
-	size_t mask;		 /* table: mask + 1 slots, key 0 = empty */
+	size_t cap;		      /* ids kept once acknowledged */
+	size_t ring_cap, head, count; /* ring: `count` entries ending before `head` */
+	size_t mask;		      /* table: mask + 1 slots, key 0 = empty */
 };
 
 struct ml_seg {
@@ -83,7 +84,8 @@ struct ml_log {
 	uint64_t last_sync_ns;
 
 	struct ml_flushbuf pending, inflight;
-	size_t last_group; /* requests in the last group written: how many to gather */
+	struct ml_seg *flush_seg; /* the segment the flusher writes to: flusher only */
+	size_t last_group;	  /* requests in the last group written: how many to gather */
 
 	void (*on_head)(uint64_t head, void *arg);
 	void *on_head_arg;
@@ -110,6 +112,8 @@ uint64_t ml_idem_key(const char *stream, size_t slen, const char *id, size_t ile
 /* The position stored for key, or 0. */
 uint64_t ml_idem_find(const struct ml_idem *w, uint64_t key);
 void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position);
+/* Forgets the oldest ids beyond the window's size (after an acknowledgement). */
+void ml_idem_trim(struct ml_idem *w);
 /* Forgets the entries added for positions above `position` (a rolled-back write). */
 void ml_idem_rollback(struct ml_idem *w, uint64_t position);
 
@@ -121,7 +125,8 @@ void ml_log_offsets_reserve(struct ml_log *log, uint64_t position);
 struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position);
 
 /* open.c */
-int ml_log_create_segment(struct ml_log *log, struct ml_seg *seg);
+/* Creates a segment's file (header, sync, rename, sync the folder): its fd, or -1. */
+int ml_log_create_segment(struct ml_log *log, uint64_t first);
 
 /* append.c */
 int ml_log_flusher_start(struct ml_log *log);

@@ -84,9 +84,37 @@ static int l_close(lua_State *L)
 	return 0;
 }
 
-/* One event table from the Lua side into an ml_event_in; the bytes live in bufs. */
+/*
+ * Encodes a field of the event table at idx (data or meta) and keeps the bytes
+ * as a Lua string in the table at keep, so that nothing leaks if a later
+ * argument raises. Sets *p and *n to the bytes (NULL/0 when the field is nil).
+ */
+static void encode_field(lua_State *L, int idx, const char *field, int keep, lua_Integer slot,
+			 const void **p, size_t *n)
+{
+	*p = NULL;
+	*n = 0;
+	lua_getfield(L, idx, field);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return;
+	}
+	struct ml_buf b = {0};
+	int rc = ml_lua_to_msgpack_named(L, -1, &b, field);
+	lua_pop(L, 1);
+	if (rc != 0) {
+		ml_buf_free(&b);
+		luaL_error(L, "%s", ml_diag_last());
+	}
+	lua_pushlstring(L, b.data, b.len);
+	ml_buf_free(&b);
+	*p = lua_tolstring(L, -1, n);
+	lua_rawseti(L, keep, slot);
+}
+
+/* One event table from the Lua side into an ml_event_in; its bytes are kept in `keep`. */
 static void event_in(lua_State *L, int idx, const char *stream, size_t slen, struct ml_event_in *e,
-		     struct ml_buf *data, struct ml_buf *meta)
+		     int keep, lua_Integer i)
 {
 	luaL_checktype(L, idx, LUA_TTABLE);
 	memset(e, 0, sizeof(*e));
@@ -99,13 +127,8 @@ static void event_in(lua_State *L, int idx, const char *stream, size_t slen, str
 	if (!lua_isnil(L, -1))
 		e->id = luaL_checklstring(L, -1, &e->id_len);
 	lua_pop(L, 1);
-	lua_getfield(L, idx, "data");
-	if (!lua_isnil(L, -1) && ml_lua_to_msgpack_named(L, -1, data, "data") != 0)
-		luaL_error(L, "%s", ml_diag_last());
-	lua_getfield(L, idx, "meta");
-	if (!lua_isnil(L, -1) && ml_lua_to_msgpack_named(L, -1, meta, "meta") != 0)
-		luaL_error(L, "%s", ml_diag_last());
-	lua_pop(L, 2);
+	encode_field(L, idx, "data", keep, 2 * i + 1, &e->data, &e->data_len);
+	encode_field(L, idx, "meta", keep, 2 * i + 2, &e->meta, &e->meta_len);
 }
 
 static int64_t check_expected(lua_State *L, int idx)
@@ -141,26 +164,20 @@ static int l_append(lua_State *L)
 	/* Userdata scratch memory is collected even if an argument error unwinds. */
 	struct ml_event_in *evs = lua_newuserdatauv(L, n * sizeof(*evs), 0);
 	uint64_t *versions = lua_newuserdatauv(L, n * sizeof(*versions), 0);
-	struct ml_buf *bufs = lua_newuserdatauv(L, 2 * n * sizeof(*bufs), 0);
-	memset(bufs, 0, 2 * n * sizeof(*bufs));
-	int ok = 1;
-	for (size_t i = 0; i < n && ok; i++) {
+	lua_createtable(L, (int)(2 * n), 0); /* keeps the encoded bytes alive */
+	int keep = lua_gettop(L);
+	for (size_t i = 0; i < n; i++) {
 		if (single)
 			lua_pushvalue(L, 3);
 		else
 			lua_geti(L, 3, (lua_Integer)i + 1);
-		event_in(L, lua_gettop(L), stream, slen, &evs[i], &bufs[2 * i], &bufs[2 * i + 1]);
-		evs[i].data = bufs[2 * i].data, evs[i].data_len = bufs[2 * i].len;
-		evs[i].meta = bufs[2 * i + 1].data, evs[i].meta_len = bufs[2 * i + 1].len;
+		event_in(L, lua_gettop(L), stream, slen, &evs[i], keep, (lua_Integer)i);
 		lua_pop(L, 1);
 	}
 	struct ml_expect_in x = {stream, slen, expected};
 	struct ml_append req = {
 	    .events = evs, .n_events = n, .expect = &x, .n_expect = 1, .versions = versions};
-	int rc = ml_log_append(log, &req);
-	for (size_t i = 0; i < 2 * n; i++)
-		ml_buf_free(&bufs[i]);
-	if (rc != 0) {
+	if (ml_log_append(log, &req) != 0) {
 		fail(L, req.err, req.errmsg);
 		if (req.err == ML_ERR_CONFLICT) {
 			lua_pushinteger(L, req.actual_version);

@@ -162,13 +162,13 @@ static int load_segment(struct ml_log *log, uint64_t first, int last)
  * Creates the file of a new segment: header to a temporary file, sync, rename,
  * sync the folder, so that a crash never leaves a segment without its header.
  */
-int ml_log_create_segment(struct ml_log *log, struct ml_seg *seg)
+int ml_log_create_segment(struct ml_log *log, uint64_t first)
 {
 	char name[32], tmp[40];
 	uint8_t hdr[ML_SEG_HEADER];
-	ml_seg_name(name, seg->first);
+	ml_seg_name(name, first);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-	ml_seg_header_encode(hdr, seg->first);
+	ml_seg_header_encode(hdr, first);
 
 	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -180,10 +180,11 @@ int ml_log_create_segment(struct ml_log *log, struct ml_seg *seg)
 		int e = n >= 0 && n != (ssize_t)sizeof(hdr) ? ENOSPC : errno;
 		close(fd);
 		unlinkat(log->dirfd, tmp, 0);
-		return ml_diag_set(ML_ERR_IO, "cannot create segment %s: %s", name, strerror(e));
+		ml_diag_set(ML_ERR_IO, "cannot create segment %s: %s", name, strerror(e));
+		errno = e;
+		return -1;
 	}
-	seg->fd = fd;
-	return 0;
+	return fd;
 }
 
 static int remember_id(const struct ml_event *e, void *arg)
@@ -228,8 +229,8 @@ static int check_options(const struct ml_log_options *o)
 {
 	if (o->max_event_size == 0 || o->max_event_size > (64u << 20))
 		return ml_diag_set(ML_ERR_USAGE, "the maximum event size must be 1 byte to 64 MiB");
-	if (o->segment_size < 4096)
-		return ml_diag_set(ML_ERR_USAGE, "the segment size must be at least 4 KiB");
+	if (o->segment_size < 4096 || o->segment_size > (1ull << 31))
+		return ml_diag_set(ML_ERR_USAGE, "the segment size must be 4 KiB to 2 GiB");
 	return 0;
 }
 
@@ -247,7 +248,11 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	log->dirfd = log->lockfd = -1;
 	log->next_position = 1;
 	pthread_mutex_init(&log->mu, NULL);
-	pthread_cond_init(&log->flush_cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&log->flush_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	ml_streams_init(&log->streams);
 	ml_idem_init(&log->idem, o->id_window);
 
@@ -273,6 +278,7 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	log->head = log->synced_position = log->next_position - 1;
 	if (load_ids(log) != 0)
 		goto fail;
+	ml_idem_trim(&log->idem);
 	if (!o->readonly && ml_log_flusher_start(log) != 0)
 		goto fail;
 	log->stats.open_ns = ml_clock_ns() - t0;

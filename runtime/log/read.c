@@ -100,7 +100,7 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 		from = 1;
 	pthread_mutex_lock(&log->mu);
 	uint64_t end = log->head;
-	if (limit && from + limit - 1 < end)
+	if (limit && from <= end && limit - 1 < end - from)
 		end = from + limit - 1;
 	while (rc == 0 && from <= end) {
 		/* The run of records from `from` within one segment, at most READ_CHUNK bytes. */

@@ -62,7 +62,8 @@ void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan
 	s->why = NULL;
 	s->good_end = o;
 	while (o < size) {
-		if (!in_batch && ml_le32(p + o) == 0 && all_zero(p + o, size - o)) {
+		if (!in_batch && all_zero(p + o, size - o < 4 ? size - o : 4) &&
+		    all_zero(p + o, size - o)) {
 			s->good_end = o; /* zeros written ahead of the data: its end */
 			return;
 		}

@@ -69,6 +69,45 @@ static void test_duplicates(const char *dir)
 	ml_log_close(log);
 }
 
+static void test_retries(const char *dir)
+{
+	struct ml_log_options o;
+	ml_log_options_init(&o);
+	o.dir = dir;
+	o.id_window = 4;
+	struct ml_log *log = ml_log_open(&o);
+	/* a batch with a client id and a generated one can be retried */
+	struct ml_event_in two[2] = {ev("cart-1", "Added", "add-1"), ev("cart-1", "Priced", NULL)};
+	uint64_t pos[2], pos2[2];
+	struct ml_append a = {.events = two, .n_events = 2, .positions = pos};
+	ok(ml_log_append(log, &a) == 0, "a batch mixing a client id and a generated one");
+	struct ml_append b = {.events = two, .n_events = 2, .positions = pos2};
+	ok(ml_log_append(log, &b) == 0 && b.duplicate && pos2[0] == pos[0] && pos2[1] == pos[1],
+	   "its retry is a duplicate with the stored positions: %s", b.errmsg);
+	two[1].type = "Discounted";
+	two[1].type_len = 10;
+	struct ml_append c = {.events = two, .n_events = 2};
+	ok(ml_log_append(log, &c) != 0 && ml_diag_code() == ML_ERR_REFUSED,
+	   "a different batch reusing the id is refused: %s", ml_diag_last());
+
+	/* a failed write does not make the window forget older ids */
+	append1(log, "w-1", "a", ML_EXPECT_ANY);
+	append1(log, "w-1", "b", ML_EXPECT_ANY);
+	append1(log, "w-1", "c", ML_EXPECT_ANY);
+	uint64_t head = ml_log_head(log);
+	ml_log_inject_fault(log, 1, ENOSPC);
+	ok(append1(log, "w-1", "d", ML_EXPECT_ANY) == 0, "a write fails");
+	struct ml_event_in again = ev("w-1", "Deposited", "b");
+	struct ml_append r = {.events = &again, .n_events = 1};
+	ok(ml_log_append(log, &r) == 0 && r.duplicate, "an id stored before it is still known");
+	is_int(ml_log_head(log), head, "and nothing was written twice");
+
+	struct collect col = {0};
+	ml_log_read_all(log, 2, UINT64_MAX, collect_fn, &col);
+	is_int(col.n, (int)head - 1, "a limit of UINT64_MAX reads to the head");
+	ml_log_close(log);
+}
+
 static void test_batches(const char *dir)
 {
 	struct ml_log *log = open_log(dir, 0);
@@ -149,6 +188,16 @@ static void test_segments(const char *dir)
 	ml_log_stats(log, &st);
 	ok(st.segments > 5, "small segments roll (%llu segments)", (unsigned long long)st.segments);
 	ml_log_close(log);
+	/* the first segment is sealed: the zeros written ahead of its records were cut */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/log/00000000000000000001.seg", dir);
+	FILE *f = fopen(path, "rb");
+	uint8_t tail[4] = {0};
+	int sealed = f && fseek(f, -4, SEEK_END) == 0 && fread(tail, 1, 4, f) == 4 &&
+		     (tail[0] | tail[1] | tail[2] | tail[3]);
+	if (f)
+		fclose(f);
+	ok(sealed, "a sealed segment carries no zeros after its records");
 	log = open_log(dir, 4096);
 	struct collect c = {0};
 	ml_log_read_all(log, 1, 0, collect_fn, &c);
@@ -200,10 +249,11 @@ static void test_lock(const char *dir)
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
-	const char *names[] = {"append", "dups", "batch", "bad", "segments", "faults", "lock"};
-	void (*tests[])(const char *) = {test_append_read, test_duplicates, test_batches,
-					 test_bad_input,   test_segments,   test_faults,
-					 test_lock};
+	const char *names[] = {"append", "dups",     "retries", "batch",
+			       "bad",	 "segments", "faults",	"lock"};
+	void (*tests[])(const char *) = {test_append_read, test_duplicates, test_retries,
+					 test_batches,	   test_bad_input,  test_segments,
+					 test_faults,	   test_lock};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		char *dir = unit_tmpdir(names[i]);
 		tests[i](dir);

@@ -154,6 +154,8 @@ int main(void)
 	   "check names the bad record at offset %llu: %s", (unsigned long long)r.bad_offset,
 	   ml_diag_last());
 	ok(strstr(ml_diag_last(), "00000000000000000001.seg") != NULL, "and its segment");
+	ok(ml_log_check(dir, 2, &r) == 0 && r.cut_bytes > 0, "--repair --force cuts it anyway");
+	ok(ml_log_check(dir, 0, &r) == 0 && r.records == 0, "leaving the records before it (none)");
 	ml_log_close(log);
 	free(copy);
 	free(pristine);

@@ -196,8 +196,9 @@ ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
  * Verifies every record of every segment in DIR/log without opening the log
  * for writing. Prints nothing; fills the report. Returns 0 if all is well, -1
  * with diag naming the first bad record (segment file and offset). With
- * `repair`, a torn tail is cut off (and only a torn tail: damage followed by
- * good records is reported, not cut).
+ * `repair` 1, a torn tail is cut off (and only a torn tail: damage followed by
+ * good records is reported, not cut); with 2, damage in the last segment is
+ * cut off even when good records follow it (they are lost).
  */
 struct ml_check_report {
 	uint64_t segments, records, batches, last_position;
