@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
 
 #include <moonlog/codec.h>
 #include <moonlog/script.h>
@@ -122,17 +123,25 @@ static int print_state(struct ml_script *s, int lua)
 	return rc;
 }
 
-static void print_stats(struct ml_script *s, struct replay *r, int64_t n, uint64_t ns)
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void print_stats(struct ml_script *s, struct replay *r, int64_t n, uint64_t ns, uint64_t cpu)
 {
 	struct ml_script_stats st;
 	ml_script_stats(s, &st);
 	double secs = (double)ns / 1e9;
 	fprintf(stderr,
 		"moonlog replay: %s: %" PRId64 " events read, %" PRIu64 " passed the filter, in "
-		"%.3f s: %.0f events/s; position %" PRIu64 "; Lua memory %.1f MiB (peak %.1f)",
-		ml_script_name(s), n, st.delivered, secs, secs > 0 ? (double)n / secs : 0.0,
-		ml_script_position(s), (double)st.memory / 1048576,
-		(double)st.memory_peak / 1048576);
+		"%.3f s (%.3f s of CPU): %.0f events/s; position %" PRIu64
+		"; Lua memory %.1f MiB (peak %.1f)",
+		ml_script_name(s), n, st.delivered, secs, (double)cpu / 1e9,
+		secs > 0 ? (double)n / secs : 0.0, ml_script_position(s),
+		(double)st.memory / 1048576, (double)st.memory_peak / 1048576);
 	if (ml_script_kind(s) == ML_SCRIPT_HANDLER)
 		fprintf(stderr, "; %" PRIu64 " events emitted (not appended)", r->emitted);
 	fputc('\n', stderr);
@@ -175,13 +184,13 @@ int cmd_replay(int argc, char **argv)
 	}
 	struct replay r = {s, 0};
 	rc = a.snapshot ? restore(s, a.dir, a.stats) : 0;
-	uint64_t t0 = ml_clock_ns();
+	uint64_t t0 = ml_clock_ns(), c0 = cpu_ns();
 	int64_t n = rc ? 0 : ml_log_scan(log, ml_script_position(s) + 1, a.until, feed, &r);
-	uint64_t ns = ml_clock_ns() - t0;
+	uint64_t ns = ml_clock_ns() - t0, cpu = cpu_ns() - c0;
 	if (rc == 0 && n < 0)
 		rc = cli_diag("replay");
 	if (rc == 0 && a.stats)
-		print_stats(s, &r, n, ns);
+		print_stats(s, &r, n, ns, cpu);
 	if (rc == 0 && a.snapshot && ml_script_snapshot_save(s, a.dir) != 0)
 		rc = cli_diag("replay");
 	if (rc == 0 && print_state(s, a.lua) != 0)

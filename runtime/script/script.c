@@ -78,15 +78,23 @@ static void l_hook(lua_State *L, lua_Debug *ar)
 	s->over_budget = 1;
 	/* From now on every instruction raises: no loop survives by catching it. */
 	lua_sethook(L, l_hook, LUA_MASKCOUNT, 1);
+	s->hooked = 0;
 	luaL_error(L, "ran past its instruction budget (%" PRIu64 " instructions per event)",
 		   s->insn_limit);
 }
 
-/* Arms the budget for one call into Lua. */
+/*
+ * Arms the budget for one call into Lua. The hook stays installed between
+ * calls (installing it is not free, and this runs once per event), so only the
+ * budget is reset; the first step of a call may come early, never late.
+ */
 void ml_script_arm(struct ml_script *s)
 {
 	s->budget_left = s->insn_limit;
-	lua_sethook(s->L, l_hook, LUA_MASKCOUNT, HOOK_STEP);
+	if (!s->hooked) {
+		lua_sethook(s->L, l_hook, LUA_MASKCOUNT, HOOK_STEP);
+		s->hooked = 1;
+	}
 }
 
 /* Adds a traceback to errors raised in Lua; limit errors keep their message alone. */
@@ -232,7 +240,6 @@ struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, 
 	lua_pushlightuserdata(s->L, &a);
 	ml_script_arm(s);
 	int rc = lua_pcall(s->L, 1, LUA_MULTRET, 0);
-	lua_sethook(s->L, NULL, 0, 0);
 	if (rc != LUA_OK || s->over_memory || s->over_budget) {
 		if (rc == LUA_OK)
 			lua_pushnil(s->L);

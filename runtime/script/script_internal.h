@@ -62,6 +62,7 @@ struct ml_script {
 	size_t mem, mem_peak, mem_limit;
 	uint64_t insn_limit, budget_left;
 	int over_memory, over_budget; /* sticky: set by the allocator / the hook */
+	int hooked;		      /* the count hook is installed with its step */
 
 	uint64_t position;
 	uint64_t events, delivered;
