@@ -88,6 +88,33 @@ int ml_feed_trampoline(lua_State *L)
 	return 0;
 }
 
+/*
+ * The same for a plain (unpartitioned) projection, which is what replays
+ * spend their time in: the handler is found from the type's bytes, without a
+ * Lua call to dispatch nor a view to read e.type from, and the view is built
+ * only when there is a handler. Upvalues: 1 the event metatable, 2 the
+ * script, 3 the `on` table, 4 the "*" handler or nil, 5 the state's cell.
+ */
+int ml_feed_projection(lua_State *L)
+{
+	const struct ml_event *e = lua_touserdata(L, 1);
+	lua_pushlstring(L, e->type, e->type_len);
+	if (lua_rawget(L, lua_upvalueindex(3)) == LUA_TNIL) {
+		lua_pop(L, 1);
+		if (lua_isnil(L, lua_upvalueindex(4)))
+			return 0;
+		lua_pushvalue(L, lua_upvalueindex(4));
+	}
+	lua_rawgeti(L, lua_upvalueindex(5), 1);
+	ml_view_push_event(L, e);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_setmetatable(L, -2);
+	lua_call(L, 2, 1);
+	if (!lua_isnil(L, -1))
+		lua_rawseti(L, lua_upvalueindex(5), 1);
+	return 0;
+}
+
 static void reset_outcome(struct ml_script *s)
 {
 	s->n_emits = 0;

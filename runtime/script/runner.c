@@ -23,18 +23,20 @@ static const char runner_src[] =
     /* The DSL's fold, inlined for the plain kinds: it is the hot path of a replay. */
     "local on, any = def.on, def._any\n"
     "if kind == 'projection' then\n"
-    "  local fold, state = def.fold, def:initial()\n"
-    "  function R.feed(e) state = fold(def, state, e) end\n"
+    /* The state lives in a cell that C reads too: see ml_feed_projection. */
+    "  local fold, cell = def.fold, { def:initial() }\n"
+    "  function R.feed(e) cell[1] = fold(def, cell[1], e) end\n"
     "  if not def.partition then\n"
+    "    R.cell, R.on, R.any = cell, on, any\n"
     "    function R.feed(e)\n"
     "      local h = on[e.type] or any\n"
-    "      if h then local r = h(state, e) if r ~= nil then state = r end end\n"
+    "      if h then local r = h(cell[1], e) if r ~= nil then cell[1] = r end end\n"
     "    end\n"
     "  end\n"
-    "  function R.state() return state end\n"
-    "  function R.set(s) state = s end\n"
-    "  function R.get(key) if def.partition then return state[key] end return state end\n"
-    "  function R.query(name, ...) return def:query(state, name, ...) end\n"
+    "  function R.state() return cell[1] end\n"
+    "  function R.set(s) cell[1] = s end\n"
+    "  function R.get(key) if def.partition then return cell[1][key] end return cell[1] end\n"
+    "  function R.query(name, ...) return def:query(cell[1], name, ...) end\n"
     "elseif kind == 'handler' then\n"
     "  local handle = def.handle\n"
     "  function R.feed(e) return handle(def, e) end\n"
@@ -150,6 +152,18 @@ int ml_runner_open(lua_State *L, int env, int def)
 	lua_getfield(L, env, "require");
 	lua_call(L, 2, 1);	     /* SLOT_RUNNER */
 	lua_getfield(L, -1, "feed"); /* SLOT_FEED */
+	if (lua_getfield(L, -2, "cell") == LUA_TTABLE) {
+		/* A plain projection: C dispatches on the type itself (ml_feed_projection). */
+		lua_pop(L, 1);
+		lua_pushvalue(L, SLOT_EVENT_MT);
+		lua_pushlightuserdata(L, s);
+		lua_getfield(L, -4, "on");
+		lua_getfield(L, -5, "any");
+		lua_getfield(L, -6, "cell");
+		lua_pushcclosure(L, ml_feed_projection, 5); /* SLOT_TRAMPOLINE */
+		return 0;
+	}
+	lua_pop(L, 1);
 	lua_pushvalue(L, SLOT_EVENT_MT);
 	lua_pushvalue(L, -2);
 	lua_pushlightuserdata(L, s);

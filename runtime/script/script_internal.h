@@ -116,6 +116,9 @@ int ml_runner_open(lua_State *L, int env, int def);
 /* feed.c: the C function that builds an event's view and feeds it (upvalues: the event
  * metatable, the runner's feed, the script). */
 int ml_feed_trampoline(lua_State *L);
+/* feed.c: the same for a plain projection (upvalues: the event metatable, the script, `on`,
+ * the "*" handler, the state's cell). */
+int ml_feed_projection(lua_State *L);
 
 /* embedded modules (generated at configure time: lua_modules.c) */
 struct ml_lua_module {
