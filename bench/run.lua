@@ -193,8 +193,8 @@ local function ml_appends(tmp)
 				function() return moonlog.bench(ctx, "append", args .. P.seconds, "events_per_s") end,
 				{ "events_per_s" })
 		end
-		add(n == 1 and W.append1 or W.append64, "moonlog", ML, v, pid and err and failed(err) or
-			not pid and failed(addr))
+		local why = not pid and addr or err
+		add(n == 1 and W.append1 or W.append64, "moonlog", ML, v, why and failed(why) or nil)
 		rate64 = v and R.median(v) or rate64
 	end
 	sh.stop(pid)
