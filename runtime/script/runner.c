@@ -160,7 +160,8 @@ int ml_runner_open(lua_State *L, int env, int def)
 		lua_getfield(L, -4, "on");
 		lua_getfield(L, -5, "any");
 		lua_getfield(L, -6, "cell");
-		lua_pushcclosure(L, ml_feed_projection, 5); /* SLOT_TRAMPOLINE */
+		lua_newtable(L);
+		lua_pushcclosure(L, ml_feed_projection, 6); /* SLOT_TRAMPOLINE */
 		return 0;
 	}
 	lua_pop(L, 1);
