@@ -85,7 +85,7 @@ int ml_log_streams(struct ml_log *log, const char *prefix, ml_stream_fn fn, void
 	pthread_mutex_lock(&log->mu);
 	for (size_t i = 0; i <= log->streams.mask; i++) {
 		struct ml_stream *s = log->streams.slots[i];
-		if (s == NULL || s->name_len < plen || memcmp(s->name, prefix, plen) != 0)
+		if (s == NULL || s->name_len < plen || (plen && memcmp(s->name, prefix, plen) != 0))
 			continue;
 		uint64_t v = visible_count(s, log->head);
 		if (v == 0)
