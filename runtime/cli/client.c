@@ -104,6 +104,7 @@ int cli_client_next(struct cli_client *c, struct ml_mp *msg)
 {
 	for (;;) {
 		size_t len;
+		ml_buf_reserve(&c->in, 1 << 16);
 		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
 		int rc = ml_mp_frame(p, c->in.len - c->in_off, &len);
 		if (rc < 0)

@@ -185,6 +185,8 @@ static void fail(struct ml_conn *c, const char *why)
 /* Cuts complete messages off the input and dispatches them. */
 static void parse(struct ml_conn *c)
 {
+	if (c->in.data == NULL)
+		return;
 	while (!c->closed && !c->blocked) {
 		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
 		size_t n = c->in.len - c->in_off, len;

@@ -14,6 +14,7 @@
  * answered as {code = "script", message = ...}.
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,10 +81,11 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 		return;
 	/* From now on every instruction fails, so a pcall cannot swallow it for long. */
 	lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-	luaL_error(L,
-		   "instruction budget exceeded (%" PRIu64 " instructions); the "
-		   "chunk was stopped",
-		   r->ev->srv->o.eval_budget);
+	char msg[128]; /* lua_pushfstring knows no PRIu64 */
+	snprintf(msg, sizeof(msg),
+		 "instruction budget exceeded (%" PRIu64 " instructions); the chunk was stopped",
+		 r->ev->srv->o.eval_budget);
+	luaL_error(L, "%s", msg);
 }
 
 /* ---- the log table -------------------------------------------------------- */
