@@ -353,7 +353,9 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37])
 		ml_stream_push(&log->streams, s, pos);
 		ml_log_offsets_reserve(log, pos);
 		log->offsets[pos - 1] = (uint32_t)seg->end;
-		ml_idem_add(&log->idem, ml_idem_key(e->stream, e->stream_len, id, id_len), pos);
+		if (e->id_len) /* a generated id is unknown to the client until acknowledged */
+			ml_idem_add(&log->idem, ml_idem_key(e->stream, e->stream_len, id, id_len),
+				    pos);
 		size_t n = ml_rec_size(e, id_len);
 		buf->len += n;
 		seg->end += n;

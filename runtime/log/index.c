@@ -6,10 +6,10 @@
  * bytes per event (a position) plus, per stream, the struct, its name and two
  * table slots. The offsets array of log.c adds 4 bytes per event for $all.
  *
- * The id window remembers the (stream, id) pairs of the last `cap` events
- * (generated ids too, so the window is the same before and after a restart)
- * as 64-bit hashes; a hit is confirmed against the stored
- * record, so a hash collision can never turn an append into a false duplicate.
+ * The id window remembers the (stream, id) pairs of the last `cap`
+ * client-chosen ids (a generated id cannot be retried: the client never saw
+ * it) as 64-bit hashes; after a restart, those among the last `cap` events; a hit is confirmed
+ * against the stored record, so a hash collision can never turn an append into a false duplicate.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -31,7 +31,8 @@ static void seed_init(void)
 uint64_t ml_stream_hash(const char *name, size_t len)
 {
 	pthread_once(&seed_once, seed_init);
-	return ml_hash64(name, len, seed ^ 0x6d6f6f6e6c6f67ull) | 1;
+	uint64_t h = ml_hash64(name, len, seed ^ 0x6d6f6f6e6c6f67ull);
+	return h ? h : 1; /* 0 marks an empty slot; the low bits index the table */
 }
 
 void ml_streams_init(struct ml_stream_table *t)
@@ -135,7 +136,8 @@ void ml_stream_push(struct ml_stream_table *t, struct ml_stream *s, uint64_t pos
 uint64_t ml_idem_key(const char *stream, size_t slen, const char *id, size_t ilen)
 {
 	pthread_once(&seed_once, seed_init);
-	return ml_hash64(id, ilen, ml_hash64(stream, slen, seed ^ 0x1de)) | 1;
+	uint64_t h = ml_hash64(id, ilen, ml_hash64(stream, slen, seed ^ 0x1de));
+	return h ? h : 1;
 }
 
 void ml_idem_init(struct ml_idem *w, size_t cap)

@@ -190,7 +190,9 @@ int ml_log_create_segment(struct ml_log *log, uint64_t first)
 static int remember_id(const struct ml_event *e, void *arg)
 {
 	struct ml_idem *w = arg;
-	ml_idem_add(w, ml_idem_key(e->stream, e->stream_len, e->id, e->id_len), e->position);
+	if (!e->id_generated)
+		ml_idem_add(w, ml_idem_key(e->stream, e->stream_len, e->id, e->id_len),
+			    e->position);
 	return 0;
 }
 

@@ -75,6 +75,7 @@ enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, stru
 	r->flags = p[8];
 	r->left = ml_le32(p + 20);
 	struct ml_event *e = &r->ev;
+	e->id_generated = (p[8] & ML_REC_GEN_ID) != 0;
 	e->stream_len = p[9];
 	e->type_len = p[10];
 	e->id_len = p[11];

@@ -141,6 +141,7 @@ struct ml_event {
 	const uint8_t *meta;
 	uint32_t data_len, meta_len;
 	uint8_t stream_len, type_len, id_len;
+	uint8_t id_generated; /* the id was made by the log (the client gave none) */
 };
 
 /* Called per event; return 0 to go on, 1 to stop early, -1 to fail the read (set diag). */
