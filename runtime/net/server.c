@@ -213,12 +213,17 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct ml_server *s = arg;
 	if (s->stopping || s->nconns >= s->o.max_conns) {
-		static const char msg[] = "\x93\x02\xa5"
-					  "error"
-					  "\x91\xd9\x40"
-					  "the server has reached its connection limit; try later";
-		ssize_t w = write(fd, msg, sizeof(msg) - 1); /* best effort, then close */
+		struct ml_buf b = {0}; /* an `error` notification, best effort, then close */
+		ml_mp_put_array(&b, 3);
+		ml_mp_put_uint(&b, 2);
+		ml_mp_put_cstr(&b, "error");
+		ml_mp_put_array(&b, 1);
+		ml_mp_put_cstr(&b, s->stopping ? "the server is stopping"
+					       : "the server has reached its connection limit "
+						 "(--max-conns); try later");
+		ssize_t w = write(fd, b.data, b.len);
 		(void)w;
+		ml_buf_free(&b);
 		close(fd);
 		s->errors++;
 		return;

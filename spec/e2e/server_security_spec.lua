@@ -85,6 +85,21 @@ describe("security", function()
   end)
 end)
 
+describe("limits", function()
+  after_each(server.stop_all)
+
+  it("refuses connections past --max-conns with a clear error, and goes on", function()
+    local s = server.start { args = { "--max-conns", "2" } }  -- the helper's client is one
+    local second = s:connect()
+    local third = assert(client.connect("127.0.0.1:" .. s.rpc_port))
+    local name, params = third:next_notice(5)
+    assert.equal("error", name)
+    assert.matches("connection limit", params[1])
+    third:close()
+    assert(second:stats())
+  end)
+end)
+
 describe("bad input", function()
   after_each(server.stop_all)
 
