@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <moonlog/diag.h>
@@ -399,11 +400,13 @@ static int bench_subscribe(const struct bopts *o, const char *addr)
 		}
 		if (send_some(&app) != 0)
 			break;
-		int wait_ms = now >= until ? 1000 : (int)((next > now ? next - now : 0) / 1000000);
+		/* Sleep exactly until the next tick (ppoll: a busy client would steal a core). */
+		uint64_t wait = now >= until ? 1000000000 : next > now ? next - now : 0;
+		struct timespec ts = {(time_t)(wait / 1000000000), (long)(wait % 1000000000)};
 		struct pollfd pf[2] = {
 		    {.fd = sub.fd, .events = POLLIN},
 		    {.fd = app.c.fd, .events = POLLIN | (app.out.len ? POLLOUT : 0)}};
-		int n = poll(pf, 2, wait_ms);
+		int n = ppoll(pf, 2, &ts, NULL);
 		if (n == 0 && now >= until)
 			break; /* nothing more is coming */
 		if (pf[1].revents & POLLIN)
