@@ -5,19 +5,27 @@
 #include <getopt.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include <moonlog/host.h>
 #include <moonlog/server.h>
 
 #include "cli/cli.h"
 
 static const char help[] =
-    "usage: moonlog serve [--data DIR] [--listen ADDR] [--http ADDR] [options]\n"
+    "usage: moonlog serve [--data DIR] [--scripts DIR] [--listen ADDR] [--http ADDR] [options]\n"
     "\n"
     "Serves the log in DIR: msgpack-RPC on --listen, HTTP with JSON on --http, and the\n"
     "admin socket DIR/moonlog.sock (mode 0600, where eval is allowed). Stops on SIGTERM\n"
-    "or SIGINT once appends in flight are durable.\n"
+    "or SIGINT once appends in flight are durable. Every *.lua in the scripts folder runs\n"
+    "against the live log (docs/scripts-in-server.md).\n"
     "\n"
     "  --data DIR          the data folder (default ./moonlog-data)\n"
-    "  --scripts DIR       the scripts folder (hosting scripts comes in a later version)\n"
+    "  --scripts DIR       the scripts folder (default ./scripts, when it exists)\n"
+    "  --checkpoint-events N  handlers: checkpoint after N events (default 10000)\n"
+    "  --checkpoint-ms MS  handlers: checkpoint after MS with events handled (default 5000)\n"
+    "  --snapshot-events N projections, reducers: snapshot after N events (default 1000000)\n"
+    "  --snapshot-ms MS    projections, reducers: snapshot after MS (default 30000)\n"
     "  --listen ADDR       msgpack-RPC HOST:PORT (default 127.0.0.1:7420; 'off' for none)\n"
     "  --http ADDR         HTTP HOST:PORT (default 127.0.0.1:7421; 'off' for none)\n"
     "  --admin PATH        the admin socket (default DIR/moonlog.sock; 'off' for none)\n"
@@ -51,7 +59,13 @@ static const char *off(const char *s)
 	return strcmp(s, "off") == 0 ? "" : s;
 }
 
-static int parse(int argc, char **argv, struct ml_server_options *o)
+struct serve_scripts {
+	const char *dir;
+	int given;
+	struct ml_host_options ho;
+};
+
+static int parse(int argc, char **argv, struct ml_server_options *o, struct serve_scripts *sc)
 {
 	static const struct option opts[] = {
 	    {"data", required_argument, 0, 'd'},
@@ -68,6 +82,10 @@ static int parse(int argc, char **argv, struct ml_server_options *o)
 	    {"eval-budget", required_argument, 0, 5},
 	    {"ack-timeout", required_argument, 0, 6},
 	    {"max-deliveries", required_argument, 0, 7},
+	    {"checkpoint-events", required_argument, 0, 8},
+	    {"checkpoint-ms", required_argument, 0, 9},
+	    {"snapshot-events", required_argument, 0, 10},
+	    {"snapshot-ms", required_argument, 0, 11},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -81,7 +99,9 @@ static int parse(int argc, char **argv, struct ml_server_options *o)
 			o->dir = optarg;
 			break;
 		case 's':
-			break; /* accepted now, used once scripts are hosted */
+			sc->dir = optarg;
+			sc->given = 1;
+			break;
 		case 'l':
 			o->listen = off(optarg);
 			break;
@@ -123,6 +143,20 @@ static int parse(int argc, char **argv, struct ml_server_options *o)
 		case 7:
 			bad = num("--max-deliveries", optarg, &o->max_deliveries);
 			break;
+		case 8:
+			bad = cli_uint("serve", "--checkpoint-events", optarg,
+				       &sc->ho.checkpoint_events);
+			break;
+		case 9:
+			bad = num("--checkpoint-ms", optarg, &sc->ho.checkpoint_ms);
+			break;
+		case 10:
+			bad =
+			    cli_uint("serve", "--snapshot-events", optarg, &sc->ho.snapshot_events);
+			break;
+		case 11:
+			bad = num("--snapshot-ms", optarg, &sc->ho.snapshot_ms);
+			break;
 		case 'h':
 			fputs(help, stdout);
 			return -1;
@@ -141,14 +175,30 @@ static int parse(int argc, char **argv, struct ml_server_options *o)
 int cmd_serve(int argc, char **argv)
 {
 	struct ml_server_options o;
+	struct serve_scripts sc = {.dir = "./scripts"};
 	ml_server_options_init(&o);
-	int rc = parse(argc, argv, &o);
+	ml_host_options_init(&sc.ho);
+	int rc = parse(argc, argv, &o, &sc);
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
 	struct ml_server *s = ml_server_new(&o);
 	if (s == NULL)
 		return cli_diag("serve");
+	struct ml_host *h = NULL;
+	struct stat st;
+	if (sc.given || stat(sc.dir, &st) == 0) { /* the default folder only when it exists */
+		sc.ho.scripts_dir = sc.dir;
+		sc.ho.data_dir = o.dir;
+		sc.ho.quiet = o.quiet;
+		if ((h = ml_host_open(ml_server_log(s), &sc.ho)) == NULL) {
+			rc = cli_diag("serve");
+			ml_server_free(s);
+			return rc;
+		}
+		ml_host_serve(h, s);
+	}
 	rc = ml_server_run(s) == 0 ? CLI_OK : cli_diag("serve");
+	ml_host_close(h); /* checkpoints and snapshots, before the log closes */
 	ml_server_free(s);
 	return rc;
 }

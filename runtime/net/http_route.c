@@ -171,6 +171,8 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 		return get ? stats_route(s, req) : wrong_method(req, "GET");
 	if (strcmp(path, "/metrics") == 0)
 		return get ? metrics_route(s, req) : wrong_method(req, "GET");
+	if (ml_http_scripts_route(s, req, path, q)) /* http_scripts.c */
+		return;
 	if (strcmp(path, "/eval") == 0)
 		return ml_http_error(req, 403, ML_ERR_REFUSED, 0,
 				     "eval is only available on the admin socket "

@@ -76,6 +76,7 @@ struct ml_server {
 	struct ml_sse *sses; /* open server-sent event streams */
 	int rpc_port, http_port;
 	uint64_t started_ms;
+	struct ml_net_scripts *scripts; /* hosted scripts, or NULL (rpc_scripts.c) */
 };
 
 enum conn_kind { CONN_TCP, CONN_ADMIN };
@@ -129,6 +130,33 @@ void ml_rpc_append_result(struct ml_buf *b, const struct ml_append *req);
 int ml_http_start(struct ml_server *s);
 void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered */
 void ml_http_free(struct ml_server *s);
+
+/* rpc_scripts.c: command, query, get, state, scripts */
+void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+struct ml_host *ml_server_host(struct ml_server *s); /* NULL when no scripts are hosted */
+void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b);
+/*
+ * A decider's command, run for RPC or HTTP: decide, append with the expected
+ * version, decide again on a conflict. `answer` is called once with the outcome.
+ */
+struct ml_command;
+struct ml_command_outcome {
+	int status;	     /* 201 appended, 422 rejected, 404, 409, 400, 500, 503 */
+	enum ml_err code;    /* the error's code when status is not 201 */
+	const char *message; /* the reason or the error */
+	const struct ml_buf *details; /* 422: msgpack of the details (nil when none) */
+	const struct ml_buf *result;  /* 201: msgpack map {stream, version, position, events} */
+};
+void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const char *name,
+		    size_t nlen, const void *args, size_t alen,
+		    void (*answer)(const struct ml_command_outcome *o, void *arg), void *arg);
+/* http_scripts.c: /commands, /projections, /reducers, /scripts; 0 if the path is not one. */
+int ml_http_scripts_route(struct ml_server *s, struct evhttp_request *req, const char *path,
+			  struct evkeyvalq *q);
 
 /* lua_eval.c */
 struct ml_eval *ml_eval_new(struct ml_server *s);

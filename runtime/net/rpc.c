@@ -546,6 +546,11 @@ static const struct {
     {"stats", m_stats},
     {"auth", m_auth},
     {"eval", m_eval},
+    {"command", ml_rpc_command}, /* rpc_scripts.c: the hosted scripts */
+    {"query", ml_rpc_query},
+    {"get", ml_rpc_get},
+    {"state", ml_rpc_state},
+    {"scripts", ml_rpc_scripts},
 };
 
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
@@ -573,6 +578,6 @@ void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
 			return methods[i].fn(c, msgid, &r, np);
 	reply_err(c, msgid, ML_ERR_NOT_FOUND, 0,
 		  "unknown method '%.*s'; methods: append, read, subscribe, unsubscribe, ack, "
-		  "stats, auth, eval",
+		  "stats, auth, eval, command, query, get, state, scripts",
 		  (int)(mlen > 64 ? 64 : mlen), m);
 }

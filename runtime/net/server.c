@@ -444,6 +444,7 @@ void ml_server_free(struct ml_server *s)
 		event_base_free(s->base);
 	ml_buf_free(&s->scratch);
 	free(s->hooks);
+	free(s->scripts); /* rpc_scripts.c */
 	free(s->token);
 	free(s->admin_path);
 	free(s->dir);

@@ -69,4 +69,5 @@ void ml_server_metrics(struct ml_server *s, struct ml_buf *b)
 		    r[i].name, suffix, r[i].help, r[i].name, suffix,
 		    r[i].counter ? "counter" : "gauge", r[i].name, suffix, r[i].v);
 	}
+	ml_scripts_metrics(s, b); /* rpc_scripts.c */
 }

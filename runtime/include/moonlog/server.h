@@ -59,4 +59,12 @@ ML_API void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *
 			      void *arg);
 ML_API struct ml_log *ml_server_log(struct ml_server *s);
 
+/* Runs the turn hooks again at the next turn of the loop (from any thread): for a hook
+ * with more work to do, or woken by another thread. */
+ML_API void ml_server_again(struct ml_server *s);
+
+/* The hosted scripts that answer command, query, get and scripts (see host.h). */
+struct ml_host;
+ML_API void ml_server_set_host(struct ml_server *s, struct ml_host *h);
+
 #endif

@@ -1,0 +1,283 @@
+/*
+ * host.c - the registry of hosted scripts: loading every *.lua of the scripts
+ * folder (in name order), restoring each one's snapshot or checkpoint, finding
+ * scripts by name for the server's methods, and closing down cleanly.
+ *
+ * Where each kind starts: a projection or reducer from its snapshot when the
+ * code hash matches, else from 0 (a rebuild, fed in slices by step.c); a
+ * handler after the position in the last event of $checkpoint-NAME, whatever
+ * its code (handlers continue, they never re-emit); a decider is not fed.
+ */
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <moonlog/diag.h>
+#include <moonlog/server.h>
+
+#include "host/host_internal.h"
+
+void ml_host_options_init(struct ml_host_options *o)
+{
+	*o = (struct ml_host_options){
+	    .checkpoint_events = 10000,
+	    .checkpoint_ms = 5000,
+	    .snapshot_events = 1000000,
+	    .snapshot_ms = 30000,
+	    .slice_events = 20000,
+	    .slice_us = 2000,
+	};
+	ml_script_options_init(&o->script);
+}
+
+void ml_host_line(struct ml_host *h, const char *fmt, ...)
+{
+	if (h->o.quiet)
+		return;
+	va_list ap;
+	fputs("moonlog serve: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+uint64_t ml_host_now_ms(void)
+{
+	return ml_clock_ns() / 1000000;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.lua files of dir, sorted; -1 with diag if the folder cannot be read. */
+static int list_scripts(const char *dir, char ***out, size_t *n)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return ml_diag_set(ML_ERR_NOT_FOUND,
+				   "cannot read the scripts folder %s: %m (give another with "
+				   "--scripts DIR)",
+				   dir);
+	struct dirent *de;
+	char **v = NULL;
+	size_t k = 0;
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		if (len < 5 || de->d_name[0] == '.' || strcmp(de->d_name + len - 4, ".lua") != 0)
+			continue;
+		v = ml_xrealloc(v, (k + 1) * sizeof(*v));
+		v[k++] = ml_xstrndup(de->d_name, len);
+	}
+	closedir(d);
+	if (k)
+		qsort(v, k, sizeof(*v), by_name);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* Where a loaded script starts. */
+static void restore(struct ml_host *h, struct ml_hosted *e)
+{
+	e->saved_ms = ml_host_now_ms();
+	if (e->kind == ML_SCRIPT_HANDLER) {
+		e->pos = e->saved = ml_host_checkpoint_read(h, e->name);
+		if (e->pos)
+			ml_host_line(h, "script %s (handler) continues after position %llu",
+				     e->name, (unsigned long long)e->pos);
+		return;
+	}
+	if (e->kind == ML_SCRIPT_DECIDER) {
+		e->caught_up = 1;
+		return;
+	}
+	int rc = ml_script_snapshot_load(e->s, h->data_dir);
+	if (rc == 1) {
+		e->pos = e->saved = ml_script_position(e->s);
+		ml_host_line(h, "script %s (%s) restored its snapshot at position %llu", e->name,
+			     ml_script_kind_name(e->kind), (unsigned long long)e->pos);
+	} else if (rc < 0) {
+		ml_host_line(h, "script %s: %s; rebuilding from the log", e->name, ml_diag_last());
+	}
+}
+
+static void add_entry(struct ml_host *h, const char *file)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", h->scripts_dir, file);
+	h->v = ml_xrealloc(h->v, (h->n + 1) * sizeof(*h->v));
+	struct ml_hosted *e = &h->v[h->n++];
+	memset(e, 0, sizeof(*e));
+	e->h = h;
+	e->file = ml_xstrndup(file, strlen(file));
+	e->s = ml_script_load(path, &h->o.script);
+	if (e->s == NULL) {
+		const char *why = ml_diag_last();
+		e->error = ml_xstrndup(why, strlen(why));
+		e->name = ml_xstrndup(file, strlen(file) - 4);
+		ml_host_line(h, "script %s did not load: %s", file, why);
+		return;
+	}
+	e->kind = ml_script_kind(e->s);
+	const char *name = ml_script_name(e->s);
+	e->name = ml_xstrndup(name, strlen(name));
+}
+
+struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o)
+{
+	char **files = NULL;
+	size_t nfiles = 0;
+	if (list_scripts(o->scripts_dir, &files, &nfiles) != 0)
+		return NULL;
+	struct ml_host *h = ml_xcalloc(1, sizeof(*h));
+	h->o = *o;
+	h->log = log;
+	h->scripts_dir = ml_xstrndup(o->scripts_dir, strlen(o->scripts_dir));
+	h->data_dir = ml_xstrndup(o->data_dir, strlen(o->data_dir));
+	h->o.scripts_dir = h->scripts_dir;
+	h->o.data_dir = h->data_dir;
+	for (size_t i = 0; i < nfiles; i++) {
+		add_entry(h, files[i]);
+		free(files[i]);
+	}
+	free(files);
+	for (size_t i = 0; i < h->n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (h->v[i].s && h->v[j].s && strcmp(h->v[i].name, h->v[j].name) == 0) {
+				ml_diag_set(ML_ERR_USAGE,
+					    "scripts %s and %s are both named \"%s\": rename one",
+					    h->v[j].file, h->v[i].file, h->v[i].name);
+				ml_host_close(h);
+				return NULL;
+			}
+	size_t ok = 0;
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i].s) {
+			restore(h, &h->v[i]);
+			ok++;
+		}
+	ml_host_line(h, "hosting %zu scripts from %s%s", ok, h->scripts_dir,
+		     ok < h->n ? " (some failed to load: see above)" : "");
+	return h;
+}
+
+void ml_host_close(struct ml_host *h)
+{
+	if (h == NULL)
+		return;
+	for (size_t i = 0; i < h->n; i++) {
+		struct ml_hosted *e = &h->v[i];
+		if (e->s) {
+			ml_host_settle(h, e, 1);
+			ml_host_save(h, e);
+		}
+		ml_script_free(e->s);
+		free(e->name);
+		free(e->file);
+		free(e->error);
+		free(e->evs);
+		ml_buf_free(&e->bytes);
+	}
+	free(h->v);
+	free(h->scripts_dir);
+	free(h->data_dir);
+	free(h);
+}
+
+struct ml_hosted *ml_host_entry(struct ml_host *h, const struct ml_script *s)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i].s == s)
+			return &h->v[i];
+	return NULL;
+}
+
+struct ml_script *ml_host_script(struct ml_host *h, const char *name, size_t len)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		struct ml_hosted *e = &h->v[i];
+		if (strlen(e->name) == len && memcmp(e->name, name, len) == 0) {
+			if (e->s == NULL) {
+				ml_diag_set(ML_ERR_SCRIPT, "%s", e->error);
+				return NULL;
+			}
+			return e->s;
+		}
+	}
+	ml_diag_set(ML_ERR_NOT_FOUND, "no script named \"%.*s\" (see GET /scripts)",
+		    (int)(len > 100 ? 100 : len), name);
+	return NULL;
+}
+
+/* The reducer that holds a state for the stream; the only reducer when none does. */
+struct ml_script *ml_host_reducer_for(struct ml_host *h, const char *stream, size_t len)
+{
+	struct ml_script *only = NULL;
+	size_t reducers = 0;
+	struct ml_buf b = {0};
+	for (size_t i = 0; i < h->n; i++) {
+		struct ml_hosted *e = &h->v[i];
+		if (e->s == NULL || e->kind != ML_SCRIPT_REDUCER)
+			continue;
+		reducers++;
+		only = e->s;
+		b.len = 0;
+		if (ml_script_get(e->s, stream, len, &b) == 0 && b.len &&
+		    (uint8_t)b.data[0] != 0xc0) {
+			ml_buf_free(&b);
+			return e->s;
+		}
+	}
+	ml_buf_free(&b);
+	if (reducers == 1)
+		return only;
+	ml_diag_set(ML_ERR_NOT_FOUND,
+		    "no reducer has a state for the stream \"%.*s\" (name the reducer: "
+		    "get(reducer, stream))",
+		    (int)(len > 100 ? 100 : len), stream);
+	return NULL;
+}
+
+uint64_t ml_host_position(struct ml_host *h, const struct ml_script *s)
+{
+	struct ml_hosted *e = ml_host_entry(h, s);
+	if (e && e->kind == ML_SCRIPT_DECIDER)
+		return ml_log_head(h->log);
+	return e ? e->pos : 0;
+}
+
+const char *ml_host_fault(struct ml_host *h, const struct ml_script *s)
+{
+	struct ml_hosted *e = ml_host_entry(h, s);
+	if (e && e->error)
+		return e->error;
+	return ml_script_fault(s);
+}
+
+/* ---- inside a server ---- */
+
+static void on_turn(struct ml_server *s, void *arg)
+{
+	if (ml_host_step(arg))
+		ml_server_again(s);
+}
+
+static void wake(void *arg)
+{
+	ml_server_again(arg);
+}
+
+void ml_host_serve(struct ml_host *h, struct ml_server *s)
+{
+	h->o.wake = wake;
+	h->o.wake_arg = s;
+	ml_server_on_turn(s, on_turn, h);
+	ml_server_set_host(s, h);
+	ml_server_again(s);
+}

@@ -1,0 +1,127 @@
+/*
+ * status.c - what the host tells about its scripts: one map per script for
+ * scripts() and GET /scripts, and moonlog_script_* gauges for /metrics.
+ *
+ * A script's state is "running" (at the head, or as close as the log moves),
+ * "catching up" (not yet at the head since it started: a rebuild, or a
+ * restart far behind), or "faulted" (with the error and the position).
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "host/host_internal.h"
+#include "net/mp.h"
+
+static const char *state_of(const struct ml_hosted *e)
+{
+	if (e->s == NULL || e->error || ml_script_fault(e->s))
+		return "faulted";
+	if (!e->caught_up)
+		return "catching up";
+	return "running";
+}
+
+static uint64_t position_of(struct ml_host *h, const struct ml_hosted *e, uint64_t head)
+{
+	return e->kind == ML_SCRIPT_DECIDER ? head : e->pos;
+}
+
+static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, struct ml_buf *b)
+{
+	struct ml_script_stats st = {0};
+	const char *why = e->error ? e->error : e->s ? ml_script_fault(e->s) : NULL;
+	uint64_t pos = position_of(h, e, head);
+	if (e->s)
+		ml_script_stats(e->s, &st);
+	ml_mp_put_map(b, why ? 13 : 11);
+	ml_mp_put_cstr(b, "name");
+	ml_mp_put_cstr(b, e->name);
+	ml_mp_put_cstr(b, "file");
+	ml_mp_put_cstr(b, e->file);
+	ml_mp_put_cstr(b, "kind");
+	if (e->s)
+		ml_mp_put_cstr(b, ml_script_kind_name(e->kind));
+	else
+		ml_mp_put_nil(b);
+	ml_mp_put_cstr(b, "hash");
+	if (e->s)
+		ml_mp_put_cstr(b, ml_script_hash(e->s));
+	else
+		ml_mp_put_nil(b);
+	ml_mp_put_cstr(b, "state");
+	ml_mp_put_cstr(b, state_of(e));
+	ml_mp_put_cstr(b, "position");
+	ml_mp_put_uint(b, pos);
+	ml_mp_put_cstr(b, "lag");
+	ml_mp_put_uint(b, head > pos ? head - pos : 0);
+	ml_mp_put_cstr(b, "checkpoint");
+	ml_mp_put_uint(b, e->saved);
+	ml_mp_put_cstr(b, "events_per_second");
+	ml_mp_put_double(b, e->rate);
+	ml_mp_put_cstr(b, "events");
+	ml_mp_put_uint(b, st.events);
+	ml_mp_put_cstr(b, "memory");
+	ml_mp_put_uint(b, st.memory);
+	if (why) {
+		ml_mp_put_cstr(b, "error");
+		ml_mp_put_cstr(b, why);
+		ml_mp_put_cstr(b, "error_position");
+		ml_mp_put_uint(b, e->error ? e->error_pos : e->pos + 1);
+	}
+}
+
+void ml_host_status(struct ml_host *h, struct ml_buf *out)
+{
+	uint64_t head = ml_log_head(h->log);
+	ml_mp_put_array(out, (uint32_t)h->n);
+	for (size_t i = 0; i < h->n; i++)
+		one(h, &h->v[i], head, out);
+}
+
+void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
+{
+	static const struct {
+		const char *name, *help;
+	} g[] = {
+	    {"position", "the last position fed to the script"},
+	    {"lag", "events between the script's position and the head"},
+	    {"events_per_second", "events fed per second, lately"},
+	    {"memory_bytes", "bytes of Lua memory"},
+	    {"faulted", "1 when the script is faulted"},
+	    {"catching_up", "1 until the script first reaches the head"},
+	};
+	uint64_t head = ml_log_head(h->log);
+	for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+		ml_buf_addf(b, "# HELP moonlog_script_%s %s\n# TYPE moonlog_script_%s gauge\n",
+			    g[k].name, g[k].help, g[k].name);
+		for (size_t i = 0; i < h->n; i++) {
+			const struct ml_hosted *e = &h->v[i];
+			struct ml_script_stats st = {0};
+			if (e->s)
+				ml_script_stats(e->s, &st);
+			uint64_t pos = position_of(h, e, head);
+			const char *state = state_of(e);
+			ml_buf_addf(b, "moonlog_script_%s{script=\"%s\",kind=\"%s\"} ", g[k].name,
+				    e->name, e->s ? ml_script_kind_name(e->kind) : "unknown");
+			switch (k) {
+			case 0:
+				ml_buf_addf(b, "%" PRIu64 "\n", pos);
+				break;
+			case 1:
+				ml_buf_addf(b, "%" PRIu64 "\n", head > pos ? head - pos : 0);
+				break;
+			case 2:
+				ml_buf_addf(b, "%.1f\n", e->rate);
+				break;
+			case 3:
+				ml_buf_addf(b, "%zu\n", st.memory);
+				break;
+			case 4:
+				ml_buf_addf(b, "%d\n", strcmp(state, "faulted") == 0);
+				break;
+			default:
+				ml_buf_addf(b, "%d\n", strcmp(state, "catching up") == 0);
+			}
+		}
+	}
+}

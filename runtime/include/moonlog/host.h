@@ -1,0 +1,88 @@
+/*
+ * host.h - the scripts that live in the server: every *.lua of the scripts
+ * folder, loaded once and fed the log from their checkpoints to the head and
+ * then live.
+ *
+ * The host runs on the thread that calls ml_host_step (the server's loop,
+ * between two turns) and feeds in slices bounded by a number of events and a
+ * time, so a rebuild from position 0 never holds the loop for long. Handlers
+ * append what they emit together with a checkpoint event in the system stream
+ * $checkpoint-NAME, as one atomic batch, through the log's asynchronous
+ * submit; while that append is in flight the handler is fed nothing more.
+ * Projections and reducers save snapshots (DATA/scripts/NAME.snap) every N
+ * events or T milliseconds and when the host closes. Deciders are not fed:
+ * each command folds its target stream from the log (see ml_script_decide).
+ * docs/scripts-in-server.md describes it for users.
+ */
+#ifndef MOONLOG_HOST_H
+#define MOONLOG_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moonlog/api.h>
+#include <moonlog/log.h>
+#include <moonlog/script.h>
+#include <moonlog/util.h>
+
+struct ml_host;
+struct ml_server;
+
+struct ml_host_options {
+	const char *scripts_dir;    /* every *.lua in it is loaded (required) */
+	const char *data_dir;	    /* snapshots go to DATA/scripts/ (required) */
+	uint64_t checkpoint_events; /* handlers: a checkpoint after this many events (10000) */
+	uint32_t checkpoint_ms;	    /* ... or after this long with events handled (5000) */
+	uint64_t snapshot_events;   /* projections, reducers: a snapshot after this many (1M) */
+	uint32_t snapshot_ms;	    /* ... or after this long with events fed (30000) */
+	uint32_t slice_events;	    /* events fed in one step, all scripts together (20000) */
+	uint32_t slice_us;	    /* time one step may take, roughly (2000) */
+	struct ml_script_options script;
+	/* Called from any thread when a handler's append finished: call ml_host_step soon. */
+	void (*wake)(void *arg);
+	void *wake_arg;
+	int quiet; /* no log lines on stderr */
+};
+
+ML_API void ml_host_options_init(struct ml_host_options *o);
+
+/*
+ * Loads every script of o->scripts_dir and restores snapshots and checkpoints.
+ * A script that fails to load is kept as a faulted entry (its error shows in
+ * the status) and the others go on. NULL with a diag when the folder cannot be
+ * read or two scripts share a name.
+ */
+ML_API struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o);
+/*
+ * Waits for handlers' appends in flight, writes their checkpoints and the
+ * snapshots of projections and reducers, and frees the host. NULL is fine.
+ */
+ML_API void ml_host_close(struct ml_host *h);
+
+/* Feeds one slice; returns 1 if there is more to do at once, 0 if it is idle. */
+ML_API int ml_host_step(struct ml_host *h);
+/* Steps until every script is at the head (or faulted, or waiting for an append). For tests. */
+ML_API void ml_host_drain(struct ml_host *h);
+
+/* A loaded script by name; NULL with a diag (ML_ERR_NOT_FOUND) when there is none. */
+ML_API struct ml_script *ml_host_script(struct ml_host *h, const char *name, size_t len);
+/* The reducer whose `from` takes `stream`, for get(stream); NULL with a diag if none. */
+ML_API struct ml_script *ml_host_reducer_for(struct ml_host *h, const char *stream, size_t len);
+/* The position a script has been fed to (its state is as of that position). */
+ML_API uint64_t ml_host_position(struct ml_host *h, const struct ml_script *s);
+/* The host's own fault of a script (an append that failed), or its script's fault, or NULL. */
+ML_API const char *ml_host_fault(struct ml_host *h, const struct ml_script *s);
+
+/* The status of every script as a msgpack array of maps (see docs/scripts-in-server.md). */
+ML_API void ml_host_status(struct ml_host *h, struct ml_buf *out);
+/* The same as Prometheus text: moonlog_script_* gauges labelled by script. */
+ML_API void ml_host_metrics(struct ml_host *h, struct ml_buf *out);
+
+/*
+ * Runs the host inside a server: a turn hook steps it, and handlers' appends
+ * wake the loop. The server's RPC methods and HTTP routes for scripts
+ * (command, query, get, scripts) then answer from it.
+ */
+ML_API void ml_host_serve(struct ml_host *h, struct ml_server *s);
+
+#endif

@@ -1,0 +1,425 @@
+/*
+ * rpc_scripts.c - the hosted scripts on the wire: a decider's command run
+ * (shared with HTTP), and the RPC methods command, query, get, state and
+ * scripts.
+ *
+ * A command decides (ml_script_decide folds the target stream from the log),
+ * then appends the events with the version the state was built at, through
+ * the same completion queue as every append, so the loop never waits for the
+ * disk. On a version conflict it decides again, at most `retries` times. When
+ * the conflicting append is still in flight (the log knows a newer version
+ * than readers can see yet), deciding again at once would read the same
+ * state: the command waits in a list, retried by a turn hook once the stream's
+ * visible version has caught up.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <moonlog/diag.h>
+#include <moonlog/host.h>
+
+#include "net/net_internal.h"
+
+#define RETRIES 3 /* a decider's default `retries` (see docs/lua-api.md) */
+
+struct ml_command {
+	struct ml_server *srv;
+	struct ml_script *script;
+	char *name;
+	struct ml_buf args;
+	int retries;
+	struct ml_script_decision d;
+	void (*answer)(const struct ml_command_outcome *o, void *arg);
+	void *arg;
+	uint64_t wait_version; /* waiting: until the stream shows this version */
+	struct ml_command *next;
+};
+
+struct ml_net_scripts {
+	struct ml_host *host;
+	struct ml_command *waiting;
+};
+
+struct ml_host *ml_server_host(struct ml_server *s)
+{
+	return s->scripts ? s->scripts->host : NULL;
+}
+
+void ml_server_again(struct ml_server *s)
+{
+	event_active(s->pump, EV_READ, 0);
+}
+
+static void finish(struct ml_command *c, int status, enum ml_err code, const char *msg,
+		   const struct ml_buf *details, const struct ml_buf *result)
+{
+	char text[1024] = "";
+	if (msg) { /* a person wants the error, not Lua's traceback */
+		snprintf(text, sizeof(text), "%s", msg);
+		char *tb = strstr(text, "\nstack traceback:");
+		if (tb)
+			*tb = 0;
+	}
+	struct ml_command_outcome o = {status, code, msg ? text : NULL, details, result};
+	c->answer(&o, c->arg);
+	ml_script_decision_free(&c->d);
+	ml_buf_free(&c->args);
+	free(c->name);
+	free(c);
+}
+
+static void decide_and_append(struct ml_command *c);
+
+/* The events as appended: {stream, version, position, last_position, events = [...]}. */
+static void result_of(struct ml_command *c, const struct ml_append *req, struct ml_buf *b)
+{
+	const char *stream = c->d.stream;
+	uint64_t version = req ? req->versions[req->n_events - 1] : c->d.expected_version;
+	ml_mp_put_map(b, 5);
+	ml_mp_put_cstr(b, "stream");
+	ml_mp_put_cstr(b, stream);
+	ml_mp_put_cstr(b, "version");
+	ml_mp_put_uint(b, version);
+	ml_mp_put_cstr(b, "position");
+	ml_mp_put_uint(b, req ? req->first_position : 0);
+	ml_mp_put_cstr(b, "last_position");
+	ml_mp_put_uint(b, req ? req->last_position : 0);
+	ml_mp_put_cstr(b, "events");
+	ml_mp_put_array(b, req ? (uint32_t)req->n_events : 0);
+	for (size_t i = 0; req && i < req->n_events; i++) {
+		const struct ml_event_in *e = &req->events[i];
+		ml_mp_put_map(b, 5);
+		ml_mp_put_cstr(b, "type");
+		ml_mp_put_str(b, e->type, e->type_len);
+		ml_mp_put_cstr(b, "position");
+		ml_mp_put_uint(b, req->positions[i]);
+		ml_mp_put_cstr(b, "version");
+		ml_mp_put_uint(b, req->versions[i]);
+		ml_mp_put_cstr(b, "data");
+		if (e->data_len)
+			ml_buf_add(b, e->data, e->data_len);
+		else
+			ml_mp_put_nil(b);
+		ml_mp_put_cstr(b, "meta");
+		if (e->meta_len)
+			ml_buf_add(b, e->meta, e->meta_len);
+		else
+			ml_mp_put_nil(b);
+	}
+}
+
+static void appended(struct ml_pending *p)
+{
+	struct ml_command *c = p->ctx;
+	struct ml_server *s = p->srv;
+	struct ml_append *req = &p->req;
+	if (req->err == ML_OK) {
+		struct ml_buf b = {0};
+		result_of(c, req, &b);
+		ml_pending_put(s, p);
+		finish(c, 201, ML_OK, NULL, NULL, &b);
+		ml_buf_free(&b);
+		return;
+	}
+	enum ml_err err = req->err;
+	int64_t actual = req->actual_version;
+	char msg[sizeof(req->errmsg)];
+	memcpy(msg, req->errmsg, sizeof(msg));
+	ml_pending_put(s, p);
+	if (err != ML_ERR_CONFLICT)
+		return finish(c,
+			      err == ML_ERR_IO	    ? 503
+			      : err == ML_ERR_USAGE ? 400
+						    : 500,
+			      err, msg, NULL, NULL);
+	if (c->retries-- <= 0)
+		return finish(c, 409, ML_ERR_CONFLICT,
+			      "the stream kept changing while the command was decided: retries "
+			      "ran out; try again",
+			      NULL, NULL);
+	uint64_t visible = ml_log_stream_version(s->log, c->d.stream, strlen(c->d.stream));
+	if (actual > 0 && visible < (uint64_t)actual) { /* the other append is in flight */
+		c->wait_version = (uint64_t)actual;
+		c->next = s->scripts->waiting;
+		s->scripts->waiting = c;
+		return;
+	}
+	decide_and_append(c);
+}
+
+static void decide_and_append(struct ml_command *c)
+{
+	struct ml_server *s = c->srv;
+	ml_script_decision_free(&c->d);
+	if (ml_script_decide(c->script, s->log, c->name, c->args.data, c->args.len, &c->d) != 0) {
+		const char *why = ml_diag_last();
+		int unknown = strstr(why, "unknown command") != NULL;
+		return finish(c,
+			      unknown			       ? 404
+			      : ml_diag_code() == ML_ERR_USAGE ? 400
+							       : 500,
+			      unknown ? ML_ERR_NOT_FOUND : ml_diag_code(), why, NULL, NULL);
+	}
+	if (c->d.rejected)
+		return finish(c, 422, ML_ERR_REFUSED, c->d.reason, &c->d.details, NULL);
+	if (c->d.n_events == 0) { /* nothing to do: the state as it is */
+		struct ml_buf b = {0};
+		result_of(c, NULL, &b);
+		finish(c, 200, ML_OK, NULL, NULL, &b);
+		ml_buf_free(&b);
+		return;
+	}
+	struct ml_pending *p = ml_pending_get(s);
+	struct ml_mp r = {(const uint8_t *)c->d.events.data,
+			  (const uint8_t *)c->d.events.data + c->d.events.len};
+	if (ml_rpc_parse_events(&r, p, 10000) != 0) {
+		ml_pending_put(s, p);
+		return finish(c, 500, ML_ERR_SCRIPT, ml_diag_last(), NULL, NULL);
+	}
+	size_t slen = strlen(c->d.stream);
+	for (size_t i = 0; i < p->req.n_events; i++)
+		p->evs[i].stream = c->d.stream, p->evs[i].stream_len = slen;
+	p->expect = (struct ml_expect_in){c->d.stream, slen, (int64_t)c->d.expected_version};
+	p->req.expect = &p->expect;
+	p->req.n_expect = 1;
+	p->ctx = c;
+	p->finish = appended;
+	ml_pending_submit(s, p);
+}
+
+void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const char *name,
+		    size_t nlen, const void *args, size_t alen,
+		    void (*answer)(const struct ml_command_outcome *o, void *arg), void *arg)
+{
+	struct ml_host *h = ml_server_host(s);
+	struct ml_command_outcome o = {404, ML_ERR_NOT_FOUND, NULL, NULL, NULL};
+	struct ml_script *sc = h ? ml_host_script(h, decider, dlen) : NULL;
+	if (h == NULL)
+		o.message = "this server hosts no scripts (start it with --scripts DIR)";
+	else if (sc == NULL)
+		o.message = ml_diag_last();
+	else if (ml_script_kind(sc) != ML_SCRIPT_DECIDER)
+		o.message = "that script is not a decider: commands go to deciders";
+	if (o.message)
+		return answer(&o, arg);
+	struct ml_command *c = ml_xcalloc(1, sizeof(*c));
+	c->srv = s;
+	c->script = sc;
+	c->name = ml_xstrndup(name, nlen);
+	ml_buf_add(&c->args, args, alen);
+	c->retries = RETRIES;
+	c->answer = answer;
+	c->arg = arg;
+	decide_and_append(c);
+}
+
+/* Turn hook: commands whose conflicting append has become visible decide again. */
+static void retry_waiting(struct ml_server *s, void *arg)
+{
+	struct ml_command **pp = &s->scripts->waiting;
+	while (*pp) {
+		struct ml_command *c = *pp;
+		if (ml_log_stream_version(s->log, c->d.stream, strlen(c->d.stream)) <
+		    c->wait_version) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		decide_and_append(c);
+	}
+}
+
+void ml_server_set_host(struct ml_server *s, struct ml_host *h)
+{
+	if (s->scripts == NULL) {
+		s->scripts = ml_xcalloc(1, sizeof(*s->scripts));
+		ml_server_on_turn(s, retry_waiting, NULL);
+	}
+	s->scripts->host = h;
+}
+
+void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b)
+{
+	if (ml_server_host(s))
+		ml_host_metrics(ml_server_host(s), b);
+}
+
+/* ---- the RPC methods ---- */
+
+static void reply(struct ml_conn *c, uint64_t msgid, enum ml_err code, const char *msg)
+{
+	ml_mp_put_array(&c->out, 4);
+	ml_mp_put_uint(&c->out, 1);
+	ml_mp_put_uint(&c->out, msgid);
+	if (code == ML_OK) {
+		ml_mp_put_nil(&c->out); /* the caller writes the result */
+		return;
+	}
+	ml_mp_put_map(&c->out, 2);
+	ml_mp_put_cstr(&c->out, "code");
+	ml_mp_put_cstr(&c->out, ml_err_name(code));
+	ml_mp_put_cstr(&c->out, "message");
+	ml_mp_put_cstr(&c->out, msg);
+	ml_mp_put_nil(&c->out);
+	c->srv->errors++;
+}
+
+struct rpc_ask {
+	struct ml_conn *c;
+	uint64_t msgid;
+};
+
+static void command_answered(const struct ml_command_outcome *o, void *arg)
+{
+	struct rpc_ask *a = arg;
+	struct ml_conn *c = a->c;
+	if (!c->closed) {
+		if (o->status < 300) {
+			reply(c, a->msgid, ML_OK, NULL);
+			ml_buf_add(&c->out, o->result->data, o->result->len);
+		} else if (o->status == 422) { /* rejected: {code, message, details} */
+			ml_mp_put_array(&c->out, 4);
+			ml_mp_put_uint(&c->out, 1);
+			ml_mp_put_uint(&c->out, a->msgid);
+			ml_mp_put_map(&c->out, 3);
+			ml_mp_put_cstr(&c->out, "code");
+			ml_mp_put_cstr(&c->out, "rejected");
+			ml_mp_put_cstr(&c->out, "message");
+			ml_mp_put_cstr(&c->out, o->message);
+			ml_mp_put_cstr(&c->out, "details");
+			if (o->details && o->details->len)
+				ml_buf_add(&c->out, o->details->data, o->details->len);
+			else
+				ml_mp_put_nil(&c->out);
+			ml_mp_put_nil(&c->out);
+		} else {
+			reply(c, a->msgid, o->code ? o->code : ML_ERR_SCRIPT, o->message);
+		}
+		ml_conn_mark(c);
+	}
+	ml_conn_release(c);
+	free(a);
+}
+
+static int script_arg(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, const char *usage,
+		      struct ml_script **out)
+{
+	const char *name;
+	uint32_t n;
+	struct ml_host *h = ml_server_host(c->srv);
+	if (ml_mp_str(r, &name, &n) != 0)
+		return reply(c, msgid, ML_ERR_USAGE, usage), -1;
+	if (h == NULL)
+		return reply(c, msgid, ML_ERR_NOT_FOUND,
+			     "this server hosts no scripts (start it with --scripts DIR)"),
+		       -1;
+	if ((*out = ml_host_script(h, name, n)) == NULL)
+		return reply(c, msgid, ml_diag_code(), ml_diag_last()), -1;
+	return 0;
+}
+
+void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	static const char usage[] = "command(decider, name, args): names are strings, args a map";
+	const char *d, *n;
+	uint32_t dl, nl;
+	const uint8_t *args = NULL;
+	size_t alen = 0;
+	if (np < 2 || ml_mp_str(r, &d, &dl) != 0 || ml_mp_str(r, &n, &nl) != 0)
+		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if (np > 2 && ml_mp_nil(r) != 0) {
+		if (ml_mp_peek(r) != MP_MAP || ml_mp_skip(r, &args, &alen) != 0)
+			return reply(c, msgid, ML_ERR_USAGE, usage);
+	}
+	struct rpc_ask *a = ml_xmalloc(sizeof(*a));
+	*a = (struct rpc_ask){c, msgid};
+	c->inflight++;
+	ml_command_run(c->srv, d, dl, n, nl, args, alen, command_answered, a);
+}
+
+void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	static const char usage[] = "query(projection, name, args...): names are strings";
+	struct ml_script *s;
+	const char *n;
+	uint32_t nl;
+	if (np < 2)
+		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if (script_arg(c, msgid, r, usage, &s) != 0)
+		return;
+	if (ml_mp_str(r, &n, &nl) != 0)
+		return reply(c, msgid, ML_ERR_USAGE, usage);
+	/* The remaining params become the query's argument array. */
+	struct ml_buf args = {0}, out = {0};
+	ml_mp_put_array(&args, np - 2);
+	ml_buf_add(&args, r->p, (size_t)(r->end - r->p));
+	char *name = ml_xstrndup(n, nl);
+	if (ml_script_query(s, name, args.data, args.len, &out) != 0) {
+		int unknown = strstr(ml_diag_last(), "unknown query") != NULL;
+		reply(c, msgid, unknown ? ML_ERR_NOT_FOUND : ml_diag_code(), ml_diag_last());
+	} else {
+		reply(c, msgid, ML_OK, NULL);
+		ml_buf_add(&c->out, out.data, out.len);
+	}
+	free(name);
+	ml_buf_free(&args);
+	ml_buf_free(&out);
+}
+
+/* get(stream) or get(reducer, stream): a reducer's state of one stream. */
+void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	static const char usage[] = "get(stream) or get(reducer, stream): strings";
+	struct ml_host *h = ml_server_host(c->srv);
+	struct ml_script *s = NULL;
+	const char *k;
+	uint32_t kl;
+	if (np < 1 || np > 2)
+		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if (np == 2 && script_arg(c, msgid, r, usage, &s) != 0)
+		return;
+	if (ml_mp_str(r, &k, &kl) != 0)
+		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if (h == NULL)
+		return reply(c, msgid, ML_ERR_NOT_FOUND, "this server hosts no scripts");
+	if (s == NULL && (s = ml_host_reducer_for(h, k, kl)) == NULL)
+		return reply(c, msgid, ML_ERR_NOT_FOUND, ml_diag_last());
+	struct ml_buf out = {0};
+	if (ml_script_get(s, k, kl, &out) != 0)
+		reply(c, msgid, ml_diag_code(), ml_diag_last());
+	else
+		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out.data, out.len);
+	ml_buf_free(&out);
+}
+
+/* state(script [, key]): a projection's or reducer's whole state, or one key's. */
+void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	static const char usage[] = "state(script, key): the script's name, an optional key";
+	struct ml_script *s;
+	const char *k = NULL;
+	uint32_t kl = 0;
+	if (np < 1 || script_arg(c, msgid, r, usage, &s) != 0)
+		return np < 1 ? reply(c, msgid, ML_ERR_USAGE, usage) : (void)0;
+	if (np > 1 && ml_mp_nil(r) != 0 && ml_mp_str(r, &k, &kl) != 0)
+		return reply(c, msgid, ML_ERR_USAGE, usage);
+	struct ml_buf out = {0};
+	int rc = k ? ml_script_get(s, k, kl, &out) : ml_script_state(s, &out);
+	if (rc != 0)
+		reply(c, msgid, ml_diag_code(), ml_diag_last());
+	else
+		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out.data, out.len);
+	ml_buf_free(&out);
+}
+
+void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	struct ml_host *h = ml_server_host(c->srv);
+	reply(c, msgid, ML_OK, NULL);
+	if (h)
+		ml_host_status(h, &c->out);
+	else
+		ml_mp_put_array(&c->out, 0);
+}
