@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# `make run`: show moonlog at work on a fresh data folder.
-# While the server and the examples are being built, this walks through the log
-# from the command line: appends, an optimistic-concurrency refusal, an
-# idempotent retry, reads, and a check.
+# `make run`: serve the bank example (examples/bank) on a data folder, with its
+# scripts living in the server: the account decider and the balances projection.
+# Prints how to try it with curl, then runs the server in the foreground
+# (Ctrl-C stops it cleanly: snapshots are written on the way out).
 set -euo pipefail
 build=${1:-build}
 data=${2:-./moonlog-data}
+scripts=${3:-examples/bank/scripts}
 ml="$build/moonlog"
+http=127.0.0.1:7421
 
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-run() { say "$*"; "$@" || echo "(exit status $?)"; }
+cat <<TXT
+moonlog: serving the bank example ($scripts), data in $data
+HTTP on $http, msgpack-RPC on 127.0.0.1:7420, admin socket $data/moonlog.sock
 
-echo "moonlog demo: a durable event log, data in $data"
-run "$ml" append --data "$data" account-1 Opened '{"owner": "ada"}' --expect no_stream
-run "$ml" append --data "$data" account-1 Deposited '{"amount": 100}' --expect 1
-run "$ml" append --data "$data" account-1 Withdrawn '{"amount": 30}' --expect 2 --id withdraw-1
-say "# the same request again (a client retry): stored once"
-run "$ml" append --data "$data" account-1 Withdrawn '{"amount": 30}' --expect 2 --id withdraw-1
-say "# a writer that read an old version is refused"
-run "$ml" append --data "$data" account-1 Withdrawn '{"amount": 500}' --expect 1
-run "$ml" read --data "$data" account-1
-run "$ml" read --data "$data" '$all' --json
-run "$ml" check --data "$data"
-echo
-echo "Try: $ml help"
+Try, in another terminal:
+  curl -s -XPOST $http/commands/account/Open     -d '{"id": 1, "owner": "ada"}'
+  curl -s -XPOST $http/commands/account/Deposit  -d '{"id": 1, "amount": 100}'
+  curl -s -XPOST $http/commands/account/Withdraw -d '{"id": 1, "amount": 500}'   # 422: insufficient funds
+  curl -s '$http/projections/balances/balance?arg=account-1'
+  curl -s $http/projections/balances
+  curl -s $http/streams/account-1
+  curl -s $http/scripts
+  $ml read --connect 127.0.0.1:7420 account-1
+  (a walk-through: examples/bank/README.md)
+
+TXT
+exec "$ml" serve --data "$data" --scripts "$scripts"
