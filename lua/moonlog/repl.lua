@@ -155,43 +155,47 @@ local function matcher(pattern)
   return function(s) return s == pattern end
 end
 
-local function make_log(backend)
-  local L = backend.log
-  local function check(r, msg, code, actual)
-    if r == nil then
-      error((code == "conflict" and actual) and fmt("%s", msg) or msg, 3)
-    end
-    return r
-  end
+-- The flat log API of a moonlog.core log object (the server gives its own).
+function repl.api_of(log)
+  local function check(r, msg) if r == nil then error(msg, 3) end return r end
   return {
     append = function(stream, etype, data, opts)
       opts = opts or {}
-      return check(L:append(stream, { type = etype, data = data, meta = opts.meta, id = opts.id }, opts.expect))
+      local r = check(log:append(stream, { type = etype, data = data, meta = opts.meta, id = opts.id }, opts.expect))
+      return { position = r.first_position, version = r.version, duplicate = r.duplicate }
     end,
-    read = function(stream, opts)
-      return check(L:read(stream or "$all", opts or {}))
-    end,
-    head = function() return L:head() end,
+    read = function(stream, opts) return check(log:read(stream or "$all", opts or {})) end,
+    head = function() return log:head() end,
+    version = function(stream) return log:version(stream) end,
+    streams = function(prefix) return log:streams(prefix) end,
+    stats = function() return log:stats() end,
+  }
+end
+
+local function make_log(api)
+  return {
+    append = api.append,
+    read = function(stream, opts) return api.read(stream or "$all", opts) end,
+    head = api.head,
     tail = function(pattern, from)
       -- The caller (the REPL front end) follows the log; evaluation only says so.
-      return setmetatable({ pattern = pattern or "*", from = from or L:head() + 1 }, {
+      return setmetatable({ pattern = pattern or "*", from = from or api.head() + 1 }, {
         __name = "tail", __tostring = function(t) return "tail " .. t.pattern end })
     end,
   }
 end
 
-local function make_streams(backend)
-  local L = backend.log
+local function make_streams(api)
   local function list(pattern)
     local m, out = matcher(pattern), {}
-    for name, version in pairs(L:streams()) do
+    for name, version in pairs(api.streams()) do
       if m(name) then out[name] = version end
     end
     return out
   end
   return setmetatable({
     count = function(pattern) local n = 0; for _ in pairs(list(pattern)) do n = n + 1 end; return n end,
-    version = function(stream) return L:version(stream) end,
+    version = api.version,
     list = list,
   }, { __call = function(_, pattern) return list(pattern) end })
 end
@@ -205,9 +209,12 @@ local function make_scripts(backend)
   }, { __call = function() if not S then return {} end return S.list() end })
 end
 
--- The globals of a REPL session. backend = { log = <log object>, scripts = <registry>|nil,
--- at = function(position, name)|nil, stats = function()|nil }.
+-- The globals of a REPL session. backend = { api = <flat log API: append(stream, type,
+-- data, opts), read(stream, opts), head(), version(stream), streams(prefix), stats()>
+-- (or log = <a moonlog.core log object>), scripts = <registry>|nil,
+-- at = function(position, name)|nil }.
 function repl.env(backend)
+  local api = backend.api or repl.api_of(backend.log)
   local env = {}
   for _, k in ipairs { "assert", "error", "ipairs", "next", "pairs", "pcall", "print", "rawequal",
                        "rawget", "rawlen", "rawset", "select", "setmetatable", "getmetatable",
@@ -215,11 +222,15 @@ function repl.env(backend)
     env[k] = _G[k]
   end
   env.string, env.table, env.math, env.utf8 = string, table, math, utf8
-  env.os = { time = os.time, clock = os.clock, date = os.date }
-  env.log = make_log(backend)
-  env.streams = make_streams(backend)
+  env.os = os and { time = os.time, clock = os.clock, date = os.date } or nil
+  env.load = function(chunk, name, mode, e)   -- text only, into this environment by default
+    if type(chunk) ~= "string" then error("load: only a string chunk", 2) end
+    return load(chunk, name, "t", e or env)
+  end
+  env.log = make_log(api)
+  env.streams = make_streams(api)
   env.scripts = make_scripts(backend)
-  env.stats = backend.stats or function() return backend.log:stats() end
+  env.stats = api.stats
   env.at = function(position, name)
     if not backend.at then error("at() needs the scripts: start the REPL on a server or with --scripts", 2) end
     return backend.at(position, name)
@@ -254,7 +265,7 @@ local function traceback(msg)
   local tb = debug and debug.traceback and debug.traceback("", 3) or ""
   local lines, kept = {}, 0
   for line in tb:gmatch("[^\n]+") do
-    if line:find("repl:", 1, true) and kept < 5 then lines[#lines + 1] = line; kept = kept + 1 end
+    if line:match("^%s*repl:") and kept < 5 then lines[#lines + 1] = line; kept = kept + 1 end
   end
   local m = type(msg) == "string" and msg or repl.show(msg)
   return #lines > 0 and (m .. "\n" .. table.concat(lines, "\n")) or m

@@ -28,6 +28,8 @@ int cmd_test(int argc, char **argv);
 int bench_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
+int cmd_repl(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Prints "moonlog CMD: message" on stderr and returns the exit status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...)

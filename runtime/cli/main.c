@@ -13,6 +13,8 @@ static const struct cli_command commands[] = {
     {"check", cmd_check, "verify every record of the log (--repair cuts a torn tail)"},
     {"replay", cmd_replay, "fold the log through a script and print its final state"},
     {"test", cmd_test, "run busted specs with the moonlog Lua modules of this moonlog"},
+    {"repl", cmd_repl, "a Lua prompt into the log and the running scripts"},
+    {"eval", cmd_eval, "evaluate one Lua chunk, as the REPL does"},
     {"serve", cmd_serve, "serve the log: msgpack-RPC, HTTP and subscriptions"},
     {"tail", cmd_tail, "follow the events of a running server (a pattern, catching up first)"},
     {"bench", cmd_bench, "measure: bench append|subscribe|open"},

@@ -1,17 +1,19 @@
 /*
- * lua_eval.c - `eval` on the admin socket: Lua chunks run inside the server.
+ * lua_eval.c - `eval` and `complete` on the admin socket: Lua chunks run
+ * inside the server, the way the REPL shows them.
  *
- * The server owns one lua_State. Each admin connection gets its own
- * environment (globals it sets stay there, and only there) whose __index is
- * an allow-list: base functions without dofile/loadfile, a text-only load,
- * string, table, math, utf8 and `log` (append, read, head). Each
- * eval runs in a fresh coroutine with a count hook: past the instruction
- * budget it fails, and the server goes on. log.append yields: the coroutine
- * sleeps while the log syncs and is resumed from the completion queue, so an
- * eval never blocks the loop on the disk.
+ * The server owns one lua_State (trusted: the full standard library and the
+ * moonlog modules). Each admin connection gets its own environment, built by
+ * lua/moonlog/repl.lua (repl.env): an allow-list of safe globals plus log,
+ * streams, stats, help; globals a chunk sets stay in its connection's
+ * environment. A chunk is compiled as lua.c does (`return <chunk>` first),
+ * text only, and runs in a fresh coroutine with a count hook: past the
+ * instruction budget it fails and the server goes on. log.append yields while
+ * the log syncs (lua_eval_log.c), so an eval never blocks the loop.
  *
- * The answer is {values = {...}, output = "what print wrote"}; an error is
- * answered as {code = "script", message = ...}.
+ * The answer is {values = {...}, output = "what print wrote", text = "the
+ * values shown readably"[, tail = {pattern, from}]}; a failed chunk is an error
+ * {code = "script" | "incomplete", message, output}.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,29 +26,13 @@
 
 #include <moonlog/codec.h>
 #include <moonlog/diag.h>
+#include <moonlog/script.h>
 
-#include "net/net_internal.h"
+#include "net/eval_internal.h"
 
 #define HOOK_EVERY 1000
 #define MEM_LIMIT  (512u << 20)
-
-struct run {
-	struct ml_eval *ev;
-	struct ml_conn *conn; /* holds a reference on it (inflight) until the answer */
-	uint64_t msgid, count;
-	lua_State *co;
-	int co_ref;
-	int in_call;		 /* inside log.append: an immediate answer must not resume */
-	struct ml_pending *done; /* the finished append, read by append_k */
-	struct ml_buf output;
-};
-
-struct ml_eval {
-	struct ml_server *srv;
-	lua_State *L;
-	size_t mem;
-	int sandbox_ref; /* the allow-listed globals every environment reads through */
-};
+#define TRACE_MAX  5 /* lines of traceback kept: those in the chunk */
 
 static void *counted_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -66,14 +52,10 @@ static void *counted_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
-static struct run *run_of(lua_State *L)
-{
-	return *(struct run **)lua_getextraspace(L);
-}
-
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-	struct run *r = run_of(L);
+	(void)ar;
+	struct run *r = ml_eval_run_of(L);
 	if (r == NULL)
 		return;
 	r->count += HOOK_EVERY;
@@ -88,203 +70,22 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	luaL_error(L, "%s", msg);
 }
 
-/* ---- the log table -------------------------------------------------------- */
-
-static int append_k(lua_State *L, int status, lua_KContext ctx)
+/* Loads moonlog.repl and the log API; runs under lua_pcall. */
+static int setup(lua_State *L)
 {
-	struct run *r = (struct run *)ctx;
-	struct ml_pending *p = r->done;
-	r->done = NULL;
-	struct ml_append req = p->req;
-	char msg[256];
-	snprintf(msg, sizeof(msg), "%s", p->req.errmsg);
-	uint64_t version = p->ver1;
-	ml_pending_put(r->ev->srv, p);
-	if (req.err != ML_OK)
-		return luaL_error(L, "append failed (%s): %s", ml_err_name(req.err), msg);
-	lua_createtable(L, 0, 3);
-	lua_pushinteger(L, (lua_Integer)req.first_position);
-	lua_setfield(L, -2, "position");
-	lua_pushinteger(L, (lua_Integer)version);
-	lua_setfield(L, -2, "version");
-	lua_pushboolean(L, req.duplicate);
-	lua_setfield(L, -2, "duplicate");
-	return 1;
-}
-
-static void resume(struct run *r, int nargs);
-
-static void append_finished(struct ml_pending *p)
-{
-	struct run *r = p->ctx;
-	r->done = p;
-	if (!r->in_call)
-		resume(r, 0);
-}
-
-static int field_msgpack(lua_State *L, int t, const char *k, struct ml_buf *b)
-{
-	lua_getfield(L, t, k);
-	int rc = lua_isnil(L, -1) ? 0 : ml_lua_to_msgpack_named(L, -1, b, k);
-	lua_pop(L, 1);
-	return rc;
-}
-
-/* log.append(stream, type, data, {expect=, id=, meta=}) -> {position, version, duplicate} */
-static int l_append(lua_State *L)
-{
-	struct run *r = run_of(L);
-	size_t slen, tlen, idlen = 0;
-	if (r == NULL)
-		return luaL_error(L, "log.append runs only in an eval chunk");
-	const char *stream = luaL_checklstring(L, 1, &slen);
-	const char *type = luaL_checklstring(L, 2, &tlen);
-	const char *id = NULL;
-	int64_t expect = ML_EXPECT_ANY;
-	struct ml_buf data = {0}, meta = {0};
-	if (!lua_isnoneornil(L, 3) && ml_lua_to_msgpack_named(L, 3, &data, "data") != 0)
-		return luaL_error(L, "%s", ml_diag_last());
-	if (lua_istable(L, 4)) {
-		lua_getfield(L, 4, "expect");
-		if (lua_isinteger(L, -1))
-			expect = lua_tointeger(L, -1);
-		else if (lua_isstring(L, -1) && ml_expect_parse(lua_tostring(L, -1), &expect) != 0)
-			return ml_buf_free(&data), luaL_error(L, "%s", ml_diag_last());
-		lua_getfield(L, 4, "id");
-		id = lua_tolstring(L, -1, &idlen);
-		lua_pop(L, 2 - (id != NULL)); /* keep the id string alive on the stack */
-		if (field_msgpack(L, 4, "meta", &meta) != 0)
-			return ml_buf_free(&data), luaL_error(L, "%s", ml_diag_last());
-	}
-	struct ml_pending *p = ml_pending_get(r->ev->srv);
-	p->evs = &p->ev1, p->poss = &p->pos1, p->vers = &p->ver1;
-	p->ev1 = (struct ml_event_in){stream, slen,	 type,	   tlen,      id,
-				      idlen,  data.data, data.len, meta.data, meta.len};
-	p->req.events = p->evs;
-	p->req.n_events = 1;
-	p->req.positions = p->poss;
-	p->req.versions = p->vers;
-	if (expect != ML_EXPECT_ANY) {
-		p->expect = (struct ml_expect_in){stream, slen, expect};
-		p->req.expect = &p->expect;
-		p->req.n_expect = 1;
-	}
-	p->ctx = r;
-	p->finish = append_finished;
-	r->in_call = 1;
-	ml_pending_submit(r->ev->srv, p);
-	r->in_call = 0;
-	ml_buf_free(&data);
-	ml_buf_free(&meta);
-	if (r->done) /* answered at once */
-		return append_k(L, LUA_OK, (lua_KContext)r);
-	return lua_yieldk(L, 0, (lua_KContext)r, append_k);
-}
-
-struct lread {
-	lua_State *L;
-	lua_Integer n;
-};
-
-static int push_event(const struct ml_event *e, void *arg)
-{
-	struct lread *lr = arg;
-	lua_State *L = lr->L;
-	lua_createtable(L, 0, 8);
-	lua_pushinteger(L, (lua_Integer)e->position);
-	lua_setfield(L, -2, "position");
-	lua_pushinteger(L, (lua_Integer)e->version);
-	lua_setfield(L, -2, "version");
-	lua_pushinteger(L, (lua_Integer)e->time);
-	lua_setfield(L, -2, "time");
-	lua_pushlstring(L, e->stream, e->stream_len);
-	lua_setfield(L, -2, "stream");
-	lua_pushlstring(L, e->type, e->type_len);
-	lua_setfield(L, -2, "type");
-	lua_pushlstring(L, e->id, e->id_len);
-	lua_setfield(L, -2, "id");
-	if (e->data_len && ml_lua_push_msgpack(L, e->data, e->data_len) == 0)
-		lua_setfield(L, -2, "data");
-	if (e->meta_len && ml_lua_push_msgpack(L, e->meta, e->meta_len) == 0)
-		lua_setfield(L, -2, "meta");
-	lua_rawseti(L, -2, ++lr->n);
+	struct ml_eval *e = lua_touserdata(L, 1);
+	luaL_openlibs(L);
+	ml_script_add_searcher(L);
+	lua_pushcfunction(L, ml_eval_print); /* environments copy print from here */
+	lua_setglobal(L, "print");
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "moonlog.repl");
+	lua_call(L, 1, 1);
+	e->repl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	ml_eval_push_log_api(L);
+	e->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
-
-/* log.read(stream | "$all", from, limit, backwards) -> { events } */
-static int l_read(lua_State *L)
-{
-	struct run *r = run_of(L);
-	size_t slen;
-	const char *stream = luaL_checklstring(L, 1, &slen);
-	lua_Integer from = luaL_optinteger(L, 2, 0), limit = luaL_optinteger(L, 3, 100);
-	int back = lua_toboolean(L, 4);
-	if (from < 0 || limit < 0)
-		return luaL_error(L, "from and limit cannot be negative");
-	if (limit == 0 || limit > (lua_Integer)r->ev->srv->o.max_read)
-		limit = r->ev->srv->o.max_read;
-	struct ml_log *log = r->ev->srv->log;
-	lua_newtable(L);
-	struct lread lr = {L, 0};
-	int64_t n = strcmp(stream, "$all") == 0
-			? ml_log_read_all(log, (uint64_t)from, (uint64_t)limit, push_event, &lr)
-			: ml_log_read_stream(log, stream, slen, (uint64_t)from, (uint64_t)limit,
-					     back, push_event, &lr);
-	if (n < 0)
-		return luaL_error(L, "%s", ml_diag_last());
-	return 1;
-}
-
-static int l_head(lua_State *L)
-{
-	lua_pushinteger(L, (lua_Integer)ml_log_head(run_of(L)->ev->srv->log));
-	return 1;
-}
-
-static int l_print(lua_State *L)
-{
-	struct run *r = run_of(L);
-	int n = lua_gettop(L);
-	for (int i = 1; i <= n; i++) {
-		size_t len;
-		const char *s = luaL_tolstring(L, i, &len);
-		if (i > 1)
-			ml_buf_add(&r->output, "\t", 1);
-		ml_buf_add(&r->output, s, len);
-		lua_pop(L, 1);
-	}
-	ml_buf_add(&r->output, "\n", 1);
-	return 0;
-}
-
-/* load, text chunks only; the environment defaults to the caller's. */
-static int l_load(lua_State *L)
-{
-	size_t len;
-	const char *s = luaL_checklstring(L, 1, &len);
-	const char *name = luaL_optstring(L, 2, "=(load)");
-	int env = !lua_isnone(L, 4) ? 4 : 0;
-	if (luaL_loadbufferx(L, s, len, name, "t") != LUA_OK) {
-		lua_pushnil(L);
-		lua_insert(L, -2);
-		return 2;
-	}
-	struct run *r = run_of(L);
-	if (env)
-		lua_pushvalue(L, env);
-	else if (r && r->conn)
-		lua_rawgeti(L, LUA_REGISTRYINDEX, r->conn->env_ref);
-	else
-		return 1;
-	if (!lua_setupvalue(L, -2, 1))
-		lua_pop(L, 1);
-	return 1;
-}
-
-/* ---- running a chunk ----------------------------------------------------- */
-
-static const luaL_Reg log_fns[] = {
-    {"append", l_append}, {"read", l_read}, {"head", l_head}, {NULL, NULL}};
 
 struct ml_eval *ml_eval_new(struct ml_server *s)
 {
@@ -293,26 +94,14 @@ struct ml_eval *ml_eval_new(struct ml_server *s)
 	e->L = lua_newstate(counted_alloc, e);
 	lua_State *L = e->L;
 	*(struct run **)lua_getextraspace(L) = NULL;
-	static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
-					{LUA_STRLIBNAME, luaopen_string},
-					{LUA_TABLIBNAME, luaopen_table},
-					{LUA_MATHLIBNAME, luaopen_math},
-					{LUA_UTF8LIBNAME, luaopen_utf8}};
-	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
-		luaL_requiref(L, libs[i].name, libs[i].func, 1);
-		lua_pop(L, 1);
+	lua_pushcfunction(L, setup);
+	lua_pushlightuserdata(L, e);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		ml_diag_set(ML_ERR_SCRIPT, "cannot start eval: %s", lua_tostring(L, -1));
+		lua_close(L);
+		free(e);
+		return NULL;
 	}
-	/* The globals are the allow-list: take out what reaches files. */
-	lua_pushnil(L);
-	lua_setglobal(L, "dofile");
-	lua_pushnil(L);
-	lua_setglobal(L, "loadfile");
-	lua_pushcfunction(L, l_load);
-	lua_setglobal(L, "load");
-	lua_pushcfunction(L, l_print);
-	lua_setglobal(L, "print");
-	luaL_newlib(L, log_fns);
-	lua_setglobal(L, "log");
 	return e;
 }
 
@@ -324,18 +113,29 @@ void ml_eval_free(struct ml_eval *e)
 	free(e);
 }
 
-static void env_of(struct ml_eval *e, struct ml_conn *c)
+/* Pushes repl.<name>. */
+static void repl_fn(struct ml_eval *e, const char *name)
+{
+	lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->repl_ref);
+	lua_getfield(e->L, -1, name);
+	lua_remove(e->L, -2);
+}
+
+/* Pushes the connection's environment, made by repl.env on first use; 0 or -1. */
+static int env_of(struct ml_eval *e, struct ml_conn *c)
 {
 	lua_State *L = e->L;
 	if (c->env_ref == LUA_NOREF) {
-		lua_newtable(L); /* env */
+		repl_fn(e, "env");
 		lua_createtable(L, 0, 1);
-		lua_pushglobaltable(L);
-		lua_setfield(L, -2, "__index");
-		lua_setmetatable(L, -2);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, e->api_ref);
+		lua_setfield(L, -2, "api");
+		if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+			return -1; /* the message is on the stack */
 		c->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, c->env_ref);
+	return 0;
 }
 
 void ml_eval_conn_closed(struct ml_eval *e, struct ml_conn *c)
@@ -345,11 +145,112 @@ void ml_eval_conn_closed(struct ml_eval *e, struct ml_conn *c)
 	c->env_ref = LUA_NOREF;
 }
 
+static void put_output(struct ml_buf *b, const struct run *r)
+{
+	ml_mp_put_cstr(b, "output");
+	ml_mp_put_str(b, r->output.data ? r->output.data : "", r->output.len);
+}
+
+/* The error, and the traceback lines that point into the chunk. */
+static void put_error(struct ml_buf *b, struct run *r, const char *code, const char *msg)
+{
+	lua_State *L = r->ev->L;
+	luaL_traceback(L, r->co, msg ? msg : "the chunk raised an error that is not a string", 0);
+	const char *tb = lua_tostring(L, -1);
+	struct ml_buf m = {0};
+	const char *nl = strchr(tb, '\n');
+	ml_buf_add(&m, tb, nl ? (size_t)(nl - tb) : strlen(tb));
+	int kept = 0;
+	for (const char *line = nl; line && kept < TRACE_MAX; line = strchr(line + 1, '\n')) {
+		const char *end = strchr(line + 1, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		if (len > 6 && memcmp(line, "\n\trepl:", 7) == 0) {
+			ml_buf_add(&m, line, len);
+			kept++;
+		}
+	}
+	lua_pop(L, 1);
+	ml_mp_put_map(b, 3);
+	ml_mp_put_cstr(b, "code");
+	ml_mp_put_cstr(b, code);
+	ml_mp_put_cstr(b, "message");
+	ml_mp_put_str(b, m.data, m.len);
+	put_output(b, r);
+	ml_buf_free(&m);
+}
+
+/* A single value that asks the REPL to follow the log: { pattern, from } (repl.lua). */
+static int is_tail(lua_State *co, int nres)
+{
+	if (nres != 1 || !lua_getmetatable(co, 1))
+		return 0;
+	lua_getfield(co, -1, "__name");
+	int tail = lua_isstring(co, -1) && strcmp(lua_tostring(co, -1), "tail") == 0;
+	lua_pop(co, 2);
+	return tail;
+}
+
+static void put_tail(struct ml_buf *b, lua_State *co)
+{
+	ml_mp_put_cstr(b, "tail");
+	ml_mp_put_map(b, 2);
+	lua_getfield(co, 1, "pattern");
+	ml_mp_put_cstr(b, "pattern");
+	ml_mp_put_cstr(b, lua_isstring(co, -1) ? lua_tostring(co, -1) : "*");
+	lua_getfield(co, 1, "from");
+	ml_mp_put_cstr(b, "from");
+	ml_mp_put_uint(b, (uint64_t)lua_tointeger(co, -1));
+	lua_pop(co, 2);
+}
+
+/* The values shown the REPL's way (repl.show), bounded by the same budget. */
+static void put_text(struct ml_buf *b, struct run *r, int nres)
+{
+	lua_State *co = r->co;
+	ml_mp_put_cstr(b, "text");
+	repl_fn(r->ev, "show");
+	lua_xmove(r->ev->L, co, 1);
+	for (int i = 1; i <= nres; i++)
+		lua_pushvalue(co, i);
+	if (nres == 0 || lua_pcall(co, nres, 1, 0) != LUA_OK) {
+		lua_settop(co, nres);
+		ml_mp_put_cstr(b, "");
+		return;
+	}
+	size_t len;
+	const char *s = lua_tolstring(co, -1, &len);
+	ml_mp_put_str(b, s ? s : "", s ? len : 0);
+	lua_pop(co, 1);
+}
+
+static void put_values(struct ml_buf *b, struct run *r, int nres)
+{
+	lua_State *co = r->co;
+	int tail = is_tail(co, nres);
+	ml_mp_put_map(b, tail ? 4 : 3);
+	ml_mp_put_cstr(b, "values");
+	ml_mp_put_array(b, tail ? 0 : (uint32_t)nres);
+	for (int i = 1; i <= nres && !tail; i++)
+		if (ml_lua_to_msgpack(co, i, b) != 0) { /* a function, say: show it */
+			size_t len;
+			const char *s = luaL_tolstring(co, i, &len);
+			ml_mp_put_str(b, s, len);
+			lua_pop(co, 1);
+		}
+	put_output(b, r);
+	if (tail) {
+		put_tail(b, co);
+		ml_mp_put_cstr(b, "text");
+		ml_mp_put_cstr(b, "");
+	} else {
+		put_text(b, r, nres);
+	}
+}
+
 /* Answers the connection (if still there) and frees the run. */
-static void finish(struct run *r, int status, int nres)
+static void finish(struct run *r, int status, int nres, const char *code)
 {
 	struct ml_conn *c = r->conn;
-	lua_State *co = r->co;
 	if (c && !c->closed) {
 		struct ml_buf *b = &c->out;
 		ml_mp_put_array(b, 4);
@@ -357,32 +258,9 @@ static void finish(struct run *r, int status, int nres)
 		ml_mp_put_uint(b, r->msgid);
 		if (status == LUA_OK) {
 			ml_mp_put_nil(b);
-			ml_mp_put_map(b, 2);
-			ml_mp_put_cstr(b, "values");
-			ml_mp_put_array(b, (uint32_t)nres);
-			for (int i = 1; i <= nres; i++)
-				if (ml_lua_to_msgpack(co, i, b) !=
-				    0) { /* a function, say: show it */
-					size_t len;
-					const char *s = luaL_tolstring(co, i, &len);
-					ml_mp_put_str(b, s, len);
-					lua_pop(co, 1);
-				}
-			ml_mp_put_cstr(b, "output");
-			ml_mp_put_str(b, r->output.data ? r->output.data : "", r->output.len);
+			put_values(b, r, nres);
 		} else {
-			size_t len;
-			const char *msg = lua_tolstring(co, -1, &len);
-			ml_mp_put_map(b, 3);
-			ml_mp_put_cstr(b, "code");
-			ml_mp_put_cstr(b, "script");
-			ml_mp_put_cstr(b, "message");
-			if (msg)
-				ml_mp_put_str(b, msg, len);
-			else
-				ml_mp_put_cstr(b, "the chunk raised an error that is not a string");
-			ml_mp_put_cstr(b, "output");
-			ml_mp_put_str(b, r->output.data ? r->output.data : "", r->output.len);
+			put_error(b, r, code, lua_tostring(r->co, -1));
 			ml_mp_put_nil(b);
 			c->srv->errors++;
 		}
@@ -395,7 +273,7 @@ static void finish(struct run *r, int status, int nres)
 	free(r);
 }
 
-static void resume(struct run *r, int nargs)
+void ml_eval_resume(struct run *r, int nargs)
 {
 	int nres = 0;
 	int status = lua_resume(r->co, r->ev->L, nargs, &nres);
@@ -404,40 +282,77 @@ static void resume(struct run *r, int nargs)
 			lua_pop(r->co, nres);
 			return; /* waiting for an append */
 		}
-		/* a plain coroutine.yield at the top: treat as the end */
-		status = LUA_OK;
+		status = LUA_OK; /* a plain coroutine.yield at the top: treat as the end */
 	}
-	finish(r, status, status == LUA_OK ? nres : 0);
+	finish(r, status, status == LUA_OK ? nres : 0, "script");
+}
+
+static struct run *run_new(struct ml_eval *e, struct ml_conn *c, uint64_t msgid)
+{
+	struct run *r = ml_xcalloc(1, sizeof(*r));
+	r->ev = e;
+	r->conn = c;
+	r->msgid = msgid;
+	c->inflight++; /* released by finish */
+	r->co = lua_newthread(e->L);
+	r->co_ref = luaL_ref(e->L, LUA_REGISTRYINDEX);
+	*(struct run **)lua_getextraspace(r->co) = r;
+	return r;
 }
 
 void ml_eval_run(struct ml_eval *e, struct ml_conn *c, uint64_t msgid, const char *chunk,
 		 size_t len)
 {
 	lua_State *L = e->L;
-	struct run *r = ml_xcalloc(1, sizeof(*r));
-	r->ev = e;
-	r->conn = c;
-	r->msgid = msgid;
-	c->inflight++; /* released by finish */
-	r->co = lua_newthread(L);
-	r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	*(struct run **)lua_getextraspace(r->co) = r;
-	lua_sethook(r->co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-	/* Like lua.c: an expression first ("1 + 1" shows 2), else a statement. */
-	struct ml_buf ret = {0};
-	ml_buf_addf(&ret, "return %.*s", (int)len, chunk);
-	int rc = luaL_loadbufferx(r->co, ret.data, ret.len, "=eval", "t");
-	ml_buf_free(&ret);
-	if (rc != LUA_OK) {
-		lua_pop(r->co, 1);
-		rc = luaL_loadbufferx(r->co, chunk, len, "=eval", "t");
-	}
-	if (rc != LUA_OK) {
-		finish(r, rc, 0);
+	struct run *r = run_new(e, c, msgid);
+	/* repl.compile(env, chunk) -> f | nil, message, incomplete */
+	repl_fn(e, "compile");
+	if (env_of(e, c) != 0) {
+		lua_xmove(L, r->co, 1);
+		finish(r, LUA_ERRRUN, 0, "script");
+		lua_pop(L, 1);
 		return;
 	}
-	env_of(e, c);
-	lua_xmove(L, r->co, 1);
-	lua_setupvalue(r->co, -2, 1);
-	resume(r, 0);
+	lua_pushlstring(L, chunk, len);
+	if (lua_pcall(L, 2, 3, 0) != LUA_OK || lua_isnil(L, -3)) {
+		int incomplete = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+		lua_xmove(L, r->co, 1); /* the message */
+		lua_pop(L, lua_gettop(L) > 0 ? 1 : 0);
+		finish(r, LUA_ERRSYNTAX, 0, incomplete ? "incomplete" : "script");
+		return;
+	}
+	lua_pop(L, 2);
+	lua_xmove(L, r->co, 1); /* the compiled chunk */
+	lua_sethook(r->co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+	ml_eval_resume(r, 0);
+}
+
+void ml_eval_complete(struct ml_eval *e, struct ml_conn *c, uint64_t msgid, const char *line,
+		      size_t len)
+{
+	lua_State *L = e->L;
+	struct ml_buf *b = &c->out;
+	int top = lua_gettop(L);
+	repl_fn(e, "complete");
+	int ok = env_of(e, c) == 0;
+	if (ok) {
+		lua_pushlstring(L, line, len);
+		ok = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1);
+	}
+	ml_mp_put_array(b, 4);
+	ml_mp_put_uint(b, 1);
+	ml_mp_put_uint(b, msgid);
+	ml_mp_put_nil(b);
+	lua_Integer n = ok ? luaL_len(L, -1) : 0;
+	ml_mp_put_array(b, (uint32_t)n);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		size_t sl;
+		const char *s = lua_tolstring(L, -1, &sl);
+		ml_mp_put_str(b, s ? s : "", s ? sl : 0);
+		lua_pop(L, 1);
+	}
+	lua_settop(L, top);
+	ml_conn_mark(c);
 }

@@ -165,5 +165,8 @@ void ml_eval_free(struct ml_eval *e);
 void ml_eval_run(struct ml_eval *e, struct ml_conn *c, uint64_t msgid, const char *chunk,
 		 size_t len);
 void ml_eval_conn_closed(struct ml_eval *e, struct ml_conn *c);
+/* Answers msgid with the completions of line (an array of strings). */
+void ml_eval_complete(struct ml_eval *e, struct ml_conn *c, uint64_t msgid, const char *line,
+		      size_t len);
 
 #endif

@@ -534,6 +534,18 @@ static void m_eval(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t 
 	ml_eval_run(c->srv->eval, c, msgid, chunk, len);
 }
 
+static void m_complete(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	const char *line;
+	uint32_t len;
+	if (c->kind != CONN_ADMIN)
+		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
+				 "complete is only available on the admin socket");
+	if (np < 1 || ml_mp_str(r, &line, &len) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "complete(line): the line is a string");
+	ml_eval_complete(c->srv->eval, c, msgid, line, len);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
@@ -546,6 +558,7 @@ static const struct {
     {"stats", m_stats},
     {"auth", m_auth},
     {"eval", m_eval},
+    {"complete", m_complete},
     {"command", ml_rpc_command}, /* rpc_scripts.c: the hosted scripts */
     {"query", ml_rpc_query},
     {"get", ml_rpc_get},

@@ -363,7 +363,7 @@ static int setup(struct ml_server *s)
 	if (s->o.http[0] && ml_http_start(s) != 0)
 		return -1;
 	s->eval = ml_eval_new(s);
-	return 0;
+	return s->eval ? 0 : -1;
 }
 
 struct ml_server *ml_server_new(const struct ml_server_options *o)

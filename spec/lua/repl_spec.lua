@@ -102,7 +102,7 @@ end)
 describe("repl.complete", function()
   local env = repl.env { log = {} }
   it("completes globals, fields and methods", function()
-    assert.same({ "local", "log" }, repl.complete(env, "lo"))
+    assert.same({ "load", "local", "log" }, repl.complete(env, "lo"))
     assert.same({ "log.append" }, repl.complete(env, "log.app"))
     assert.same({ "x = streams.count" }, repl.complete(env, "x = streams.co"))
     assert.same({ "string.format" }, repl.complete(env, "string.form"))

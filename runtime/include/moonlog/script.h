@@ -156,6 +156,14 @@ struct ml_script_stats {
 };
 ML_API void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out);
 
+struct lua_State;
+
+/*
+ * Lets `require` of a trusted lua_State (with the package library open) find the
+ * moonlog modules built into the library, or $MOONLOG_LUA_DIR/moonlog/NAME.lua.
+ */
+ML_API void ml_script_add_searcher(struct lua_State *L);
+
 /* The lua/ folder of the source tree this library was built from (for `moonlog test`). */
 ML_API const char *ml_script_lua_source_dir(void);
 

@@ -1,0 +1,46 @@
+/*
+ * eval_internal.h - what the two halves of the server's eval share: running
+ * chunks (lua_eval.c) and the log API chunks call (lua_eval_log.c).
+ */
+#ifndef ML_NET_EVAL_INTERNAL_H
+#define ML_NET_EVAL_INTERNAL_H
+
+#include <lua.h>
+
+#include "net/net_internal.h"
+
+/* One chunk being evaluated: a coroutine, its connection, what print wrote. */
+struct run {
+	struct ml_eval *ev;
+	struct ml_conn *conn; /* holds a reference on it (inflight) until the answer */
+	uint64_t msgid, count;
+	lua_State *co;
+	int co_ref;
+	int in_call;		 /* inside log.append: an immediate answer must not resume */
+	struct ml_pending *done; /* the finished append, read by the continuation */
+	struct ml_buf output;
+};
+
+struct ml_eval {
+	struct ml_server *srv;
+	lua_State *L;
+	size_t mem;
+	int repl_ref; /* the moonlog.repl module */
+	int api_ref;  /* the log API table handed to repl.env */
+};
+
+static inline struct run *ml_eval_run_of(lua_State *L)
+{
+	return *(struct run **)lua_getextraspace(L);
+}
+
+/* Resumes a run's coroutine (after its append finished). */
+void ml_eval_resume(struct run *r, int nargs);
+
+/* Pushes the log API table: append (yields until durable), read, head, version,
+ * streams, stats. */
+void ml_eval_push_log_api(lua_State *L);
+/* print: into the running chunk's output. */
+int ml_eval_print(lua_State *L);
+
+#endif

@@ -1,0 +1,158 @@
+-- End to end: `moonlog repl` at a real terminal (tmux), in a pipe, and `moonlog eval`,
+-- against a running server and on a data folder opened directly.
+local server = require "support.server"
+
+local BIN = assert(os.getenv("MOONLOG_BIN"))
+local sh, q = server.sh, server.quote
+
+-- A REPL in a tmux pane: type into it, read the screen.
+local Term = {}
+Term.__index = Term
+
+local function sleep(s) sh("sleep " .. s) end
+
+function Term.open(args, home)
+  local t = setmetatable({ name = "ml" .. tostring(math.random(1e9)), home = home }, Term)
+  local cmd = ("env -u LD_PRELOAD HOME=%s %s repl %s; echo REPL-EXIT=$?; sleep 60")
+    :format(q(home), q(BIN), args)
+  sh(("tmux new-session -d -s %s -x 150 -y 50 %s"):format(t.name, q(cmd)))
+  t:wait_for("help%(%) for help")
+  return t
+end
+
+function Term:screen() return sh(("tmux capture-pane -p -t %s -S -200"):format(self.name)) end
+
+-- Waits (bounded) until the screen matches pattern; returns the screen.
+function Term:wait_for(pattern, plain)
+  local screen
+  for _ = 1, 100 do
+    screen = self:screen()
+    if screen:find(pattern, 1, plain) then return screen end
+    sleep(0.1)
+  end
+  error("the screen never showed " .. pattern .. ":\n" .. screen, 2)
+end
+
+function Term:type(text) sh(("tmux send-keys -t %s -l %s"):format(self.name, q(text))) end
+function Term:key(k) sh(("tmux send-keys -t %s %s"):format(self.name, k)) end
+function Term:line(text) self:type(text); self:key("Enter") end
+function Term:close() sh(("tmux kill-session -t %s 2>/dev/null"):format(self.name)) end
+
+local function run(cmd) -- status, output
+  local out = sh(cmd .. " 2>&1; echo \"status=$?\"")
+  return tonumber(out:match("status=(%d+)%s*$")), out:gsub("status=%d+%s*$", "")
+end
+
+describe("moonlog repl on a running server", function()
+  local s, home, term
+  before_each(function()
+    s = server.start()
+    home = server.tmpdir()
+    assert(s.client:append("account-1", { { type = "Opened", data = { owner = "ada" } } }))
+  end)
+  after_each(function()
+    if term then term:close(); term = nil end
+    server.stop_all()
+    sh("rm -rf " .. q(home))
+  end)
+
+  it("prints expressions, continues multi-line chunks, reports errors and goes on", function()
+    term = Term.open("--data " .. q(s.data), home)
+    term:line("1 + 2")
+    term:wait_for("\n3\n", true)
+    term:line("function double(n)")
+    term:wait_for("\n>>", true)
+    term:line("return n * 2")
+    term:line("end")
+    term:line("double(21)")
+    term:wait_for("\n42\n", true)
+    term:line("error('boom')")
+    term:wait_for("repl:1: boom", true)
+    term:line("log.read('account-1')")
+    term:wait_for('#1 account-1@1 Opened {owner="ada"}', true)
+    term:line("{ b = { 1, 2 }, a = 'x' }")
+    term:wait_for('{a="x", b={1, 2}}', true)
+  end)
+
+  it("stops a runaway loop with an error, and the server goes on", function()
+    term = Term.open("--data " .. q(s.data), home)
+    term:line("while true do end")
+    term:wait_for("instruction budget exceeded", true)
+    term:line("log.head()")
+    term:wait_for("\n1\n", true)
+    assert(s.client:stats())
+  end)
+
+  it("completes globals and fields with Tab", function()
+    term = Term.open("--data " .. q(s.data), home)
+    term:type("stre")
+    term:key("Tab")
+    term:type(".cou")
+    term:key("Tab")
+    term:wait_for("streams.count", true)
+    term:type("()")
+    term:key("Enter")
+    term:wait_for("streams.count()\n1\n", true)
+  end)
+
+  it("keeps history across runs", function()
+    term = Term.open("--data " .. q(s.data), home)
+    term:line("40 + 2")
+    term:wait_for("\n42\n", true)
+    term:key("C-d")
+    term:wait_for("REPL-EXIT=0", true)
+    term:close()
+    term = Term.open("--data " .. q(s.data), home)
+    term:key("Up")
+    term:wait_for("> 40 + 2", true)
+    term:key("Enter")
+    term:wait_for("\n42\n", true)
+  end)
+
+  it("follows a tail until Ctrl-C, then returns to the prompt", function()
+    term = Term.open("--data " .. q(s.data), home)
+    term:line("log.tail('account-*', 1)")
+    term:wait_for("account-1@1  Opened", true)
+    assert(s.client:append("account-2", { { type = "Opened", data = { owner = "bob" } } }))
+    term:wait_for("account-2@1  Opened", true)
+    term:key("C-c")
+    term:wait_for("(tail stopped)", true)
+    term:line("log.head()")
+    term:wait_for("\n2\n", true)
+  end)
+
+  it("reads chunks from a pipe without prompts", function()
+    local status, out = run(("printf 'x = 20 +\\n 1\\nx * 2\\nprint(\"hi\")\\n' | env -u LD_PRELOAD %s repl --data %s")
+      :format(q(BIN), q(s.data)))
+    assert.equal(0, status)
+    assert.equal("42\nhi\n", out)
+    status, out = run(("printf 'error(\"nope\")\\n' | env -u LD_PRELOAD %s repl --data %s"):format(q(BIN), q(s.data)))
+    assert.equal(1, status)
+    assert.matches("nope", out)
+  end)
+
+  it("moonlog eval runs one chunk; status 1 on error", function()
+    local status, out = run(("env -u LD_PRELOAD %s eval --data %s 'log.head() + 1'"):format(q(BIN), q(s.data)))
+    assert.equal(0, status)
+    assert.equal("2\n", out)
+    status, out = run(("env -u LD_PRELOAD %s eval --data %s 'nothing.here'"):format(q(BIN), q(s.data)))
+    assert.equal(1, status)
+    assert.matches("attempt to index a nil value", out)
+  end)
+end)
+
+describe("moonlog repl with no server", function()
+  it("opens the log itself, and says so", function()
+    local dir = server.tmpdir()
+    local status, out = run(("printf 'log.append(\"k-1\", \"Made\", {n = 1})\\nlog.read(\"k-1\")[1].data.n\\n' | env -u LD_PRELOAD %s repl --data %s")
+      :format(q(BIN), q(dir)))
+    assert.equal(0, status)
+    assert.matches("position=1", out)
+    assert.matches("\n1\n$", out)
+    local home = server.tmpdir()
+    local term = Term.open("--data " .. q(dir), home)
+    term:wait_for("log opened here", true)
+    term:close()
+    sh("rm -rf " .. q(dir) .. " " .. q(home))
+  end)
+end)
