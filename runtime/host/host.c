@@ -29,6 +29,7 @@ void ml_host_options_init(struct ml_host_options *o)
 	    .snapshot_ms = 30000,
 	    .slice_events = 20000,
 	    .slice_us = 2000,
+	    .scan_from = UINT64_MAX,
 	};
 	ml_script_options_init(&o->script);
 }

@@ -283,7 +283,7 @@ static uint32_t feed(struct ml_host *h, struct ml_hosted *e, uint64_t head, uint
 {
 	struct slice sl = {h, e, deadline, budget, 0};
 	uint64_t behind = head - e->pos;
-	if (behind > 256) {
+	if (behind > h->o.scan_from) {
 		uint64_t until = e->pos + (budget < behind ? budget : behind);
 		ml_log_scan(h->log, e->pos + 1, until, feed_one, &sl);
 	} else {

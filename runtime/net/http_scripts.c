@@ -139,7 +139,8 @@ static void query_route(struct ml_server *s, struct evhttp_request *req, struct 
 	uint8_t hdr[5] = {0xdd, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
 			  (uint8_t)n};
 	ml_buf_add(&args, hdr, 5);
-	ml_buf_add(&args, vals.data, vals.len);
+	if (vals.len)
+		ml_buf_add(&args, vals.data, vals.len);
 	if (ml_script_query(sc, name, args.data, args.len, &out) != 0)
 		script_error(req);
 	else

@@ -208,7 +208,8 @@ void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const
 	c->srv = s;
 	c->script = sc;
 	c->name = ml_xstrndup(name, nlen);
-	ml_buf_add(&c->args, args, alen);
+	if (alen)
+		ml_buf_add(&c->args, args, alen);
 	c->retries = RETRIES;
 	c->answer = answer;
 	c->arg = arg;

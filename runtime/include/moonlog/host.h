@@ -37,6 +37,7 @@ struct ml_host_options {
 	uint32_t snapshot_ms;	    /* ... or after this long with events fed (30000) */
 	uint32_t slice_events;	    /* events fed in one step, all scripts together (20000) */
 	uint32_t slice_us;	    /* time one step may take, roughly (2000) */
+	uint64_t scan_from; /* read with ml_log_scan when this far behind, else indexed reads */
 	struct ml_script_options script;
 	/* Called from any thread when a handler's append finished: call ml_host_step soon. */
 	void (*wake)(void *arg);

@@ -1,0 +1,314 @@
+/*
+ * cmd_bench_scripts.c - the speed of scripts living in the server:
+ *
+ *   moonlog bench commands [--conns 64] [--depth 8] [--accounts 1000] [--seconds 5]
+ *       Deposit commands through the bank example's account decider, over
+ *       msgpack-RPC to an in-process server (--fsync always): durable commands/s.
+ *   moonlog bench catchup [--events 10000000] [--accounts 1000]
+ *       a log of Deposited events; the balances projection caught up by the host
+ *       (ml_host_drain, in slices) against the plain replay path (ml_log_scan
+ *       straight into the script, as `moonlog replay` does).
+ *
+ * The client is one thread driving every connection with poll(), so the
+ * figures include the client's own cost on the same machine.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <moonlog/diag.h>
+#include <moonlog/host.h>
+#include <moonlog/server.h>
+
+#include "cli/cli.h"
+#include "cli/client.h"
+
+struct sopts {
+	uint64_t conns, depth, accounts, events;
+	double seconds;
+	char dir[1024], scripts[1024];
+};
+
+static int fresh_dir(const char *dir)
+{
+	char cmd[2200];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+	return system(cmd) == 0 ? 0 : cli_fail("bench", CLI_REFUSED, "cannot create %s", dir);
+}
+
+static void *serve_thread(void *arg)
+{
+	ml_server_run(arg);
+	return NULL;
+}
+
+/* One connection: `depth` Deposit commands in flight, to account (i % accounts). */
+struct cconn {
+	struct cli_client c;
+	struct ml_buf out;
+	uint64_t outstanding, ok, failed, next;
+};
+
+static void queue(struct cconn *b, const struct sopts *o, uint64_t n)
+{
+	struct ml_buf *w = &b->out;
+	ml_mp_put_array(w, 4);
+	ml_mp_put_uint(w, 0);
+	ml_mp_put_uint(w, b->c.next_id++);
+	ml_mp_put_cstr(w, "command");
+	ml_mp_put_array(w, 3);
+	ml_mp_put_cstr(w, "account");
+	ml_mp_put_cstr(w, "Deposit");
+	ml_mp_put_map(w, 2);
+	ml_mp_put_cstr(w, "id");
+	ml_mp_put_uint(w, n % o->accounts);
+	ml_mp_put_cstr(w, "amount");
+	ml_mp_put_uint(w, 1);
+	b->outstanding++;
+}
+
+static int take(struct cconn *b)
+{
+	struct cli_client *c = &b->c;
+	ml_buf_reserve(&c->in, 1 << 16);
+	ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (r <= 0)
+		return -1;
+	c->in.len += (size_t)r;
+	size_t off = 0, len;
+	while (ml_mp_frame((const uint8_t *)c->in.data + off, c->in.len - off, &len) == 0) {
+		struct ml_mp m = {(const uint8_t *)c->in.data + off,
+				  (const uint8_t *)c->in.data + off + len};
+		uint32_t n;
+		uint64_t t, id;
+		off += len;
+		if (ml_mp_array(&m, &n) || ml_mp_uint(&m, &t) || t != 1 || ml_mp_uint(&m, &id))
+			continue;
+		b->outstanding--;
+		if (ml_mp_nil(&m) == 0)
+			b->ok++;
+		else
+			b->failed++;
+	}
+	memmove(c->in.data, c->in.data + off, c->in.len - off);
+	c->in.len -= off;
+	return 0;
+}
+
+static int send_out(struct cconn *b)
+{
+	size_t off = 0;
+	while (off < b->out.len) {
+		ssize_t w = write(b->c.fd, b->out.data + off, b->out.len - off);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	memmove(b->out.data, b->out.data + off, b->out.len - off);
+	b->out.len -= off;
+	return 0;
+}
+
+static int bench_commands(const struct sopts *o)
+{
+	if (fresh_dir(o->dir) != 0)
+		return CLI_REFUSED;
+	struct ml_server_options so;
+	ml_server_options_init(&so);
+	so.dir = o->dir, so.listen = "127.0.0.1:0", so.http = "", so.admin = "", so.quiet = 1;
+	struct ml_server *srv = ml_server_new(&so);
+	if (srv == NULL)
+		return cli_diag("bench");
+	struct ml_host_options ho;
+	ml_host_options_init(&ho);
+	ho.scripts_dir = o->scripts, ho.data_dir = o->dir, ho.quiet = 1;
+	struct ml_host *h = ml_host_open(ml_server_log(srv), &ho);
+	if (h == NULL) {
+		ml_server_free(srv);
+		return cli_diag("bench");
+	}
+	ml_host_serve(h, srv);
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ml_server_rpc_port(srv));
+	pthread_t th;
+	pthread_create(&th, NULL, serve_thread, srv);
+
+	struct cconn *bc = ml_xcalloc(o->conns, sizeof(*bc));
+	struct pollfd *pf = ml_xcalloc(o->conns, sizeof(*pf));
+	struct cli_client setup;
+	int rc = cli_client_connect(&setup, addr);
+	for (uint64_t a = 0; rc == 0 && a < o->accounts; a++) { /* open every account */
+		struct ml_buf p = {0};
+		struct ml_mp res;
+		ml_mp_put_array(&p, 3);
+		ml_mp_put_cstr(&p, "account");
+		ml_mp_put_cstr(&p, "Open");
+		ml_mp_put_map(&p, 2);
+		ml_mp_put_cstr(&p, "id"), ml_mp_put_uint(&p, a);
+		ml_mp_put_cstr(&p, "owner"), ml_mp_put_cstr(&p, "bench");
+		rc = cli_client_call(&setup, "command", &p, &res);
+		ml_buf_free(&p);
+	}
+	if (rc == 0)
+		cli_client_close(&setup);
+	for (uint64_t i = 0; rc == 0 && i < o->conns; i++) {
+		rc = cli_client_connect(&bc[i].c, addr);
+		fcntl(bc[i].c.fd, F_SETFL, fcntl(bc[i].c.fd, F_GETFL) | O_NONBLOCK);
+		bc[i].next = i * 7919;
+	}
+	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(o->seconds * 1e9), ok = 0, bad = 0;
+	while (rc == 0 && ml_clock_ns() < until) {
+		for (uint64_t i = 0; i < o->conns; i++) {
+			while (bc[i].outstanding < o->depth)
+				queue(&bc[i], o, bc[i].next++);
+			if (send_out(&bc[i]) != 0)
+				rc = -1;
+			pf[i] =
+			    (struct pollfd){bc[i].c.fd, POLLIN | (bc[i].out.len ? POLLOUT : 0), 0};
+		}
+		poll(pf, o->conns, 100);
+		for (uint64_t i = 0; i < o->conns && rc == 0; i++)
+			if ((pf[i].revents & POLLIN) && take(&bc[i]) != 0)
+				rc = -1;
+	}
+	double secs = (double)(ml_clock_ns() - t0) / 1e9;
+	for (uint64_t i = 0; i < o->conns; i++) {
+		ok += bc[i].ok, bad += bc[i].failed;
+		cli_client_close(&bc[i].c);
+		ml_buf_free(&bc[i].out);
+	}
+	if (rc != 0)
+		cli_fail("bench", CLI_REFUSED, "a connection failed: %s", ml_diag_last());
+	else
+		printf("commands: %" PRIu64 " durable Deposit commands in %.2f s over %" PRIu64
+		       " connections (depth %" PRIu64 ", %" PRIu64 " accounts): %.0f commands/s"
+		       " (%" PRIu64 " refused or conflicted)\n",
+		       ok, secs, o->conns, o->depth, o->accounts, (double)ok / secs, bad);
+	ml_server_stop(srv);
+	pthread_join(th, NULL);
+	ml_host_close(h);
+	ml_server_free(srv);
+	free(bc);
+	free(pf);
+	return rc == 0 ? CLI_OK : CLI_REFUSED;
+}
+
+/* ---- catch-up ---- */
+
+static int feed_replay(const struct ml_event *e, void *arg)
+{
+	return ml_script_feed(arg, e) == 0 ? 0 : -1;
+}
+
+static int bench_catchup(const struct sopts *o)
+{
+	if (fresh_dir(o->dir) != 0)
+		return CLI_REFUSED;
+	struct ml_log_options lo;
+	ml_log_options_init(&lo);
+	lo.dir = o->dir, lo.fsync = ML_FSYNC_NEVER;
+	struct ml_log *log = ml_log_open(&lo);
+	if (log == NULL)
+		return cli_diag("bench");
+	enum { BATCH = 1000 };
+	struct ml_event_in evs[BATCH];
+	char streams[BATCH][32];
+	const char data[] = "\x81\xa6"
+			    "amount\x05";
+	for (uint64_t done = 0; done < o->events; done += BATCH) {
+		for (int i = 0; i < BATCH; i++) {
+			int n = snprintf(streams[i], 32, "account-%" PRIu64,
+					 (done + (uint64_t)i) % o->accounts);
+			evs[i] = (struct ml_event_in){.stream = streams[i],
+						      .stream_len = (size_t)n,
+						      .type = "Deposited",
+						      .type_len = 9,
+						      .data = data,
+						      .data_len = sizeof(data) - 1};
+		}
+		struct ml_append req = {.events = evs, .n_events = BATCH};
+		if (ml_log_append(log, &req) != 0)
+			return cli_diag("bench");
+	}
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/balances.lua", o->scripts);
+	struct ml_script *s = ml_script_load(path, NULL);
+	if (s == NULL)
+		return cli_diag("bench");
+	uint64_t t0 = ml_clock_ns();
+	ml_log_scan(log, 1, 0, feed_replay, s);
+	double replay = (double)(ml_clock_ns() - t0) / 1e9;
+	ml_script_free(s);
+
+	struct ml_host_options ho;
+	ml_host_options_init(&ho);
+	ho.scripts_dir = o->scripts, ho.data_dir = o->dir, ho.quiet = 1;
+	t0 = ml_clock_ns();
+	struct ml_host *h = ml_host_open(log, &ho);
+	if (h == NULL)
+		return cli_diag("bench");
+	ml_host_drain(h);
+	double host = (double)(ml_clock_ns() - t0) / 1e9;
+	ml_host_close(h);
+	ml_log_close(log);
+	uint64_t n = o->events;
+	printf("catchup: %" PRIu64 " events; replay %.2f s (%.2f M/s); host, in slices, with "
+	       "the bank scripts %.2f s (%.2f M/s): %.2fx\n",
+	       n, replay, (double)n / replay / 1e6, host, (double)n / host / 1e6, host / replay);
+	char cmd[1100];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", o->dir);
+	return system(cmd) == 0 ? CLI_OK : CLI_OK;
+}
+
+int cli_bench_scripts(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"conns", required_argument, 0, 'c'},
+	    {"depth", required_argument, 0, 'd'},
+	    {"accounts", required_argument, 0, 'a'},
+	    {"events", required_argument, 0, 'e'},
+	    {"seconds", required_argument, 0, 's'},
+	    {"dir", required_argument, 0, 'D'},
+	    {0, 0, 0, 0},
+	};
+	struct sopts o = {
+	    .conns = 64, .depth = 8, .accounts = 1000, .events = 10000000, .seconds = 5};
+	snprintf(o.dir, sizeof(o.dir), "/tmp/moonlog-bench-scripts");
+	snprintf(o.scripts, sizeof(o.scripts), "%s/../examples/bank/scripts",
+		 ml_script_lua_source_dir());
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		uint64_t v = 0;
+		if (c != 'D' && c != '?' && cli_uint("bench", "option", optarg, &v) != 0)
+			return CLI_USAGE;
+		if (c == 'c')
+			o.conns = v ? v : 1;
+		else if (c == 'd')
+			o.depth = v ? v : 1;
+		else if (c == 'a')
+			o.accounts = v ? v : 1;
+		else if (c == 'e')
+			o.events = v < 1000 ? 1000 : v;
+		else if (c == 's')
+			o.seconds = (double)v;
+		else if (c == 'D')
+			snprintf(o.dir, sizeof(o.dir), "%s", optarg);
+		else
+			return cli_fail("bench", CLI_USAGE,
+					"see the top of runtime/cli/cmd_bench_scripts.c");
+	}
+	if (strcmp(argv[0], "catchup") == 0)
+		return bench_catchup(&o);
+	return bench_commands(&o);
+}
