@@ -26,6 +26,13 @@ static uint64_t position_of(struct ml_host *h, const struct ml_hosted *e, uint64
 	return e->kind == ML_SCRIPT_DECIDER ? head : e->pos;
 }
 
+/* A handler whose batch is in flight is not done with its event: lag 0 means what it
+ * emitted is visible. */
+static uint64_t lag_of(const struct ml_hosted *e, uint64_t head, uint64_t pos)
+{
+	return (head > pos ? head - pos : 0) + (e->inflight ? 1 : 0);
+}
+
 static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, struct ml_buf *b)
 {
 	struct ml_script_stats st = {0};
@@ -53,7 +60,7 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 	ml_mp_put_cstr(b, "position");
 	ml_mp_put_uint(b, pos);
 	ml_mp_put_cstr(b, "lag");
-	ml_mp_put_uint(b, head > pos ? head - pos : 0);
+	ml_mp_put_uint(b, lag_of(e, head, pos));
 	ml_mp_put_cstr(b, "checkpoint");
 	ml_mp_put_uint(b, e->saved);
 	ml_mp_put_cstr(b, "events_per_second");
@@ -108,7 +115,7 @@ void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 				ml_buf_addf(b, "%" PRIu64 "\n", pos);
 				break;
 			case 1:
-				ml_buf_addf(b, "%" PRIu64 "\n", head > pos ? head - pos : 0);
+				ml_buf_addf(b, "%" PRIu64 "\n", lag_of(e, head, pos));
 				break;
 			case 2:
 				ml_buf_addf(b, "%.1f\n", e->rate);
