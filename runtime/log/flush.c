@@ -23,8 +23,6 @@
 #include "log/record.h"
 
 #define GATHER_MAX_NS 100000
-#define ZERO_CHUNK    (4u << 20)
-#define ZERO_SKIP     (256u << 10)
 
 static int write_all(int fd, const char *p, size_t n, uint64_t off, int fault)
 {
@@ -55,41 +53,6 @@ static int sync_fd(int fd, int fault)
 	return fdatasync(fd);
 }
 
-/*
- * Writes zeros ahead of the records, a few MiB at a time, and syncs them once.
- * zeroed_end is where the file's written bytes (records or zeros) end.
- * An fdatasync then only has data to flush: when a write grows the file, the
- * sync must also commit the new size through the file system's journal, which
- * costs about a third more on ext4. Recovery reads the zeros as the end of the
- * data. Best effort: if the zeros do not fit (a full disk, a size limit), the
- * file is put back and the records are written without them.
- */
-static void zero_ahead(struct ml_log *log, struct ml_seg *seg, uint64_t off, uint64_t len)
-{
-	uint64_t upto = off + len;
-	if (upto <= seg->zeroed_end || len >= ZERO_SKIP || log->opt.fsync == ML_FSYNC_NEVER)
-		return; /* already there, or a write so large that its sync is all data anyway */
-	uint64_t to = seg->zeroed_end + ZERO_CHUNK;
-	if (to > log->opt.segment_size)
-		to = log->opt.segment_size;
-	if (to < upto)
-		return; /* a batch past the segment size: no zeros for it */
-	static const char zeros[1 << 16];
-	uint64_t at = seg->zeroed_end;
-	while (at < to) {
-		size_t n = to - at < sizeof(zeros) ? (size_t)(to - at) : sizeof(zeros);
-		if (write_all(seg->fd, zeros, n, at, 0) != 0)
-			break;
-		at += n;
-	}
-	if (at == to && fdatasync(seg->fd) == 0) {
-		seg->zeroed_end = to;
-		return;
-	}
-	if (ftruncate(seg->fd, (off_t)seg->zeroed_end) != 0)
-		return; /* the data write that follows fails the same way and rolls back */
-}
-
 /* Makes sure the segment's file exists (the mutex is not held). */
 static int open_seg(struct ml_log *log, struct ml_seg *seg)
 {
@@ -101,8 +64,8 @@ static int open_seg(struct ml_log *log, struct ml_seg *seg)
 	fd = ml_log_create_segment(log, seg->first);
 	if (fd < 0)
 		return -1;
-	seg->zeroed_end = ML_SEG_HEADER;
 	pthread_mutex_lock(&log->mu);
+	seg->zeroed_end = seg->data_end = ML_SEG_HEADER;
 	seg->fd = fd;
 	pthread_mutex_unlock(&log->mu);
 	return 0;
@@ -111,8 +74,12 @@ static int open_seg(struct ml_log *log, struct ml_seg *seg)
 /* A segment is finished: cut its zeros off and sync it before the next one starts. */
 static int seal(struct ml_log *log, struct ml_seg *seg, int fault_sync)
 {
+	pthread_mutex_lock(&log->mu);
+	seg->sealed = 1;
+	ml_log_zeros_settle(log, seg);
 	if (seg->zeroed_end > seg->end && ftruncate(seg->fd, (off_t)seg->end) == 0)
 		seg->zeroed_end = seg->end;
+	pthread_mutex_unlock(&log->mu);
 	return log->opt.fsync == ML_FSYNC_NEVER ? 0 : sync_fd(seg->fd, fault_sync);
 }
 
@@ -149,12 +116,10 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 			len += r->nbytes;
 			continue;
 		}
-		if (len && !fault_write)
-			zero_ahead(log, seg, file_off, len);
+		if (len)
+			ml_log_zeros_before_write(log, seg, file_off + len);
 		if (len && write_all(seg->fd, fb->bytes.data + buf_off, len, file_off, fault_write))
 			return -1;
-		if (len && file_off + len > seg->zeroed_end) /* the file grew past the zeros */
-			seg->zeroed_end = file_off + len;
 		if (r == NULL)
 			break;
 		if (switch_seg(log, r->seg, fault_sync) != 0)
@@ -216,7 +181,9 @@ static void mark_broken(struct ml_log *log, const char *what, int err)
 /* Removes the last segment, which holds nothing acknowledged (the mutex is held). */
 static void drop_last_seg(struct ml_log *log)
 {
-	struct ml_seg *seg = log->segs[--log->nsegs];
+	struct ml_seg *seg = log->segs[log->nsegs - 1];
+	ml_log_zeros_settle(log, seg);
+	log->nsegs--;
 	if (log->flush_seg == seg)
 		log->flush_seg = NULL;
 	if (seg->fd >= 0) {
@@ -247,7 +214,8 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 		drop_last_seg(log);
 	struct ml_seg *last = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
 	if (last) {
-		last->end = last->zeroed_end = last->durable_end;
+		ml_log_zeros_settle(log, last);
+		last->end = last->zeroed_end = last->data_end = last->durable_end;
 		/* Cut what the failed write may have left, durably: bytes past the end that
 		 * parse as records would otherwise come back as events nobody stored. */
 		if (last->fd >= 0 && (ftruncate(last->fd, (off_t)last->durable_end) != 0 ||
@@ -403,7 +371,7 @@ int ml_log_flusher_start(struct ml_log *log)
 	if (pthread_create(&log->flusher, NULL, flusher_main, log) != 0)
 		return ml_diag_set(ML_ERR_IO, "cannot start the log's flusher thread");
 	log->flusher_running = 1;
-	return 0;
+	return ml_log_zeros_start(log);
 }
 
 /* Lets the flusher write what is queued, syncs, and joins it. */
@@ -417,6 +385,7 @@ void ml_log_flusher_stop(struct ml_log *log)
 	pthread_mutex_unlock(&log->mu);
 	pthread_join(log->flusher, NULL);
 	log->flusher_running = 0;
+	ml_log_zeros_stop(log);
 	for (size_t i = 0; i < log->nsegs; i++)
 		if (log->segs[i]->fd >= 0)
 			fdatasync(log->segs[i]->fd);

@@ -47,7 +47,10 @@ struct ml_seg {
 	uint64_t first;	      /* position of its first record */
 	uint64_t end;	      /* bytes reserved: where the next record goes */
 	uint64_t durable_end; /* bytes written and acknowledged */
-	uint64_t zeroed_end;  /* the file is written (zeros past end) up to here: flusher only */
+	uint64_t zeroed_end;  /* the file is written (records, then zeros) up to here */
+	uint64_t data_end;    /* the flusher writes records up to here (zeros.c stays past it) */
+	uint64_t claim_end;   /* zeros.c is filling [zeroed_end, claim_end); 0 when idle */
+	int sealed;	      /* finished (or no zeros to be had): zeros.c leaves it alone */
 	int fd;		      /* -1 until the flusher has created the file */
 };
 
@@ -66,6 +69,9 @@ struct ml_log {
 
 	pthread_mutex_t mu;
 	pthread_cond_t flush_cv; /* wakes the flusher */
+	pthread_cond_t zero_cv;	 /* wakes the zero writer, and whoever waits for it */
+	pthread_t zero_thread;
+	int zero_running;
 	pthread_t flusher;
 	int flusher_running, stopping, flusher_waiting;
 
@@ -135,6 +141,14 @@ void ml_log_flusher_stop(struct ml_log *log);
 /* append.c: blocking appenders wait on their own request */
 void ml_append_wait(struct ml_append *req);
 void ml_append_wake(struct ml_append *req);
+
+/* zeros.c: the zero writer thread, and what the flusher tells it */
+int ml_log_zeros_start(struct ml_log *log);
+void ml_log_zeros_stop(struct ml_log *log);
+/* Before the flusher writes records up to `end` of seg (takes the mutex). */
+void ml_log_zeros_before_write(struct ml_log *log, struct ml_seg *seg, uint64_t end);
+/* Waits until no zeros are being written to seg (mutex held). */
+void ml_log_zeros_settle(struct ml_log *log, struct ml_seg *seg);
 
 /* read.c: copies the record at a position into buf (the caller holds mu); 0 or -1. */
 int ml_log_record_at(struct ml_log *log, uint64_t position, struct ml_buf *buf);

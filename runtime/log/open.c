@@ -138,7 +138,7 @@ static int load_segment(struct ml_log *log, uint64_t first, int last)
 	ml_scan_segment(p, size, last, &sc, index_record, log);
 	munmap(p, size);
 	log->next_position = sc.next_position;
-	seg->end = seg->durable_end = seg->zeroed_end = sc.good_end;
+	seg->end = seg->durable_end = seg->zeroed_end = seg->data_end = sc.good_end;
 	if (sc.status == ML_SCAN_CLEAN) {
 		seg->zeroed_end = size; /* the zeros written ahead stay for the next appends */
 		return 0;
@@ -220,6 +220,7 @@ static void log_free(struct ml_log *log)
 	ml_buf_free(&log->inflight.bytes);
 	pthread_mutex_destroy(&log->mu);
 	pthread_cond_destroy(&log->flush_cv);
+	pthread_cond_destroy(&log->zero_cv);
 	free(log->segs);
 	free(log->offsets);
 	free(log->dir);
@@ -254,6 +255,7 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&log->flush_cv, &ca);
+	pthread_cond_init(&log->zero_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	ml_streams_init(&log->streams);
 	ml_idem_init(&log->idem, o->id_window);

@@ -46,8 +46,13 @@ static void build(const char *dir)
 			last_batch_at = (size_t)st.bytes;
 		pristine_len = (size_t)st.bytes;
 	}
-	ml_log_close(log);
+	/* the zeros are written ahead by a thread of the log's own: give it a moment */
 	snprintf(seg_path, sizeof(seg_path), "%s/log/00000000000000000001.seg", dir);
+	struct stat zs;
+	for (int i = 0; i < 500 && stat(seg_path, &zs) == 0 && (size_t)zs.st_size <= pristine_len;
+	     i++)
+		usleep(10000);
+	ml_log_close(log);
 	int fd = open(seg_path, O_RDONLY);
 	struct stat st;
 	fstat(fd, &st);
