@@ -122,14 +122,15 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   streams([pattern])             streams and their versions
   streams.count([pattern]), streams.version(stream)
   scripts()                      the loaded scripts and their state
-  NAME:query(q, ...), NAME:get(stream), NAME:command(cmd, args)   a script by name
-  at(position, NAME)             a script's state as of an earlier position
+  NAME:query(q, ...), NAME:get(stream), NAME:state(), NAME:command(cmd, args)
+                                 a loaded script, by its name
+  at(position, NAME)             a script's state as of an earlier position (NAME:at(p))
   stats()                        the log's and the server's figures
   help(name)                     more on one of these]==],
   log = "log.append(stream, type, data, opts) appends one event; opts: expect (any, no_stream, exists\nor a version), id, meta. log.read(stream, {from, limit, backwards}) returns events;\nlog.read('$all', {from, limit}) the whole log. log.tail(pattern, from) follows new events.",
   streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
   scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors.\nscripts.reload(name) reloads one; scripts.errors() the last load errors.",
-  at = "at(position, name) replays the log up to position into a scratch copy of the\nscript and returns its state then; the live script is untouched.",
+  at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched.",
   stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs).",
 }
 
@@ -200,19 +201,30 @@ local function make_streams(api)
   }, { __call = function(_, pattern) return list(pattern) end })
 end
 
+local function no_scripts() error("no scripts are loaded here (start the server with --scripts DIR)", 3) end
+
 local function make_scripts(backend)
   local S = backend.scripts
-  local function unavailable() error("no scripts are loaded here (start the REPL on a server, or give --scripts DIR)", 3) end
   return setmetatable({
-    reload = function(name) if not S then unavailable() end return S.reload(name) end,
-    errors = function() if not S then unavailable() end return S.errors() end,
-  }, { __call = function() if not S then return {} end return S.list() end })
+    reload = function(name)
+      if not (S and S.reload) then no_scripts() end
+      return S.reload(name)
+    end,
+    -- the scripts that failed to load or faulted, with their errors
+    errors = function()
+      local out = {}
+      for _, s in ipairs(S and S.list() or {}) do
+        if s.error then out[#out + 1] = { name = s.name, error = s.error, position = s.error_position } end
+      end
+      return out
+    end,
+  }, { __call = function() return S and S.list() or {} end })
 end
 
 -- The globals of a REPL session. backend = { api = <flat log API: append(stream, type,
 -- data, opts), read(stream, opts), head(), version(stream), streams(prefix), stats()>
--- (or log = <a moonlog.core log object>), scripts = <registry>|nil,
--- at = function(position, name)|nil }.
+-- (or log = <a moonlog.core log object>), scripts = <list(), get(name) -> object with
+-- query/get/state/command/at methods or nil, at(position, name), reload(name)> | nil }.
 function repl.env(backend)
   local api = backend.api or repl.api_of(backend.log)
   local env = {}
@@ -232,14 +244,16 @@ function repl.env(backend)
   env.scripts = make_scripts(backend)
   env.stats = api.stats
   env.at = function(position, name)
-    if not backend.at then error("at() needs the scripts: start the REPL on a server or with --scripts", 2) end
-    return backend.at(position, name)
+    if not (backend.scripts and backend.scripts.at) then no_scripts() end
+    return backend.scripts.at(position, name)
   end
   env.help = help
   env.show = repl.show
   env._G = env
-  if backend.scripts then
-    setmetatable(env, { __index = function(_, k) return backend.scripts.get(k) end })
+  if backend.scripts then -- each loaded script is a global named after it
+    setmetatable(env, { __index = function(_, k)
+      if type(k) == "string" then return backend.scripts.get(k) end
+    end })
   end
   repl.last_env = env
   return env

@@ -25,8 +25,9 @@ struct ml_eval {
 	struct ml_server *srv;
 	lua_State *L;
 	size_t mem;
-	int repl_ref; /* the moonlog.repl module */
-	int api_ref;  /* the log API table handed to repl.env */
+	int repl_ref;	 /* the moonlog.repl module */
+	int api_ref;	 /* the log API table handed to repl.env */
+	int scripts_ref; /* the scripts API table handed to repl.env */
 };
 
 static inline struct run *ml_eval_run_of(lua_State *L)
@@ -40,6 +41,8 @@ void ml_eval_resume(struct run *r, int nargs);
 /* Pushes the log API table: append (yields until durable), read, head, version,
  * streams, stats. */
 void ml_eval_push_log_api(lua_State *L);
+/* Pushes the scripts API table (lua_eval_scripts.c): list, get, at. */
+void ml_eval_push_scripts_api(lua_State *L);
 /* print: into the running chunk's output. */
 int ml_eval_print(lua_State *L);
 

@@ -84,6 +84,8 @@ static int setup(lua_State *L)
 	e->repl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	ml_eval_push_log_api(L);
 	e->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	ml_eval_push_scripts_api(L);
+	e->scripts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
 }
 
@@ -127,9 +129,11 @@ static int env_of(struct ml_eval *e, struct ml_conn *c)
 	lua_State *L = e->L;
 	if (c->env_ref == LUA_NOREF) {
 		repl_fn(e, "env");
-		lua_createtable(L, 0, 1);
+		lua_createtable(L, 0, 3);
 		lua_rawgeti(L, LUA_REGISTRYINDEX, e->api_ref);
 		lua_setfield(L, -2, "api");
+		lua_rawgeti(L, LUA_REGISTRYINDEX, e->scripts_ref);
+		lua_setfield(L, -2, "scripts");
 		if (lua_pcall(L, 1, 1, 0) != LUA_OK)
 			return -1; /* the message is on the stack */
 		c->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);

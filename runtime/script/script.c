@@ -253,6 +253,10 @@ struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, 
 	}
 	lua_settop(s->L, SLOT_COUNT);
 	make_hash(s, src, len, o->lua_dir);
+	s->src = ml_xstrndup(src, len);
+	s->src_len = len;
+	s->opts = *o;
+	s->opts.lua_dir = s->lua_dir;
 	/* Events and their views die young: the generational collector suits them. */
 	lua_gc(s->L, LUA_GCGEN, 0, 0);
 	return s;
@@ -296,7 +300,13 @@ void ml_script_free(struct ml_script *s)
 	free(s->name);
 	free(s->chunkname);
 	free(s->lua_dir);
+	free(s->src);
 	free(s);
+}
+
+struct ml_script *ml_script_load_again(const struct ml_script *s)
+{
+	return ml_script_load_buffer(s->chunkname, s->src, s->src_len, &s->opts);
 }
 
 const char *ml_script_name(const struct ml_script *s)

@@ -53,6 +53,9 @@ struct ml_script_filter {
 struct ml_script {
 	lua_State *L;
 	char *name, *chunkname, *lua_dir;
+	char *src; /* the code, kept for ml_script_load_again */
+	size_t src_len;
+	struct ml_script_options opts;
 	enum ml_script_kind kind;
 	char hash[17];
 	struct ml_script_filter filter;

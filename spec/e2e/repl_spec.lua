@@ -156,3 +156,29 @@ describe("moonlog repl with no server", function()
     sh("rm -rf " .. q(dir) .. " " .. q(home))
   end)
 end)
+
+describe("moonlog repl with scripts running in the server", function()
+  after_each(server.stop_all)
+
+  it("reaches each script by name, runs commands, and answers at(position)", function()
+    local src = assert(os.getenv("MOONLOG_SOURCE_DIR"))
+    local s = server.start { args = { "--scripts", src .. "/examples/bank/scripts" } }
+    local chunks = table.concat({
+      'account:command("Open", { id = 1, owner = "ada" }).version',
+      'account:command("Deposit", { id = 1, amount = 100 }).version',
+      'account:command("Withdraw", { id = 1, amount = 30 }).position',
+      'balances:query("balance", "account-1")',
+      'at(2, "balances").total',                 -- as of position 2: after the deposit
+      'balances:at(3).accounts["account-1"]',
+      'balances:query("total")',                 -- the live one is untouched
+      '#scripts()',
+      'account:command("Withdraw", { id = 1, amount = 500 })',
+    }, "\n")
+    local f = assert(io.open(s.root .. "/chunks.lua", "w")); f:write(chunks, "\n"); f:close()
+    local status, out = run(("env -u LD_PRELOAD %s repl --data %s < %s")
+      :format(q(BIN), q(s.data), q(s.root .. "/chunks.lua")))
+    assert.equal(1, status) -- the last command is rejected
+    assert.matches("^1\n2\n3\n70\n100\n70\n70\n2\n", out)
+    assert.matches("rejected: insufficient funds", out, 1, true)
+  end)
+end)

@@ -55,6 +55,9 @@ ML_API struct ml_script *ml_script_load(const char *path, const struct ml_script
 /* The same from a buffer; `chunkname` names the script in messages ("balances.lua"). */
 ML_API struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, size_t len,
 					       const struct ml_script_options *o);
+/* A fresh copy of a loaded script (same code and limits, the initial state), e.g. to
+ * replay the log into a scratch state; NULL with a diag. */
+ML_API struct ml_script *ml_script_load_again(const struct ml_script *s);
 /* Closes the script's lua_State. NULL is fine. */
 ML_API void ml_script_free(struct ml_script *s);
 

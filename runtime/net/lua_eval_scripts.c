@@ -1,0 +1,302 @@
+/*
+ * lua_eval_scripts.c - the hosted scripts as chunks evaluated in the server
+ * see them (the REPL's `scripts`, its globals named after scripts, and at()).
+ *
+ *   scripts()                    the status of every script
+ *   balances:query("total")      a projection's query
+ *   account:get("account-1")     a reducer's or decider's state of one stream
+ *   account:command("Deposit", { id = 1, amount = 5 })   runs a decider (yields)
+ *   at(1000, "balances")         (or balances:at(1000)) the state as of position 1000, replayed
+ * into a scratch copy of the script (yields between slices)
+ *
+ * Answers from the scripts come as msgpack and are decoded into plain tables.
+ * Long work yields, and the chunk's coroutine is resumed on a later turn of
+ * the loop, so the server goes on answering meanwhile.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <lauxlib.h>
+
+#include <moonlog/codec.h>
+#include <moonlog/host.h>
+
+#include "net/eval_internal.h"
+
+#define SCRIPT_MT "moonlog.eval.script"
+#define AT_SLICE  20000 /* events replayed by at() between two turns of the loop */
+
+static struct ml_host *host_of(lua_State *L)
+{
+	struct run *r = ml_eval_run_of(L);
+	return r ? ml_server_host(r->ev->srv) : NULL;
+}
+
+/* Pushes the decoded msgpack in b, or raises with the diag. */
+static int push_answer(lua_State *L, int rc, struct ml_buf *b)
+{
+	if (rc != 0 || ml_lua_push_msgpack(L, b->data, b->len) != 0) {
+		ml_buf_free(b);
+		return luaL_error(L, "%s", ml_diag_last());
+	}
+	ml_buf_free(b);
+	return 1;
+}
+
+static struct ml_script *check_script(lua_State *L, int idx)
+{
+	luaL_checktype(L, idx, LUA_TTABLE);
+	lua_getfield(L, idx, "name");
+	size_t n;
+	const char *name = luaL_checklstring(L, -1, &n);
+	struct ml_host *h = host_of(L);
+	struct ml_script *s = h ? ml_host_script(h, name, n) : NULL;
+	if (s == NULL)
+		luaL_error(L, "no script named %s is loaded", name);
+	lua_pop(L, 1);
+	return s;
+}
+
+/* scripts() -> { {name, kind, state, position, lag, ...}, ... } */
+static int l_list(lua_State *L)
+{
+	struct ml_host *h = host_of(L);
+	if (h == NULL) {
+		lua_newtable(L);
+		return 1;
+	}
+	struct ml_buf b = {0};
+	ml_host_status(h, &b);
+	return push_answer(L, 0, &b);
+}
+
+/* script(name) -> an object with the methods below, or nil. */
+static int l_script(lua_State *L)
+{
+	size_t n;
+	const char *name = luaL_checklstring(L, 1, &n);
+	struct ml_host *h = host_of(L);
+	if (h == NULL || ml_host_script(h, name, n) == NULL) {
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_createtable(L, 0, 1);
+	lua_pushvalue(L, 1);
+	lua_setfield(L, -2, "name");
+	luaL_setmetatable(L, SCRIPT_MT);
+	return 1;
+}
+
+static int m_query(lua_State *L)
+{
+	struct ml_script *s = check_script(L, 1);
+	const char *q = luaL_checkstring(L, 2);
+	int nargs = lua_gettop(L) - 2;
+	lua_createtable(L, nargs, 0);
+	for (int i = 1; i <= nargs; i++) {
+		lua_pushvalue(L, i + 2);
+		lua_rawseti(L, -2, i);
+	}
+	struct ml_buf args = {0}, out = {0};
+	int rc = nargs ? ml_lua_to_msgpack_named(L, -1, &args, "args") : 0;
+	if (rc == 0)
+		rc = ml_script_query(s, q, args.data, args.len, &out);
+	ml_buf_free(&args);
+	return push_answer(L, rc, &out);
+}
+
+static int m_get(lua_State *L)
+{
+	struct ml_script *s = check_script(L, 1);
+	size_t n;
+	const char *key = luaL_checklstring(L, 2, &n);
+	struct ml_buf out = {0};
+	return push_answer(L, ml_script_get(s, key, n, &out), &out);
+}
+
+static int m_state(lua_State *L)
+{
+	struct ml_script *s = check_script(L, 1);
+	struct ml_buf out = {0};
+	if (lua_isnoneornil(L, 2))
+		return push_answer(L, ml_script_state(s, &out), &out);
+	size_t n;
+	const char *key = luaL_checklstring(L, 2, &n);
+	return push_answer(L, ml_script_get(s, key, n, &out), &out);
+}
+
+static int m_position(lua_State *L)
+{
+	struct ml_script *s = check_script(L, 1);
+	lua_pushinteger(L, (lua_Integer)ml_host_position(host_of(L), s));
+	return 1;
+}
+
+/* ---- command: the decider path of RPC and HTTP, waited for by a yield ---- */
+
+struct cmd_wait {
+	struct run *r;
+	int answered, status;
+	char message[512];
+	struct ml_buf result, details;
+};
+
+static void cmd_answered(const struct ml_command_outcome *o, void *arg)
+{
+	struct cmd_wait *w = arg;
+	w->answered = 1;
+	w->status = o->status;
+	snprintf(w->message, sizeof(w->message), "%s", o->message ? o->message : "");
+	if (o->result)
+		ml_buf_add(&w->result, o->result->data, o->result->len);
+	if (o->details)
+		ml_buf_add(&w->details, o->details->data, o->details->len);
+	if (!w->r->in_call)
+		ml_eval_resume(w->r, 0);
+}
+
+static int command_k(lua_State *L, int status, lua_KContext ctx)
+{
+	(void)status;
+	struct cmd_wait *w = (struct cmd_wait *)ctx;
+	struct cmd_wait copy = *w;
+	free(w);
+	if (copy.status != 201) {
+		ml_buf_free(&copy.result);
+		ml_buf_free(&copy.details);
+		return luaL_error(L, "%s: %s", copy.status == 422 ? "rejected" : "command failed",
+				  copy.message);
+	}
+	ml_buf_free(&copy.details);
+	return push_answer(L, 0, &copy.result);
+}
+
+/* account:command("Deposit", { id = 1, amount = 5 }) -> {stream, version, events, ...} */
+static int m_command(lua_State *L)
+{
+	struct run *r = ml_eval_run_of(L);
+	check_script(L, 1);
+	lua_getfield(L, 1, "name");
+	size_t dl, nl;
+	const char *decider = lua_tolstring(L, -1, &dl);
+	const char *name = luaL_checklstring(L, 2, &nl);
+	struct ml_buf args = {0};
+	if (!lua_isnoneornil(L, 3) && ml_lua_to_msgpack_named(L, 3, &args, "args") != 0) {
+		ml_buf_free(&args);
+		return luaL_error(L, "%s", ml_diag_last());
+	}
+	struct cmd_wait *w = ml_xcalloc(1, sizeof(*w));
+	w->r = r;
+	r->in_call = 1;
+	ml_command_run(r->ev->srv, decider, dl, name, nl, args.data, args.len, cmd_answered, w);
+	r->in_call = 0;
+	ml_buf_free(&args);
+	if (w->answered)
+		return command_k(L, LUA_OK, (lua_KContext)w);
+	return lua_yieldk(L, 0, (lua_KContext)w, command_k);
+}
+
+/* ---- at(position, name): a replay into a scratch copy, a slice per turn ---- */
+
+struct at_replay {
+	struct run *r;
+	struct ml_script *scratch;
+	uint64_t next, until;
+	int failed;
+};
+
+static void resume_later(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	ml_eval_resume(arg, 0);
+}
+
+static int feed_one(const struct ml_event *e, void *arg)
+{
+	struct at_replay *a = arg;
+	a->next = e->position + 1;
+	if (ml_script_feed(a->scratch, e) != 0) {
+		a->failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int at_k(lua_State *L, int status, lua_KContext ctx)
+{
+	(void)status;
+	struct at_replay *a = (struct at_replay *)ctx;
+	struct ml_log *log = a->r->ev->srv->log;
+	uint64_t want = a->until - a->next + 1;
+	if (a->next <= a->until && !a->failed &&
+	    ml_log_read_all(log, a->next, want < AT_SLICE ? want : AT_SLICE, feed_one, a) >= 0 &&
+	    a->next <= a->until && !a->failed && a->next <= ml_log_head(log)) {
+		struct timeval now = {0, 0};
+		event_base_once(a->r->ev->srv->base, -1, EV_TIMEOUT, resume_later, a->r, &now);
+		return lua_yieldk(L, 0, ctx, at_k);
+	}
+	struct ml_buf out = {0};
+	int rc = a->failed ? -1 : ml_script_state(a->scratch, &out);
+	ml_script_free(a->scratch);
+	free(a);
+	return push_answer(L, rc, &out);
+}
+
+static int l_at(lua_State *L)
+{
+	struct run *r = ml_eval_run_of(L);
+	lua_Integer position = luaL_checkinteger(L, 1);
+	size_t n;
+	const char *name = luaL_checklstring(L, 2, &n);
+	struct ml_host *h = host_of(L);
+	struct ml_script *s = h ? ml_host_script(h, name, n) : NULL;
+	if (s == NULL)
+		return luaL_error(L, "no script named %s is loaded", name);
+	enum ml_script_kind k = ml_script_kind(s);
+	if (k != ML_SCRIPT_PROJECTION && k != ML_SCRIPT_REDUCER)
+		return luaL_error(L, "at() replays projections and reducers; %s is a %s", name,
+				  ml_script_kind_name(k));
+	if (position < 0)
+		return luaL_error(L, "at(position, name): the position cannot be negative");
+	struct at_replay *a = ml_xcalloc(1, sizeof(*a));
+	a->r = r;
+	a->next = 1;
+	a->until = (uint64_t)position;
+	a->scratch = ml_script_load_again(s);
+	if (a->scratch == NULL) {
+		free(a);
+		return luaL_error(L, "%s", ml_diag_last());
+	}
+	return at_k(L, LUA_OK, (lua_KContext)a);
+}
+
+/* balances:at(position) is at(position, "balances") */
+static int m_at(lua_State *L)
+{
+	check_script(L, 1);
+	lua_getfield(L, 1, "name");
+	lua_replace(L, 1);
+	lua_insert(L, 1); /* (position, name) */
+	return l_at(L);
+}
+
+void ml_eval_push_scripts_api(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+	    {"query", m_query},	      {"get", m_get}, {"state", m_state}, {"command", m_command},
+	    {"position", m_position}, {"at", m_at},   {NULL, NULL},
+	};
+	if (luaL_newmetatable(L, SCRIPT_MT)) {
+		luaL_newlib(L, methods);
+		lua_setfield(L, -2, "__index");
+	}
+	lua_pop(L, 1);
+	static const luaL_Reg fns[] = {
+	    {"list", l_list},
+	    {"get", l_script},
+	    {"at", l_at},
+	    {NULL, NULL},
+	};
+	luaL_newlib(L, fns);
+}
