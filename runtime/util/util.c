@@ -62,6 +62,8 @@ void ml_buf_reserve(struct ml_buf *b, size_t extra)
 
 void ml_buf_add(struct ml_buf *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	ml_buf_reserve(b, n);
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
