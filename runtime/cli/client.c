@@ -121,7 +121,9 @@ int cli_client_next(struct cli_client *c, struct ml_mp *msg)
 			c->in.len -= c->in_off;
 			c->in_off = 0;
 		}
-		ml_buf_reserve(&c->in, 1 << 16);
+		/* Read at least as much as is pending: a large answer is then framed (scanned
+		 * from its start) a few times, not once per 64 KiB. */
+		ml_buf_reserve(&c->in, c->in.len > (1 << 20) ? c->in.len : 1 << 20);
 		ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
 		if (r < 0 && errno == EINTR)
 			continue;
