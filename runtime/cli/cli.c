@@ -123,7 +123,7 @@ int cli_event_line(const struct ml_event *e, struct ml_buf *out)
 		ml_buf_add(out, "-", 1);
 	else if (ml_msgpack_to_json(e->data, e->data_len, out) != 0)
 		return -1;
-	if (e->meta_len) {
+	if (e->meta_len && !(e->meta_len == 1 && e->meta[0] == 0x80)) { /* not an empty map */
 		ml_buf_add(out, "  meta=", 7);
 		if (ml_msgpack_to_json(e->meta, e->meta_len, out) != 0)
 			return -1;
