@@ -260,6 +260,94 @@ function repl.env(backend)
 end
 
 ---------------------------------------------------------------------------
+-- Scripts loaded in the REPL's own process (`moonlog repl --data DIR
+-- --scripts DIR` with no server): projections and reducers are fed from the
+-- log on demand; handlers and deciders are listed but not run (their effects,
+-- appends, belong to a server).
+---------------------------------------------------------------------------
+
+-- core: require("moonlog.core"); log: a core log object; paths: the script files.
+function repl.local_scripts(core, log, paths)
+  local loaded, order, failed = {}, {}, {}
+  for _, path in ipairs(paths) do
+    local ok, s = pcall(core.script.load, path)
+    if ok then
+      local name = s:info().name
+      loaded[name] = { script = s, path = path }
+      order[#order + 1] = name
+    else
+      failed[#failed + 1] = { name = path:match("([^/]+)$"), file = path, state = "faulted", error = s }
+    end
+  end
+  local fed = { projection = true, reducer = true }
+
+  -- Feeds a script the events after its position, up to the head.
+  local function catch_up(s, until_position)
+    local info = s:info()
+    if not fed[info.kind] then return end
+    local from = info.position + 1
+    while until_position == nil or from <= until_position do
+      local limit = until_position and math.min(10000, until_position - from + 1) or 10000
+      local evs = assert(log:read("$all", { from = from, limit = limit }))
+      if #evs == 0 then break end
+      for _, e in ipairs(evs) do
+        local ok, err = s:feed(e)
+        if not ok then error(err, 0) end
+      end
+      from = evs[#evs].position + 1
+    end
+  end
+
+  local methods = {}
+  methods.__index = methods
+  function methods:query(q, ...) catch_up(self.script); return self.script:query(q, ...) end
+  function methods:get(key) catch_up(self.script); return self.script:get(key) end
+  function methods:state(key)
+    catch_up(self.script)
+    if key ~= nil then return self.script:get(key) end
+    return self.script:state()
+  end
+  function methods:position() catch_up(self.script); return self.script:info().position end
+  function methods:command()
+    error("commands run in a server (moonlog serve --scripts DIR); this REPL opened the log itself", 2)
+  end
+  function methods:at(position) return repl.last_scripts.at(position, self.name) end
+  methods.__tostring = function(o) return "script " .. o.name end
+
+  local api = {}
+  function api.get(name)
+    local e = loaded[name]
+    return e and setmetatable({ name = name, script = e.script }, methods) or nil
+  end
+  function api.list()
+    local out = {}
+    for _, name in ipairs(order) do
+      local s = loaded[name].script
+      pcall(catch_up, s)
+      local info = s:info()
+      out[#out + 1] = { name = name, kind = info.kind, hash = info.hash, position = info.position,
+                        file = loaded[name].path:match("([^/]+)$"),
+                        state = info.fault and "faulted" or (fed[info.kind] and "running" or "not run here"),
+                        error = info.fault, memory = info.memory }
+    end
+    for _, f in ipairs(failed) do out[#out + 1] = f end
+    return out
+  end
+  function api.at(position, name)
+    local e = loaded[name]
+    if not e then error("no script named " .. tostring(name) .. " is loaded", 2) end
+    local scratch = core.script.load(e.path)
+    if not fed[scratch:info().kind] then error("at() replays projections and reducers", 2) end
+    catch_up(scratch, position)
+    local state = scratch:state()
+    scratch:close()
+    return state
+  end
+  repl.last_scripts = api
+  return api
+end
+
+---------------------------------------------------------------------------
 -- Evaluating
 ---------------------------------------------------------------------------
 

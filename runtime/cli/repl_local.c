@@ -7,7 +7,9 @@
  * user's chunks run in the sandboxed environment repl.env builds. A count
  * hook stops a runaway chunk after its budget, or at Ctrl-C.
  */
+#include <dirent.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 
@@ -30,6 +32,7 @@ struct local {
 	lua_State *L;
 	int env; /* registry ref of the session's globals */
 	uint64_t budget_left;
+	const char *scripts_dir; /* NULL: no scripts */
 	char where[4200];
 };
 
@@ -49,7 +52,50 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	l->budget_left -= HOOK_EVERY;
 }
 
-/* Builds the session: repl.env { log = <this log> }. Runs under lua_pcall. */
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Pushes the sorted paths of the *.lua files of dir (an empty list if it has none). */
+static void push_script_paths(lua_State *L, const char *dir)
+{
+	lua_newtable(L);
+	DIR *d = dir ? opendir(dir) : NULL;
+	if (d == NULL)
+		return;
+	char **names = NULL;
+	size_t n = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;) {
+		size_t len = strlen(de->d_name);
+		if (len > 4 && de->d_name[0] != '.' && strcmp(de->d_name + len - 4, ".lua") == 0) {
+			names = ml_xrealloc(names, (n + 1) * sizeof(*names));
+			names[n++] = ml_xstrndup(de->d_name, len);
+		}
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushfstring(L, "%s/%s", dir, names[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* Pushes repl.local_scripts(core, log, paths) for the scripts folder. [-0, +1] */
+static void push_local_scripts(lua_State *L, int repl, int log, const char *scripts_dir)
+{
+	lua_getfield(L, repl, "local_scripts");
+	lua_createtable(L, 0, 2); /* the parts of moonlog.core it needs */
+	ml_luaopen_script(L);
+	lua_setfield(L, -2, "script");
+	lua_pushvalue(L, log);
+	push_script_paths(L, scripts_dir);
+	lua_call(L, 3, 1);
+}
+
+/* Builds the session: repl.env { log = <this log>, scripts = ... }. Runs under lua_pcall. */
 static int setup(lua_State *L)
 {
 	struct local *l = lua_touserdata(L, 1);
@@ -60,12 +106,19 @@ static int setup(lua_State *L)
 	lua_call(L, 1, 1);
 	lua_setfield(L, LUA_REGISTRYINDEX, "moonlog.repl");
 	lua_getfield(L, LUA_REGISTRYINDEX, "moonlog.repl");
-	lua_getfield(L, -1, "env");
-	lua_createtable(L, 0, 1);
+	int repl = lua_gettop(L);
 	ml_luaopen_log(L); /* registers the log object's metatable */
 	lua_pop(L, 1);
 	ml_lua_push_log(L, l->log);
+	int log = lua_gettop(L);
+	lua_getfield(L, repl, "env");
+	lua_createtable(L, 0, 2);
+	lua_pushvalue(L, log);
 	lua_setfield(L, -2, "log");
+	if (l->scripts_dir) {
+		push_local_scripts(L, repl, log, l->scripts_dir);
+		lua_setfield(L, -2, "scripts");
+	}
 	lua_call(L, 1, 1);
 	l->env = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
@@ -212,12 +265,15 @@ static void local_close(struct repl_backend *b)
 
 struct repl_backend *repl_local_open(const char *dir, const char *scripts_dir)
 {
-	(void)scripts_dir;
+	struct stat st;
+	if (scripts_dir == NULL && stat("./scripts", &st) == 0 && S_ISDIR(st.st_mode))
+		scripts_dir = "./scripts"; /* the default of moonlog serve, when it is there */
 	struct ml_log *log = cli_open_log("repl", dir, 0, ML_FSYNC_ALWAYS);
 	if (log == NULL)
 		return NULL;
 	struct local *l = calloc(1, sizeof(*l));
 	l->log = log;
+	l->scripts_dir = scripts_dir;
 	l->L = luaL_newstate();
 	*(struct local **)lua_getextraspace(l->L) = l;
 	lua_pushcfunction(l->L, setup);

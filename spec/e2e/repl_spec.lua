@@ -155,6 +155,24 @@ describe("moonlog repl with no server", function()
     term:close()
     sh("rm -rf " .. q(dir) .. " " .. q(home))
   end)
+
+  it("loads --scripts and answers their queries and at(position) from the log", function()
+    local dir = server.tmpdir()
+    local src = assert(os.getenv("MOONLOG_SOURCE_DIR"))
+    for _, e in ipairs { { "Opened", '{"owner":"ada"}' }, { "Deposited", '{"amount":100}' },
+                         { "Withdrawn", '{"amount":30}' } } do
+      assert.equal(0, (run(("env -u LD_PRELOAD %s append --data %s account-1 %s %s")
+        :format(q(BIN), q(dir), e[1], q(e[2])))))
+    end
+    local chunks = 'balances:query("balance", "account-1")\nat(2, "balances").total\n' ..
+      'balances:query("total")\naccount:command("Open", { id = 2, owner = "x" })\n'
+    local status, out = run(("printf %s | env -u LD_PRELOAD %s repl --data %s --scripts %s")
+      :format(q(chunks), q(BIN), q(dir), q(src .. "/examples/bank/scripts")))
+    assert.equal(1, status)
+    assert.matches("^70\n100\n70\n", out)
+    assert.matches("commands run in a server", out, 1, true)
+    sh("rm -rf " .. q(dir))
+  end)
 end)
 
 describe("moonlog repl with scripts running in the server", function()
