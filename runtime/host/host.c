@@ -6,7 +6,10 @@
  * Where each kind starts: a projection or reducer from its snapshot when the
  * code hash matches, else from 0 (a rebuild, fed in slices by step.c); a
  * handler after the position in the last event of $checkpoint-NAME, whatever
- * its code (handlers continue, they never re-emit); a decider is not fed.
+ * its code (handlers continue, they never re-emit), or from its `start` when
+ * it has none; a decider is not fed. Entries are allocated one by one: a
+ * handler's batch in flight holds its entry's address while reloads add and
+ * remove others.
  */
 #include <dirent.h>
 #include <stdarg.h>
@@ -83,8 +86,13 @@ static int list_scripts(const char *dir, char ***out, size_t *n)
 	return 0;
 }
 
+int ml_host_list_files(struct ml_host *h, char ***out, size_t *n)
+{
+	return list_scripts(h->scripts_dir, out, n);
+}
+
 /* Where a loaded script starts. */
-static void restore(struct ml_host *h, struct ml_hosted *e)
+void ml_host_restore(struct ml_host *h, struct ml_hosted *e)
 {
 	e->saved_ms = ml_host_now_ms();
 	if (e->kind == ML_SCRIPT_HANDLER) {
@@ -92,6 +100,8 @@ static void restore(struct ml_host *h, struct ml_hosted *e)
 		if (e->pos)
 			ml_host_line(h, "script %s (handler) continues after position %llu",
 				     e->name, (unsigned long long)e->pos);
+		else /* a new handler: its `start` */
+			e->pos = ml_script_start_position(e->s, ml_log_head(h->log));
 		return;
 	}
 	if (e->kind == ML_SCRIPT_DECIDER) {
@@ -108,26 +118,33 @@ static void restore(struct ml_host *h, struct ml_hosted *e)
 	}
 }
 
-static void add_entry(struct ml_host *h, const char *file)
+struct ml_hosted *ml_host_add(struct ml_host *h, const char *file, struct ml_script *s,
+			      const char *why)
+{
+	h->v = ml_xrealloc(h->v, (h->n + 1) * sizeof(*h->v));
+	struct ml_hosted *e = ml_xcalloc(1, sizeof(*e));
+	h->v[h->n++] = e;
+	e->h = h;
+	e->file = ml_xstrndup(file, strlen(file));
+	e->s = s;
+	if (s == NULL) {
+		e->error = ml_xstrndup(why, strlen(why));
+		e->name = ml_xstrndup(file, strlen(file) - 4);
+		return e;
+	}
+	e->kind = ml_script_kind(s);
+	e->name = ml_xstrndup(ml_script_name(s), strlen(ml_script_name(s)));
+	return e;
+}
+
+static void add_file(struct ml_host *h, const char *file)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", h->scripts_dir, file);
-	h->v = ml_xrealloc(h->v, (h->n + 1) * sizeof(*h->v));
-	struct ml_hosted *e = &h->v[h->n++];
-	memset(e, 0, sizeof(*e));
-	e->h = h;
-	e->file = ml_xstrndup(file, strlen(file));
-	e->s = ml_script_load(path, &h->o.script);
-	if (e->s == NULL) {
-		const char *why = ml_diag_last();
-		e->error = ml_xstrndup(why, strlen(why));
-		e->name = ml_xstrndup(file, strlen(file) - 4);
-		ml_host_line(h, "script %s did not load: %s", file, why);
-		return;
-	}
-	e->kind = ml_script_kind(e->s);
-	const char *name = ml_script_name(e->s);
-	e->name = ml_xstrndup(name, strlen(name));
+	struct ml_script *s = ml_script_load(path, &h->o.script);
+	if (s == NULL)
+		ml_host_line(h, "script %s did not load: %s", file, ml_diag_last());
+	ml_host_add(h, file, s, s ? NULL : ml_diag_last());
 }
 
 struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o)
@@ -144,23 +161,23 @@ struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o
 	h->o.scripts_dir = h->scripts_dir;
 	h->o.data_dir = h->data_dir;
 	for (size_t i = 0; i < nfiles; i++) {
-		add_entry(h, files[i]);
+		add_file(h, files[i]);
 		free(files[i]);
 	}
 	free(files);
 	for (size_t i = 0; i < h->n; i++)
 		for (size_t j = 0; j < i; j++)
-			if (h->v[i].s && h->v[j].s && strcmp(h->v[i].name, h->v[j].name) == 0) {
+			if (h->v[i]->s && h->v[j]->s && strcmp(h->v[i]->name, h->v[j]->name) == 0) {
 				ml_diag_set(ML_ERR_USAGE,
 					    "scripts %s and %s are both named \"%s\": rename one",
-					    h->v[j].file, h->v[i].file, h->v[i].name);
+					    h->v[j]->file, h->v[i]->file, h->v[i]->name);
 				ml_host_close(h);
 				return NULL;
 			}
 	size_t ok = 0;
 	for (size_t i = 0; i < h->n; i++)
-		if (h->v[i].s) {
-			restore(h, &h->v[i]);
+		if (h->v[i]->s) {
+			ml_host_restore(h, h->v[i]);
 			ok++;
 		}
 	ml_host_line(h, "hosting %zu scripts from %s%s", ok, h->scripts_dir,
@@ -168,23 +185,41 @@ struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o
 	return h;
 }
 
+/* Settles and saves an entry, then frees it. */
+static void entry_free(struct ml_host *h, struct ml_hosted *e)
+{
+	if (e->s) {
+		ml_host_settle(h, e, 1);
+		ml_host_save(h, e);
+	}
+	ml_hosted_free_reload(e);
+	ml_script_free(e->s);
+	free(e->name);
+	free(e->file);
+	free(e->error);
+	free(e->evs);
+	ml_buf_free(&e->bytes);
+	free(e);
+}
+
+void ml_host_remove(struct ml_host *h, struct ml_hosted *e)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i] == e) {
+			memmove(&h->v[i], &h->v[i + 1], (h->n - i - 1) * sizeof(*h->v));
+			h->n--;
+			break;
+		}
+	entry_free(h, e);
+}
+
 void ml_host_close(struct ml_host *h)
 {
 	if (h == NULL)
 		return;
-	for (size_t i = 0; i < h->n; i++) {
-		struct ml_hosted *e = &h->v[i];
-		if (e->s) {
-			ml_host_settle(h, e, 1);
-			ml_host_save(h, e);
-		}
-		ml_script_free(e->s);
-		free(e->name);
-		free(e->file);
-		free(e->error);
-		free(e->evs);
-		ml_buf_free(&e->bytes);
-	}
+	ml_host_watch_stop(h);
+	for (size_t i = 0; i < h->n; i++)
+		entry_free(h, h->v[i]);
 	free(h->v);
 	free(h->scripts_dir);
 	free(h->data_dir);
@@ -194,26 +229,39 @@ void ml_host_close(struct ml_host *h)
 struct ml_hosted *ml_host_entry(struct ml_host *h, const struct ml_script *s)
 {
 	for (size_t i = 0; i < h->n; i++)
-		if (h->v[i].s == s)
-			return &h->v[i];
+		if (h->v[i]->s == s)
+			return h->v[i];
+	return NULL;
+}
+
+struct ml_hosted *ml_host_by_file(struct ml_host *h, const char *file)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (!h->v[i]->removed && strcmp(h->v[i]->file, file) == 0)
+			return h->v[i];
+	return NULL;
+}
+
+/* A script by name; removed entries (files gone, unloading) are not found. */
+struct ml_hosted *ml_host_by_name(struct ml_host *h, const char *name, size_t len)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		struct ml_hosted *e = h->v[i];
+		if (!e->removed && strlen(e->name) == len && memcmp(e->name, name, len) == 0)
+			return e;
+	}
 	return NULL;
 }
 
 struct ml_script *ml_host_script(struct ml_host *h, const char *name, size_t len)
 {
-	for (size_t i = 0; i < h->n; i++) {
-		struct ml_hosted *e = &h->v[i];
-		if (strlen(e->name) == len && memcmp(e->name, name, len) == 0) {
-			if (e->s == NULL) {
-				ml_diag_set(ML_ERR_SCRIPT, "%s", e->error);
-				return NULL;
-			}
-			return e->s;
-		}
-	}
-	ml_diag_set(ML_ERR_NOT_FOUND, "no script named \"%.*s\" (see GET /scripts)",
-		    (int)(len > 100 ? 100 : len), name);
-	return NULL;
+	struct ml_hosted *e = ml_host_by_name(h, name, len);
+	if (e && e->s == NULL)
+		ml_diag_set(ML_ERR_SCRIPT, "%s", e->error);
+	else if (e == NULL)
+		ml_diag_set(ML_ERR_NOT_FOUND, "no script named \"%.*s\" (see GET /scripts)",
+			    (int)(len > 100 ? 100 : len), name);
+	return e ? e->s : NULL;
 }
 
 /* The reducer that holds a state for the stream; the only reducer when none does. */
@@ -223,8 +271,8 @@ struct ml_script *ml_host_reducer_for(struct ml_host *h, const char *stream, siz
 	size_t reducers = 0;
 	struct ml_buf b = {0};
 	for (size_t i = 0; i < h->n; i++) {
-		struct ml_hosted *e = &h->v[i];
-		if (e->s == NULL || e->kind != ML_SCRIPT_REDUCER)
+		struct ml_hosted *e = h->v[i];
+		if (e->s == NULL || e->removed || e->kind != ML_SCRIPT_REDUCER)
 			continue;
 		reducers++;
 		only = e->s;
@@ -280,5 +328,8 @@ void ml_host_serve(struct ml_host *h, struct ml_server *s)
 	h->o.wake_arg = s;
 	ml_server_on_turn(s, on_turn, h);
 	ml_server_set_host(s, h);
+	if (ml_host_watch_start(h, ml_server_event_base(s)) != 0)
+		ml_host_line(h, "not watching %s for changes: %s (reload with SIGHUP or reload())",
+			     h->scripts_dir, ml_diag_last());
 	ml_server_again(s);
 }

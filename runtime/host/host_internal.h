@@ -1,6 +1,7 @@
 /*
  * host_internal.h - what the files of host/ share: the registry of hosted
- * scripts and the per-script bookkeeping of feeding and checkpoints.
+ * scripts, the per-script bookkeeping of feeding and checkpoints, and of hot
+ * reloads (a new version waiting to swap in, or rebuilding beside the old).
  */
 #ifndef ML_HOST_INTERNAL_H
 #define ML_HOST_INTERNAL_H
@@ -35,23 +36,72 @@ struct ml_hosted {
 	struct ml_buf bytes; /* the checkpoint's data and the parked event's meta */
 	struct ml_event_in *evs;
 	size_t evs_cap;
+
+	/* hot reload (reload.c) */
+	struct ml_script *pending; /* handlers: the new version, swapped in once no batch is
+				      in flight */
+	struct ml_script *next;	   /* reload = "rebuild": the new version, fed from 0 */
+	uint64_t next_pos;	   /* ... up to here; it swaps in at the head */
+	uint64_t next_ms;	   /* when its rebuild started */
+	char *reload_error;	   /* the last version that did not load (the old one runs) */
+	uint64_t reloads;	   /* versions swapped in since the host opened */
+	int removed;		   /* the file is gone: unload once its batch has settled */
 };
 
 struct ml_host {
 	struct ml_host_options o;
 	char *scripts_dir, *data_dir;
 	struct ml_log *log;
-	struct ml_hosted *v;
+	struct ml_hosted **v; /* pointers: a batch in flight holds its entry's address */
 	size_t n;
 	size_t turn; /* which script goes first in the next step */
 	atomic_int inflight;
+	struct ml_watch *watch; /* inotify on the scripts folder, SIGHUP (watch.c) */
+	uint64_t swap_ns_last;	/* the last swap's pause, for bench reload */
 };
 
 void ml_host_line(struct ml_host *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t ml_host_now_ms(void);
 struct ml_hosted *ml_host_entry(struct ml_host *h, const struct ml_script *s);
 
+/* host.c */
+/* Adds an entry for `file` holding `s` (NULL: it failed to load with `why`). */
+struct ml_hosted *ml_host_add(struct ml_host *h, const char *file, struct ml_script *s,
+			      const char *why);
+/* Sets a loaded entry where it starts: its snapshot or checkpoint, or its start. */
+void ml_host_restore(struct ml_host *h, struct ml_hosted *e);
+/* Saves, settles and frees an entry, and takes it out of the registry. */
+void ml_host_remove(struct ml_host *h, struct ml_hosted *e);
+struct ml_hosted *ml_host_by_file(struct ml_host *h, const char *file);
+struct ml_hosted *ml_host_by_name(struct ml_host *h, const char *name, size_t len);
+/* Lists the *.lua files of the scripts folder, sorted. */
+int ml_host_list_files(struct ml_host *h, char ***out, size_t *n);
+
+/* reload.c */
+/* Loads `file` again (or unloads it when it is gone); the outcome as a msgpack map when
+ * `out` is not NULL. -1 with a diag when the new version did not load. */
+int ml_host_reload_file(struct ml_host *h, const char *file, struct ml_buf *out);
+/* At a step's start: unloads the entries of removed files whose batch has settled. 1 when
+ * some wait. */
+int ml_host_reload_swaps(struct ml_host *h);
+/* Swaps a handler's or decider's pending version in (no batch is in flight). */
+void ml_host_swap_pending(struct ml_host *h, struct ml_hosted *e);
+/* Feeds the rebuilding versions a slice each and swaps those at the head; 1 if more to do. */
+int ml_host_reload_rebuilds(struct ml_host *h, uint64_t head, uint64_t deadline, uint32_t budget);
+void ml_hosted_free_reload(struct ml_hosted *e);
+
+/* watch.c */
+struct event_base;
+int ml_host_watch_start(struct ml_host *h, struct event_base *base);
+void ml_host_watch_stop(struct ml_host *h);
+/* net/rpc_scripts.c: the loop a server runs, for the watcher's events. */
+struct ml_server;
+struct event_base *ml_server_event_base(struct ml_server *s);
+
 /* step.c */
+/* Feeds `s` (the entry's script or its rebuild) from *pos towards head. */
+uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
+			     uint64_t *pos, uint64_t head, uint64_t deadline, uint32_t budget);
 /* Reads the last checkpoint of a handler (0 if none). */
 uint64_t ml_host_checkpoint_read(struct ml_host *h, const char *name);
 /* Waits for a handler's append in flight and settles it. */

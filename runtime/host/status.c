@@ -5,6 +5,9 @@
  * A script's state is "running" (at the head, or as close as the log moves),
  * "catching up" (not yet at the head since it started: a rebuild, or a
  * restart far behind), or "faulted" (with the error and the position).
+ * Reloads add `reloads` (versions swapped in), `reload_error` (the last new
+ * version that did not load; the old one runs on) and `rebuild_position`
+ * (how far a new version replaying beside the old one has got).
  */
 #include <inttypes.h>
 #include <string.h>
@@ -40,7 +43,8 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 	uint64_t pos = position_of(h, e, head);
 	if (e->s)
 		ml_script_stats(e->s, &st);
-	ml_mp_put_map(b, why ? 13 : 11);
+	uint32_t extra = (why ? 2 : 0) + (e->reload_error ? 1 : 0) + (e->next ? 1 : 0);
+	ml_mp_put_map(b, 12 + extra);
 	ml_mp_put_cstr(b, "name");
 	ml_mp_put_cstr(b, e->name);
 	ml_mp_put_cstr(b, "file");
@@ -69,6 +73,16 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 	ml_mp_put_uint(b, st.events);
 	ml_mp_put_cstr(b, "memory");
 	ml_mp_put_uint(b, st.memory);
+	ml_mp_put_cstr(b, "reloads");
+	ml_mp_put_uint(b, e->reloads);
+	if (e->reload_error) { /* the last new version that did not load: the old one runs */
+		ml_mp_put_cstr(b, "reload_error");
+		ml_mp_put_cstr(b, e->reload_error);
+	}
+	if (e->next) { /* a new version replaying the log beside this one */
+		ml_mp_put_cstr(b, "rebuild_position");
+		ml_mp_put_uint(b, e->next_pos);
+	}
 	if (why) {
 		ml_mp_put_cstr(b, "error");
 		ml_mp_put_cstr(b, why);
@@ -82,7 +96,7 @@ void ml_host_status(struct ml_host *h, struct ml_buf *out)
 	uint64_t head = ml_log_head(h->log);
 	ml_mp_put_array(out, (uint32_t)h->n);
 	for (size_t i = 0; i < h->n; i++)
-		one(h, &h->v[i], head, out);
+		one(h, h->v[i], head, out);
 }
 
 void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
@@ -102,7 +116,7 @@ void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 		ml_buf_addf(b, "# HELP moonlog_script_%s %s\n# TYPE moonlog_script_%s gauge\n",
 			    g[k].name, g[k].help, g[k].name);
 		for (size_t i = 0; i < h->n; i++) {
-			const struct ml_hosted *e = &h->v[i];
+			const struct ml_hosted *e = h->v[i];
 			struct ml_script_stats st = {0};
 			if (e->s)
 				ml_script_stats(e->s, &st);

@@ -143,10 +143,18 @@ static void submit_batch(struct ml_host *h, struct ml_hosted *e, const struct ml
 	char pstream[300], cstream[300];
 	size_t k = out.n_emits;
 	if (out.parked) {
+		/* The reason and, apart, Lua's traceback: parked() shows both, a person reads
+		 * the first. */
 		const char *why = out.error ? out.error : "error";
-		ml_mp_put_map(b, ev->meta_len ? 5 : 4);
+		const char *tb = strstr(why, "\nstack traceback:");
+		size_t why_len = tb ? (size_t)(tb - why) : strlen(why);
+		ml_mp_put_map(b, (ev->meta_len ? 5 : 4) + (tb ? 1 : 0));
 		ml_mp_put_cstr(b, "reason");
-		ml_mp_put_cstr(b, why);
+		ml_mp_put_str(b, why, why_len);
+		if (tb) {
+			ml_mp_put_cstr(b, "traceback");
+			ml_mp_put_cstr(b, tb + 1);
+		}
 		ml_mp_put_cstr(b, "stream");
 		ml_mp_put_str(b, ev->stream, ev->stream_len);
 		ml_mp_put_cstr(b, "position");
@@ -233,9 +241,12 @@ void ml_host_save(struct ml_host *h, struct ml_hosted *e)
 
 /* ---- feeding ---- */
 
+/* One slice of one script: the entry's own, or the new version rebuilding beside it. */
 struct slice {
 	struct ml_host *h;
 	struct ml_hosted *e;
+	struct ml_script *s;
+	uint64_t *pos;
 	uint64_t deadline_ns;
 	uint32_t budget; /* events left in this step */
 	uint32_t n;
@@ -245,15 +256,17 @@ static int feed_one(const struct ml_event *ev, void *arg)
 {
 	struct slice *sl = arg;
 	struct ml_hosted *e = sl->e;
-	int handler = e->kind == ML_SCRIPT_HANDLER;
-	int takes = handler && ml_script_filter_match(ml_script_filter(e->s), ev->stream,
+	int live = sl->s == e->s;
+	int handler = live && e->kind == ML_SCRIPT_HANDLER;
+	int takes = handler && ml_script_filter_match(ml_script_filter(sl->s), ev->stream,
 						      ev->stream_len, ev->type, ev->type_len);
-	if (ml_script_feed(e->s, ev) != 0) {
-		ml_host_line(sl->h, "%s", ml_diag_last());
+	if (ml_script_feed(sl->s, ev) != 0) {
+		if (live)
+			ml_host_line(sl->h, "%s", ml_diag_last());
 		return 1; /* faulted: the script says where */
 	}
-	e->pos = ev->position;
-	e->fed++;
+	*sl->pos = ev->position;
+	e->fed += live;
 	sl->n++;
 	if (takes) {
 		e->since++;
@@ -273,23 +286,29 @@ static int feed_one(const struct ml_event *ev, void *arg)
 
 static int stopped(const struct ml_hosted *e)
 {
-	return e->s == NULL || e->error || ml_script_fault(e->s) || e->inflight ||
+	return e->s == NULL || e->error || ml_script_fault(e->s) || e->inflight || e->removed ||
 	       e->kind == ML_SCRIPT_DECIDER;
+}
+
+uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
+			     uint64_t *pos, uint64_t head, uint64_t deadline, uint32_t budget)
+{
+	struct slice sl = {h, e, s, pos, deadline, budget, 0};
+	uint64_t behind = head - *pos;
+	if (behind > h->o.scan_from) {
+		uint64_t until = *pos + (budget < behind ? budget : behind);
+		ml_log_scan(h->log, *pos + 1, until, feed_one, &sl);
+	} else {
+		ml_log_read_all(h->log, *pos + 1, behind, feed_one, &sl);
+	}
+	return sl.n;
 }
 
 /* Feeds e from its position towards head; returns the events fed. */
 static uint32_t feed(struct ml_host *h, struct ml_hosted *e, uint64_t head, uint64_t deadline,
 		     uint32_t budget)
 {
-	struct slice sl = {h, e, deadline, budget, 0};
-	uint64_t behind = head - e->pos;
-	if (behind > h->o.scan_from) {
-		uint64_t until = e->pos + (budget < behind ? budget : behind);
-		ml_log_scan(h->log, e->pos + 1, until, feed_one, &sl);
-	} else {
-		ml_log_read_all(h->log, e->pos + 1, behind, feed_one, &sl);
-	}
-	return sl.n;
+	return ml_host_feed_script(h, e, e->s, &e->pos, head, deadline, budget);
 }
 
 static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
@@ -311,7 +330,7 @@ static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
 static void rates(struct ml_host *h, uint64_t now_ms)
 {
 	for (size_t i = 0; i < h->n; i++) {
-		struct ml_hosted *e = &h->v[i];
+		struct ml_hosted *e = h->v[i];
 		uint64_t dt = now_ms - e->rate_ms;
 		if (dt < 1000)
 			continue;
@@ -326,12 +345,14 @@ int ml_host_step(struct ml_host *h)
 	uint64_t head = ml_log_head(h->log);
 	uint64_t start = ml_clock_ns(), deadline = start + (uint64_t)h->o.slice_us * 1000;
 	uint32_t budget = h->o.slice_events;
-	int more = 0;
 	uint64_t now_ms = start / 1000000;
+	int more = ml_host_reload_swaps(h);
 	size_t first = h->turn++ % (h->n ? h->n : 1);
 	for (size_t k = 0; k < h->n; k++) {
-		struct ml_hosted *e = &h->v[(first + k) % h->n];
+		struct ml_hosted *e = h->v[(first + k) % h->n];
 		ml_host_settle(h, e, 0);
+		if (e->pending && !e->inflight)
+			ml_host_swap_pending(h, e);
 		if (stopped(e))
 			continue;
 		if (e->pos < head && budget > 0 && ml_clock_ns() < deadline)
@@ -348,6 +369,11 @@ int ml_host_step(struct ml_host *h)
 			more = 1;
 		maybe_save(h, e, now_ms);
 	}
+	/* Rebuilds go after the live feeds, so both meet at the same head; they always get a
+	 * share of the step, so a busy log does not starve them. */
+	uint32_t share = h->o.slice_events / 8;
+	more |= ml_host_reload_rebuilds(h, head, deadline + (uint64_t)h->o.slice_us * 250,
+					budget > share ? budget : share);
 	rates(h, now_ms);
 	return more;
 }
@@ -357,8 +383,8 @@ void ml_host_drain(struct ml_host *h)
 	for (;;) {
 		int busy = ml_host_step(h);
 		for (size_t i = 0; i < h->n; i++)
-			if (h->v[i].inflight) {
-				ml_host_settle(h, &h->v[i], 1);
+			if (h->v[i]->inflight) {
+				ml_host_settle(h, h->v[i], 1);
 				busy = 1;
 			}
 		if (!busy)

@@ -6,6 +6,10 @@
  *   GET  /projections/{name}/{query}     ?arg=A&arg=B: the query's arguments, in order
  *   GET  /reducers/{name}/{stream}       a reducer's state of one stream
  *   GET  /scripts                        the status of every script
+ *   POST /scripts/reload                 reload every script (what SIGHUP does)
+ *   POST /scripts/{name}/reload          reload one (422 when the new version fails)
+ *   GET  /scripts/{name}/parked          a handler's parked events, not yet replayed
+ *   POST /scripts/{name}/parked/replay   handle them again with the current code
  *
  * A query argument is read as JSON when it is JSON (42, true, null, "text",
  * {"a":1}), otherwise as a string (account-1), so ?arg=account-1&arg=3 calls
@@ -188,9 +192,83 @@ static void read_route(struct ml_server *s, struct evhttp_request *req, const ch
 	free(sub);
 }
 
+/* ---- /scripts/...: reload and parked events ---- */
+
+static int want(struct evhttp_request *req, enum evhttp_cmd_type m, const char *name)
+{
+	if (evhttp_request_get_command(req) == m)
+		return 1;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", name);
+	ml_http_error(req, 405, ML_ERR_USAGE, 0,
+		      m == EVHTTP_REQ_POST ? "method not allowed here: use POST"
+					   : "method not allowed here: use GET");
+	return 0;
+}
+
+static void host_answer(struct evhttp_request *req, int rc, struct ml_buf *out)
+{
+	if (rc == 0) {
+		send_mp(req, 200, out, NULL, NULL);
+	} else {
+		enum ml_err code = ml_diag_code() ? ml_diag_code() : ML_ERR_SCRIPT;
+		ml_http_error(req,
+			      code == ML_ERR_NOT_FOUND ? 404
+			      : code == ML_ERR_SCRIPT  ? 422
+						       : 0,
+			      code, 0, ml_diag_last());
+	}
+	ml_buf_free(out);
+}
+
+/* rest: what follows "/scripts/": "reload", "{name}/reload", "{name}/parked[/replay]". */
+static void admin_route(struct ml_host *h, struct evhttp_request *req, const char *rest)
+{
+	struct ml_buf out = {0};
+	if (strcmp(rest, "reload") == 0) {
+		if (want(req, EVHTTP_REQ_POST, "POST"))
+			host_answer(req, ml_host_reload(h, NULL, 0, &out), &out);
+		return;
+	}
+	const char *slash = strchr(rest, '/');
+	if (slash == NULL || slash == rest)
+		return ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
+				     "POST /scripts/{name}/reload, GET /scripts/{name}/parked, "
+				     "POST /scripts/{name}/parked/replay");
+	char *raw = ml_xstrndup(rest, (size_t)(slash - rest));
+	char *name = evhttp_uridecode(raw, 0, NULL);
+	free(raw);
+	const char *what = slash + 1;
+	size_t n = strlen(name);
+	if (strcmp(what, "reload") == 0) {
+		if (want(req, EVHTTP_REQ_POST, "POST"))
+			host_answer(req, ml_host_reload(h, name, n, &out), &out);
+	} else if (strcmp(what, "parked") == 0) {
+		if (want(req, EVHTTP_REQ_GET, "GET"))
+			host_answer(req, ml_host_parked(h, name, n, &out), &out);
+	} else if (strcmp(what, "parked/replay") == 0) {
+		if (want(req, EVHTTP_REQ_POST, "POST"))
+			host_answer(req, ml_host_replay_parked(h, name, n, &out), &out);
+	} else {
+		ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
+			      "POST /scripts/{name}/reload, GET /scripts/{name}/parked, "
+			      "POST /scripts/{name}/parked/replay");
+	}
+	free(name);
+}
+
 int ml_http_scripts_route(struct ml_server *s, struct evhttp_request *req, const char *path,
 			  struct evkeyvalq *q)
 {
+	if (strncmp(path, "/scripts/", 9) == 0 && path[9]) {
+		struct ml_host *h = ml_server_host(s);
+		if (h == NULL)
+			ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
+				      "this server hosts no scripts (start it with --scripts DIR)");
+		else
+			admin_route(h, req, path + 9);
+		return 1;
+	}
+
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	const char *rest = NULL;
 	int kind = 0;

@@ -137,6 +137,9 @@ void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t n
 void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 struct ml_host *ml_server_host(struct ml_server *s); /* NULL when no scripts are hosted */
 void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b);
 /*

@@ -564,6 +564,9 @@ static const struct {
     {"get", ml_rpc_get},
     {"state", ml_rpc_state},
     {"scripts", ml_rpc_scripts},
+    {"reload", ml_rpc_reload},
+    {"parked", ml_rpc_parked},
+    {"replay_parked", ml_rpc_replay_parked},
 };
 
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
@@ -591,6 +594,7 @@ void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
 			return methods[i].fn(c, msgid, &r, np);
 	reply_err(c, msgid, ML_ERR_NOT_FOUND, 0,
 		  "unknown method '%.*s'; methods: append, read, subscribe, unsubscribe, ack, "
-		  "stats, auth, eval, command, query, get, state, scripts",
+		  "stats, auth, eval, command, query, get, state, scripts, reload, parked, "
+		  "replay_parked",
 		  (int)(mlen > 64 ? 64 : mlen), m);
 }

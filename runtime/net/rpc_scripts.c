@@ -1,7 +1,7 @@
 /*
  * rpc_scripts.c - the hosted scripts on the wire: a decider's command run
- * (shared with HTTP), and the RPC methods command, query, get, state and
- * scripts.
+ * (shared with HTTP), and the RPC methods command, query, get, state,
+ * scripts, reload, parked and replay_parked.
  *
  * A command decides (ml_script_decide folds the target stream from the log),
  * then appends the events with the version the state was built at, through
@@ -10,7 +10,9 @@
  * the conflicting append is still in flight (the log knows a newer version
  * than readers can see yet), deciding again at once would read the same
  * state: the command waits in a list, retried by a turn hook once the stream's
- * visible version has caught up.
+ * visible version has caught up. A command holds its decider by name, not by
+ * pointer: a reload may swap the decider while the command waits, and the
+ * retry then decides with the new code.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,7 +28,7 @@
 
 struct ml_command {
 	struct ml_server *srv;
-	struct ml_script *script;
+	char *decider;
 	char *name;
 	struct ml_buf args;
 	int retries;
@@ -45,6 +47,12 @@ struct ml_net_scripts {
 struct ml_host *ml_server_host(struct ml_server *s)
 {
 	return s->scripts ? s->scripts->host : NULL;
+}
+
+/* For the host's watcher (host_internal.h): inotify and SIGHUP are events of this loop. */
+struct event_base *ml_server_event_base(struct ml_server *s)
+{
+	return s->base;
 }
 
 void ml_server_again(struct ml_server *s)
@@ -66,6 +74,7 @@ static void finish(struct ml_command *c, int status, enum ml_err code, const cha
 	c->answer(&o, c->arg);
 	ml_script_decision_free(&c->d);
 	ml_buf_free(&c->args);
+	free(c->decider);
 	free(c->name);
 	free(c);
 }
@@ -153,7 +162,10 @@ static void decide_and_append(struct ml_command *c)
 {
 	struct ml_server *s = c->srv;
 	ml_script_decision_free(&c->d);
-	if (ml_script_decide(c->script, s->log, c->name, c->args.data, c->args.len, &c->d) != 0) {
+	struct ml_script *sc = ml_host_script(ml_server_host(s), c->decider, strlen(c->decider));
+	if (sc == NULL) /* unloaded while the command waited */
+		return finish(c, 404, ML_ERR_NOT_FOUND, ml_diag_last(), NULL, NULL);
+	if (ml_script_decide(sc, s->log, c->name, c->args.data, c->args.len, &c->d) != 0) {
 		const char *why = ml_diag_last();
 		int unknown = strstr(why, "unknown command") != NULL;
 		return finish(c,
@@ -206,7 +218,7 @@ void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const
 		return answer(&o, arg);
 	struct ml_command *c = ml_xcalloc(1, sizeof(*c));
 	c->srv = s;
-	c->script = sc;
+	c->decider = ml_xstrndup(decider, dlen);
 	c->name = ml_xstrndup(name, nlen);
 	if (alen)
 		ml_buf_add(&c->args, args, alen);
@@ -423,4 +435,68 @@ void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t
 		ml_host_status(h, &c->out);
 	else
 		ml_mp_put_array(&c->out, 0);
+}
+
+/* ---- hot reload and parked events ---- */
+
+static struct ml_host *host_or_reply(struct ml_conn *c, uint64_t msgid)
+{
+	struct ml_host *h = ml_server_host(c->srv);
+	if (h == NULL)
+		reply(c, msgid, ML_ERR_NOT_FOUND,
+		      "this server hosts no scripts (start it with --scripts DIR)");
+	return h;
+}
+
+/* Answers with out, or the diag; for the methods below. */
+static void answer(struct ml_conn *c, uint64_t msgid, int rc, struct ml_buf *out)
+{
+	if (rc != 0)
+		reply(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_SCRIPT, ml_diag_last());
+	else
+		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out->data, out->len);
+	ml_buf_free(out);
+}
+
+/* reload(name): {name, file, outcome[, error]}; reload() every script: an array of them. */
+void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	static const char usage[] = "reload(name): a script's name or file; reload() for all";
+	const char *name = NULL;
+	uint32_t n = 0;
+	struct ml_host *h;
+	if (np > 1 || (np == 1 && ml_mp_nil(r) != 0 && ml_mp_str(r, &name, &n) != 0))
+		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if ((h = host_or_reply(c, msgid)) == NULL)
+		return;
+	struct ml_buf out = {0};
+	answer(c, msgid, ml_host_reload(h, name, n, &out), &out);
+}
+
+static void parked_method(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np,
+			  int replay)
+{
+	const char *name;
+	uint32_t n;
+	struct ml_host *h;
+	if (np != 1 || ml_mp_str(r, &name, &n) != 0)
+		return reply(c, msgid, ML_ERR_USAGE,
+			     replay ? "replay_parked(handler): the handler's name"
+				    : "parked(handler): the handler's name");
+	if ((h = host_or_reply(c, msgid)) == NULL)
+		return;
+	struct ml_buf out = {0};
+	int rc =
+	    replay ? ml_host_replay_parked(h, name, n, &out) : ml_host_parked(h, name, n, &out);
+	answer(c, msgid, rc, &out);
+}
+
+void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	parked_method(c, msgid, r, np, 0);
+}
+
+void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+{
+	parked_method(c, msgid, r, np, 1);
 }

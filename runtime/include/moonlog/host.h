@@ -80,8 +80,42 @@ ML_API void ml_host_status(struct ml_host *h, struct ml_buf *out);
 ML_API void ml_host_metrics(struct ml_host *h, struct ml_buf *out);
 
 /*
+ * Hot reload (docs/scripts-in-server.md). Loads the script `name` again from
+ * its file (or the file `name` when it ends in .lua: a new or restored file);
+ * a NULL name rescans the whole folder (new files load, deleted ones unload,
+ * changed ones reload: what SIGHUP does). A version that does not load leaves
+ * the running one untouched: -1 with the diag (file:line: message), and the
+ * error shows in the status as reload_error. `out` (may be NULL) receives the
+ * outcome as msgpack: a map {name, file, outcome, error?} where outcome is
+ * "reloaded", "rebuilding" (a projection replaying beside the old version),
+ * "loaded", "unloaded", "unchanged" or "failed"; an array of them for a rescan.
+ * Call on the loop's thread (the one that steps the host).
+ */
+ML_API int ml_host_reload(struct ml_host *h, const char *name, size_t len, struct ml_buf *out);
+ML_API int ml_host_rescan(struct ml_host *h, struct ml_buf *out);
+/* How long the last swap held the loop, in nanoseconds (for moonlog bench reload). */
+ML_API uint64_t ml_host_last_swap_ns(struct ml_host *h);
+
+/*
+ * Handlers' parked events (on_error = "park"): parked() lists those not yet
+ * replayed, oldest first, as a msgpack array of maps {position (in $all, of the
+ * parked copy), stream, type, data, original_position, id, reason, traceback,
+ * meta}; replay_parked() handles each again, in order, with the handler's
+ * current code (a scratch copy of it, so the live handler is not disturbed)
+ * and appends, as one batch, what the successful ones emit together with a
+ * Replayed marker per success on $parked-NAME. The outcome as a map
+ * {replayed, succeeded, failed = [{position, reason}]}. -1 with a diag
+ * (ML_ERR_NOT_FOUND: no such handler). On the loop's thread; replay_parked
+ * waits for its append.
+ */
+ML_API int ml_host_parked(struct ml_host *h, const char *name, size_t len, struct ml_buf *out);
+ML_API int ml_host_replay_parked(struct ml_host *h, const char *name, size_t len,
+				 struct ml_buf *out);
+
+/*
  * Runs the host inside a server: a turn hook steps it, and handlers' appends
- * wake the loop. The server's RPC methods and HTTP routes for scripts
+ * wake the loop. The scripts folder is watched (inotify on the loop) and
+ * SIGHUP rescans it. The server's RPC methods and HTTP routes for scripts
  * (command, query, get, scripts) then answer from it.
  */
 ML_API void ml_host_serve(struct ml_host *h, struct ml_server *s);

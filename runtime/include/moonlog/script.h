@@ -170,6 +170,19 @@ ML_API void ml_script_add_searcher(struct lua_State *L);
 /* The lua/ folder of the source tree this library was built from (for `moonlog test`). */
 ML_API const char *ml_script_lua_source_dir(void);
 
+/*
+ * Hot reload (the host's runtime/host/reload.c). Whether the definition asks for
+ * reload = "keep" (projections and reducers; 0 for "rebuild" and other kinds);
+ * where a handler without a checkpoint starts (its `start`: 0, the head for
+ * "end", or p); and a new version taking over the state and position of the
+ * old one through its migrate_state(old) (the state crosses as msgpack, like a
+ * snapshot's): -1 with a diag when the old state cannot be read or migrate
+ * fails, and `to` is then to be dropped.
+ */
+ML_API int ml_script_reload_keep(struct ml_script *s);
+ML_API uint64_t ml_script_start_position(struct ml_script *s, uint64_t head);
+ML_API int ml_script_adopt_state(struct ml_script *to, struct ml_script *from);
+
 /* The Lua binding (moonlog.core.script): load(path [, options]) -> script object. */
 struct lua_State;
 ML_API int ml_luaopen_script(struct lua_State *L);
