@@ -121,7 +121,8 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   log.head()                     the last position
   streams([pattern])             streams and their versions
   streams.count([pattern]), streams.version(stream)
-  scripts()                      the loaded scripts and their state
+  scripts()                      the loaded scripts and their state; scripts.reload(name)
+  parked(name), replay_parked(name)   a handler's parked events, and their repair
   NAME:query(q, ...), NAME:get(stream), NAME:state(), NAME:command(cmd, args)
                                  a loaded script, by its name
   at(position, NAME)             a script's state as of an earlier position (NAME:at(p))
@@ -129,7 +130,7 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   help(name)                     more on one of these]==],
   log = "log.append(stream, type, data, opts) appends one event; opts: expect (any, no_stream, exists\nor a version), id, meta. log.read(stream, {from, limit, backwards}) returns events;\nlog.read('$all', {from, limit}) the whole log. log.tail(pattern, from) follows new events.",
   streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
-  scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors.\nscripts.reload(name) reloads one; scripts.errors() the last load errors.",
+  scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors.\nscripts.reload(name) reloads one from its file (no name: the whole folder);\nscripts.errors() the scripts that failed to load or faulted.\nparked(name) lists a handler's parked events; replay_parked(name) handles them\nagain with the current code.",
   at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched.",
   stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs).",
 }
@@ -205,16 +206,20 @@ local function no_scripts() error("no scripts are loaded here (start the server 
 
 local function make_scripts(backend)
   local S = backend.scripts
+  local function call(fn, ...)
+    if not (S and S[fn]) then no_scripts() end
+    return S[fn](...)
+  end
   return setmetatable({
-    reload = function(name)
-      if not (S and S.reload) then no_scripts() end
-      return S.reload(name)
-    end,
+    reload = function(name) return call("reload", name) end,          -- no name: the whole folder
+    parked = function(name) return call("parked", name) end,
+    replay_parked = function(name) return call("replay_parked", name) end,
     -- the scripts that failed to load or faulted, with their errors
     errors = function()
       local out = {}
       for _, s in ipairs(S and S.list() or {}) do
         if s.error then out[#out + 1] = { name = s.name, error = s.error, position = s.error_position } end
+        if s.reload_error then out[#out + 1] = { name = s.name, reload_error = s.reload_error } end
       end
       return out
     end,
@@ -247,6 +252,8 @@ function repl.env(backend)
     if not (backend.scripts and backend.scripts.at) then no_scripts() end
     return backend.scripts.at(position, name)
   end
+  env.parked = env.scripts.parked
+  env.replay_parked = env.scripts.replay_parked
   env.help = help
   env.show = repl.show
   env._G = env

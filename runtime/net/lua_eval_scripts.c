@@ -33,12 +33,13 @@ static struct ml_host *host_of(lua_State *L)
 	return r ? ml_server_host(r->ev->srv) : NULL;
 }
 
-/* Pushes the decoded msgpack in b, or raises with the diag. */
+/* Pushes the decoded msgpack in b, or raises the diag (its message says where). */
 static int push_answer(lua_State *L, int rc, struct ml_buf *b)
 {
 	if (rc != 0 || ml_lua_push_msgpack(L, b->data, b->len) != 0) {
 		ml_buf_free(b);
-		return luaL_error(L, "%s", ml_diag_last());
+		lua_pushstring(L, ml_diag_last());
+		return lua_error(L);
 	}
 	ml_buf_free(b);
 	return 1;
@@ -271,6 +272,44 @@ static int l_at(lua_State *L)
 	return at_k(L, LUA_OK, (lua_KContext)a);
 }
 
+/* reload([name]) -> the outcome: one script again from its file, or (no name) the
+ * whole folder, as SIGHUP does. A version that does not load raises its error. */
+static int l_reload(lua_State *L)
+{
+	struct ml_host *h = host_of(L);
+	if (h == NULL)
+		return luaL_error(L, "this server hosts no scripts (start it with --scripts DIR)");
+	struct ml_buf out = {0};
+	size_t n;
+	const char *name = luaL_optlstring(L, 1, NULL, &n);
+	int rc = name ? ml_host_reload(h, name, n, &out) : ml_host_rescan(h, &out);
+	return push_answer(L, rc, &out);
+}
+
+/* parked(name) -> the handler's parked events not yet replayed */
+static int l_parked(lua_State *L)
+{
+	struct ml_host *h = host_of(L);
+	size_t n;
+	const char *name = luaL_checklstring(L, 1, &n);
+	struct ml_buf out = {0};
+	if (h == NULL)
+		return luaL_error(L, "this server hosts no scripts (start it with --scripts DIR)");
+	return push_answer(L, ml_host_parked(h, name, n, &out), &out);
+}
+
+/* replay_parked(name) -> {replayed, succeeded, failed} */
+static int l_replay_parked(lua_State *L)
+{
+	struct ml_host *h = host_of(L);
+	size_t n;
+	const char *name = luaL_checklstring(L, 1, &n);
+	struct ml_buf out = {0};
+	if (h == NULL)
+		return luaL_error(L, "this server hosts no scripts (start it with --scripts DIR)");
+	return push_answer(L, ml_host_replay_parked(h, name, n, &out), &out);
+}
+
 /* balances:at(position) is at(position, "balances") */
 static int m_at(lua_State *L)
 {
@@ -293,9 +332,8 @@ void ml_eval_push_scripts_api(lua_State *L)
 	}
 	lua_pop(L, 1);
 	static const luaL_Reg fns[] = {
-	    {"list", l_list},
-	    {"get", l_script},
-	    {"at", l_at},
+	    {"list", l_list},	  {"get", l_script},	{"at", l_at},
+	    {"reload", l_reload}, {"parked", l_parked}, {"replay_parked", l_replay_parked},
 	    {NULL, NULL},
 	};
 	luaL_newlib(L, fns);
