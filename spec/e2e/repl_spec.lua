@@ -198,6 +198,16 @@ describe("moonlog repl with scripts running in the server", function()
     assert.equal(1, status) -- the last command is rejected
     assert.matches("^1\n2\n3\n70\n100\n70\n70\n2\n", out)
     assert.matches("rejected: insufficient funds", out, 1, true)
+
+    -- and at a terminal
+    local home = server.tmpdir()
+    local term = Term.open("--data " .. q(s.data), home)
+    term:line('at(2, "balances")')
+    term:wait_for('{accounts={["account-1"]=100}, open=1, total=100}', true)
+    term:line('balances:query("total")')
+    term:wait_for("\n70\n", true)
+    term:close()
+    sh("rm -rf " .. q(home))
   end)
 end)
 
