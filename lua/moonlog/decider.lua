@@ -38,21 +38,22 @@ function methods:decide(state, command, args)
   if args == nil then args = {} end
   local result = f(state, args)
   if result == nil or event.is_rejection(result) then return result or {} end
-  local where = check.path("decide", command)
+  -- (check.path only on the way to an error: this runs for every command)
   if type(result) ~= "table" then
     error(fmt("%s: %s must return a list of events (ml.event) or ml.reject(reason), got %s",
-      tostring(self), where, describe(result)), 0)
+      tostring(self), check.path("decide", command), describe(result)), 0)
   end
   if result.type ~= nil then result = { result } end
   if #result == 0 and next(result) ~= nil then
     error(fmt("%s: %s returned a table that is neither an event nor a list of events",
-      tostring(self), where), 0)
+      tostring(self), check.path("decide", command)), 0)
   end
   local events = {}
   for i = 1, #result do
     local e, why = event.normalise(result[i])
     if not e then
-      error(fmt("%s: %s returned an invalid event at [%d]: %s", tostring(self), where, i, why), 0)
+      error(fmt("%s: %s returned an invalid event at [%d]: %s", tostring(self),
+        check.path("decide", command), i, why), 0)
     end
     events[i] = e
   end

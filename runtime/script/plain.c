@@ -88,9 +88,41 @@ static void plain(lua_State *L, int idx, int memo, int depth)
 	lua_rawset(L, memo);
 }
 
+/*
+ * Does the value at idx hold no view? A walk without a memo, for the small
+ * values that leave a script on every command or emit (a few events): 1 when
+ * it holds none, 0 when it holds one or is too large or deep to tell this way
+ * (a cycle among them: the walk with a memo then decides).
+ */
+static int no_view(lua_State *L, int idx, int depth, int *budget)
+{
+	if (ml_view_kind(L, idx))
+		return 0;
+	if (lua_type(L, idx) != LUA_TTABLE)
+		return 1;
+	if (depth > 8 || --*budget < 0)
+		return 0;
+	luaL_checkstack(L, 4, "a value nested too deep");
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		int k = lua_gettop(L) - 1;
+		if (!no_view(L, k, depth + 1, budget) || !no_view(L, k + 1, depth + 1, budget)) {
+			lua_pop(L, 2);
+			return 0;
+		}
+		lua_pop(L, 1);
+	}
+	return 1;
+}
+
 void ml_view_push_plain(lua_State *L, int idx)
 {
 	idx = lua_absindex(L, idx);
+	int budget = 64;
+	if (no_view(L, idx, 0, &budget)) {
+		lua_pushvalue(L, idx);
+		return;
+	}
 	lua_newtable(L);
 	int memo = lua_gettop(L);
 	plain(L, idx, memo, 0);

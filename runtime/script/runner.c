@@ -3,8 +3,8 @@
  * state, that holds the state and calls the definition's methods per kind.
  *
  * The C host asks for one of a few verbs (feed, state, set, get, query,
- * target, decide, show) and never needs to know how a projection's state
- * differs from a reducer's table of states by stream. The chunk is trusted
+ * stream, target, initial, decide, show) and never needs to know how a
+ * projection's state differs from a reducer's table of states by stream. The chunk is trusted
  * host code: it runs with the definition and the sandbox's require as
  * arguments, and touches no global.
  */
@@ -58,9 +58,16 @@ static const char runner_src[] =
     "  function R.get(key) return states[key] end\n"
     "end\n"
     "if kind == 'decider' then\n"
+    /* The stream; C checks it against `from` and asks def:target when it is not a
+       name there, for its message (decide.c). */
+    "  local stream_of = def.stream\n"
+    "  function R.stream(command, args) return stream_of(args, command) end\n"
     "  function R.target(command, args) return def:target(command, args) end\n"
-    "  function R.decide(history, command, args)\n"
-    "    local result = def:execute(history, command, args)\n"
+    "  function R.initial(stream) return def:initial(stream) end\n"
+    /* The fold is C's, from these (decide.c): def:fold without a Lua call to dispatch. */
+    "  R.on, R.any = on, any\n"
+    "  function R.decide(state, command, args)\n"
+    "    local result = def:decide(state, command, args)\n"
     "    if ml.is_rejection(result) then return false, result.reason, result.details end\n"
     "    return true, result\n"
     "  end\n"

@@ -23,6 +23,8 @@
 
 #define DEFAULT_MEMORY (256u << 20)
 #define DEFAULT_INSNS  100000000ull
+/* Deciders: states kept by stream (see cache.c). */
+#define DEFAULT_CACHE_STREAMS 100000
 /* The hook runs every HOOK_STEP instructions and checks the budget then. */
 #define HOOK_STEP 1000
 
@@ -31,6 +33,7 @@ void ml_script_options_init(struct ml_script_options *o)
 	memset(o, 0, sizeof(*o));
 	o->memory_limit = DEFAULT_MEMORY;
 	o->instruction_limit = DEFAULT_INSNS;
+	o->decider_cache_streams = DEFAULT_CACHE_STREAMS;
 }
 
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -204,6 +207,8 @@ static struct ml_script *script_new(const char *chunkname, const struct ml_scrip
 	struct ml_script *s = ml_xcalloc(1, sizeof(*s));
 	s->mem_limit = o->memory_limit ? o->memory_limit : DEFAULT_MEMORY;
 	s->insn_limit = o->instruction_limit ? o->instruction_limit : DEFAULT_INSNS;
+	s->cache_streams = o->decider_cache_streams;
+	s->cache_memory = o->decider_cache_memory;
 	const char *base = strrchr(chunkname, '/');
 	s->chunkname =
 	    ml_xstrndup(base ? base + 1 : chunkname, strlen(base ? base + 1 : chunkname));
@@ -292,6 +297,7 @@ void ml_script_free(struct ml_script *s)
 		return;
 	if (s->L)
 		lua_close(s->L);
+	ml_decider_free(s->decider);
 	ml_script_filter_clear(&s->filter);
 	ml_buf_free(&s->emit_bytes);
 	free(s->emits);

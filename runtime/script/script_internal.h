@@ -60,6 +60,13 @@ struct ml_script {
 	char hash[17];
 	struct ml_script_filter filter;
 	int on_error; /* handlers: 0 stop, 1 skip, 2 park */
+	/* what the definition asks of the host: ml_script_retries, ml_script_snapshot_every */
+	int retries;
+	uint64_t snapshot_every;
+
+	/* deciders: the state cache (decide.c, cache.c), made at the first command */
+	struct ml_decider *decider;
+	size_t cache_streams, cache_memory;
 
 	/* limits */
 	size_t mem, mem_peak, mem_limit;
@@ -122,6 +129,33 @@ int ml_feed_trampoline(lua_State *L);
 /* feed.c: the same for a plain projection (upvalues: the event metatable, the script, `on`,
  * the "*" handler, the state's cell). */
 int ml_feed_projection(lua_State *L);
+
+/* decide.c */
+void ml_decider_free(struct ml_decider *d);
+
+/* cache.c: a decider's states by stream (see the top of cache.c). */
+struct ml_decider_cache;
+struct ml_cache_entry;
+/* NULL when max_streams is 0 (no cache); max_memory 0 is half of mem_limit. */
+struct ml_decider_cache *ml_cache_new(size_t max_streams, size_t max_memory, size_t mem_limit);
+size_t ml_cache_max_memory(size_t max_memory, size_t mem_limit);
+void ml_cache_free(struct ml_decider_cache *c);
+/* The entry of a stream, made (invalid) when there is none; it becomes the most recent. */
+struct ml_cache_entry *ml_cache_get(struct ml_decider_cache *c, lua_State *L, const char *stream,
+				    size_t len);
+/* Pushes the entry's state and sets *version, or returns 0 (pushing nothing) when it has no
+ * valid state at or below `visible`. Either way the entry is invalid until stored. */
+int ml_cache_push(struct ml_decider_cache *c, lua_State *L, struct ml_cache_entry *e,
+		  uint64_t visible, uint64_t *version);
+/* Keeps the value at idx as the entry's state at `version`, and marks it valid. */
+void ml_cache_store(struct ml_decider_cache *c, lua_State *L, struct ml_cache_entry *e, int idx,
+		    uint64_t version);
+/* Drops the least recently used quarter and collects when Lua memory `mem` is over the bound. */
+void ml_cache_trim(struct ml_decider_cache *c, lua_State *L, size_t mem);
+void ml_cache_stats(const struct ml_decider_cache *c, struct ml_script_cache_stats *out);
+/* Pushes a deep copy of the value at idx (tables copied, everything else shared); *fields
+ * carries a size guess from one copy to the next. */
+void ml_cache_push_copy(lua_State *L, int idx, int *fields);
 
 /* embedded modules (generated at configure time: lua_modules.c) */
 struct ml_lua_module {

@@ -41,6 +41,13 @@ struct ml_script_options {
 	uint64_t instruction_limit; /* Lua VM instructions per event or call (default 100M) */
 	const char *lua_dir;	    /* load the moonlog modules from DIR/moonlog/ instead of
 				       the copies built into the library (development) */
+	/* Deciders keep the folded state of the streams they decided, up to this many
+	 * (least recently used out first; default 100,000; 0 = no cache, every command
+	 * folds its stream from the log) ... */
+	size_t decider_cache_streams;
+	/* ... and while the script's Lua memory stays under this many bytes (0 = half of
+	 * memory_limit): past it, the least recently used quarter goes. */
+	size_t decider_cache_memory;
 };
 
 ML_API void ml_script_options_init(struct ml_script_options *o);
@@ -139,6 +146,16 @@ struct ml_script_decision {
 ML_API int ml_script_decide(struct ml_script *s, struct ml_log *log, const char *command,
 			    const void *args, size_t args_len, struct ml_script_decision *out);
 ML_API void ml_script_decision_free(struct ml_script_decision *d);
+
+/* A decider's state cache (see ml_script_options and docs/scripts-in-server.md). */
+struct ml_script_cache_stats {
+	uint64_t hits;	    /* commands whose state came from the cache */
+	uint64_t misses;    /* ... folded from the stream's start */
+	uint64_t evictions; /* states dropped for the bounds */
+	size_t streams;	    /* states held now */
+	size_t max_streams, max_memory;
+};
+ML_API void ml_script_cache_stats(const struct ml_script *s, struct ml_script_cache_stats *out);
 
 /*
  * Snapshots: the state, the position and the code hash, written atomically to
