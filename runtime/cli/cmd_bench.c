@@ -435,7 +435,8 @@ int cli_bench_scripts(int argc, char **argv); /* cmd_bench_scripts.c */
 
 int cmd_bench(int argc, char **argv)
 {
-	if (argc >= 2 && (strcmp(argv[1], "commands") == 0 || strcmp(argv[1], "catchup") == 0))
+	if (argc >= 2 && (strcmp(argv[1], "commands") == 0 || strcmp(argv[1], "catchup") == 0 ||
+			  strcmp(argv[1], "orders") == 0))
 		return cli_bench_scripts(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "open") == 0)
 		return bench_open(argc - 1, argv + 1);

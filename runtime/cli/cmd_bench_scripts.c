@@ -4,6 +4,11 @@
  *   moonlog bench commands [--conns 64] [--depth 8] [--accounts 1000] [--seconds 5]
  *       Deposit commands through the bank example's account decider, over
  *       msgpack-RPC to an in-process server (--fsync always): durable commands/s.
+ *   moonlog bench orders [--conns 64] [--depth 8] [--seconds 5]
+ *       the orders saga of examples/orders end to end: Place commands through the
+ *       order decider over RPC, then the handlers (payments, gateway, fulfilment)
+ *       take each order to OrderConfirmed or OrderCancelled (one in ten is over
+ *       the card limit); orders completed per second, counted from the log.
  *   moonlog bench catchup [--events 10000000] [--accounts 1000]
  *       a log of Deposited events; the balances projection caught up by the host
  *       (ml_host_drain, in slices) against the plain replay path (ml_log_scan
@@ -20,6 +25,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <moonlog/diag.h>
@@ -32,6 +38,7 @@
 struct sopts {
 	uint64_t conns, depth, accounts, events;
 	double seconds;
+	int orders; /* the orders saga instead of the bank */
 	char dir[1024], scripts[1024];
 };
 
@@ -55,6 +62,22 @@ struct cconn {
 	uint64_t outstanding, ok, failed, next;
 };
 
+/* Place order n (ids are unique per connection: n carries the connection's offset). */
+static void queue_order(struct ml_buf *w, uint64_t n)
+{
+	ml_mp_put_cstr(w, "order");
+	ml_mp_put_cstr(w, "Place");
+	ml_mp_put_map(w, 4);
+	ml_mp_put_cstr(w, "id");
+	ml_mp_put_uint(w, n);
+	ml_mp_put_cstr(w, "amount");
+	ml_mp_put_uint(w, n % 10 == 0 ? 250000 : 1000 + n % 5000);
+	ml_mp_put_cstr(w, "customer");
+	ml_mp_put_cstr(w, "bench");
+	ml_mp_put_cstr(w, "card");
+	ml_mp_put_cstr(w, "4242");
+}
+
 static void queue(struct cconn *b, const struct sopts *o, uint64_t n)
 {
 	struct ml_buf *w = &b->out;
@@ -63,6 +86,11 @@ static void queue(struct cconn *b, const struct sopts *o, uint64_t n)
 	ml_mp_put_uint(w, b->c.next_id++);
 	ml_mp_put_cstr(w, "command");
 	ml_mp_put_array(w, 3);
+	if (o->orders) {
+		queue_order(w, n);
+		b->outstanding++;
+		return;
+	}
 	ml_mp_put_cstr(w, "account");
 	ml_mp_put_cstr(w, "Deposit");
 	ml_mp_put_map(w, 2);
@@ -119,6 +147,51 @@ static int send_out(struct cconn *b)
 	return 0;
 }
 
+/* Orders that reached OrderConfirmed or OrderCancelled: the log read from where it was. */
+struct done_count {
+	struct ml_log *log;
+	uint64_t next; /* the position to read from */
+	uint64_t done;
+};
+
+static int count_event(const struct ml_event *e, void *arg)
+{
+	struct done_count *d = arg;
+	d->next = e->position + 1;
+	if ((e->type_len == 14 && memcmp(e->type, "OrderConfirmed", 14) == 0) ||
+	    (e->type_len == 14 && memcmp(e->type, "OrderCancelled", 14) == 0))
+		d->done++;
+	return 0;
+}
+
+static void count_done(struct done_count *d)
+{
+	ml_log_read_all(d->log, d->next, 0, count_event, d);
+}
+
+/* Waits (up to ten minutes) for every placed order to complete, then prints the figures. */
+static int report_orders(struct done_count *d, uint64_t placed, uint64_t bad, double secs,
+			 uint64_t t0)
+{
+	uint64_t in_window = d->done, deadline = ml_clock_ns() + 600000000000ull;
+	while (d->done < placed && ml_clock_ns() < deadline) {
+		struct timespec ts = {0, 5000000};
+		nanosleep(&ts, NULL);
+		count_done(d);
+	}
+	double all = (double)(ml_clock_ns() - t0) / 1e9;
+	printf("orders: %" PRIu64 " placed in %.2f s (%.0f/s; %" PRIu64 " refused), %" PRIu64
+	       " completed within it; all %" PRIu64
+	       " completed (confirmed or cancelled) after %.2f s: %.0f orders completed/s end to "
+	       "end\n",
+	       placed, secs, (double)placed / secs, bad, in_window, d->done, all,
+	       (double)d->done / all);
+	return d->done < placed ? cli_fail("bench", CLI_REFUSED,
+					   "%" PRIu64 " orders did not complete within ten minutes",
+					   placed - d->done)
+				: 0;
+}
+
 static int bench_commands(const struct sopts *o)
 {
 	if (fresh_dir(o->dir) != 0)
@@ -147,7 +220,7 @@ static int bench_commands(const struct sopts *o)
 	struct pollfd *pf = ml_xcalloc(o->conns, sizeof(*pf));
 	struct cli_client setup;
 	int rc = cli_client_connect(&setup, addr);
-	for (uint64_t a = 0; rc == 0 && a < o->accounts; a++) { /* open every account */
+	for (uint64_t a = 0; rc == 0 && !o->orders && a < o->accounts; a++) { /* open accounts */
 		struct ml_buf p = {0};
 		struct ml_mp res;
 		ml_mp_put_array(&p, 3);
@@ -164,8 +237,9 @@ static int bench_commands(const struct sopts *o)
 	for (uint64_t i = 0; rc == 0 && i < o->conns; i++) {
 		rc = cli_client_connect(&bc[i].c, addr);
 		fcntl(bc[i].c.fd, F_SETFL, fcntl(bc[i].c.fd, F_GETFL) | O_NONBLOCK);
-		bc[i].next = i * 7919;
+		bc[i].next = o->orders ? i << 40 : i * 7919;
 	}
+	struct done_count done = {ml_server_log(srv), 1, 0};
 	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(o->seconds * 1e9), ok = 0, bad = 0;
 	while (rc == 0 && ml_clock_ns() < until) {
 		for (uint64_t i = 0; i < o->conns; i++) {
@@ -180,15 +254,24 @@ static int bench_commands(const struct sopts *o)
 		for (uint64_t i = 0; i < o->conns && rc == 0; i++)
 			if ((pf[i].revents & POLLIN) && take(&bc[i]) != 0)
 				rc = -1;
+		if (o->orders)
+			count_done(&done);
 	}
 	double secs = (double)(ml_clock_ns() - t0) / 1e9;
 	for (uint64_t i = 0; i < o->conns; i++) {
+		while (rc == 0 && o->orders && bc[i].outstanding > 0) { /* orders on their way */
+			struct pollfd p = {bc[i].c.fd, POLLIN, 0};
+			if (poll(&p, 1, 10000) <= 0 || take(&bc[i]) != 0)
+				rc = -1;
+		}
 		ok += bc[i].ok, bad += bc[i].failed;
 		cli_client_close(&bc[i].c);
 		ml_buf_free(&bc[i].out);
 	}
 	if (rc != 0)
 		cli_fail("bench", CLI_REFUSED, "a connection failed: %s", ml_diag_last());
+	else if (o->orders)
+		rc = report_orders(&done, ok, bad, secs, t0);
 	else
 		printf("commands: %" PRIu64 " durable Deposit commands in %.2f s over %" PRIu64
 		       " connections (depth %" PRIu64 ", %" PRIu64 " accounts): %.0f commands/s"
@@ -310,5 +393,10 @@ int cli_bench_scripts(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "catchup") == 0)
 		return bench_catchup(&o);
+	if (strcmp(argv[0], "orders") == 0) {
+		o.orders = 1;
+		snprintf(o.scripts, sizeof(o.scripts), "%s/../examples/orders/scripts",
+			 ml_script_lua_source_dir());
+	}
 	return bench_commands(&o);
 }

@@ -322,8 +322,11 @@ static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
 			submit_batch(h, e, NULL, 0, 0);
 		return;
 	}
-	/* A snapshot every snapshot_events (at most once a second), or snapshot_ms. */
-	if ((e->pos - e->saved >= h->o.snapshot_events && age >= 1000) || age >= h->o.snapshot_ms)
+	/* A snapshot every snapshot_events, or the script's own snapshot_every (at most once a
+	 * second), or after snapshot_ms. */
+	uint64_t every = ml_script_snapshot_every(e->s);
+	if ((e->pos - e->saved >= (every ? every : h->o.snapshot_events) && age >= 1000) ||
+	    age >= h->o.snapshot_ms)
 		ml_host_save(h, e);
 }
 

@@ -24,8 +24,6 @@
 
 #include "net/net_internal.h"
 
-#define RETRIES 3 /* a decider's default `retries` (see docs/lua-api.md) */
-
 struct ml_command {
 	struct ml_server *srv;
 	char *decider;
@@ -222,7 +220,7 @@ void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const
 	c->name = ml_xstrndup(name, nlen);
 	if (alen)
 		ml_buf_add(&c->args, args, alen);
-	c->retries = RETRIES;
+	c->retries = ml_script_retries(sc); /* the definition's `retries` (default 3) */
 	c->answer = answer;
 	c->arg = arg;
 	decide_and_append(c);

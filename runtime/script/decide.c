@@ -250,6 +250,16 @@ void ml_script_cache_stats(const struct ml_script *s, struct ml_script_cache_sta
 	out->max_memory = s->cache_streams ? ml_cache_max_memory(s->cache_memory, s->mem_limit) : 0;
 }
 
+int ml_script_retries(const struct ml_script *s)
+{
+	return s->retries;
+}
+
+uint64_t ml_script_snapshot_every(const struct ml_script *s)
+{
+	return s->snapshot_every;
+}
+
 void ml_script_decision_free(struct ml_script_decision *d)
 {
 	free(d->stream);

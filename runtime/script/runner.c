@@ -117,6 +117,15 @@ static void set_kind(lua_State *L, struct ml_script *s, int def)
 	s->name = ml_xstrndup(name, n);
 	lua_pop(L, 1);
 
+	/* What the host reads with ml_script_retries and ml_script_snapshot_every (the DSL
+	 * has checked both: integers, retries >= 0 defaulting to 3, snapshot_every >= 1). */
+	lua_getfield(L, def, "retries");
+	lua_Integer retries = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 3;
+	s->retries = s->kind != ML_SCRIPT_DECIDER ? 0 : retries > 1000 ? 1000 : (int)retries;
+	lua_getfield(L, def, "snapshot_every");
+	s->snapshot_every = lua_isinteger(L, -1) ? (uint64_t)lua_tointeger(L, -1) : 0;
+	lua_pop(L, 2);
+
 	s->on_error = 0;
 	if (s->kind == ML_SCRIPT_HANDLER) {
 		lua_getfield(L, def, "on_error");

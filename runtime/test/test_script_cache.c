@@ -3,7 +3,8 @@
  * cached and uncached decisions agree over a run of commands, events appended
  * by others are folded in, a decide that changes its state (and rejects or
  * raises) changes nothing, a fold that raises half way is folded again, and
- * the bounds evict the least recently used streams.
+ * the bounds evict the least recently used streams. Also what a definition
+ * asks of the host: `retries`, `snapshot_every`.
  */
 #include <moonlog/codec.h>
 #include <moonlog/diag.h>
@@ -261,7 +262,8 @@ static void test_bounds(void)
 	free(dir);
 }
 
-/* The stream is checked against `from` in C; a miss gets def:target's message. */
+/* The stream is checked against `from` in C, a miss gets def:target's message; and what
+ * the definition asks of the host (retries, snapshot_every). */
 static void test_target(void)
 {
 	static const char src[] =
@@ -279,6 +281,23 @@ static void test_target(void)
 	ok(s && decide(s, log, "Peek", 2, 0, &d) != 0 &&
 	       strstr(ml_diag_last(), "stream(cmd) must return a stream name"),
 	   "a stream that is not a string");
+	is_int(ml_script_retries(s), 3, "retries: 3 when the definition does not say");
+	ml_script_free(s);
+	static const char src2[] = "local ml = require 'moonlog'\n"
+				   "return ml.decider { name = 'd', from = 'a-*', retries = 0,\n"
+				   "  stream = function() return 'a-1' end, on = {},\n"
+				   "  decide = { Peek = function() return {} end } }\n";
+	s = ml_script_load_buffer("d.lua", src2, strlen(src2), NULL);
+	is_int(s ? ml_script_retries(s) : -1, 0, "retries = 0");
+	is_int(s ? ml_script_snapshot_every(s) : 9, 0, "no snapshot_every for a decider");
+	ml_script_free(s);
+	static const char src3[] =
+	    "local ml = require 'moonlog'\n"
+	    "return ml.projection { name = 'p', from = 'a-*', snapshot_every = 50,\n"
+	    "  on = { X = function() end } }\n";
+	s = ml_script_load_buffer("p.lua", src3, strlen(src3), NULL);
+	is_int(s ? ml_script_snapshot_every(s) : 0, 50, "snapshot_every = 50");
+	is_int(s ? ml_script_retries(s) : 9, 0, "no retries for a projection");
 	ml_script_free(s);
 	ml_log_close(log);
 	rm_rf(dir);

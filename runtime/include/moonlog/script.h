@@ -147,6 +147,13 @@ ML_API int ml_script_decide(struct ml_script *s, struct ml_log *log, const char 
 			    const void *args, size_t args_len, struct ml_script_decision *out);
 ML_API void ml_script_decision_free(struct ml_script_decision *d);
 
+/* A decider's `retries`: how often the host decides again after a version conflict (3 when
+ * the definition does not say; 0 for the other kinds' definitions, which have none). */
+ML_API int ml_script_retries(const struct ml_script *s);
+/* A projection's or reducer's `snapshot_every` (a snapshot after this many events), or 0
+ * when the definition leaves it to the host. */
+ML_API uint64_t ml_script_snapshot_every(const struct ml_script *s);
+
 /* A decider's state cache (see ml_script_options and docs/scripts-in-server.md). */
 struct ml_script_cache_stats {
 	uint64_t hits;	    /* commands whose state came from the cache */
