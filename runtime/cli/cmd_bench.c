@@ -432,6 +432,7 @@ static int bench_open(int argc, char **argv)
 }
 
 int cli_bench_scripts(int argc, char **argv); /* cmd_bench_scripts.c */
+int cli_bench_reload(int argc, char **argv);  /* cmd_bench_reload.c */
 
 int cmd_bench(int argc, char **argv)
 {
@@ -440,6 +441,8 @@ int cmd_bench(int argc, char **argv)
 		return cli_bench_scripts(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "open") == 0)
 		return bench_open(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "reload") == 0)
+		return cli_bench_reload(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "subscribe") == 0)
 		return cli_bench_net(argc - 1, argv + 1, 1);
 	for (int i = 2; i < argc && strcmp(argv[1], "append") == 0; i++)

@@ -220,6 +220,7 @@ void ml_host_close(struct ml_host *h)
 	ml_host_watch_stop(h);
 	for (size_t i = 0; i < h->n; i++)
 		entry_free(h, h->v[i]);
+	ml_host_quiesce(h);
 	free(h->v);
 	free(h->scripts_dir);
 	free(h->data_dir);

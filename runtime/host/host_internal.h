@@ -36,6 +36,10 @@ struct ml_hosted {
 	struct ml_buf bytes; /* the checkpoint's data and the parked event's meta */
 	struct ml_event_in *evs;
 	size_t evs_cap;
+	/* a batch the log failed to write (ML_ERR_IO) is built and submitted again at
+	 * retry_at_ms (0: none waiting), after retry_ms that doubles up to 5 s */
+	uint64_t retry_at_ms, retry_ms;
+	int with_outcome; /* the batch holds the last feed's outcome (else a checkpoint) */
 
 	/* hot reload (reload.c) */
 	struct ml_script *pending; /* handlers: the new version, swapped in once no batch is
@@ -104,6 +108,8 @@ uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_s
 			     uint64_t *pos, uint64_t head, uint64_t deadline, uint32_t budget);
 /* Reads the last checkpoint of a handler (0 if none). */
 uint64_t ml_host_checkpoint_read(struct ml_host *h, const char *name);
+/* Waits until no flusher callback of a handler's batch is running (before freeing h). */
+void ml_host_quiesce(struct ml_host *h);
 /* Waits for a handler's append in flight and settles it. */
 void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait);
 /* Writes a checkpoint (handlers, synchronously) or a snapshot (projections, reducers). */

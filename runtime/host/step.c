@@ -66,15 +66,76 @@ static void fault(struct ml_hosted *e, uint64_t pos, const char *fmt, const char
 	ml_host_line(e->h, "%s", e->error);
 }
 
-/* Flusher thread: the handler's batch is acknowledged (or failed). */
+/*
+ * Flusher thread: the handler's batch is acknowledged (or failed). Once `done`
+ * is set the loop may free the entry (a reload that unloads it), so nothing
+ * touches e after it; h->inflight drops last, after the wake, and closing the
+ * host waits for it (ml_host_quiesce) before freeing h and the server.
+ */
 static void batch_done(struct ml_append *req)
 {
 	struct ml_hosted *e = req->arg;
 	struct ml_host *h = e->h;
 	atomic_store(&e->done, 1);
-	atomic_fetch_sub(&h->inflight, 1);
 	if (h->o.wake)
 		h->o.wake(h->o.wake_arg);
+	atomic_fetch_sub(&h->inflight, 1);
+}
+
+void ml_host_quiesce(struct ml_host *h)
+{
+	while (atomic_load(&h->inflight) > 0)
+		usleep(100);
+}
+
+static void submit_batch(struct ml_host *h, struct ml_hosted *e, const struct ml_event *ev,
+			 int with_outcome, int sync);
+
+/* ml_log_read_all's callback: the batch of the event at the handler's position, again. */
+static int resubmit_event(const struct ml_event *ev, void *arg)
+{
+	struct ml_hosted *e = arg;
+	submit_batch(e->h, e, ev, 1, 0);
+	return 1;
+}
+
+/*
+ * A batch the log could not write (a full disk, an I/O error on write: the log
+ * undid it and takes appends again) is built again from the handler's outcome,
+ * which stays as it was since the handler is fed nothing while it waits, and
+ * submitted again, after 100 ms, 200 ms, ... up to 5 s between tries. 1 when
+ * the batch waits for its next try; 0 when the failure is for settle to take.
+ */
+static int retry_later(struct ml_host *h, struct ml_hosted *e, int wait)
+{
+	if (e->retry_at_ms == 0) {
+		if (e->req.err != ML_ERR_IO || wait || e->removed)
+			return 0;
+		e->retry_ms = e->retry_ms ? (e->retry_ms * 2 > 5000 ? 5000 : e->retry_ms * 2) : 100;
+		e->retry_at_ms = ml_host_now_ms() + e->retry_ms;
+		ml_host_line(h,
+			     "script %s: cannot append its batch at position %llu: %s; trying "
+			     "again in %llu ms",
+			     e->name, (unsigned long long)e->inflight_pos, e->req.errmsg,
+			     (unsigned long long)e->retry_ms);
+		return 1;
+	}
+	if (wait || e->removed) { /* closing or unloading: no more tries */
+		e->retry_at_ms = 0;
+		return 0;
+	}
+	if (ml_host_now_ms() < e->retry_at_ms)
+		return 1;
+	e->retry_at_ms = 0;
+	e->inflight = 0;
+	if (e->with_outcome)
+		ml_log_read_all(h->log, e->inflight_pos, 1, resubmit_event, e);
+	else
+		submit_batch(h, e, NULL, 0, 0);
+	if (!e->inflight && !e->error && e->saved != e->inflight_pos)
+		fault(e, e->inflight_pos, "script %s faulted at position %llu: %s",
+		      "cannot read its event again to append its batch");
+	return 1;
 }
 
 void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait)
@@ -86,7 +147,11 @@ void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait)
 			return;
 		usleep(200);
 	}
+	if (e->req.err != ML_OK && retry_later(h, e, wait))
+		return;
 	e->inflight = 0;
+	if (e->req.err == ML_OK)
+		e->retry_ms = 0;
 	if (e->req.err != ML_OK) {
 		fault(
 		    e, e->inflight_pos,
@@ -191,6 +256,7 @@ static void submit_batch(struct ml_host *h, struct ml_hosted *e, const struct ml
 					.data = b->data + ck,
 					.data_len = b->len - ck};
 	memset(&e->req, 0, sizeof(e->req));
+	e->with_outcome = with_outcome;
 	e->req.events = evs;
 	e->req.n_events = k;
 	e->req.system = 1;

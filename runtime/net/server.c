@@ -429,12 +429,14 @@ void ml_server_free(struct ml_server *s)
 		evconnlistener_free(s->admin);
 		unlink(s->admin_path);
 	}
+	ml_router_free(s->router);
+	/* The log first: its flusher may still be in on_head (event_active on s->wake) after
+	 * the last append it acknowledged, such as a handler's checkpoint written at close. */
+	ml_log_close(s->log);
 	struct event *evs[] = {s->wake, s->pump, s->tick, s->sigterm, s->sigint, s->stop_ev};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
-	ml_router_free(s->router);
-	ml_log_close(s->log);
 	while (s->free_pending) {
 		struct ml_pending *p = s->free_pending;
 		s->free_pending = p->qnext;
