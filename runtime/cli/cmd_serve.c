@@ -26,6 +26,7 @@ static const char help[] =
     "  --checkpoint-ms MS  handlers: checkpoint after MS with events handled (default 5000)\n"
     "  --snapshot-events N projections, reducers: snapshot after N events (default 1000000)\n"
     "  --snapshot-ms MS    projections, reducers: snapshot after MS (default 30000)\n"
+    "  --decider-cache N   deciders: keep the state of N streams (default 100000; 0 = none)\n"
     "  --listen ADDR       msgpack-RPC HOST:PORT (default 127.0.0.1:7420; 'off' for none)\n"
     "  --http ADDR         HTTP HOST:PORT (default 127.0.0.1:7421; 'off' for none)\n"
     "  --admin PATH        the admin socket (default DIR/moonlog.sock; 'off' for none)\n"
@@ -86,6 +87,7 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 	    {"checkpoint-ms", required_argument, 0, 9},
 	    {"snapshot-events", required_argument, 0, 10},
 	    {"snapshot-ms", required_argument, 0, 11},
+	    {"decider-cache", required_argument, 0, 12},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -156,6 +158,10 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 			break;
 		case 11:
 			bad = num("--snapshot-ms", optarg, &sc->ho.snapshot_ms);
+			break;
+		case 12:
+			bad = cli_uint("serve", "--decider-cache", optarg, &v);
+			sc->ho.script.decider_cache_streams = (size_t)v;
 			break;
 		case 'h':
 			fputs(help, stdout);
