@@ -443,13 +443,13 @@ int cmd_bench(int argc, char **argv)
 		return bench_open(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "reload") == 0)
 		return cli_bench_reload(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "replay") == 0)
+		return bench_replay(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "subscribe") == 0)
 		return cli_bench_net(argc - 1, argv + 1, 1);
 	for (int i = 2; i < argc && strcmp(argv[1], "append") == 0; i++)
 		if (strncmp(argv[i], "--connect", 9) == 0) /* over the network: bench_net.c */
 			return cli_bench_net(argc - 1, argv + 1, 0);
-	if (argc >= 2 && strcmp(argv[1], "replay") == 0)
-		return bench_replay(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "append") == 0)
 		return bench_append(argc - 1, argv + 1);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
