@@ -58,11 +58,14 @@ function Server:launch()
   self.pid = tonumber(self.proc:read("l"))
   local deadline = socket.gettime() + 10
   while socket.gettime() < deadline do
+    -- The kernel completes a connect as soon as the port is bound, before the scripts
+    -- are loaded; the server is ready when it answers a request.
     local c = client.connect("127.0.0.1:" .. self.rpc_port, { token = self.token })
-    if c then
+    if c and c:call("stats") ~= nil then
       self.client = c
       return self
     end
+    if c then c:close() end
     socket.sleep(0.02)
   end
   error("moonlog serve did not start:\n" .. sh("cat " .. q(self.log)))
