@@ -198,6 +198,7 @@ static void entry_free(struct ml_host *h, struct ml_hosted *e)
 	free(e->file);
 	free(e->error);
 	free(e->evs);
+	free(e->gathered);
 	ml_buf_free(&e->bytes);
 	free(e);
 }

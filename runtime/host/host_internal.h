@@ -11,6 +11,12 @@
 
 #include <moonlog/host.h>
 
+/* An event a handler emitted (or parked) in the batch being gathered: offsets into
+ * the entry's bytes, which move as they grow. */
+struct ml_gathered {
+	size_t stream, stream_len, type, type_len, data, data_len, meta, meta_len;
+};
+
 /* One script of the folder. */
 struct ml_hosted {
 	char *name, *file;
@@ -27,19 +33,23 @@ struct ml_hosted {
 	uint64_t rate_fed, rate_ms;
 	double rate; /* events per second, over the last second or so */
 
-	/* handlers: the one append in flight */
+	/* handlers: the batch being gathered (batch.c), then the one append in flight */
 	struct ml_host *h;
-	struct ml_append req;
-	int inflight;
-	uint64_t inflight_pos;
-	atomic_int done;
-	struct ml_buf bytes; /* the checkpoint's data and the parked event's meta */
+	struct ml_gathered *gathered;
+	size_t n_gathered, gathered_cap;
+	size_t gathered_bytes;	  /* of `bytes`; the checkpoint's data follows */
+	uint32_t gathered_events; /* handled events that had output */
+	struct ml_buf bytes;	  /* the gathered events' bytes, and the checkpoint's */
 	struct ml_event_in *evs;
 	size_t evs_cap;
-	/* a batch the log failed to write (ML_ERR_IO) is built and submitted again at
-	 * retry_at_ms (0: none waiting), after retry_ms that doubles up to 5 s */
+	char ckstream[300]; /* $checkpoint-NAME */
+	struct ml_append req;
+	int inflight;
+	uint64_t inflight_pos; /* the checkpoint's position */
+	atomic_int done;
+	/* a batch the log failed to write (ML_ERR_IO) is submitted again at retry_at_ms
+	 * (0: none waiting), after retry_ms that doubles up to 5 s */
 	uint64_t retry_at_ms, retry_ms;
-	int with_outcome; /* the batch holds the last feed's outcome (else a checkpoint) */
 
 	/* hot reload (reload.c) */
 	struct ml_script *pending; /* handlers: the new version, swapped in once no batch is
@@ -102,16 +112,26 @@ void ml_host_watch_stop(struct ml_host *h);
 struct ml_server;
 struct event_base *ml_server_event_base(struct ml_server *s);
 
+/* batch.c */
+/* Sets e's fault: fmt takes the script's name, the position and `why`. */
+void ml_hosted_fault(struct ml_hosted *e, uint64_t pos, const char *fmt, const char *why);
+/* Gathers what a handler's feed of ev put out into its batch: 1 when the batch is full,
+ * -1 when the handler faulted (it emitted to a system stream; nothing was gathered). */
+int ml_host_gather(struct ml_hosted *e, const struct ml_event *ev,
+		   const struct ml_script_outcome *out);
+/* Submits what was gathered with a checkpoint at e->pos; with `sync`, waits (closing). */
+void ml_host_submit_batch(struct ml_host *h, struct ml_hosted *e, int sync);
+/* Waits until no flusher callback of a handler's batch is running (before freeing h). */
+void ml_host_quiesce(struct ml_host *h);
+/* Waits for a handler's append in flight and settles it. */
+void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait);
+
 /* step.c */
 /* Feeds `s` (the entry's script or its rebuild) from *pos towards head. */
 uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
 			     uint64_t *pos, uint64_t head, uint64_t deadline, uint32_t budget);
 /* Reads the last checkpoint of a handler (0 if none). */
 uint64_t ml_host_checkpoint_read(struct ml_host *h, const char *name);
-/* Waits until no flusher callback of a handler's batch is running (before freeing h). */
-void ml_host_quiesce(struct ml_host *h);
-/* Waits for a handler's append in flight and settles it. */
-void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait);
 /* Writes a checkpoint (handlers, synchronously) or a snapshot (projections, reducers). */
 void ml_host_save(struct ml_host *h, struct ml_hosted *e);
 

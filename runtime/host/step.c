@@ -7,11 +7,9 @@
  * Far behind, events are read with ml_log_scan (mapped segments); near the
  * head, with ml_log_read_all (a few indexed reads are cheaper than a mapping).
  *
- * A handler's event that emits (or is parked) ends its slice: the emitted
- * events, the parked copy and a checkpoint event {position, hash} on
- * $checkpoint-NAME go to the log as one batch (system = 1), submitted without
- * waiting. The flusher's done callback only sets a flag and wakes the loop; the
- * next step settles it and goes on feeding. Events that emit nothing move the
+ * A handler's slice gathers what it emits (batch.c) and ends in one batch of
+ * those events and its checkpoint, submitted without waiting; the handler is
+ * fed again once the batch has settled. Events that emit nothing move the
  * handler on without an append; a checkpoint-only batch is written every
  * checkpoint_events events, or after checkpoint_ms when some were handled.
  */
@@ -56,244 +54,13 @@ uint64_t ml_host_checkpoint_read(struct ml_host *h, const char *name)
 	return pos;
 }
 
-static void fault(struct ml_hosted *e, uint64_t pos, const char *fmt, const char *why)
-{
-	struct ml_buf b = {0};
-	ml_buf_addf(&b, fmt, e->name, (unsigned long long)pos, why);
-	free(e->error);
-	e->error = b.data;
-	e->error_pos = pos;
-	ml_host_line(e->h, "%s", e->error);
-}
-
-/*
- * Flusher thread: the handler's batch is acknowledged (or failed). Once `done`
- * is set the loop may free the entry (a reload that unloads it), so nothing
- * touches e after it; h->inflight drops last, after the wake, and closing the
- * host waits for it (ml_host_quiesce) before freeing h and the server.
- */
-static void batch_done(struct ml_append *req)
-{
-	struct ml_hosted *e = req->arg;
-	struct ml_host *h = e->h;
-	atomic_store(&e->done, 1);
-	if (h->o.wake)
-		h->o.wake(h->o.wake_arg);
-	atomic_fetch_sub(&h->inflight, 1);
-}
-
-void ml_host_quiesce(struct ml_host *h)
-{
-	while (atomic_load(&h->inflight) > 0)
-		usleep(100);
-}
-
-static void submit_batch(struct ml_host *h, struct ml_hosted *e, const struct ml_event *ev,
-			 int with_outcome, int sync);
-
-/* ml_log_read_all's callback: the batch of the event at the handler's position, again. */
-static int resubmit_event(const struct ml_event *ev, void *arg)
-{
-	struct ml_hosted *e = arg;
-	submit_batch(e->h, e, ev, 1, 0);
-	return 1;
-}
-
-/*
- * A batch the log could not write (a full disk, an I/O error on write: the log
- * undid it and takes appends again) is built again from the handler's outcome,
- * which stays as it was since the handler is fed nothing while it waits, and
- * submitted again, after 100 ms, 200 ms, ... up to 5 s between tries. 1 when
- * the batch waits for its next try; 0 when the failure is for settle to take.
- */
-static int retry_later(struct ml_host *h, struct ml_hosted *e, int wait)
-{
-	if (e->retry_at_ms == 0) {
-		if (e->req.err != ML_ERR_IO || wait || e->removed)
-			return 0;
-		e->retry_ms = e->retry_ms ? (e->retry_ms * 2 > 5000 ? 5000 : e->retry_ms * 2) : 100;
-		e->retry_at_ms = ml_host_now_ms() + e->retry_ms;
-		ml_host_line(h,
-			     "script %s: cannot append its batch at position %llu: %s; trying "
-			     "again in %llu ms",
-			     e->name, (unsigned long long)e->inflight_pos, e->req.errmsg,
-			     (unsigned long long)e->retry_ms);
-		return 1;
-	}
-	if (wait || e->removed) { /* closing or unloading: no more tries */
-		e->retry_at_ms = 0;
-		return 0;
-	}
-	if (ml_host_now_ms() < e->retry_at_ms)
-		return 1;
-	e->retry_at_ms = 0;
-	e->inflight = 0;
-	if (e->with_outcome)
-		ml_log_read_all(h->log, e->inflight_pos, 1, resubmit_event, e);
-	else
-		submit_batch(h, e, NULL, 0, 0);
-	if (!e->inflight && !e->error && e->saved != e->inflight_pos)
-		fault(e, e->inflight_pos, "script %s faulted at position %llu: %s",
-		      "cannot read its event again to append its batch");
-	return 1;
-}
-
-void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait)
-{
-	if (!e->inflight)
-		return;
-	while (!atomic_load(&e->done)) {
-		if (!wait)
-			return;
-		usleep(200);
-	}
-	if (e->req.err != ML_OK && retry_later(h, e, wait))
-		return;
-	e->inflight = 0;
-	if (e->req.err == ML_OK)
-		e->retry_ms = 0;
-	if (e->req.err != ML_OK) {
-		fault(
-		    e, e->inflight_pos,
-		    "script %s faulted at position %llu: cannot append its events and checkpoint: "
-		    "%s",
-		    e->req.errmsg);
-		return;
-	}
-	e->saved = e->inflight_pos;
-	e->saved_ms = ml_host_now_ms();
-	e->since = 0;
-}
-
-static struct ml_event_in *room(struct ml_hosted *e, size_t n)
-{
-	if (n > e->evs_cap) {
-		e->evs = ml_xrealloc(e->evs, n * sizeof(*e->evs));
-		e->evs_cap = n;
-	}
-	return e->evs;
-}
-
-/*
- * Builds and submits the batch for a handler fed up to e->pos: what the last
- * feed emitted (when `with_outcome`), the parked event `ev` (when parked), and
- * the checkpoint. With `sync`, waits for it (closing down).
- */
-static void submit_batch(struct ml_host *h, struct ml_hosted *e, const struct ml_event *ev,
-			 int with_outcome, int sync)
-{
-	struct ml_script_outcome out = {0};
-	if (with_outcome)
-		ml_script_outcome(e->s, &out);
-	size_t n = out.n_emits + (out.parked ? 1 : 0) + 1;
-	struct ml_event_in *evs = room(e, n);
-	for (size_t i = 0; i < out.n_emits; i++) {
-		const struct ml_script_emit *m = &out.emits[i];
-		if (m->stream_len && m->stream[0] == '$')
-			return fault(e, e->pos,
-				     "script %s faulted at position %llu: %s (handlers emit to "
-				     "their own streams only)",
-				     "it emitted to a system stream");
-		evs[i] = (struct ml_event_in){.stream = m->stream,
-					      .stream_len = m->stream_len,
-					      .type = m->type,
-					      .type_len = m->type_len,
-					      .data = m->data,
-					      .data_len = m->data_len,
-					      .meta = m->meta,
-					      .meta_len = m->meta_len};
-	}
-	struct ml_buf *b = &e->bytes;
-	b->len = 0;
-	char pstream[300], cstream[300];
-	size_t k = out.n_emits;
-	if (out.parked) {
-		/* The reason and, apart, Lua's traceback: parked() shows both, a person reads
-		 * the first. */
-		const char *why = out.error ? out.error : "error";
-		const char *tb = strstr(why, "\nstack traceback:");
-		size_t why_len = tb ? (size_t)(tb - why) : strlen(why);
-		ml_mp_put_map(b, (ev->meta_len ? 5 : 4) + (tb ? 1 : 0));
-		ml_mp_put_cstr(b, "reason");
-		ml_mp_put_str(b, why, why_len);
-		if (tb) {
-			ml_mp_put_cstr(b, "traceback");
-			ml_mp_put_cstr(b, tb + 1);
-		}
-		ml_mp_put_cstr(b, "stream");
-		ml_mp_put_str(b, ev->stream, ev->stream_len);
-		ml_mp_put_cstr(b, "position");
-		ml_mp_put_uint(b, ev->position);
-		ml_mp_put_cstr(b, "id");
-		ml_mp_put_str(b, ev->id, ev->id_len);
-		if (ev->meta_len) {
-			ml_mp_put_cstr(b, "meta");
-			ml_buf_add(b, ev->meta, ev->meta_len);
-		}
-		int pn = snprintf(pstream, sizeof(pstream), "$parked-%s", e->name);
-		evs[k++] = (struct ml_event_in){.stream = pstream,
-						.stream_len = (size_t)pn,
-						.type = ev->type,
-						.type_len = ev->type_len,
-						.data = ev->data,
-						.data_len = ev->data_len,
-						.meta = NULL,
-						.meta_len = b->len};
-	}
-	size_t ck = b->len;
-	ml_mp_put_map(b, 2);
-	ml_mp_put_cstr(b, "position");
-	ml_mp_put_uint(b, e->pos);
-	ml_mp_put_cstr(b, "hash");
-	ml_mp_put_cstr(b, ml_script_hash(e->s));
-	if (out.parked)
-		evs[k - 1].meta = b->data; /* the buffer has stopped moving */
-	int cn = snprintf(cstream, sizeof(cstream), "$checkpoint-%s", e->name);
-	evs[k++] = (struct ml_event_in){.stream = cstream,
-					.stream_len = (size_t)cn,
-					.type = "Checkpoint",
-					.type_len = 10,
-					.data = b->data + ck,
-					.data_len = b->len - ck};
-	memset(&e->req, 0, sizeof(e->req));
-	e->with_outcome = with_outcome;
-	e->req.events = evs;
-	e->req.n_events = k;
-	e->req.system = 1;
-	e->inflight_pos = e->pos;
-	if (sync) {
-		if (ml_log_append(h->log, &e->req) != 0)
-			return fault(e, e->pos,
-				     "script %s: cannot write its checkpoint at %llu: %s",
-				     ml_diag_last());
-		e->saved = e->pos;
-		return;
-	}
-	e->req.done = batch_done;
-	e->req.arg = e;
-	atomic_store(&e->done, 0);
-	atomic_fetch_add(&h->inflight, 1);
-	int rc = ml_log_submit(h->log, &e->req);
-	if (rc == 0) {
-		e->inflight = 1;
-		return;
-	}
-	atomic_fetch_sub(&h->inflight, 1);
-	if (rc < 0)
-		return fault(e, e->pos,
-			     "script %s faulted at position %llu: cannot append its events and "
-			     "checkpoint: %s",
-			     e->req.errmsg);
-	e->saved = e->pos; /* a duplicate: already stored */
-}
-
 void ml_host_save(struct ml_host *h, struct ml_hosted *e)
 {
 	if (e->s == NULL || e->error || e->pos <= e->saved || e->kind == ML_SCRIPT_DECIDER)
 		return;
 	if (e->kind == ML_SCRIPT_HANDLER) {
 		if (!e->inflight)
-			submit_batch(h, e, NULL, 0, 1);
+			ml_host_submit_batch(h, e, 1);
 		return;
 	}
 	if (ml_script_snapshot_save(e->s, h->data_dir) != 0) {
@@ -331,6 +98,7 @@ static int feed_one(const struct ml_event *ev, void *arg)
 			ml_host_line(sl->h, "%s", ml_diag_last());
 		return 1; /* faulted: the script says where */
 	}
+	uint64_t before = *sl->pos;
 	*sl->pos = ev->position;
 	e->fed += live;
 	sl->n++;
@@ -339,8 +107,11 @@ static int feed_one(const struct ml_event *ev, void *arg)
 		struct ml_script_outcome out;
 		ml_script_outcome(e->s, &out);
 		if (out.n_emits || out.parked) {
-			submit_batch(sl->h, e, ev, 1, 0);
-			return 1;
+			int full = ml_host_gather(e, ev, &out);
+			if (full < 0) /* faulted on ev: the batch so far ends before it */
+				*sl->pos = before;
+			if (full != 0)
+				return 1;
 		}
 	}
 	if (sl->n >= sl->budget)
@@ -374,7 +145,10 @@ uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_s
 static uint32_t feed(struct ml_host *h, struct ml_hosted *e, uint64_t head, uint64_t deadline,
 		     uint32_t budget)
 {
-	return ml_host_feed_script(h, e, e->s, &e->pos, head, deadline, budget);
+	uint32_t n = ml_host_feed_script(h, e, e->s, &e->pos, head, deadline, budget);
+	if (e->n_gathered > 0) /* a handler's emits (also before a fault) */
+		ml_host_submit_batch(h, e, 0);
+	return n;
 }
 
 static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
@@ -385,7 +159,7 @@ static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
 	if (e->kind == ML_SCRIPT_HANDLER) {
 		if (e->pos - e->saved >= h->o.checkpoint_events ||
 		    (e->since && age >= h->o.checkpoint_ms))
-			submit_batch(h, e, NULL, 0, 0);
+			ml_host_submit_batch(h, e, 0);
 		return;
 	}
 	/* A snapshot every snapshot_events, or the script's own snapshot_every (at most once a

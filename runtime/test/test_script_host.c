@@ -2,10 +2,15 @@
  * test_script_host.c - a hosted handler whose batch the log fails to write (an
  * injected ENOSPC, as a full disk would give): it is not faulted, the batch is
  * built and appended again after a backoff, and what it emitted is stored once,
- * with its checkpoint; a parked event's batch too.
+ * with its checkpoint; a parked event's batch too. And handlers' batches: what a
+ * slice emits goes in one batch with the checkpoint, so 1,000 events handled take
+ * a few appends, each emit is stored once and in order, and a fault in the middle
+ * of a slice keeps what was handled before it, with a checkpoint just before it.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <moonlog/diag.h>
@@ -91,8 +96,115 @@ static void test_retry(void)
 	free(dir);
 }
 
+static void write_script(const char *dir, const char *file, const char *src)
+{
+	char path[1300];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	FILE *f = fopen(path, "w");
+	fputs(src, f);
+	fclose(f);
+}
+
+/* The `p` field of each event read, in order. */
+struct fields {
+	uint64_t v[2048];
+	int n;
+};
+
+static int p_field(const struct ml_event *ev, void *arg)
+{
+	struct fields *f = arg;
+	/* {p = N}: fixmap 1, fixstr "p", then a uint */
+	const uint8_t *d = ev->data;
+	uint64_t v = 0;
+	if (ev->data_len >= 4 && d[0] == 0x81 && d[1] == 0xa1 && d[2] == 'p') {
+		if (d[3] < 0x80)
+			v = d[3];
+		else if (d[3] == 0xcc)
+			v = d[4];
+		else if (d[3] == 0xcd)
+			v = (uint64_t)d[4] << 8 | d[5];
+	}
+	if (f->n < 2048)
+		f->v[f->n] = v;
+	f->n++;
+	return 0;
+}
+
+static void test_batches(void)
+{
+	char *dir = unit_tmpdir("host-batches");
+	char scripts[1100], cmd[1300];
+	snprintf(scripts, sizeof(scripts), "%s/scripts", dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", scripts);
+	ok(system(cmd) == 0, "a scripts folder");
+	write_script(scripts, "every.lua",
+		     "local ml = require 'moonlog'\n"
+		     "return ml.handler { name = 'every', from = 'ping-*',\n"
+		     "  on = { Ping = function(e, ctx) ctx.emit('pong', 'Pong', { p = e.position })"
+		     " end } }\n");
+	write_script(scripts, "stopper.lua",
+		     "local ml = require 'moonlog'\n"
+		     "return ml.handler { name = 'stopper', from = 'ping-*', on_error = 'stop',\n"
+		     "  on = { Ping = function(e, ctx)\n"
+		     "    if e.position == 200 then error('stop here') end\n"
+		     "    ctx.emit('stopped', 'Pong', { p = e.position }) end } }\n");
+	write_script(scripts, "sys.lua",
+		     "local ml = require 'moonlog'\n"
+		     "return ml.handler { name = 'sys', from = 'ping-*',\n"
+		     "  on = { Ping = function(e, ctx)\n"
+		     "    ctx.emit(e.position == 250 and '$nope' or 'sysout', 'Pong', "
+		     "{ p = e.position }) end } }\n");
+	struct ml_log *log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+	for (int i = 0; i < 1000; i++)
+		ping(log, "ping-1");
+	struct ml_host_options ho;
+	ml_host_options_init(&ho);
+	ho.scripts_dir = scripts, ho.data_dir = dir, ho.quiet = 1;
+	struct ml_host *h = ml_host_open(log, &ho);
+	ok(h != NULL, "a host: %s", h ? "" : ml_diag_last());
+	if (h == NULL)
+		return;
+	ml_host_drain(h);
+
+	struct fields f = {.n = 0};
+	ml_log_read_stream(log, "pong", 4, 0, 0, 0, p_field, &f);
+	is_int(f.n, 1000, "a handler emitting on every event: each emit stored once");
+	int in_order = f.n == 1000;
+	for (int i = 0; in_order && i < 1000; i++)
+		in_order = f.v[i] == (uint64_t)i + 1;
+	ok(in_order, "in the log's order");
+	int64_t batches = count(log, "$checkpoint-every");
+	ok(batches >= 2 && batches <= 20, "in a few batches, not one per event (%lld)",
+	   (long long)batches);
+
+	f.n = 0;
+	ml_log_read_stream(log, "stopped", 7, 0, 0, 0, p_field, &f);
+	is_int(f.n, 199, "a fault in a slice keeps the emits of the events before it");
+	struct ml_script *s = ml_host_script(h, "stopper", 7);
+	ok(s && ml_host_fault(h, s) != NULL, "and the handler is faulted");
+	f.n = 0;
+	ml_log_read_stream(log, "sysout", 6, 0, 0, 0, p_field, &f);
+	is_int(f.n, 249, "emitting to a system stream faults there, after what came before");
+	s = ml_host_script(h, "sys", 3);
+	ok(s && ml_host_fault(h, s) != NULL, "that handler is faulted too");
+	ml_host_close(h);
+
+	/* After a restart each resumes from its checkpoint: nothing is emitted twice. */
+	h = ml_host_open(log, &ho);
+	ok(h != NULL, "the host again");
+	if (h)
+		ml_host_drain(h), ml_host_close(h);
+	is_int(count(log, "pong"), 1000, "no emit twice after a restart");
+	is_int(count(log, "stopped"), 199, "the stopped handler stops at the same event again");
+	ml_log_close(log);
+	rm_rf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	test_retry();
+	test_batches();
 	return done_testing();
 }
