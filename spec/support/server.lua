@@ -66,6 +66,16 @@ function Server:launch()
       return self
     end
     if c then c:close() end
+    -- A port found free may be taken by a spec running beside this one before the
+    -- server binds it: then try other ports.
+    local log = sh("cat " .. q(self.log))
+    if log:find("cannot listen", 1, true) and (self.port_tries or 0) < 5 then
+      self.proc:close()
+      self.port_tries = (self.port_tries or 0) + 1
+      self.rpc_port, self.http_port = M.free_port(), M.free_port()
+      sh("printf '' > " .. q(self.log))
+      return self:launch()
+    end
     socket.sleep(0.02)
   end
   error("moonlog serve did not start:\n" .. sh("cat " .. q(self.log)))
