@@ -37,10 +37,14 @@ struct append_args {
 static int parse(int argc, char **argv, struct append_args *a)
 {
 	static const struct option opts[] = {
-	    {"data", required_argument, 0, 'd'},  {"expect", required_argument, 0, 'e'},
-	    {"id", required_argument, 0, 'i'},	  {"meta", required_argument, 0, 'm'},
-	    {"fsync", required_argument, 0, 'f'}, {"json", no_argument, 0, 'j'},
-	    {"help", no_argument, 0, 'h'},	  {"connect", required_argument, 0, 'c'},
+	    {"data", required_argument, 0, 'd'},
+	    {"expect", required_argument, 0, 'e'},
+	    {"id", required_argument, 0, 'i'},
+	    {"meta", required_argument, 0, 'm'},
+	    {"fsync", required_argument, 0, 'f'},
+	    {"json", no_argument, 0, 'j'},
+	    {"help", no_argument, 0, 'h'},
+	    {"connect", required_argument, 0, 'c'},
 	    {0, 0, 0, 0},
 	};
 	int c;
@@ -137,9 +141,9 @@ int cmd_append(int argc, char **argv)
 	    (rc = to_msgpack("the data", json.data, &data)) != 0 ||
 	    (a.meta && (rc = to_msgpack("--meta", a.meta, &meta)) != 0))
 		goto out;
-	struct ml_event_in re = {a.stream, strlen(a.stream), a.type,	  strlen(a.type),
-				 a.id,	   a.id ? strlen(a.id) : 0, data.data, data.len,
-				 meta.data, meta.len};
+	struct ml_event_in re = {
+	    a.stream,  strlen(a.stream), a.type,    strlen(a.type), a.id, a.id ? strlen(a.id) : 0,
+	    data.data, data.len,	 meta.data, meta.len};
 	if ((rc = cli_remote_append(a.connect, a.dir, &re, a.expect, a.json)) >= 0)
 		goto out; /* a server holds the log (or --connect): it did the append */
 	rc = 0;

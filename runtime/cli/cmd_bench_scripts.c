@@ -370,14 +370,10 @@ static int bench_catchup(const struct sopts *o)
 int cli_bench_scripts(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"conns", required_argument, 0, 'c'},
-	    {"depth", required_argument, 0, 'd'},
-	    {"accounts", required_argument, 0, 'a'},
-	    {"events", required_argument, 0, 'e'},
-	    {"seconds", required_argument, 0, 's'},
-	    {"dir", required_argument, 0, 'D'},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
+	    {"conns", required_argument, 0, 'c'},    {"depth", required_argument, 0, 'd'},
+	    {"accounts", required_argument, 0, 'a'}, {"events", required_argument, 0, 'e'},
+	    {"seconds", required_argument, 0, 's'},  {"dir", required_argument, 0, 'D'},
+	    {"help", no_argument, 0, 'h'},	     {0, 0, 0, 0},
 	};
 	struct sopts o = {
 	    .conns = 64, .depth = 8, .accounts = 1000, .events = 10000000, .seconds = 5};
@@ -388,7 +384,8 @@ int cli_bench_scripts(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		uint64_t v = 0;
-		if (c != 'D' && c != 'h' && c != '?' && cli_uint("bench", "option", optarg, &v) != 0)
+		if (c != 'D' && c != 'h' && c != '?' &&
+		    cli_uint("bench", "option", optarg, &v) != 0)
 			return CLI_USAGE;
 		if (c == 'c')
 			o.conns = v ? v : 1;

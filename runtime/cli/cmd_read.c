@@ -41,14 +41,10 @@ static int print_event(const struct ml_event *e, void *arg)
 int cmd_read(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"data", required_argument, 0, 'd'},
-	    {"from", required_argument, 0, 'f'},
-	    {"limit", required_argument, 0, 'l'},
-	    {"backwards", no_argument, 0, 'b'},
-	    {"json", no_argument, 0, 'j'},
-	    {"connect", required_argument, 0, 'c'},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
+	    {"data", required_argument, 0, 'd'},  {"from", required_argument, 0, 'f'},
+	    {"limit", required_argument, 0, 'l'}, {"backwards", no_argument, 0, 'b'},
+	    {"json", no_argument, 0, 'j'},	  {"connect", required_argument, 0, 'c'},
+	    {"help", no_argument, 0, 'h'},	  {0, 0, 0, 0},
 	};
 	const char *dir = "./moonlog-data", *stream = NULL, *connect = NULL;
 	uint64_t from = 0, limit = 0;

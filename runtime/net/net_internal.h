@@ -148,9 +148,9 @@ void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b);
  */
 struct ml_command;
 struct ml_command_outcome {
-	int status;	     /* 201 appended, 422 rejected, 404, 409, 400, 500, 503 */
-	enum ml_err code;    /* the error's code when status is not 201 */
-	const char *message; /* the reason or the error */
+	int status;		      /* 201 appended, 422 rejected, 404, 409, 400, 500, 503 */
+	enum ml_err code;	      /* the error's code when status is not 201 */
+	const char *message;	      /* the reason or the error */
 	const struct ml_buf *details; /* 422: msgpack of the details (nil when none) */
 	const struct ml_buf *result;  /* 201: msgpack map {stream, version, position, events} */
 };

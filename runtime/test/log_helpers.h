@@ -9,7 +9,7 @@
 #include <string.h>
 
 static inline struct ml_log *open_log_fsync(const char *dir, uint64_t segment_size,
-					   enum ml_fsync fsync)
+					    enum ml_fsync fsync)
 {
 	struct ml_log_options o;
 	ml_log_options_init(&o);
