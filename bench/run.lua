@@ -212,8 +212,9 @@ local function ml_read(tmp, rate64)
 			err = addr
 			break
 		end
+		-- reads of P.chunk, one at a time: as the Redis and Tarantool readers page
 		local f, e = moonlog.bench(ctx, "append", ("append --connect %s --conns 64 --depth %d " ..
-			"--seconds %.1f"):format(addr, P.window, seconds), "read_per_s")
+			"--seconds %.1f --page %d --pages 1"):format(addr, P.window, seconds, P.chunk), "read_per_s")
 		sh.stop(pid)
 		if not f then
 			err = e

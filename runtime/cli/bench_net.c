@@ -35,6 +35,7 @@ struct bopts {
 	enum ml_fsync fsync;
 	double seconds;
 	uint64_t conns, depth, rate;
+	uint64_t page, pages; /* the read back: events per read, reads in flight */
 };
 
 /* ---- an in-process server ------------------------------------------------ */
@@ -270,13 +271,12 @@ static int run_appends(struct bconn *bc, const struct bopts *o, uint64_t *events
 }
 
 /* Reads $all from 1 to head over one connection, `depth` pages in flight. */
-static int run_read_all(const char *addr, uint64_t head, uint64_t depth, double *secs,
-			uint64_t *got)
+static int run_read_all(const char *addr, uint64_t head, uint64_t page, uint64_t depth,
+			double *secs, uint64_t *got)
 {
 	struct cli_client c;
 	if (cli_client_connect(&c, addr) != 0)
 		return cli_diag("bench");
-	const uint64_t page = 10000;
 	uint64_t next = 1, inflight = 0;
 	*got = 0;
 	uint64_t t0 = ml_clock_ns();
@@ -471,10 +471,11 @@ static int bench_append_net(const struct bopts *o, const char *addr)
 	       o->conns, o->depth, (double)events / secs, events, secs, failed);
 	uint64_t head = head_of(addr), got = 0;
 	(void)before;
-	rc = run_read_all(addr, head, 4, &secs, &got);
+	rc = run_read_all(addr, head, o->page, o->pages, &secs, &got);
 	if (rc == 0)
-		printf("read $all over RPC: %" PRIu64 " events in %.2f s: %.0f events/s\n", got,
-		       secs, (double)got / secs);
+		printf("read $all over RPC: %" PRIu64 " events in %.2f s: %.0f events/s (reads of "
+		       "%" PRIu64 ", %" PRIu64 " in flight)\n",
+		       got, secs, (double)got / secs, o->page, o->pages);
 	return rc;
 }
 
@@ -492,13 +493,21 @@ static const char help[] =
     "  --depth D     appends in flight per connection (append; default 64)\n"
     "  --rate R      events/s (subscribe; default 50000)\n"
     "  --seconds S   how long (default 5)\n"
+    "  --page N      events per read when reading back (append; default 1000)\n"
+    "  --pages K     reads in flight when reading back (append; default 1: each read\n"
+    "                waits for the one before, as a consumer paging through would)\n"
     "  --fsync MODE  of the in-process server (default always)\n"
     "  --dir DIR     its scratch folder (default ./moonlog-bench-net; removed after)\n";
 
 int cli_bench_net(int argc, char **argv, int subscribe)
 {
-	struct bopts o = {
-	    .dir = "./moonlog-bench-net", .seconds = 5, .conns = 64, .depth = 64, .rate = 50000};
+	struct bopts o = {.dir = "./moonlog-bench-net",
+			  .seconds = 5,
+			  .conns = 64,
+			  .depth = 64,
+			  .rate = 50000,
+			  .page = 1000,
+			  .pages = 1};
 	static const struct option opts[] = {
 	    {"connect", optional_argument, 0, 'c'},
 	    {"conns", required_argument, 0, 'n'},
@@ -507,6 +516,8 @@ int cli_bench_net(int argc, char **argv, int subscribe)
 	    {"seconds", required_argument, 0, 's'},
 	    {"fsync", required_argument, 0, 'f'},
 	    {"dir", required_argument, 0, 'd'},
+	    {"page", required_argument, 0, 'P'},
+	    {"pages", required_argument, 0, 'K'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -528,6 +539,12 @@ int cli_bench_net(int argc, char **argv, int subscribe)
 		case 'r':
 			bad |= cli_uint("bench", "--rate", optarg, &o.rate);
 			break;
+		case 'P':
+			bad |= cli_uint("bench", "--page", optarg, &o.page);
+			break;
+		case 'K':
+			bad |= cli_uint("bench", "--pages", optarg, &o.pages);
+			break;
 		case 's':
 			o.seconds = atof(optarg);
 			break;
@@ -545,7 +562,8 @@ int cli_bench_net(int argc, char **argv, int subscribe)
 			return cli_fail("bench", CLI_USAGE, "see moonlog bench subscribe --help");
 		}
 	}
-	if (bad || o.conns == 0 || o.depth == 0 || o.rate == 0 || o.seconds <= 0)
+	if (bad || o.conns == 0 || o.depth == 0 || o.rate == 0 || o.seconds <= 0 || o.page == 0 ||
+	    o.pages == 0)
 		return bad ? CLI_USAGE
 			   : cli_fail("bench", CLI_USAGE, "counts and --seconds must be positive");
 	struct inproc ip = {0};

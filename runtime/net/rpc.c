@@ -75,36 +75,92 @@ static void notify_error(struct ml_conn *c, const char *why)
 
 /* ---- events out ---------------------------------------------------------- */
 
+/*
+ * Every event read or delivered goes through here, so it writes into space
+ * reserved once with a cursor instead of a checked append per field (reading
+ * $all spent a quarter of the server's time in those checks).
+ */
+static uint8_t *put_raw(uint8_t *p, const void *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static uint8_t *put_str(uint8_t *p, const void *s, size_t n)
+{
+	if (n <= 31) {
+		*p++ = (uint8_t)(0xa0 | n);
+	} else if (n <= 0xff) {
+		*p++ = 0xd9, *p++ = (uint8_t)n;
+	} else if (n <= 0xffff) {
+		*p++ = 0xda, *p++ = (uint8_t)(n >> 8), *p++ = (uint8_t)n;
+	} else {
+		*p++ = 0xdb;
+		for (int i = 3; i >= 0; i--)
+			*p++ = (uint8_t)(n >> (8 * i));
+	}
+	return put_raw(p, s, n);
+}
+
+static uint8_t *put_uint(uint8_t *p, uint64_t v)
+{
+	if (v <= 0x7f) {
+		*p++ = (uint8_t)v;
+		return p;
+	}
+	int n = v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffu ? 4 : 8;
+	*p++ = n == 1 ? 0xcc : n == 2 ? 0xcd : n == 4 ? 0xce : 0xcf;
+	for (int i = n - 1; i >= 0; i--)
+		*p++ = (uint8_t)(v >> (8 * i));
+	return p;
+}
+
+static uint8_t *put_int(uint8_t *p, int64_t v)
+{
+	if (v >= 0)
+		return put_uint(p, (uint64_t)v);
+	*p++ = 0xd3;
+	for (int i = 7; i >= 0; i--)
+		*p++ = (uint8_t)((uint64_t)v >> (8 * i));
+	return p;
+}
+
+/* A key (a fixstr) with its header byte, e.g. KEY("\xa4", "data"). */
+#define KEY(p, head, name) put_raw(p, head name, sizeof(head name) - 1)
+
 void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries)
 {
-	ml_buf_reserve(b, 96 + e->stream_len + e->type_len + e->id_len + e->data_len + e->meta_len);
-	ml_mp_put_map(b, deliveries ? 9 : 8);
-	ml_mp_put_str(b, "position", 8);
-	ml_mp_put_uint(b, e->position);
-	ml_mp_put_str(b, "stream", 6);
-	ml_mp_put_str(b, e->stream, e->stream_len);
-	ml_mp_put_str(b, "version", 7);
-	ml_mp_put_uint(b, e->version);
-	ml_mp_put_str(b, "type", 4);
-	ml_mp_put_str(b, e->type, e->type_len);
-	ml_mp_put_str(b, "id", 2);
-	ml_mp_put_str(b, e->id, e->id_len);
-	ml_mp_put_str(b, "time", 4);
-	ml_mp_put_int(b, e->time);
-	ml_mp_put_str(b, "data", 4);
+	ml_buf_reserve(b,
+		       128 + e->stream_len + e->type_len + e->id_len + e->data_len + e->meta_len);
+	uint8_t *p = (uint8_t *)b->data + b->len;
+	*p++ = deliveries ? 0x89 : 0x88; /* a map of 9 or 8 */
+	p = KEY(p, "\xa8", "position");
+	p = put_uint(p, e->position);
+	p = KEY(p, "\xa6", "stream");
+	p = put_str(p, e->stream, e->stream_len);
+	p = KEY(p, "\xa7", "version");
+	p = put_uint(p, e->version);
+	p = KEY(p, "\xa4", "type");
+	p = put_str(p, e->type, e->type_len);
+	p = KEY(p, "\xa2", "id");
+	p = put_str(p, e->id, e->id_len);
+	p = KEY(p, "\xa4", "time");
+	p = put_int(p, e->time);
+	p = KEY(p, "\xa4", "data");
 	if (e->data_len)
-		ml_buf_add(b, e->data, e->data_len);
+		p = put_raw(p, e->data, e->data_len);
 	else
-		ml_mp_put_nil(b);
-	ml_mp_put_str(b, "meta", 4);
+		*p++ = 0xc0;
+	p = KEY(p, "\xa4", "meta");
 	if (e->meta_len)
-		ml_buf_add(b, e->meta, e->meta_len);
+		p = put_raw(p, e->meta, e->meta_len);
 	else
-		ml_mp_put_nil(b);
+		*p++ = 0xc0;
 	if (deliveries) {
-		ml_mp_put_str(b, "deliveries", 10);
-		ml_mp_put_uint(b, deliveries);
+		p = KEY(p, "\xaa", "deliveries");
+		p = put_uint(p, deliveries);
 	}
+	b->len = (size_t)(p - (uint8_t *)b->data);
 }
 
 /* ---- append ------------------------------------------------------------- */
