@@ -106,10 +106,11 @@ int cli_client_next(struct cli_client *c, struct ml_mp *msg)
 		size_t len;
 		ml_buf_reserve(&c->in, 1 << 16);
 		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
-		int rc = ml_mp_frame(p, c->in.len - c->in_off, &len);
+		int rc = ml_mp_frame_resume(p, c->in.len - c->in_off, &c->walk, &len);
 		if (rc < 0)
 			return ml_diag_set(ML_ERR_IO, "the server sent bytes that are not msgpack");
 		if (rc == 0) {
+			c->walk = (struct ml_mp_walk){0, 0};
 			c->msg.len = 0;
 			ml_buf_add(&c->msg, p, len);
 			c->in_off += len;
@@ -121,8 +122,8 @@ int cli_client_next(struct cli_client *c, struct ml_mp *msg)
 			c->in.len -= c->in_off;
 			c->in_off = 0;
 		}
-		/* Read at least as much as is pending: a large answer is then framed (scanned
-		 * from its start) a few times, not once per 64 KiB. */
+		/* The framing goes on where it stopped (c->walk), so a large answer is walked
+		 * once however many reads it takes. */
 		ml_buf_reserve(&c->in, c->in.len > (1 << 20) ? c->in.len : 1 << 20);
 		ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
 		if (r < 0 && errno == EINTR)

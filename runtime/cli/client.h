@@ -18,7 +18,8 @@ struct cli_client {
 	uint32_t next_id;
 	struct ml_buf in; /* bytes read, not yet taken */
 	size_t in_off;
-	struct ml_buf msg; /* the last message taken */
+	struct ml_buf msg;	/* the last message taken */
+	struct ml_mp_walk walk; /* how far the next message has been framed */
 };
 
 /* Connects to HOST:PORT or to a Unix socket path (anything with a '/'). -1 with diag. */

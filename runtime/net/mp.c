@@ -77,23 +77,31 @@ static int head(const uint8_t *p, size_t n, size_t *hdr, uint64_t *body, uint64_
 	return 0;
 }
 
-int ml_mp_frame(const uint8_t *buf, size_t n, size_t *len)
+int ml_mp_frame_resume(const uint8_t *buf, size_t n, struct ml_mp_walk *w, size_t *len)
 {
-	size_t off = 0;
-	uint64_t todo = 1; /* objects still to walk */
+	size_t off = w->off;
+	uint64_t todo = w->todo ? w->todo : 1; /* objects still to walk */
 	while (todo > 0) {
 		size_t hdr;
 		uint64_t body, kids;
 		int rc = head(buf + off, n - off, &hdr, &body, &kids);
-		if (rc != 0)
+		if (rc == 0 && (hdr > n - off || body > n - off - hdr))
+			rc = 1;
+		if (rc != 0) {
+			w->off = off, w->todo = todo; /* go on from this object next time */
 			return rc;
-		if (body > n - off - hdr || hdr > n - off)
-			return 1;
+		}
 		off += hdr + (size_t)body;
 		todo += kids - 1;
 	}
 	*len = off;
 	return 0;
+}
+
+int ml_mp_frame(const uint8_t *buf, size_t n, size_t *len)
+{
+	struct ml_mp_walk w = {0, 0};
+	return ml_mp_frame_resume(buf, n, &w, len);
 }
 
 enum ml_mp_type ml_mp_peek(const struct ml_mp *r)

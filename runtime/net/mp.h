@@ -18,6 +18,13 @@
 
 /* 0: buf holds a complete object of *len bytes; 1: needs more bytes; -1: malformed. */
 int ml_mp_frame(const uint8_t *buf, size_t n, size_t *len);
+/* The same, resumed where the last call that needed more bytes stopped, so that a large
+ * object arriving in pieces is walked once. Zero `w` before the first call for an object. */
+struct ml_mp_walk {
+	size_t off;    /* bytes walked */
+	uint64_t todo; /* objects still to walk (0: not started) */
+};
+int ml_mp_frame_resume(const uint8_t *buf, size_t n, struct ml_mp_walk *w, size_t *len);
 
 struct ml_mp {
 	const uint8_t *p, *end;

@@ -59,6 +59,12 @@ static void framing(void)
 	for (size_t n = 0; n < full; n++)
 		cut_ok &= ml_mp_frame((uint8_t *)b.data, n, &len) == 1;
 	ok(cut_ok, "every prefix of it needs more bytes");
+	struct ml_mp_walk w = {0, 0};
+	int resumed = 0, calls = 0;
+	for (size_t n = 0; n <= full && resumed == 0; n++, calls++) /* a byte at a time */
+		resumed = ml_mp_frame_resume((uint8_t *)b.data, n, &w, &len) == 0;
+	ok(resumed && len == full && calls == (int)full + 1,
+	   "framed a byte at a time, resuming where it stopped, it ends where it ends");
 	ml_buf_add(&b, "\x91", 1);
 	ok(ml_mp_frame((uint8_t *)b.data, b.len, &len) == 0 && len == full,
 	   "the next message is left alone");
@@ -93,7 +99,7 @@ static void framing(void)
 
 int main(void)
 {
-	plan(16);
+	plan(17);
 	patterns();
 	framing();
 	return done_testing();
