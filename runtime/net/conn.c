@@ -192,7 +192,8 @@ static void parse(struct ml_conn *c)
 		size_t n = c->in.len - c->in_off, len;
 		if (n == 0)
 			break;
-		int rc = ml_mp_frame(p, n, &len);
+		/* resumed: a large request arriving in pieces is walked once */
+		int rc = ml_mp_frame_resume(p, n, &c->walk, &len);
 		if (rc < 0)
 			return fail(c,
 				    "malformed msgpack: the connection is closed (send msgpack-RPC "
@@ -204,6 +205,7 @@ static void parse(struct ml_conn *c)
 					    "per request");
 			break;
 		}
+		c->walk = (struct ml_mp_walk){0, 0};
 		c->in_off += len;
 		ml_rpc_dispatch(c, p, len);
 	}

@@ -88,6 +88,7 @@ struct ml_conn {
 	struct event *rev, *wev;
 	struct ml_buf in, out;
 	size_t in_off, out_off;
+	struct ml_mp_walk walk;		    /* how far the next request has been framed */
 	int authed, closed, dirty, blocked; /* blocked: too much output, subs paused */
 	uint32_t inflight;
 	struct ml_sub **subs;
