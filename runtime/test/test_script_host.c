@@ -52,24 +52,42 @@ static int step_until(struct ml_host *h, struct ml_log *log, const char *stream,
 	return 0;
 }
 
-static void test_retry(void)
+static void write_script(const char *dir, const char *file, const char *src)
 {
-	char *dir = unit_tmpdir("host-retry");
-	char scripts[1100], path[1200];
-	snprintf(scripts, sizeof(scripts), "%s/scripts", dir);
-	snprintf(path, sizeof(path), "%s/echo.lua", scripts);
-	char cmd[1300];
-	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", scripts);
-	ok(system(cmd) == 0, "a scripts folder");
+	char path[1300];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	FILE *f = fopen(path, "w");
-	fputs(echo, f);
+	fputs(src, f);
 	fclose(f);
-	struct ml_log *log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+}
+
+/* DIR/scripts, made. */
+static void scripts_folder(const char *dir, char *out, size_t n)
+{
+	char cmd[1300];
+	snprintf(out, n, "%s/scripts", dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", out);
+	ok(system(cmd) == 0, "a scripts folder");
+}
+
+static struct ml_host *open_host(struct ml_log *log, const char *dir, const char *scripts)
+{
 	struct ml_host_options ho;
 	ml_host_options_init(&ho);
 	ho.scripts_dir = scripts, ho.data_dir = dir, ho.quiet = 1;
 	struct ml_host *h = ml_host_open(log, &ho);
 	ok(h != NULL, "a host: %s", h ? "" : ml_diag_last());
+	return h;
+}
+
+static void test_retry(void)
+{
+	char *dir = unit_tmpdir("host-retry");
+	char scripts[1100];
+	scripts_folder(dir, scripts, sizeof(scripts));
+	write_script(scripts, "echo.lua", echo);
+	struct ml_log *log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+	struct ml_host *h = open_host(log, dir, scripts);
 	struct ml_script *s = h ? ml_host_script(h, "echo", 4) : NULL;
 
 	ping(log, "ping-1");
@@ -94,15 +112,6 @@ static void test_retry(void)
 	ml_log_close(log);
 	rm_rf(dir);
 	free(dir);
-}
-
-static void write_script(const char *dir, const char *file, const char *src)
-{
-	char path[1300];
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	FILE *f = fopen(path, "w");
-	fputs(src, f);
-	fclose(f);
 }
 
 /* The `p` field of each event read, in order. */
@@ -134,10 +143,8 @@ static int p_field(const struct ml_event *ev, void *arg)
 static void test_batches(void)
 {
 	char *dir = unit_tmpdir("host-batches");
-	char scripts[1100], cmd[1300];
-	snprintf(scripts, sizeof(scripts), "%s/scripts", dir);
-	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", scripts);
-	ok(system(cmd) == 0, "a scripts folder");
+	char scripts[1100];
+	scripts_folder(dir, scripts, sizeof(scripts));
 	write_script(scripts, "every.lua",
 		     "local ml = require 'moonlog'\n"
 		     "return ml.handler { name = 'every', from = 'ping-*',\n"
@@ -158,11 +165,7 @@ static void test_batches(void)
 	struct ml_log *log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
 	for (int i = 0; i < 1000; i++)
 		ping(log, "ping-1");
-	struct ml_host_options ho;
-	ml_host_options_init(&ho);
-	ho.scripts_dir = scripts, ho.data_dir = dir, ho.quiet = 1;
-	struct ml_host *h = ml_host_open(log, &ho);
-	ok(h != NULL, "a host: %s", h ? "" : ml_diag_last());
+	struct ml_host *h = open_host(log, dir, scripts);
 	if (h == NULL)
 		return;
 	ml_host_drain(h);
@@ -191,8 +194,7 @@ static void test_batches(void)
 	ml_host_close(h);
 
 	/* After a restart each resumes from its checkpoint: nothing is emitted twice. */
-	h = ml_host_open(log, &ho);
-	ok(h != NULL, "the host again");
+	h = open_host(log, dir, scripts);
 	if (h)
 		ml_host_drain(h), ml_host_close(h);
 	is_int(count(log, "pong"), 1000, "no emit twice after a restart");
