@@ -37,11 +37,7 @@ local function eventually(fn, what)
   error("timed out waiting for " .. (what or "a condition"))
 end
 
-local function status_of(c, name)
-  for _, st in ipairs(assert(c:call("scripts"))) do
-    if st.name == name then return st end
-  end
-end
+local status_of = server.status_of
 
 local function at_head(c, name)
   return eventually(function()

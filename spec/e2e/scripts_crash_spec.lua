@@ -2,29 +2,12 @@
 -- emits exactly one event per triggering event (its emits and its checkpoint are one
 -- atomic batch), and a projection rebuilt from position 0 keeps the server answering.
 local server = require "support.server"
+local write, status_of = server.write_file, server.status_of
+local function eventually(fn, seconds, what) return server.eventually(fn, seconds or 20, what) end
 local socket = require "socket"
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
 
-local function eventually(fn, seconds, what)
-  local deadline = socket.gettime() + (seconds or 20)
-  while socket.gettime() < deadline do
-    local v = fn()
-    if v then return v end
-    socket.sleep(0.02)
-  end
-  error("timed out waiting for " .. (what or "a condition"))
-end
 
-local function status_of(c, name)
-  for _, st in ipairs(assert(c:call("scripts"))) do
-    if st.name == name then return st end
-  end
-end
 
 local ECHO = [[
 local ml = require "moonlog"

@@ -3,33 +3,15 @@
 -- queries, reducers, handlers with causation and parking, status, metrics, and
 -- restarts from snapshots and checkpoints.
 local server = require "support.server"
+local write, status_of = server.write_file, server.status_of
+local function eventually(fn, seconds, what) return server.eventually(fn, seconds or 10, what) end
 local socket = require "socket"
 
 local SRC = os.getenv("MOONLOG_SOURCE_DIR") or "."
 local BANK = SRC .. "/examples/bank/scripts"
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
 
--- Waits until fn() is truthy (polling); fails after `seconds`.
-local function eventually(fn, seconds, what)
-  local deadline = socket.gettime() + (seconds or 10)
-  while socket.gettime() < deadline do
-    local v = fn()
-    if v then return v end
-    socket.sleep(0.02)
-  end
-  error("timed out waiting for " .. (what or "a condition"))
-end
 
-local function status_of(c, name)
-  for _, st in ipairs(assert(c:call("scripts"))) do
-    if st.name == name then return st end
-  end
-end
 
 local function at_head(c, name)
   return eventually(function()

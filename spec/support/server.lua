@@ -30,6 +30,31 @@ M.sh = sh
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 M.quote = q
 
+-- Writes `text` to `path`.
+function M.write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+-- Waits until fn() is truthy (polling) and returns it; fails after `seconds` (10).
+function M.eventually(fn, seconds, what)
+  local deadline = socket.gettime() + (seconds or 10)
+  while socket.gettime() < deadline do
+    local v = fn()
+    if v then return v end
+    socket.sleep(0.02)
+  end
+  error("timed out waiting for " .. (what or "a condition"))
+end
+
+-- The status of the hosted script `name`, as scripts() over the client `c` gives it.
+function M.status_of(c, name)
+  for _, st in ipairs(assert(c:call("scripts"))) do
+    if st.name == name then return st end
+  end
+end
+
 function M.free_port()
   local s = assert(socket.bind("127.0.0.1", 0))
   local _, port = s:getsockname()
