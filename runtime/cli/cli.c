@@ -13,6 +13,7 @@
 #include <moonlog/codec.h>
 
 #include "cli/cli.h"
+#include "net/http_internal.h"
 
 int cli_fail(const char *cmd, int status, const char *fmt, ...)
 {
@@ -69,17 +70,7 @@ struct ml_log *cli_open_log(const char *cmd, const char *dir, int readonly, enum
 
 void cli_json_string(struct ml_buf *out, const char *s, size_t n)
 {
-	ml_buf_add(out, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			ml_buf_addf(out, "\\%c", c);
-		else if (c < 0x20)
-			ml_buf_addf(out, "\\u%04x", c);
-		else
-			ml_buf_add(out, &s[i], 1);
-	}
-	ml_buf_add(out, "\"", 1);
+	ml_http_json_string(out, s, n); /* the server's JSON strings are the same */
 }
 
 /* Adds ,"name":<json of the msgpack value> (null when absent). */
