@@ -319,6 +319,39 @@ static int run_read_all(const char *addr, uint64_t head, uint64_t page, uint64_t
 				       *got, head);
 }
 
+/* Reads $all from 1 to head as a consumer does: one subscription from position 1. */
+static int run_consume_all(const char *addr, uint64_t head, double *secs, uint64_t *got)
+{
+	struct cli_client c;
+	struct ml_buf p = {0};
+	struct ml_mp m;
+	if (cli_client_connect(&c, addr) != 0)
+		return cli_diag("bench");
+	*got = 0;
+	uint64_t t0 = ml_clock_ns();
+	ml_mp_put_array(&p, 2);
+	ml_mp_put_cstr(&p, "$all");
+	ml_mp_put_uint(&p, 1);
+	int rc = cli_client_call(&c, "subscribe", &p, &m);
+	ml_buf_free(&p);
+	while (rc == 0 && *got < head && cli_client_next(&c, &m) == 0) {
+		uint32_t n, ml;
+		int64_t type;
+		const char *method;
+		if (ml_mp_array(&m, &n) != 0 || n != 3 || ml_mp_int(&m, &type) != 0 || type != 2 ||
+		    ml_mp_str(&m, &method, &ml) != 0 || ml != 5 || memcmp(method, "event", 5) != 0)
+			break;
+		(*got)++;
+	}
+	*secs = (double)(ml_clock_ns() - t0) / 1e9;
+	cli_client_close(&c);
+	if (rc != 0)
+		return cli_diag("bench");
+	return *got == head ? 0
+			    : cli_fail("bench", CLI_REFUSED,
+				       "the subscription delivered %" PRIu64 " of %" PRIu64, *got, head);
+}
+
 static uint64_t head_of(const char *addr)
 {
 	struct cli_client c;
@@ -476,6 +509,10 @@ static int bench_append_net(const struct bopts *o, const char *addr)
 		printf("read $all over RPC: %" PRIu64 " events in %.2f s: %.0f events/s (reads of "
 		       "%" PRIu64 ", %" PRIu64 " in flight)\n",
 		       got, secs, (double)got / secs, o->page, o->pages);
+	if (rc == 0 && (rc = run_consume_all(addr, head, &secs, &got)) == 0)
+		printf("consume $all by subscription from 1: %" PRIu64
+		       " events in %.2f s: %.0f events/s\n",
+		       got, secs, (double)got / secs);
 	return rc;
 }
 

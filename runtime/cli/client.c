@@ -84,7 +84,6 @@ void cli_client_close(struct cli_client *c)
 		close(c->fd);
 	c->fd = -1;
 	ml_buf_free(&c->in);
-	ml_buf_free(&c->msg);
 }
 
 static int send_all(int fd, const char *p, size_t n)
@@ -111,10 +110,8 @@ int cli_client_next(struct cli_client *c, struct ml_mp *msg)
 			return ml_diag_set(ML_ERR_IO, "the server sent bytes that are not msgpack");
 		if (rc == 0) {
 			c->walk = (struct ml_mp_walk){0, 0};
-			c->msg.len = 0;
-			ml_buf_add(&c->msg, p, len);
 			c->in_off += len;
-			*msg = (struct ml_mp){(uint8_t *)c->msg.data, (uint8_t *)c->msg.data + len};
+			*msg = (struct ml_mp){p, p + len}; /* in place, until the next call */
 			return 0;
 		}
 		if (c->in_off) {

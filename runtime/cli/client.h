@@ -18,7 +18,6 @@ struct cli_client {
 	uint32_t next_id;
 	struct ml_buf in; /* bytes read, not yet taken */
 	size_t in_off;
-	struct ml_buf msg;	/* the last message taken */
 	struct ml_mp_walk walk; /* how far the next message has been framed */
 };
 
@@ -35,7 +34,10 @@ void cli_client_close(struct cli_client *c);
  */
 int cli_client_call(struct cli_client *c, const char *method, const struct ml_buf *params,
 		    struct ml_mp *result);
-/* Waits for the next message of any kind; 0 with *msg at it, -1 when the connection ends. */
+/*
+ * Waits for the next message of any kind; 0 with *msg at it, -1 when the connection ends.
+ * The message stays in the client's buffer: it is valid until the next call on c.
+ */
 int cli_client_next(struct cli_client *c, struct ml_mp *msg);
 
 /* Reads one event map into e (pointers into the message). */

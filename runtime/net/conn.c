@@ -159,6 +159,23 @@ void ml_conn_flush(struct ml_conn *c)
 	unblock(c);
 }
 
+/*
+ * For a long answer still being written (rpc.c): no compaction, no blocking
+ * or unblocking, no close; a full socket or an error is left to
+ * ml_conn_flush at the end of the turn.
+ */
+void ml_conn_send_early(struct ml_conn *c)
+{
+	while (!c->closed && pending_out(c) > 0) {
+		ssize_t w = write(c->fd, c->out.data + c->out_off, pending_out(c));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		c->out_off += (size_t)w;
+	}
+}
+
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
 	struct ml_conn *c = arg;

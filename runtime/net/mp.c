@@ -82,20 +82,39 @@ int ml_mp_frame_resume(const uint8_t *buf, size_t n, struct ml_mp_walk *w, size_
 	size_t off = w->off;
 	uint64_t todo = w->todo ? w->todo : 1; /* objects still to walk */
 	while (todo > 0) {
-		size_t hdr;
-		uint64_t body, kids;
-		int rc = head(buf + off, n - off, &hdr, &body, &kids);
-		if (rc == 0 && (hdr > n - off || body > n - off - hdr))
-			rc = 1;
-		if (rc != 0) {
-			w->off = off, w->todo = todo; /* go on from this object next time */
-			return rc;
+		if (off >= n)
+			goto more;
+		/* The common one-byte heads inline (an answer of events is mostly fixstr,
+		 * positive fixint and fixmap); the rest through head(). */
+		uint8_t c = buf[off];
+		size_t step = 1;
+		uint64_t kids = 0;
+		if ((c & 0xe0) == 0xa0) {
+			step = 1 + (size_t)(c & 0x1f);
+		} else if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+			/* a whole object in one byte */
+		} else if ((c & 0xe0) == 0x80) {
+			kids = c & 0x10 ? (uint64_t)(c & 0x0f) : 2 * (uint64_t)(c & 0x0f);
+		} else {
+			size_t hdr;
+			uint64_t body;
+			int rc = head(buf + off, n - off, &hdr, &body, &kids);
+			if (rc < 0)
+				return rc;
+			if (rc > 0 || body > n - off - hdr)
+				goto more;
+			step = hdr + (size_t)body;
 		}
-		off += hdr + (size_t)body;
+		if (step > n - off)
+			goto more;
+		off += step;
 		todo += kids - 1;
 	}
 	*len = off;
 	return 0;
+more: /* go on from this object next time */
+	w->off = off, w->todo = todo;
+	return 1;
 }
 
 int ml_mp_frame(const uint8_t *buf, size_t n, size_t *len)

@@ -115,6 +115,8 @@ int ml_net_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen)
 void ml_conn_accept(struct ml_server *s, int fd, enum conn_kind kind);
 void ml_conn_mark(struct ml_conn *c); /* has output: flush at the end of the turn */
 void ml_conn_flush(struct ml_conn *c);
+/* Hands pending output to the socket now, as far as it takes it, and nothing else. */
+void ml_conn_send_early(struct ml_conn *c);
 void ml_conn_close(struct ml_conn *c);
 void ml_conn_release(struct ml_conn *c); /* an in-flight request of c finished */
 

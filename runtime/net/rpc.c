@@ -324,17 +324,49 @@ static void m_append(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_
 
 /* ---- read ---------------------------------------------------------------- */
 
+/*
+ * A read's answer goes out while it is being written: once the count is
+ * known (it is, up front: positions are dense and a stream's versions too),
+ * every STREAM_BYTES of events are handed to the socket, so the reader
+ * decodes the first events while the server encodes the rest. A read that
+ * fails after part of its answer went out cannot take it back: the
+ * connection is closed instead (docs/protocol.md).
+ */
+#define STREAM_BYTES (64u << 10)
+
 struct read_ctx {
-	struct ml_buf *b;
+	struct ml_conn *c;
 	uint32_t n;
+	size_t tried; /* c->out.len at the last early send */
 };
 
 static int read_one(const struct ml_event *e, void *arg)
 {
 	struct read_ctx *rc = arg;
-	ml_rpc_event(rc->b, e, 0);
+	ml_rpc_event(&rc->c->out, e, 0);
 	rc->n++;
+	if (rc->c->out.len - rc->tried >= STREAM_BYTES) {
+		ml_conn_send_early(rc->c);
+		rc->tried = rc->c->out.len;
+	}
 	return 0;
+}
+
+/* How many events a read will deliver, and from where, fixed before it starts. */
+static uint64_t read_count(struct ml_log *log, int all, const char *stream, uint32_t slen,
+			   uint64_t *from, uint64_t limit, int back)
+{
+	uint64_t last = all ? ml_log_head(log) : ml_log_stream_version(log, stream, slen);
+	if (back) {
+		if (*from == 0 || *from > last)
+			*from = last;
+		return *from < limit ? *from : limit;
+	}
+	if (*from == 0)
+		*from = 1;
+	if (*from > last)
+		return 0;
+	return last - *from + 1 < limit ? last - *from + 1 : limit;
 }
 
 static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
@@ -359,21 +391,27 @@ static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t 
 	int all = slen == 4 && memcmp(stream, "$all", 4) == 0;
 	if (all && back)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "$all is read forward only");
+	struct ml_log *log = c->srv->log;
+	uint64_t count = read_count(log, all, stream, slen, &from, limit, back);
 	size_t start = c->out.len;
 	reply_ok(c, msgid);
-	size_t at = c->out.len;
-	ml_buf_add(&c->out, "\xdd\0\0\0\0", 5); /* array32; the count is filled in below */
-	struct read_ctx rc = {&c->out, 0};
-	int64_t n =
-	    all ? ml_log_read_all(c->srv->log, from, limit, read_one, &rc)
-		: ml_log_read_stream(c->srv->log, stream, slen, from, limit, back, read_one, &rc);
-	if (n < 0) { /* take the half answer back and say why */
+	ml_mp_put_array(&c->out, (uint32_t)count);
+	struct read_ctx rc = {c, 0, c->out.len};
+	int64_t n = count == 0 ? 0
+		    : all  ? ml_log_read_all(log, from, count, read_one, &rc)
+			   : ml_log_read_stream(log, stream, slen, from, count, back, read_one, &rc);
+	if (n == (int64_t)count)
+		return;
+	if (n >= 0)
+		ml_diag_set(ML_ERR_CORRUPT, "read %lld of the %llu events the index promised",
+			    (long long)n, (unsigned long long)count);
+	if (c->out_off <= start) { /* nothing of the answer went out: take it back, say why */
 		c->out.len = start;
 		return reply_diag(c, msgid);
 	}
-	uint8_t *h = (uint8_t *)c->out.data + at + 1;
-	h[0] = (uint8_t)(rc.n >> 24), h[1] = (uint8_t)(rc.n >> 16);
-	h[2] = (uint8_t)(rc.n >> 8), h[3] = (uint8_t)rc.n;
+	ml_server_log_line(c->srv, "a read failed half-way; closing its connection: %s",
+			   ml_diag_last());
+	ml_conn_close(c);
 }
 
 /* ---- subscriptions ------------------------------------------------------- */

@@ -59,6 +59,33 @@ describe("moonlog serve over msgpack-RPC", function()
     assert.equal("always", st.fsync)
   end)
 
+  it("answers a read longer than the socket takes at once whole and in order", function()
+    -- Long answers go out while the server is still writing them (64 KiB at a
+    -- time); every event must arrive once, in order, with its count in front.
+    local s = server.start()
+    local c = s.client
+    local pad = string.rep("p", 300)
+    for b = 1, 30 do
+      local batch = {}
+      for i = 1, 100 do batch[i] = { type = "Padded", data = { n = (b - 1) * 100 + i, pad = pad } } end
+      assert(c:append("long-" .. (b % 3), batch))
+    end
+    local ids = { assert(c:send("read", "$all", 1, 3000)), assert(c:send("read", "long-1", 0, 900, true)),
+                  assert(c:send("append", "long-9", { type = "After" })) }
+    local all = assert(c:wait(ids[1]))
+    assert.equal(3000, #all)
+    for i = 1, 3000 do
+      assert.equal(i, all[i].position)
+      assert.equal(i, all[i].data.n)
+    end
+    assert.equal(pad, all[3000].data.pad)
+    local back = assert(c:wait(ids[2]))
+    assert.equal(900, #back)
+    for i = 1, 900 do assert.equal(1001 - i, back[i].version) end
+    assert.equal(3001, assert(c:wait(ids[3])).position)
+    assert.equal(1000, #assert(c:read("long-2", 1, 5000)))
+  end)
+
   it("feeds moonlog tail, catching up first", function()
     local s = server.start()
     assert(s.client:append("tail-1", { type = "A", data = { n = 1 } }))
