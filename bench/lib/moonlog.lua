@@ -8,6 +8,7 @@
 --        reads "N durable appends/s"
 --   2  the same command on a fresh server, run long enough for about the peers'
 --      event count; it then reads $all back over RPC: "read $all ...: N events/s"
+--      (pages) and "consume $all by subscription from 1: ...: N events/s"
 --   3  moonlog bench replay --events N: "(b) sum data.amount by stream  X M"
 --   4  moonlog bench subscribe --connect 127.0.0.1:P --rate R --seconds S
 --        reads "p50 X us, p99 Y us"
@@ -35,7 +36,9 @@ M.parse = {
 	append = function(out)
 		local eps = out:match("([%d%.]+) durable appends/s")
 		local n, reps = out:match("read %$all over RPC: (%d+) events in [%d%.]+ s: ([%d%.]+) events/s")
-		return { events_per_s = tonumber(eps), read_events = tonumber(n), read_per_s = tonumber(reps) }
+		local cps = out:match("consume %$all by subscription from 1: %d+ events in [%d%.]+ s: ([%d%.]+) events/s")
+		return { events_per_s = tonumber(eps), read_events = tonumber(n), read_per_s = tonumber(reps),
+			consume_per_s = tonumber(cps) }
 	end,
 	replay = function(out)
 		local m = out:match("%(b%) sum data%.amount by stream%s+([%d%.]+) M")

@@ -347,9 +347,10 @@ static int run_consume_all(const char *addr, uint64_t head, double *secs, uint64
 	cli_client_close(&c);
 	if (rc != 0)
 		return cli_diag("bench");
-	return *got == head ? 0
-			    : cli_fail("bench", CLI_REFUSED,
-				       "the subscription delivered %" PRIu64 " of %" PRIu64, *got, head);
+	return *got == head
+		   ? 0
+		   : cli_fail("bench", CLI_REFUSED,
+			      "the subscription delivered %" PRIu64 " of %" PRIu64, *got, head);
 }
 
 static uint64_t head_of(const char *addr)

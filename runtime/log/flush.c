@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
@@ -193,6 +194,8 @@ static void drop_last_seg(struct ml_log *log)
 		if (unlinkat(log->dirfd, name, 0) != 0 || fsync(log->dirfd) != 0)
 			mark_broken(log, "could not remove an unfinished segment", errno);
 	}
+	if (seg->rmap) /* nothing in it was acknowledged, so no reader is in it */
+		munmap(seg->rmap, seg->rmap_len);
 	free(seg);
 }
 

@@ -52,6 +52,15 @@ struct ml_seg {
 	uint64_t claim_end;   /* zeros.c is filling [zeroed_end, claim_end); 0 when idle */
 	int sealed;	      /* finished (or no zeros to be had): zeros.c leaves it alone */
 	int fd;		      /* -1 until the flusher has created the file */
+	uint8_t *rmap;	      /* read.c: the file mapped read-only from 0 (NULL: not yet) */
+	uint64_t rmap_len;
+};
+
+/* A read mapping replaced by a longer one: readers may still be in it until close. */
+struct ml_old_map {
+	void *p;
+	size_t len;
+	struct ml_old_map *next;
 };
 
 /* A buffer of encoded batches and the requests they belong to. */
@@ -96,10 +105,15 @@ struct ml_log {
 	void (*on_head)(uint64_t head, void *arg);
 	void *on_head_arg;
 
+	struct ml_old_map *old_maps; /* read.c */
+
 	char broken[256]; /* set when a failed write could not be undone: refuse appends */
 	int fault_write, fault_sync; /* injected errno for the next write / sync */
 	struct ml_log_stats stats;
 };
+
+/* read.c: unmaps every read mapping (at close) */
+void ml_log_unmap_all(struct ml_log *log);
 
 /* index.c */
 void ml_streams_init(struct ml_stream_table *t);

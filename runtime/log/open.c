@@ -205,6 +205,7 @@ static int load_ids(struct ml_log *log)
 
 static void log_free(struct ml_log *log)
 {
+	ml_log_unmap_all(log);
 	for (size_t i = 0; i < log->nsegs; i++) {
 		if (log->segs[i]->fd >= 0)
 			close(log->segs[i]->fd);

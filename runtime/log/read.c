@@ -1,13 +1,19 @@
 /*
  * read.c - reading events back: one stream by version, or $all by position.
  *
- * The index (taken under the mutex) says where each record is; the bytes are
- * read with pread outside the mutex, so readers never hold up appenders.
- * Only acknowledged events are read, and acknowledged bytes never change.
+ * The index (taken under the mutex) says where each record is. $all is read
+ * in place through a read-only mapping of each segment, made on its first
+ * read and kept until the log closes (a mapping is never unmapped while the
+ * log is open, so a reader on another thread can never find it gone); a
+ * stream's scattered records, or a segment that cannot be mapped, are read
+ * with pread. Either way outside the mutex, so readers never hold up
+ * appenders. Only acknowledged events are read, and acknowledged bytes never
+ * change.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "log/log_internal.h"
@@ -90,6 +96,61 @@ static int deliver(const uint8_t *p, size_t n, ml_event_fn fn, void *arg, int64_
 	return 0;
 }
 
+/*
+ * The segment's file mapped from 0 to at least `need` (mutex held), or NULL.
+ * The segment still being written is mapped past its end, to the size it
+ * rolls at and some, so that it is mapped once; pages past the end of the file
+ * are never touched, as only acknowledged bytes are read.
+ */
+static const uint8_t *seg_map(struct ml_log *log, struct ml_seg *seg, uint64_t need)
+{
+	if (seg->rmap_len >= need)
+		return seg->rmap;
+	uint64_t len = seg->sealed && seg->end > need ? seg->end : need;
+	if (!seg->sealed && len < log->opt.segment_size + (64u << 20))
+		len = log->opt.segment_size + (64u << 20);
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, seg->fd, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (seg->rmap) { /* a reader may still be in the shorter one */
+		struct ml_old_map *o = ml_xmalloc(sizeof(*o));
+		*o = (struct ml_old_map){seg->rmap, seg->rmap_len, log->old_maps};
+		log->old_maps = o;
+	}
+	seg->rmap = p;
+	seg->rmap_len = len;
+	return seg->rmap;
+}
+
+void ml_log_unmap_all(struct ml_log *log)
+{
+	for (size_t i = 0; i < log->nsegs; i++)
+		if (log->segs[i]->rmap)
+			munmap(log->segs[i]->rmap, log->segs[i]->rmap_len);
+	while (log->old_maps) {
+		struct ml_old_map *o = log->old_maps;
+		log->old_maps = o->next;
+		munmap(o->p, o->len);
+		free(o);
+	}
+}
+
+/* The last position of the run from `from` to `end` that lies in from's segment (mutex held). */
+static uint64_t run_end(struct ml_log *log, size_t si, uint64_t end)
+{
+	if (si + 1 < log->nsegs && log->segs[si + 1]->first - 1 < end)
+		return log->segs[si + 1]->first - 1;
+	return end;
+}
+
+static size_t seg_index(struct ml_log *log, const struct ml_seg *seg)
+{
+	size_t i = 0;
+	while (log->segs[i] != seg)
+		i++;
+	return i;
+}
+
 int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_event_fn fn,
 			void *arg)
 {
@@ -103,22 +164,26 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 	if (limit && from <= end && limit - 1 < end - from)
 		end = from + limit - 1;
 	while (rc == 0 && from <= end) {
-		/* The run of records from `from` within one segment, at most READ_CHUNK bytes. */
+		/* The run of records from `from` within one segment. */
 		struct ml_seg *seg = ml_log_seg_of(log, from);
-		struct loc l = locate(log, from);
-		uint64_t last = from, bytes = l.len;
-		while (last < end && ml_log_seg_of(log, last + 1) == seg) {
-			struct loc nl = locate(log, last + 1);
-			if (bytes + nl.len > READ_CHUNK)
-				break;
-			bytes += nl.len;
-			last++;
+		uint64_t last = run_end(log, seg_index(log, seg), end);
+		uint64_t off = log->offsets[from - 1];
+		uint64_t stop = locate(log, last).off + locate(log, last).len;
+		const uint8_t *map = seg_map(log, seg, stop);
+		if (map == NULL && stop - off > READ_CHUNK) { /* pread it a chunk at a time */
+			while (last > from && log->offsets[last - 1] - off > READ_CHUNK)
+				last = from + (last - from) / 2;
+			stop = locate(log, last).off + locate(log, last).len;
 		}
+		int fd = seg->fd;
 		pthread_mutex_unlock(&log->mu);
-		ml_buf_reserve(&buf, bytes);
-		rc = read_exact(l.fd, buf.data, bytes, l.off);
+		if (map == NULL) {
+			ml_buf_reserve(&buf, stop - off);
+			rc = read_exact(fd, buf.data, stop - off, off);
+		}
 		if (rc == 0)
-			rc = deliver((uint8_t *)buf.data, bytes, fn, arg, &count);
+			rc = deliver(map ? map + off : (uint8_t *)buf.data, stop - off, fn, arg,
+				     &count);
 		from = last + 1;
 		pthread_mutex_lock(&log->mu);
 	}
