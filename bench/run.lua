@@ -3,9 +3,9 @@
 --
 --   lua5.4 bench/run.lua [--quick] [--build DIR] [--tmp DIR] [--only redis,jetstream,...]
 --
--- Each peer configuration (bench/peers/) is started in a fresh temporary folder,
--- measured with the C client build/moonlog-peerbench (bench/client/), and stopped;
--- moonlog is measured through its own bench commands where they exist
+-- moonlog and each peer configuration (bench/peers/) is started in a fresh
+-- temporary folder, measured with the same C client, build/moonlog-peerbench
+-- (bench/client/), and stopped; moonlog's Lua fold is its in-process replay
 -- (bench/lib/moonlog.lua). Every figure is the median of several runs after a
 -- warm-up run, printed with its spread; the table, a CSV and an SVG chart go to
 -- bench/results/. See bench/README.md for what each workload does and why.
@@ -131,17 +131,27 @@ local function bench_appends(cfg, port)
 	end
 end
 
+-- Workload 2: `read` pages (one request in flight; JetStream's pull consumer keeps
+-- several), `consume` is the system's consumer where it has one that is not
+-- paging (moonlog: a subscription from position 1), so it is run for moonlog only.
 local function bench_reads(cfg, port)
 	local _, err = pb(cfg.client, "load", port, ("--count %d --conns 8 --window 64"):format(P.count))
 	local args = ("--count %d --chunk %d"):format(P.count, P.chunk)
-	local v
-	if not err then
-		v, err = repeated(P.reps, function() return pb(cfg.client, "read", port, args) end,
-			function() return pb(cfg.client, "read", port, args) end, { "events_per_s" })
+	local function reads(kind)
+		if err then
+			return nil, err
+		end
+		return repeated(P.reps, function() return pb(cfg.client, kind, port, args) end,
+			function() return pb(cfg.client, kind, port, args) end, { "events_per_s" })
 	end
-	add(W.read, cfg.system, cfg.setting, v, err and failed(err))
-	if cfg.client ~= "nats" then -- its pages are the same read
-		add(W.paged, cfg.system, cfg.setting, v, err and failed(err))
+	local paged, perr = reads("read")
+	local consumed, cerr = paged, perr
+	if cfg.client == "moonlog" then
+		consumed, cerr = reads("consume")
+	end
+	add(W.read, cfg.system, cfg.setting, consumed, cerr and failed(cerr))
+	if cfg.client ~= "nats" then -- its pull consumer is not one page at a time
+		add(W.paged, cfg.system, cfg.setting, paged, perr and failed(perr))
 	end
 	if not cfg.fold then
 		return
@@ -181,69 +191,6 @@ local function bench_peer(cfg, tmp, i)
 	os.execute("rm -rf " .. sh.quote(dir))
 end
 
-local ML = "--fsync always (default)"
-
-local function ml_missing(ws, need)
-	for _, w in ipairs(ws) do
-		add(w, "moonlog", ML, nil, "not measured yet (needs " .. need .. ")")
-	end
-end
-
--- Workload 1 on one server; returns the 64-connection rate for workload 2.
-local function ml_appends(tmp)
-	local pid, addr = moonlog.serve(ctx, tmp .. "/moonlog-append", "always")
-	local rate64
-	for _, n in ipairs(P.conns) do
-		local args = ("append --connect %s --conns %d --depth %d --seconds "):format(addr, n, P.window)
-		local v, err
-		if pid then
-			v, err = repeated(P.reps,
-				function() return moonlog.bench(ctx, "append", args .. P.warm, "events_per_s") end,
-				function() return moonlog.bench(ctx, "append", args .. P.seconds, "events_per_s") end,
-				{ "events_per_s" })
-		end
-		local why = not pid and addr or err
-		add(n == 1 and W.append1 or W.append64, "moonlog", ML, v, why and failed(why) or nil)
-		rate64 = v and R.median(v) or rate64
-	end
-	sh.stop(pid)
-	return rate64
-end
-
--- Workload 2: a fresh server per run, appended to for about P.count events;
--- then `bench append` reads $all back over RPC in pages (P.chunk events, one
--- read in flight, as the Redis and Tarantool readers page) and consumes it by
--- a subscription from position 1. The rows say how many events were read.
-local function ml_read(tmp, rate64)
-	local seconds = math.max(0.3, math.min(60, P.count / rate64 * 1.05))
-	local paged, consumed, counts, err = {}, {}, {}, nil
-	for i = 0, P.reps do
-		local pid, addr = moonlog.serve(ctx, tmp .. "/moonlog-read", "always")
-		if not pid then
-			err = addr
-			break
-		end
-		local f, e = moonlog.bench(ctx, "append", ("append --connect %s --conns 64 --depth %d " ..
-			"--seconds %.1f --page %d --pages 1"):format(addr, P.window, seconds, P.chunk), "read_per_s")
-		sh.stop(pid)
-		if f and not f.consume_per_s then
-			f, e = nil, "no consume figure in the output of moonlog bench append"
-		end
-		if not f then
-			err = e
-			break
-		end
-		if i > 0 then -- run 0 is the warm-up
-			paged[#paged + 1], consumed[#consumed + 1] = f.read_per_s, f.consume_per_s
-			counts[#counts + 1] = f.read_events
-		end
-	end
-	local read = #counts > 0 and ("; read %s events"):format(count_name(R.median(counts))) or ""
-	add(W.read, "moonlog", ML .. ", a subscription from 1" .. read, not err and consumed or nil,
-		err and failed(err))
-	add(W.paged, "moonlog", ML .. read, not err and paged or nil, err and failed(err))
-end
-
 local function ml_fold()
 	local args = ("replay --events %d --baseline 10000 --dir %s"):format(P.count,
 		sh.quote(o.tmp .. "/moonlog-bench-replay"))
@@ -252,46 +199,14 @@ local function ml_fold()
 	add(W.fold, "moonlog", "moonlog replay, in process", v, err and failed(err))
 end
 
-local function ml_latency(tmp)
-	local pid, addr = moonlog.serve(ctx, tmp .. "/moonlog-live", "always")
-	local args = ("subscribe --connect %s --rate %d --seconds "):format(addr, P.rate)
-	local p50, err, p99
-	if pid then
-		p50, err, p99 = repeated(P.lat_reps,
-			function() return moonlog.bench(ctx, "subscribe", args .. (P.lat_count / P.rate / 5), "p50_us") end,
-			function() return moonlog.bench(ctx, "subscribe", args .. (P.lat_count / P.rate), "p50_us") end,
-			{ "p50_us", "p99_us" })
-	else
-		err = addr
-	end
-	sh.stop(pid)
-	add(W.p50, "moonlog", ML, p50, err and failed(err))
-	add(W.p99, "moonlog", ML, p99, err and failed(err))
-end
-
-local function bench_moonlog(tmp)
-	print("moonlog (" .. ctx.moonlog .. ")")
-	local cap = moonlog.detect(ctx)
-	local rate64
-	if cap.serve and cap.append then
-		rate64 = ml_appends(tmp)
-	else
-		ml_missing({ W.append1, W.append64 }, "`moonlog serve` and `moonlog bench append --connect`")
-	end
-	if rate64 then
-		ml_read(tmp, rate64)
-	else
-		ml_missing({ W.read, W.paged }, "`moonlog bench append --connect`, which reads $all back over RPC")
-	end
-	if cap.replay then
+-- moonlog's workloads 1, 2 and 4 run in bench_peer like every peer's (peers.lua);
+-- here only the fold, which is moonlog's projection catch-up in process.
+local function bench_fold()
+	if moonlog.detect(ctx).replay then
 		ml_fold()
 	else
-		ml_missing({ W.fold }, "`moonlog bench replay`, later the projection catch-up in the server")
-	end
-	if cap.serve and cap.subscribe then
-		ml_latency(tmp)
-	else
-		ml_missing({ W.p50, W.p99 }, "`moonlog serve` and `moonlog bench subscribe --connect`")
+		add(W.fold, "moonlog", "moonlog replay, in process", nil,
+			"not measured yet (needs `moonlog bench replay`)")
 	end
 end
 
@@ -345,7 +260,7 @@ local function main()
 	end
 	local inproc
 	if want("moonlog") then
-		bench_moonlog(tmp)
+		bench_fold()
 		inproc = moonlog.inprocess(ctx, tmp .. "/moonlog-inprocess", P.seconds)
 	end
 	os.execute("rm -rf " .. sh.quote(tmp))

@@ -1,11 +1,11 @@
 /*
  * pb.h - the peer bench client: shared pieces of `moonlog-peerbench`.
  *
- * One small C program drives Redis, NATS JetStream and Tarantool over
- * 127.0.0.1 with hand-written protocol code (RESP, the NATS text protocol,
- * Tarantool's msgpack iproto), so that the client costs little next to the
- * server it measures. A protocol fills in a `struct pb_proto`; the drivers in
- * pb_drive.c run the same workloads through it for every system.
+ * One small C program drives moonlog, Redis, NATS JetStream and Tarantool
+ * over 127.0.0.1 with hand-written protocol code (msgpack-RPC, RESP, the NATS
+ * text protocol, Tarantool's msgpack iproto), so that the client costs little
+ * next to the server it measures, and every system meets the same driver. A protocol fills in a
+ * `struct pb_proto`; the drivers in pb_drive.c run the same workloads through it for every system.
  */
 #ifndef PB_H
 #define PB_H
@@ -65,12 +65,13 @@ struct pb_proto {
 	void (*append)(struct pb_conn *c, uint64_t seq); /* queue one append */
 	int (*acked)(struct pb_conn *c);		 /* 1 one ack consumed, 0 need more */
 	int (*read_all)(struct pb_conn *c, uint64_t n, int chunk); /* read n events back */
+	int (*consume_all)(struct pb_conn *c, uint64_t n); /* as a consumer (NULL: read_all) */
 	int (*fold)(struct pb_conn *c, const char *arg, struct pb_fold *out);
 	int (*sub_open)(struct pb_conn *c);		   /* latency: start a live subscription */
 	int (*sub_recv)(struct pb_conn *c, uint64_t *got); /* deliveries consumed so far */
 };
 
-extern const struct pb_proto pb_redis, pb_nats, pb_tnt;
+extern const struct pb_proto pb_redis, pb_nats, pb_tnt, pb_moonlog;
 
 struct pb_opts {
 	int port, conns, window, chunk, rate;
@@ -82,8 +83,21 @@ struct pb_opts {
 int pb_run_append(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_load(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_read(const struct pb_proto *p, const struct pb_opts *o);
+int pb_run_consume(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_fold(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_latency(const struct pb_proto *p, const struct pb_opts *o);
+
+/* pb_mp.c: framing msgpack that may arrive in pieces (zero w before an object's first
+ * call; 1 with *len once whole, 0 for more bytes, -1 if malformed), and reading heads. */
+struct pb_walk {
+	size_t off;
+	uint64_t todo;
+};
+int pb_mp_frame(const uint8_t *p, size_t n, struct pb_walk *w, size_t *len);
+int pb_mp_array(const uint8_t **p, const uint8_t *end, uint64_t *n);
+int pb_mp_map(const uint8_t **p, const uint8_t *end, uint64_t *n); /* n pairs */
+int pb_mp_uint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+int pb_mp_skip(const uint8_t **p, const uint8_t *end);
 
 uint64_t pb_now_ns(void);
 extern int pb_quiet; /* pb_fail prints nothing while set */

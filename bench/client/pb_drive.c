@@ -133,7 +133,7 @@ int pb_run_load(const struct pb_proto *p, const struct pb_opts *o)
 	return appends(p, o, o->count);
 }
 
-int pb_run_read(const struct pb_proto *p, const struct pb_opts *o)
+static int reads(const struct pb_proto *p, const struct pb_opts *o, int consumer)
 {
 	struct pb_conn c;
 	if (p->read_all == NULL)
@@ -141,7 +141,8 @@ int pb_run_read(const struct pb_proto *p, const struct pb_opts *o)
 	if (pb_connect(&c, o->port, 0) != 0 || p->hello(&c) != 0)
 		return -1;
 	uint64_t t0 = pb_now_ns();
-	int rc = p->read_all(&c, o->count, o->chunk);
+	int rc = consumer && p->consume_all ? p->consume_all(&c, o->count)
+					    : p->read_all(&c, o->count, o->chunk);
 	double secs = (double)(pb_now_ns() - t0) / 1e9;
 	pb_close(&c);
 	if (rc != 0)
@@ -149,6 +150,18 @@ int pb_run_read(const struct pb_proto *p, const struct pb_opts *o)
 	printf("events=%llu seconds=%.3f events_per_s=%.0f\n", (unsigned long long)o->count, secs,
 	       (double)o->count / secs);
 	return 0;
+}
+
+/* Pages of --chunk, one request in flight (JetStream: its pull consumer). */
+int pb_run_read(const struct pb_proto *p, const struct pb_opts *o)
+{
+	return reads(p, o, 0);
+}
+
+/* The system's own consumer where it has one (moonlog: a subscription), else pages. */
+int pb_run_consume(const struct pb_proto *p, const struct pb_opts *o)
+{
+	return reads(p, o, 1);
 }
 
 int pb_run_fold(const struct pb_proto *p, const struct pb_opts *o)

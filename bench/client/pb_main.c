@@ -4,8 +4,8 @@
  *   moonlog-peerbench SYSTEM WORKLOAD [options]
  *   moonlog-peerbench freeport            print a free TCP port on 127.0.0.1
  *
- * SYSTEM is redis, nats or tarantool; WORKLOAD is wait, append, load, read,
- * fold or latency (see pb_drive.c). bench/run.lua calls it and reads the one
+ * SYSTEM is moonlog, redis, nats or tarantool; WORKLOAD is wait, append,
+ * load, read, consume, fold or latency (see pb_drive.c). bench/run.lua calls it and reads the one
  * key=value line it prints; errors go to stderr with exit status 1.
  */
 #include <arpa/inet.h>
@@ -20,10 +20,12 @@
 #include "pb.h"
 
 static const char usage[] =
-    "usage: moonlog-peerbench redis|nats|tarantool WORKLOAD [options]\n"
+    "usage: moonlog-peerbench moonlog|redis|nats|tarantool WORKLOAD [options]\n"
     "       moonlog-peerbench freeport\n"
     "\n"
-    "workloads: wait (until the server answers), append, load, read, fold, latency\n"
+    "workloads: wait (until the server answers), append, load, read (pages, one in\n"
+    "           flight), consume (the system's consumer; pages where it has none),\n"
+    "           fold, latency\n"
     "  --port P      the server's port on 127.0.0.1 (required)\n"
     "  --conns N     connections for append/load (default 1)\n"
     "  --window W    requests in flight per connection (default 32)\n"
@@ -118,7 +120,7 @@ static int parse(int argc, char **argv, struct pb_opts *o)
 
 static const struct pb_proto *system_named(const char *name)
 {
-	const struct pb_proto *all[] = {&pb_redis, &pb_nats, &pb_tnt};
+	const struct pb_proto *all[] = {&pb_moonlog, &pb_redis, &pb_nats, &pb_tnt};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (strcmp(all[i]->name, name) == 0)
 			return all[i];
@@ -138,9 +140,10 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*run)(const struct pb_proto *, const struct pb_opts *);
-	} workloads[] = {{"wait", wait_ready},	{"append", pb_run_append},
-			 {"load", pb_run_load}, {"read", pb_run_read},
-			 {"fold", pb_run_fold}, {"latency", pb_run_latency}};
+	} workloads[] = {{"wait", wait_ready},	      {"append", pb_run_append},
+			 {"load", pb_run_load},	      {"read", pb_run_read},
+			 {"consume", pb_run_consume}, {"fold", pb_run_fold},
+			 {"latency", pb_run_latency}};
 	for (size_t i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++)
 		if (strcmp(workloads[i].name, argv[2]) == 0)
 			return workloads[i].run(p, &o) == 0 ? 0 : 1;

@@ -206,15 +206,69 @@ static uint64_t tuples(const msgpack_object *a, uint64_t *last)
 	return a->via.array.size;
 }
 
+/*
+ * A SELECT's answer, framed by its length: counts the tuples and keeps the id
+ * of the last, walking the rest without decoding it (as the other clients read
+ * only what they need). 1 with *count, 0 for more bytes, -1; an error answer
+ * goes through response(), which prints it.
+ */
+static int select_answer(struct pb_conn *c, uint64_t *count, uint64_t *last)
+{
+	struct tstate *st = c->state;
+	const uint8_t *b = (const uint8_t *)pb_in(c);
+	if (pb_avail(c) < 5)
+		return 0;
+	size_t n = (size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4], off = 0;
+	if (pb_avail(c) < 5 + n)
+		return 0;
+	const uint8_t *p = b + 5, *end = b + 5 + n;
+	if (msgpack_unpack_next(&st->res, (const char *)p, n, &off) != MSGPACK_UNPACK_SUCCESS)
+		return pb_fail("tarantool: a response header that does not parse");
+	const msgpack_object *code = map_get(&st->res.data, K_CODE);
+	if (code && code->via.u64 != 0) {
+		const msgpack_object *data;
+		return response(c, &data) < 0 ? -1 : pb_fail("tarantool: the select failed");
+	}
+	p += off;
+	uint64_t keys, key, k = 0, id = 0;
+	int ok = pb_mp_map(&p, end, &keys) == 0;
+	for (uint64_t i = 0; ok && i < keys; i++) {
+		ok = pb_mp_uint(&p, end, &key) == 0;
+		if (ok && key != K_DATA) {
+			ok = pb_mp_skip(&p, end) == 0;
+			continue;
+		}
+		ok = ok && pb_mp_array(&p, end, &k) == 0;
+		for (uint64_t t = 0; ok && t + 1 < k; t++)
+			ok = pb_mp_skip(&p, end) == 0;
+		uint64_t fields;
+		if (ok && k > 0)
+			ok = pb_mp_array(&p, end, &fields) == 0 && pb_mp_uint(&p, end, &id) == 0;
+		break;
+	}
+	if (!ok)
+		return pb_fail("tarantool: a select answer that does not parse");
+	c->in.off += 5 + n;
+	*count = k;
+	if (k > 0)
+		*last = id;
+	return 1;
+}
+
 static int t_read_all(struct pb_conn *c, uint64_t n, int chunk)
 {
 	uint64_t last = 0;
 	for (uint64_t got = 0; got < n;) {
-		const msgpack_object *data = NULL;
+		uint64_t k = 0;
+		int r;
 		select_req(c, last, chunk);
-		if (pb_flush(c) != 0 || wait_response(c, &data) != 0)
+		if (pb_flush(c) != 0)
 			return -1;
-		uint64_t k = tuples(data, &last);
+		while ((r = select_answer(c, &k, &last)) == 0)
+			if (pb_fill(c) != 0)
+				return -1;
+		if (r < 0)
+			return -1;
 		if (k == 0)
 			return pb_fail("tarantool: the space ended after %llu events",
 				       (unsigned long long)got);

@@ -1,6 +1,7 @@
--- peers.lua - the systems moonlog is measured against, one entry per server
--- configuration: how to start it on 127.0.0.1 in a fresh folder with its
+-- peers.lua - moonlog and the systems it is measured against, one entry per
+-- server configuration: how to start it on 127.0.0.1 in a fresh folder with its
 -- configuration file from bench/peers/, and which workloads it takes part in.
+-- Every entry is driven by the same client (moonlog-peerbench, bench/client/).
 local sh = require("sh")
 
 local peers = {}
@@ -37,18 +38,30 @@ local nats = {
 	end,
 }
 
+local moonlog = {
+	system = "moonlog", client = "moonlog", durable = true,
+	setting = "--fsync always (default)",
+	fold = false, -- its fold is the projection catch-up, measured in process (run.lua)
+	start = function(ctx, dir, port)
+		return sh.spawn(("%s serve --data %s --listen 127.0.0.1:%d --http off --fsync always --quiet")
+			:format(sh.quote(ctx.moonlog), sh.quote(dir .. "/data"), port), dir .. "/server.log")
+	end,
+}
+
 -- The read and fold workloads do not depend on the write durability: they run
 -- once per system, on the entry marked `reads`.
 peers.all = {
+	moonlog,
 	redis("appendfsync always", "redis-always.conf", true),
 	redis("appendfsync everysec (default)", "redis-everysec.conf", false),
 	nats,
 	tarantool("wal_mode fsync", "fsync", true),
 	tarantool("wal_mode write (default)", "write", false),
 }
-peers.all[2].reads = true
+peers.all[1].reads = true
 peers.all[3].reads = true
-peers.all[5].reads = true
+peers.all[4].reads = true
+peers.all[6].reads = true
 
 function peers.versions()
 	return {

@@ -380,8 +380,8 @@ static void enqueue(struct ml_log *log, struct ml_append *req)
 		fb->head = req;
 	fb->tail = req;
 	fb->requests++;
-	if (log->flusher_waiting)
-		pthread_cond_signal(&log->flush_cv);
+	if (!req->kick_later) /* signalled once the mutex is released */
+		log->wake_flusher |= log->flusher_waiting;
 }
 
 /* Under the lock: duplicates, then expected versions, then the reservation. */
@@ -449,7 +449,12 @@ int ml_log_submit(struct ml_log *log, struct ml_append *req)
 
 	pthread_mutex_lock(&log->mu);
 	int rc = submit_locked(log, req, ids);
+	int wake = log->wake_flusher;
+	log->wake_flusher = 0;
 	pthread_mutex_unlock(&log->mu);
+	/* After the unlock: a flusher woken under the mutex would only block on it again. */
+	if (wake)
+		pthread_cond_signal(&log->flush_cv);
 	if (ids != stack_ids)
 		free(ids);
 	return rc;

@@ -67,6 +67,7 @@ struct ml_server {
 	uint32_t nconns;
 	uint64_t inflight; /* appends queued in the log, all connections */
 	int stopping;
+	int kick; /* appends were queued this turn: ml_log_kick at its end */
 	struct ml_pending *free_pending;
 	struct ml_eval *eval;
 	struct turn_hook *hooks;

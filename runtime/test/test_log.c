@@ -1,6 +1,8 @@
-/* The log: appends, reads, versions, duplicates, batches, reopen, segments, faults. */
+/* The log: appends, reads, versions, duplicates, batches, reopen, segments, faults, kicks. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <moonlog/log.h>
 
@@ -248,6 +250,82 @@ static void test_faults(const char *dir)
 	is_int(ml_log_check(dir, 0, &r), 0, "and check passes");
 }
 
+struct kicked {
+	struct ml_append req;
+	struct ml_event_in ev;
+	pthread_t on; /* the thread its done callback ran on */
+	int done;     /* set by the callback */
+};
+
+static void kicked_done(struct ml_append *req)
+{
+	struct kicked *k = req->arg;
+	k->on = pthread_self();
+	__atomic_store_n(&k->done, 1, __ATOMIC_RELEASE);
+}
+
+static void kicked_init(struct kicked *k, const char *stream)
+{
+	*k = (struct kicked){0};
+	k->ev = ev(stream, "Kicked", NULL);
+	k->req = (struct ml_append){
+	    .events = &k->ev, .n_events = 1, .done = kicked_done, .arg = k, .kick_later = 1};
+}
+
+static void test_kick(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	append1(log, "k-0", NULL, ML_EXPECT_ANY);
+	struct kicked k[8];
+	kicked_init(&k[0], "k-1");
+	ok(ml_log_submit(log, &k[0].req) == 0, "an append waiting for a kick is queued");
+	usleep(50000);
+	ok(!__atomic_load_n(&k[0].done, __ATOMIC_ACQUIRE), "nothing writes it before the kick");
+	ml_log_kick(log);
+	ok(k[0].done && pthread_equal(k[0].on, pthread_self()) && k[0].req.err == ML_OK,
+	   "a lone append is written and synced by the kicking thread, done before kick returns");
+	is_int(ml_log_head(log), 2, "and the head moved");
+
+	/* Several at once: the flusher writes them, the kicking thread goes on. */
+	for (int i = 0; i < 8; i++) {
+		kicked_init(&k[i], "k-2");
+		ml_log_submit(log, &k[i].req);
+	}
+	ml_log_kick(log);
+	int all = 0;
+	for (int t = 0; t < 2000 && !all; t++, usleep(1000)) {
+		all = 1;
+		for (int i = 0; i < 8; i++)
+			all &= __atomic_load_n(&k[i].done, __ATOMIC_ACQUIRE);
+	}
+	int elsewhere = all;
+	for (int i = 0; i < 8 && all; i++)
+		elsewhere &= !pthread_equal(k[i].on, pthread_self()) && k[i].req.err == ML_OK;
+	ok(elsewhere, "a group of eight goes to the flusher thread and is acknowledged");
+
+	/* A fault in a write made by the kicking thread rolls back like the flusher's. */
+	usleep(50000); /* the flusher idle again, the last group large: wait for a lone one */
+	kicked_init(&k[0], "k-3");
+	ml_log_submit(log, &k[0].req);
+	ml_log_kick(log); /* after a group of eight: the flusher takes this one */
+	for (int t = 0; t < 2000 && !__atomic_load_n(&k[0].done, __ATOMIC_ACQUIRE); t++)
+		usleep(1000);
+	uint64_t head = ml_log_head(log);
+	usleep(50000); /* the flusher back to waiting */
+	ml_log_inject_fault(log, 1, ENOSPC);
+	kicked_init(&k[1], "k-4");
+	ml_log_submit(log, &k[1].req);
+	ml_log_kick(log);
+	ok(k[1].done && pthread_equal(k[1].on, pthread_self()) && k[1].req.err == ML_ERR_IO,
+	   "a full disk fails the kicked append at once: %s", k[1].req.errmsg);
+	is_int(ml_log_head(log), head, "the head did not move");
+	is_int(ml_log_stream_version(log, "k-4", 3), 0, "and no stream was left behind");
+	ml_log_close(log);
+	struct ml_check_report r;
+	is_int(ml_log_check(dir, 0, &r), 0, "check passes");
+	is_int(r.records, head, "with exactly the acknowledged events");
+}
+
 static void test_lock(const char *dir)
 {
 	struct ml_log *a = open_log(dir, 0);
@@ -263,11 +341,11 @@ static void test_lock(const char *dir)
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
-	const char *names[] = {"append", "dups",     "retries", "batch",
-			       "bad",	 "segments", "faults",	"lock"};
+	const char *names[] = {"append",   "dups",   "retries", "batch", "bad",
+			       "segments", "faults", "kick",	"lock"};
 	void (*tests[])(const char *) = {test_append_read, test_duplicates, test_retries,
 					 test_batches,	   test_bad_input,  test_segments,
-					 test_faults,	   test_lock};
+					 test_faults,	   test_kick,	    test_lock};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		char *dir = unit_tmpdir(names[i]);
 		tests[i](dir);

@@ -102,6 +102,8 @@ struct ml_append {
 	uint64_t *versions;  /* optional, n_events long: each event's stream version */
 	void (*done)(struct ml_append *req); /* async completion, run on the flusher thread */
 	void *arg;
+	int kick_later; /* the flusher is not woken for this one: the submitter calls
+			   ml_log_kick once it has queued what it has (see there) */
 
 	/* results */
 	enum ml_err err;	 /* ML_OK, or why the append failed */
@@ -126,6 +128,17 @@ struct ml_append {
  * flusher thread once it is acknowledged or has failed (req->err).
  */
 ML_API int ml_log_submit(struct ml_log *log, struct ml_append *req);
+/*
+ * Starts the writing of the appends submitted with kick_later. When appends
+ * come one at a time (this one or two queued, and the last group as small),
+ * and the flusher is idle, the calling thread writes and syncs them itself,
+ * which spares the two thread hand-offs of a lone append (the flusher woken,
+ * the caller woken): their done callbacks then run on this thread before
+ * ml_log_kick returns. Otherwise the flusher is woken, so that under load the
+ * caller keeps its thread while the disk syncs. Call it holding no lock that
+ * a done callback takes.
+ */
+ML_API void ml_log_kick(struct ml_log *log);
 /* Submits and waits: 0 once acknowledged, -1 with diag on any failure. Ignores req->done. */
 ML_API int ml_log_append(struct ml_log *log, struct ml_append *req);
 
