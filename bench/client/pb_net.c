@@ -88,7 +88,8 @@ int pb_read_some(struct pb_conn *c)
 {
 	struct pb_buf *b = &c->in;
 	pb_buf_compact(b);
-	while (pb_avail(c) < (1u << 20)) {
+	size_t before = pb_avail(c); /* at most 1 MiB more per call, however much is waiting */
+	while (pb_avail(c) - before < (1u << 20)) {
 		pb_buf_reserve(b, PB_READ);
 		ssize_t n = read(c->fd, b->p + b->len, b->cap - b->len);
 		if (n > 0) {
