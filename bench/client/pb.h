@@ -87,18 +87,6 @@ int pb_run_consume(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_fold(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_latency(const struct pb_proto *p, const struct pb_opts *o);
 
-/* pb_mp.c: framing msgpack that may arrive in pieces (zero w before an object's first
- * call; 1 with *len once whole, 0 for more bytes, -1 if malformed), and reading heads. */
-struct pb_walk {
-	size_t off;
-	uint64_t todo;
-};
-int pb_mp_frame(const uint8_t *p, size_t n, struct pb_walk *w, size_t *len);
-int pb_mp_array(const uint8_t **p, const uint8_t *end, uint64_t *n);
-int pb_mp_map(const uint8_t **p, const uint8_t *end, uint64_t *n); /* n pairs */
-int pb_mp_uint(const uint8_t **p, const uint8_t *end, uint64_t *v);
-int pb_mp_skip(const uint8_t **p, const uint8_t *end);
-
 uint64_t pb_now_ns(void);
 extern int pb_quiet; /* pb_fail prints nothing while set */
 int pb_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* prints, returns -1 */

@@ -13,6 +13,7 @@
 
 #include <msgpack.h>
 
+#include "net/mp.h"
 #include "pb.h"
 
 enum {
@@ -229,21 +230,21 @@ static int select_answer(struct pb_conn *c, uint64_t *count, uint64_t *last)
 		const msgpack_object *data;
 		return response(c, &data) < 0 ? -1 : pb_fail("tarantool: the select failed");
 	}
-	p += off;
-	uint64_t keys, key, k = 0, id = 0;
-	int ok = pb_mp_map(&p, end, &keys) == 0;
-	for (uint64_t i = 0; ok && i < keys; i++) {
-		ok = pb_mp_uint(&p, end, &key) == 0;
+	struct ml_mp r = {p + off, end};
+	uint32_t keys, k = 0, fields;
+	uint64_t key, id = 0;
+	int ok = ml_mp_map(&r, &keys) == 0;
+	for (uint32_t i = 0; ok && i < keys; i++) {
+		ok = ml_mp_uint(&r, &key) == 0;
 		if (ok && key != K_DATA) {
-			ok = pb_mp_skip(&p, end) == 0;
+			ok = ml_mp_skip(&r, NULL, NULL) == 0;
 			continue;
 		}
-		ok = ok && pb_mp_array(&p, end, &k) == 0;
-		for (uint64_t t = 0; ok && t + 1 < k; t++)
-			ok = pb_mp_skip(&p, end) == 0;
-		uint64_t fields;
+		ok = ok && ml_mp_array(&r, &k) == 0;
+		for (uint32_t t = 0; ok && t + 1 < k; t++)
+			ok = ml_mp_skip(&r, NULL, NULL) == 0;
 		if (ok && k > 0)
-			ok = pb_mp_array(&p, end, &fields) == 0 && pb_mp_uint(&p, end, &id) == 0;
+			ok = ml_mp_array(&r, &fields) == 0 && ml_mp_uint(&r, &id) == 0;
 		break;
 	}
 	if (!ok)
