@@ -4,9 +4,10 @@
 --   lua5.4 bench/run.lua [--quick] [--build DIR] [--tmp DIR] [--only redis,jetstream,...]
 --
 -- moonlog and each peer configuration (bench/peers/) is started in a fresh
--- temporary folder, measured with the same C client, build/moonlog-peerbench
--- (bench/client/), and stopped; moonlog's Lua fold is its in-process replay
--- (bench/lib/moonlog.lua). Every figure is the median of several runs after a
+-- temporary folder, all at once, measured with the same C client,
+-- build/moonlog-peerbench (bench/client/), the repetitions of each workload
+-- going round the systems in turn, and stopped; moonlog's Lua fold is its
+-- in-process replay (bench/lib/moonlog.lua). Every figure is the median of several runs after a
 -- warm-up run, printed with its spread; the table, a CSV and an SVG chart go to
 -- bench/results/. See bench/README.md for what each workload does and why.
 local here = arg[0]:match("(.*)/") or "."
@@ -86,26 +87,6 @@ local function pb(client, workload, port, args)
 	return sh.kv(out)
 end
 
--- A warm-up run, then `reps` measured runs; the values of `key` or nil, why.
-local function repeated(reps, warm, run, key)
-	if warm then
-		local _, err = warm()
-		if err then
-			return nil, err
-		end
-	end
-	local values, values2 = {}, {}
-	for _ = 1, reps do
-		local f, err = run()
-		if not f then
-			return nil, err
-		end
-		values[#values + 1] = f[key[1]]
-		values2[#values2 + 1] = key[2] and f[key[2]]
-	end
-	return values, nil, values2
-end
-
 local rows = {}
 local function add(w, system, setting, values, note)
 	rows[#rows + 1] = R.row(w, system, setting, values, note)
@@ -120,93 +101,144 @@ local function failed(why)
 	return "failed: " .. why
 end
 
-local function bench_appends(cfg, port)
+--[[
+Measurements are interleaved: every configuration's server runs at once, and
+each repetition of a workload goes round all of them in turn (after one warm-up
+run each), so that a slow minute of a shared machine falls on every system
+alike instead of on whichever happened to be measured then. A job is one system
+on one workload: `run` returns its figures; `keys` are the ones kept, the first
+to the first of `rows`, the second (if any) to the second.
+]]
+local function interleaved(jobs, reps)
+	for _, j in ipairs(jobs) do
+		j.values, j.values2 = {}, {}
+		if j.warm and not j.err then
+			local _, err = j.warm()
+			j.err = err
+		end
+	end
+	for _ = 1, reps do
+		for _, j in ipairs(jobs) do
+			if not j.err then
+				local f, err = j.run()
+				if f then
+					j.values[#j.values + 1] = f[j.keys[1]]
+					j.values2[#j.values2 + 1] = f[j.keys[2] or j.keys[1]]
+				end
+				j.err = err
+				sh.sleep(0.2) -- the last run's writes settle before the next system's run
+			end
+		end
+	end
+	for _, j in ipairs(jobs) do
+		for i, w in ipairs(j.rows) do
+			add(w, j.system, j.setting, not j.err and (i == 1 and j.values or j.values2) or nil,
+				j.err and failed(j.err))
+		end
+	end
+end
+
+-- A job running `moonlog-peerbench CLIENT WORKLOAD` against one server.
+local function pb_job(srv, rows, workload, args, warm_args, keys)
+	local function call(a)
+		return function() return pb(srv.cfg.client, workload, srv.port, a) end
+	end
+	return { system = srv.cfg.system, setting = srv.cfg.setting, rows = rows, run = call(args),
+		warm = warm_args and call(warm_args), keys = keys or { "events_per_s" }, err = srv.err }
+end
+
+local function bench_appends(servers)
 	for _, n in ipairs(P.conns) do
-		local args = ("--conns %d --window %d"):format(n, P.window)
-		local v, err = repeated(P.reps,
-			function() return pb(cfg.client, "append", port, args .. " --seconds " .. P.warm) end,
-			function() return pb(cfg.client, "append", port, args .. " --seconds " .. P.seconds) end,
-			{ "events_per_s" })
-		add(n == 1 and W.append1 or W.append64, cfg.system, cfg.setting, v, err and failed(err))
-	end
-end
-
--- Workload 2: `read` pages (one request in flight; JetStream's pull consumer keeps
--- several), `consume` is the system's consumer where it has one that is not
--- paging (moonlog: a subscription from position 1), so it is run for moonlog only.
-local function bench_reads(cfg, port)
-	local _, err = pb(cfg.client, "load", port, ("--count %d --conns 8 --window 64"):format(P.count))
-	local args = ("--count %d --chunk %d"):format(P.count, P.chunk)
-	local function reads(kind)
-		if err then
-			return nil, err
+		local jobs = {}
+		local args = ("--conns %d --window %d --seconds "):format(n, P.window)
+		for _, srv in ipairs(servers) do
+			jobs[#jobs + 1] = pb_job(srv, { n == 1 and W.append1 or W.append64 }, "append",
+				args .. P.seconds, args .. P.warm)
 		end
-		return repeated(P.reps, function() return pb(cfg.client, kind, port, args) end,
-			function() return pb(cfg.client, kind, port, args) end, { "events_per_s" })
+		interleaved(jobs, P.reps)
 	end
-	local paged, perr = reads("read")
-	local consumed, cerr = paged, perr
-	if cfg.client == "moonlog" then
-		consumed, cerr = reads("consume")
-	end
-	add(W.read, cfg.system, cfg.setting, consumed, cerr and failed(cerr))
-	if cfg.client ~= "nats" then -- its pull consumer is not one page at a time
-		add(W.paged, cfg.system, cfg.setting, paged, perr and failed(perr))
-	end
-	if not cfg.fold then
-		return
-	end
-	args = ("--count %d --fold-file %s"):format(P.count, sh.quote(ctx.peers .. "/redis-fold.lua"))
-	v, err = repeated(P.reps, function() return pb(cfg.client, "fold", port, args) end,
-		function() return pb(cfg.client, "fold", port, args) end, { "events_per_s" })
-	add(W.fold, cfg.system, cfg.setting, v, err and failed(err))
 end
 
-local function bench_latency(cfg, port)
-	local args = ("--count %d --rate %d"):format(P.lat_count, P.rate)
-	local warm = ("--count %d --rate %d"):format(P.lat_count // 5, P.rate)
-	local p50, err, p99 = repeated(P.lat_reps, function() return pb(cfg.client, "latency", port, warm) end,
-		function() return pb(cfg.client, "latency", port, args) end, { "p50_us", "p99_us" })
-	add(W.p50, cfg.system, cfg.setting, p50, err and failed(err))
-	add(W.p99, cfg.system, cfg.setting, p99, err and failed(err))
-end
-
-local function bench_peer(cfg, tmp, i)
-	local dir = ("%s/%s-%d"):format(tmp, cfg.system, i)
-	os.execute("mkdir -p " .. sh.quote(dir))
-	local port = ctx.freeport()
-	print(("%s (%s) on 127.0.0.1:%d in %s"):format(cfg.system, cfg.setting, port, dir))
-	local pid = cfg.start(ctx, dir, port)
-	local _, err = pb(cfg.client, "wait", port, "--seconds 30")
-	if err then
-		add(W.append1, cfg.system, cfg.setting, nil, failed("did not start: " .. err))
-	else
-		bench_appends(cfg, port)
-		if cfg.reads then
-			bench_reads(cfg, port)
-		end
-		bench_latency(cfg, port)
-	end
-	sh.stop(pid)
-	os.execute("rm -rf " .. sh.quote(dir))
-end
-
-local function ml_fold()
+-- Workload 3 for moonlog: its projection catch-up, in process (`moonlog bench replay`).
+local function ml_fold_job()
 	local args = ("replay --events %d --baseline 10000 --dir %s"):format(P.count,
 		sh.quote(o.tmp .. "/moonlog-bench-replay"))
-	local v, err = repeated(P.reps, function() return moonlog.bench(ctx, "replay", args, "events_per_s") end,
-		function() return moonlog.bench(ctx, "replay", args, "events_per_s") end, { "events_per_s" })
-	add(W.fold, "moonlog", "moonlog replay, in process", v, err and failed(err))
+	local run = function() return moonlog.bench(ctx, "replay", args, "events_per_s") end
+	return { system = "moonlog", setting = "moonlog replay, in process", rows = { W.fold },
+		run = run, warm = run, keys = { "events_per_s" },
+		err = not moonlog.detect(ctx).replay and "needs `moonlog bench replay`" or nil }
 end
 
--- moonlog's workloads 1, 2 and 4 run in bench_peer like every peer's (peers.lua);
--- here only the fold, which is moonlog's projection catch-up in process.
-local function bench_fold()
-	if moonlog.detect(ctx).replay then
-		ml_fold()
-	else
-		add(W.fold, "moonlog", "moonlog replay, in process", nil,
-			"not measured yet (needs `moonlog bench replay`)")
+-- Workload 2: `read` pages, one request in flight (JetStream's read is its pull
+-- consumer, which keeps several); `consume` is a system's consumer where it has
+-- one that does not page (moonlog: a subscription from position 1). Then
+-- workload 3, on the servers that fold in Lua, and moonlog's in process.
+local function bench_reads(servers)
+	local jobs, folds = {}, {}
+	local args = ("--count %d --chunk %d"):format(P.count, P.chunk)
+	for _, srv in ipairs(servers) do
+		if srv.cfg.reads then
+			local c = srv.cfg.client
+			local _, err = pb(c, "load", srv.port, ("--count %d --conns 8 --window 64"):format(P.count))
+			srv.err = err
+			-- pages fill the paged row, and the consumer row of the systems that only page
+			local rows = c == "moonlog" and { W.paged } or c == "nats" and { W.read } or
+				{ W.read, W.paged }
+			jobs[#jobs + 1] = pb_job(srv, rows, "read", args, args)
+			if c == "moonlog" then
+				jobs[#jobs + 1] = pb_job(srv, { W.read }, "consume", args, args)
+			end
+			if srv.cfg.fold then
+				local fargs = ("--count %d --fold-file %s"):format(P.count,
+					sh.quote(ctx.peers .. "/redis-fold.lua"))
+				folds[#folds + 1] = pb_job(srv, { W.fold }, "fold", fargs, fargs)
+			end
+			srv.err = nil
+		end
+	end
+	interleaved(jobs, P.reps)
+	if want("moonlog") then
+		folds[#folds + 1] = ml_fold_job()
+	end
+	interleaved(folds, P.reps)
+end
+
+local function bench_latency(servers)
+	local jobs = {}
+	local args = ("--count %d --rate %d"):format(P.lat_count, P.rate)
+	local warm = ("--count %d --rate %d"):format(P.lat_count // 5, P.rate)
+	for _, srv in ipairs(servers) do
+		jobs[#jobs + 1] = pb_job(srv, { W.p50, W.p99 }, "latency", args, warm, { "p50_us", "p99_us" })
+	end
+	interleaved(jobs, P.lat_reps)
+end
+
+-- Starts every configuration asked for, each on its own port in its own folder.
+local function start_all(tmp)
+	local servers = {}
+	for i, cfg in ipairs(peers.all) do
+		if want(cfg.system) then
+			local dir = ("%s/%s-%d"):format(tmp, cfg.system, i)
+			os.execute("mkdir -p " .. sh.quote(dir))
+			local port = ctx.freeport()
+			print(("%s (%s) on 127.0.0.1:%d in %s"):format(cfg.system, cfg.setting, port, dir))
+			local pid = cfg.start(ctx, dir, port)
+			local _, err = pb(cfg.client, "wait", port, "--seconds 30")
+			if err then
+				add(W.append1, cfg.system, cfg.setting, nil, failed("did not start: " .. err))
+				sh.stop(pid)
+			else
+				servers[#servers + 1] = { cfg = cfg, port = port, pid = pid, dir = dir }
+			end
+		end
+	end
+	return servers
+end
+
+local function stop_all(servers)
+	for _, srv in ipairs(servers) do
+		sh.stop(srv.pid)
+		os.execute("rm -rf " .. sh.quote(srv.dir))
 	end
 end
 
@@ -253,14 +285,13 @@ local function main()
 	end
 	local head = machine(tmp)
 	print(table.concat(head, "\n") .. "\n")
-	for i, cfg in ipairs(peers.all) do
-		if want(cfg.system) then
-			bench_peer(cfg, tmp, i)
-		end
-	end
+	local servers = start_all(tmp)
+	bench_appends(servers)
+	bench_reads(servers)
+	bench_latency(servers)
+	stop_all(servers)
 	local inproc
 	if want("moonlog") then
-		bench_fold()
 		inproc = moonlog.inprocess(ctx, tmp .. "/moonlog-inprocess", P.seconds)
 	end
 	os.execute("rm -rf " .. sh.quote(tmp))
