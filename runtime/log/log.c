@@ -31,7 +31,7 @@ void ml_log_index_event(struct ml_log *log, const struct ml_event *e, uint8_t fl
 	log->offsets[e->position - 1] = (uint32_t)offset;
 }
 
-struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position)
+size_t ml_log_seg_index(struct ml_log *log, uint64_t position)
 {
 	size_t lo = 0, hi = log->nsegs;
 	while (hi - lo > 1) {
@@ -41,7 +41,12 @@ struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position)
 		else
 			hi = mid;
 	}
-	return log->segs[lo];
+	return lo;
+}
+
+struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position)
+{
+	return log->segs[ml_log_seg_index(log, position)];
 }
 
 uint64_t ml_log_head(struct ml_log *log)

@@ -146,6 +146,7 @@ void ml_log_index_event(struct ml_log *log, const struct ml_event *e, uint8_t fl
 			uint64_t offset);
 void ml_log_offsets_reserve(struct ml_log *log, uint64_t position);
 /* The segment holding a position (which must be reserved). */
+size_t ml_log_seg_index(struct ml_log *log, uint64_t position); /* its index in segs */
 struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position);
 
 /* open.c */

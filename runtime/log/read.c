@@ -143,14 +143,6 @@ static uint64_t run_end(struct ml_log *log, size_t si, uint64_t end)
 	return end;
 }
 
-static size_t seg_index(struct ml_log *log, const struct ml_seg *seg)
-{
-	size_t i = 0;
-	while (log->segs[i] != seg)
-		i++;
-	return i;
-}
-
 int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_event_fn fn,
 			void *arg)
 {
@@ -165,8 +157,9 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 		end = from + limit - 1;
 	while (rc == 0 && from <= end) {
 		/* The run of records from `from` within one segment. */
-		struct ml_seg *seg = ml_log_seg_of(log, from);
-		uint64_t last = run_end(log, seg_index(log, seg), end);
+		size_t si = ml_log_seg_index(log, from);
+		struct ml_seg *seg = log->segs[si];
+		uint64_t last = run_end(log, si, end);
 		uint64_t off = log->offsets[from - 1];
 		uint64_t stop = locate(log, last).off + locate(log, last).len;
 		const uint8_t *map = seg_map(log, seg, stop);
