@@ -116,7 +116,7 @@ int pb_fill(struct pb_conn *c)
 
 const char *pb_in(const struct pb_conn *c)
 {
-	return c->in.p + c->in.off;
+	return c->in.p ? c->in.p + c->in.off : ""; /* nothing read yet: no buffer */
 }
 
 size_t pb_avail(const struct pb_conn *c)
