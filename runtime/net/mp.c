@@ -84,8 +84,8 @@ int ml_mp_frame_resume(const uint8_t *buf, size_t n, struct ml_mp_walk *w, size_
 	while (todo > 0) {
 		if (off >= n)
 			goto more;
-		/* The common one-byte heads inline (an answer of events is mostly fixstr,
-		 * positive fixint and fixmap); the rest through head(). */
+		/* The common heads inline (an answer of events is mostly fixstr, positive
+		 * fixint, fixmap, uints and str8); the rest through head(). */
 		uint8_t c = buf[off];
 		size_t step = 1;
 		uint64_t kids = 0;
@@ -95,6 +95,12 @@ int ml_mp_frame_resume(const uint8_t *buf, size_t n, struct ml_mp_walk *w, size_
 			/* a whole object in one byte */
 		} else if ((c & 0xe0) == 0x80) {
 			kids = c & 0x10 ? (uint64_t)(c & 0x0f) : 2 * (uint64_t)(c & 0x0f);
+		} else if (c >= 0xcc && c <= 0xcf) { /* uint 8..64: positions, versions, times */
+			step += (size_t)1 << (c - 0xcc);
+		} else if (c == 0xd9) { /* str 8: ids, longer strings */
+			if (n - off < 2)
+				goto more;
+			step += 1 + (size_t)buf[off + 1];
 		} else {
 			size_t hdr;
 			uint64_t body;

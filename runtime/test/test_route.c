@@ -93,6 +93,25 @@ static void framing(void)
 		same &= ml_mp_int(&ir, &v) == 0 && v == vals[i];
 	}
 	ok(same, "integers round-trip");
+
+	/* The heads framed inline: every width of uint and int, and a str8. */
+	struct ml_buf arr = {0};
+	ml_mp_put_array(&arr, 12);
+	ml_buf_add(&arr, ints.data, ints.len);
+	ml_mp_put_uint(&arr, 200);
+	ml_mp_put_uint(&arr, 1000);
+	ml_mp_put_str(&arr, big, 40);
+	size_t alen = arr.len;
+	int whole = ml_mp_frame((uint8_t *)arr.data, alen, &len) == 0 && len == alen, parts = 1;
+	for (size_t k = 0; k < alen; k++)
+		parts &= ml_mp_frame((uint8_t *)arr.data, k, &len) == 1;
+	w = (struct ml_mp_walk){0, 0};
+	resumed = 0;
+	for (size_t k = 0; k <= alen && resumed == 0; k++)
+		resumed = ml_mp_frame_resume((uint8_t *)arr.data, k, &w, &len) == 0;
+	ok(whole && parts && resumed && len == alen,
+	   "uints of every width and a str8: whole, every prefix incomplete, resumable");
+	ml_buf_free(&arr);
 	ml_buf_free(&ints);
 	ml_buf_free(&b);
 }
