@@ -276,6 +276,7 @@ static void test_kick(const char *dir)
 {
 	struct ml_log *log = open_log(dir, 0);
 	append1(log, "k-0", NULL, ML_EXPECT_ANY);
+	usleep(50000); /* the flusher back to waiting: awake, it would take the next one itself */
 	struct kicked k[8];
 	kicked_init(&k[0], "k-1");
 	ok(ml_log_submit(log, &k[0].req) == 0, "an append waiting for a kick is queued");

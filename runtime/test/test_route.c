@@ -118,7 +118,7 @@ static void framing(void)
 
 int main(void)
 {
-	plan(17);
+	plan(18);
 	patterns();
 	framing();
 	return done_testing();

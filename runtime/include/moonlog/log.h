@@ -102,8 +102,9 @@ struct ml_append {
 	uint64_t *versions;  /* optional, n_events long: each event's stream version */
 	void (*done)(struct ml_append *req); /* async completion, run on the flusher thread */
 	void *arg;
-	int kick_later; /* the flusher is not woken for this one: the submitter calls
-			   ml_log_kick once it has queued what it has (see there) */
+	int kick_later; /* the flusher is not woken for this one (an awake flusher may still
+			   take it): the submitter calls ml_log_kick once it has queued what
+			   it has (see there) */
 
 	/* results */
 	enum ml_err err;	 /* ML_OK, or why the append failed */
