@@ -353,7 +353,6 @@ static void m_append(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_
 
 struct read_ctx {
 	struct ml_conn *c;
-	uint32_t n;
 	size_t tried; /* c->out.len at the last early send */
 	int tried_once;
 };
@@ -362,7 +361,6 @@ static int read_one(const struct ml_event *e, void *arg)
 {
 	struct read_ctx *rc = arg;
 	ml_rpc_event(&rc->c->out, e, 0);
-	rc->n++;
 	/* the first piece small, so the reader starts early; then larger ones */
 	if (rc->c->out.len - rc->tried >= (rc->tried_once ? STREAM_BYTES : STREAM_BYTES / 4)) {
 		rc->tried_once = 1;
@@ -416,7 +414,7 @@ static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t 
 	size_t start = c->out.len;
 	reply_ok(c, msgid);
 	ml_mp_put_array(&c->out, (uint32_t)count);
-	struct read_ctx rc = {c, 0, c->out.len, 0};
+	struct read_ctx rc = {c, c->out.len, 0};
 	int64_t n = count == 0 ? 0
 		    : all      ? ml_log_read_all(log, from, count, read_one, &rc)
 			  : ml_log_read_stream(log, stream, slen, from, count, back, read_one, &rc);
