@@ -132,7 +132,8 @@ ML_API int ml_log_submit(struct ml_log *log, struct ml_append *req);
 /*
  * Starts the writing of the appends submitted with kick_later. When appends
  * come one at a time (this one or two queued, and the last group as small),
- * and the flusher is idle, the calling thread writes and syncs them itself,
+ * and the flusher is idle, the calling thread writes them itself (and syncs
+ * them, under ML_FSYNC_ALWAYS),
  * which spares the two thread hand-offs of a lone append (the flusher woken,
  * the caller woken): their done callbacks then run on this thread before
  * ml_log_kick returns. Otherwise the flusher is woken, so that under load the
