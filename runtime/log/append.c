@@ -380,8 +380,6 @@ static void enqueue(struct ml_log *log, struct ml_append *req)
 		fb->head = req;
 	fb->tail = req;
 	fb->requests++;
-	if (!req->kick_later) /* signalled once the mutex is released */
-		log->wake_flusher |= log->flusher_waiting;
 }
 
 /* Under the lock: duplicates, then expected versions, then the reservation. */
@@ -448,9 +446,8 @@ int ml_log_submit(struct ml_log *log, struct ml_append *req)
 			ml_uuid7(ids[i]);
 
 	pthread_mutex_lock(&log->mu);
-	int rc = submit_locked(log, req, ids);
-	int wake = log->wake_flusher;
-	log->wake_flusher = 0;
+	int rc = submit_locked(log, req, ids); /* 0: queued */
+	int wake = rc == 0 && !req->kick_later && log->flusher_waiting;
 	pthread_mutex_unlock(&log->mu);
 	/* After the unlock: a flusher woken under the mutex would only block on it again. */
 	if (wake)

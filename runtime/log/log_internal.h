@@ -83,7 +83,6 @@ struct ml_log {
 	int zero_running;
 	pthread_t flusher;
 	int flusher_running, stopping, flusher_waiting;
-	int wake_flusher;  /* append.c: an enqueue found the flusher waiting */
 	int flusher_idle;  /* the flusher waits for work (not gathering a group) */
 	int flushing;	   /* a write-and-sync cycle runs, on the flusher or in ml_log_kick */
 	uint64_t cycle_ns; /* how long the last cycle took */

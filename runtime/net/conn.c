@@ -123,21 +123,29 @@ static void unblock(struct ml_conn *c)
 	ml_conn_release(c);
 }
 
-void ml_conn_flush(struct ml_conn *c)
+/* Writes what the socket takes now: 0, or -1 on an error that ends the connection. */
+static int write_out(struct ml_conn *c)
 {
-	if (c->closed)
-		return;
 	while (pending_out(c) > 0) {
 		ssize_t w = write(c->fd, c->out.data + c->out_off, pending_out(c));
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (w <= 0) {
-			ml_conn_close(c);
-			return;
-		}
+			return 0;
+		if (w <= 0)
+			return -1;
 		c->out_off += (size_t)w;
+	}
+	return 0;
+}
+
+void ml_conn_flush(struct ml_conn *c)
+{
+	if (c->closed)
+		return;
+	if (write_out(c) != 0) {
+		ml_conn_close(c);
+		return;
 	}
 	if (pending_out(c) == 0) {
 		c->out.len = c->out_off = 0;
@@ -166,14 +174,8 @@ void ml_conn_flush(struct ml_conn *c)
  */
 void ml_conn_send_early(struct ml_conn *c)
 {
-	while (!c->closed && pending_out(c) > 0) {
-		ssize_t w = write(c->fd, c->out.data + c->out_off, pending_out(c));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		c->out_off += (size_t)w;
-	}
+	if (!c->closed)
+		(void)write_out(c); /* an error comes back to ml_conn_flush */
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
