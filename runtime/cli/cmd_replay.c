@@ -28,7 +28,8 @@ static const char help[] =
     "  --snapshot          start from DIR/scripts/NAME.snap when its code hash matches,\n"
     "                      and save the snapshot at the end\n"
     "  --memory MIB        the script's memory limit (default 256)\n"
-    "  --instructions N    the instruction budget per event (default 100000000)\n";
+    "  --instructions N    the instruction budget per event (default 100000000)\n"
+    "  --time-limit MS     the wall-clock time one event may take (default 1000)\n";
 
 struct replay {
 	struct ml_script *script;
@@ -50,7 +51,7 @@ static int feed(const struct ml_event *e, void *arg)
 
 struct replay_args {
 	const char *dir, *path;
-	uint64_t until, memory_mib, insns;
+	uint64_t until, memory_mib, insns, time_ms;
 	int lua, stats, snapshot;
 };
 
@@ -64,6 +65,7 @@ static int parse(int argc, char **argv, struct replay_args *a)
 	    {"snapshot", no_argument, 0, 'S'},
 	    {"memory", required_argument, 0, 'm'},
 	    {"instructions", required_argument, 0, 'i'},
+	    {"time-limit", required_argument, 0, 't'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -84,6 +86,14 @@ static int parse(int argc, char **argv, struct replay_args *a)
 		case 'i':
 			if (cli_uint("replay", "--instructions", optarg, &a->insns) != 0)
 				return CLI_USAGE;
+			break;
+		case 't':
+			if (cli_uint("replay", "--time-limit", optarg, &a->time_ms) != 0)
+				return CLI_USAGE;
+			if (a->time_ms == 0 || a->time_ms > UINT32_MAX)
+				return cli_fail("replay", CLI_USAGE,
+						"--time-limit takes milliseconds, from 1 to %u",
+						UINT32_MAX);
 			break;
 		case 'l':
 			a->lua = 1;
@@ -174,6 +184,8 @@ int cmd_replay(int argc, char **argv)
 		o.memory_limit = (size_t)a.memory_mib << 20;
 	if (a.insns)
 		o.instruction_limit = a.insns;
+	if (a.time_ms)
+		o.time_limit_ms = (uint32_t)a.time_ms;
 	struct ml_script *s = ml_script_load(a.path, &o);
 	if (s == NULL)
 		return cli_diag("replay");

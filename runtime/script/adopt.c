@@ -119,7 +119,7 @@ int ml_script_adopt_state(struct ml_script *to, struct ml_script *from)
 	if (ml_script_state(from, &state) != 0)
 		return -1;
 	struct adopt a = {&state};
-	int rc = ml_script_pcall(to, l_adopt, &a, 0, "migrate");
+	int rc = ml_script_pcall(to, l_adopt, &a, 0, "migrate", 0);
 	ml_buf_free(&state);
 	if (rc == 0)
 		to->position = from->position;

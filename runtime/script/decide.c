@@ -236,7 +236,7 @@ int ml_script_decide(struct ml_script *s, struct ml_log *log, const char *comman
 		s->decider->cache = ml_cache_new(s->cache_streams, s->cache_memory, s->mem_limit);
 	}
 	struct decide_call c = {s, log, command, args, args_len, out};
-	if (ml_script_pcall(s, l_decide, &c, 0, "decide") != 0) {
+	if (ml_script_pcall(s, l_decide, &c, 0, "decide", 1) != 0) {
 		ml_script_decision_free(out);
 		return -1;
 	}

@@ -152,17 +152,34 @@ static void reset_outcome(struct ml_script *s)
 	s->handler_error = NULL;
 }
 
-/* A handler's own error under on_error = skip or park: recorded, not a fault. */
-static int handler_forgives(struct ml_script *s)
+static void forgive(struct ml_script *s, const char *why)
 {
-	if (s->kind != ML_SCRIPT_HANDLER || s->on_error == 0 || s->over_memory || s->over_budget)
-		return 0;
-	const char *msg = lua_tostring(s->L, -1);
-	s->handler_error = ml_xstrndup(msg ? msg : "error", strlen(msg ? msg : "error"));
-	lua_pop(s->L, 1);
+	s->handler_error = ml_xstrndup(why, strlen(why));
 	s->skipped = 1;
 	s->parked = s->on_error == 2;
 	s->n_emits = 0;
+}
+
+/*
+ * A handler's error under on_error = skip or park: recorded, not a fault. So is a
+ * limit it reached, once what the call built is collected (a handler keeps no state
+ * of the host's to leave half changed); a handler whose memory stays full faults.
+ */
+static int handler_forgives(struct ml_script *s)
+{
+	if (s->kind != ML_SCRIPT_HANDLER || s->on_error == 0)
+		return 0;
+	if (s->stop != ML_STOP_NONE) {
+		char text[384];
+		ml_script_limit_text(s, text, sizeof(text));
+		if (ml_script_recover(s) != 0)
+			return 0;
+		forgive(s, text);
+		return 1;
+	}
+	const char *msg = lua_tostring(s->L, -1);
+	forgive(s, msg ? msg : "error");
+	lua_pop(s->L, 1);
 	return 1;
 }
 
@@ -184,9 +201,10 @@ int ml_script_feed(struct ml_script *s, const struct ml_event *e)
 	s->current = e;
 	lua_pushvalue(L, SLOT_TRAMPOLINE);
 	lua_pushlightuserdata(L, (void *)e);
-	ml_script_arm(s);
+	ml_script_arm(s, e->position);
 	int rc = lua_pcall(L, 1, 0, SLOT_MSGH);
-	if (rc == LUA_OK && !s->over_memory && !s->over_budget) {
+	ml_script_disarm(s);
+	if (rc == LUA_OK && s->stop == ML_STOP_NONE) {
 		s->current = NULL;
 		return 0;
 	}
@@ -291,19 +309,19 @@ static int l_query(lua_State *L)
 int ml_script_state(struct ml_script *s, struct ml_buf *out)
 {
 	struct call c = {.s = s, .name = "state", .out = out};
-	return ml_script_pcall(s, l_state, &c, 0, "state");
+	return ml_script_pcall(s, l_state, &c, 0, "state", 1);
 }
 
 int ml_script_state_lua(struct ml_script *s, struct ml_buf *out)
 {
 	struct call c = {.s = s, .name = "state", .out = out, .lua_text = 1};
-	return ml_script_pcall(s, l_state, &c, 0, "state");
+	return ml_script_pcall(s, l_state, &c, 0, "state", 1);
 }
 
 int ml_script_get(struct ml_script *s, const char *key, size_t key_len, struct ml_buf *out)
 {
 	struct call c = {.s = s, .name = "state", .key = key, .key_len = key_len, .out = out};
-	return ml_script_pcall(s, l_get, &c, 0, "get");
+	return ml_script_pcall(s, l_get, &c, 0, "get", 1);
 }
 
 int ml_script_query(struct ml_script *s, const char *name, const void *args, size_t args_len,
@@ -314,5 +332,5 @@ int ml_script_query(struct ml_script *s, const char *name, const void *args, siz
 				   "script %s is a %s: only projections answer queries", s->name,
 				   ml_script_kind_name(s->kind));
 	struct call c = {.s = s, .name = name, .args = args, .args_len = args_len, .out = out};
-	return ml_script_pcall(s, l_query, &c, 0, "query");
+	return ml_script_pcall(s, l_query, &c, 0, "query", 1);
 }

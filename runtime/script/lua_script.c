@@ -5,7 +5,8 @@
  * replay` do.
  *
  *   local host = require("moonlog.core").script
- *   local s = host.load("balances.lua", { memory = 1 << 20, instructions = 1e6 })
+ *   local s = host.load("balances.lua", { memory = 1 << 20, instructions = 1e6,
+ *                                         time_limit_ms = 100 })
  *   assert(s:feed { stream = "account-1", type = "Deposited", data = { amount = 5 } })
  *   s:state(), s:get(key), s:query(name, ...), s:emitted(), s:fault(), s:stats()
  *
@@ -51,6 +52,8 @@ static int l_load(lua_State *L)
 			o.memory_limit = (size_t)luaL_checkinteger(L, -1);
 		if (lua_getfield(L, 2, "instructions") != LUA_TNIL)
 			o.instruction_limit = (uint64_t)luaL_checkinteger(L, -1);
+		if (lua_getfield(L, 2, "time_limit_ms") != LUA_TNIL)
+			o.time_limit_ms = (uint32_t)luaL_checkinteger(L, -1);
 		if (lua_getfield(L, 2, "lua_dir") != LUA_TNIL)
 			o.lua_dir = luaL_checkstring(L, -1);
 		if (lua_getfield(L, 2, "source") != LUA_TNIL) {

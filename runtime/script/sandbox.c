@@ -9,7 +9,9 @@
  * modules, which are built into the library (or read from a development
  * folder) and loaded as text into the same environment. The string metatable,
  * reachable from any string, is pointed at the sandbox's string table so that
- * ("").dump is not a way round the list.
+ * ("").dump is not a way round the list. The functions of those libraries
+ * that could run past the time limit in C are replaced by bounded ones
+ * (bounded.c, pattern.c), and setmetatable refuses finalizers.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -49,19 +51,40 @@ static void copy_table(lua_State *L, int idx, const char *drop)
 	}
 }
 
+/* Hands the parser a chunk in pieces, so that a long one is compiled within the time
+ * limit: when the call is past it, the text ends early and l_load raises. */
+struct load_text {
+	lua_State *L;
+	const char *s;
+	size_t left;
+	int late;
+};
+
+static const char *read_piece(lua_State *L, void *ud, size_t *n)
+{
+	struct load_text *t = ud;
+	(void)L;
+	if (t->left == 0 || (t->late = ml_watch_expired(&ml_script_of(t->L)->clock)) != 0)
+		return NULL;
+	*n = t->left < 65536 ? t->left : 65536;
+	const char *piece = t->s;
+	t->s += *n;
+	t->left -= *n;
+	return piece;
+}
+
 /* load(chunk [, name [, mode [, env]]]): text only, in the sandbox unless given an env. */
 static int l_load(lua_State *L)
 {
-	size_t n;
 	const char *name = luaL_optstring(L, 2, "=(load)");
 	int has_env = !lua_isnone(L, 4);
-	int rc;
-	if (lua_type(L, 1) == LUA_TSTRING) {
-		const char *s = lua_tolstring(L, 1, &n);
-		rc = luaL_loadbufferx(L, s, n, name, "t");
-	} else {
+	if (lua_type(L, 1) != LUA_TSTRING)
 		return luaL_error(L, "load: scripts may load only text chunks given as strings");
-	}
+	struct load_text t = {L, NULL, 0, 0};
+	t.s = lua_tolstring(L, 1, &t.left);
+	int rc = lua_load(L, read_piece, &t, name, "t");
+	if (t.late)
+		ml_script_check(L, "load");
 	if (rc != LUA_OK) {
 		luaL_pushfail(L);
 		lua_insert(L, -2);
@@ -190,7 +213,13 @@ static int l_print(lua_State *L)
 		luaL_addvalue(&b);
 	}
 	luaL_pushresult(&b);
-	fprintf(stderr, "[%s] %s\n", s->name, lua_tostring(L, -1));
+	size_t len;
+	const char *line = lua_tolstring(L, -1, &len);
+	if (len <= ML_SCRIPT_MESSAGE_MAX)
+		fprintf(stderr, "[%s] %s\n", s->name, line);
+	else /* one line of the server's log, not megabytes of it */
+		fprintf(stderr, "[%s] %.*s... (%zu more bytes)\n", s->name, ML_SCRIPT_MESSAGE_MAX,
+			line, len - ML_SCRIPT_MESSAGE_MAX);
 	return 0;
 }
 
@@ -209,6 +238,7 @@ static void open_libs(lua_State *L)
 		luaL_requiref(L, l->name, l->func, 1);
 		lua_pop(L, 1);
 	}
+	ml_bounded_open(L);
 }
 
 /* Pushes the sandbox environment. */

@@ -1,12 +1,7 @@
 /*
  * script.c - a script's life: loading it into a fresh lua_State under its
- * limits, validating its definition, protected calls, faults, and freeing.
- *
- * Limits. The state's allocator counts every byte and refuses to grow past the
- * memory limit; a count hook raises once a call has run its instruction budget.
- * Both set a sticky flag, so a script that catches the error with pcall still
- * faults when the host's call returns, and after the budget is spent the hook
- * fires on every instruction, so no loop can keep running by catching it.
+ * limits (limits.c), validating its definition, protected calls, faults, and
+ * freeing.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,42 +16,19 @@
 
 #include "script_internal.h"
 
-#define DEFAULT_MEMORY (256u << 20)
-#define DEFAULT_INSNS  100000000ull
+#define DEFAULT_MEMORY	(256u << 20)
+#define DEFAULT_INSNS	100000000ull
+#define DEFAULT_TIME_MS 1000
 /* Deciders: states kept by stream (see cache.c). */
 #define DEFAULT_CACHE_STREAMS 100000
-/* The hook runs every HOOK_STEP instructions and checks the budget then. */
-#define HOOK_STEP 1000
 
 void ml_script_options_init(struct ml_script_options *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->memory_limit = DEFAULT_MEMORY;
 	o->instruction_limit = DEFAULT_INSNS;
+	o->time_limit_ms = DEFAULT_TIME_MS;
 	o->decider_cache_streams = DEFAULT_CACHE_STREAMS;
-}
-
-static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-	struct ml_script *s = ud;
-	if (ptr == NULL)
-		osize = 0;
-	if (nsize == 0) {
-		free(ptr);
-		s->mem -= osize;
-		return NULL;
-	}
-	if (nsize > osize && s->mem + (nsize - osize) > s->mem_limit) {
-		s->over_memory = 1;
-		return NULL;
-	}
-	void *p = realloc(ptr, nsize);
-	if (p == NULL)
-		return nsize <= osize ? ptr : NULL; /* Lua must not see a failed shrink */
-	s->mem = s->mem - osize + nsize;
-	if (s->mem > s->mem_peak)
-		s->mem_peak = s->mem;
-	return p;
 }
 
 struct ml_script *ml_script_of(lua_State *L)
@@ -66,46 +38,31 @@ struct ml_script *ml_script_of(lua_State *L)
 	return ud;
 }
 
-/*
- * The count hook runs every HOOK_STEP instructions and takes them off the
- * budget (lua_sethook's count is an int; the budget is a uint64).
- */
-static void l_hook(lua_State *L, lua_Debug *ar)
+/* The string at idx cut to `max` bytes, saying how much was left out. */
+static const char *cut_message(lua_State *L, int idx, size_t max)
 {
-	struct ml_script *s = ml_script_of(L);
-	(void)ar;
-	if (!s->over_budget && s->budget_left > HOOK_STEP) {
-		s->budget_left -= HOOK_STEP;
-		return;
-	}
-	s->over_budget = 1;
-	/* From now on every instruction raises: no loop survives by catching it. */
-	lua_sethook(L, l_hook, LUA_MASKCOUNT, 1);
-	s->hooked = 0;
-	luaL_error(L, "ran past its instruction budget (%" PRIu64 " instructions per event)",
-		   s->insn_limit);
-}
-
-/*
- * Arms the budget for one call into Lua. The hook stays installed between
- * calls (installing it is not free, and this runs once per event), so only the
- * budget is reset; the first step of a call may come early, never late.
- */
-void ml_script_arm(struct ml_script *s)
-{
-	s->budget_left = s->insn_limit;
-	if (!s->hooked) {
-		lua_sethook(s->L, l_hook, LUA_MASKCOUNT, HOOK_STEP);
-		s->hooked = 1;
-	}
+	size_t n;
+	const char *msg = lua_tolstring(L, idx, &n);
+	if (msg == NULL || n <= max)
+		return msg;
+	idx = lua_absindex(L, idx);
+	lua_pushlstring(L, msg, max);
+	lua_pushfstring(L, "%s... (%I more bytes)", lua_tostring(L, -1), (lua_Integer)(n - max));
+	lua_replace(L, idx);
+	lua_pop(L, 1);
+	return lua_tostring(L, idx);
 }
 
 /* Adds a traceback to errors raised in Lua; limit errors keep their message alone. */
 static int l_msgh(lua_State *L)
 {
-	const char *msg = lua_tostring(L, 1);
 	struct ml_script *s = ml_script_of(L);
-	if (msg == NULL || s->over_budget || s->over_memory)
+	if (s->stop != ML_STOP_NONE) {
+		ml_script_note_where(s, L, 1);
+		return 1;
+	}
+	const char *msg = cut_message(L, 1, ML_SCRIPT_MESSAGE_MAX);
+	if (msg == NULL)
 		return 1;
 	luaL_traceback(L, L, msg, 1);
 	return 1;
@@ -122,20 +79,16 @@ static char *position_text(struct ml_script *s, char *buf, size_t n)
 
 int ml_script_fail(struct ml_script *s, const char *what, int faults)
 {
-	char where[64], limit[128];
+	char where[64], limit[384];
 	struct ml_buf b = {0};
 	position_text(s, where, sizeof(where));
-	if (s->over_memory) {
-		snprintf(limit, sizeof(limit), "ran out of its memory limit (%zu MiB)",
-			 s->mem_limit >> 20);
-		ml_buf_addf(&b, "script %s faulted%s: %s", s->name, where, limit);
-	} else if (s->over_budget) {
-		ml_buf_addf(&b,
-			    "script %s faulted%s: ran past its instruction budget (%" PRIu64
-			    " instructions per event)",
-			    s->name, where, s->insn_limit);
+	if (s->stop != ML_STOP_NONE) {
+		ml_script_limit_text(s, limit, sizeof(limit));
+		ml_buf_addf(&b, "script %s %s%s: %s", s->name, faults ? "faulted" : "failed", where,
+			    limit);
 	} else {
-		const char *msg = lua_tostring(s->L, -1);
+		/* the message (cut already if it came through l_msgh) and its traceback */
+		const char *msg = cut_message(s->L, -1, 4 * ML_SCRIPT_MESSAGE_MAX);
 		ml_buf_addf(&b, "script %s %s%s: %s", s->name, faults ? "faulted" : "failed", where,
 			    msg ? msg : "an error that is not a string");
 	}
@@ -144,13 +97,15 @@ int ml_script_fail(struct ml_script *s, const char *what, int faults)
 	if (faults) {
 		free(s->fault);
 		s->fault = ml_xstrndup(b.data, b.len);
+		s->fault_limit = s->stop != ML_STOP_NONE;
 	}
 	ml_diag_set(ML_ERR_SCRIPT, "%s", b.data);
 	ml_buf_free(&b);
 	return -1;
 }
 
-int ml_script_pcall(struct ml_script *s, lua_CFunction fn, void *ud, int nresults, const char *what)
+int ml_script_pcall(struct ml_script *s, lua_CFunction fn, void *ud, int nresults, const char *what,
+		    int request)
 {
 	lua_State *L = s->L;
 	if (s->fault)
@@ -158,17 +113,25 @@ int ml_script_pcall(struct ml_script *s, lua_CFunction fn, void *ud, int nresult
 	lua_pushcfunction(L, fn);
 	lua_pushvalue(L, SLOT_RUNNER);
 	lua_pushlightuserdata(L, ud);
-	ml_script_arm(s);
+	ml_script_arm(s, 0);
 	int rc = lua_pcall(L, 2, nresults, SLOT_MSGH);
-	if (rc == LUA_OK && !s->over_memory && !s->over_budget)
+	ml_script_disarm(s);
+	if (rc == LUA_OK && s->stop == ML_STOP_NONE)
 		return 0;
 	if (rc == LUA_OK) {
 		lua_pop(L, nresults);
 		lua_pushnil(L);
 	}
-	/* A call that fails on its own leaves the script running; a limit faults it. */
-	ml_script_fail(s, what, s->over_memory || s->over_budget);
-	lua_pop(L, 1);
+	/* A call that fails on its own leaves the script running; a limit faults it, unless
+	 * the call changed no state and the script's memory is free again. */
+	int faults = s->stop != ML_STOP_NONE;
+	ml_script_fail(s, what, faults && !request);
+	if (faults && request && ml_script_recover(s) != 0) {
+		ml_script_fail(s, what, 1);
+		lua_settop(L, SLOT_COUNT);
+		return -1;
+	}
+	lua_settop(L, SLOT_COUNT);
 	return -1;
 }
 
@@ -206,14 +169,18 @@ static struct ml_script *script_new(const char *chunkname, const struct ml_scrip
 {
 	struct ml_script *s = ml_xcalloc(1, sizeof(*s));
 	s->mem_limit = o->memory_limit ? o->memory_limit : DEFAULT_MEMORY;
+	s->mem_cap = s->mem_limit;
 	s->insn_limit = o->instruction_limit ? o->instruction_limit : DEFAULT_INSNS;
+	uint32_t ms = o->time_limit_ms ? o->time_limit_ms : DEFAULT_TIME_MS;
+	atomic_init(&s->clock.seq, 1);
 	s->cache_streams = o->decider_cache_streams;
 	s->cache_memory = o->decider_cache_memory;
 	const char *base = strrchr(chunkname, '/');
 	s->chunkname =
 	    ml_xstrndup(base ? base + 1 : chunkname, strlen(base ? base + 1 : chunkname));
 	s->name = ml_xstrndup(s->chunkname, strlen(s->chunkname));
-	s->L = lua_newstate(l_alloc, s);
+	s->L = lua_newstate(ml_script_alloc, s);
+	ml_watch_add(&s->clock, s, (uint64_t)ms * 1000000u);
 	return s;
 }
 
@@ -243,9 +210,10 @@ struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, 
 	struct load_args a = {chunkname, src, s->lua_dir, len};
 	lua_pushcfunction(s->L, l_setup);
 	lua_pushlightuserdata(s->L, &a);
-	ml_script_arm(s);
+	ml_script_arm(s, 0);
 	int rc = lua_pcall(s->L, 1, LUA_MULTRET, 0);
-	if (rc != LUA_OK || s->over_memory || s->over_budget) {
+	ml_script_disarm(s);
+	if (rc != LUA_OK || s->stop != ML_STOP_NONE) {
 		if (rc == LUA_OK)
 			lua_pushnil(s->L);
 		ml_script_fail(s, NULL, 0);
@@ -295,6 +263,7 @@ void ml_script_free(struct ml_script *s)
 {
 	if (s == NULL)
 		return;
+	ml_watch_remove(&s->clock);
 	if (s->L)
 		lua_close(s->L);
 	ml_decider_free(s->decider);
@@ -359,6 +328,12 @@ void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out)
 	out->memory_peak = s->mem_peak;
 	out->memory_limit = s->mem_limit;
 	out->instruction_limit = s->insn_limit;
+	out->time_limit_ms = (uint32_t)(s->clock.limit_ns / 1000000);
+}
+
+int ml_script_fault_is_limit(const struct ml_script *s)
+{
+	return s->fault && s->fault_limit;
 }
 
 const char *ml_script_lua_source_dir(void)

@@ -14,6 +14,7 @@
 #define ML_SCRIPT_INTERNAL_H
 
 #include <lua.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <moonlog/script.h>
@@ -50,6 +51,22 @@ struct ml_script_filter {
 	size_t n_types;
 };
 
+/* Why a call into the script is being stopped (limits.c). */
+enum ml_stop { ML_STOP_NONE, ML_STOP_BUDGET, ML_STOP_TIME, ML_STOP_MEMORY };
+
+/* The wall clock of a script's calls, shared with the watchdog thread (watchdog.c). */
+struct ml_script_clock {
+	_Atomic uint64_t seq;	   /* the number of the latest call (from 1) */
+	_Atomic int active;	   /* a call is running */
+	_Atomic uint64_t expired;  /* the number of a call that ran past the time limit */
+	_Atomic uint64_t position; /* the event being fed, or 0 */
+	/* the watchdog's own, under its lock */
+	struct ml_script *script;
+	uint64_t limit_ns, seen_seq, seen_ns;
+	int stuck_told;
+	struct ml_script_clock *next, *prev;
+};
+
 struct ml_script {
 	lua_State *L;
 	char *name, *chunkname, *lua_dir;
@@ -68,16 +85,21 @@ struct ml_script {
 	struct ml_decider *decider;
 	size_t cache_streams, cache_memory;
 
-	/* limits */
+	/* limits (limits.c) */
 	size_t mem, mem_peak, mem_limit;
+	size_t mem_cap; /* what the allocator allows: the limit, or a little more while stopping */
 	uint64_t insn_limit, budget_left;
-	int over_memory, over_budget; /* sticky: set by the allocator / the hook */
-	int hooked;		      /* the count hook is installed with its step */
+	enum ml_stop stop;    /* sticky until the call's end: the host faults or recovers */
+	char stop_where[192]; /* "in string.find at balances.lua:12" */
+	int refused;	      /* the allocator refused; Lua collects and tries once more */
+	int hooked;	      /* the count hook is installed with its step */
+	struct ml_script_clock clock;
 
 	uint64_t position;
 	uint64_t events, delivered;
 	const struct ml_event *current; /* the event being fed, for the trampoline */
 	char *fault;
+	int fault_limit; /* the fault is a limit reached, not an error raised */
 
 	/* the last handler outcome */
 	struct ml_buf emit_bytes;
@@ -89,18 +111,68 @@ struct ml_script {
 
 /* script.c */
 /* Runs fn(runner, ud) in protected mode under the limits; `what` names the call in a
- * failure. 0, or -1 with a diag (the script faults). */
-int ml_script_pcall(struct ml_script *s, lua_CFunction fn, void *ud, int nresults,
-		    const char *what);
+ * failure. 0, or -1 with a diag. A call that reaches a limit faults the script, unless it
+ * is a `request` (it changes no state: a query, a decision), which then fails alone. */
+int ml_script_pcall(struct ml_script *s, lua_CFunction fn, void *ud, int nresults, const char *what,
+		    int request);
 /* Marks the script faulted with the current Lua error (at the top) or the limit passed. */
 int ml_script_fail(struct ml_script *s, const char *what, int faults);
-void ml_script_arm(struct ml_script *s);
 struct ml_script *ml_script_of(lua_State *L);
+/* Error messages kept from a script are cut to this many bytes. */
+#define ML_SCRIPT_MESSAGE_MAX 4096
+
+/* limits.c */
+void *ml_script_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void ml_script_hook(lua_State *L, lua_Debug *ar);
+/* Arms the limits for one call (position: the event fed, or 0). */
+void ml_script_arm(struct ml_script *s, uint64_t position);
+static inline void ml_script_disarm(struct ml_script *s);
+void ml_script_stop(struct ml_script *s, lua_State *L, enum ml_stop why);
+/* For C functions that may run long: raises the time limit's error once the call is past
+ * it. `in` names the function for the message ("string.find"). */
+void ml_script_check(lua_State *L, const char *in);
+/* After a call stopped on a limit that left no state half changed: collects and resets.
+ * -1 when the script cannot go on (its memory is still full). */
+int ml_script_recover(struct ml_script *s);
+/* Notes where a stopped call was, from the message handler (the stack is still whole). */
+void ml_script_note_where(struct ml_script *s, lua_State *L, int level);
+/* "ran past its time limit (1000 ms per call) in string.find at balances.lua:12" */
+size_t ml_script_limit_text(const struct ml_script *s, char *buf, size_t n);
+
+/* watchdog.c */
+void ml_watch_add(struct ml_script_clock *c, struct ml_script *s, uint64_t limit_ns);
+void ml_watch_remove(struct ml_script_clock *c);
+static inline void ml_watch_begin(struct ml_script_clock *c, uint64_t position)
+{
+	uint64_t n = atomic_load_explicit(&c->seq, memory_order_relaxed) + 1;
+	atomic_store_explicit(&c->position, position, memory_order_relaxed);
+	atomic_store_explicit(&c->seq, n, memory_order_release);
+	atomic_store_explicit(&c->active, 1, memory_order_release);
+}
+static inline void ml_watch_end(struct ml_script_clock *c)
+{
+	atomic_store_explicit(&c->active, 0, memory_order_release);
+}
+static inline int ml_watch_expired(struct ml_script_clock *c)
+{
+	return atomic_load_explicit(&c->expired, memory_order_acquire) ==
+	       atomic_load_explicit(&c->seq, memory_order_relaxed);
+}
+static inline void ml_script_disarm(struct ml_script *s)
+{
+	ml_watch_end(&s->clock);
+}
 
 /* sandbox.c: opens the safe libraries and pushes the sandbox environment. */
 int ml_sandbox_open(lua_State *L, const char *lua_dir);
 /* The hash of the moonlog modules the sandbox loads. */
 uint64_t ml_sandbox_library_hash(const char *lua_dir);
+
+/* bounded.c: replaces the standard functions that could outrun the time limit in C, and
+ * setmetatable (no __gc), in the state's own libraries. */
+void ml_bounded_open(lua_State *L);
+/* pattern.c: find, match, gmatch and gsub into the table at idx. */
+void ml_pattern_open(lua_State *L, int string_table);
 
 /* filter.c */
 int ml_script_filter_load(lua_State *L, int from_idx, struct ml_script_filter *f);

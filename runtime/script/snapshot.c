@@ -239,7 +239,7 @@ int ml_script_snapshot_load(struct ml_script *s, const char *data_dir)
 		    path, (int)sn.hash_len, sn.hash, s->hash);
 	} else {
 		struct restore r = {&sn};
-		rc = ml_script_pcall(s, l_restore, &r, 0, "restoring the snapshot");
+		rc = ml_script_pcall(s, l_restore, &r, 0, "restoring the snapshot", 0);
 		if (rc == 0) {
 			s->position = sn.position;
 			rc = 1;

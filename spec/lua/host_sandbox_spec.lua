@@ -105,7 +105,7 @@ describe("the script sandbox", function()
     local ok, err = spin:feed { stream = "x-1", type = "T", position = 7 }
     assert.is_nil(ok)
     assert.equal("script spin faulted at position 7: ran past its instruction budget "
-      .. "(100000 instructions per event)", err)
+      .. "(100000 instructions per event) at spin.lua:3", err)
     assert.equal(err, spin:info().fault)
     local ok2 = at_event("return 1")
     assert.is_true(ok2)
@@ -119,6 +119,7 @@ describe("the script sandbox", function()
     local ok, err = eat:feed { type = "T", position = 3 }
     assert.is_nil(ok)
     assert.equal("script eat faulted at position 3: ran out of its memory limit (4 MiB)", err)
-    assert.is_true(eat:info().memory_peak <= 4 << 20)
+    -- the limit, and the slack a stopped call may use to unwind (1 MiB at least)
+    assert.is_true(eat:info().memory_peak <= (4 << 20) + (1 << 20))
   end)
 end)

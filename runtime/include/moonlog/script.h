@@ -3,10 +3,10 @@
  * handler) in a lua_State of its own.
  *
  * A script is loaded from a file into a fresh sandboxed state, with its own
- * memory limit (a counting allocator) and an instruction budget per event (a
- * count hook). Its definition is validated by the moonlog DSL, and its `from`
- * is compiled into a filter that runs in C: events it does not subscribe to
- * never reach Lua. Events are then fed one at a time, in log order; each one
+ * memory limit (a counting allocator), and an instruction budget and a time
+ * limit per event or call (a count hook and a watchdog thread; limits.c). Its definition is
+ * validated by the moonlog DSL, and its `from` is compiled into a filter that runs in C: events it
+ * does not subscribe to never reach Lua. Events are then fed one at a time, in log order; each one
  * reaches Lua as a read-only view that decodes its fields on access (see
  * docs/scripts.md).
  *
@@ -39,6 +39,7 @@ enum ml_script_kind {
 struct ml_script_options {
 	size_t memory_limit;	    /* bytes of Lua memory (default 256 MiB) */
 	uint64_t instruction_limit; /* Lua VM instructions per event or call (default 100M) */
+	uint32_t time_limit_ms;	    /* wall-clock time per event or call (default 1000) */
 	const char *lua_dir;	    /* load the moonlog modules from DIR/moonlog/ instead of
 				       the copies built into the library (development) */
 	/* Deciders keep the folded state of the streams they decided, up to this many
@@ -180,6 +181,7 @@ struct ml_script_stats {
 	size_t memory, memory_peak; /* bytes of Lua memory */
 	size_t memory_limit;
 	uint64_t instruction_limit;
+	uint32_t time_limit_ms;
 };
 ML_API void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out);
 
@@ -206,6 +208,27 @@ ML_API const char *ml_script_lua_source_dir(void);
 ML_API int ml_script_reload_keep(struct ml_script *s);
 ML_API uint64_t ml_script_start_position(struct ml_script *s, uint64_t head);
 ML_API int ml_script_adopt_state(struct ml_script *to, struct ml_script *from);
+
+/*
+ * The last line of defence of the time limit. Every place where a script can
+ * spend time checks it (the count hook, the library's C loops), so a call
+ * stops within a few milliseconds of its limit. A call still running `grace_ms`
+ * after its limit is stuck where nothing checks; `fn` is then called on the
+ * watchdog thread (while the call goes on) with what is known of it. The
+ * server records the script's fault and ends the process there. One handler
+ * per process; NULL removes it. grace_ms 0 keeps the current grace (5 s).
+ */
+struct ml_script_stuck {
+	const char *name, *hash; /* the script's */
+	uint64_t position;	 /* the event being fed, or 0 for a call that is not a feed */
+	uint64_t ran_ms;	 /* how long the call has run */
+};
+typedef void ml_script_stuck_fn(const struct ml_script_stuck *stuck, void *arg);
+ML_API void ml_script_on_stuck(ml_script_stuck_fn *fn, void *arg, uint64_t grace_ms);
+
+/* Whether the script's fault is a limit it reached (time, memory, instructions), rather
+ * than an error its code raised. */
+ML_API int ml_script_fault_is_limit(const struct ml_script *s);
 
 /* The Lua binding (moonlog.core.script): load(path [, options]) -> script object. */
 struct lua_State;

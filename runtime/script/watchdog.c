@@ -1,0 +1,129 @@
+/*
+ * watchdog.c - a wall clock for the calls into scripts, kept by one thread.
+ *
+ * A script's time limit must hold wherever the script spends its time: in
+ * Lua code, in a C function of the standard library, in the collector. Reading
+ * the clock at every call would cost the hot path (one call per event), so the
+ * loop thread only publishes a counter: each call into a script takes the next
+ * number (ml_watch_begin) and clears `active` when it returns. This thread
+ * looks every WATCH_TICK_MS; a call it sees under the same number for longer
+ * than the script's time limit is marked expired (`expired` holds its
+ * number, so a late mark can never fall on the next call). The count hook,
+ * the bounded library functions and the allocator read that mark and stop
+ * the script (limits.c); a check costs two loads.
+ *
+ * Past the limit and a grace period, the call has reached none of those
+ * checks: it is stuck somewhere nothing can interrupt. The process's stuck
+ * handler (ml_script_on_stuck) is then called on this thread; the server's
+ * records the script's fault and ends the process, so that a supervisor
+ * restarts it and the script does not run that event again.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <moonlog/util.h>
+
+#include "script_internal.h"
+
+#define WATCH_TICK_MS 10
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t started = PTHREAD_ONCE_INIT;
+static struct ml_script_clock *clocks; /* every loaded script's, under lock */
+static ml_script_stuck_fn *stuck_fn;
+static void *stuck_arg;
+static uint64_t stuck_grace_ns = 5000000000ull;
+
+static void look(struct ml_script_clock *c, uint64_t now)
+{
+	uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+	if (!atomic_load_explicit(&c->active, memory_order_acquire)) {
+		c->seen_seq = 0;
+		return;
+	}
+	if (seq != c->seen_seq) {
+		c->seen_seq = seq;
+		c->seen_ns = now;
+		c->stuck_told = 0;
+		return;
+	}
+	uint64_t ran = now - c->seen_ns;
+	if (ran >= c->limit_ns && atomic_load_explicit(&c->expired, memory_order_relaxed) != seq)
+		atomic_store_explicit(&c->expired, seq, memory_order_release);
+	if (ran >= c->limit_ns + stuck_grace_ns && !c->stuck_told && stuck_fn) {
+		struct ml_script_stuck st = {
+		    c->script->name, c->script->hash,
+		    atomic_load_explicit(&c->position, memory_order_relaxed), ran / 1000000};
+		c->stuck_told = 1;
+		stuck_fn(&st, stuck_arg);
+	}
+}
+
+static void *watch_main(void *arg)
+{
+	(void)arg;
+	struct timespec tick = {0, WATCH_TICK_MS * 1000000L};
+	for (;;) {
+		nanosleep(&tick, NULL);
+		uint64_t now = ml_clock_ns();
+		pthread_mutex_lock(&lock);
+		for (struct ml_script_clock *c = clocks; c; c = c->next)
+			look(c, now);
+		pthread_mutex_unlock(&lock);
+	}
+	return NULL;
+}
+
+static void start(void)
+{
+	pthread_t t;
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 * 1024);
+	if (pthread_create(&t, &a, watch_main, NULL) != 0)
+		fprintf(stderr, "moonlog: cannot start the scripts' watchdog thread: scripts run "
+				"without a time limit\n");
+	pthread_attr_destroy(&a);
+}
+
+void ml_watch_add(struct ml_script_clock *c, struct ml_script *s, uint64_t limit_ns)
+{
+	pthread_once(&started, start);
+	c->script = s;
+	c->limit_ns = limit_ns;
+	pthread_mutex_lock(&lock);
+	c->next = clocks;
+	c->prev = NULL;
+	if (clocks)
+		clocks->prev = c;
+	clocks = c;
+	pthread_mutex_unlock(&lock);
+}
+
+void ml_watch_remove(struct ml_script_clock *c)
+{
+	if (c->script == NULL)
+		return;
+	pthread_mutex_lock(&lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		clocks = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&lock);
+	c->script = NULL;
+}
+
+void ml_script_on_stuck(ml_script_stuck_fn *fn, void *arg, uint64_t grace_ms)
+{
+	pthread_mutex_lock(&lock);
+	stuck_fn = fn;
+	stuck_arg = arg;
+	if (grace_ms)
+		stuck_grace_ns = grace_ms * 1000000ull;
+	pthread_mutex_unlock(&lock);
+}
