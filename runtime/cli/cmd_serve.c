@@ -40,6 +40,16 @@ static const char help[] =
     "  --eval-budget N     Lua instructions one eval may run (default 100000000)\n"
     "  --ack-timeout MS    groups: redeliver an unacked event after MS (default 30000)\n"
     "  --max-deliveries N  groups: park an event after N deliveries (default 5)\n"
+    "  --script-memory MIB each script's Lua memory limit (default 256)\n"
+    "  --script-time MS    the wall-clock time a script may take for one event, query or\n"
+    "                      command (default 1000); past it the script faults, or the\n"
+    "                      request fails alone (docs/scripts-in-server.md, Limits)\n"
+    "  --script-instructions N  the Lua instructions one event or call may run\n"
+    "                      (default 100000000)\n"
+    "  --stuck-after MS    a script call still running this long past --script-time is\n"
+    "                      stuck where nothing can stop it: the server records the\n"
+    "                      script's fault and exits, for its supervisor to restart it\n"
+    "                      (default 5000)\n"
     "  --quiet             no log lines on stderr\n";
 
 static int num(const char *opt, const char *s, uint32_t *out)
@@ -88,6 +98,10 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 	    {"snapshot-events", required_argument, 0, 10},
 	    {"snapshot-ms", required_argument, 0, 11},
 	    {"decider-cache", required_argument, 0, 12},
+	    {"script-memory", required_argument, 0, 20},
+	    {"script-time", required_argument, 0, 21},
+	    {"script-instructions", required_argument, 0, 22},
+	    {"stuck-after", required_argument, 0, 23},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -162,6 +176,23 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 		case 12:
 			bad = cli_uint("serve", "--decider-cache", optarg, &v);
 			sc->ho.script.decider_cache_streams = (size_t)v;
+			break;
+		case 20:
+			bad = cli_uint("serve", "--script-memory", optarg, &v);
+			if (!bad && (v == 0 || v > (1u << 20)))
+				return cli_fail("serve", CLI_USAGE,
+						"--script-memory takes MiB, from 1 to 1048576");
+			sc->ho.script.memory_limit = (size_t)v << 20;
+			break;
+		case 21:
+			bad = num("--script-time", optarg, &sc->ho.script.time_limit_ms);
+			break;
+		case 22:
+			bad = cli_uint("serve", "--script-instructions", optarg, &v);
+			sc->ho.script.instruction_limit = v ? v : 1;
+			break;
+		case 23:
+			bad = num("--stuck-after", optarg, &sc->ho.stuck_ms);
 			break;
 		case 'h':
 			fputs(help, stdout);

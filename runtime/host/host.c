@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <moonlog/diag.h>
 #include <moonlog/server.h>
@@ -33,6 +34,7 @@ void ml_host_options_init(struct ml_host_options *o)
 	    .slice_events = 20000,
 	    .slice_us = 2000,
 	    .scan_from = UINT64_MAX,
+	    .stuck_ms = 5000,
 	};
 	ml_script_options_init(&o->script);
 }
@@ -91,6 +93,42 @@ int ml_host_list_files(struct ml_host *h, char ***out, size_t *n)
 	return list_scripts(h->scripts_dir, out, n);
 }
 
+/*
+ * A fault recorded for this very code before a restart (a limit reached, or a call
+ * stuck): the event it names is passed over rather than run again (step.c).
+ */
+static void restore_fault(struct ml_host *h, struct ml_hosted *e)
+{
+	uint64_t pos = 0;
+	char *why = NULL;
+	int rc = ml_script_fault_recorded(e->s, h->data_dir, &pos, &why);
+	if (rc < 0)
+		ml_host_line(h, "script %s: %s", e->name, ml_diag_last());
+	if (rc == 0) /* none, or one for other code */
+		ml_script_fault_forget(h->data_dir, e->name);
+	if (rc > 0 && pos <= e->pos) { /* passed before it was recorded: nothing to do */
+		ml_script_fault_forget(h->data_dir, e->name);
+		free(why);
+		rc = 0;
+	}
+	if (rc <= 0)
+		return;
+	free(e->poison_why);
+	e->poison = pos;
+	e->poison_why = why;
+	ml_host_line(h, "script %s will not run the event at position %llu again: %s", e->name,
+		     (unsigned long long)pos, why);
+}
+
+void ml_host_record_fault(struct ml_host *h, struct ml_hosted *e, struct ml_script *s, uint64_t pos)
+{
+	if (!ml_script_fault_is_limit(s) || e->poison == pos)
+		return;
+	if (ml_script_fault_record(h->data_dir, e->name, ml_script_hash(s), pos,
+				   ml_script_fault(s)) != 0)
+		ml_host_line(h, "script %s: cannot record its fault: %s", e->name, ml_diag_last());
+}
+
 /* Where a loaded script starts. */
 void ml_host_restore(struct ml_host *h, struct ml_hosted *e)
 {
@@ -102,6 +140,7 @@ void ml_host_restore(struct ml_host *h, struct ml_hosted *e)
 				     e->name, (unsigned long long)e->pos);
 		else /* a new handler: its `start` */
 			e->pos = ml_script_start_position(e->s, ml_log_head(h->log));
+		restore_fault(h, e);
 		return;
 	}
 	if (e->kind == ML_SCRIPT_DECIDER) {
@@ -116,6 +155,7 @@ void ml_host_restore(struct ml_host *h, struct ml_hosted *e)
 	} else if (rc < 0) {
 		ml_host_line(h, "script %s: %s; rebuilding from the log", e->name, ml_diag_last());
 	}
+	restore_fault(h, e);
 }
 
 struct ml_hosted *ml_host_add(struct ml_host *h, const char *file, struct ml_script *s,
@@ -198,6 +238,7 @@ static void entry_free(struct ml_host *h, struct ml_hosted *e)
 	free(e->file);
 	free(e->error);
 	free(e->evs);
+	free(e->poison_why);
 	free(e->gathered);
 	ml_buf_free(&e->bytes);
 	free(e);
@@ -218,6 +259,7 @@ void ml_host_close(struct ml_host *h)
 {
 	if (h == NULL)
 		return;
+	ml_script_on_stuck(NULL, NULL, 0);
 	ml_host_watch_stop(h);
 	for (size_t i = 0; i < h->n; i++)
 		entry_free(h, h->v[i]);
@@ -324,8 +366,36 @@ static void wake(void *arg)
 	ml_server_again(arg);
 }
 
+/*
+ * A script's call has run far past its time limit, where nothing checks it (the
+ * watchdog thread calls this while the loop thread is still inside the call). The
+ * loop cannot be given back, so the server records the fault (a restart then passes
+ * over that event) and ends here: a supervisor restarts it. Appends acknowledged are
+ * on disk already.
+ */
+static void stuck(const struct ml_script_stuck *st, void *arg)
+{
+	struct ml_host *h = arg;
+	char why[512];
+	snprintf(why, sizeof(why),
+		 "script %s faulted at position %llu: did not return for %llu ms, stuck where its "
+		 "time limit could not stop it (the server stopped)",
+		 st->name, (unsigned long long)st->position, (unsigned long long)st->ran_ms);
+	if (st->position)
+		ml_script_fault_record(h->data_dir, st->name, st->hash, st->position, why);
+	fprintf(stderr,
+		"moonlog serve: %s; %s, and the server exits now so that its supervisor restarts "
+		"it\n",
+		why,
+		st->position ? "the fault is recorded in the data folder's scripts/ (a restart "
+			       "does not run that event again)"
+			     : "it was not feeding an event, so nothing is recorded");
+	_exit(1);
+}
+
 void ml_host_serve(struct ml_host *h, struct ml_server *s)
 {
+	ml_script_on_stuck(stuck, h, h->o.stuck_ms);
 	h->o.wake = wake;
 	h->o.wake_arg = s;
 	ml_server_on_turn(s, on_turn, h);

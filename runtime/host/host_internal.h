@@ -30,6 +30,8 @@ struct ml_hosted {
 	uint64_t since;	    /* handlers: events handled since the checkpoint */
 	int caught_up;	    /* reached the head once */
 	uint64_t fed;	    /* events fed since the host opened */
+	uint64_t poison;    /* a fault record's position: passed over, not run (0: none) */
+	char *poison_why;
 	uint64_t rate_fed, rate_ms;
 	double rate; /* events per second, over the last second or so */
 
@@ -72,6 +74,7 @@ struct ml_host {
 	atomic_int inflight;
 	struct ml_watch *watch; /* inotify on the scripts folder, SIGHUP (watch.c) */
 	uint64_t swap_ns_last;	/* the last swap's pause, for bench reload */
+	uint64_t rest_until;	/* after a long step, no feeding before this (step.c) */
 };
 
 void ml_host_line(struct ml_host *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -125,6 +128,10 @@ void ml_host_submit_batch(struct ml_host *h, struct ml_hosted *e, int sync);
 void ml_host_quiesce(struct ml_host *h);
 /* Waits for a handler's append in flight and settles it. */
 void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait);
+
+/* Records the limit fault of s (e's script or its rebuild) at pos, for a restart. */
+void ml_host_record_fault(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
+			  uint64_t pos);
 
 /* step.c */
 /* Feeds `s` (the entry's script or its rebuild) from *pos towards head. */

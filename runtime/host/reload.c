@@ -137,6 +137,8 @@ static void swapped(struct ml_host *h, struct ml_hosted *e, struct ml_script *ol
 	ml_script_free(old);
 	free(e->error); /* the host's fault of the old version (an append refused) */
 	e->error = NULL;
+	e->poison = 0; /* a fault recorded for older code (or for this code, tried again) */
+	ml_script_fault_forget(h->data_dir, e->name);
 	set_str(&e->reload_error, NULL);
 	e->reloads++;
 	h->swap_ns_last = ml_clock_ns() - t0;
@@ -176,7 +178,9 @@ int ml_host_reload_rebuilds(struct ml_host *h, uint64_t head, uint64_t deadline,
 		struct ml_hosted *e = h->v[i];
 		if (e->next == NULL || e->removed)
 			continue;
-		if (e->next_pos < head && budget > 0)
+		/* The deadline is checked before each script, not only inside its slice: one
+		 * event that ran to a script's time limit is all one step may hold the loop. */
+		if (e->next_pos < head && budget > 0 && ml_clock_ns() < deadline)
 			budget -= ml_host_feed_script(h, e, e->next, &e->next_pos, head, deadline,
 						      budget);
 		const char *fault = ml_script_fault(e->next);

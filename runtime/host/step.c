@@ -93,10 +93,17 @@ static int feed_one(const struct ml_event *ev, void *arg)
 	int handler = live && e->kind == ML_SCRIPT_HANDLER;
 	int takes = handler && ml_script_filter_match(ml_script_filter(sl->s), ev->stream,
 						      ev->stream_len, ev->type, ev->type_len);
-	if (ml_script_feed(sl->s, ev) != 0) {
+	int rc = ev->position == e->poison && live ? ml_script_pass(sl->s, ev, e->poison_why)
+						   : ml_script_feed(sl->s, ev);
+	if (rc != 0) {
 		if (live)
 			ml_host_line(sl->h, "%s", ml_diag_last());
+		ml_host_record_fault(sl->h, e, sl->s, ev->position);
 		return 1; /* faulted: the script says where */
+	}
+	if (ev->position == e->poison && live) { /* a handler passed over it: done with */
+		ml_script_fault_forget(sl->h->data_dir, e->name);
+		e->poison = 0;
 	}
 	uint64_t before = *sl->pos;
 	*sl->pos = ev->position;
@@ -183,7 +190,35 @@ static void rates(struct ml_host *h, uint64_t now_ms)
 	}
 }
 
+/*
+ * After the loop was held long by a script (an event, a query, a command or a
+ * load that ran up to its time limit), the host rests: steps feed nothing for
+ * REST_NS, so that the loop answers its clients before the next script runs,
+ * instead of going from one slow call to the next (the server's tick wakes the
+ * host again). A slow call is one the watchdog saw past 50 ms, or a long step.
+ */
+#define LONG_STEP_NS (50 * 1000000ull)
+#define REST_NS	     (50 * 1000000ull)
+
+static int step(struct ml_host *h);
+
 int ml_host_step(struct ml_host *h)
+{
+	uint64_t start = ml_clock_ns(), slow = ml_script_slow_call_ns();
+	if (slow && slow + REST_NS > h->rest_until)
+		h->rest_until = slow + REST_NS;
+	if (start < h->rest_until)
+		return 0;
+	int more = step(h);
+	uint64_t end = ml_clock_ns();
+	if (end - start > LONG_STEP_NS) {
+		h->rest_until = end + REST_NS;
+		return 0;
+	}
+	return more;
+}
+
+static int step(struct ml_host *h)
 {
 	uint64_t head = ml_log_head(h->log);
 	uint64_t start = ml_clock_ns(), deadline = start + (uint64_t)h->o.slice_us * 1000;
@@ -224,7 +259,7 @@ int ml_host_step(struct ml_host *h)
 void ml_host_drain(struct ml_host *h)
 {
 	for (;;) {
-		int busy = ml_host_step(h);
+		int busy = step(h);
 		for (size_t i = 0; i < h->n; i++)
 			if (h->v[i]->inflight) {
 				ml_host_settle(h, h->v[i], 1);

@@ -159,12 +159,8 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
 	ml_server_settle(arg);
 }
 
-void ml_server_settle(struct ml_server *s)
+static void flush_answers(struct ml_server *s)
 {
-	if (s->router && ml_router_pump(s->router))
-		event_active(s->pump, EV_READ, 0); /* more next turn: let I/O in between */
-	for (size_t i = 0; i < s->nhooks; i++)
-		s->hooks[i].fn(s, s->hooks[i].arg);
 	ml_sse_flush(s);
 	while (s->dirty) {
 		struct ml_conn *c = s->dirty;
@@ -172,6 +168,18 @@ void ml_server_settle(struct ml_server *s)
 		c->dirty = 0;
 		ml_conn_flush(c);
 	}
+}
+
+void ml_server_settle(struct ml_server *s)
+{
+	if (s->router && ml_router_pump(s->router))
+		event_active(s->pump, EV_READ, 0); /* more next turn: let I/O in between */
+	/* Answers ready now go out before the hooks: a script fed there may hold the loop
+	 * up to its time limit, and no answer should wait for that. */
+	flush_answers(s);
+	for (size_t i = 0; i < s->nhooks; i++)
+		s->hooks[i].fn(s, s->hooks[i].arg);
+	flush_answers(s);
 	/* Last, with every answer out: a lone append may be written and synced right
 	 * here (its completion then waits on the wake event, answered next). */
 	if (s->kick) {

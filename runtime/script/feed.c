@@ -220,6 +220,26 @@ int ml_script_feed(struct ml_script *s, const struct ml_event *e)
 	return -1;
 }
 
+int ml_script_pass(struct ml_script *s, const struct ml_event *e, const char *why)
+{
+	if (s->fault)
+		return ml_diag_set(ML_ERR_SCRIPT, "%s", s->fault);
+	if (s->n_emits || s->skipped)
+		reset_outcome(s);
+	s->position = e->position;
+	s->events++;
+	if (s->kind == ML_SCRIPT_HANDLER && s->on_error != 0) {
+		forgive(s, why);
+		return 0;
+	}
+	struct ml_buf b = {0};
+	ml_buf_addf(&b, "%s (recorded before a restart: reload the script to run it again)", why);
+	s->fault = ml_xstrndup(b.data, b.len);
+	s->fault_limit = 1;
+	ml_buf_free(&b);
+	return ml_diag_set(ML_ERR_SCRIPT, "%s", s->fault);
+}
+
 void ml_script_outcome(const struct ml_script *s, struct ml_script_outcome *out)
 {
 	out->emits = s->emits;

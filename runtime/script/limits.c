@@ -57,11 +57,11 @@ void ml_script_stop(struct ml_script *s, lua_State *L, enum ml_stop why)
 	s->hooked = 0;
 }
 
-static void *refuse(struct ml_script *s)
+static void *refuse(struct ml_script *s, size_t grow)
 {
 	if (s->stop == ML_STOP_NONE) {
-		if (!s->refused) {
-			s->refused = 1; /* Lua collects everything, then asks once more */
+		if (!s->refused || grow != s->refused) {
+			s->refused = grow; /* Lua collects everything, then asks once more */
 			return NULL;
 		}
 		ml_script_stop(s, NULL, ML_STOP_MEMORY);
@@ -83,8 +83,8 @@ void *ml_script_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	if (nsize > osize) {
 		size_t grow = nsize - osize;
 		if (s->mem + grow > s->mem_cap)
-			return refuse(s);
-		if (s->refused) { /* Lua's try after a full collection fits, but only just? */
+			return refuse(s, grow);
+		if (s->refused == grow) { /* Lua's try after a collection fits, but only just? */
 			s->refused = 0;
 			if (s->stop == ML_STOP_NONE && nearly_full(s, grow)) {
 				ml_script_stop(s, NULL, ML_STOP_MEMORY);
@@ -175,6 +175,7 @@ void ml_script_check(lua_State *L, const char *in)
 void ml_script_arm(struct ml_script *s, uint64_t position)
 {
 	s->budget_left = s->insn_limit;
+	s->refused = 0;
 	if (!s->hooked) {
 		lua_sethook(s->L, ml_script_hook, LUA_MASKCOUNT, HOOK_STEP);
 		s->hooked = 1;
@@ -205,7 +206,8 @@ size_t ml_script_limit_text(const struct ml_script *s, char *buf, size_t n)
 {
 	int k = 0;
 	const char *per = s->current ? "event" : "call";
-	switch (s->stop) {
+	/* A refusal nothing got past (lauxlib's buffers raise at once): the limit too. */
+	switch (s->stop == ML_STOP_NONE && s->refused ? ML_STOP_MEMORY : s->stop) {
 	case ML_STOP_MEMORY:
 		k = snprintf(buf, n, "ran out of its memory limit (%zu MiB)", s->mem_limit >> 20);
 		break;

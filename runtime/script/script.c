@@ -82,7 +82,7 @@ int ml_script_fail(struct ml_script *s, const char *what, int faults)
 	char where[64], limit[384];
 	struct ml_buf b = {0};
 	position_text(s, where, sizeof(where));
-	if (s->stop != ML_STOP_NONE) {
+	if (s->stop != ML_STOP_NONE || s->refused) {
 		ml_script_limit_text(s, limit, sizeof(limit));
 		ml_buf_addf(&b, "script %s %s%s: %s", s->name, faults ? "faulted" : "failed", where,
 			    limit);

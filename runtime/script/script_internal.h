@@ -91,7 +91,7 @@ struct ml_script {
 	uint64_t insn_limit, budget_left;
 	enum ml_stop stop;    /* sticky until the call's end: the host faults or recovers */
 	char stop_where[192]; /* "in string.find at balances.lua:12" */
-	int refused;	      /* the allocator refused; Lua collects and tries once more */
+	size_t refused;	      /* the size the allocator refused: Lua collects, asks again */
 	int hooked;	      /* the count hook is installed with its step */
 	struct ml_script_clock clock;
 

@@ -248,3 +248,59 @@ int ml_script_snapshot_load(struct ml_script *s, const char *data_dir)
 	ml_buf_free(&b);
 	return rc;
 }
+
+/*
+ * Fault records: DATA/scripts/NAME.fault, two lines of text, "HASH POSITION" and
+ * the reason. A script that reached a limit at an event (or got stuck there and
+ * took the process down) would only do it again after a restart, stalling the
+ * loop each time; with the record, the same code starts faulted at that event
+ * instead (a handler that skips or parks does that without running it).
+ */
+static void fault_path(char *out, size_t n, const char *dir, const char *name, const char *ext)
+{
+	snprintf(out, n, "%s/scripts/%s.fault%s", dir, name, ext);
+}
+
+int ml_script_fault_record(const char *data_dir, const char *name, const char *hash,
+			   uint64_t position, const char *reason)
+{
+	char path[4096], tmp[4096];
+	struct ml_buf b = {0};
+	ml_buf_addf(&b, "%s %llu\n%s\n", hash, (unsigned long long)position, reason);
+	fault_path(path, sizeof(path), data_dir, name, "");
+	fault_path(tmp, sizeof(tmp), data_dir, name, ".tmp");
+	int rc = write_atomic(data_dir, path, tmp, &b);
+	ml_buf_free(&b);
+	return rc;
+}
+
+int ml_script_fault_recorded(const struct ml_script *s, const char *data_dir, uint64_t *position,
+			     char **reason)
+{
+	char path[4096];
+	struct ml_buf b = {0};
+	fault_path(path, sizeof(path), data_dir, s->name, "");
+	int rc = read_file(path, &b);
+	if (rc <= 0)
+		return rc;
+	ml_buf_add(&b, "", 1);
+	char hash[17];
+	unsigned long long pos;
+	char *nl = strchr(b.data, '\n');
+	rc = 0;
+	if (nl && sscanf(b.data, "%16s %llu", hash, &pos) == 2 && strcmp(hash, s->hash) == 0) {
+		char *end = strchr(nl + 1, '\n');
+		*position = pos;
+		*reason = ml_xstrndup(nl + 1, end ? (size_t)(end - nl - 1) : strlen(nl + 1));
+		rc = 1;
+	}
+	ml_buf_free(&b);
+	return rc;
+}
+
+void ml_script_fault_forget(const char *data_dir, const char *name)
+{
+	char path[4096];
+	fault_path(path, sizeof(path), data_dir, name, "");
+	unlink(path);
+}

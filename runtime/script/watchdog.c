@@ -28,10 +28,12 @@
 #include "script_internal.h"
 
 #define WATCH_TICK_MS 10
+#define SLOW_NS	      (50 * 1000000ull)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t started = PTHREAD_ONCE_INIT;
 static struct ml_script_clock *clocks; /* every loaded script's, under lock */
+static _Atomic uint64_t slow_seen_ns;  /* when a call was last seen running past SLOW_NS */
 static ml_script_stuck_fn *stuck_fn;
 static void *stuck_arg;
 static uint64_t stuck_grace_ns = 5000000000ull;
@@ -50,6 +52,8 @@ static void look(struct ml_script_clock *c, uint64_t now)
 		return;
 	}
 	uint64_t ran = now - c->seen_ns;
+	if (ran >= SLOW_NS)
+		atomic_store_explicit(&slow_seen_ns, now, memory_order_relaxed);
 	if (ran >= c->limit_ns && atomic_load_explicit(&c->expired, memory_order_relaxed) != seq)
 		atomic_store_explicit(&c->expired, seq, memory_order_release);
 	if (ran >= c->limit_ns + stuck_grace_ns && !c->stuck_told && stuck_fn) {
@@ -126,4 +130,9 @@ void ml_script_on_stuck(ml_script_stuck_fn *fn, void *arg, uint64_t grace_ms)
 	if (grace_ms)
 		stuck_grace_ns = grace_ms * 1000000ull;
 	pthread_mutex_unlock(&lock);
+}
+
+uint64_t ml_script_slow_call_ns(void)
+{
+	return atomic_load_explicit(&slow_seen_ns, memory_order_relaxed);
 }

@@ -39,6 +39,9 @@ struct ml_host_options {
 	uint32_t slice_us;	    /* time one step may take, roughly (2000) */
 	uint64_t scan_from; /* read with ml_log_scan when this far behind, else indexed reads */
 	struct ml_script_options script;
+	/* A script's call still running this long past its time limit is stuck where nothing
+	 * can stop it: served, the host records its fault and ends the process (5000). */
+	uint32_t stuck_ms;
 	/* Called from any thread when a handler's append finished: call ml_host_step soon. */
 	void (*wake)(void *arg);
 	void *wake_arg;

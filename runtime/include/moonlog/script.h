@@ -115,6 +115,10 @@ struct ml_script_outcome {
 	const char *error; /* the handler's error when parked or skipped, else NULL */
 };
 ML_API void ml_script_outcome(const struct ml_script *s, struct ml_script_outcome *out);
+/* Moves s over e without running it, as if it had failed there with `why`: a handler that
+ * skips or parks does (see ml_script_outcome); any other script faults at e (-1 with the
+ * diag). For the event a fault record names (below). */
+ML_API int ml_script_pass(struct ml_script *s, const struct ml_event *e, const char *why);
 
 /* The whole state (a projection's state, a reducer's table of states by stream) as msgpack
  * appended to out. */
@@ -225,6 +229,24 @@ struct ml_script_stuck {
 };
 typedef void ml_script_stuck_fn(const struct ml_script_stuck *stuck, void *arg);
 ML_API void ml_script_on_stuck(ml_script_stuck_fn *fn, void *arg, uint64_t grace_ms);
+
+/*
+ * Fault records (DATA/scripts/NAME.fault): that the code with `hash` reached a
+ * limit, or got stuck, at `position`. A restart of the same code starts
+ * faulted there instead of running into it again (docs/scripts-in-server.md).
+ * Written atomically; safe to call from any thread. recorded: 1 with the
+ * position and the reason (free it) when there is a record for s's code, 0
+ * when there is none (or it is for other code), -1 with a diag.
+ */
+ML_API int ml_script_fault_record(const char *data_dir, const char *name, const char *hash,
+				  uint64_t position, const char *reason);
+ML_API int ml_script_fault_recorded(const struct ml_script *s, const char *data_dir,
+				    uint64_t *position, char **reason);
+ML_API void ml_script_fault_forget(const char *data_dir, const char *name);
+
+/* When (ml_clock_ns) the watchdog last saw a call into any script running longer than
+ * 50 ms, or 0: the host rests its feeding after one, so that clients are answered. */
+ML_API uint64_t ml_script_slow_call_ns(void);
 
 /* Whether the script's fault is a limit it reached (time, memory, instructions), rather
  * than an error its code raised. */
