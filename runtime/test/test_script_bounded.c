@@ -91,6 +91,14 @@ static const char transcript_chunk[] =
     "  put(t)\n"
     "end\n"
     /* a few fixed cases the random ones rarely meet */
+    /* %q of long strings (moonlog quotes those itself), in formats with other items */
+    "local long = string.rep('ab\\0\\0012\\n\"\\\\x\\r\\127\\2009', 9000)\n"
+    "put(pcall(string.format, '%q', long))\n"
+    "put(pcall(string.format, '<%5d|%q|%s|%q|%-3s>', 42, long, 'mid', long .. '\\1', 'e'))\n"
+    "put(pcall(string.format, '%q %q %d', 'short', long, 7))\n"
+    "put(pcall(string.format, '%q %d', long))\n"
+    "put(pcall(string.format, '%10q', long))\n"
+    "put(pcall(string.format, '%q', long, 'extra'))\n"
     "put(pcall(string.find, 'hello world', 'o w'))\n"
     "put(pcall(string.find, 'a+b', '+', 1, true))\n"
     "put(pcall(string.find, 'a\\0b', '\\0'))\n"
@@ -234,6 +242,8 @@ int main(void)
 	test_stops("local t = { string.byte(('\\3\\1\\2\\9\\7\\5'):rep(15e4), 1, -1) }\n"
 		   "    table.sort(t)",
 		   "ran past its time limit (100 ms per event) in table.sort at hostile.lua:5");
+	test_stops("s.r = #string.format('%q', ('a\\n'):rep(25e6))",
+		   "ran past its time limit (100 ms per event) in string.format at hostile.lua:4");
 	test_stops("load(('--xxxxxxxxxxxxxx\\n'):rep(3e6))",
 		   "ran past its time limit (100 ms per event) in load");
 	test_stops("setmetatable({}, { __gc = function() while true do end end })",
