@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <moonlog/codec.h>
 #include <moonlog/script.h>
@@ -29,7 +30,7 @@ static const char help[] =
     "                      and save the snapshot at the end\n"
     "  --memory MIB        the script's memory limit (default 256)\n"
     "  --instructions N    the instruction budget per event (default 100000000)\n"
-    "  --time-limit MS     the wall-clock time one event may take (default 1000)\n";
+    "  --time-limit MS     the time one event may take (CPU time; default 1000)\n";
 
 struct replay {
 	struct ml_script *script;
@@ -172,6 +173,18 @@ static int restore(struct ml_script *s, const char *dir, int stats)
 	return 0;
 }
 
+/* A call stuck past every check of its time limit: nothing can give the thread back. */
+static void stuck(const struct ml_script_stuck *st, void *arg)
+{
+	(void)arg;
+	fprintf(
+	    stderr,
+	    "moonlog replay: script %s ran %llu ms (CPU) at position %llu without returning, stuck "
+	    "where its time limit could not stop it; stopping\n",
+	    st->name, (unsigned long long)st->ran_ms, (unsigned long long)st->position);
+	_exit(CLI_REFUSED);
+}
+
 int cmd_replay(int argc, char **argv)
 {
 	struct replay_args a = {.dir = "./moonlog-data"};
@@ -186,6 +199,7 @@ int cmd_replay(int argc, char **argv)
 		o.instruction_limit = a.insns;
 	if (a.time_ms)
 		o.time_limit_ms = (uint32_t)a.time_ms;
+	ml_script_on_stuck(stuck, NULL, 0);
 	struct ml_script *s = ml_script_load(a.path, &o);
 	if (s == NULL)
 		return cli_diag("replay");

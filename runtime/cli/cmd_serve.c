@@ -41,7 +41,7 @@ static const char help[] =
     "  --ack-timeout MS    groups: redeliver an unacked event after MS (default 30000)\n"
     "  --max-deliveries N  groups: park an event after N deliveries (default 5)\n"
     "  --script-memory MIB each script's Lua memory limit (default 256)\n"
-    "  --script-time MS    the wall-clock time a script may take for one event, query or\n"
+    "  --script-time MS    the time (CPU time) a script may take for one event, query or\n"
     "                      command (default 1000); past it the script faults, or the\n"
     "                      request fails alone (docs/scripts-in-server.md, Limits)\n"
     "  --script-instructions N  the Lua instructions one event or call may run\n"

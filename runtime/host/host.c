@@ -378,7 +378,8 @@ static void stuck(const struct ml_script_stuck *st, void *arg)
 	struct ml_host *h = arg;
 	char why[512];
 	snprintf(why, sizeof(why),
-		 "script %s faulted at position %llu: did not return for %llu ms, stuck where its "
+		 "script %s faulted at position %llu: ran %llu ms (CPU) without returning, stuck "
+		 "where its "
 		 "time limit could not stop it (the server stopped)",
 		 st->name, (unsigned long long)st->position, (unsigned long long)st->ran_ms);
 	if (st->position)

@@ -83,6 +83,7 @@ struct slice {
 	uint64_t deadline_ns;
 	uint32_t budget; /* events left in this step */
 	uint32_t n;
+	uint64_t slow; /* ml_script_slow_call_ns() when the slice began */
 };
 
 static int feed_one(const struct ml_event *ev, void *arg)
@@ -125,7 +126,8 @@ static int feed_one(const struct ml_event *ev, void *arg)
 		return 1;
 	if ((sl->n & 255) == 0 && ml_clock_ns() > sl->deadline_ns)
 		return 1;
-	return 0;
+	/* An event the watchdog saw running long ends the slice at once (a load, no clock). */
+	return ml_script_slow_call_ns() != sl->slow;
 }
 
 static int stopped(const struct ml_hosted *e)
@@ -137,7 +139,7 @@ static int stopped(const struct ml_hosted *e)
 uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
 			     uint64_t *pos, uint64_t head, uint64_t deadline, uint32_t budget)
 {
-	struct slice sl = {h, e, s, pos, deadline, budget, 0};
+	struct slice sl = {h, e, s, pos, deadline, budget, 0, ml_script_slow_call_ns()};
 	uint64_t behind = head - *pos;
 	if (behind > h->o.scan_from) {
 		uint64_t until = *pos + (budget < behind ? budget : behind);

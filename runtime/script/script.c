@@ -173,6 +173,7 @@ static struct ml_script *script_new(const char *chunkname, const struct ml_scrip
 	s->insn_limit = o->instruction_limit ? o->instruction_limit : DEFAULT_INSNS;
 	uint32_t ms = o->time_limit_ms ? o->time_limit_ms : DEFAULT_TIME_MS;
 	atomic_init(&s->clock.seq, 1);
+	atomic_init(&s->clock.cpu_clock, 0);
 	s->cache_streams = o->decider_cache_streams;
 	s->cache_memory = o->decider_cache_memory;
 	const char *base = strrchr(chunkname, '/');

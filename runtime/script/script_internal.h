@@ -14,6 +14,7 @@
 #define ML_SCRIPT_INTERNAL_H
 
 #include <lua.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -60,9 +61,12 @@ struct ml_script_clock {
 	_Atomic int active;	   /* a call is running */
 	_Atomic uint64_t expired;  /* the number of a call that ran past the time limit */
 	_Atomic uint64_t position; /* the event being fed, or 0 */
+	_Atomic int cpu_clock;	   /* the CPU-time clock of the thread that calls (0: none) */
+	pthread_t thread;	   /* that thread (the caller's own) */
+	int have_thread;
 	/* the watchdog's own, under its lock */
 	struct ml_script *script;
-	uint64_t limit_ns, seen_seq, seen_ns;
+	uint64_t limit_ns, seen_seq, seen_cpu;
 	int stuck_told;
 	struct ml_script_clock *next, *prev;
 };
@@ -142,8 +146,12 @@ size_t ml_script_limit_text(const struct ml_script *s, char *buf, size_t n);
 /* watchdog.c */
 void ml_watch_add(struct ml_script_clock *c, struct ml_script *s, uint64_t limit_ns);
 void ml_watch_remove(struct ml_script_clock *c);
+/* Notes the calling thread's CPU clock (its first call, or a call from another thread). */
+void ml_watch_thread(struct ml_script_clock *c);
 static inline void ml_watch_begin(struct ml_script_clock *c, uint64_t position)
 {
+	if (!c->have_thread || !pthread_equal(c->thread, pthread_self()))
+		ml_watch_thread(c);
 	uint64_t n = atomic_load_explicit(&c->seq, memory_order_relaxed) + 1;
 	atomic_store_explicit(&c->position, position, memory_order_relaxed);
 	atomic_store_explicit(&c->seq, n, memory_order_release);

@@ -8,7 +8,10 @@
  * number (ml_watch_begin) and clears `active` when it returns. This thread
  * looks every WATCH_TICK_MS; a call it sees under the same number for longer
  * than the script's time limit is marked expired (`expired` holds its
- * number, so a late mark can never fall on the next call). The count hook,
+ * number, so a late mark can never fall on the next call). Time is the CPU
+ * time of the thread running the call, which is what a script spends: a
+ * machine too busy to give the loop thread its share does not fault scripts
+ * (nor mark them stuck), however long the call takes by the wall. The count hook,
  * the bounded library functions and the allocator read that mark and stop
  * the script (limits.c); a check costs two loads.
  *
@@ -20,6 +23,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -38,6 +42,15 @@ static ml_script_stuck_fn *stuck_fn;
 static void *stuck_arg;
 static uint64_t stuck_grace_ns = 5000000000ull;
 
+/* The CPU time the thread with that clock has used, or 0 if it cannot be read. */
+static uint64_t thread_cpu_ns(int clock)
+{
+	struct timespec ts;
+	if (clock == 0 || clock_gettime((clockid_t)clock, &ts) != 0) /* (thread clocks are < 0) */
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void look(struct ml_script_clock *c, uint64_t now)
 {
 	uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
@@ -45,13 +58,14 @@ static void look(struct ml_script_clock *c, uint64_t now)
 		c->seen_seq = 0;
 		return;
 	}
+	uint64_t cpu = thread_cpu_ns(atomic_load_explicit(&c->cpu_clock, memory_order_relaxed));
 	if (seq != c->seen_seq) {
 		c->seen_seq = seq;
-		c->seen_ns = now;
+		c->seen_cpu = cpu;
 		c->stuck_told = 0;
 		return;
 	}
-	uint64_t ran = now - c->seen_ns;
+	uint64_t ran = cpu - c->seen_cpu;
 	if (ran >= SLOW_NS)
 		atomic_store_explicit(&slow_seen_ns, now, memory_order_relaxed);
 	if (ran >= c->limit_ns && atomic_load_explicit(&c->expired, memory_order_relaxed) != seq)
@@ -135,4 +149,14 @@ void ml_script_on_stuck(ml_script_stuck_fn *fn, void *arg, uint64_t grace_ms)
 uint64_t ml_script_slow_call_ns(void)
 {
 	return atomic_load_explicit(&slow_seen_ns, memory_order_relaxed);
+}
+
+void ml_watch_thread(struct ml_script_clock *c)
+{
+	clockid_t cpu;
+	c->thread = pthread_self();
+	c->have_thread = 1;
+	atomic_store_explicit(&c->cpu_clock,
+			      pthread_getcpuclockid(c->thread, &cpu) == 0 ? (int)cpu : 0,
+			      memory_order_relaxed);
 }

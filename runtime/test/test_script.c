@@ -16,6 +16,7 @@ static struct ml_script *load(const char *name, const char *src)
 	ml_script_options_init(&o);
 	o.instruction_limit = 1000000;
 	o.memory_limit = 16u << 20;
+	o.time_limit_ms = 60000; /* the instruction and memory limits are what these test */
 	struct ml_script *s = ml_script_load_buffer(name, src, strlen(src), &o);
 	if (s == NULL)
 		printf("# load failed: %s\n", ml_diag_last());

@@ -39,7 +39,8 @@ enum ml_script_kind {
 struct ml_script_options {
 	size_t memory_limit;	    /* bytes of Lua memory (default 256 MiB) */
 	uint64_t instruction_limit; /* Lua VM instructions per event or call (default 100M) */
-	uint32_t time_limit_ms;	    /* wall-clock time per event or call (default 1000) */
+	uint32_t time_limit_ms;	    /* time per event or call (default 1000): CPU time of the
+				       thread that calls, so a busy machine does not count */
 	const char *lua_dir;	    /* load the moonlog modules from DIR/moonlog/ instead of
 				       the copies built into the library (development) */
 	/* Deciders keep the folded state of the streams they decided, up to this many
@@ -225,7 +226,7 @@ ML_API int ml_script_adopt_state(struct ml_script *to, struct ml_script *from);
 struct ml_script_stuck {
 	const char *name, *hash; /* the script's */
 	uint64_t position;	 /* the event being fed, or 0 for a call that is not a feed */
-	uint64_t ran_ms;	 /* how long the call has run */
+	uint64_t ran_ms;	 /* the CPU time the call has used */
 };
 typedef void ml_script_stuck_fn(const struct ml_script_stuck *stuck, void *arg);
 ML_API void ml_script_on_stuck(ml_script_stuck_fn *fn, void *arg, uint64_t grace_ms);
