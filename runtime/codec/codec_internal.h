@@ -435,5 +435,20 @@ int ml_codec_format_double(char *buf, size_t size, double d);
 int ml_codec_format_float(char *buf, size_t size, float f);
 /* strtod in the C locale, whatever the process locale is. */
 double ml_codec_strtod(const char *s);
+/* The base64 size of n bytes. */
+#define ML_BASE64_SIZE(n) (((n) + 2) / 3 * 4)
+/* Writes bytes[0..n) in base64 (standard alphabet, '=' padding) to out; returns the length. */
+size_t ml_codec_base64(char *out, const void *bytes, size_t n);
+
+/*
+ * Paths name a value in messages the way Lua would write it: the root's name,
+ * then .name or ["other key"] for map keys and [i] (from 1) for array elements.
+ */
+/* Appends s[0..n) quoted: its first 32 bytes, '"' and '\\' escaped, other odd bytes as \xNN. */
+void ml_codec_quote(struct ml_buf *b, const char *s, size_t n);
+/* Appends the path step for the string key s: .name when it is a name, else ["quoted"]. */
+void ml_codec_path_key(struct ml_buf *b, const char *s, size_t n);
+/* NUL-terminates the path in b (shortening the middle of a long one) and returns it. */
+const char *ml_codec_path_text(struct ml_buf *b);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * codec_text.c - text helpers of the JSON conversions: UTF-8 validation and
- * numbers written and read the same way whatever the process locale is (the
- * REPL's line editor may switch LC_NUMERIC to one with a decimal comma).
+ * codec_text.c - text helpers of the codec: UTF-8 validation, numbers written
+ * and read the same way whatever the process locale is (the REPL's line editor
+ * may switch LC_NUMERIC to one with a decimal comma), base64, and the paths
+ * that messages use to point at a value (data.items[2]["a b"]).
  */
 #include "codec_internal.h"
 
@@ -93,4 +94,78 @@ int ml_codec_format_float(char *buf, size_t size, float f)
 	if (c)
 		uselocale(old);
 	return add_point(buf, size, n);
+}
+
+size_t ml_codec_base64(char *out, const void *bytes, size_t n)
+{
+	static const char abc[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const uint8_t *p = bytes;
+	char *o = out;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*o++ = abc[v >> 18];
+		*o++ = abc[(v >> 12) & 63];
+		*o++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? abc[v & 63] : '=';
+	}
+	return (size_t)(o - out);
+}
+
+/* ---- paths in messages ---- */
+
+static int is_name(const char *s, size_t n)
+{
+	if (n == 0 || n > 40 || (s[0] >= '0' && s[0] <= '9'))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9')))
+			return 0;
+	return 1;
+}
+
+void ml_codec_quote(struct ml_buf *b, const char *s, size_t n)
+{
+	ml_buf_add(b, "\"", 1);
+	for (size_t i = 0; i < n && i < 32; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			ml_buf_addf(b, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			ml_buf_addf(b, "\\x%02x", c);
+		else
+			ml_buf_add(b, s + i, 1);
+	}
+	ml_buf_add(b, n > 32 ? "...\"" : "\"", n > 32 ? 4 : 1);
+}
+
+void ml_codec_path_key(struct ml_buf *b, const char *s, size_t n)
+{
+	if (is_name(s, n)) {
+		ml_buf_add(b, ".", 1);
+		ml_buf_add(b, s, n);
+		return;
+	}
+	ml_buf_add(b, "[", 1);
+	ml_codec_quote(b, s, n);
+	ml_buf_add(b, "]", 1);
+}
+
+const char *ml_codec_path_text(struct ml_buf *b)
+{
+	/* Deep paths keep their head and their tail: the message must fit one line. */
+	enum { HEAD = 40, TAIL = 100 };
+	if (b->len > HEAD + TAIL + 3) {
+		memmove(b->data + HEAD + 3, b->data + b->len - TAIL, TAIL);
+		memcpy(b->data + HEAD, "...", 3);
+		b->len = HEAD + 3 + TAIL;
+	}
+	ml_buf_add(b, "", 1);
+	b->len--;
+	return b->data;
 }

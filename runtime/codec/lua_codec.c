@@ -175,33 +175,6 @@ struct encoder {
 	} path[ML_CODEC_MAX_DEPTH];
 };
 
-static int is_name(const char *s, size_t n)
-{
-	if (n == 0 || n > 40 || (s[0] >= '0' && s[0] <= '9'))
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9')))
-			return 0;
-	return 1;
-}
-
-/* A string key as Lua would write it: ["a b"], shortened and with odd bytes escaped. */
-static void path_quoted(struct ml_buf *b, const char *s, size_t n)
-{
-	ml_buf_add(b, "[\"", 2);
-	for (size_t i = 0; i < n && i < 32; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			ml_buf_addf(b, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			ml_buf_addf(b, "\\x%02x", c);
-		else
-			ml_buf_add(b, s + i, 1);
-	}
-	ml_buf_add(b, n > 32 ? "...\"]" : "\"]", n > 32 ? 5 : 2);
-}
-
 static void path_key(struct encoder *e, struct ml_buf *b, int level)
 {
 	lua_State *L = e->L;
@@ -211,10 +184,7 @@ static void path_key(struct encoder *e, struct ml_buf *b, int level)
 		ml_buf_addf(b, "[%lld]", (long long)e->path[level].index);
 	} else if (lua_type(L, k) == LUA_TSTRING) {
 		const char *s = lua_tolstring(L, k, &n);
-		if (is_name(s, n))
-			ml_buf_addf(b, ".%s", s);
-		else
-			path_quoted(b, s, n);
+		ml_codec_path_key(b, s, n);
 	} else if (lua_isinteger(L, k)) {
 		ml_buf_addf(b, "[%lld]", (long long)lua_tointeger(L, k));
 	} else {
@@ -237,6 +207,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct encoder *e, int lev
 	ml_buf_addf(&b, "%s at %s", what, e->root);
 	for (int i = 0; i < levels; i++)
 		path_key(e, &b, i);
+	ml_buf_add(&b, "", 1);
 	ml_diag_set(ML_ERR_USAGE, "%s", b.data);
 	ml_buf_free(&b);
 	return -1;

@@ -108,24 +108,11 @@ static void put_string(struct ml_buf *out, const char *s, size_t n)
 
 static void put_base64(struct ml_buf *out, const char *s, size_t n)
 {
-	static const char abc[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const uint8_t *p = (const uint8_t *)s;
-	uint8_t *o = ml_msgpack_room(out, (n + 2) / 3 * 4 + 2), *start = o;
-	*o++ = '"';
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		*o++ = (uint8_t)abc[v >> 18];
-		*o++ = (uint8_t)abc[(v >> 12) & 63];
-		*o++ = i + 1 < n ? (uint8_t)abc[(v >> 6) & 63] : '=';
-		*o++ = i + 2 < n ? (uint8_t)abc[v & 63] : '=';
-	}
-	*o++ = '"';
-	out->len += (size_t)(o - start);
+	char *o = (char *)ml_msgpack_room(out, ML_BASE64_SIZE((uint64_t)n) + 2);
+	o[0] = '"';
+	size_t k = ml_codec_base64(o + 1, s, n);
+	o[k + 1] = '"';
+	out->len += k + 2;
 }
 
 /* A map key that is not a string: its JSON text, as a string ({1: 2} -> {"1":2}). */
