@@ -251,14 +251,14 @@ int cli_remote_append(const char *addr, const char *dir, const struct ml_event_i
 	struct ml_buf p = {0};
 	ml_mp_put_array(&p, 3);
 	ml_mp_put_str(&p, e->stream, e->stream_len);
-	ml_mp_put_map(&p, 2 + (e->meta_len > 0) + (e->id_len > 0));
+	ml_mp_put_map(&p, 2 + (e->meta_len > 0) + (e->id != NULL));
 	ml_mp_put_cstr(&p, "type");
 	ml_mp_put_str(&p, e->type, e->type_len);
 	ml_mp_put_cstr(&p, "data");
 	ml_buf_add(&p, e->data, e->data_len);
 	if (e->meta_len)
 		ml_mp_put_cstr(&p, "meta"), ml_buf_add(&p, e->meta, e->meta_len);
-	if (e->id_len)
+	if (e->id) /* even empty: the server says what is wrong with it */
 		ml_mp_put_cstr(&p, "id"), ml_mp_put_str(&p, e->id, e->id_len);
 	if (expect == ML_EXPECT_ANY)
 		ml_mp_put_nil(&p);

@@ -21,8 +21,9 @@ static const char help[] =
     "  --connect ADDR append through a running server's RPC port (HOST:PORT)\n"
     "  --expect V     expected version: any (default), no_stream, exists, or a number;\n"
     "                 if the stream is not at V, nothing is written and the exit status is 1\n"
-    "  --id ID        the event's id; appending an id already in the stream again does\n"
-    "                 nothing and reports the stored event (default: a new UUIDv7)\n"
+    "  --id ID        the event's id, 1 to 255 bytes; appending an id already in the\n"
+    "                 stream again does nothing and reports the stored event (default: a\n"
+    "                 new UUIDv7)\n"
     "  --meta JSON    metadata, a JSON object (correlation_id, causation_id, your headers)\n"
     "  --fsync MODE   always (default), batch or never\n"
     "  --json         print the result as JSON\n";

@@ -425,6 +425,34 @@ void ml_msgpack_fix_head(struct ml_buf *b, size_t at, int is_map, uint32_t n);
 /* The same for a string header of `room` bytes at `at` followed by the n-byte string. */
 void ml_msgpack_fix_str_head(struct ml_buf *b, size_t at, size_t room, uint32_t n);
 
+/* ---- the keys of open maps, to find one given twice (msgpack_keys.c) ---- */
+
+struct ml_key {
+	const char *s; /* a string key's bytes; NULL for an integer key */
+	union {
+		size_t n;  /* the string's length */
+		int64_t i; /* the integer */
+	};
+	uint64_t hash; /* of its JSON text, set when a large map is sorted */
+};
+
+struct ml_keys {
+	struct ml_key *k; /* small, or the heap once more are open */
+	size_t n, cap;
+	struct ml_key small[32];
+};
+
+void ml_keys_init(struct ml_keys *ks);
+void ml_keys_free(struct ml_keys *ks);
+/* Pushes a key: o is a string (ML_MP_STR) or an integer (ML_MP_INT). */
+void ml_keys_push(struct ml_keys *ks, const struct ml_msgpack_obj *o);
+/*
+ * Looks at the keys from index `base` to the top for two that JSON would show as
+ * the same key: 1 with *a and *b set to them, else 0. May reorder those keys.
+ */
+int ml_keys_find_twice(struct ml_keys *ks, size_t base, const struct ml_key **a,
+		       const struct ml_key **b);
+
 /* ---- text helpers for the JSON side ---- */
 
 /* The length of the valid UTF-8 sequence at p (1 to 4), or 0 if it is not one. */

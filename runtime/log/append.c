@@ -84,18 +84,24 @@ static int check_event(struct ml_log *log, struct ml_append *req, size_t i)
 		return refuse(req, ML_ERR_USAGE, "event %zu: the stream name %s", i + 1, why);
 	if ((why = name_problem(e->type, e->type_len, req->system, 1)))
 		return refuse(req, ML_ERR_USAGE, "event %zu: the event type %s", i + 1, why);
-	if (e->id_len && (why = name_problem(e->id, e->id_len, 1, 0)))
-		return refuse(req, ML_ERR_USAGE, "event %zu: the id %s", i + 1, why);
+	/* An id given empty is a mistake, not a request for a generated one (that is NULL). */
+	if (e->id && (why = name_problem(e->id, e->id_len, 1, 0)))
+		return refuse(req, ML_ERR_USAGE,
+			      "event %zu: the id %s; give 1 to 255 bytes, or no id for a "
+			      "generated one",
+			      i + 1, why);
 	if (e->data_len + e->meta_len > log->opt.max_event_size)
 		return refuse(req, ML_ERR_REFUSED,
 			      "event %zu is %zu bytes, over the maximum of %u (data and meta)",
 			      i + 1, e->data_len + e->meta_len, log->opt.max_event_size);
-	if (e->data_len && ml_msgpack_check(e->data, e->data_len) != 0)
-		return refuse(req, ML_ERR_USAGE, "event %zu: data is not valid msgpack: %s", i + 1,
-			      ml_diag_last());
-	if (e->meta_len && (ml_msgpack_check(e->meta, e->meta_len) != 0 ||
-			    !ml_msgpack_is_map(e->meta, e->meta_len)))
-		return refuse(req, ML_ERR_USAGE, "event %zu: meta must be a msgpack map", i + 1);
+	/* What is stored, every reader must be able to show: docs/codec.md. */
+	if (e->data_len && ml_msgpack_check_value(e->data, e->data_len, "data") != 0)
+		return refuse(req, ML_ERR_USAGE, "event %zu: %s", i + 1, ml_diag_last());
+	if (e->meta_len && ml_msgpack_check_value(e->meta, e->meta_len, "meta") != 0)
+		return refuse(req, ML_ERR_USAGE, "event %zu: %s", i + 1, ml_diag_last());
+	if (e->meta_len && !ml_msgpack_is_map(e->meta, e->meta_len))
+		return refuse(req, ML_ERR_USAGE, "event %zu: meta must be a map (a JSON object)",
+			      i + 1);
 	return 0;
 }
 

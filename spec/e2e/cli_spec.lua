@@ -85,7 +85,7 @@ describe("moonlog append and read", function()
       { { "append", "--data", dir, "a\1b", "T" }, "control characters" },
       { { "append", "--data", dir, string.rep("x", 256), "T" }, "longer than 255 bytes" },
       { { "append", "--data", dir, "s-1", "T", "--expect", "soon" }, "expected version must be" },
-      { { "append", "--data", dir, "s-1", "T", "--meta", "[1]" }, "meta must be a msgpack map" },
+      { { "append", "--data", dir, "s-1", "T", "--meta", "[1]" }, "meta must be a map (a JSON object)" },
       { { "read", "--data", dir, "s-1", "--limit", "x" }, "whole number" },
       { { "frobnicate" }, "unknown command" },
     }

@@ -26,6 +26,17 @@ struct lua_State;
  */
 ML_API int ml_msgpack_check(const void *buf, size_t len);
 
+/*
+ * What the log stores as an event's data or meta: like ml_msgpack_check, and also
+ * a value that every reader can show (docs/codec.md, "What the log stores"): no
+ * ext values, no NaN or infinite floats, map keys that are UTF-8 strings or
+ * integers and no two keys of one map that JSON would show as the same. Otherwise -1 with a
+ * diag (ML_ERR_USAGE) naming the value by its path from `name` (NULL: "value"):
+ * "data.items[2].blob is an ext value (type 5), which has no JSON or Lua form;
+ * ...". Allocates only when more than 32 keys of open maps are held at once.
+ */
+ML_API int ml_msgpack_check_value(const void *buf, size_t len, const char *name);
+
 /* 1 if buf holds one msgpack map (use after ml_msgpack_check), else 0. */
 ML_API int ml_msgpack_is_map(const void *buf, size_t len);
 

@@ -70,7 +70,7 @@ struct ml_event_in {
 	size_t stream_len;
 	const char *type;
 	size_t type_len;
-	const char *id; /* NULL or empty: a UUIDv7 is generated */
+	const char *id; /* 1 to 255 bytes; NULL: a UUIDv7 is generated */
 	size_t id_len;
 	const void *data; /* one msgpack object, or NULL/0 for none */
 	size_t data_len;
