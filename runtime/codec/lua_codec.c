@@ -38,13 +38,15 @@ void ml_lua_push_array_mt(lua_State *L)
 
 static int push_value(lua_State *L, struct ml_msgpack_reader *r, int depth);
 
-static int err_ext(const struct ml_msgpack_reader *r, const struct ml_msgpack_obj *o,
-		   const uint8_t *at)
+void ml_lua_push_ext(lua_State *L, int type, const void *bytes, size_t n)
 {
-	return ml_diag_set(ML_ERR_USAGE,
-			   "cannot decode into Lua: the ext value (type %d) at byte %zu has no Lua "
-			   "form",
-			   o->ext_type, (size_t)(at - r->base));
+	luaL_Buffer b; /* Lua's memory: nothing leaks if Lua raises for want of it */
+	lua_createtable(L, 0, 2);
+	lua_pushinteger(L, type);
+	lua_setfield(L, -2, "$ext");
+	char *o = luaL_buffinitsize(L, &b, ML_BASE64_SIZE(n));
+	luaL_pushresultsize(&b, ml_codec_base64(o, bytes, n));
+	lua_setfield(L, -2, "base64");
 }
 
 /* Each element takes at least a byte, so a count beyond the bytes left is a lie. */
@@ -89,20 +91,20 @@ static int push_map(lua_State *L, struct ml_msgpack_reader *r, uint32_t n, const
 		return -1;
 	lua_createtable(L, 0, (int)n);
 	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *key_at = r->p;
 		if (push_value(L, r, depth + 1) != 0)
 			return -1;
-		/* lua_rawset would raise on these two. */
-		if (lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
-					 isnan(lua_tonumber(L, -1))))
-			return ml_diag_set(ML_ERR_USAGE,
-					   "cannot decode into Lua: the map key at byte %zu is %s, "
-					   "which a Lua table cannot hold",
-					   (size_t)(key_at - r->base),
-					   lua_isnil(L, -1) ? "nil" : "NaN");
 		if (push_value(L, r, depth + 1) != 0)
 			return -1;
-		lua_rawset(L, -3);
+		/*
+		 * No Lua table can hold a nil or NaN key (lua_rawset would raise): the log
+		 * refuses them, and an entry of an older log that has one is left out, as
+		 * the event view's pairs() does.
+		 */
+		if (lua_isnil(L, -2) || (lua_type(L, -2) == LUA_TNUMBER && !lua_isinteger(L, -2) &&
+					 isnan(lua_tonumber(L, -2))))
+			lua_pop(L, 2);
+		else
+			lua_rawset(L, -3);
 	}
 	return 0;
 }
@@ -141,7 +143,8 @@ static int push_value(lua_State *L, struct ml_msgpack_reader *r, int depth)
 		lua_pushnumber(L, (lua_Number)o.v.u);
 		return 0;
 	default:
-		return err_ext(r, &o, at);
+		ml_lua_push_ext(L, o.ext_type, o.ptr, o.n);
+		return 0;
 	}
 }
 

@@ -4,7 +4,11 @@
  * JSON cannot say everything msgpack can, so some values change form (see
  * docs/codec.md): binary becomes a base64 string, non-string map keys become
  * their JSON text as a string, NaN and infinities become null, strings that are
- * not valid UTF-8 get U+FFFD for each bad byte, and ext types are refused.
+ * not valid UTF-8 get U+FFFD for each bad byte, and an ext value becomes
+ * {"$ext": type, "base64": "..."}. The log stores no NaN, infinity or ext value
+ * and no map key but a UTF-8 string or an integer, but logs written by older
+ * versions may hold them, and a reader must get past every stored event: so
+ * any well-formed msgpack converts.
  */
 #include "codec_internal.h"
 
@@ -185,11 +189,13 @@ static int put_value(struct ml_msgpack_reader *r, struct ml_buf *out, int depth)
 		put_base64(out, o.ptr, o.n);
 		return 0;
 	case ML_MP_EXT:
-		return ml_diag_set(
-		    ML_ERR_USAGE,
-		    "cannot convert to JSON: the ext value (type %d) at byte %zu has "
-		    "no JSON form",
-		    o.ext_type, (size_t)(at - r->base));
+		/* The log refuses ext now, but older logs may hold one: show it, do not fail. */
+		put_text(out, "{\"$ext\":", 8);
+		put_signed(out, o.ext_type);
+		put_text(out, ",\"base64\":", 10);
+		put_base64(out, o.ptr, o.n);
+		ml_msgpack_put_byte(out, '}');
+		return 0;
 	default:
 		return put_container(r, out, &o, at, depth);
 	}

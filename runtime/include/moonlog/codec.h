@@ -42,8 +42,9 @@ ML_API int ml_msgpack_is_map(const void *buf, size_t len);
 
 /*
  * msgpack -> JSON text appended to out. Binary becomes a base64 string, map keys
- * that are not strings become strings, NaN and infinities become null, ext types
- * are refused. 0, or -1 with a diag (ML_ERR_USAGE).
+ * that are not strings become strings, NaN and infinities become null, an ext
+ * value becomes {"$ext": type, "base64": "..."}: every well-formed msgpack
+ * converts. 0, or -1 with a diag (ML_ERR_USAGE) for malformed input.
  */
 ML_API int ml_msgpack_to_json(const void *mp, size_t len, struct ml_buf *out);
 
@@ -57,9 +58,17 @@ ML_API int ml_json_to_msgpack(const char *json, size_t len, struct ml_buf *out);
 /*
  * Pushes the Lua value of the one msgpack object in mp[0..len). Returns 0, or -1
  * with a diag (ML_ERR_USAGE) and nothing pushed. Bad input never raises a Lua
- * error; running out of Lua memory does, as in any Lua API call.
+ * error; running out of Lua memory does, as in any Lua API call. Values that the
+ * log no longer stores but older logs may hold still decode: an ext value as
+ * ml_lua_push_ext makes it, and a map entry whose key is nil or NaN is left out.
  */
 ML_API int ml_lua_push_msgpack(struct lua_State *L, const void *mp, size_t len);
+
+/*
+ * Pushes the Lua form of an ext value of `type` holding bytes[0..n): the table
+ * { ["$ext"] = type, base64 = "..." }, the same shape as its JSON form.
+ */
+ML_API void ml_lua_push_ext(struct lua_State *L, int type, const void *bytes, size_t n);
 
 /*
  * Encodes the Lua value at idx as msgpack appended to out. Returns 0, or -1 with
