@@ -50,8 +50,10 @@ ML_API int ml_msgpack_to_json(const void *mp, size_t len, struct ml_buf *out);
 
 /*
  * JSON text -> msgpack appended to out. Integers that fit int64/uint64 stay
- * integers, other numbers become float64. 0, or -1 with a diag (ML_ERR_USAGE)
- * giving the line and column of the mistake.
+ * integers, other numbers become float64. A number too large for a double and a
+ * key given twice in one object are refused. 0, or -1 with a diag (ML_ERR_USAGE)
+ * giving the line and column of the mistake (and the path of the value, for
+ * those two).
  */
 ML_API int ml_json_to_msgpack(const char *json, size_t len, struct ml_buf *out);
 
