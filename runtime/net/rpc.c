@@ -187,20 +187,37 @@ static int key_is(const char *k, uint32_t n, const char *want)
 	return strlen(want) == n && memcmp(k, want, n) == 0;
 }
 
-/* One event map: type (required), data, meta (a map), id. */
+/* Which of the event's own keys k is (a bit), or 0 for another key. */
+static unsigned event_key(const char *k, uint32_t n)
+{
+	static const char *const keys[] = {"type", "id", "data", "meta"};
+	for (unsigned i = 0; i < 4; i++)
+		if (key_is(k, n, keys[i]))
+			return 1u << i;
+	return 0;
+}
+
+/* One event map: type (required), data, meta (a map), id; each at most once. */
 static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
 {
 	uint32_t n;
+	unsigned seen = 0;
 	if (ml_mp_map(r, &n) != 0)
 		return ml_diag_set(ML_ERR_USAGE, "event %u is not a map {type=, data=, meta=, id=}",
 				   i + 1);
 	for (uint32_t k = 0; k < n; k++) {
-		const char *key, *s;
-		uint32_t klen, slen;
+		const char *key, *s = NULL;
+		uint32_t klen, slen = 0;
 		const uint8_t *raw;
 		size_t rlen;
 		if (ml_mp_str(r, &key, &klen) != 0)
 			return ml_diag_set(ML_ERR_USAGE, "event %u: keys must be strings", i + 1);
+		unsigned bit = event_key(key, klen);
+		if (bit & seen)
+			return ml_diag_set(ML_ERR_USAGE,
+					   "event %u has the key %.*s twice; give it once", i + 1,
+					   (int)klen, key);
+		seen |= bit;
 		if (key_is(key, klen, "type") || key_is(key, klen, "id")) {
 			if (ml_mp_str(r, &s, &slen) != 0 && ml_mp_nil(r) != 0)
 				return ml_diag_set(ML_ERR_USAGE, "event %u: %.*s must be a string",
@@ -209,7 +226,6 @@ static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
 				e->type = s, e->type_len = slen;
 			else if (s)
 				e->id = s, e->id_len = slen;
-			s = NULL;
 			continue;
 		}
 		if (ml_mp_skip(r, &raw, &rlen) != 0)
