@@ -52,6 +52,11 @@ static void collect_emits(lua_State *L, struct ml_script *s)
 		lua_getfield(L, -2, "meta");
 		ml_view_encode(L, -1, b, "meta");
 		off.meta_len = b->len - off.meta;
+		/* What the log would refuse fails the handler here, where on_error applies,
+		 * rather than its whole batch later. */
+		if (ml_msgpack_check_value(b->data + off.data, off.data_len, "data") != 0 ||
+		    ml_msgpack_check_value(b->data + off.meta, off.meta_len, "meta") != 0)
+			luaL_error(L, "emitted event %d: %s", (int)i + 1, ml_diag_last());
 		lua_pop(L, 3);
 		/* Offsets now; the buffer may still move. */
 		s->emits[i] = (struct ml_script_emit){(const char *)off.stream,

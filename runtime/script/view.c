@@ -121,9 +121,8 @@ static void push_value(lua_State *L, struct ml_msgpack_reader *r, int root, int 
 	case ML_MP_UINT:
 		lua_pushnumber(L, (lua_Number)o.v.u);
 		return;
-	default:
-		luaL_error(L, "the event holds an ext value (type %d), which has no Lua form",
-			   o.ext_type);
+	default: /* an ext value, which only logs of older versions hold (docs/codec.md) */
+		ml_lua_push_ext(L, o.ext_type, o.ptr, o.n);
 	}
 }
 
@@ -488,7 +487,8 @@ void ml_view_push_event(lua_State *L, const struct ml_event *in)
 	e->id_len = in->id_len;
 	memcpy(p, in->stream, in->stream_len), p += in->stream_len;
 	memcpy(p, in->type, in->type_len), p += in->type_len;
-	memcpy(p, in->id, in->id_len), p += in->id_len;
+	if (in->id_len)
+		memcpy(p, in->id, in->id_len), p += in->id_len;
 	if (in->meta_len)
 		memcpy(p, in->meta, in->meta_len), p += in->meta_len;
 	if (in->data_len)
