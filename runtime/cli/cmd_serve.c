@@ -33,7 +33,17 @@ static const char help[] =
     "  --fsync MODE        always (default), batch or never\n"
     "  --token FILE        require this token: 'Authorization: Bearer' on HTTP, auth() on TCP\n"
     "  --max-request N     bytes in one request or HTTP body (default 16777216)\n"
-    "  --max-conns N       open connections (default 4096)\n"
+    "  --max-conns N       open TCP and HTTP connections; past it a new one is refused at\n"
+    "                      once (default: the descriptor limit, raised to its hard limit,\n"
+    "                      less those in use at start, less 64; admin ones not counted)\n"
+    "  --header-timeout MS HTTP: a request's head must arrive within MS, else 408 and\n"
+    "                      close (default 10000; 0 = no limit)\n"
+    "  --idle-timeout MS   HTTP: close a keep-alive connection idle for MS, or one whose\n"
+    "                      body or answer makes no progress for MS (default 60000)\n"
+    "  --frame-timeout MS  RPC: close a connection that sent part of a request and\n"
+    "                      nothing more for MS (default 10000)\n"
+    "  --rpc-idle-timeout MS  RPC over TCP: close a connection with no subscription and\n"
+    "                      nothing in flight after MS without a request (default 0: never)\n"
     "  --max-outbuf N      bytes waiting to go to one connection before its subscriptions\n"
     "                      pause and fall back to the log (default 8388608)\n"
     "  --max-read N        events in one read answer (default 10000)\n"
@@ -59,6 +69,20 @@ static int num(const char *opt, const char *s, uint32_t *out)
 		return -1;
 	if (v == 0 || v > UINT32_MAX) {
 		cli_fail("serve", CLI_USAGE, "%s must be between 1 and %u", opt, UINT32_MAX);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* Milliseconds, 0 meaning never. */
+static int ms(const char *opt, const char *s, uint32_t *out)
+{
+	uint64_t v;
+	if (cli_uint("serve", opt, s, &v) != 0)
+		return -1;
+	if (v > UINT32_MAX) {
+		cli_fail("serve", CLI_USAGE, "%s must be at most %u milliseconds", opt, UINT32_MAX);
 		return -1;
 	}
 	*out = (uint32_t)v;
@@ -102,6 +126,10 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 	    {"script-time", required_argument, 0, 21},
 	    {"script-instructions", required_argument, 0, 22},
 	    {"stuck-after", required_argument, 0, 23},
+	    {"header-timeout", required_argument, 0, 13},
+	    {"idle-timeout", required_argument, 0, 14},
+	    {"frame-timeout", required_argument, 0, 15},
+	    {"rpc-idle-timeout", required_argument, 0, 16},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -193,6 +221,18 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 			break;
 		case 23:
 			bad = num("--stuck-after", optarg, &sc->ho.stuck_ms);
+			break;
+		case 13:
+			bad = ms("--header-timeout", optarg, &o->header_timeout_ms);
+			break;
+		case 14:
+			bad = ms("--idle-timeout", optarg, &o->idle_timeout_ms);
+			break;
+		case 15:
+			bad = ms("--frame-timeout", optarg, &o->frame_timeout_ms);
+			break;
+		case 16:
+			bad = ms("--rpc-idle-timeout", optarg, &o->rpc_idle_timeout_ms);
 			break;
 		case 'h':
 			fputs(help, stdout);

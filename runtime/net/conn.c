@@ -12,8 +12,15 @@
  *
  * A connection closed while appends are in flight stays allocated until the
  * log has answered them; the answers are then dropped.
+ *
+ * One timer per connection serves two deadlines: part of a request followed
+ * by --frame-timeout of silence closes it; and, with --rpc-idle-timeout, so
+ * does silence on a TCP connection with no subscription and nothing in flight
+ * or waiting to be sent.
+ * A subscriber is never closed for being quiet.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,7 +33,9 @@
 
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void parse(struct ml_conn *c);
+static void arm(struct ml_conn *c);
 
 void ml_conn_accept(struct ml_server *s, int fd, enum conn_kind kind)
 {
@@ -40,12 +49,15 @@ void ml_conn_accept(struct ml_server *s, int fd, enum conn_kind kind)
 	c->env_ref = -2; /* LUA_NOREF */
 	c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_read, c);
 	c->wev = event_new(s->base, fd, EV_WRITE, on_write, c);
+	c->timer = evtimer_new(s->base, on_timer, c);
 	event_add(c->rev, NULL);
 	c->next = s->conns;
 	if (s->conns)
 		s->conns->prev = c;
 	s->conns = c;
 	s->nconns++;
+	s->nadmin += kind == CONN_ADMIN;
+	arm(c);
 }
 
 void ml_conn_mark(struct ml_conn *c)
@@ -78,6 +90,7 @@ void ml_conn_close(struct ml_conn *c)
 		ml_eval_conn_closed(s->eval, c);
 	event_free(c->rev);
 	event_free(c->wev);
+	event_free(c->timer);
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -86,6 +99,8 @@ void ml_conn_close(struct ml_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nconns--;
+	s->nadmin -= c->kind == CONN_ADMIN;
+	ml_net_conn_gone(s);
 	if (c->dirty) { /* unlink from the dirty list */
 		struct ml_conn **pp = &s->dirty;
 		while (*pp != c)
@@ -239,6 +254,67 @@ static void parse(struct ml_conn *c)
 	}
 }
 
+/* ---- the timer ----------------------------------------------------------- */
+
+static void arm_ms(struct ml_conn *c, uint32_t ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(c->timer, &tv);
+	c->timer_on = 1;
+}
+
+/* After a read: the frame timeout while part of a request waits, else the idle one. */
+static void arm(struct ml_conn *c)
+{
+	const struct ml_server_options *o = &c->srv->o;
+	if (c->closed)
+		return;
+	if (c->in.len > c->in_off && o->frame_timeout_ms)
+		arm_ms(c, o->frame_timeout_ms);
+	else if (c->kind == CONN_TCP && o->rpc_idle_timeout_ms)
+		arm_ms(c, o->rpc_idle_timeout_ms);
+	else if (c->timer_on) /* a flag of ours: evtimer_pending would take the base's lock */
+		evtimer_del(c->timer), c->timer_on = 0;
+}
+
+/* Whether nothing is going on: no subscription, nothing in flight or still to send. */
+static int idle(const struct ml_conn *c)
+{
+	return c->nsubs == 0 && c->inflight == 0 && pending_out(c) == 0 && !c->blocked &&
+	       c->in.len == c->in_off;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct ml_conn *c = arg;
+	struct ml_server *s = c->srv;
+	const struct ml_server_options *o = &s->o;
+	int quiet = idle(c);
+	c->timer_on = 0;
+	c->inflight++; /* keep c while we look at it */
+	if (c->in.len > c->in_off && !c->blocked) {
+		s->timed_out++;
+		ml_server_warn(s, ML_WARN_TIMEOUT,
+			       "closed an RPC connection that sent part of a request and "
+			       "nothing more for %u ms (--frame-timeout)",
+			       o->frame_timeout_ms);
+		fail(c, "incomplete request: the rest did not come in time (--frame-timeout); "
+			"the connection is closed");
+	} else if (c->kind == CONN_TCP && o->rpc_idle_timeout_ms && quiet) {
+		s->timed_out++;
+		char why[160];
+		snprintf(why, sizeof(why),
+			 "closed after %u ms without a request (--rpc-idle-timeout); connect "
+			 "again to go on",
+			 o->rpc_idle_timeout_ms);
+		fail(c, why);
+	} else {
+		arm(c); /* busy meanwhile: look again later */
+	}
+	ml_conn_release(c);
+	ml_server_settle(s);
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct ml_conn *c = arg;
@@ -255,6 +331,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 	c->in.len += (size_t)r;
 	c->inflight++; /* a request may close c: keep it until we are done here */
 	parse(c);
+	arm(c);
 	ml_conn_mark(c);
 	ml_conn_release(c);
 	ml_server_settle(s);

@@ -189,6 +189,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	struct evkeyvalq q = {0};
 	s->requests++;
+	ml_hconn_busy(s, req); /* no deadline while the server answers (http_conn.c) */
 	if (path == NULL ||
 	    evhttp_parse_query_str(evhttp_uri_get_query(uri) ? evhttp_uri_get_query(uri) : "",
 				   &q) != 0) {
@@ -198,6 +199,11 @@ static void on_request(struct evhttp_request *req, void *arg)
 	}
 	evhttp_clear_headers(&q);
 	ml_server_settle(s);
+}
+
+static void on_adopt(evutil_socket_t fd, short what, void *arg)
+{
+	ml_hconn_adopt_all(arg);
 }
 
 int ml_http_start(struct ml_server *s)
@@ -212,7 +218,8 @@ int ml_http_start(struct ml_server *s)
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
 	evhttp_set_gencb(s->http, on_request, s);
-	evhttp_set_timeout(s->http, 60);
+	evhttp_set_bevcb(s->http, ml_hconn_new, s); /* counted and timed: http_conn.c */
+	s->adopt_ev = event_new(s->base, -1, 0, on_adopt, s);
 	char host[256];
 	const char *colon = strrchr(s->o.http, ':');
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - s->o.http), s->o.http);
@@ -224,6 +231,8 @@ int ml_http_start(struct ml_server *s)
 				   "cannot listen for HTTP on %s (is another server there? choose "
 				   "another with --http)",
 				   s->o.http);
+	s->http_lev = evhttp_bound_socket_get_listener(s->http_sock);
+	ml_net_watch_listener(s, s->http_lev);
 	evutil_socket_t fd = evhttp_bound_socket_get_fd(s->http_sock);
 	struct sockaddr_storage b;
 	socklen_t blen = sizeof(b);
@@ -235,7 +244,14 @@ int ml_http_start(struct ml_server *s)
 void ml_http_free(struct ml_server *s)
 {
 	ml_sse_free_all(s);
+	ml_hconn_adopt_all(s); /* so that each learns of its end */
 	if (s->http)
 		evhttp_free(s->http);
 	s->http = NULL;
+	s->http_lev = NULL;
+	if (s->adopt_ev)
+		event_free(s->adopt_ev);
+	s->adopt_ev = NULL;
+	free(s->hconns);
+	s->hconns = NULL;
 }

@@ -22,6 +22,7 @@
 
 struct ml_conn;
 struct ml_eval;
+struct ml_hconn;
 struct ml_sse;
 
 /*
@@ -49,22 +50,50 @@ struct turn_hook {
 	void *arg;
 };
 
+/* What a warning is about: each cause prints at most one line a second (limits.c). */
+enum ml_warn_cause {
+	ML_WARN_ACCEPT,	  /* accept() failed: out of descriptors */
+	ML_WARN_FULL,	  /* a connection refused at --max-conns */
+	ML_WARN_TIMEOUT,  /* a slow client closed by a timeout */
+	ML_WARN_LIBEVENT, /* libevent's own warnings */
+	ML_WARN_N
+};
+
+struct ml_warn {
+	int64_t next_ms;     /* the next line may print from here (monotonic) */
+	uint64_t suppressed; /* lines held back since the last one printed */
+	char last[240];	     /* the last line held back */
+};
+
 struct ml_server {
 	struct ml_server_options o;
 	char *dir, *admin_path;
 	struct event_base *base;
 	struct ml_log *log;
 	struct ml_router *router;
-	struct evconnlistener *tcp, *admin;
+	struct evconnlistener *tcp, *admin, *http_lev; /* http_lev: owned by evhttp */
 	struct evhttp *http;
 	struct evhttp_bound_socket *http_sock;
 	struct event *wake, *pump, *tick, *sigterm, *sigint, *stop_ev;
+	struct event *resume_ev; /* accepting again after running out of descriptors */
+	int accept_paused;
+	uint32_t max_conns; /* what --max-conns came to with the descriptor limit (limits.c) */
+	uint64_t fd_limit;  /* RLIMIT_NOFILE, raised to the hard limit where allowed */
+	uint64_t refused, timed_out;
+	struct ml_warn warns[ML_WARN_N];
 	_Atomic(struct ml_pending *) done_q; /* completed appends, newest first */
 	atomic_int head_moved;
 	char *token;
 	size_t token_len;
 	struct ml_conn *conns, *dirty;
-	uint32_t nconns;
+	uint32_t nconns, nadmin;  /* RPC connections; those of the admin socket */
+	uint32_t nhttp;		  /* HTTP connections (http_conn.c) */
+	struct ml_hconn **hconns; /* by descriptor */
+	size_t hconns_cap;
+	struct ml_hconn *hconn_new; /* made, not yet adopted */
+	uint32_t hrefusing;	    /* of them, past the limit */
+	int http_held;		    /* the HTTP listener waits for the adoption */
+	struct event *adopt_ev;
 	uint64_t inflight; /* appends queued in the log, all connections */
 	int stopping;
 	int kick; /* appends were queued this turn: ml_log_kick at its end */
@@ -91,6 +120,8 @@ struct ml_conn {
 	size_t in_off, out_off;
 	struct ml_mp_walk walk;		    /* how far the next request has been framed */
 	int authed, closed, dirty, blocked; /* blocked: too much output, subs paused */
+	int timer_on;
+	struct event *timer; /* the frame timeout, the idle timeout */
 	uint32_t inflight;
 	struct ml_sub **subs;
 	size_t nsubs;
@@ -111,6 +142,8 @@ void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b);
 /* stats.c: the Prometheus text format */
 void ml_server_metrics(struct ml_server *s, struct ml_buf *b);
 int ml_net_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen);
+/* TCP_NODELAY and keepalive (a vanished peer found in about two minutes) on a TCP socket. */
+void ml_net_tcp_options(int fd);
 
 /* conn.c */
 void ml_conn_accept(struct ml_server *s, int fd, enum conn_kind kind);
@@ -120,6 +153,28 @@ void ml_conn_flush(struct ml_conn *c);
 void ml_conn_send_early(struct ml_conn *c);
 void ml_conn_close(struct ml_conn *c);
 void ml_conn_release(struct ml_conn *c); /* an in-flight request of c finished */
+
+/* limits.c: descriptors, the connection limit, paused accept, rate-limited warnings */
+/* Raises the soft RLIMIT_NOFILE to the hard one where allowed; the soft limit after. */
+uint64_t ml_net_raise_fd_limit(void);
+/* Sets s->max_conns from --max-conns and the descriptors left (once the server is set up). */
+void ml_net_plan_conns(struct ml_server *s);
+/* Whether one more TCP or HTTP connection fits under s->max_conns (admin ones always do). */
+int ml_net_room(const struct ml_server *s);
+/* Makes a listener pause, not spin, when accept() fails (out of descriptors). */
+void ml_net_watch_listener(struct ml_server *s, struct evconnlistener *l);
+/* A connection closed: an accept paused for want of descriptors may resume now. */
+void ml_net_conn_gone(struct ml_server *s);
+/* Notes a connection refused at the limit (counted, and a rate-limited warning). */
+void ml_net_refused(struct ml_server *s, const char *what);
+/* The server whose loop runs on this thread (for callbacks whose argument is evhttp's). */
+void ml_net_set_serving(struct ml_server *s);
+/* One line on stderr for `cause`, at most one a second; those held back are counted. */
+void ml_server_warn(struct ml_server *s, enum ml_warn_cause cause, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prints the count of the lines held back once their second has passed (on the tick). */
+void ml_net_warn_tick(struct ml_server *s);
+void ml_net_limits_free(struct ml_server *s);
 
 /* rpc.c */
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len);
@@ -132,6 +187,14 @@ void ml_rpc_append_result(struct ml_buf *b, const struct ml_append *req);
 
 /* http.c */
 int ml_http_start(struct ml_server *s);
+/* http_conn.c: HTTP connections counted against --max-conns, and their deadlines */
+struct bufferevent *ml_hconn_new(struct event_base *base, void *srv); /* evhttp's bevcb */
+void ml_hconn_adopt_all(struct ml_server *s);
+struct ml_hconn *ml_hconn_of(struct ml_server *s, struct evhttp_request *req);
+/* A request is complete and with the server: no deadline until it is answered. */
+struct ml_hconn *ml_hconn_busy(struct ml_server *s, struct evhttp_request *req);
+void ml_hconn_set_sse(struct ml_hconn *h, struct ml_sse *x); /* told when the client leaves */
+void ml_sse_gone(struct ml_sse *x);			     /* sse.c: the client left */
 void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered */
 void ml_http_free(struct ml_server *s);
 

@@ -43,12 +43,16 @@ void ml_server_options_init(struct ml_server_options *o)
 	    .http = "127.0.0.1:7421",
 	    .fsync = ML_FSYNC_ALWAYS,
 	    .max_request = 16u << 20,
-	    .max_conns = 4096,
+	    .max_conns = 0, /* from the descriptor limit (limits.c) */
 	    .max_outbuf = 8u << 20,
 	    .max_read = 10000,
 	    .eval_budget = 100000000,
 	    .ack_timeout_ms = 30000,
 	    .max_deliveries = 5,
+	    .header_timeout_ms = 10000,
+	    .idle_timeout_ms = 60000,
+	    .frame_timeout_ms = 10000,
+	    .rpc_idle_timeout_ms = 0,
 	};
 }
 
@@ -192,6 +196,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct ml_server *s = arg;
 	ml_router_tick(s->router);
+	ml_net_warn_tick(s);
 	ml_server_settle(s);
 }
 
@@ -229,11 +234,32 @@ void ml_server_stop(struct ml_server *s)
 
 /* ---- listeners ----------------------------------------------------------- */
 
+/* TCP keepalive finds a peer that vanished (about two minutes), since a quiet
+ * subscriber is never closed for its silence. */
+static void keepalive(int fd)
+{
+	int one = 1, idle = 60, intvl = 10, cnt = 6;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+void ml_net_tcp_options(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	keepalive(fd);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
 		      void *arg)
 {
 	struct ml_server *s = arg;
-	if (s->stopping || s->nconns >= s->o.max_conns) {
+	enum conn_kind kind = l == s->admin ? CONN_ADMIN : CONN_TCP;
+	/* The admin socket is not counted: an operator can always get in. */
+	int full = kind == CONN_TCP && !ml_net_room(s);
+	if (s->stopping || full) {
 		struct ml_buf b = {0}; /* an `error` notification, best effort, then close */
 		ml_mp_put_array(&b, 3);
 		ml_mp_put_uint(&b, 2);
@@ -246,14 +272,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		(void)w;
 		ml_buf_free(&b);
 		close(fd);
-		s->errors++;
+		if (full)
+			ml_net_refused(s, "an RPC");
+		else
+			s->errors++;
 		return;
 	}
-	enum conn_kind kind = l == s->admin ? CONN_ADMIN : CONN_TCP;
-	if (kind == CONN_TCP) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	}
+	if (kind == CONN_TCP)
+		ml_net_tcp_options(fd);
 	ml_conn_accept(s, fd, kind);
 }
 
@@ -308,6 +334,7 @@ static int listen_tcp(struct ml_server *s)
 				   "cannot listen on %s: %s (is another server "
 				   "there? choose another with --listen)",
 				   s->o.listen, strerror(errno));
+	ml_net_watch_listener(s, s->tcp);
 	s->rpc_port = bound_port(evconnlistener_get_fd(s->tcp));
 	return 0;
 }
@@ -328,6 +355,7 @@ static int listen_admin(struct ml_server *s)
 	if (s->admin == NULL)
 		return ml_diag_set(ML_ERR_REFUSED, "cannot create the admin socket %s: %s",
 				   s->admin_path, strerror(errno));
+	ml_net_watch_listener(s, s->admin);
 	chmod(s->admin_path, 0600);
 	return 0;
 }
@@ -354,6 +382,7 @@ static int read_token(struct ml_server *s)
 
 static int setup(struct ml_server *s)
 {
+	s->fd_limit = ml_net_raise_fd_limit(); /* before anything takes descriptors */
 	struct ml_log_options lo;
 	ml_log_options_init(&lo);
 	lo.dir = s->dir;
@@ -422,10 +451,18 @@ struct ml_server *ml_server_new(const struct ml_server_options *o)
 
 int ml_server_run(struct ml_server *s)
 {
-	ml_server_log_line(s, "serving %s: rpc %s, http %s, admin %s (fsync %s)", s->dir,
-			   s->o.listen[0] ? s->o.listen : "off", s->o.http[0] ? s->o.http : "off",
-			   s->admin_path ? s->admin_path : "off", ml_fsync_name(s->o.fsync));
-	if (event_base_dispatch(s->base) < 0)
+	ml_net_plan_conns(s); /* now that the log and the scripts hold what they need */
+	ml_server_log_line(s,
+			   "serving %s: rpc %s, http %s, admin %s (fsync %s, at most %u "
+			   "connections, descriptor limit %llu)",
+			   s->dir, s->o.listen[0] ? s->o.listen : "off",
+			   s->o.http[0] ? s->o.http : "off", s->admin_path ? s->admin_path : "off",
+			   ml_fsync_name(s->o.fsync), s->max_conns,
+			   (unsigned long long)s->fd_limit);
+	ml_net_set_serving(s);
+	int rc = event_base_dispatch(s->base);
+	ml_net_set_serving(NULL);
+	if (rc < 0)
 		return ml_diag_set(ML_ERR_IO, "the event loop failed");
 	/* Stopped: every queued append has been answered; send what is left. */
 	ml_server_settle(s);
@@ -444,6 +481,7 @@ void ml_server_free(struct ml_server *s)
 		ml_conn_close(s->conns);
 	ml_eval_free(s->eval);
 	ml_http_free(s);
+	ml_net_limits_free(s);
 	if (s->tcp)
 		evconnlistener_free(s->tcp);
 	if (s->admin) {

@@ -26,6 +26,7 @@ struct ml_sse {
 	struct ml_server *srv;
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
+	struct ml_hconn *hconn; /* tells us when the client leaves (http_conn.c) */
 	struct ml_sub *sub;
 	struct ml_buf buf;
 	int full;
@@ -65,9 +66,8 @@ static void unlink_sse(struct ml_sse *x)
 }
 
 /* The client went away: libevent has let go of the request; free both. */
-static void on_close(struct evhttp_connection *evcon, void *arg)
+void ml_sse_gone(struct ml_sse *x)
 {
-	struct ml_sse *x = arg;
 	unlink_sse(x);
 	if (evhttp_request_get_connection(x->req) == NULL)
 		evhttp_send_reply_end(x->req); /* frees a request without a connection */
@@ -135,10 +135,17 @@ void ml_sse_start(struct ml_server *s, struct evhttp_request *req, struct evkeyv
 		ml_filter_free(f);
 		return ml_http_error(req, 400, ML_ERR_USAGE, 0, ml_diag_last());
 	}
+	struct ml_hconn *hc = ml_hconn_of(s, req);
+	if (hc == NULL) { /* every connection is adopted before it reads: cannot happen */
+		ml_filter_free(f);
+		return ml_http_error(req, 500, ML_ERR_IO, 0,
+				     "internal error: the connection is not tracked");
+	}
 	struct ml_sse *x = ml_xcalloc(1, sizeof(*x));
 	x->srv = s;
 	x->req = req;
 	x->evcon = evhttp_request_get_connection(req);
+	x->hconn = hc;
 	struct ml_sink sink = {deliver, x};
 	x->sub = ml_sub_new(s->router, f, from, NULL, NULL, &sink);
 	x->next = s->sses;
@@ -149,7 +156,7 @@ void ml_sse_start(struct ml_server *s, struct evhttp_request *req, struct evkeyv
 	evhttp_add_header(h, "Content-Type", "text/event-stream");
 	evhttp_add_header(h, "Cache-Control", "no-cache");
 	evhttp_send_reply_start(req, 200, "OK");
-	evhttp_connection_set_closecb(x->evcon, on_close, x);
+	ml_hconn_set_sse(hc, x);
 	ml_buf_add(&x->buf, ": subscribed\n\n", 14);
 }
 
@@ -157,7 +164,7 @@ void ml_sse_free_all(struct ml_server *s)
 {
 	while (s->sses) {
 		struct ml_sse *x = s->sses;
-		evhttp_connection_set_closecb(x->evcon, NULL, NULL);
+		ml_hconn_set_sse(x->hconn, NULL);
 		unlink_sse(x);
 		evhttp_send_reply_end(x->req);
 		free(x);

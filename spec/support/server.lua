@@ -2,6 +2,7 @@
 --
 --   local server = require "support.server"
 --   local s = server.start { args = { "--max-outbuf", "65536" } }
+--   local s = server.start { nofile = 256 }   -- under `ulimit -n 256`
 --   local c = s.client                 -- a moonlog.client on the RPC port
 --   local code, body = s:curl("GET", "/stats")
 --   after_each(server.stop_all)         -- SIGTERM every server, check each exited 0
@@ -78,7 +79,8 @@ function Server:launch()
   -- Under the sanitizers the interpreter runs with the ASan runtime preloaded for
   -- moonlog.core; the binary carries its own, so it must not inherit the preload.
   local env = "exec env -u LD_PRELOAD ASAN_OPTIONS=detect_leaks=1 "
-  local cmd = ("sh -c %s"):format(q("echo $$; " .. env .. table.concat(args, " ") .. " 2>>" .. q(self.log)))
+  local limit = self.nofile and ("ulimit -n %d; "):format(self.nofile) or ""
+  local cmd = ("sh -c %s"):format(q("echo $$; " .. limit .. env .. table.concat(args, " ") .. " 2>>" .. q(self.log)))
   self.proc = io.popen(cmd, "r")
   self.pid = tonumber(self.proc:read("l"))
   local deadline = socket.gettime() + 10
@@ -154,13 +156,14 @@ function Server:curl_json(method, path, body, extra)
   return code, ok and value or text
 end
 
--- Starts a server: opts.args (more flags), opts.token (writes a token file), opts.data.
+-- Starts a server: opts.args (more flags), opts.token (writes a token file), opts.data,
+-- opts.nofile (the descriptor limit it runs under).
 function M.start(opts)
   opts = opts or {}
   local root = M.tmpdir()
   local s = setmetatable({ root = root, data = opts.data or (root .. "/data"), log = root .. "/serve.log",
                            rpc_port = M.free_port(), http_port = M.free_port(),
-                           args = opts.args or {} }, Server)
+                           args = opts.args or {}, nofile = opts.nofile }, Server)
   if opts.token then
     local f = assert(io.open(root .. "/token", "w"))
     f:write(opts.token, "\n")

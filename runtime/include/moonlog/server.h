@@ -27,18 +27,27 @@ struct ml_server_options {
 	const char *token_file; /* if set: HTTP needs a bearer token, TCP an auth call */
 	enum ml_fsync fsync;
 	uint32_t max_request;	 /* bytes in one request or HTTP body (default 16 MiB) */
-	uint32_t max_conns;	 /* open connections, all listeners together (default 4096) */
+	uint32_t max_conns;	 /* open TCP + HTTP connections (default 0: from the descriptor
+				    limit, see docs/operations.md; admin ones are not counted) */
 	uint32_t max_outbuf;	 /* bytes waiting to be sent to one connection (default 8 MiB) */
 	uint32_t max_read;	 /* events in one read answer (default 10000) */
 	uint64_t eval_budget;	 /* Lua instructions one eval may run (default 100 million) */
 	uint32_t ack_timeout_ms; /* groups' default redelivery timeout (default 30000) */
 	uint32_t max_deliveries; /* groups' default deliveries before parking (default 5) */
-	int quiet;		 /* no log lines on stderr */
+	/* Slow clients (milliseconds; 0 = never): */
+	uint32_t header_timeout_ms;   /* HTTP: a request's head must arrive in this (10000) */
+	uint32_t idle_timeout_ms;     /* HTTP: an idle keep-alive connection is closed (60000) */
+	uint32_t frame_timeout_ms;    /* RPC: part of a request, then silence this long (10000) */
+	uint32_t rpc_idle_timeout_ms; /* RPC over TCP: nothing subscribed or pending (0) */
+	int quiet;		      /* no log lines on stderr */
 };
 
 ML_API void ml_server_options_init(struct ml_server_options *o);
 
-/* Opens the log and binds every listener; NULL with diag (ML_ERR_BUSY if the log is taken). */
+/*
+ * Opens the log and binds every listener; NULL with diag (ML_ERR_BUSY if the log is taken).
+ * Raises the process's soft RLIMIT_NOFILE to its hard limit where allowed.
+ */
 ML_API struct ml_server *ml_server_new(const struct ml_server_options *o);
 /* Runs the loop until SIGTERM/SIGINT or ml_server_stop; 0 on a clean stop. */
 ML_API int ml_server_run(struct ml_server *s);
