@@ -13,10 +13,11 @@
  * A connection closed while appends are in flight stays allocated until the
  * log has answered them; the answers are then dropped.
  *
- * One timer per connection serves two deadlines: part of a request followed
- * by --frame-timeout of silence closes it; and, with --rpc-idle-timeout, so
- * does silence on a TCP connection with no subscription and nothing in flight
- * or waiting to be sent.
+ * One timer per connection serves three deadlines: a wrong token is answered
+ * ML_AUTH_DELAY_MS late with nothing else read meanwhile (the ML_AUTH_TRIES-th
+ * closes the connection); part of a request followed by --frame-timeout of
+ * silence closes it; and, with --rpc-idle-timeout, so does silence on a TCP
+ * connection with no subscription and nothing in flight or waiting to be sent.
  * A subscriber is never closed for being quiet.
  */
 #include <errno.h>
@@ -128,7 +129,8 @@ static void unblock(struct ml_conn *c)
 	if (!c->blocked || pending_out(c) > c->srv->o.max_outbuf / 2)
 		return;
 	c->blocked = 0;
-	event_add(c->rev, NULL);
+	if (!c->penalty)
+		event_add(c->rev, NULL);
 	for (size_t i = 0; i < c->nsubs; i++)
 		ml_sub_resume(c->subs[i]);
 	event_active(c->srv->pump, EV_READ, 0);
@@ -221,7 +223,7 @@ static void parse(struct ml_conn *c)
 {
 	if (c->in.data == NULL)
 		return;
-	while (!c->closed && !c->blocked) {
+	while (!c->closed && !c->blocked && !c->penalty) {
 		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
 		size_t n = c->in.len - c->in_off, len;
 		if (n == 0)
@@ -267,7 +269,7 @@ static void arm_ms(struct ml_conn *c, uint32_t ms)
 static void arm(struct ml_conn *c)
 {
 	const struct ml_server_options *o = &c->srv->o;
-	if (c->closed)
+	if (c->closed || c->penalty)
 		return;
 	if (c->in.len > c->in_off && o->frame_timeout_ms)
 		arm_ms(c, o->frame_timeout_ms);
@@ -275,6 +277,34 @@ static void arm(struct ml_conn *c)
 		arm_ms(c, o->rpc_idle_timeout_ms);
 	else if (c->timer_on) /* a flag of ours: evtimer_pending would take the base's lock */
 		evtimer_del(c->timer), c->timer_on = 0;
+}
+
+void ml_conn_auth_failed(struct ml_conn *c, uint64_t msgid)
+{
+	c->auth_failures++;
+	c->penalty = 1;
+	c->penalty_msgid = msgid;
+	event_del(c->rev);
+	arm_ms(c, ML_AUTH_DELAY_MS);
+	ml_server_warn(c->srv, ML_WARN_AUTH, "a client sent a wrong token (%u on one connection)",
+		       c->auth_failures);
+}
+
+/* The penalty is over: answer the wrong token, then go on, or close after the last try. */
+static void end_penalty(struct ml_conn *c)
+{
+	c->penalty = 0;
+	ml_rpc_auth_refused(c, c->penalty_msgid);
+	if (c->auth_failures >= ML_AUTH_TRIES) {
+		ml_conn_flush(c);
+		ml_conn_close(c);
+		return;
+	}
+	if (!c->blocked)
+		event_add(c->rev, NULL);
+	parse(c); /* requests that came after the wrong token */
+	arm(c);
+	ml_conn_mark(c);
 }
 
 /* Whether nothing is going on: no subscription, nothing in flight or still to send. */
@@ -292,7 +322,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	int quiet = idle(c);
 	c->timer_on = 0;
 	c->inflight++; /* keep c while we look at it */
-	if (c->in.len > c->in_off && !c->blocked) {
+	if (c->penalty) {
+		end_penalty(c);
+	} else if (c->in.len > c->in_off && !c->blocked) {
 		s->timed_out++;
 		ml_server_warn(s, ML_WARN_TIMEOUT,
 			       "closed an RPC connection that sent part of a request and "

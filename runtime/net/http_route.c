@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -114,6 +115,14 @@ static void health_route(struct ml_server *s, struct evhttp_request *req)
 	ml_buf_free(&b);
 }
 
+/* After the penalty: a wrong token is answered late, and the connection closed. */
+static void send_401(evutil_socket_t fd, short what, void *arg)
+{
+	struct evhttp_request *req = arg;
+	ml_http_error(req, 401, ML_ERR_REFUSED, 0,
+		      "unauthorized: send the server's token as 'Authorization: Bearer TOKEN'");
+}
+
 static int authorized(struct ml_server *s, struct evhttp_request *req)
 {
 	if (s->token == NULL)
@@ -128,10 +137,13 @@ static int authorized(struct ml_server *s, struct evhttp_request *req)
 		if (d == 0)
 			return 1;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-			  "Bearer realm=\"moonlog\"");
-	ml_http_error(req, 401, ML_ERR_REFUSED, 0,
-		      "unauthorized: send the server's token as 'Authorization: Bearer TOKEN'");
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"moonlog\"");
+	evhttp_add_header(out, "Connection", "close");
+	ml_server_warn(s, ML_WARN_AUTH, "an HTTP client sent no token or a wrong one");
+	struct timeval tv = {0, ML_AUTH_DELAY_MS * 1000};
+	/* a client that leaves meanwhile is simply not answered (evhttp keeps req for us) */
+	event_base_once(s->base, -1, EV_TIMEOUT, send_401, req, &tv);
 	return 0;
 }
 
@@ -182,17 +194,64 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 		      "/stats, /metrics, /health)");
 }
 
+/* A Content-Length that is all digits: its value, or -1. */
+static int64_t length_of(const char *v)
+{
+	int64_t n = 0;
+	if (*v == 0)
+		return -1;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9' || n > (INT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (*v - '0');
+	}
+	return n;
+}
+
+/*
+ * RFC 9112 section 6: a body's length must be unambiguous, or a proxy in front
+ * and this server may see different requests in the same bytes. evhttp takes
+ * the first Content-Length, and chunked over any Content-Length, so the
+ * ambiguous cases are refused here: the answer closes the connection, and what
+ * followed on it is never read as a request. The reason, or NULL.
+ */
+static const char *framing_error(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	int64_t len = -2;
+	int te = 0;
+	for (struct evkeyval *kv = TAILQ_FIRST(h); kv; kv = TAILQ_NEXT(kv, next)) {
+		if (evutil_ascii_strcasecmp(kv->key, "Content-Length") == 0) {
+			int64_t n = length_of(kv->value);
+			if (n < 0 || (len != -2 && n != len))
+				return "conflicting or malformed Content-Length headers: send one";
+			len = n;
+		} else if (evutil_ascii_strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+			if (te++ || evutil_ascii_strcasecmp(kv->value, "chunked") != 0)
+				return "Transfer-Encoding other than a single 'chunked': send the "
+				       "body with Content-Length or chunked";
+		}
+	}
+	if (te && len != -2)
+		return "both Content-Length and Transfer-Encoding: send only one";
+	return NULL;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct ml_server *s = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	struct evkeyvalq q = {0};
+	const char *bad;
 	s->requests++;
 	ml_hconn_busy(s, req); /* no deadline while the server answers (http_conn.c) */
-	if (path == NULL ||
-	    evhttp_parse_query_str(evhttp_uri_get_query(uri) ? evhttp_uri_get_query(uri) : "",
-				   &q) != 0) {
+	if ((bad = framing_error(req)) != NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		ml_http_error(req, 400, ML_ERR_USAGE, 0, bad);
+	} else if (path == NULL ||
+		   evhttp_parse_query_str(
+		       evhttp_uri_get_query(uri) ? evhttp_uri_get_query(uri) : "", &q) != 0) {
 		ml_http_error(req, 400, ML_ERR_USAGE, 0, "cannot read the request's path or query");
 	} else {
 		route(s, req, path, &q);

@@ -55,6 +55,7 @@ enum ml_warn_cause {
 	ML_WARN_ACCEPT,	  /* accept() failed: out of descriptors */
 	ML_WARN_FULL,	  /* a connection refused at --max-conns */
 	ML_WARN_TIMEOUT,  /* a slow client closed by a timeout */
+	ML_WARN_AUTH,	  /* a wrong token */
 	ML_WARN_LIBEVENT, /* libevent's own warnings */
 	ML_WARN_N
 };
@@ -120,8 +121,11 @@ struct ml_conn {
 	size_t in_off, out_off;
 	struct ml_mp_walk walk;		    /* how far the next request has been framed */
 	int authed, closed, dirty, blocked; /* blocked: too much output, subs paused */
+	int penalty;			    /* a wrong token is being answered late (conn.c) */
 	int timer_on;
-	struct event *timer; /* the frame timeout, the idle timeout */
+	uint32_t auth_failures;
+	uint64_t penalty_msgid;
+	struct event *timer; /* the penalty, the frame timeout, the idle timeout */
 	uint32_t inflight;
 	struct ml_sub **subs;
 	size_t nsubs;
@@ -153,8 +157,12 @@ void ml_conn_flush(struct ml_conn *c);
 void ml_conn_send_early(struct ml_conn *c);
 void ml_conn_close(struct ml_conn *c);
 void ml_conn_release(struct ml_conn *c); /* an in-flight request of c finished */
+/* A wrong token: answer msgid after a delay, reading nothing meanwhile; close after a few. */
+void ml_conn_auth_failed(struct ml_conn *c, uint64_t msgid);
 
 /* limits.c: descriptors, the connection limit, paused accept, rate-limited warnings */
+#define ML_AUTH_DELAY_MS 200 /* a wrong token is answered this late */
+#define ML_AUTH_TRIES	 3   /* wrong tokens before the connection is closed */
 /* Raises the soft RLIMIT_NOFILE to the hard one where allowed; the soft limit after. */
 uint64_t ml_net_raise_fd_limit(void);
 /* Sets s->max_conns from --max-conns and the descriptors left (once the server is set up). */
@@ -178,6 +186,8 @@ void ml_net_limits_free(struct ml_server *s);
 
 /* rpc.c */
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len);
+/* Answers an auth call whose token was wrong (after the penalty, conn.c). */
+void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid);
 /* Writes an event as a msgpack map: position, stream, version, type, id, time, data, meta. */
 void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries);
 /* Reads the events of an append (a map or an array of maps) into p; -1 with diag. */

@@ -643,10 +643,20 @@ static void m_auth(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t 
 	if (np < 1 || ml_mp_str(r, &t, &tl) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "auth(token): the token is a string");
 	if (s->token && !same_token(t, tl, s->token, s->token_len))
-		return reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
+		return ml_conn_auth_failed(c, msgid); /* answered late: ml_rpc_auth_refused */
 	c->authed = 1;
 	reply_ok(c, msgid);
 	ml_mp_put_bool(&c->out, 1);
+}
+
+void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid)
+{
+	if (c->auth_failures >= ML_AUTH_TRIES)
+		reply_err(c, msgid, ML_ERR_REFUSED, 0,
+			  "unauthorized: wrong token, %u times: the connection is closed",
+			  c->auth_failures);
+	else
+		reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
 }
 
 static void m_eval(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)

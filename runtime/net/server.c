@@ -360,24 +360,40 @@ static int listen_admin(struct ml_server *s)
 	return 0;
 }
 
+/* The token is the file's first line, without its trailing white space. */
 static int read_token(struct ml_server *s)
 {
 	FILE *f = fopen(s->o.token_file, "r");
 	if (f == NULL)
 		return ml_diag_set(ML_ERR_USAGE, "cannot read the token file %s: %s",
 				   s->o.token_file, strerror(errno));
-	char buf[1024];
-	size_t n = fread(buf, 1, sizeof(buf), f);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t got = getline(&line, &cap, f);
 	fclose(f);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+	size_t n = got > 0 ? (size_t)got : 0;
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' ||
+			 line[n - 1] == '\t'))
 		n--;
-	if (n < 8)
-		return ml_diag_set(ML_ERR_USAGE,
-				   "the token in %s is too short: use at least 8 characters",
-				   s->o.token_file);
-	s->token = ml_xstrndup(buf, n);
-	s->token_len = n;
-	return 0;
+	int rc = 0;
+	if (n == 0)
+		rc = ml_diag_set(ML_ERR_USAGE,
+				 "the first line of the token file %s is empty: put the token "
+				 "on the first line",
+				 s->o.token_file);
+	else if (n < 8)
+		rc = ml_diag_set(ML_ERR_USAGE,
+				 "the token in %s is too short: use at least 8 characters",
+				 s->o.token_file);
+	else if (memchr(line, 0, n) != NULL)
+		rc = ml_diag_set(ML_ERR_USAGE, "the token in %s holds a NUL byte: use text",
+				 s->o.token_file);
+	if (rc == 0) {
+		s->token = ml_xstrndup(line, n);
+		s->token_len = n;
+	}
+	free(line);
+	return rc;
 }
 
 static int setup(struct ml_server *s)

@@ -156,8 +156,9 @@ function Server:curl_json(method, path, body, extra)
   return code, ok and value or text
 end
 
--- Starts a server: opts.args (more flags), opts.token (writes a token file), opts.data,
--- opts.nofile (the descriptor limit it runs under).
+-- Starts a server: opts.args (more flags), opts.token (writes a token file: the token and a
+-- newline, or opts.token_file as its whole text), opts.data, opts.nofile (the descriptor
+-- limit it runs under).
 function M.start(opts)
   opts = opts or {}
   local root = M.tmpdir()
@@ -166,7 +167,7 @@ function M.start(opts)
                            args = opts.args or {}, nofile = opts.nofile }, Server)
   if opts.token then
     local f = assert(io.open(root .. "/token", "w"))
-    f:write(opts.token, "\n")
+    f:write(opts.token_file or (opts.token .. "\n"))
     f:close()
     s.token = opts.token
     table.insert(s.args, "--token")
