@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <moonlog/diag.h>
+#include <moonlog/route.h>
 
 #include "host/host_internal.h"
 #include "net/mp.h"
@@ -92,8 +93,8 @@ static int feed_one(const struct ml_event *ev, void *arg)
 	struct ml_hosted *e = sl->e;
 	int live = sl->s == e->s;
 	int handler = live && e->kind == ML_SCRIPT_HANDLER;
-	int takes = handler && ml_script_filter_match(ml_script_filter(sl->s), ev->stream,
-						      ev->stream_len, ev->type, ev->type_len);
+	int takes = handler && ml_filter_match(ml_script_filter(sl->s), ev->stream, ev->stream_len,
+					       ev->type, ev->type_len);
 	int rc = ev->position == e->poison && live ? ml_script_pass(sl->s, ev, e->poison_why)
 						   : ml_script_feed(sl->s, ev);
 	if (rc != 0) {

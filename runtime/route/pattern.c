@@ -1,7 +1,9 @@
 /*
  * pattern.c - stream patterns and filters: which streams and event types a
- * subscription takes. The rules are those of lua/moonlog/filter.lua, so a
- * script and a network subscriber given the same pattern see the same events.
+ * subscription, a group or a script (its `from`) takes. The one C copy of the
+ * rules of lua/moonlog/filter.lua; spec/data/stream_patterns.lua holds the
+ * cases both are tested against, so a script and a network subscriber given
+ * the same pattern see the same events.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +19,18 @@ struct pat {
 	size_t len;
 };
 
+/* Event types by length, so that most misses compare one number. */
+struct type {
+	size_t len;
+	char *s;
+};
+
 struct ml_filter {
 	struct pat *pats;
 	size_t npats;
-	char **types;
-	size_t *type_lens;
+	struct type *types;
 	size_t ntypes;
+	int typed; /* only the types listed match (none listed: nothing does) */
 };
 
 static enum kind classify(const char *p, size_t len)
@@ -87,10 +95,9 @@ void ml_filter_free(struct ml_filter *f)
 	for (size_t i = 0; i < f->npats; i++)
 		free(f->pats[i].s);
 	for (size_t i = 0; i < f->ntypes; i++)
-		free(f->types[i]);
+		free(f->types[i].s);
 	free(f->pats);
 	free(f->types);
-	free(f->type_lens);
 	free(f);
 }
 
@@ -103,26 +110,43 @@ int ml_filter_add_stream(struct ml_filter *f, const char *p, size_t len)
 	return 0;
 }
 
+void ml_filter_types_only(struct ml_filter *f)
+{
+	f->typed = 1;
+}
+
 void ml_filter_add_type(struct ml_filter *f, const char *t, size_t len)
 {
+	size_t i = f->ntypes;
 	f->types = ml_xrealloc(f->types, (f->ntypes + 1) * sizeof(*f->types));
-	f->type_lens = ml_xrealloc(f->type_lens, (f->ntypes + 1) * sizeof(*f->type_lens));
-	f->types[f->ntypes] = ml_xstrndup(t, len);
-	f->type_lens[f->ntypes++] = len;
+	for (; i > 0 && f->types[i - 1].len > len; i--) /* kept sorted by length */
+		f->types[i] = f->types[i - 1];
+	f->types[i] = (struct type){len, ml_xstrndup(t, len)};
+	f->ntypes++;
+	f->typed = 1;
+}
+
+int ml_filter_match_stream(const struct ml_filter *f, const char *stream, size_t slen)
+{
+	for (size_t i = 0; i < f->npats; i++)
+		if (pat_match(f->pats[i].kind, f->pats[i].s, f->pats[i].len, stream, slen))
+			return 1;
+	return 0;
 }
 
 int ml_filter_match(const struct ml_filter *f, const char *stream, size_t slen, const char *type,
 		    size_t tlen)
 {
-	int ok = 0;
-	for (size_t i = 0; i < f->npats && !ok; i++)
-		ok = pat_match(f->pats[i].kind, f->pats[i].s, f->pats[i].len, stream, slen);
-	if (!ok || f->ntypes == 0)
-		return ok;
-	for (size_t i = 0; i < f->ntypes; i++)
-		if (f->type_lens[i] == tlen && memcmp(f->types[i], type, tlen) == 0)
-			return 1;
-	return 0;
+	if (f->typed) {
+		size_t i = 0;
+		while (i < f->ntypes && f->types[i].len < tlen) /* shorter ones */
+			i++;
+		for (; i < f->ntypes && f->types[i].len == tlen; i++)
+			if (memcmp(f->types[i].s, type, tlen) == 0)
+				return ml_filter_match_stream(f, stream, slen);
+		return 0;
+	}
+	return ml_filter_match_stream(f, stream, slen);
 }
 
 void ml_filter_describe(const struct ml_filter *f, struct ml_buf *out)
@@ -130,7 +154,7 @@ void ml_filter_describe(const struct ml_filter *f, struct ml_buf *out)
 	for (size_t i = 0; i < f->npats; i++)
 		ml_buf_addf(out, "%s%s", i ? ", " : "", f->pats[i].s);
 	for (size_t i = 0; i < f->ntypes; i++)
-		ml_buf_addf(out, "%s%s", i ? "|" : " types ", f->types[i]);
+		ml_buf_addf(out, "%s%s", i ? "|" : " types ", f->types[i].s);
 }
 
 struct ml_filter *ml_filter_dup(const struct ml_filter *f)
@@ -139,6 +163,7 @@ struct ml_filter *ml_filter_dup(const struct ml_filter *f)
 	for (size_t i = 0; i < f->npats; i++)
 		ml_filter_add_stream(d, f->pats[i].s, f->pats[i].len);
 	for (size_t i = 0; i < f->ntypes; i++)
-		ml_filter_add_type(d, f->types[i], f->type_lens[i]);
+		ml_filter_add_type(d, f->types[i].s, f->types[i].len);
+	d->typed = f->typed;
 	return d;
 }

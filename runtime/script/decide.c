@@ -22,6 +22,8 @@
 #include <moonlog/codec.h>
 #include <moonlog/diag.h>
 
+#include <moonlog/route.h>
+
 #include "script_internal.h"
 
 /* The events of one stream read from the log, copied out of it. */
@@ -181,9 +183,8 @@ static const char *push_target(lua_State *L, struct ml_script *s, size_t *n)
 	lua_pushvalue(L, 3);
 	lua_call(L, 2, 1);
 	const char *stream = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, n) : NULL;
-	struct ml_script_filter streams = s->filter;
-	streams.types = NULL; /* the stream alone, as def:matches(stream) */
-	if (stream && *n > 0 && ml_script_filter_match(&streams, stream, *n, NULL, 0))
+	/* the stream alone, as def:matches(stream) */
+	if (stream && *n > 0 && ml_filter_match_stream(s->filter, stream, *n))
 		return stream;
 	lua_pop(L, 1);
 	lua_getfield(L, 1, "target");

@@ -15,6 +15,7 @@
 
 #include <moonlog/codec.h>
 #include <moonlog/diag.h>
+#include <moonlog/route.h>
 
 #include "script_internal.h"
 
@@ -198,7 +199,7 @@ int ml_script_feed(struct ml_script *s, const struct ml_event *e)
 		reset_outcome(s);
 	s->position = e->position ? e->position : s->position;
 	s->events++;
-	if (!ml_script_filter_match(&s->filter, e->stream, e->stream_len, e->type, e->type_len))
+	if (!ml_filter_match(s->filter, e->stream, e->stream_len, e->type, e->type_len))
 		return 0;
 	s->delivered++;
 

@@ -21,6 +21,7 @@
 
 #include <moonlog/codec.h>
 #include <moonlog/diag.h>
+#include <moonlog/route.h>
 #include <moonlog/script.h>
 
 #define MT "moonlog.script"
@@ -254,12 +255,13 @@ static int s_snapshot(lua_State *L)
 	return 1;
 }
 
+/* match(pattern, stream): the C rules of stream patterns (moonlog/route.h), for specs. */
 static int l_match(lua_State *L)
 {
-	size_t n;
-	const char *p = luaL_checkstring(L, 1);
+	size_t pn, n;
+	const char *p = luaL_checklstring(L, 1, &pn);
 	const char *s = luaL_checklstring(L, 2, &n);
-	lua_pushboolean(L, ml_script_pattern_match(p, s, n));
+	lua_pushboolean(L, ml_pattern_match(p, pn, s, n));
 	return 1;
 }
 

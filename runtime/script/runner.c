@@ -159,7 +159,7 @@ int ml_runner_open(lua_State *L, int env, int def)
 	check_definition(L, s, env, def);
 	set_kind(L, s, def);
 	lua_getfield(L, def, "from");
-	ml_script_filter_load(L, -1, &s->filter);
+	ml_script_filter_load(L, -1);
 	lua_pop(L, 1);
 
 	if (luaL_loadbufferx(L, runner_src, sizeof(runner_src) - 1, "=moonlog.host", "t") != LUA_OK)

@@ -13,6 +13,7 @@
 #include <lualib.h>
 
 #include <moonlog/diag.h>
+#include <moonlog/route.h>
 
 #include "script_internal.h"
 
@@ -268,7 +269,7 @@ void ml_script_free(struct ml_script *s)
 	if (s->L)
 		lua_close(s->L);
 	ml_decider_free(s->decider);
-	ml_script_filter_clear(&s->filter);
+	ml_filter_free(s->filter);
 	ml_buf_free(&s->emit_bytes);
 	free(s->emits);
 	free(s->handler_error);
@@ -316,9 +317,9 @@ const char *ml_script_fault(const struct ml_script *s)
 	return s->fault;
 }
 
-const struct ml_script_filter *ml_script_filter(const struct ml_script *s)
+const struct ml_filter *ml_script_filter(const struct ml_script *s)
 {
-	return &s->filter;
+	return s->filter;
 }
 
 void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out)

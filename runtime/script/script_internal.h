@@ -33,25 +33,6 @@ enum {
 #define ML_SCRIPT_MAX_PATTERNS 64
 #define ML_SCRIPT_MAX_TYPES    256
 
-enum ml_pattern_kind { PAT_ALL, PAT_VISIBLE, PAT_PREFIX, PAT_CATEGORY, PAT_EXACT };
-
-struct ml_pattern {
-	enum ml_pattern_kind kind;
-	uint8_t len; /* of the prefix / category / name */
-	char text[256];
-};
-
-struct ml_script_filter {
-	struct ml_pattern *patterns;
-	size_t n_patterns;
-	/* NULL: every type. Otherwise sorted by length, so most misses compare one byte. */
-	struct {
-		uint8_t len;
-		char text[255];
-	} * types;
-	size_t n_types;
-};
-
 /* Why a call into the script is being stopped (limits.c). */
 enum ml_stop { ML_STOP_NONE, ML_STOP_BUDGET, ML_STOP_TIME, ML_STOP_MEMORY };
 
@@ -79,8 +60,8 @@ struct ml_script {
 	struct ml_script_options opts;
 	enum ml_script_kind kind;
 	char hash[17];
-	struct ml_script_filter filter;
-	int on_error; /* handlers: 0 stop, 1 skip, 2 park */
+	struct ml_filter *filter; /* `from`, compiled (filter.c) */
+	int on_error;		  /* handlers: 0 stop, 1 skip, 2 park */
 	/* what the definition asks of the host: ml_script_retries, ml_script_snapshot_every */
 	int retries;
 	uint64_t snapshot_every;
@@ -183,8 +164,8 @@ void ml_bounded_open(lua_State *L);
 void ml_pattern_open(lua_State *L, int string_table);
 
 /* filter.c */
-int ml_script_filter_load(lua_State *L, int from_idx, struct ml_script_filter *f);
-void ml_script_filter_clear(struct ml_script_filter *f);
+/* Compiles the normalised `from` at from_idx into s->filter (and returns it); raises. */
+struct ml_filter *ml_script_filter_load(lua_State *L, int from_idx);
 
 /* view.c */
 void ml_view_open(lua_State *L); /* pushes the event and data metatables */

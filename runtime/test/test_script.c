@@ -72,18 +72,6 @@ static const char *query_json(struct ml_script *s, const char *name)
 	return json_of(&b, ml_script_query(s, name, NULL, 0, &b));
 }
 
-static void test_patterns(void)
-{
-	ok(ml_script_pattern_match("*", "account-1", 9), "* takes a stream");
-	ok(!ml_script_pattern_match("*", "$parked-x", 9), "* leaves system streams out");
-	ok(ml_script_pattern_match("$all", "$parked-x", 9), "$all takes them");
-	ok(ml_script_pattern_match("account", "account", 7), "a category takes itself");
-	ok(ml_script_pattern_match("account", "account-7", 9), "and its streams");
-	ok(!ml_script_pattern_match("account", "accounts-7", 10), "not a longer name");
-	ok(ml_script_pattern_match("acc-*", "acc-", 4), "a prefix");
-	ok(!ml_script_pattern_match("account-1", "account-12", 10), "an exact name");
-}
-
 static const char counter[] = "local ml = require 'moonlog'\n"
 			      "return ml.projection { name = 'counter', from = 'account-*',\n"
 			      "  init = { n = 0 }, on = { Deposited = function(s, e)\n"
@@ -305,7 +293,6 @@ static void test_load_errors(void)
 
 int main(void)
 {
-	test_patterns();
 	test_filter();
 	test_limits();
 	test_view();

@@ -37,8 +37,12 @@ ML_API void ml_filter_free(struct ml_filter *f);
 ML_API int ml_filter_add_stream(struct ml_filter *f, const char *p, size_t len);
 /* Adds an event type: once any is added, only those types match. */
 ML_API void ml_filter_add_type(struct ml_filter *f, const char *t, size_t len);
+/* Only the types added match, and while none is, nothing does. */
+ML_API void ml_filter_types_only(struct ml_filter *f);
 ML_API int ml_filter_match(const struct ml_filter *f, const char *stream, size_t slen,
 			   const char *type, size_t tlen);
+/* Does one of the filter's patterns take the stream (whatever the type)? */
+ML_API int ml_filter_match_stream(const struct ml_filter *f, const char *stream, size_t slen);
 /* The filter in words ("account-*, order types Placed|Paid"), for stats. */
 ML_API void ml_filter_describe(const struct ml_filter *f, struct ml_buf *out);
 

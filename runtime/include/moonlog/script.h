@@ -80,16 +80,9 @@ ML_API uint64_t ml_script_position(const struct ml_script *s);
 /* Why the script faulted, or NULL while it runs. */
 ML_API const char *ml_script_fault(const struct ml_script *s);
 
-/*
- * The C side of `from`: stream patterns ("$all", "*", "prefix-*", a category
- * "account", an exact "account-42") and an optional list of event types.
- */
-struct ml_script_filter;
-ML_API const struct ml_script_filter *ml_script_filter(const struct ml_script *s);
-ML_API int ml_script_filter_match(const struct ml_script_filter *f, const char *stream,
-				  size_t stream_len, const char *type, size_t type_len);
-/* Does one stream pattern take `stream`? (The same rules, for routing and tests.) */
-ML_API int ml_script_pattern_match(const char *pattern, const char *stream, size_t stream_len);
+/* The C side of `from`: a route filter (moonlog/route.h: ml_filter_match). */
+struct ml_filter;
+ML_API const struct ml_filter *ml_script_filter(const struct ml_script *s);
 
 /*
  * Feeds one event. Events at or below the script's position are skipped (so a
