@@ -1,12 +1,8 @@
 /*
- * runner.c - the host's Lua side: a small chunk, run inside each script's
- * state, that holds the state and calls the definition's methods per kind.
- *
- * The C host asks for one of a few verbs (feed, state, set, get, query,
- * stream, target, initial, decide, show) and never needs to know how a
- * projection's state differs from a reducer's table of states by stream. The chunk is trusted
- * host code: it runs with the definition and the sandbox's require as
- * arguments, and touches no global.
+ * runner.c - loading a script's definition into the host: its kind, name and
+ * `from`, and the host's Lua side (runner.lua: a small chunk, run inside each
+ * script's state, that holds the state and calls the definition's methods per
+ * kind), with the C trampolines that feed it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,88 +10,6 @@
 #include <lauxlib.h>
 
 #include "script_internal.h"
-
-static const char runner_src[] =
-    "local def, require = ...\n"
-    "local kind, R = def.kind, {}\n"
-    "local ml = require 'moonlog'\n"
-    "local pretty = require 'moonlog.pretty'\n"
-    /* The DSL's fold, inlined for the plain kinds: it is the hot path of a replay. */
-    "local on, any = def.on, def._any\n"
-    "if kind == 'projection' then\n"
-    /* The state lives in a cell that C reads too: see ml_feed_projection. */
-    "  local fold, cell = def.fold, { def:initial() }\n"
-    "  function R.feed(e) cell[1] = fold(def, cell[1], e) end\n"
-    "  if not def.partition then\n"
-    "    R.cell, R.on, R.any = cell, on, any\n"
-    "    function R.feed(e)\n"
-    "      local h = on[e.type] or any\n"
-    "      if h then local r = h(cell[1], e) if r ~= nil then cell[1] = r end end\n"
-    "    end\n"
-    "  end\n"
-    "  function R.state() return cell[1] end\n"
-    "  function R.set(s) cell[1] = s end\n"
-    "  function R.get(key) if def.partition then return cell[1][key] end return cell[1] end\n"
-    "  function R.query(name, ...) return def:query(cell[1], name, ...) end\n"
-    "elseif kind == 'handler' then\n"
-    "  local handle = def.handle\n"
-    "  function R.feed(e) return handle(def, e) end\n"
-    "  function R.state() return nil end\n"
-    "  function R.set() end\n"
-    "  function R.get() return nil end\n"
-    "else\n"
-    "  local initial, states = def.initial, {}\n"
-    "  function R.feed(e)\n"
-    "    local stream = e.stream\n"
-    "    local s = states[stream]\n"
-    "    if s == nil then s = initial(def, stream) end\n"
-    "    local h = on[e.type] or any\n"
-    "    if h then local r = h(s, e) if r ~= nil then s = r end end\n"
-    "    states[stream] = s\n"
-    "  end\n"
-    "  function R.state() return states end\n"
-    "  function R.set(s) states = s end\n"
-    "  function R.get(key) return states[key] end\n"
-    "end\n"
-    "if kind == 'decider' then\n"
-    /* The stream; C checks it against `from` and asks def:target when it is not a
-       name there, for its message (decide.c). */
-    "  local stream_of = def.stream\n"
-    "  function R.stream(command, args) return stream_of(args, command) end\n"
-    "  function R.target(command, args) return def:target(command, args) end\n"
-    "  function R.initial(stream) return def:initial(stream) end\n"
-    /* The fold is C's, from these (decide.c): def:fold without a Lua call to dispatch. */
-    "  R.on, R.any = on, any\n"
-    "  function R.decide(state, command, args)\n"
-    "    local result = def:decide(state, command, args)\n"
-    "    if ml.is_rejection(result) then return false, result.reason, result.details end\n"
-    "    return true, result\n"
-    "  end\n"
-    "end\n"
-    /* Readable Lua: one key per line, sorted, nested tables indented. */
-    "local function show(v, indent, out, seen)\n"
-    "  if type(v) ~= 'table' then out[#out + 1] = pretty.format(v) return end\n"
-    "  if seen[v] then out[#out + 1] = '<cycle>' return end\n"
-    "  local keys = pretty.sorted_keys(v)\n"
-    "  if #keys == 0 then out[#out + 1] = '{}' return end\n"
-    "  seen[v] = true\n"
-    "  local inner = indent .. '  '\n"
-    "  out[#out + 1] = '{\\n'\n"
-    "  for i = 1, #keys do\n"
-    "    local k = keys[i]\n"
-    "    out[#out + 1] = inner\n"
-    "    if math.type(k) ~= 'integer' or k ~= i then\n"
-    "      local f = pretty.format({ [k] = true })\n"
-    "      out[#out + 1] = f:sub(2, -7) .. ' = '\n"
-    "    end\n"
-    "    show(v[k], inner, out, seen)\n"
-    "    out[#out + 1] = ',\\n'\n"
-    "  end\n"
-    "  out[#out + 1] = indent .. '}'\n"
-    "  seen[v] = nil\n"
-    "end\n"
-    "function R.show(v) local out = {} show(v, '', out, {}) return table.concat(out) end\n"
-    "return R\n";
 
 static void set_kind(lua_State *L, struct ml_script *s, int def)
 {
@@ -162,7 +76,7 @@ int ml_runner_open(lua_State *L, int env, int def)
 	ml_script_filter_load(L, -1);
 	lua_pop(L, 1);
 
-	if (luaL_loadbufferx(L, runner_src, sizeof(runner_src) - 1, "=moonlog.host", "t") != LUA_OK)
+	if (luaL_loadbufferx(L, ml_runner_lua, ml_runner_lua_len, "=moonlog.host", "t") != LUA_OK)
 		return lua_error(L);
 	lua_pushvalue(L, def);
 	lua_getfield(L, env, "require");

@@ -226,5 +226,8 @@ struct ml_lua_module {
 };
 extern const struct ml_lua_module ml_lua_modules[];
 extern const size_t ml_lua_modules_count;
+/* runner.lua, the same way (runner.c) */
+extern const char ml_runner_lua[];
+extern const size_t ml_runner_lua_len;
 
 #endif
