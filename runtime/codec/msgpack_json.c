@@ -15,7 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-static int put_value(struct ml_msgpack_reader *r, struct ml_buf *out, int depth);
+static int put_value(struct ml_msgpack_reader *r, struct ml_buf *out, int depth, int in_key);
 
 static void put_text(struct ml_buf *out, const char *s, size_t n)
 {
@@ -119,13 +119,18 @@ static void put_base64(struct ml_buf *out, const char *s, size_t n)
 	out->len += k + 2;
 }
 
-/* A map key that is not a string: its JSON text, as a string ({1: 2} -> {"1":2}). */
-static int put_key(struct ml_msgpack_reader *r, struct ml_buf *out, int depth)
+/*
+ * A map key that is not a string: its JSON text, as a string ({1: 2} -> {"1":2}).
+ * Keys inside that text are written as they are, not quoted again: quoting at
+ * every level doubles the backslashes per level, and 64 maps nested as keys of
+ * keys (130 bytes of msgpack) would render to 2^64 bytes.
+ */
+static int put_key(struct ml_msgpack_reader *r, struct ml_buf *out, int depth, int in_key)
 {
 	size_t at = out->len;
-	if (put_value(r, out, depth) != 0)
+	if (put_value(r, out, depth, 1) != 0)
 		return -1;
-	if (out->data[at] == '"')
+	if (in_key || out->data[at] == '"')
 		return 0;
 	char *text = ml_xstrndup(out->data + at, out->len - at);
 	size_t n = out->len - at;
@@ -136,7 +141,7 @@ static int put_key(struct ml_msgpack_reader *r, struct ml_buf *out, int depth)
 }
 
 static int put_container(struct ml_msgpack_reader *r, struct ml_buf *out,
-			 const struct ml_msgpack_obj *o, const uint8_t *at, int depth)
+			 const struct ml_msgpack_obj *o, const uint8_t *at, int depth, int in_key)
 {
 	int is_map = o->kind == ML_MP_MAP;
 	if (depth >= ML_CODEC_MAX_DEPTH)
@@ -146,18 +151,18 @@ static int put_container(struct ml_msgpack_reader *r, struct ml_buf *out,
 		if (i > 0)
 			ml_msgpack_put_byte(out, ',');
 		if (is_map) {
-			if (put_key(r, out, depth + 1) != 0)
+			if (put_key(r, out, depth + 1, in_key) != 0)
 				return -1;
 			ml_msgpack_put_byte(out, ':');
 		}
-		if (put_value(r, out, depth + 1) != 0)
+		if (put_value(r, out, depth + 1, in_key) != 0)
 			return -1;
 	}
 	ml_msgpack_put_byte(out, is_map ? '}' : ']');
 	return 0;
 }
 
-static int put_value(struct ml_msgpack_reader *r, struct ml_buf *out, int depth)
+static int put_value(struct ml_msgpack_reader *r, struct ml_buf *out, int depth, int in_key)
 {
 	struct ml_msgpack_obj o;
 	const uint8_t *at = r->p;
@@ -197,7 +202,7 @@ static int put_value(struct ml_msgpack_reader *r, struct ml_buf *out, int depth)
 		ml_msgpack_put_byte(out, '}');
 		return 0;
 	default:
-		return put_container(r, out, &o, at, depth);
+		return put_container(r, out, &o, at, depth, in_key);
 	}
 }
 
@@ -207,7 +212,7 @@ int ml_msgpack_to_json(const void *mp, size_t len, struct ml_buf *out)
 	size_t start = out->len;
 
 	ml_msgpack_reader_init(&r, mp, len);
-	if (put_value(&r, out, 0) != 0 || (r.p != r.end && ml_msgpack_err_trailing(&r))) {
+	if (put_value(&r, out, 0, 0) != 0 || (r.p != r.end && ml_msgpack_err_trailing(&r))) {
 		out->len = start;
 		return -1;
 	}
