@@ -518,6 +518,17 @@ static void test_refusals(void)
 	is_str(refusal("return {['a b'] = {[2.5] = {['\\0'] = {[-3] = print}}}}", NULL),
 	       "cannot encode a function at value[\"a b\"][2.5][\"\\x00\"][-3]",
 	       "keys that are not names are quoted");
+	/* The message ends where the path does, also after a quoted key (a fuzz find: that
+	 * text was not terminated, and the message took along what the heap held after it,
+	 * here the end of the refusal before: value["a b"][2.5]["\x00"][-3]). */
+	struct ml_buf out = {0};
+	ml_buf_add(&out, "keep", 4);
+	eval("return {['a b'] = print}");
+	ok(ml_lua_to_msgpack(L, -1, &out) == -1, "a function under a quoted key is refused");
+	is_str(ml_diag_last(), "cannot encode a function at value[\"a b\"]",
+	       "and the message ends with the path");
+	lua_pop(L, 1);
+	ml_buf_free(&out);
 	ok(hex_of("local t = {} for i = 1, 63 do t = {t} end return t")[0] == '9',
 	   "64 nested tables encode");
 	ok(has(refusal("local t = {} for i = 1, 64 do t = {t} end return t", NULL),
