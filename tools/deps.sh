@@ -3,8 +3,10 @@
 # Used by `make run`, `make test` and `make bench`; safe to run again (it does nothing then).
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config clang liblua5.4-dev lua5.4 libevent-dev libmsgpack-dev
-      libcjson-dev libedit-dev lua-busted lua-messagepack lua-cjson lua-socket lua-posix curl tmux)
+# libclang-rt-14-dev: clang's sanitizer runtimes and libFuzzer (clang only recommends it).
+pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev liblua5.4-dev lua5.4 libevent-dev
+      libmsgpack-dev libcjson-dev libedit-dev lua-busted lua-messagepack lua-cjson lua-socket
+      lua-posix curl tmux)
 [ "${1:-}" = bench ] && pkgs+=(redis-server nats-server tarantool)
 
 missing=()
