@@ -120,4 +120,74 @@ local msgpack_seeds = {
 }
 for name, bytes in pairs(msgpack_seeds) do write("msgpack", name, bytes) end
 
+-- ---- segment files (runtime/log/record.h), after a flags byte (fuzz_log.c) ---------------
+
+local crc_table = {}
+for i = 0, 255 do
+  local c = i
+  for _ = 1, 8 do c = (c & 1) ~= 0 and (c >> 1) ~ 0x82f63b78 or c >> 1 end
+  crc_table[i] = c
+end
+local function crc32c(s, crc)
+  crc = (crc or 0) ~ 0xffffffff
+  for i = 1, #s do crc = crc_table[(crc ~ s:byte(i)) & 0xff] ~ (crc >> 8) end
+  return crc ~ 0xffffffff
+end
+
+local function segment_header(first)
+  local h = "MOONLOG\0" .. string.pack("<I4I4I8i8", 1, 64, first, 1700000000000) .. string.rep("\0", 28)
+  return h .. string.pack("<I4", crc32c(h))
+end
+
+-- e = {stream, type, id, data, meta, generated}; flags: 1 first of its batch, 2 last.
+local function record(e, flags, left, position, version)
+  local id, meta, data = e.id or "", e.meta or "", e.data or ""
+  local body = string.pack("<BBBBI4I4I4I8I8i8", flags | (e.generated and 4 or 0), #e.stream,
+    #e.type, #id, #meta, #data, left, position, version, 1700000000000 + position)
+    .. e.stream .. e.type .. id .. meta .. data
+  local len = string.pack("<I4", 4 + 4 + #body)
+  return len .. string.pack("<I4", crc32c(body, crc32c(len))) .. body
+end
+
+-- Batches of events from position `first`: {{e, e}, {e}} -> the records, back to back.
+local function batches(first, list)
+  local out, pos, versions = {}, first, {}
+  for _, b in ipairs(list) do
+    for i, e in ipairs(b) do
+      versions[e.stream] = (versions[e.stream] or 0) + 1
+      local flags = (i == 1 and 1 or 0) | (i == #b and 2 or 0)
+      out[#out + 1] = record(e, flags, #b - i, pos, versions[e.stream])
+      pos = pos + 1
+    end
+  end
+  return table.concat(out)
+end
+
+local dep = { stream = "account-1", type = "Deposited", data = enc(map({ { "amount", 10 } })) }
+local wd = { stream = "account-1", type = "Withdrawn", data = enc(map({ { "amount", 3 } })),
+  id = "0190a5b2-1c3d-7e4f-8a9b-0c1d2e3f4a5b", generated = true }
+local placed = { stream = "order-7", type = "Placed", id = "id-1", data = enc(map({})),
+  meta = enc(map({ { "correlation_id", "c-1" }, { "causation_id", "e-9" } })) }
+local odd = { stream = "x", type = "T", data = "\xc1not msgpack", meta = "\x92\x01" }
+local one = batches(1, { { dep } })
+local three = batches(1, { { dep, placed, wd }, { placed } })
+local log_seeds = {
+  empty = "\0" .. segment_header(1),
+  one_event = "\0" .. segment_header(1) .. one,
+  batches = "\0" .. segment_header(1) .. three .. string.rep("\0", 64),
+  torn_tail = "\0" .. segment_header(1) .. three:sub(1, -20),
+  unfinished_batch = "\0" .. segment_header(1) .. batches(1, { { dep } }) ..
+      record(placed, 1, 1, 2, 1),
+  two_segments = "\0" .. segment_header(1) .. batches(1, { { dep, wd } }) .. segment_header(3) ..
+      record(placed, 3, 0, 3, 1),
+  damage_then_good = "\0" .. segment_header(1) .. one .. ("\xff"):rep(48) ..
+      record(placed, 3, 0, 2, 1),
+  bytes_not_msgpack = "\0" .. segment_header(1) .. batches(1, { { odd } }),
+  fix_checksums = "\3" .. segment_header(1):sub(1, 60) .. "\0\0\0\0" .. three:gsub("^(....)....", "%1\0\0\0\0"),
+  bad_version = "\0" .. segment_header(1):sub(1, 8) .. string.pack("<I4", 2) ..
+      segment_header(1):sub(13) .. one,
+  out_of_sequence = "\0" .. segment_header(5) .. one,
+}
+for name, bytes in pairs(log_seeds) do write("log", name, bytes) end
+
 return { mp = mp, write = write }
