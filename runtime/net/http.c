@@ -62,7 +62,9 @@ void ml_http_send(struct evhttp_request *req, int code, const char *reason,
 		  const struct ml_buf *body, const char *type)
 {
 	struct evbuffer *b = evbuffer_new();
-	if (body && body->len)
+	/* Never a body for HEAD: libevent 2.1 sends it anyway, without a Content-Length, and
+	 * the client (or a proxy reusing the connection) takes it for the next response. */
+	if (body && body->len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
 		evbuffer_add(b, body->data, body->len);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  type ? type : "application/json");

@@ -81,4 +81,22 @@ describe("moonlog serve over HTTP", function()
     assert.matches("# TYPE moonlog_head gauge\nmoonlog_head 1\n", text)
     assert.matches("moonlog_events_total 1", text)
   end)
+
+  it("answers HEAD without a body, so the next answer on the connection stays whole", function()
+    -- A fuzz find: the 405 to a HEAD went out with its JSON body and no Content-Length,
+    -- which a client or a proxy reusing the connection read as the next response.
+    local s = server.start()
+    local socket = require "socket"
+    local c = assert(socket.connect("127.0.0.1", s.http_port))
+    c:settimeout(5)
+    assert(c:send("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local head = {}
+    repeat
+      local line = assert(c:receive("*l"))
+      head[#head + 1] = line
+    until line == "" or line == "\r"
+    assert.matches("^HTTP/1.1 405", head[1])
+    assert.equal("HTTP/1.1 200 OK", (assert(c:receive("*l")):gsub("\r$", "")))
+    c:close()
+  end)
 end)
