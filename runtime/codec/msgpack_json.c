@@ -110,6 +110,11 @@ static void put_string(struct ml_buf *out, const char *s, size_t n)
 	ml_msgpack_put_byte(out, '"');
 }
 
+void ml_json_string(struct ml_buf *out, const char *s, size_t n)
+{
+	put_string(out, s, n);
+}
+
 static void put_base64(struct ml_buf *out, const char *s, size_t n)
 {
 	char *o = (char *)ml_msgpack_room(out, ML_BASE64_SIZE((uint64_t)n) + 2);

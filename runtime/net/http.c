@@ -20,20 +20,10 @@
 
 #include "net/http_internal.h"
 
+/* The codec's writer: JSON must be UTF-8, and messages echo bytes from paths and scripts. */
 void ml_http_json_string(struct ml_buf *out, const char *s, size_t n)
 {
-	ml_buf_reserve(out, n + 2);
-	ml_buf_add(out, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			ml_buf_addf(out, "\\%c", c);
-		else if (c < 0x20)
-			ml_buf_addf(out, "\\u%04x", c);
-		else
-			ml_buf_add(out, &s[i], 1);
-	}
-	ml_buf_add(out, "\"", 1);
+	ml_json_string(out, s, n);
 }
 
 int ml_http_event_json(struct ml_buf *out, const struct ml_event *e)

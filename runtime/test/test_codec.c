@@ -380,6 +380,13 @@ static void test_to_json(void)
 	ok(strlen(json_of_sbuf()) < 200, "24 maps nested as keys of keys render in %zu bytes",
 	   strlen(json_of_sbuf()));
 
+	struct ml_buf js = {0};
+	ml_json_string(&js, "a\xff\n\"", 4);
+	ml_buf_add(&js, "", 1);
+	is_str(js.data, "\"a\xef\xbf\xbd\\n\\\"\"",
+	       "ml_json_string escapes as to_json does, U+FFFD for bytes that are not UTF-8");
+	ml_buf_free(&js);
+
 	/* A long string crosses the 4096-byte chunks of the escaper. */
 	static char longs[10000];
 	for (size_t i = 0; i < sizeof(longs); i++)

@@ -99,4 +99,15 @@ describe("moonlog serve over HTTP", function()
     assert.equal("HTTP/1.1 200 OK", (assert(c:receive("*l")):gsub("\r$", "")))
     c:close()
   end)
+
+  it("writes error messages that echo a path as UTF-8 JSON", function()
+    -- A fuzz find: the bytes of a path went into the message raw, so /projections/%FFx
+    -- was answered with a body that is not UTF-8, which JSON must be.
+    local src = os.getenv("MOONLOG_SOURCE_DIR") or "."
+    local s = server.start { args = { "--scripts", src .. "/examples/bank/scripts" } }
+    local code, body = s:curl_json("GET", "/projections/%FFx")
+    assert.equal(404, code)
+    assert.is_table(body, "the body is not JSON: " .. tostring(body))
+    assert.equal("no script named \"\u{fffd}x\" (see GET /scripts)", body.error.message)
+  end)
 end)

@@ -49,6 +49,12 @@ ML_API int ml_msgpack_is_map(const void *buf, size_t len);
 ML_API int ml_msgpack_to_json(const void *mp, size_t len, struct ml_buf *out);
 
 /*
+ * A string as JSON text, appended to out: quoted and escaped as ml_msgpack_to_json
+ * writes strings, each byte that is not valid UTF-8 replaced by U+FFFD.
+ */
+ML_API void ml_json_string(struct ml_buf *out, const char *s, size_t n);
+
+/*
  * JSON text -> msgpack appended to out. Integers that fit int64/uint64 stay
  * integers, other numbers become float64. A number too large for a double and a
  * key given twice in one object are refused. 0, or -1 with a diag (ML_ERR_USAGE)
