@@ -85,9 +85,10 @@ static void command_route(struct ml_server *s, struct evhttp_request *req, const
 	if (slash == NULL || slash == rest || !slash[1] || strchr(slash + 1, '/'))
 		return ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
 				     "POST /commands/{decider}/{Command}");
-	char *decider = evhttp_uridecode(rest, 0, NULL);
-	char *dslash = strchr(decider, '/');
-	*dslash = 0;
+	/* Each part decoded alone: a %00 before the slash would hide it from strchr. */
+	char *raw = ml_xstrndup(rest, (size_t)(slash - rest));
+	char *decider = evhttp_uridecode(raw, 0, NULL);
+	free(raw);
 	char *command = evhttp_uridecode(slash + 1, 0, NULL);
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);

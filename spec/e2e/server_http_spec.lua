@@ -110,4 +110,14 @@ describe("moonlog serve over HTTP", function()
     assert.is_table(body, "the body is not JSON: " .. tostring(body))
     assert.equal("no script named \"\u{fffd}x\" (see GET /scripts)", body.error.message)
   end)
+
+  it("survives a command whose decider name decodes to a NUL", function()
+    -- A fuzz find: POST /commands/a%00/Add took the whole server down (a NULL write).
+    local src = os.getenv("MOONLOG_SOURCE_DIR") or "."
+    local s = server.start { args = { "--scripts", src .. "/examples/bank/scripts" } }
+    local code = s:curl("POST", "/commands/a%00/Add", "{}")
+    assert.equal(404, code)
+    code = s:curl("GET", "/health")
+    assert.equal(200, code)
+  end)
 end)
