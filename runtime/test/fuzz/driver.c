@@ -9,8 +9,8 @@
  *   fuzz_NAME [-max_total_time=S] [-runs=N] [-max_len=N] [-seed=N] [-timeout=S]
  *             [-dict=FILE] [-artifact_prefix=P] [-merge=1] DIR|FILE ...
  *
- * Inputs that reach new code are written to the first directory, as libFuzzer
- * does; files given by name are run once each (to reproduce a crash). With
+ * Inputs that reach new code are written to the first argument when it is a
+ * directory, as libFuzzer does; files given by name are run once each (to reproduce a crash). With
  * -merge=1 the inputs of the other directories that add coverage to the first
  * one are copied into it, and nothing else runs.
  *
@@ -173,6 +173,13 @@ static void report_death(const char *prefix)
 	say("\n==fuzz== run it again with: THIS_PROGRAM ");
 	say(path);
 	say("\n");
+}
+
+/* UBSan (gcc's, apart from ASan's runtime) does not call the death callback: make it abort,
+ * which on_signal sees. Read by the runtime at start; UBSAN_OPTIONS still overrides it. */
+__attribute__((visibility("default"))) const char *__ubsan_default_options(void)
+{
+	return "abort_on_error=1:print_stacktrace=1";
 }
 
 static void on_death(void)
@@ -502,8 +509,8 @@ static int parse_flag(const char *a)
 		return opt.dict = a + 6, 1;
 	if (strncmp(a, "-artifact_prefix=", 17) == 0)
 		return opt.artifact_prefix = a + 17, 1;
-	if (strncmp(a, "-print_final_stats=", 19) == 0) /* always printed */
-		return 1;
+	if (strncmp(a, "-print_final_stats=", 19) == 0 || strncmp(a, "-detect_leaks=", 14) == 0)
+		return 1; /* stats are always printed; leaks are LSan's, at exit */
 	if (a[0] == '-') /* libFuzzer flags this engine does not have: ignored */
 		return fprintf(stderr, "==fuzz== ignoring the flag %s\n", a), 1;
 	return 0;
@@ -571,7 +578,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < npaths; i++) {
 		struct stat st;
-		if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode) && out_dir == NULL)
+		if (i == 0 && stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode))
 			out_dir = paths[i];
 		if (opt.merge && i == 0) { /* the first directory's coverage first */
 			load(paths[0]);
