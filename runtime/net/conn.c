@@ -361,6 +361,12 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->in.len += (size_t)r;
+	ml_conn_received(c);
+}
+
+void ml_conn_received(struct ml_conn *c)
+{
+	struct ml_server *s = c->srv;
 	c->inflight++; /* a request may close c: keep it until we are done here */
 	parse(c);
 	arm(c);

@@ -157,6 +157,9 @@ void ml_conn_flush(struct ml_conn *c);
 void ml_conn_send_early(struct ml_conn *c);
 void ml_conn_close(struct ml_conn *c);
 void ml_conn_release(struct ml_conn *c); /* an in-flight request of c finished */
+/* Bytes were added to c->in (by the socket, or by a fuzz target): handles the complete
+ * requests among them and sends their answers. c may be closed (and freed) on return. */
+void ml_conn_received(struct ml_conn *c);
 /* A wrong token: answer msgid after a delay, reading nothing meanwhile; close after a few. */
 void ml_conn_auth_failed(struct ml_conn *c, uint64_t msgid);
 

@@ -511,7 +511,7 @@ static int parse_flag(const char *a)
 		return opt.artifact_prefix = a + 17, 1;
 	if (strncmp(a, "-print_final_stats=", 19) == 0 || strncmp(a, "-detect_leaks=", 14) == 0)
 		return 1; /* stats are always printed; leaks are LSan's, at exit */
-	if (a[0] == '-') /* libFuzzer flags this engine does not have: ignored */
+	if (a[0] == '-')  /* libFuzzer flags this engine does not have: ignored */
 		return fprintf(stderr, "==fuzz== ignoring the flag %s\n", a), 1;
 	return 0;
 }

@@ -190,4 +190,118 @@ local log_seeds = {
 }
 for name, bytes in pairs(log_seeds) do write("log", name, bytes) end
 
+-- ---- msgpack-RPC: what the spec client sends (spec/e2e/server_*_spec.lua) ----------------
+
+local msgid = 0
+local function req(method, ...)
+  msgid = msgid + 1
+  return enc(arr({ 0, msgid, method, arr({ ... }, select("#", ...)) }, 4))
+end
+local function ev(type_, data, extra)
+  local kv = { { "type", type_ }, { "data", data } }
+  for _, p in ipairs(extra or {}) do kv[#kv + 1] = p end
+  return map(kv)
+end
+local amount10 = map({ { "amount", 10 } })
+local rpc_seeds = {
+  append_read = req("append", "account-1", ev("Deposited", amount10), "no_stream")
+    .. req("append", "account-1", arr({ ev("Deposited", map({ { "amount", 5 } })),
+      ev("Withdrawn", map({ { "amount", 3 } })) }), 1)
+    .. req("append", "account-1", ev("Deposited", amount10), 1)
+    .. req("append", "account-2", ev("X", nil), "exists")
+    .. req("read", "account-1") .. req("read", "account-1", nil, 2, true) .. req("read", "$all", 2)
+    .. req("read", "nobody-1"),
+  idempotent = req("append", "order-7", ev("Placed", map({}), { { "id", "id-1" } }))
+    .. req("append", "order-7", ev("Paid", map({})))
+    .. req("append", "order-7", ev("Placed", map({}), { { "id", "id-1" } })),
+  meta = req("append", "s-1", ev("T", arr({ 1, "two", 3.5, true }),
+    { { "meta", map({ { "correlation_id", "c-1" }, { "user", "u" } }) } }), "any"),
+  subscribe = req("append", "account-1", ev("Deposited", amount10))
+    .. req("subscribe", "*", 0) .. req("subscribe", arr({ "account-*", "order-7" }), nil)
+    .. req("subscribe", map({ { "streams", "account-*" }, { "types", arr({ "Deposited" }) } }), 0)
+    .. req("unsubscribe", 1) .. req("unsubscribe", 99),
+  group = req("append", "job-1", ev("Queued", map({})))
+    .. req("subscribe", "job-*", 0, map({ { "group", "workers" }, { "ack_timeout_ms", 100 },
+      { "max_deliveries", 2 }, { "max_inflight", 4 } }))
+    .. req("ack", "workers", 1) .. req("subscribe", "job-*", 0, "workers"),
+  admin = req("stats") .. req("auth", "secret-token") .. req("eval", "return 1")
+    .. req("complete", "lo"),
+  scripts = req("command", "counter", "Add", map({ { "id", 1 }, { "by", 5 }, { "note", "n" } }))
+    .. req("command", "counter", "Add", map({ { "id", 1 }, { "by", "x" } }))
+    .. req("command", "counter", "Reset", map({ { "id", 2 } }))
+    .. req("command", "nobody", "Add", map({}))
+    .. req("query", "types", "count", "T") .. req("query", "types", "echo", 1, arr({ 2 }), map({}))
+    .. req("query", "types", "total") .. req("get", "counter-1") .. req("get", "counter", "counter-1")
+    .. req("state", "types") .. req("state", "counter", "counter-1") .. req("scripts")
+    .. req("reload", "types") .. req("parked", "notes") .. req("replay_parked", "notes"),
+  not_requests = enc(arr({ 1, 2, 3, 4 })) .. enc(arr({ 0, -1, "stats", arr({}) }))
+    .. enc(arr({ 0, 0x100000000, "stats", arr({}) })) .. enc(arr({ 0, 7, 8, arr({}) }))
+    .. enc(arr({ 0, 8, "stats", 1 })) .. enc(arr({ 0, 9, "nope", arr({}) })) .. enc("hello")
+    .. enc(arr({ 2, "event", arr({}) })),
+  bad_params = req("append", 1) .. req("append", "s", arr({})) .. req("append", "s", map({}))
+    .. req("append", "s", ev("", nil)) .. req("append", "s", ev("T", nil, { { "meta", 1 } }))
+    .. req("append", "s", ev("T", nil), "sometimes") .. req("append", "s", ev("T", nil), -1)
+    .. req("read", 5) .. req("read", "s", "x") .. req("read", "$all", 1, 1, true)
+    .. req("subscribe") .. req("subscribe", 5) .. req("subscribe", "*", "x")
+    .. req("subscribe", "*", 0, map({ { "ack_timeout_ms", 5 } })) .. req("ack", "g")
+    .. req("unsubscribe", "x") .. req("auth") .. req("command", "counter")
+    .. req("query", 1) .. req("get") .. req("state") .. req("reload", 1) .. req("parked"),
+  malformed = "\x94\x00\x01\xa5stats\x90\xc1",
+  cut_short = "\x94\x00\x01\xa6append\x92\xa1s\x82\xa4type\xa1T\xa4data\xdb\x00\x00\x10",
+  ext_data = req("append", "s-1", ev("T", raw("\xd4\x05\x00"))) .. req("read", "s-1"),
+}
+for name, bytes in pairs(rpc_seeds) do write("rpc", name, bytes) end
+
+-- ---- HTTP: what the specs send with curl (spec/e2e/server_http_spec.lua and others) -----
+
+local function http(method, path, body, headers)
+  local h = { method .. " " .. path .. " HTTP/1.1", "Host: 127.0.0.1" }
+  for _, line in ipairs(headers or {}) do h[#h + 1] = line end
+  if body then
+    h[#h + 1] = "Content-Type: application/json"
+    h[#h + 1] = "Content-Length: " .. #body
+  end
+  return table.concat(h, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+local http_seeds = {
+  append_read = http("POST", "/streams/account-1", json_seeds.deposited)
+    .. http("POST", "/streams/account-1", json_seeds.batch, { 'If-Match: "1"' })
+    .. http("POST", "/streams/account-1", '{"type":"C"}', { "If-Match: 1" })
+    .. http("GET", "/streams/account-1?from=1&limit=10")
+    .. http("GET", "/streams/account-1?backwards=true&limit=1") .. http("GET", "/all?from=2"),
+  expected = http("POST", "/streams/s-1", '{"type":"T"}', { "If-Match: no_stream" })
+    .. http("POST", "/streams/s-1", '{"type":"T"}', { "If-Match: *" })
+    .. http("POST", "/streams/s-1", '{"type":"T"}', { 'If-Match: "7"' })
+    .. http("POST", "/streams/s-1", '{"type":"T","id":"i-1"}')
+    .. http("POST", "/streams/s-1", '{"type":"T","id":"i-1"}'),
+  errors = http("POST", "/streams/x-1", "{not json") .. http("POST", "/streams/x-1", '{"data":{}}')
+    .. http("GET", "/streams/nobody-1") .. http("GET", "/no/such/route") .. http("DELETE", "/all")
+    .. http("GET", "/all?from=abc") .. http("POST", "/streams/$system", '{"type":"T"}')
+    .. http("GET", "/eval") .. http("PUT", "/streams/x-1", "{}"),
+  status = http("GET", "/health") .. http("GET", "/stats") .. http("GET", "/metrics")
+    .. http("GET", "/scripts") .. http("HEAD", "/health") .. http("GET", "/health"),
+  scripts = http("POST", "/commands/counter/Add", '{"id":1,"by":5,"note":"n"}')
+    .. http("POST", "/commands/counter/Add", '{"id":1,"by":"x"}')
+    .. http("POST", "/commands/counter/Nope", "{}") .. http("POST", "/commands/missing/Open", "{}")
+    .. http("POST", "/commands/counter/Add", "[1,2]") .. http("GET", "/commands/counter/Add")
+    .. http("GET", "/projections/types/count?arg=T") .. http("GET", "/projections/types")
+    .. http("GET", "/projections/types/echo?arg=1&arg=two") .. http("GET", "/reducers/counter/counter-1")
+    .. http("GET", "/projections/types/nope") .. http("GET", "/projections/missing")
+    .. http("POST", "/scripts/types/reload") .. http("GET", "/scripts/notes/parked")
+    .. http("POST", "/scripts/notes/parked/replay") .. http("POST", "/scripts/reload"),
+  subscribe = http("POST", "/streams/account-1", json_seeds.deposited)
+    .. http("GET", "/subscribe?pattern=account-*,order-7&types=Deposited&from=0"),
+  last_event_id = http("GET", "/subscribe", nil, { "Last-Event-ID: 0" }),
+  auth = http("GET", "/stats", nil, { "Authorization: Bearer wrong-token" }),
+  two_lengths = "POST /streams/s-1 HTTP/1.1\r\nContent-Length: 12\r\nContent-Length: 13\r\n\r\n"
+    .. '{"type":"T"} ',
+  chunked = "POST /streams/s-1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"typ\r\n"
+    .. "7\r\ne\":\"T\"}\r\n0\r\n\r\n",
+  http10 = "GET /health HTTP/1.0\r\n\r\n",
+  escapes = http("GET", "/streams/a%2Fb%00c?from=%31&limit=") .. http("GET", "/all?from=1&from=2&limit=18446744073709551616"),
+  cut_short = "POST /streams/s-1 HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"type\":",
+  garbage = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+}
+for name, bytes in pairs(http_seeds) do write("http", name, bytes) end
+
 return { mp = mp, write = write }
