@@ -71,8 +71,11 @@ static uint64_t position;
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
+	struct ml_script_options o;
+	ml_script_options_init(&o);
+	o.time_limit_ms = 20000; /* a liveness bound only: a busy machine must not fail a walk */
 	L = luaL_newstate();
-	walker = ml_script_load_buffer("walker.lua", walker_src, sizeof(walker_src) - 1, NULL);
+	walker = ml_script_load_buffer("walker.lua", walker_src, sizeof(walker_src) - 1, &o);
 	if (walker == NULL) {
 		fprintf(stderr, "fuzz_msgpack: the walker script does not load: %s\n",
 			ml_diag_last());
