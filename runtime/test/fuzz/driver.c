@@ -7,12 +7,12 @@
  * use, so one command line drives either engine:
  *
  *   fuzz_NAME [-max_total_time=S] [-runs=N] [-max_len=N] [-seed=N] [-timeout=S]
- *             [-dict=FILE] [-artifact_prefix=P] [-merge=1] DIR|FILE ...
+ *             [-dict=FILE] [-artifact_prefix=P] [-merge=1] [-use_counters=0] DIR|FILE ...
  *
  * Inputs that reach new code are written to the first argument when it is a
- * directory, as libFuzzer does; files given by name are run once each (to reproduce a crash). With
- * -merge=1 the inputs of the other directories that add coverage to the first
- * one are copied into it, and nothing else runs.
+ * directory, as libFuzzer does; files given by name are run once each (to
+ * reproduce a failure). With -merge=1 the inputs of the other directories that
+ * add coverage to the first one are copied into it, and nothing else runs.
  *
  * Coverage comes from gcc's -fsanitize-coverage=trace-pc (CMakeLists.txt
  * compiles the core and the target with it, not this file): every basic block
@@ -20,7 +20,8 @@
  * into a 64 KiB map; an input is new when an edge's count reaches a bucket
  * (1, 2, 3, 4-7, 8-15, 16-31, 32-127, 128+) no input reached before. A crash,
  * an assertion, a sanitizer report or a run longer than -timeout writes the
- * input to P crash-HASH (or timeout-HASH) and exits non-zero.
+ * input to Pcrash-HASH (or Ptimeout-HASH, P the -artifact_prefix) and exits
+ * non-zero.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -45,6 +46,7 @@ void __sanitizer_set_death_callback(void (*cb)(void)) __attribute__((weak));
 #define MAP_SIZE (1u << 16)
 
 static uint8_t hits[MAP_SIZE], seen[MAP_SIZE];
+static long use_counters = 1; /* -use_counters=0: an edge counts once, however often taken */
 static __thread uintptr_t prev_block;
 static size_t features; /* (edge, bucket) pairs seen so far */
 
@@ -80,7 +82,7 @@ static size_t take_coverage(void)
 		if (w[k] == 0)
 			continue;
 		for (size_t i = 8 * k; i < 8 * k + 8; i++) {
-			uint8_t b = bucket(hits[i]);
+			uint8_t b = use_counters ? bucket(hits[i]) : hits[i] != 0;
 			if (b & ~seen[i]) {
 				seen[i] |= b;
 				fresh += (size_t)__builtin_popcount(b);
@@ -160,6 +162,7 @@ static void say(const char *s)
 
 /* The input that was running when the process died, written where it can be replayed. */
 static char crash_prefix[4096], timeout_prefix[4096], corpus_prefix[4096];
+static const char *program = "fuzz_NAME";
 
 static void report_death(const char *prefix)
 {
@@ -170,7 +173,9 @@ static void report_death(const char *prefix)
 	save(prefix, (const uint8_t *)cur_data, cur_n, path, sizeof(path));
 	say("==fuzz== the input that failed is in ");
 	say(path);
-	say("\n==fuzz== run it again with: THIS_PROGRAM ");
+	say("\n==fuzz== run it again with: ");
+	say(program);
+	say(" ");
 	say(path);
 	say("\n");
 }
@@ -499,7 +504,8 @@ static int parse_flag(const char *a)
 		     {"-runs=", &opt.runs},
 		     {"-max_len=", &opt.max_len},
 		     {"-timeout=", &opt.timeout},
-		     {"-merge=", &opt.merge}};
+		     {"-merge=", &opt.merge},
+		     {"-use_counters=", &use_counters}};
 	for (size_t i = 0; i < sizeof(longs) / sizeof(longs[0]); i++)
 		if (strncmp(a, longs[i].name, strlen(longs[i].name)) == 0)
 			return *longs[i].v = strtol(a + strlen(longs[i].name), NULL, 10), 1;
@@ -534,6 +540,7 @@ int main(int argc, char **argv)
 {
 	const char *paths[256];
 	int npaths = 0, files_only = 1;
+	program = argv[0];
 	if (LLVMFuzzerInitialize)
 		LLVMFuzzerInitialize(&argc, &argv);
 	for (int i = 1; i < argc; i++) {
