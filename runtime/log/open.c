@@ -143,7 +143,7 @@ static int load_segment(struct ml_log *log, uint64_t first, int last)
 		seg->zeroed_end = size; /* the zeros written ahead stay for the next appends */
 		return 0;
 	}
-	if (sc.status == ML_SCAN_DAMAGED || !last)
+	if (!ml_scan_torn_tail(&sc, last))
 		return ml_diag_set(ML_ERR_CORRUPT,
 				   "segment %s/%s is damaged at offset %" PRIu64 " (%s); run "
 				   "'moonlog check --data %s' for details",
