@@ -29,7 +29,7 @@ static int repair_tail(const char *logdir, const char *name, uint64_t good_end, 
 {
 	char path[4096 + 64];
 	snprintf(path, sizeof(path), "%s/LOCK", logdir);
-	int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, ML_FILE_MODE);
 	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) {
 		if (lock >= 0)
 			close(lock);
