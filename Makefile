@@ -2,14 +2,19 @@
 #   make run     install what is missing, build, start moonlog on the bank example
 #   make test    install what is missing, build, run every test under one ctest summary
 #   make bench   moonlog beside Redis, JetStream, Tarantool (~10 min; QUICK=1 ~2 min; bench/README.md)
+#   make soak    kill -9 rounds against the real server under load (ROUNDS=1000, ~0.7 s a round),
+#                checking after each restart that nothing acknowledged is lost, doubled or
+#                reordered and that handlers emit exactly once (tools/soak.lua, docs/operations.md);
+#                exit status 1 on any failure. `make test` runs a 3-round smoke of it.
 BUILD    ?= build
 TYPE     ?= RelWithDebInfo
 CC       ?= cc
 SANITIZE ?= OFF
 JOBS     ?= $(shell nproc)
 DATA     ?= ./moonlog-data
+ROUNDS   ?= 1000
 
-.PHONY: all deps build test run bench install clean format
+.PHONY: all deps build test run bench soak install clean format
 
 all: build
 
@@ -31,6 +36,10 @@ run: build
 bench: build
 	@tools/deps.sh bench
 	lua5.4 bench/run.lua --build $(BUILD) $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+soak: build
+	MOONLOG_BIN=$(abspath $(BUILD))/moonlog LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' \
+	  LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;' lua5.4 tools/soak.lua --rounds $(ROUNDS) $(SOAK_ARGS)
 
 install: build
 	cmake --install $(BUILD)

@@ -81,7 +81,8 @@ function Server:launch()
   local env = "exec env -u LD_PRELOAD ASAN_OPTIONS=detect_leaks=1 "
   local limit = self.nofile and ("ulimit -n %d; "):format(self.nofile) or ""
   local umask = self.umask and ("umask " .. self.umask .. "; ") or ""
-  local cmd = ("sh -c %s"):format(q("echo $$; " .. limit .. umask .. env .. table.concat(args, " ") .. " 2>>" .. q(self.log)))
+  -- exec: the pid echoed is popen's own child, so that close() reaps the server itself
+  local cmd = ("exec sh -c %s"):format(q("echo $$; " .. limit .. umask .. env .. table.concat(args, " ") .. " 2>>" .. q(self.log)))
   self.proc = io.popen(cmd, "r")
   self.pid = tonumber(self.proc:read("l"))
   local deadline = socket.gettime() + 10
