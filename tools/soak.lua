@@ -239,9 +239,9 @@ end
 
 -- `moonlog check` on the killed server's folder: it must pass; a torn tail is counted.
 local function check(data)
-  local out, ok = server.sh(("%s check --data %s 2>&1; echo \"exit=$?\""):format(
-    server.quote(os.getenv("MOONLOG_BIN")), server.quote(data))), nil
-  ok = out:match("exit=(%d+)%s*$") == "0"
+  local out = server.sh(("%s check --data %s 2>&1; echo \"exit=$?\""):format(
+    server.quote(os.getenv("MOONLOG_BIN")), server.quote(data)))
+  local ok = out:match("exit=(%d+)%s*$") == "0"
   T.checks = T.checks + 1
   if out:find("^torn tail: ") then T.torn_tails = T.torn_tails + 1 end
   if not ok then fail("wrong", "moonlog check after the kill: %s", (out:gsub("\n", " "))) end
@@ -280,9 +280,9 @@ end
 local L = { cursor = 0, cursor_id = nil, versions = {}, added = { n = 0, sum = 0 },
             saga = { placed = 0, confirmed = 0, cancelled = 0 } }
 
-local SAGA = { OrderPlaced = "order", PaymentRequested = "payment", PaymentSettled = "payment",
-               PaymentFailed = "payment", OrderConfirmed = "order", OrderCancelled = "order",
-               ShipmentRequested = "shipment" }
+-- The events of an order's story: the decider's OrderPlaced, then the handlers' steps.
+local SAGA = { OrderPlaced = true, PaymentRequested = true, PaymentSettled = true, PaymentFailed = true,
+               OrderConfirmed = true, OrderCancelled = true, ShipmentRequested = true }
 
 -- The round an id, or an order's stream, belongs to.
 local function round_of_id(id) return tonumber(id:match("^r(%d+)%.c%d+%.k%d+%.%d+$")) end
@@ -315,14 +315,20 @@ local function take(e, r, m)
   elseif SAGA[e.type] then
     local order = order_of_stream(e.stream)
     local oq = tonumber(order:match("^r(%d+)"))
-    if oq < r then return fail("handler_doubled", "%s of order %s (round %d) at %d", e.type, order, oq, e.position) end
+    if oq < r then
+      return fail(e.type == "OrderPlaced" and "doubled" or "handler_doubled", "%s of order %s (round %d) at %d",
+        e.type, order, oq, e.position)
+    end
     local steps = m.orders[order] or {}
     m.orders[order] = steps
     steps[e.type] = (steps[e.type] or 0) + 1
-    if e.type == "OrderPlaced" then m.placed_at[order] = e.position end
-    if e.type == "OrderPlaced" then L.saga.placed = L.saga.placed + 1 end
-    if e.type == "OrderConfirmed" then L.saga.confirmed = L.saga.confirmed + 1 end
-    if e.type == "OrderCancelled" then L.saga.cancelled = L.saga.cancelled + 1 end
+    if e.type == "OrderPlaced" then
+      m.placed_at[order], L.saga.placed = e.position, L.saga.placed + 1
+    elseif e.type == "OrderConfirmed" then
+      L.saga.confirmed = L.saga.confirmed + 1
+    elseif e.type == "OrderCancelled" then
+      L.saga.cancelled = L.saga.cancelled + 1
+    end
   elseif e.stream:match("^%$parked") then
     fail("wrong", "an event parked at %d: %s", e.position, tostring(e.meta and e.meta.reason))
   end
@@ -521,7 +527,8 @@ local function main()
   local clean = s:stop()
   if not clean then fail("wrong", "the server did not stop cleanly at the end") end
   s:launch()
-  local m = settle(s.client, O.rounds + 1)
+  local m, caught_up = settle(s.client, O.rounds + 1)
+  if not caught_up then fail("wrong", "after the last restart the projections disagree with the log") end
   verify_handlers(m)
   s:stop()
   local good = report(rounds, socket.gettime() - t0, root .. " (server log: " .. s.log .. ")")
