@@ -460,12 +460,24 @@ local function still_there(c)
   end
 end
 
+-- Seconds spent in each phase of the rounds, for the report.
+local phase = { load = 0, check = 0, restart = 0, verify = 0 }
+local phase_t = socket.gettime()
+local function lap(name)
+  local now = socket.gettime()
+  phase[name], phase_t = phase[name] + now - phase_t, now
+end
+
 local function round(s, r)
   local ops = {}
+  phase_t = socket.gettime()
   drive(s, r, ops)
+  lap("load")
   if O.inject == "lose" then inject_loss(s.data, ops) end
   check(s.data)
+  lap("check")
   s:launch()
+  lap("restart")
   local c = s.client
   still_there(c)
   resend(c, ops)
@@ -485,6 +497,7 @@ local function round(s, r)
   verify_ops(ops, m)
   verify_handlers(m)
   forget_round_streams()
+  lap("verify")
 end
 
 local function report(rounds, seconds, data)
@@ -500,6 +513,8 @@ local function report(rounds, seconds, data)
     :format(T.pongs, T.pings, T.orders, T.saga_steps, T.handler_missing, T.handler_doubled))
   print(("  projections equal to the log: %d of %d rounds; moonlog check after the kill: %d runs, %d torn tails"):format(
     T.projection_checks, rounds, T.checks, T.torn_tails))
+  print(("  time: load until the kill %.0f s, moonlog check %.0f s, restart %.0f s, resend and verify %.0f s")
+    :format(phase.load, phase.check, phase.restart, phase.verify))
   print(("  log: %d events; other failures: %d%s"):format(L.cursor, T.wrong, bad > 0 and ("; data kept in " .. data) or ""))
   for _, f in ipairs(failures) do print("  " .. f) end
   print(bad == 0 and "soak: ok" or "soak: FAILED")
