@@ -120,7 +120,14 @@ local function next_op(cl, r)
   local k, c, roll = cl.k, cl.n, math.random()
   local tag = ("r%d.c%d.k%d"):format(r, c, k)
   local op = { seq = k, client = cl }
-  if roll < 0.40 then
+  if roll < 0.005 then
+    -- a batch of 10-40 KiB: its write spans pages, so that a kill can land inside it
+    local evs, pad = {}, ("x"):rep(200)
+    for i = 1, math.random(30, 150) do
+      evs[i] = { type = "Moved", id = tag .. "." .. i, data = { k = k, i = i, pad = pad } }
+    end
+    op.kind, op.stream, op.events = "append", "bulk-" .. c, evs
+  elseif roll < 0.40 then
     local evs = {}
     for i = 1, math.random(3) do
       evs[i] = { type = "Moved", id = tag .. "." .. i, data = { k = k, i = i } }
