@@ -483,8 +483,12 @@ local function round(s, r)
   if O.inject == "lose" then inject_loss(s.data, ops) end
   check(s.data)
   lap("check")
-  s:launch()
+  local started, why = pcall(s.launch, s)
   lap("restart")
+  if not started then
+    fail("wrong", "round %d: %s", r, (tostring(why):gsub("\n.*", "")))
+    return false
+  end
   local c = s.client
   still_there(c)
   resend(c, ops)
@@ -505,6 +509,7 @@ local function round(s, r)
   verify_handlers(m)
   forget_round_streams()
   lap("verify")
+  return true
 end
 
 local function report(rounds, seconds, data)
@@ -534,25 +539,31 @@ local function main()
   local root = server.tmpdir()
   local scripts = scripts_folder(root)
   local t0 = socket.gettime()
-  local s = server.start { data = root .. "/data", args = { "--scripts", scripts, "--http", "off",
-    "--checkpoint-events", "50", "--snapshot-events", "500", "--snapshot-ms", "200" } }
-  local rounds = 0
+  local s = server.start { data = root .. "/data", start_timeout = 120, args = { "--scripts", scripts,
+    "--http", "off", "--checkpoint-events", "50", "--snapshot-events", "500", "--snapshot-ms", "200" } }
+  local rounds, stopped_short = 0, false
   for r = 1, O.rounds do
-    round(s, r)
     rounds = r
+    if not round(s, r) then
+      stopped_short = true
+      break
+    end
     if r % 50 == 0 then
       io.stderr:write(("soak: round %d, %d events acknowledged, %d failures\n"):format(r, T.acked_events,
         T.lost + T.doubled + T.reordered + T.handler_missing + T.handler_doubled + T.wrong))
     end
   end
-  -- A last clean stop and start: nothing of any verified round may appear after it.
-  local clean = s:stop()
-  if not clean then fail("wrong", "the server did not stop cleanly at the end") end
-  s:launch()
-  local m, caught_up = settle(s.client, O.rounds + 1)
-  if not caught_up then fail("wrong", "after the last restart the projections disagree with the log") end
-  verify_handlers(m)
-  s:stop()
+  if stopped_short then
+    s:stop("KILL") -- the server that did not answer
+  else
+    -- A last clean stop and start: nothing of any verified round may appear after it.
+    if not s:stop() then fail("wrong", "the server did not stop cleanly at the end") end
+    s:launch()
+    local m, caught_up = settle(s.client, O.rounds + 1)
+    if not caught_up then fail("wrong", "after the last restart the projections disagree with the log") end
+    verify_handlers(m)
+    s:stop()
+  end
   local good = report(rounds, socket.gettime() - t0, root .. " (server log: " .. s.log .. ")")
   if (good or O.inject) and not O.keep then
     os.execute("rm -rf " .. server.quote(root) .. " " .. server.quote(s.root))
