@@ -4,6 +4,10 @@
 #   make bench   moonlog beside Redis, JetStream, Tarantool (~10 min; QUICK=1 ~2 min; bench/README.md)
 #   make fuzz    every fuzz target for FUZZ_SECONDS each (default 60; FUZZ_TARGET=rpc for one),
 #                with libFuzzer and ASan+UBSan in build-fuzz; docs/fuzzing.md
+#   make soak    kill -9 rounds against the real server under load (ROUNDS=1000, ~0.7 s a round),
+#                checking after each restart that nothing acknowledged is lost, doubled or
+#                reordered and that handlers emit exactly once (tools/soak.lua, docs/operations.md);
+#                exit status 1 on any failure. `make test` runs a 3-round smoke of it.
 BUILD    ?= build
 TYPE     ?= RelWithDebInfo
 CC       ?= cc
@@ -14,8 +18,9 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= $(shell command -v clang >/dev/null 2>&1 && echo clang || echo $(CC))
 FUZZ_SECONDS ?= 60
 FUZZ_TARGET  ?=
+ROUNDS   ?= 1000
 
-.PHONY: all deps build test run bench fuzz install clean format
+.PHONY: all deps build test run bench fuzz soak install clean format
 
 all: build
 
@@ -43,6 +48,10 @@ fuzz: deps
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=$(FUZZ_CC)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
 	@tools/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGET)
+
+soak: build
+	MOONLOG_BIN=$(abspath $(BUILD))/moonlog LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' \
+	  LUA_CPATH='$(abspath $(BUILD))/lua/?.so;;' lua5.4 tools/soak.lua --rounds $(ROUNDS) $(SOAK_ARGS)
 
 install: build
 	cmake --install $(BUILD)

@@ -1,5 +1,9 @@
 /*
  * cmd_check.c - `moonlog check`: verify every record of the log.
+ *
+ * A torn tail is told apart from damage: it is what a crash leaves (the last
+ * batch, never acknowledged, not completely written), the next open cuts it
+ * off, and check says so and exits 0. Damage exits 1.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -7,21 +11,25 @@
 #include "cli/cli.h"
 
 static const char help[] =
-    "usage: moonlog check [--data DIR] [--repair]\n"
+    "usage: moonlog check [--data DIR] [--repair [--force]]\n"
     "\n"
     "Reads every record of every segment and verifies its checksum, its position and\n"
     "its batch. Reports the first bad record with its segment file and offset; exit\n"
-    "status 1 if there is one.\n"
+    "status 1 if there is one. A torn tail (the last batch not completely written\n"
+    "before a crash: it was never acknowledged, and the next open cuts it off) is not\n"
+    "damage: check prints a line that starts with 'torn tail:' and exits 0.\n"
     "\n"
     "  --data DIR   the data folder (default ./moonlog-data)\n"
-    "  --repair     cut off a torn tail (an unfinished last batch, as a crash can leave);\n"
-    "               other damage is only reported\n";
+    "  --repair     cut off a torn tail now; other damage is only reported\n"
+    "  --force      with --repair: also cut the last segment at damage that good records\n"
+    "               follow (a power loss can leave it; the records after it are lost)\n";
 
 int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"data", required_argument, 0, 'd'},
 	    {"repair", no_argument, 0, 'r'},
+	    {"force", no_argument, 0, 'f'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -34,6 +42,9 @@ int cmd_check(int argc, char **argv)
 			break;
 		case 'r':
 			repair = 1;
+			break;
+		case 'f':
+			force = 1;
 			break;
 		case 'h':
 			fputs(help, stdout);
@@ -52,8 +63,13 @@ int cmd_check(int argc, char **argv)
 	if (ml_log_check(dir, repair, &r) != 0)
 		return cli_diag("check");
 	if (r.cut_bytes)
-		printf("repaired: cut a torn tail of %" PRIu64 " bytes off %s\n", r.cut_bytes,
-		       r.bad_segment);
+		printf("repaired: cut %s of %" PRIu64 " bytes off %s\n",
+		       r.torn_tail ? "a torn tail" : "the damaged end", r.cut_bytes, r.bad_segment);
+	else if (r.torn_tail)
+		printf("torn tail: the last batch (%" PRIu64 " bytes at offset %" PRIu64
+		       " of segment %s) was not completely written before a crash; it was never "
+		       "acknowledged, and the next open cuts it off\n",
+		       r.torn_bytes, r.torn_offset, r.bad_segment);
 	printf("ok: %" PRIu64 " segments, %" PRIu64 " events in %" PRIu64
 	       " batches, last position %" PRIu64 "\n",
 	       r.segments, r.records, r.batches, r.last_position);

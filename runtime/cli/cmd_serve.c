@@ -20,7 +20,7 @@ static const char help[] =
     "or SIGINT once appends in flight are durable. Every *.lua in the scripts folder runs\n"
     "against the live log (docs/scripts-in-server.md).\n"
     "\n"
-    "  --data DIR          the data folder (default ./moonlog-data)\n"
+    "  --data DIR          the data folder (default ./moonlog-data; made mode 0700)\n"
     "  --scripts DIR       the scripts folder (default ./scripts, when it exists)\n"
     "  --checkpoint-events N  handlers: checkpoint after N events (default 10000)\n"
     "  --checkpoint-ms MS  handlers: checkpoint after MS with events handled (default 5000)\n"

@@ -2,10 +2,12 @@
  * check.c - `moonlog check`: verify every record of every segment.
  *
  * Unlike recovery at open, check reads every byte and verifies every
- * checksum, in every segment. With repair it cuts a torn tail off the last
- * segment (what a crash leaves) and nothing else; with repair 2 (--force) it
- * also cuts the last segment at damage that good records follow, which a
- * power loss can leave when the disk wrote pages out of order.
+ * checksum, in every segment. A torn tail of the last segment (what a crash
+ * leaves, decided by the same rule as open: ml_scan_torn_tail) is reported
+ * but is not a failure: it was never acknowledged and the next open cuts it
+ * off. With repair it cuts that torn tail and nothing else; with repair 2
+ * (--force) it also cuts the last segment at damage that good records
+ * follow, which a power loss can leave when the disk wrote pages out of order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +29,7 @@ static int repair_tail(const char *logdir, const char *name, uint64_t good_end, 
 {
 	char path[4096 + 64];
 	snprintf(path, sizeof(path), "%s/LOCK", logdir);
-	int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, ML_FILE_MODE);
 	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0) {
 		if (lock >= 0)
 			close(lock);
@@ -47,6 +49,14 @@ static int repair_tail(const char *logdir, const char *name, uint64_t good_end, 
 		close(fd);
 	close(lock);
 	return rc;
+}
+
+/* Where the written bytes of [from, size) end: the zeros written ahead are not data. */
+static uint64_t written_end(const uint8_t *p, uint64_t from, uint64_t size)
+{
+	while (size > from && p[size - 1] == 0)
+		size--;
+	return size;
 }
 
 static int check_segment(const char *logdir, uint64_t first, int last, int repair, uint64_t *next,
@@ -91,16 +101,24 @@ static int check_segment(const char *logdir, uint64_t first, int last, int repai
 		goto out;
 	}
 	r->bad_offset = sc.bad_offset;
-	r->torn_tail = last && sc.status == ML_SCAN_TORN;
-	if (last && (r->torn_tail ? repair >= 1 : repair >= 2)) {
+	r->torn_tail = ml_scan_torn_tail(&sc, last);
+	if (r->torn_tail) {
+		/* what a crash leaves, not damage: the next open cuts it off at good_end */
+		r->torn_offset = sc.good_end;
+		r->torn_bytes = written_end(p, sc.good_end, size) - sc.good_end;
+		if (repair >= 1)
+			rc = repair_tail(logdir, name, sc.good_end, size, r);
+		goto out;
+	}
+	if (last && repair >= 2) {
 		rc = repair_tail(logdir, name, sc.good_end, size, r);
 		goto out;
 	}
-	rc =
-	    ml_diag_set(ML_ERR_CORRUPT, "%s, offset %" PRIu64 ": %s%s", path, sc.bad_offset, sc.why,
-			r->torn_tail ? " (a torn tail: 'moonlog check --repair' cuts it off)"
-			: last	     ? " (good records follow it: this is not a torn write)"
-				     : "");
+	rc = ml_diag_set(
+	    ML_ERR_CORRUPT, "%s, offset %" PRIu64 ": %s%s", path, sc.bad_offset, sc.why,
+	    last ? " (good records follow it: this is not what a crash leaves; "
+		   "'moonlog check --repair --force' cuts the segment there, losing them)"
+		 : "");
 out:
 	if (size)
 		munmap(p, size);

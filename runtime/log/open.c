@@ -51,26 +51,11 @@ int ml_fsync_parse(const char *s, enum ml_fsync *out)
 	return 0;
 }
 
-static int mkdir_p(const char *path)
-{
-	char buf[4096];
-	snprintf(buf, sizeof(buf), "%s", path);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static int take_lock(struct ml_log *log)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/LOCK", log->logdir);
-	log->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	log->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, ML_FILE_MODE);
 	if (log->lockfd < 0)
 		return ml_diag_set(ML_ERR_IO, "cannot open %s: %s", path, strerror(errno));
 	if (flock(log->lockfd, LOCK_EX | LOCK_NB) != 0) {
@@ -143,7 +128,7 @@ static int load_segment(struct ml_log *log, uint64_t first, int last)
 		seg->zeroed_end = size; /* the zeros written ahead stay for the next appends */
 		return 0;
 	}
-	if (sc.status == ML_SCAN_DAMAGED || !last)
+	if (!ml_scan_torn_tail(&sc, last))
 		return ml_diag_set(ML_ERR_CORRUPT,
 				   "segment %s/%s is damaged at offset %" PRIu64 " (%s); run "
 				   "'moonlog check --data %s' for details",
@@ -170,7 +155,7 @@ int ml_log_create_segment(struct ml_log *log, uint64_t first)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
 	ml_seg_header_encode(hdr, first);
 
-	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, ML_FILE_MODE);
 	if (fd < 0)
 		return ml_diag_set(ML_ERR_IO, "cannot create segment %s: %s", name,
 				   strerror(errno));
@@ -263,7 +248,7 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 
 	uint64_t *firsts = NULL;
 	size_t n = 0;
-	if (!o->readonly && mkdir_p(log->logdir) != 0) {
+	if (!o->readonly && ml_mkdir_private(log->logdir, NULL) != 0) {
 		ml_diag_set(ML_ERR_IO, "cannot create %s: %s", log->logdir, strerror(errno));
 		goto fail;
 	}

@@ -32,4 +32,14 @@ typedef int (*ml_scan_fn)(const struct ml_rec *r, uint64_t offset, void *arg);
 void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan *s, ml_scan_fn fn,
 		     void *arg);
 
+/*
+ * The one rule for what a crash may leave: a torn tail of the last segment,
+ * which open cuts off at good_end (it was never acknowledged). Anything else
+ * that is not clean is damage. Open and check both decide with this.
+ */
+static inline int ml_scan_torn_tail(const struct ml_scan *s, int last_segment)
+{
+	return last_segment && s->status == ML_SCAN_TORN;
+}
+
 #endif

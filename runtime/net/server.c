@@ -452,7 +452,9 @@ struct ml_server *ml_server_new(const struct ml_server_options *o)
 	s->o.listen = o->listen ? o->listen : "";
 	s->o.http = o->http ? o->http : "";
 	s->started_ms = (uint64_t)ml_time_ms();
-	mkdir(s->dir, 0755);
+	char warning[8400]; /* an existing folder open to others: said, not changed */
+	if (ml_data_dir_prepare(s->dir, warning, sizeof(warning)) == 0 && warning[0])
+		ml_server_log_line(s, "%s", warning);
 	s->base = event_base_new();
 	if (s->base == NULL || setup(s) != 0) {
 		char why[512];

@@ -68,11 +68,11 @@ void ml_group_store(struct ml_router *r, struct ml_group *g)
 		return;
 	char dir[4200], path[4200], tmp[4300], text[32];
 	snprintf(dir, sizeof(dir), "%s/groups", r->dir);
-	mkdir(dir, 0755);
+	ml_mkdir_private(dir, NULL);
 	pos_path(r, g->name, path, sizeof(path));
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", fl);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, ML_FILE_MODE);
 	if (fd < 0)
 		return;
 	int ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;

@@ -57,9 +57,9 @@ static int write_atomic(const char *dir, const char *path, const char *tmp, cons
 {
 	char folder[4096];
 	snprintf(folder, sizeof(folder), "%s/scripts", dir);
-	if (mkdir(folder, 0755) != 0 && errno != EEXIST)
+	if (ml_mkdir_private(folder, NULL) != 0)
 		return ml_diag_set(ML_ERR_IO, "cannot create %s: %s", folder, strerror(errno));
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, ML_FILE_MODE);
 	if (fd < 0)
 		return ml_diag_set(ML_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
 	if (write_all(fd, b->data, b->len) != 0 || fsync(fd) != 0) {

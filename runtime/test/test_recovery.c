@@ -1,8 +1,10 @@
 /*
  * Recovery: the last batch cut at every byte offset, and every single bit of
  * it flipped; each time the log must open with exactly the batches before it,
- * and check must pass (after --repair where the tail was torn). Damage before
- * the last batch must stop the open and be reported by check.
+ * and check must call it a torn tail at the offset open cuts (not a failure),
+ * then pass. Damage before the last batch (every bit of a middle batch, a
+ * torn end of a segment that is not the last) must stop the open and fail
+ * check, not be called a torn tail.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -15,9 +17,12 @@
 #include "test/log_helpers.h"
 #include "test/unit.h"
 
+#define SEG1	   "00000000000000000001.seg"
+#define SEG_HEADER 64 /* docs/log.md: the segment header before the records */
+
 static char seg_path[512];
 static uint8_t *pristine;
-static size_t pristine_len, last_batch_at, first_batch_end;
+static size_t pristine_len, last_batch_at, first_batch_end, second_batch_end;
 
 static int recovers_to_five_plus(const char *dir, uint64_t extra);
 
@@ -42,12 +47,14 @@ static void build(const char *dir)
 		ml_log_stats(log, &st); /* bytes: where the data ends (zeros are written ahead) */
 		if (b == 0)
 			first_batch_end = (size_t)st.bytes;
+		if (b == 1)
+			second_batch_end = (size_t)st.bytes;
 		if (b == 2)
 			last_batch_at = (size_t)st.bytes;
 		pristine_len = (size_t)st.bytes;
 	}
 	/* the zeros are written ahead by a thread of the log's own: give it a moment */
-	snprintf(seg_path, sizeof(seg_path), "%s/log/00000000000000000001.seg", dir);
+	snprintf(seg_path, sizeof(seg_path), "%s/log/" SEG1, dir);
 	struct stat zs;
 	for (int i = 0; i < 500 && stat(seg_path, &zs) == 0 && (size_t)zs.st_size <= pristine_len;
 	     i++)
@@ -88,6 +95,72 @@ static int recovers_to_five_plus(const char *dir, uint64_t extra)
 	return good && ml_log_check(dir, 0, &r) == 0 && r.records == 6 + extra;
 }
 
+/* The bytes of p[from, to) that are written: zeros at the end are not counted. */
+static size_t written(const uint8_t *p, size_t from, size_t to)
+{
+	while (to > from && p[to - 1] == 0)
+		to--;
+	return to - from;
+}
+
+/*
+ * check's verdict on the log as it is: 'c' clean, 't' a torn tail where open
+ * cuts (the last batch's offset) of `bytes` bytes (or any, if -1), 'd' damage,
+ * '?' anything else (a torn tail elsewhere, or a failure called torn).
+ */
+static char verdict(const char *dir, long bytes)
+{
+	struct ml_check_report r;
+	if (ml_log_check(dir, 0, &r) != 0)
+		return r.torn_tail ? '?' : 'd';
+	if (!r.torn_tail)
+		return 'c';
+	int where = r.torn_offset == last_batch_at && strcmp(r.bad_segment, SEG1) == 0 &&
+		    r.records == 5 && r.last_position == 5;
+	return where && (bytes < 0 || r.torn_bytes == (uint64_t)bytes) ? 't' : '?';
+}
+
+/*
+ * A torn end of a segment that is not the last one is damage: sealed segments
+ * were synced before the next one started, so no crash leaves that.
+ */
+static void torn_sealed_segment(void)
+{
+	char *dir = unit_tmpdir("recovery-sealed");
+	struct ml_log *log = open_log(dir, 4096);
+	struct ml_log_stats st = {0};
+	for (int i = 0; i < 200 && st.segments < 2; i++) {
+		append1(log, "acc-1", NULL, ML_EXPECT_ANY);
+		ml_log_stats(log, &st);
+	}
+	ml_log_close(log);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/log/" SEG1, dir);
+	int fd = open(path, O_RDWR);
+	struct stat fs;
+	fstat(fd, &fs);
+	uint8_t *p = malloc((size_t)fs.st_size);
+	if (read(fd, p, (size_t)fs.st_size) != fs.st_size)
+		perror("read");
+	/* cut its last record short, as an unfinished write would */
+	size_t end = SEG_HEADER + written(p, SEG_HEADER, (size_t)fs.st_size);
+	if (ftruncate(fd, (off_t)(end - 7)) != 0)
+		perror("ftruncate");
+	close(fd);
+	free(p);
+	struct ml_check_report r;
+	ok(st.segments >= 2 && ml_log_check(dir, 0, &r) != 0 && !r.torn_tail &&
+	       strcmp(r.bad_segment, SEG1) == 0,
+	   "a torn end of the first of %llu segments is damage: %s",
+	   (unsigned long long)st.segments, ml_diag_last());
+	log = open_log_fsync(dir, 4096, ML_FSYNC_NEVER);
+	ok(log == NULL && ml_diag_code() == ML_ERR_CORRUPT, "and open refuses it: %s",
+	   ml_diag_last());
+	ml_log_close(log);
+	rm_rf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
@@ -97,32 +170,37 @@ int main(void)
 	   last_batch_at, pristine_len);
 
 	int cuts_ok = 1, cuts = 0;
-	for (size_t cut = last_batch_at; cut < pristine_len; cut++, cuts++) {
+	for (size_t cut = last_batch_at; cut <= pristine_len; cut++, cuts++) {
 		write_seg(pristine, cut);
-		struct ml_check_report r;
-		int torn = cut == last_batch_at || (ml_log_check(dir, 0, &r) != 0 && r.torn_tail);
-		if (!torn || !recovers_to_five(dir)) {
-			printf("# cut at %zu failed\n", cut);
+		char want = cut == last_batch_at || cut == pristine_len ? 'c' : 't';
+		char got = verdict(dir, (long)written(pristine, last_batch_at, cut));
+		if (got != want || (cut < pristine_len && !recovers_to_five(dir))) {
+			printf("# cut at %zu: check says '%c', not '%c' (%s)\n", cut, got, want,
+			       ml_diag_last());
 			cuts_ok = 0;
 			break;
 		}
 	}
-	ok(cuts_ok, "cut at each of %d offsets: the first three batches are kept", cuts);
+	ok(cuts_ok,
+	   "cut at each of %d offsets: check calls it a torn tail where open cuts it, "
+	   "and the first three batches are kept",
+	   cuts);
 
 	/* The same torn writes inside zeros written ahead: the bytes after the cut are zeros. */
 	int zeroed_ok = 1;
 	uint8_t *z = calloc(1, pristine_len + 8192);
-	for (size_t cut = last_batch_at; cut < pristine_len && zeroed_ok; cut++) {
+	for (size_t cut = last_batch_at + 1; cut < pristine_len && zeroed_ok; cut++) {
 		memset(z, 0, pristine_len + 8192);
 		memcpy(z, pristine, cut);
 		write_seg(z, pristine_len + 8192);
-		if (!recovers_to_five(dir)) {
-			printf("# zeroed cut at %zu failed\n", cut);
+		char got = verdict(dir, (long)written(pristine, last_batch_at, cut));
+		if (got != 't' || !recovers_to_five(dir)) {
+			printf("# zeroed cut at %zu failed: check says '%c'\n", cut, got);
 			zeroed_ok = 0;
 		}
 	}
 	free(z);
-	ok(zeroed_ok, "a batch torn inside zeros written ahead is cut at each offset");
+	ok(zeroed_ok, "a batch torn inside zeros written ahead: a torn tail at each offset, cut");
 
 	int flips_ok = 1, flips = 0;
 	uint8_t *copy = malloc(pristine_len);
@@ -131,19 +209,49 @@ int main(void)
 			memcpy(copy, pristine, pristine_len);
 			copy[byte] ^= (uint8_t)(1 << bit);
 			write_seg(copy, pristine_len);
-			if (!recovers_to_five(dir)) {
-				printf("# flip of bit %d at byte %zu failed\n", bit, byte);
+			char got = verdict(dir, -1);
+			if (got != 't' || !recovers_to_five(dir)) {
+				printf("# flip of bit %d at byte %zu failed: check says '%c'\n",
+				       bit, byte, got);
 				flips_ok = 0;
 				break;
 			}
 		}
-	ok(flips_ok, "each of %d single-bit flips in the last batch: it alone is cut", flips);
+	ok(flips_ok, "each of %d single-bit flips in the last batch: a torn tail, it alone is cut",
+	   flips);
+
+	/* Each byte of a batch in the middle (one bit, a different one each time): damage,
+	 * never a torn tail; the open refuses. */
+	int middle_ok = 1, middle = 0;
+	for (size_t byte = first_batch_end; byte < second_batch_end && middle_ok;
+	     byte++, middle++) {
+		int bit = (int)(byte % 8);
+		memcpy(copy, pristine, pristine_len);
+		copy[byte] ^= (uint8_t)(1 << bit);
+		write_seg(copy, pristine_len);
+		char got = verdict(dir, -1);
+		struct ml_log_options o; /* opened quietly: hundreds of refusals */
+		ml_log_options_init(&o);
+		o.dir = dir;
+		o.fsync = ML_FSYNC_NEVER;
+		struct ml_log *l = ml_log_open(&o);
+		if (got != 'd' || l != NULL || ml_diag_code() != ML_ERR_CORRUPT) {
+			printf("# flip of bit %d at byte %zu: check says '%c', open %s\n", bit,
+			       byte, got, l ? "went on" : "refused");
+			middle_ok = 0;
+			ml_log_close(l);
+		}
+	}
+	ok(middle_ok,
+	   "a bit flipped in each of the %d bytes of a middle batch: damage (check fails, "
+	   "open refuses)",
+	   middle);
 
 	/* Repair: a torn tail is cut by check --repair. */
 	write_seg(pristine, pristine_len - 7);
 	struct ml_check_report r;
-	ok(ml_log_check(dir, 0, &r) != 0 && r.torn_tail, "check reports a torn tail: %s",
-	   ml_diag_last());
+	ok(ml_log_check(dir, 0, &r) == 0 && r.torn_tail && r.cut_bytes == 0,
+	   "check reports a torn tail, and cuts nothing without --repair");
 	ok(ml_log_check(dir, 1, &r) == 0 && r.cut_bytes > 0, "--repair cuts it (%llu bytes)",
 	   (unsigned long long)r.cut_bytes);
 	ok(ml_log_check(dir, 0, &r) == 0 && r.records == 5, "and then check passes");
@@ -165,6 +273,7 @@ int main(void)
 	free(copy);
 	free(pristine);
 	rm_rf(dir);
+	torn_sealed_segment();
 	free(dir);
 	return done_testing();
 }

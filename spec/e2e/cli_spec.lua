@@ -127,26 +127,55 @@ describe("moonlog append and read", function()
     assert.matches('"version":2,"type":"Kept"', out, 1, true)
   end)
 
-  it("check reports damage with the segment and offset, and --repair cuts a torn tail", function()
+  it("check calls a torn tail what it is (exit 0), and --repair cuts it", function()
     for i = 1, 5 do run { "append", "--data", dir, "s-1", "E" .. i } end
     local st, out = run { "check", "--data", dir }
     assert.equal(0, st)
     assert.matches("5 events in 5 batches, last position 5", out, 1, true)
+    assert.is_nil(out:find("torn tail", 1, true))
     -- tear the last record: cut the data 10 bytes before its end (zeros follow the data)
     local seg = dir .. "/log/00000000000000000001.seg"
     local f = assert(io.open(seg, "r+b"))
     local data = f:read("a")
     local last = #data:gsub("%z+$", "")
     f:seek("set", last - 10); f:write(string.rep("\0", 10)); f:close()
-    local st2, _, err = run { "check", "--data", dir }
-    assert.equal(1, st2)
-    assert.matches("00000000000000000001.seg, offset %d+: .*torn tail", err)
+    local st2, tail, err = run { "check", "--data", dir }
+    assert.equal(0, st2, err)
+    assert.equal("", err)
+    local bytes, at = tail:match("^torn tail: the last batch %((%d+) bytes at offset (%d+) of segment 00000000000000000001%.seg%) was not completely written before a crash; it was never acknowledged, and the next open cuts it off\n")
+    assert.is_not_nil(bytes, tail)
+    assert.equal(last - 10, tonumber(at) + tonumber(bytes)) -- the written part of the batch
+    assert.matches("ok: 1 segments, 4 events in 4 batches, last position 4", tail, 1, true)
     local st3, rep = run { "check", "--data", dir, "--repair" }
     assert.equal(0, st3)
-    assert.matches("repaired", rep)
+    assert.matches("repaired: cut a torn tail of %d+ bytes off 00000000000000000001.seg", rep)
     assert.matches("4 events", rep)
     local _, after = run { "read", "--data", dir, "s-1" }
     assert.equal(4, #lines(after))
+    assert.equal(0, (run { "check", "--data", dir }))
+  end)
+
+  it("check fails (exit 1) on damage that good records follow; --repair --force cuts it", function()
+    for i = 1, 5 do run { "append", "--data", dir, "s-1", "E" .. i } end
+    local seg = dir .. "/log/00000000000000000001.seg"
+    local f = assert(io.open(seg, "r+b"))
+    f:seek("set", 64 + 30) -- inside the first record
+    local b = f:read(1)
+    f:seek("set", 64 + 30); f:write(string.char(b:byte() ~ 0x10)); f:close()
+    local st, out, err = run { "check", "--data", dir }
+    assert.equal(1, st)
+    assert.equal("", out)
+    assert.matches("00000000000000000001.seg, offset 64: bad record .*not what a crash leaves", err)
+    assert.is_nil(err:find("torn tail", 1, true))
+    local st2, _, err2 = run { "read", "--data", dir, "s-1" }
+    assert.equal(1, st2)
+    assert.matches("damaged at offset 64", err2, 1, true)
+    assert.equal(1, (run { "check", "--data", dir, "--repair" }))
+    local st3, rep = run { "check", "--data", dir, "--repair", "--force" }
+    assert.equal(0, st3)
+    assert.matches("repaired: cut the damaged end of %d+ bytes", rep)
+    assert.matches("0 events", rep)
+    assert.equal(2, (run { "check", "--data", dir, "--force" }))
   end)
 
   it("prints help for every command", function()

@@ -80,10 +80,12 @@ function Server:launch()
   -- moonlog.core; the binary carries its own, so it must not inherit the preload.
   local env = "exec env -u LD_PRELOAD ASAN_OPTIONS=detect_leaks=1 "
   local limit = self.nofile and ("ulimit -n %d; "):format(self.nofile) or ""
-  local cmd = ("sh -c %s"):format(q("echo $$; " .. limit .. env .. table.concat(args, " ") .. " 2>>" .. q(self.log)))
+  local umask = self.umask and ("umask " .. self.umask .. "; ") or ""
+  -- exec: the pid echoed is popen's own child, so that close() reaps the server itself
+  local cmd = ("exec sh -c %s"):format(q("echo $$; " .. limit .. umask .. env .. table.concat(args, " ") .. " 2>>" .. q(self.log)))
   self.proc = io.popen(cmd, "r")
   self.pid = tonumber(self.proc:read("l"))
-  local deadline = socket.gettime() + 10
+  local deadline = socket.gettime() + (self.start_timeout or 10)
   while socket.gettime() < deadline do
     -- The kernel completes a connect as soon as the port is bound, before the scripts
     -- are loaded; the server is ready when it answers a request.
@@ -158,13 +160,15 @@ end
 
 -- Starts a server: opts.args (more flags), opts.token (writes a token file: the token and a
 -- newline, or opts.token_file as its whole text), opts.data, opts.nofile (the descriptor
--- limit it runs under).
+-- limit it runs under), opts.umask (the server's umask, e.g. "000"), opts.start_timeout (s to
+-- wait for its first answer, 10).
 function M.start(opts)
   opts = opts or {}
   local root = M.tmpdir()
   local s = setmetatable({ root = root, data = opts.data or (root .. "/data"), log = root .. "/serve.log",
                            rpc_port = M.free_port(), http_port = M.free_port(),
-                           args = opts.args or {}, nofile = opts.nofile }, Server)
+                           args = opts.args or {}, nofile = opts.nofile, umask = opts.umask,
+                           start_timeout = opts.start_timeout }, Server)
   if opts.token then
     local f = assert(io.open(root .. "/token", "w"))
     f:write(opts.token_file or (opts.token .. "\n"))

@@ -211,16 +211,23 @@ ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
 /*
  * Verifies every record of every segment in DIR/log without opening the log
  * for writing. Prints nothing; fills the report. Returns 0 if all is well, -1
- * with diag naming the first bad record (segment file and offset). With
- * `repair` 1, a torn tail is cut off (and only a torn tail: damage followed by
- * good records is reported, not cut); with 2, damage in the last segment is
+ * with diag naming the first bad record (segment file and offset).
+ *
+ * A torn tail (an unfinished last batch at the end of the last segment, what a
+ * crash in the middle of a write leaves) is not damage: it was never
+ * acknowledged and the next open cuts it off (the same rule decides both).
+ * check returns 0 for it and sets torn_tail, torn_offset and torn_bytes. With
+ * `repair` 1, that torn tail is cut off (and only a torn tail: damage followed
+ * by good records is reported, not cut); with 2, damage in the last segment is
  * cut off even when good records follow it (they are lost).
  */
 struct ml_check_report {
 	uint64_t segments, records, batches, last_position;
 	uint64_t bad_offset;  /* of the first bad record */
 	char bad_segment[64]; /* its file name, empty if none */
-	int torn_tail;	      /* the damage is a torn tail (repairable) */
+	int torn_tail;	      /* the last segment ends in a torn batch (not damage) */
+	uint64_t torn_offset; /* where that batch starts: open cuts the segment there */
+	uint64_t torn_bytes;  /* how much of it was written (zeros after it not counted) */
 	uint64_t cut_bytes;   /* removed by --repair */
 };
 ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);

@@ -1,6 +1,6 @@
 /*
  * util.h - small services every module uses: allocation that never returns NULL,
- * CRC32C, clocks and UUIDv7.
+ * CRC32C, clocks, UUIDv7, and the data folder's permissions.
  */
 #ifndef MOONLOG_UTIL_H
 #define MOONLOG_UTIL_H
@@ -38,5 +38,25 @@ ML_API uint64_t ml_clock_ns(void);
 
 /* A new UUIDv7 in its 36-character text form, written to out[37]. */
 ML_API void ml_uuid7(char out[37]);
+
+/*
+ * The data folder is its owner's alone (runtime/util/private.c): folders in it
+ * are created with mode 0700 and files with ML_FILE_MODE, whatever the umask.
+ */
+#define ML_FILE_MODE 0600
+
+/*
+ * Creates the folder `path` and its missing parents with mode 0700. A folder
+ * that exists is left as it is. 0, or -1 with errno; *created (if not NULL)
+ * says whether `path` itself was made.
+ */
+ML_API int ml_mkdir_private(const char *path, int *created);
+
+/*
+ * Creates the data folder `dir` (0700) if it is missing. If it exists and other
+ * users can enter it, writes a one-line warning to warning[cap] (else "") and
+ * changes nothing. 0, or -1 with errno.
+ */
+ML_API int ml_data_dir_prepare(const char *dir, char *warning, size_t cap);
 
 #endif
