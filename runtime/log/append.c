@@ -33,7 +33,7 @@ static int refuse(struct ml_append *req, enum ml_err code, const char *fmt, ...)
 	vsnprintf(req->errmsg, sizeof(req->errmsg), fmt, ap);
 	va_end(ap);
 	req->err = code;
-	req->state = ML_APPEND_DONE;
+	ml_req_of(req)->state = ML_APPEND_DONE;
 	return ml_diag_set(code, "%s", req->errmsg);
 }
 
@@ -335,10 +335,11 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37])
 	struct ml_seg *seg = seg_for(log, bytes);
 	struct ml_buf *buf = &log->pending.bytes;
 	ml_buf_reserve(buf, bytes);
-	req->seg = seg;
-	req->file_offset = seg->end;
-	req->buf_offset = buf->len;
-	req->nbytes = bytes;
+	struct ml_req *q = ml_req_of(req);
+	q->seg = seg;
+	q->file_offset = seg->end;
+	q->buf_offset = buf->len;
+	q->nbytes = bytes;
 	req->first_position = log->next_position;
 
 	int64_t now = ml_time_ms();
@@ -378,10 +379,10 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37])
 static void enqueue(struct ml_log *log, struct ml_append *req)
 {
 	struct ml_flushbuf *fb = &log->pending;
-	req->state = ML_APPEND_QUEUED;
-	req->next = NULL;
+	ml_req_of(req)->state = ML_APPEND_QUEUED;
+	ml_req_of(req)->next = NULL;
 	if (fb->tail)
-		fb->tail->next = req;
+		ml_req_of(fb->tail)->next = req;
 	else
 		fb->head = req;
 	fb->tail = req;
@@ -408,10 +409,10 @@ static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[
 		req->duplicate = 1;
 		req->last_position = d.last;
 		if (d.last <= log->head) {
-			req->state = ML_APPEND_DONE;
+			ml_req_of(req)->state = ML_APPEND_DONE;
 			return 1;
 		}
-		req->nbytes = 0; /* completes when the original does */
+		ml_req_of(req)->nbytes = 0; /* completes when the original does */
 		enqueue(log, req);
 		return 0;
 	}
@@ -470,15 +471,16 @@ int ml_log_submit(struct ml_log *log, struct ml_append *req)
  */
 void ml_append_wait(struct ml_append *req)
 {
-	uint32_t s;
-	while ((s = __atomic_load_n(&req->state, __ATOMIC_ACQUIRE)) != ML_APPEND_DONE)
-		syscall(SYS_futex, &req->state, FUTEX_WAIT_PRIVATE, s, NULL, NULL, 0);
+	uint32_t s, *state = &ml_req_of(req)->state;
+	while ((s = __atomic_load_n(state, __ATOMIC_ACQUIRE)) != ML_APPEND_DONE)
+		syscall(SYS_futex, state, FUTEX_WAIT_PRIVATE, s, NULL, NULL, 0);
 }
 
 void ml_append_wake(struct ml_append *req)
 {
-	__atomic_store_n(&req->state, ML_APPEND_DONE, __ATOMIC_RELEASE);
-	syscall(SYS_futex, &req->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	uint32_t *state = &ml_req_of(req)->state;
+	__atomic_store_n(state, ML_APPEND_DONE, __ATOMIC_RELEASE);
+	syscall(SYS_futex, state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 int ml_log_append(struct ml_log *log, struct ml_append *req)

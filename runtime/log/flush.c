@@ -117,12 +117,13 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 	uint64_t file_off = 0, buf_off = 0, len = 0;
 
 	*synced = 0;
-	for (struct ml_append *r = fb->head;; r = r->next) {
-		if (r && r->nbytes == 0)
+	for (struct ml_append *r = fb->head;; r = ml_req_of(r)->next) {
+		struct ml_req *q = r ? ml_req_of(r) : NULL;
+		if (q && q->nbytes == 0)
 			continue;
-		if (r && r->seg == seg && r->file_offset == file_off + len &&
-		    r->buf_offset == buf_off + len) {
-			len += r->nbytes;
+		if (q && q->seg == seg && q->file_offset == file_off + len &&
+		    q->buf_offset == buf_off + len) {
+			len += q->nbytes;
 			continue;
 		}
 		if (len)
@@ -131,10 +132,10 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 			return -1;
 		if (r == NULL)
 			break;
-		if (switch_seg(log, r->seg, fault_sync) != 0)
+		if (switch_seg(log, q->seg, fault_sync) != 0)
 			return -1;
-		seg = r->seg;
-		file_off = r->file_offset, buf_off = r->buf_offset, len = r->nbytes;
+		seg = q->seg;
+		file_off = q->file_offset, buf_off = q->buf_offset, len = q->nbytes;
 	}
 	if (seg && log->opt.fsync == ML_FSYNC_ALWAYS) { /* earlier segments are sealed */
 		if (sync_fd(seg->fd, fault_sync))
@@ -147,11 +148,12 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 /* Undo the index entries of the records in a buffer (the mutex is held). */
 static void unindex(struct ml_log *log, struct ml_flushbuf *fb)
 {
-	for (struct ml_append *r = fb->head; r; r = r->next) {
-		const uint8_t *p = (const uint8_t *)fb->bytes.data + r->buf_offset;
+	for (struct ml_append *r = fb->head; r; r = ml_req_of(r)->next) {
+		struct ml_req *q = ml_req_of(r);
+		const uint8_t *p = (const uint8_t *)fb->bytes.data + q->buf_offset;
 		struct ml_rec rec;
-		for (uint64_t o = 0; o < r->nbytes; o += rec.len) {
-			ml_rec_parse(p + o, r->nbytes - o, 0, &rec);
+		for (uint64_t o = 0; o < q->nbytes; o += rec.len) {
+			ml_rec_parse(p + o, q->nbytes - o, 0, &rec);
 			struct ml_stream *s =
 			    ml_streams_find(&log->streams, rec.ev.stream, rec.ev.stream_len,
 					    ml_stream_hash(rec.ev.stream, rec.ev.stream_len));
@@ -165,14 +167,15 @@ static void unindex(struct ml_log *log, struct ml_flushbuf *fb)
 static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append **done)
 {
 	for (struct ml_append *r = fb->head, *next; r; r = next) {
-		next = r->next;
+		struct ml_req *q = ml_req_of(r);
+		next = q->next;
 		if (errmsg) {
 			r->err = ML_ERR_IO;
 			snprintf(r->errmsg, sizeof(r->errmsg), "%s", errmsg);
-		} else if (r->nbytes) {
-			r->seg->durable_end = r->file_offset + r->nbytes;
+		} else if (q->nbytes) {
+			q->seg->durable_end = q->file_offset + q->nbytes;
 		}
-		r->next = *done;
+		q->next = *done;
 		*done = r;
 	}
 	fb->head = fb->tail = NULL;
@@ -259,9 +262,9 @@ static void complete(struct ml_log *log, struct ml_append *list, uint64_t head, 
 {
 	pthread_mutex_unlock(&log->mu);
 	for (struct ml_append *r = list, *next; r; r = next) {
-		next = r->next; /* r may be gone once it is marked done */
+		next = ml_req_of(r)->next; /* r may be gone once it is marked done */
 		if (r->done) {
-			r->state = ML_APPEND_DONE;
+			ml_req_of(r)->state = ML_APPEND_DONE;
 			r->done(r);
 		} else {
 			ml_append_wake(r);

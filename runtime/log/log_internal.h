@@ -63,6 +63,28 @@ struct ml_old_map {
 	struct ml_old_map *next;
 };
 
+/*
+ * The log's bookkeeping for a request in flight, kept in the opaque `priv`
+ * area of struct ml_append (so callers can keep requests on their stack, and
+ * see none of it). may_alias: the area is declared as integers.
+ */
+enum ml_append_state { ML_APPEND_IDLE, ML_APPEND_QUEUED, ML_APPEND_DONE };
+
+struct __attribute__((may_alias)) ml_req {
+	uint32_t state; /* enum ml_append_state; a futex word */
+	struct ml_append *next;
+	struct ml_seg *seg;
+	uint64_t file_offset, buf_offset, nbytes;
+};
+
+_Static_assert(sizeof(struct ml_req) <= sizeof(((struct ml_append *)0)->priv),
+	       "struct ml_req must fit in struct ml_append's priv area");
+
+static inline struct ml_req *ml_req_of(struct ml_append *r)
+{
+	return (struct ml_req *)(void *)&r->priv;
+}
+
 /* A buffer of encoded batches and the requests they belong to. */
 struct ml_flushbuf {
 	struct ml_buf bytes;

@@ -27,7 +27,6 @@
 #include <moonlog/diag.h>
 
 struct ml_log;
-struct ml_seg;
 
 enum ml_fsync {
 	ML_FSYNC_ALWAYS, /* acknowledge after fdatasync covers the batch */
@@ -85,8 +84,6 @@ struct ml_expect_in {
 	int64_t expected;
 };
 
-enum ml_append_state { ML_APPEND_IDLE, ML_APPEND_QUEUED, ML_APPEND_DONE };
-
 /*
  * One append request: a batch. Fill the inputs, submit, and read the results
  * once it is done. The request must stay alive until then.
@@ -114,11 +111,10 @@ struct ml_append {
 	int duplicate;		/* 1: every id was already stored; nothing was written */
 	int64_t actual_version; /* on ML_ERR_CONFLICT: the stream's version */
 
-	/* private to the log */
-	uint32_t state; /* enum ml_append_state; a futex word */
-	struct ml_append *next;
-	struct ml_seg *seg;
-	uint64_t file_offset, buf_offset, nbytes;
+	/* the log's own bookkeeping while the request is in flight: not to be touched */
+	struct {
+		uint64_t opaque[6];
+	} priv;
 };
 
 /*
