@@ -30,6 +30,9 @@
 
 #include "log/log_internal.h"
 #include "log/record.h"
+#ifdef ML_FAULT_INJECTION
+#include "log/faults.h"
+#endif
 
 #define GATHER_MAX_NS 100000
 
@@ -356,8 +359,11 @@ static void run_cycle(struct ml_log *log)
 	log->pending = tmp;
 	log->inflight.last_position = log->next_position - 1;
 	log->last_group = log->inflight.requests;
-	int fault_write = log->fault_write, fault_sync = log->fault_sync, synced;
+	int fault_write = 0, fault_sync = 0, synced;
+#ifdef ML_FAULT_INJECTION
+	fault_write = log->fault_write, fault_sync = log->fault_sync;
 	log->fault_write = log->fault_sync = 0;
+#endif
 	pthread_mutex_unlock(&log->mu);
 
 	uint64_t t0 = ml_clock_ns();
@@ -389,6 +395,18 @@ static void *flusher_main(void *arg)
 	pthread_mutex_unlock(&log->mu);
 	return NULL;
 }
+
+#ifdef ML_FAULT_INJECTION
+void ml_log_inject_fault(struct ml_log *log, int on_write, int err)
+{
+	pthread_mutex_lock(&log->mu);
+	if (on_write)
+		log->fault_write = err;
+	else
+		log->fault_sync = err;
+	pthread_mutex_unlock(&log->mu);
+}
+#endif
 
 /* Appends "one at a time": what ml_log_kick writes on the caller's thread (under every
  * --fsync mode: with batch or never the cycle is only a write, and the hand-offs were

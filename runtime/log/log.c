@@ -149,13 +149,3 @@ int ml_expect_parse(const char *s, int64_t *out)
 				   s);
 	return 0;
 }
-
-void ml_log_inject_fault(struct ml_log *log, int on_write, int err)
-{
-	pthread_mutex_lock(&log->mu);
-	if (on_write)
-		log->fault_write = err;
-	else
-		log->fault_sync = err;
-	pthread_mutex_unlock(&log->mu);
-}

@@ -133,7 +133,9 @@ struct ml_log {
 	struct ml_old_map *old_maps; /* read.c */
 
 	char broken[256]; /* set when a failed write could not be undone: refuse appends */
-	int fault_write, fault_sync; /* injected errno for the next write / sync */
+#ifdef ML_FAULT_INJECTION
+	int fault_write, fault_sync; /* faults.h: injected errno for the next write / sync */
+#endif
 	struct ml_log_stats stats;
 };
 

@@ -230,7 +230,4 @@ struct lua_State;
 ML_API int ml_luaopen_log(struct lua_State *L);
 ML_API void ml_lua_push_log(struct lua_State *L, struct ml_log *log);
 
-/* Test hook: make the next write or fdatasync of the flusher fail with errno `err`. */
-ML_API void ml_log_inject_fault(struct ml_log *log, int on_write, int err);
-
 #endif
