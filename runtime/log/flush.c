@@ -266,12 +266,7 @@ static void complete(struct ml_log *log, struct ml_append *list, uint64_t head, 
 	pthread_mutex_unlock(&log->mu);
 	for (struct ml_append *r = list, *next; r; r = next) {
 		next = ml_req_of(r)->next; /* r may be gone once it is marked done */
-		if (r->done) {
-			ml_req_of(r)->state = ML_APPEND_DONE;
-			r->done(r);
-		} else {
-			ml_append_wake(r);
-		}
+		ml_append_finish(r);
 	}
 	if (moved && log->on_head)
 		log->on_head(head, log->on_head_arg);
@@ -413,7 +408,7 @@ void ml_log_inject_fault(struct ml_log *log, int on_write, int err)
  * most of a lone append's time). */
 #define KICK_INLINE_MAX 2
 
-void ml_log_kick(struct ml_log *log)
+void ml_store_kick(struct ml_log *log)
 {
 	pthread_mutex_lock(&log->mu);
 	if (log->pending.head && log->flusher_idle && !log->flushing &&

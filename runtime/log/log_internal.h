@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <moonlog/log.h>
+#include <moonlog/log_writer.h>
 #include <moonlog/util.h>
 
 /* One stream: its name, and the positions of its events (its version is their count). */
@@ -97,6 +98,8 @@ struct ml_log {
 	struct ml_log_options opt;
 	char *dir, *logdir;
 	int dirfd, lockfd;
+	struct ml_log_writer *writer;	   /* behind the front: &local_writer, or one set */
+	struct ml_log_writer local_writer; /* writer.c */
 
 	pthread_mutex_t mu;
 	pthread_cond_t flush_cv; /* wakes the flusher */
@@ -176,13 +179,32 @@ struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position);
 /* Creates a segment's file (header, sync, rename, sync the folder): its fd, or -1. */
 int ml_log_create_segment(struct ml_log *log, uint64_t first);
 
-/* append.c */
-int ml_log_flusher_start(struct ml_log *log);
-void ml_log_flusher_stop(struct ml_log *log);
-
 /* append.c: blocking appenders wait on their own request */
 void ml_append_wait(struct ml_append *req);
 void ml_append_wake(struct ml_append *req);
+
+/* store.c: checks a batch against the log (ids, expected versions), reserves and queues
+ * it for the flusher; returns as ml_log_submit. ids as for ml_log_writer_ops.submit. */
+int ml_store_submit(struct ml_log *log, struct ml_append *req, char (*ids)[37]);
+
+/* flush.c: the flusher thread, and a kick (see ml_log_kick) */
+int ml_log_flusher_start(struct ml_log *log);
+void ml_log_flusher_stop(struct ml_log *log);
+void ml_store_kick(struct ml_log *log);
+
+/* writer.c */
+void ml_log_writer_local_init(struct ml_log *log);
+
+/* A finished request: its done callback runs, or its waiter wakes (it may be gone after). */
+static inline void ml_append_finish(struct ml_append *req)
+{
+	if (req->done) {
+		ml_req_of(req)->state = ML_APPEND_DONE;
+		req->done(req);
+	} else {
+		ml_append_wake(req);
+	}
+}
 
 /* zeros.c: the zero writer thread, and what the flusher tells it */
 int ml_log_zeros_start(struct ml_log *log);

@@ -260,6 +260,7 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	pthread_condattr_destroy(&ca);
 	ml_streams_init(&log->streams);
 	ml_idem_init(&log->idem, o->id_window);
+	ml_log_writer_local_init(log);
 
 	uint64_t *firsts = NULL;
 	size_t n = 0;
@@ -298,6 +299,10 @@ void ml_log_close(struct ml_log *log)
 {
 	if (log == NULL)
 		return;
+	struct ml_log_writer *set = log->writer != &log->local_writer ? log->writer : NULL;
+	log->writer->ops->stop(log->writer); /* what it took is complete, or queued here */
 	ml_log_flusher_stop(log);
 	log_free(log);
+	if (set)
+		set->ops->free(set);
 }

@@ -9,6 +9,11 @@
  * fdatasyncs before they are acknowledged. One fdatasync covers every batch
  * that was waiting (group commit).
  *
+ * That is the local writer's way. The functions here are the front every
+ * caller uses, whatever writer is behind it: another writer may have batches
+ * ordered elsewhere and applied to this log (log_writer.h). Reads are the same
+ * either way: the segments and the index in this process.
+ *
  * Readers see only acknowledged events: under ML_FSYNC_ALWAYS an event is
  * visible once it is on disk, so nobody ever reads an event a crash can take
  * back.
@@ -97,7 +102,9 @@ struct ml_append {
 	int system;	     /* allow stream names starting with '$' */
 	uint64_t *positions; /* optional, n_events long: each event's position */
 	uint64_t *versions;  /* optional, n_events long: each event's stream version */
-	void (*done)(struct ml_append *req); /* async completion, run on the flusher thread */
+	void (*done)(struct ml_append *req); /* async completion, run on the thread that
+						completes it: the flusher, the kicking
+						thread, or a writer's (log_writer.h) */
 	void *arg;
 	int kick_later; /* the flusher is not woken for this one (an awake flusher may still
 			   take it): the submitter calls ml_log_kick once it has queued what
@@ -121,20 +128,20 @@ struct ml_append {
  * Checks and queues an append. Returns -1 (with diag, and req->err/errmsg set)
  * if it is refused at once: a bad name, too large, a version conflict. Returns
  * 1 if it completed at once (a duplicate whose events are already visible;
- * done is not called). Returns 0 if queued: req->done will be called on the
- * flusher thread once it is acknowledged or has failed (req->err).
+ * done is not called). Returns 0 if queued: req->done will be called once it
+ * is acknowledged or has failed (req->err).
  */
 ML_API int ml_log_submit(struct ml_log *log, struct ml_append *req);
 /*
- * Starts the writing of the appends submitted with kick_later. When appends
- * come one at a time (this one or two queued, and the last group as small),
- * and the flusher is idle, the calling thread writes them itself (and syncs
- * them, under ML_FSYNC_ALWAYS),
- * which spares the two thread hand-offs of a lone append (the flusher woken,
- * the caller woken): their done callbacks then run on this thread before
- * ml_log_kick returns. Otherwise the flusher is woken, so that under load the
- * caller keeps its thread while the disk syncs. Call it holding no lock that
- * a done callback takes.
+ * Starts the writing of the appends submitted with kick_later. With the local
+ * writer: when appends come one at a time (this one or two queued, and the
+ * last group as small), and the flusher is idle, the calling thread writes
+ * them itself (and syncs them, under ML_FSYNC_ALWAYS), which spares the two
+ * thread hand-offs of a lone append (the flusher woken, the caller woken):
+ * their done callbacks then run on this thread before ml_log_kick returns.
+ * Otherwise the flusher is woken, so that under load the caller keeps its
+ * thread while the disk syncs. Call it holding no lock that a done callback
+ * takes.
  */
 ML_API void ml_log_kick(struct ml_log *log);
 /* Submits and waits: 0 once acknowledged, -1 with diag on any failure. Ignores req->done. */
