@@ -1,13 +1,15 @@
 /*
  * append.c - the front of every append, in the caller's thread: what a batch
- * is, before anything of the log is looked at.
+ * is, before anything of the log is looked at; and the same for an entry of a
+ * replicated journal, when it is applied.
  *
  * Everything that can refuse an append happens before a byte is queued. Here:
  * names, sizes, msgpack shape, ids given twice; then the ids of events that
  * have none are made, and the batch goes to the log's writer (writer.c,
  * log_writer.h), which checks it against the log (store.c: duplicate ids,
- * expected versions) when it orders it. A replicated writer's entries are
- * checked here again when they are applied (entry.c), by the same code.
+ * expected versions) when it orders it. An entry ordered elsewhere
+ * (ml_log_apply) is decoded (entry.c) and goes through the same checks, here
+ * and in the store: no rule has a second copy.
  */
 #include <linux/futex.h>
 #include <pthread.h>
@@ -20,6 +22,7 @@
 
 #include <moonlog/codec.h>
 
+#include "log/entry.h"
 #include "log/log_internal.h"
 #include "log/record.h"
 
@@ -182,13 +185,18 @@ static int check_request(struct ml_log *log, struct ml_append *req)
 	return 0;
 }
 
-int ml_log_submit(struct ml_log *log, struct ml_append *req)
+static void clear_results(struct ml_append *req)
 {
 	req->err = ML_OK;
 	req->errmsg[0] = '\0';
 	req->duplicate = 0;
 	req->actual_version = -1;
 	req->first_position = req->last_position = 0;
+}
+
+int ml_log_submit(struct ml_log *log, struct ml_append *req)
+{
+	clear_results(req);
 	if (log->opt.readonly)
 		return ml_append_refuse(req, ML_ERR_REFUSED, "the log was opened read-only");
 	if (check_request(log, req) != 0)
@@ -213,6 +221,76 @@ int ml_log_submit(struct ml_log *log, struct ml_append *req)
 void ml_log_kick(struct ml_log *log)
 {
 	log->writer->ops->kick(log->writer);
+}
+
+/* The ids an entry says were made: the same rules as a client's. */
+static int check_made_ids(struct ml_append *req, char (*ids)[37])
+{
+	for (size_t i = 0; i < req->n_events; i++) {
+		const char *why;
+		if (req->events[i].id_len == 0 && (why = name_problem(ids[i], 36, 1, 0)))
+			return ml_append_refuse(req, ML_ERR_USAGE, "event %zu: the made id %s",
+						i + 1, why);
+	}
+	return 0;
+}
+
+/*
+ * An entry ordered elsewhere goes through the same checks as a local append,
+ * here and in the store, and the same writing; only its ids and time come
+ * from the entry, and its sequence is stored with it.
+ */
+int ml_log_apply(struct ml_log *log, struct ml_append *req, const void *entry, size_t len,
+		 uint64_t seq)
+{
+	clear_results(req);
+	if (log->opt.readonly)
+		return ml_append_refuse(req, ML_ERR_REFUSED, "the log was opened read-only");
+	if (seq == 0)
+		return ml_append_refuse(req, ML_ERR_USAGE, "journal sequences start at 1");
+	struct ml_entry d;
+	int rc = ml_entry_decode(entry, len, &d);
+	if (rc != 0) {
+		ml_entry_free(&d);
+		return ml_append_refuse(req, ML_ERR_CORRUPT, "journal entry %llu: %s",
+					(unsigned long long)seq, ml_diag_last());
+	}
+	req->events = d.events, req->n_events = d.n_events;
+	req->expect = d.expect, req->n_expect = d.n_expect;
+	req->system = d.system;
+	if (check_request(log, req) == 0 && check_made_ids(req, d.ids) == 0) {
+		/* Leaves req's inputs cleared, under the log's mutex: once queued, req may be
+		 * done and gone before this returns. */
+		rc = ml_store_submit(log, req, d.ids, &(struct ml_stamp){d.time, seq});
+	} else {
+		req->events = NULL, req->n_events = 0;
+		req->expect = NULL, req->n_expect = 0;
+		rc = -1;
+	}
+	ml_entry_free(&d);
+	return rc;
+}
+
+void ml_log_apply_kick(struct ml_log *log)
+{
+	ml_store_kick(log);
+}
+
+uint64_t ml_log_applied_seq(struct ml_log *log)
+{
+	pthread_mutex_lock(&log->mu);
+	uint64_t seq = log->applied_seq;
+	pthread_mutex_unlock(&log->mu);
+	return seq;
+}
+
+uint64_t ml_log_apply_resume(struct ml_log *log)
+{
+	pthread_mutex_lock(&log->mu);
+	log->apply_stalled = 0;
+	uint64_t seq = log->applied_seq;
+	pthread_mutex_unlock(&log->mu);
+	return seq;
 }
 
 /*

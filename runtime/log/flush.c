@@ -184,6 +184,7 @@ static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append 
 	fb->head = fb->tail = NULL;
 	fb->requests = 0;
 	fb->bytes.len = 0;
+	fb->last_seq = 0;
 }
 
 static void mark_broken(struct ml_log *log, const char *what, int err)
@@ -226,6 +227,9 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	unindex(log, &log->pending);
 	ml_idem_rollback(&log->idem, log->head);
 	log->next_position = log->head + 1;
+	if (log->inflight.last_seq || log->pending.last_seq) /* entries of a journal: the */
+		log->apply_stalled = 1; /* writer applies them again, from applied_seq on */
+	log->last_seq = log->applied_seq;
 	while (log->nsegs > 1 && log->segs[log->nsegs - 1]->first > log->head &&
 	       log->segs[log->nsegs - 1]->durable_end == ML_SEG_HEADER)
 		drop_last_seg(log);
@@ -251,6 +255,8 @@ static struct ml_append *acknowledge(struct ml_log *log)
 	struct ml_append *async = NULL;
 	if (log->inflight.last_position > log->head)
 		log->head = log->inflight.last_position;
+	if (log->inflight.last_seq)
+		log->applied_seq = log->inflight.last_seq;
 	ml_idem_trim(&log->idem);
 	finish(&log->inflight, NULL, &async);
 	return async;

@@ -92,6 +92,7 @@ struct ml_flushbuf {
 	struct ml_append *head, *tail;
 	size_t requests;
 	uint64_t last_position;
+	uint64_t last_seq; /* of the last batch in it applied from a journal, or 0 */
 };
 
 struct ml_log {
@@ -121,8 +122,12 @@ struct ml_log {
 	struct ml_stream_table streams;
 	struct ml_idem idem;
 
+	uint64_t last_seq; /* the journal sequence of the last batch applied, or 0 */
+	int apply_stalled; /* a write failed: applies wait for ml_log_apply_resume */
+
 	/* acknowledged state */
 	uint64_t head;
+	uint64_t applied_seq;	  /* last_seq, acknowledged (and found at open) */
 	uint64_t synced_position; /* fsync batch mode: what is known on disk */
 	uint64_t last_sync_ns;
 
@@ -183,9 +188,17 @@ int ml_log_create_segment(struct ml_log *log, uint64_t first);
 void ml_append_wait(struct ml_append *req);
 void ml_append_wake(struct ml_append *req);
 
+/* How a batch reaches the store: NULL for a local append (stamped now), or this for an
+ * entry of a replicated journal (entry.c, ml_log_apply). */
+struct ml_stamp {
+	int64_t time; /* its events' time, as its submitter gave it */
+	uint64_t seq; /* the entry's sequence in the journal, > 0 */
+};
+
 /* store.c: checks a batch against the log (ids, expected versions), reserves and queues
  * it for the flusher; returns as ml_log_submit. ids as for ml_log_writer_ops.submit. */
-int ml_store_submit(struct ml_log *log, struct ml_append *req, char (*ids)[37]);
+int ml_store_submit(struct ml_log *log, struct ml_append *req, char (*ids)[37],
+		    const struct ml_stamp *st);
 
 /* flush.c: the flusher thread, and a kick (see ml_log_kick) */
 int ml_log_flusher_start(struct ml_log *log);

@@ -92,7 +92,10 @@ static int take_lock(struct ml_log *log)
 
 static int index_record(const struct ml_rec *r, uint64_t offset, void *arg)
 {
-	ml_log_index_event(arg, &r->ev, r->flags, offset);
+	struct ml_log *log = arg;
+	ml_log_index_event(log, &r->ev, r->flags, offset);
+	if (r->flags & ML_REC_SEQ) /* a batch applied from a journal: where it stood */
+		log->last_seq = log->applied_seq = ml_rec_seq(r);
 	return 0;
 }
 

@@ -95,11 +95,26 @@ static void note_stored(struct ml_append *req, size_t i, uint64_t p, uint64_t v,
 }
 
 /*
+ * The position at or below which a found id does not count, for a batch applied
+ * from a journal: the window is then the last `id_window` positions, which is
+ * what a node that has just restarted remembers (open.c: load_ids), so that
+ * every node, restarted or not, finds the same duplicates. (A node that ran on
+ * remembers at least those: the last id_window client ids.) 0 for a local
+ * append, which counts every id the window holds.
+ */
+static uint64_t id_floor(const struct ml_log *log, const struct ml_stamp *st)
+{
+	uint64_t top = log->next_position - 1;
+	return st && top > log->idem.cap ? top - log->idem.cap : 0;
+}
+
+/*
  * Finds the events of the batch whose id is already stored in their stream,
  * filling positions and versions with the stored ones. -1 if a record could not
  * be read (the append is refused rather than risk storing an event twice).
  */
-static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dups *d)
+static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dups *d,
+			   uint64_t floor)
 {
 	struct ml_buf scratch = {0};
 	int rc = 0;
@@ -112,7 +127,7 @@ static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dup
 		uint64_t p = ml_idem_find(&log->idem,
 					  ml_idem_key(e->stream, e->stream_len, e->id, e->id_len));
 		uint64_t v = 0;
-		int same = p ? same_event(log, p, e, &scratch, &v) : 0;
+		int same = p > floor ? same_event(log, p, e, &scratch, &v) : 0;
 		if (same < 0)
 			rc = -1;
 		else if (same)
@@ -163,10 +178,16 @@ static struct ml_seg *seg_for(struct ml_log *log, uint64_t bytes)
 	return seg;
 }
 
-/* Gives the batch its positions and versions and encodes it into the pending buffer. */
-static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37])
+/*
+ * Gives the batch its positions and versions and encodes it into the pending
+ * buffer. A batch from a journal keeps the time its submitter gave it, and its
+ * last record carries the entry's sequence.
+ */
+static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
+		    const struct ml_stamp *st)
 {
-	uint64_t bytes = 0;
+	uint64_t seq = st ? st->seq : 0;
+	uint64_t bytes = seq ? ML_REC_SEQ_SIZE : 0;
 	for (size_t i = 0; i < req->n_events; i++)
 		bytes += ml_rec_size(&req->events[i],
 				     req->events[i].id_len ? req->events[i].id_len : 36);
@@ -180,7 +201,7 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37])
 	q->nbytes = bytes;
 	req->first_position = log->next_position;
 
-	int64_t now = ml_time_ms();
+	int64_t now = st ? st->time : ml_time_ms();
 	for (size_t i = 0; i < req->n_events; i++) {
 		const struct ml_event_in *e = &req->events[i];
 		const char *id = e->id_len ? e->id : ids[i];
@@ -190,18 +211,18 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37])
 		if (s == NULL)
 			s = ml_streams_add(&log->streams, e->stream, e->stream_len, h);
 		uint64_t pos = log->next_position++, ver = (uint64_t)s->count + 1;
-		uint8_t flags = (i == 0 ? ML_REC_FIRST : 0) |
-				(i + 1 == req->n_events ? ML_REC_LAST : 0) |
+		int last = i + 1 == req->n_events;
+		uint8_t flags = (i == 0 ? ML_REC_FIRST : 0) | (last ? ML_REC_LAST : 0) |
 				(e->id_len ? 0 : ML_REC_GEN_ID);
 		ml_rec_encode((uint8_t *)buf->data + buf->len, e, id, id_len, flags,
-			      (uint32_t)(req->n_events - 1 - i), pos, ver, now);
+			      (uint32_t)(req->n_events - 1 - i), pos, ver, now, last ? seq : 0);
 		ml_stream_push(&log->streams, s, pos);
 		ml_log_offsets_reserve(log, pos);
 		log->offsets[pos - 1] = (uint32_t)seg->end;
 		if (e->id_len) /* a generated id is unknown to the client until acknowledged */
 			ml_idem_add(&log->idem, ml_idem_key(e->stream, e->stream_len, id, id_len),
 				    pos);
-		size_t n = ml_rec_size(e, id_len);
+		size_t n = ml_rec_size(e, id_len) + (last && seq ? ML_REC_SEQ_SIZE : 0);
 		buf->len += n;
 		seg->end += n;
 		if (req->positions)
@@ -210,6 +231,8 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37])
 			req->versions[i] = ver;
 	}
 	req->last_position = log->next_position - 1;
+	if (seq)
+		log->last_seq = log->pending.last_seq = seq;
 	log->stats.appends++;
 	log->stats.events += req->n_events;
 }
@@ -227,13 +250,41 @@ static void enqueue(struct ml_log *log, struct ml_append *req)
 	fb->requests++;
 }
 
+/* Is this batch the right kind for this log: a journal's entry in order, or a local append
+ * to a log that never applied one? 0, or -1 refused. */
+static int check_origin(struct ml_log *log, struct ml_append *req, const struct ml_stamp *st)
+{
+	if (st == NULL && log->last_seq)
+		return ml_append_refuse(
+		    req, ML_ERR_REFUSED,
+		    "the log in %s holds batches applied from a replicated journal (up to "
+		    "entry %llu): an append written here alone would part it from the other "
+		    "nodes; append through a node of the cluster instead",
+		    log->dir, (unsigned long long)log->last_seq);
+	if (st && log->apply_stalled)
+		return ml_append_refuse(req, ML_ERR_IO,
+					"a write to the log in %s failed and was undone: apply the "
+					"journal again after entry %llu (ml_log_apply_resume)",
+					log->dir, (unsigned long long)log->applied_seq);
+	if (st && st->seq <= log->last_seq)
+		return ml_append_refuse(req, ML_ERR_USAGE,
+					"journal entry %llu comes at or before entry %llu, the "
+					"last this log applied: apply each entry once, in order",
+					(unsigned long long)st->seq,
+					(unsigned long long)log->last_seq);
+	return 0;
+}
+
 /* Under the lock: duplicates, then expected versions, then the reservation. */
-static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[37])
+static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[37],
+			 const struct ml_stamp *st)
 {
 	if (log->broken[0])
 		return ml_append_refuse(req, ML_ERR_IO, "%s", log->broken);
+	if ((st || log->last_seq) && check_origin(log, req, st) != 0)
+		return -1;
 	struct dups d;
-	if (find_duplicates(log, req, &d) != 0)
+	if (find_duplicates(log, req, &d, id_floor(log, st)) != 0)
 		return ml_append_refuse(req, ML_ERR_IO,
 					"cannot check this batch's ids against the log: %s",
 					ml_diag_last());
@@ -265,15 +316,18 @@ static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[
 		    dups, req->n_events);
 	if (check_expected(log, req) != 0)
 		return -1;
-	reserve(log, req, ids);
+	reserve(log, req, ids, st);
 	enqueue(log, req);
 	return 0;
 }
 
-int ml_store_submit(struct ml_log *log, struct ml_append *req, char (*ids)[37])
+int ml_store_submit(struct ml_log *log, struct ml_append *req, char (*ids)[37],
+		    const struct ml_stamp *st)
 {
 	pthread_mutex_lock(&log->mu);
-	int rc = submit_locked(log, req, ids); /* 0: queued */
+	int rc = submit_locked(log, req, ids, st); /* 0: queued */
+	if (st) /* an entry's events were decoded for the call: the caller gets none of them */
+		req->events = NULL, req->n_events = 0, req->expect = NULL, req->n_expect = 0;
 	int wake = rc == 0 && !req->kick_later && log->flusher_waiting;
 	pthread_mutex_unlock(&log->mu);
 	/* After the unlock: a flusher woken under the mutex would only block on it again. */

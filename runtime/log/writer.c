@@ -17,7 +17,7 @@
 
 static int local_submit(struct ml_log_writer *w, struct ml_append *req, char (*ids)[37])
 {
-	return ml_store_submit(w->log, req, ids);
+	return ml_store_submit(w->log, req, ids, NULL);
 }
 
 static void local_kick(struct ml_log_writer *w)

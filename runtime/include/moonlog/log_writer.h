@@ -100,4 +100,57 @@ ML_API void ml_log_writer_done(struct ml_append *req, const struct ml_append *ou
 ML_API int ml_append_refuse(struct ml_append *req, enum ml_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- replicated writers: journal entries and applying them ---- */
+
+/*
+ * Encodes a batch that ops->submit took (with its made ids, as submit got
+ * them) as one journal entry, appended to out: its events, ids, expected
+ * versions, system flag, and `time` (ms since the epoch: the time every node
+ * will store). Not its positions: each node's apply finds them.
+ */
+struct ml_buf;
+ML_API void ml_log_entry_encode(const struct ml_append *req, char (*ids)[37], int64_t time,
+				struct ml_buf *out);
+
+/*
+ * Applies the journal entry numbered `seq` (> 0, each higher than the last
+ * written here) to this log: checks it against the log exactly as a local
+ * append is checked (names, sizes, duplicate ids, expected versions: the same
+ * code), then writes it with the local flusher and moves the head. Call it for
+ * every entry, in the journal's order, from one thread.
+ *
+ * req receives the outcome; set only done, arg, kick_later, and positions and
+ * versions if wanted (as long as the entry's events). The entry's bytes are
+ * borrowed for the call. Returns as ml_log_submit: -1 refused, 1 complete at
+ * once (a duplicate), 0 queued (done is called once it is durable).
+ *
+ * An outcome is the same on every node that applies the same entries: an
+ * append at the same positions, a duplicate of the same events, or a refusal
+ * (ML_ERR_CONFLICT, ML_ERR_USAGE, ML_ERR_REFUSED, ML_ERR_CORRUPT for bytes that
+ * are not an entry) with the same message; the duplicate window is the last
+ * id_window positions, which every node, restarted or not, remembers alike
+ * (nodes must share max_event_size and id_window). ML_ERR_IO is not an
+ * outcome but this node's failure (a full disk): every entry not yet durable
+ * is undone, later applies are refused until ml_log_apply_resume, and the
+ * writer applies again from the entry after the sequence that returns.
+ */
+ML_API int ml_log_apply(struct ml_log *log, struct ml_append *req, const void *entry, size_t len,
+			uint64_t seq);
+/* Starts the writing of applies made with kick_later (ml_log_kick does so for submits). */
+ML_API void ml_log_apply_kick(struct ml_log *log);
+
+/*
+ * Where this log stands in the journal: the sequence of the last entry whose
+ * batch is written here and acknowledged (0 for none). Each batch written by an
+ * apply carries its entry's sequence (in its last record, under the checksum:
+ * a torn batch takes it along), so after a crash or a restart this is found
+ * again, and the writer resumes with the entry after it. Entries after it
+ * that wrote nothing (refused, or duplicates) are then applied again and give
+ * the same outcome: they changed nothing. A log that applied entries refuses
+ * local appends (the local writer), which would part it from the other nodes.
+ */
+ML_API uint64_t ml_log_applied_seq(struct ml_log *log);
+/* After an ML_ERR_IO outcome: lets applies in again; returns ml_log_applied_seq. */
+ML_API uint64_t ml_log_apply_resume(struct ml_log *log);
+
 #endif
