@@ -269,14 +269,19 @@ static struct ml_append *acknowledge(struct ml_log *log)
  */
 static void complete(struct ml_log *log, struct ml_append *list, uint64_t head, int moved)
 {
+	void (*on_head)(uint64_t, void *) = moved ? log->on_head : NULL;
+	void *arg = log->on_head_arg;
+	log->on_head_calls += on_head != NULL; /* ml_log_on_head waits for it to return */
 	pthread_mutex_unlock(&log->mu);
 	for (struct ml_append *r = list, *next; r; r = next) {
 		next = ml_req_of(r)->next; /* r may be gone once it is marked done */
 		ml_append_finish(r);
 	}
-	if (moved && log->on_head)
-		log->on_head(head, log->on_head_arg);
+	if (on_head)
+		on_head(head, arg);
 	pthread_mutex_lock(&log->mu);
+	if (on_head && --log->on_head_calls == 0 && log->on_head_waiters)
+		pthread_cond_broadcast(&log->head_cv);
 }
 
 static void deadline_in(struct timespec *ts, uint64_t ns)

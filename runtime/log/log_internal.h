@@ -137,6 +137,8 @@ struct ml_log {
 
 	void (*on_head)(uint64_t head, void *arg);
 	void *on_head_arg;
+	int on_head_calls, on_head_waiters; /* calls running; ml_log_on_head waiting for them */
+	pthread_cond_t head_cv;		    /* the last running call returned */
 
 	struct ml_old_map *old_maps; /* read.c */
 

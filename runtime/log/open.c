@@ -225,6 +225,7 @@ static void log_free(struct ml_log *log)
 	pthread_mutex_destroy(&log->mu);
 	pthread_cond_destroy(&log->flush_cv);
 	pthread_cond_destroy(&log->zero_cv);
+	pthread_cond_destroy(&log->head_cv);
 	free(log->segs);
 	free(log->offsets);
 	free(log->dir);
@@ -260,6 +261,7 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&log->flush_cv, &ca);
 	pthread_cond_init(&log->zero_cv, NULL);
+	pthread_cond_init(&log->head_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	ml_streams_init(&log->streams);
 	ml_idem_init(&log->idem, o->id_window);

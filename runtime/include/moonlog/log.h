@@ -187,6 +187,9 @@ ML_API int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit
 ML_API int64_t ml_log_scan(struct ml_log *log, uint64_t from, uint64_t until, ml_event_fn fn,
 			   void *arg);
 
+/* The --fsync mode the log was opened with. */
+ML_API enum ml_fsync ml_log_fsync(struct ml_log *log);
+
 /* The last acknowledged position (0 for an empty log). */
 ML_API uint64_t ml_log_head(struct ml_log *log);
 /* A stream's version: its number of visible events; 0 when it does not exist. */
@@ -197,8 +200,11 @@ typedef int (*ml_stream_fn)(const char *name, size_t len, uint64_t version, void
 ML_API int ml_log_streams(struct ml_log *log, const char *prefix, ml_stream_fn fn, void *arg);
 
 /*
- * Called on the flusher thread each time the head advances (after the done
- * callbacks of the batches that moved it). Set once, before appending.
+ * Called each time the head advances, whichever writer's batch moved it, on the
+ * thread that acknowledged it (the flusher, or a thread in ml_log_kick), after
+ * the done callbacks of the batches that moved it. Set it before appending.
+ * Setting another (or NULL) waits until a call of the one before has returned,
+ * so that its arg may then be freed: never do so from inside the callback.
  */
 ML_API void ml_log_on_head(struct ml_log *log, void (*fn)(uint64_t head, void *arg), void *arg);
 

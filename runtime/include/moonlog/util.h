@@ -39,4 +39,8 @@ ML_API uint64_t ml_clock_ns(void);
 /* A new UUIDv7 in its 36-character text form, written to out[37]. */
 ML_API void ml_uuid7(char out[37]);
 
+/* Raises the soft RLIMIT_NOFILE to the hard one where allowed; returns the soft limit after.
+ * A server calls it before it opens anything (the log keeps a descriptor per segment). */
+ML_API uint64_t ml_raise_fd_limit(void);
+
 #endif
