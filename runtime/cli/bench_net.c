@@ -41,6 +41,7 @@ struct bopts {
 /* ---- an in-process server ------------------------------------------------ */
 
 struct inproc {
+	struct ml_log *log;
 	struct ml_server *srv;
 	pthread_t thread;
 	char addr[64], dir[1024];
@@ -65,10 +66,14 @@ static int inproc_start(struct inproc *ip, const struct bopts *o)
 	so.listen = "127.0.0.1:0";
 	so.http = "";
 	so.admin = "";
-	so.fsync = o->fsync;
 	so.quiet = 1;
-	if ((ip->srv = ml_server_new(&so)) == NULL)
-		return cli_diag("bench");
+	if ((ip->log = cli_open_log("bench", ip->dir, 0, o->fsync)) == NULL)
+		return cli_status();
+	if ((ip->srv = ml_server_new(ip->log, &so)) == NULL) {
+		int rc = cli_diag("bench");
+		ml_log_close(ip->log);
+		return rc;
+	}
 	snprintf(ip->addr, sizeof(ip->addr), "127.0.0.1:%d", ml_server_rpc_port(ip->srv));
 	pthread_create(&ip->thread, NULL, serve_thread, ip->srv);
 	return 0;
@@ -81,6 +86,7 @@ static void inproc_stop(struct inproc *ip)
 	ml_server_stop(ip->srv);
 	pthread_join(ip->thread, NULL);
 	ml_server_free(ip->srv);
+	ml_log_close(ip->log);
 	char cmd[1100];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ip->dir);
 	if (system(cmd) != 0)

@@ -213,16 +213,19 @@ static int bench_commands(const struct sopts *o)
 	struct ml_server_options so;
 	ml_server_options_init(&so);
 	so.dir = o->dir, so.listen = "127.0.0.1:0", so.http = "", so.admin = "", so.quiet = 1;
-	struct ml_server *srv = ml_server_new(&so);
-	if (srv == NULL)
-		return cli_diag("bench");
+	struct ml_log *log = cli_open_log("bench", o->dir, 0, ML_FSYNC_ALWAYS);
+	if (log == NULL)
+		return cli_status();
+	struct ml_server *srv = ml_server_new(log, &so);
 	struct ml_host_options ho;
 	ml_host_options_init(&ho);
 	ho.scripts_dir = o->scripts, ho.data_dir = o->dir, ho.quiet = 1;
-	struct ml_host *h = ml_host_open(ml_server_log(srv), &ho);
+	struct ml_host *h = srv ? ml_host_open(log, &ho) : NULL;
 	if (h == NULL) {
+		int rc = cli_diag("bench");
 		ml_server_free(srv);
-		return cli_diag("bench");
+		ml_log_close(log);
+		return rc;
 	}
 	ml_host_serve(h, srv);
 	char addr[64];
@@ -253,7 +256,7 @@ static int bench_commands(const struct sopts *o)
 		fcntl(bc[i].c.fd, F_SETFL, fcntl(bc[i].c.fd, F_GETFL) | O_NONBLOCK);
 		bc[i].next = o->orders ? i << 40 : i * 7919;
 	}
-	struct done_count done = {ml_server_log(srv), 1, 0};
+	struct done_count done = {log, 1, 0};
 	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(o->seconds * 1e9), ok = 0, bad = 0;
 	while (rc == 0 && ml_clock_ns() < until) {
 		for (uint64_t i = 0; i < o->conns; i++) {
@@ -295,6 +298,7 @@ static int bench_commands(const struct sopts *o)
 	pthread_join(th, NULL);
 	ml_host_close(h);
 	ml_server_free(srv);
+	ml_log_close(log);
 	free(bc);
 	free(pf);
 	return rc == 0 ? CLI_OK : CLI_REFUSED;

@@ -1,6 +1,9 @@
 /*
  * cmd_serve.c - `moonlog serve`: run the server on a data folder until
  * SIGTERM or SIGINT. docs/operations.md describes the flags.
+ *
+ * This is where the parts meet: the log is opened here and handed to the
+ * server and to the script host, and closed here once both are done with it.
  */
 #include <getopt.h>
 #include <string.h>
@@ -8,7 +11,9 @@
 #include <sys/stat.h>
 
 #include <moonlog/host.h>
+#include <moonlog/log.h>
 #include <moonlog/server.h>
+#include <moonlog/util.h>
 
 #include "cli/cli.h"
 
@@ -100,7 +105,8 @@ struct serve_scripts {
 	struct ml_host_options ho;
 };
 
-static int parse(int argc, char **argv, struct ml_server_options *o, struct serve_scripts *sc)
+static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_log_options *lo,
+		 struct serve_scripts *sc)
 {
 	static const struct option opts[] = {
 	    {"data", required_argument, 0, 'd'},
@@ -162,7 +168,7 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 			o->quiet = 1;
 			break;
 		case 'f':
-			if (ml_fsync_parse(optarg, &o->fsync) != 0)
+			if (ml_fsync_parse(optarg, &lo->fsync) != 0)
 				return cli_diag("serve");
 			break;
 		case 1:
@@ -252,24 +258,35 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct serv
 int cmd_serve(int argc, char **argv)
 {
 	struct ml_server_options o;
+	struct ml_log_options lo;
 	struct serve_scripts sc = {.dir = "./scripts"};
 	ml_server_options_init(&o);
+	ml_log_options_init(&lo);
 	ml_host_options_init(&sc.ho);
-	int rc = parse(argc, argv, &o, &sc);
+	int rc = parse(argc, argv, &o, &lo, &sc);
 	if (rc != 0)
 		return rc < 0 ? CLI_OK : rc;
-	struct ml_server *s = ml_server_new(&o);
-	if (s == NULL)
+	lo.dir = o.dir;
+	ml_raise_fd_limit(); /* first: the log keeps a descriptor per segment */
+	struct ml_log *log = ml_log_open(&lo);
+	if (log == NULL)
 		return cli_diag("serve");
+	struct ml_server *s = ml_server_new(log, &o);
+	if (s == NULL) {
+		rc = cli_diag("serve");
+		ml_log_close(log);
+		return rc;
+	}
 	struct ml_host *h = NULL;
 	struct stat st;
 	if (sc.given || stat(sc.dir, &st) == 0) { /* the default folder only when it exists */
 		sc.ho.scripts_dir = sc.dir;
 		sc.ho.data_dir = o.dir;
 		sc.ho.quiet = o.quiet;
-		if ((h = ml_host_open(ml_server_log(s), &sc.ho)) == NULL) {
+		if ((h = ml_host_open(log, &sc.ho)) == NULL) {
 			rc = cli_diag("serve");
 			ml_server_free(s);
+			ml_log_close(log);
 			return rc;
 		}
 		ml_host_serve(h, s);
@@ -277,5 +294,6 @@ int cmd_serve(int argc, char **argv)
 	rc = ml_server_run(s) == 0 ? CLI_OK : cli_diag("serve");
 	ml_host_close(h); /* checkpoints and snapshots, before the log closes */
 	ml_server_free(s);
+	ml_log_close(log);
 	return rc;
 }

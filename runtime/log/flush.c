@@ -30,6 +30,9 @@
 
 #include "log/log_internal.h"
 #include "log/record.h"
+#ifdef ML_FAULT_INJECTION
+#include "log/faults.h"
+#endif
 
 #define GATHER_MAX_NS 100000
 
@@ -117,12 +120,13 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 	uint64_t file_off = 0, buf_off = 0, len = 0;
 
 	*synced = 0;
-	for (struct ml_append *r = fb->head;; r = r->next) {
-		if (r && r->nbytes == 0)
+	for (struct ml_append *r = fb->head;; r = ml_req_of(r)->next) {
+		struct ml_req *q = r ? ml_req_of(r) : NULL;
+		if (q && q->nbytes == 0)
 			continue;
-		if (r && r->seg == seg && r->file_offset == file_off + len &&
-		    r->buf_offset == buf_off + len) {
-			len += r->nbytes;
+		if (q && q->seg == seg && q->file_offset == file_off + len &&
+		    q->buf_offset == buf_off + len) {
+			len += q->nbytes;
 			continue;
 		}
 		if (len)
@@ -131,10 +135,10 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 			return -1;
 		if (r == NULL)
 			break;
-		if (switch_seg(log, r->seg, fault_sync) != 0)
+		if (switch_seg(log, q->seg, fault_sync) != 0)
 			return -1;
-		seg = r->seg;
-		file_off = r->file_offset, buf_off = r->buf_offset, len = r->nbytes;
+		seg = q->seg;
+		file_off = q->file_offset, buf_off = q->buf_offset, len = q->nbytes;
 	}
 	if (seg && log->opt.fsync == ML_FSYNC_ALWAYS) { /* earlier segments are sealed */
 		if (sync_fd(seg->fd, fault_sync))
@@ -147,11 +151,12 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 /* Undo the index entries of the records in a buffer (the mutex is held). */
 static void unindex(struct ml_log *log, struct ml_flushbuf *fb)
 {
-	for (struct ml_append *r = fb->head; r; r = r->next) {
-		const uint8_t *p = (const uint8_t *)fb->bytes.data + r->buf_offset;
+	for (struct ml_append *r = fb->head; r; r = ml_req_of(r)->next) {
+		struct ml_req *q = ml_req_of(r);
+		const uint8_t *p = (const uint8_t *)fb->bytes.data + q->buf_offset;
 		struct ml_rec rec;
-		for (uint64_t o = 0; o < r->nbytes; o += rec.len) {
-			ml_rec_parse(p + o, r->nbytes - o, 0, &rec);
+		for (uint64_t o = 0; o < q->nbytes; o += rec.len) {
+			ml_rec_parse(p + o, q->nbytes - o, 0, &rec);
 			struct ml_stream *s =
 			    ml_streams_find(&log->streams, rec.ev.stream, rec.ev.stream_len,
 					    ml_stream_hash(rec.ev.stream, rec.ev.stream_len));
@@ -165,19 +170,21 @@ static void unindex(struct ml_log *log, struct ml_flushbuf *fb)
 static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append **done)
 {
 	for (struct ml_append *r = fb->head, *next; r; r = next) {
-		next = r->next;
+		struct ml_req *q = ml_req_of(r);
+		next = q->next;
 		if (errmsg) {
 			r->err = ML_ERR_IO;
 			snprintf(r->errmsg, sizeof(r->errmsg), "%s", errmsg);
-		} else if (r->nbytes) {
-			r->seg->durable_end = r->file_offset + r->nbytes;
+		} else if (q->nbytes) {
+			q->seg->durable_end = q->file_offset + q->nbytes;
 		}
-		r->next = *done;
+		q->next = *done;
 		*done = r;
 	}
 	fb->head = fb->tail = NULL;
 	fb->requests = 0;
 	fb->bytes.len = 0;
+	fb->last_seq = 0;
 }
 
 static void mark_broken(struct ml_log *log, const char *what, int err)
@@ -220,6 +227,9 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	unindex(log, &log->pending);
 	ml_idem_rollback(&log->idem, log->head);
 	log->next_position = log->head + 1;
+	if (log->inflight.last_seq || log->pending.last_seq) /* entries of a journal: the */
+		log->apply_stalled = 1; /* writer applies them again, from applied_seq on */
+	log->last_seq = log->applied_seq;
 	while (log->nsegs > 1 && log->segs[log->nsegs - 1]->first > log->head &&
 	       log->segs[log->nsegs - 1]->durable_end == ML_SEG_HEADER)
 		drop_last_seg(log);
@@ -245,6 +255,8 @@ static struct ml_append *acknowledge(struct ml_log *log)
 	struct ml_append *async = NULL;
 	if (log->inflight.last_position > log->head)
 		log->head = log->inflight.last_position;
+	if (log->inflight.last_seq)
+		log->applied_seq = log->inflight.last_seq;
 	ml_idem_trim(&log->idem);
 	finish(&log->inflight, NULL, &async);
 	return async;
@@ -257,19 +269,19 @@ static struct ml_append *acknowledge(struct ml_log *log)
  */
 static void complete(struct ml_log *log, struct ml_append *list, uint64_t head, int moved)
 {
+	void (*on_head)(uint64_t, void *) = moved ? log->on_head : NULL;
+	void *arg = log->on_head_arg;
+	log->on_head_calls += on_head != NULL; /* ml_log_on_head waits for it to return */
 	pthread_mutex_unlock(&log->mu);
 	for (struct ml_append *r = list, *next; r; r = next) {
-		next = r->next; /* r may be gone once it is marked done */
-		if (r->done) {
-			r->state = ML_APPEND_DONE;
-			r->done(r);
-		} else {
-			ml_append_wake(r);
-		}
+		next = ml_req_of(r)->next; /* r may be gone once it is marked done */
+		ml_append_finish(r);
 	}
-	if (moved && log->on_head)
-		log->on_head(head, log->on_head_arg);
+	if (on_head)
+		on_head(head, arg);
 	pthread_mutex_lock(&log->mu);
+	if (on_head && --log->on_head_calls == 0 && log->on_head_waiters)
+		pthread_cond_broadcast(&log->head_cv);
 }
 
 static void deadline_in(struct timespec *ts, uint64_t ns)
@@ -353,8 +365,11 @@ static void run_cycle(struct ml_log *log)
 	log->pending = tmp;
 	log->inflight.last_position = log->next_position - 1;
 	log->last_group = log->inflight.requests;
-	int fault_write = log->fault_write, fault_sync = log->fault_sync, synced;
+	int fault_write = 0, fault_sync = 0, synced;
+#ifdef ML_FAULT_INJECTION
+	fault_write = log->fault_write, fault_sync = log->fault_sync;
 	log->fault_write = log->fault_sync = 0;
+#endif
 	pthread_mutex_unlock(&log->mu);
 
 	uint64_t t0 = ml_clock_ns();
@@ -387,12 +402,24 @@ static void *flusher_main(void *arg)
 	return NULL;
 }
 
+#ifdef ML_FAULT_INJECTION
+void ml_log_inject_fault(struct ml_log *log, int on_write, int err)
+{
+	pthread_mutex_lock(&log->mu);
+	if (on_write)
+		log->fault_write = err;
+	else
+		log->fault_sync = err;
+	pthread_mutex_unlock(&log->mu);
+}
+#endif
+
 /* Appends "one at a time": what ml_log_kick writes on the caller's thread (under every
  * --fsync mode: with batch or never the cycle is only a write, and the hand-offs were
  * most of a lone append's time). */
 #define KICK_INLINE_MAX 2
 
-void ml_log_kick(struct ml_log *log)
+void ml_store_kick(struct ml_log *log)
 {
 	pthread_mutex_lock(&log->mu);
 	if (log->pending.head && log->flusher_idle && !log->flushing &&

@@ -115,7 +115,16 @@ void ml_log_on_head(struct ml_log *log, void (*fn)(uint64_t head, void *arg), vo
 	pthread_mutex_lock(&log->mu);
 	log->on_head = fn;
 	log->on_head_arg = arg;
+	log->on_head_waiters++;
+	while (log->on_head_calls) /* the one before may be running: let it return */
+		pthread_cond_wait(&log->head_cv, &log->mu);
+	log->on_head_waiters--;
 	pthread_mutex_unlock(&log->mu);
+}
+
+enum ml_fsync ml_log_fsync(struct ml_log *log)
+{
+	return log->opt.fsync;
 }
 
 void ml_log_stats(struct ml_log *log, struct ml_log_stats *out)
@@ -148,14 +157,4 @@ int ml_expect_parse(const char *s, int64_t *out)
 				   "number, not '%s'",
 				   s);
 	return 0;
-}
-
-void ml_log_inject_fault(struct ml_log *log, int on_write, int err)
-{
-	pthread_mutex_lock(&log->mu);
-	if (on_write)
-		log->fault_write = err;
-	else
-		log->fault_sync = err;
-	pthread_mutex_unlock(&log->mu);
 }

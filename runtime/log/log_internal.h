@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <moonlog/log.h>
+#include <moonlog/log_writer.h>
 #include <moonlog/util.h>
 
 /* One stream: its name, and the positions of its events (its version is their count). */
@@ -63,18 +64,43 @@ struct ml_old_map {
 	struct ml_old_map *next;
 };
 
+/*
+ * The log's bookkeeping for a request in flight, kept in the opaque `priv`
+ * area of struct ml_append (so callers can keep requests on their stack, and
+ * see none of it). may_alias: the area is declared as integers.
+ */
+enum ml_append_state { ML_APPEND_IDLE, ML_APPEND_QUEUED, ML_APPEND_DONE };
+
+struct __attribute__((may_alias)) ml_req {
+	uint32_t state; /* enum ml_append_state; a futex word */
+	struct ml_append *next;
+	struct ml_seg *seg;
+	uint64_t file_offset, buf_offset, nbytes;
+};
+
+_Static_assert(sizeof(struct ml_req) <= sizeof(((struct ml_append *)0)->priv),
+	       "struct ml_req must fit in struct ml_append's priv area");
+
+static inline struct ml_req *ml_req_of(struct ml_append *r)
+{
+	return (struct ml_req *)(void *)&r->priv;
+}
+
 /* A buffer of encoded batches and the requests they belong to. */
 struct ml_flushbuf {
 	struct ml_buf bytes;
 	struct ml_append *head, *tail;
 	size_t requests;
 	uint64_t last_position;
+	uint64_t last_seq; /* of the last batch in it applied from a journal, or 0 */
 };
 
 struct ml_log {
 	struct ml_log_options opt;
 	char *dir, *logdir;
 	int dirfd, lockfd;
+	struct ml_log_writer *writer;	   /* behind the front: &local_writer, or one set */
+	struct ml_log_writer local_writer; /* writer.c */
 
 	pthread_mutex_t mu;
 	pthread_cond_t flush_cv; /* wakes the flusher */
@@ -96,8 +122,12 @@ struct ml_log {
 	struct ml_stream_table streams;
 	struct ml_idem idem;
 
+	uint64_t last_seq; /* the journal sequence of the last batch applied, or 0 */
+	int apply_stalled; /* a write failed: applies wait for ml_log_apply_resume */
+
 	/* acknowledged state */
 	uint64_t head;
+	uint64_t applied_seq;	  /* last_seq, acknowledged (and found at open) */
 	uint64_t synced_position; /* fsync batch mode: what is known on disk */
 	uint64_t last_sync_ns;
 
@@ -107,11 +137,15 @@ struct ml_log {
 
 	void (*on_head)(uint64_t head, void *arg);
 	void *on_head_arg;
+	int on_head_calls, on_head_waiters; /* calls running; ml_log_on_head waiting for them */
+	pthread_cond_t head_cv;		    /* the last running call returned */
 
 	struct ml_old_map *old_maps; /* read.c */
 
 	char broken[256]; /* set when a failed write could not be undone: refuse appends */
-	int fault_write, fault_sync; /* injected errno for the next write / sync */
+#ifdef ML_FAULT_INJECTION
+	int fault_write, fault_sync; /* faults.h: injected errno for the next write / sync */
+#endif
 	struct ml_log_stats stats;
 };
 
@@ -152,13 +186,40 @@ struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position);
 /* Creates a segment's file (header, sync, rename, sync the folder): its fd, or -1. */
 int ml_log_create_segment(struct ml_log *log, uint64_t first);
 
-/* append.c */
-int ml_log_flusher_start(struct ml_log *log);
-void ml_log_flusher_stop(struct ml_log *log);
-
 /* append.c: blocking appenders wait on their own request */
 void ml_append_wait(struct ml_append *req);
 void ml_append_wake(struct ml_append *req);
+
+/* How a batch reaches the store: NULL for a local append (stamped now), or this for an
+ * entry of a replicated journal (entry.c, ml_log_apply). */
+struct ml_stamp {
+	int64_t time; /* its events' time, as its submitter gave it */
+	uint64_t seq; /* the entry's sequence in the journal, > 0 */
+};
+
+/* store.c: checks a batch against the log (ids, expected versions), reserves and queues
+ * it for the flusher; returns as ml_log_submit. ids as for ml_log_writer_ops.submit. */
+int ml_store_submit(struct ml_log *log, struct ml_append *req, char (*ids)[37],
+		    const struct ml_stamp *st);
+
+/* flush.c: the flusher thread, and a kick (see ml_log_kick) */
+int ml_log_flusher_start(struct ml_log *log);
+void ml_log_flusher_stop(struct ml_log *log);
+void ml_store_kick(struct ml_log *log);
+
+/* writer.c */
+void ml_log_writer_local_init(struct ml_log *log);
+
+/* A finished request: its done callback runs, or its waiter wakes (it may be gone after). */
+static inline void ml_append_finish(struct ml_append *req)
+{
+	if (req->done) {
+		ml_req_of(req)->state = ML_APPEND_DONE;
+		req->done(req);
+	} else {
+		ml_append_wake(req);
+	}
+}
 
 /* zeros.c: the zero writer thread, and what the flusher tells it */
 int ml_log_zeros_start(struct ml_log *log);

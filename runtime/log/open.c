@@ -77,7 +77,10 @@ static int take_lock(struct ml_log *log)
 
 static int index_record(const struct ml_rec *r, uint64_t offset, void *arg)
 {
-	ml_log_index_event(arg, &r->ev, r->flags, offset);
+	struct ml_log *log = arg;
+	ml_log_index_event(log, &r->ev, r->flags, offset);
+	if (r->flags & ML_REC_SEQ) /* a batch applied from a journal: where it stood */
+		log->last_seq = log->applied_seq = ml_rec_seq(r);
 	return 0;
 }
 
@@ -207,6 +210,7 @@ static void log_free(struct ml_log *log)
 	pthread_mutex_destroy(&log->mu);
 	pthread_cond_destroy(&log->flush_cv);
 	pthread_cond_destroy(&log->zero_cv);
+	pthread_cond_destroy(&log->head_cv);
 	free(log->segs);
 	free(log->offsets);
 	free(log->dir);
@@ -242,9 +246,11 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&log->flush_cv, &ca);
 	pthread_cond_init(&log->zero_cv, NULL);
+	pthread_cond_init(&log->head_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	ml_streams_init(&log->streams);
 	ml_idem_init(&log->idem, o->id_window);
+	ml_log_writer_local_init(log);
 
 	uint64_t *firsts = NULL;
 	size_t n = 0;
@@ -283,6 +289,10 @@ void ml_log_close(struct ml_log *log)
 {
 	if (log == NULL)
 		return;
+	struct ml_log_writer *set = log->writer != &log->local_writer ? log->writer : NULL;
+	log->writer->ops->stop(log->writer); /* what it took is complete, or queued here */
 	ml_log_flusher_stop(log);
 	log_free(log);
+	if (set)
+		set->ops->free(set);
 }

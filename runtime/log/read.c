@@ -67,15 +67,17 @@ int ml_log_record_at(struct ml_log *log, uint64_t position, struct ml_buf *buf)
 	}
 	struct ml_flushbuf *fbs[] = {&log->inflight, &log->pending};
 	for (int i = 0; i < 2; i++)
-		for (struct ml_append *r = fbs[i]->head; r; r = r->next)
-			if (r->nbytes && r->seg == seg && l.off >= r->file_offset &&
-			    l.off < r->file_offset + r->nbytes) {
+		for (struct ml_append *r = fbs[i]->head; r; r = ml_req_of(r)->next) {
+			struct ml_req *q = ml_req_of(r);
+			if (q->nbytes && q->seg == seg && l.off >= q->file_offset &&
+			    l.off < q->file_offset + q->nbytes) {
 				ml_buf_add(buf,
-					   fbs[i]->bytes.data + r->buf_offset +
-					       (l.off - r->file_offset),
+					   fbs[i]->bytes.data + q->buf_offset +
+					       (l.off - q->file_offset),
 					   l.len);
 				return 0;
 			}
+		}
 	return ml_diag_set(ML_ERR_CORRUPT, "record %llu is not where the index says",
 			   (unsigned long long)position);
 }

@@ -27,13 +27,14 @@ static uint32_t rec_crc(const uint8_t *p, uint32_t len)
 }
 
 void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, size_t id_len,
-		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time)
+		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time,
+		   uint64_t seq)
 {
-	uint32_t len = (uint32_t)ml_rec_size(e, id_len);
+	uint32_t len = (uint32_t)ml_rec_size(e, id_len) + (seq ? ML_REC_SEQ_SIZE : 0);
 	uint8_t *p = out + ML_REC_HEADER;
 
 	ml_put32(out, len);
-	out[8] = flags;
+	out[8] = flags | (seq ? ML_REC_SEQ : 0);
 	out[9] = (uint8_t)e->stream_len;
 	out[10] = (uint8_t)e->type_len;
 	out[11] = (uint8_t)id_len;
@@ -49,7 +50,9 @@ void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, si
 	if (e->meta_len)
 		memcpy(p, e->meta, e->meta_len), p += e->meta_len;
 	if (e->data_len)
-		memcpy(p, e->data, e->data_len);
+		memcpy(p, e->data, e->data_len), p += e->data_len;
+	if (seq)
+		ml_put64(p, seq);
 	ml_put32(out + 4, rec_crc(out, len));
 }
 
@@ -62,7 +65,8 @@ enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, stru
 	if (len == 0)
 		return ML_REC_SHORT;
 	uint32_t meta_len = ml_le32(p + 12), data_len = ml_le32(p + 16);
-	uint64_t want = (uint64_t)ML_REC_HEADER + p[9] + p[10] + p[11] + meta_len + data_len;
+	uint64_t want = (uint64_t)ML_REC_HEADER + p[9] + p[10] + p[11] + meta_len + data_len +
+			(p[8] & ML_REC_SEQ ? ML_REC_SEQ_SIZE : 0);
 	if (len < ML_REC_HEADER || len > ML_REC_MAX || want != len || p[9] == 0 || p[10] == 0)
 		return ML_REC_BAD;
 	if (len > avail)

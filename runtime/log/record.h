@@ -20,6 +20,8 @@
  *   20 u32 events left in the batch after this one
  *   24 u64 position       32 u64 version      40 i64 time, ms
  *   48 stream, type, id, meta, data
+ *   then, with ML_REC_SEQ: u64 the journal sequence of the entry the batch was
+ *   applied from (the last record of a batch applied by ml_log_apply)
  * A batch is the records from one with ML_REC_FIRST to one with ML_REC_LAST;
  * recovery keeps only whole batches.
  */
@@ -34,9 +36,10 @@
 #define ML_FORMAT_VERSION 1
 #define ML_SEG_HEADER	  64
 #define ML_REC_HEADER	  48
-#define ML_REC_MAX	  (ML_REC_HEADER + 3 * 255 + (64u << 20))
+#define ML_REC_SEQ_SIZE	  8
+#define ML_REC_MAX	  (ML_REC_HEADER + 3 * 255 + (64u << 20) + ML_REC_SEQ_SIZE)
 
-enum { ML_REC_FIRST = 1, ML_REC_LAST = 2, ML_REC_GEN_ID = 4 };
+enum { ML_REC_FIRST = 1, ML_REC_LAST = 2, ML_REC_GEN_ID = 4, ML_REC_SEQ = 8 };
 
 struct ml_rec {
 	uint32_t len, crc;
@@ -67,11 +70,19 @@ static inline void ml_put64(uint8_t *p, uint64_t v)
 	ml_put32(p + 4, (uint32_t)(v >> 32));
 }
 
-/* The encoded size of an event. */
+/* The encoded size of an event (without a journal sequence: ML_REC_SEQ_SIZE more with one). */
 size_t ml_rec_size(const struct ml_event_in *e, size_t id_len);
-/* Encodes one record into out (ml_rec_size bytes), computing its crc. */
+/* Encodes one record into out (ml_rec_size bytes, and ML_REC_SEQ_SIZE more when seq is not 0:
+ * then ML_REC_SEQ is set), computing its crc. */
 void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, size_t id_len,
-		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time);
+		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time,
+		   uint64_t seq);
+
+/* The journal sequence a parsed record carries (ML_REC_SEQ), or 0. */
+static inline uint64_t ml_rec_seq(const struct ml_rec *r)
+{
+	return r->flags & ML_REC_SEQ ? ml_le64(r->ev.data + r->ev.data_len) : 0;
+}
 
 enum ml_rec_status { ML_REC_OK, ML_REC_SHORT, ML_REC_BAD };
 /*

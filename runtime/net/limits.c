@@ -20,7 +20,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "net/net_internal.h"
 
@@ -35,21 +34,6 @@ static _Thread_local struct ml_server *serving;
 void ml_net_set_serving(struct ml_server *s)
 {
 	serving = s;
-}
-
-uint64_t ml_net_raise_fd_limit(void)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return 1024;
-	if (rl.rlim_cur < rl.rlim_max) {
-		struct rlimit want = {rl.rlim_max, rl.rlim_max};
-		if (want.rlim_cur == RLIM_INFINITY) /* the kernel caps at fs.nr_open */
-			want.rlim_cur = want.rlim_max = 1u << 20;
-		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-			rl.rlim_cur = want.rlim_cur;
-	}
-	return rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : (uint64_t)rl.rlim_cur;
 }
 
 /* Descriptors open now; 0 if /proc is not there to tell. */

@@ -240,7 +240,7 @@ static int l_stats(lua_State *L)
 	set_int(L, "connections", srv->nconns);
 	set_int(L, "requests", srv->requests);
 	set_int(L, "errors", srv->errors);
-	lua_pushstring(L, ml_fsync_name(srv->o.fsync));
+	lua_pushstring(L, ml_fsync_name(ml_log_fsync(srv->log)));
 	lua_setfield(L, -2, "fsync");
 	return 1;
 }

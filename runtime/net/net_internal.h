@@ -166,8 +166,6 @@ void ml_conn_auth_failed(struct ml_conn *c, uint64_t msgid);
 /* limits.c: descriptors, the connection limit, paused accept, rate-limited warnings */
 #define ML_AUTH_DELAY_MS 200 /* a wrong token is answered this late */
 #define ML_AUTH_TRIES	 3   /* wrong tokens before the connection is closed */
-/* Raises the soft RLIMIT_NOFILE to the hard one where allowed; the soft limit after. */
-uint64_t ml_net_raise_fd_limit(void);
 /* Sets s->max_conns from --max-conns and the descriptors left (once the server is set up). */
 void ml_net_plan_conns(struct ml_server *s);
 /* Whether one more TCP or HTTP connection fits under s->max_conns (admin ones always do). */

@@ -41,7 +41,6 @@ void ml_server_options_init(struct ml_server_options *o)
 	    .dir = "./moonlog-data",
 	    .listen = "127.0.0.1:7420",
 	    .http = "127.0.0.1:7421",
-	    .fsync = ML_FSYNC_ALWAYS,
 	    .max_request = 16u << 20,
 	    .max_conns = 0, /* from the descriptor limit (limits.c) */
 	    .max_outbuf = 8u << 20,
@@ -134,10 +133,9 @@ void ml_pending_submit(struct ml_server *s, struct ml_pending *p)
 	p->finish(p); /* refused, or a duplicate answered at once */
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* Answers the appends the log has finished. */
+static void take_answers(struct ml_server *s)
 {
-	struct ml_server *s = arg;
-	atomic_store(&s->head_moved, 0);
 	struct ml_pending *list = atomic_exchange(&s->done_q, NULL), *rev = NULL;
 	while (list) { /* oldest first: answer in the order the log finished them */
 		struct ml_pending *n = list->qnext;
@@ -153,6 +151,13 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 		rev->finish(rev);
 		rev = n;
 	}
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct ml_server *s = arg;
+	atomic_store(&s->head_moved, 0);
+	take_answers(s);
 	ml_server_settle(s);
 	if (s->stopping && s->inflight == 0)
 		event_base_loopexit(s->base, NULL);
@@ -398,13 +403,7 @@ static int read_token(struct ml_server *s)
 
 static int setup(struct ml_server *s)
 {
-	s->fd_limit = ml_net_raise_fd_limit(); /* before anything takes descriptors */
-	struct ml_log_options lo;
-	ml_log_options_init(&lo);
-	lo.dir = s->dir;
-	lo.fsync = s->o.fsync;
-	if ((s->log = ml_log_open(&lo)) == NULL)
-		return -1;
+	s->fd_limit = ml_raise_fd_limit();
 	ml_log_on_head(s->log, on_head, s);
 	struct ml_router_options ro = {.dir = s->dir,
 				       .ack_timeout_ms = s->o.ack_timeout_ms,
@@ -432,13 +431,14 @@ static int setup(struct ml_server *s)
 	return s->eval ? 0 : -1;
 }
 
-struct ml_server *ml_server_new(const struct ml_server_options *o)
+struct ml_server *ml_server_new(struct ml_log *log, const struct ml_server_options *o)
 {
 	static int threads_on;
 	if (!threads_on++)
 		evthread_use_pthreads(); /* event_active from the flusher thread */
 	struct ml_server *s = ml_xcalloc(1, sizeof(*s));
 	s->o = *o;
+	s->log = log;
 	s->dir = ml_xstrndup(o->dir, strlen(o->dir));
 	s->o.dir = s->dir;
 	if (!o->admin || o->admin[0]) {
@@ -475,7 +475,7 @@ int ml_server_run(struct ml_server *s)
 			   "connections, descriptor limit %llu)",
 			   s->dir, s->o.listen[0] ? s->o.listen : "off",
 			   s->o.http[0] ? s->o.http : "off", s->admin_path ? s->admin_path : "off",
-			   ml_fsync_name(s->o.fsync), s->max_conns,
+			   ml_fsync_name(ml_log_fsync(s->log)), s->max_conns,
 			   (unsigned long long)s->fd_limit);
 	ml_net_set_serving(s);
 	int rc = event_base_dispatch(s->base);
@@ -489,12 +489,30 @@ int ml_server_run(struct ml_server *s)
 	return 0;
 }
 
+/*
+ * The log outlives the server: its flusher must be done with s before s goes.
+ * After a failed loop, appends may still be queued: kick the log and answer
+ * them as they finish. Then no on_head call may still be running (one may
+ * follow the last append acknowledged, such as a handler's checkpoint written
+ * at close): ml_log_on_head waits for it.
+ */
+static void let_go_of_log(struct ml_server *s)
+{
+	while (s->inflight) {
+		ml_log_kick(s->log);
+		take_answers(s);
+		if (s->inflight)
+			usleep(1000);
+	}
+	ml_log_on_head(s->log, NULL, NULL);
+}
+
 void ml_server_free(struct ml_server *s)
 {
 	if (s == NULL)
 		return;
-	if (s->log && s->inflight) /* only after a failed loop: let the flusher finish */
-		ml_log_close(s->log), s->log = NULL;
+	if (s->log) /* after this, the log calls nothing of s */
+		let_go_of_log(s);
 	while (s->conns)
 		ml_conn_close(s->conns);
 	ml_eval_free(s->eval);
@@ -507,9 +525,6 @@ void ml_server_free(struct ml_server *s)
 		unlink(s->admin_path);
 	}
 	ml_router_free(s->router);
-	/* The log first: its flusher may still be in on_head (event_active on s->wake) after
-	 * the last append it acknowledged, such as a handler's checkpoint written at close. */
-	ml_log_close(s->log);
 	struct event *evs[] = {s->wake, s->pump, s->tick, s->sigterm, s->sigint, s->stop_ev};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
@@ -538,11 +553,6 @@ int ml_server_rpc_port(struct ml_server *s)
 int ml_server_http_port(struct ml_server *s)
 {
 	return s->http_port;
-}
-
-struct ml_log *ml_server_log(struct ml_server *s)
-{
-	return s->log;
 }
 
 void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *s, void *arg), void *arg)

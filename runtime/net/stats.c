@@ -60,7 +60,7 @@ void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b)
 		ml_mp_put_uint(b, r[i].v);
 	}
 	ml_mp_put_cstr(b, "fsync");
-	ml_mp_put_cstr(b, ml_fsync_name(s->o.fsync));
+	ml_mp_put_cstr(b, ml_fsync_name(ml_log_fsync(s->log)));
 }
 
 void ml_server_metrics(struct ml_server *s, struct ml_buf *b)

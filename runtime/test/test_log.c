@@ -6,6 +6,7 @@
 
 #include <moonlog/log.h>
 
+#include "log/faults.h"
 #include "test/log_helpers.h"
 #include "test/unit.h"
 

@@ -16,6 +16,7 @@
 #include <moonlog/diag.h>
 #include <moonlog/host.h>
 
+#include "log/faults.h"
 #include "log_helpers.h"
 #include "unit.h"
 

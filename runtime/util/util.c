@@ -1,5 +1,5 @@
 /*
- * util.c - allocation that never fails, clocks, UUIDv7.
+ * util.c - allocation that never fails, clocks, UUIDv7, the descriptor limit.
  */
 #include <moonlog/util.h>
 
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static void oom(size_t n)
@@ -180,4 +181,19 @@ void ml_uuid7(char out[37])
 		*o++ = hex[b[i] & 15];
 	}
 	*o = '\0';
+}
+
+uint64_t ml_raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = {rl.rlim_max, rl.rlim_max};
+		if (want.rlim_cur == RLIM_INFINITY) /* the kernel caps at fs.nr_open */
+			want.rlim_cur = want.rlim_max = 1u << 20;
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl.rlim_cur = want.rlim_cur;
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : (uint64_t)rl.rlim_cur;
 }

@@ -9,6 +9,11 @@
  * fdatasyncs before they are acknowledged. One fdatasync covers every batch
  * that was waiting (group commit).
  *
+ * That is the local writer's way. The functions here are the front every
+ * caller uses, whatever writer is behind it: another writer may have batches
+ * ordered elsewhere and applied to this log (log_writer.h). Reads are the same
+ * either way: the segments and the index in this process.
+ *
  * Readers see only acknowledged events: under ML_FSYNC_ALWAYS an event is
  * visible once it is on disk, so nobody ever reads an event a crash can take
  * back.
@@ -27,7 +32,6 @@
 #include <moonlog/diag.h>
 
 struct ml_log;
-struct ml_seg;
 
 enum ml_fsync {
 	ML_FSYNC_ALWAYS, /* acknowledge after fdatasync covers the batch */
@@ -85,8 +89,6 @@ struct ml_expect_in {
 	int64_t expected;
 };
 
-enum ml_append_state { ML_APPEND_IDLE, ML_APPEND_QUEUED, ML_APPEND_DONE };
-
 /*
  * One append request: a batch. Fill the inputs, submit, and read the results
  * once it is done. The request must stay alive until then.
@@ -100,7 +102,9 @@ struct ml_append {
 	int system;	     /* allow stream names starting with '$' */
 	uint64_t *positions; /* optional, n_events long: each event's position */
 	uint64_t *versions;  /* optional, n_events long: each event's stream version */
-	void (*done)(struct ml_append *req); /* async completion, run on the flusher thread */
+	void (*done)(struct ml_append *req); /* async completion, run on the thread that
+						completes it: the flusher, the kicking
+						thread, or a writer's (log_writer.h) */
 	void *arg;
 	int kick_later; /* the flusher is not woken for this one (an awake flusher may still
 			   take it): the submitter calls ml_log_kick once it has queued what
@@ -114,31 +118,30 @@ struct ml_append {
 	int duplicate;		/* 1: every id was already stored; nothing was written */
 	int64_t actual_version; /* on ML_ERR_CONFLICT: the stream's version */
 
-	/* private to the log */
-	uint32_t state; /* enum ml_append_state; a futex word */
-	struct ml_append *next;
-	struct ml_seg *seg;
-	uint64_t file_offset, buf_offset, nbytes;
+	/* the log's own bookkeeping while the request is in flight: not to be touched */
+	struct {
+		uint64_t opaque[6];
+	} priv;
 };
 
 /*
  * Checks and queues an append. Returns -1 (with diag, and req->err/errmsg set)
  * if it is refused at once: a bad name, too large, a version conflict. Returns
  * 1 if it completed at once (a duplicate whose events are already visible;
- * done is not called). Returns 0 if queued: req->done will be called on the
- * flusher thread once it is acknowledged or has failed (req->err).
+ * done is not called). Returns 0 if queued: req->done will be called once it
+ * is acknowledged or has failed (req->err).
  */
 ML_API int ml_log_submit(struct ml_log *log, struct ml_append *req);
 /*
- * Starts the writing of the appends submitted with kick_later. When appends
- * come one at a time (this one or two queued, and the last group as small),
- * and the flusher is idle, the calling thread writes them itself (and syncs
- * them, under ML_FSYNC_ALWAYS),
- * which spares the two thread hand-offs of a lone append (the flusher woken,
- * the caller woken): their done callbacks then run on this thread before
- * ml_log_kick returns. Otherwise the flusher is woken, so that under load the
- * caller keeps its thread while the disk syncs. Call it holding no lock that
- * a done callback takes.
+ * Starts the writing of the appends submitted with kick_later. With the local
+ * writer: when appends come one at a time (this one or two queued, and the
+ * last group as small), and the flusher is idle, the calling thread writes
+ * them itself (and syncs them, under ML_FSYNC_ALWAYS), which spares the two
+ * thread hand-offs of a lone append (the flusher woken, the caller woken):
+ * their done callbacks then run on this thread before ml_log_kick returns.
+ * Otherwise the flusher is woken, so that under load the caller keeps its
+ * thread while the disk syncs. Call it holding no lock that a done callback
+ * takes.
  */
 ML_API void ml_log_kick(struct ml_log *log);
 /* Submits and waits: 0 once acknowledged, -1 with diag on any failure. Ignores req->done. */
@@ -184,6 +187,9 @@ ML_API int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit
 ML_API int64_t ml_log_scan(struct ml_log *log, uint64_t from, uint64_t until, ml_event_fn fn,
 			   void *arg);
 
+/* The --fsync mode the log was opened with. */
+ML_API enum ml_fsync ml_log_fsync(struct ml_log *log);
+
 /* The last acknowledged position (0 for an empty log). */
 ML_API uint64_t ml_log_head(struct ml_log *log);
 /* A stream's version: its number of visible events; 0 when it does not exist. */
@@ -194,8 +200,11 @@ typedef int (*ml_stream_fn)(const char *name, size_t len, uint64_t version, void
 ML_API int ml_log_streams(struct ml_log *log, const char *prefix, ml_stream_fn fn, void *arg);
 
 /*
- * Called on the flusher thread each time the head advances (after the done
- * callbacks of the batches that moved it). Set once, before appending.
+ * Called each time the head advances, whichever writer's batch moved it, on the
+ * thread that acknowledged it (the flusher, or a thread in ml_log_kick), after
+ * the done callbacks of the batches that moved it. Set it before appending.
+ * Setting another (or NULL) waits until a call of the one before has returned,
+ * so that its arg may then be freed: never do so from inside the callback.
  */
 ML_API void ml_log_on_head(struct ml_log *log, void (*fn)(uint64_t head, void *arg), void *arg);
 
@@ -240,8 +249,5 @@ ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);
 struct lua_State;
 ML_API int ml_luaopen_log(struct lua_State *L);
 ML_API void ml_lua_push_log(struct lua_State *L, struct ml_log *log);
-
-/* Test hook: make the next write or fdatasync of the flusher fail with errno `err`. */
-ML_API void ml_log_inject_fault(struct ml_log *log, int on_write, int err);
 
 #endif

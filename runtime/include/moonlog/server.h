@@ -20,12 +20,11 @@
 struct ml_server;
 
 struct ml_server_options {
-	const char *dir;    /* the data folder (default ./moonlog-data) */
+	const char *dir;    /* the data folder (default ./moonlog-data): admin socket, groups */
 	const char *listen; /* msgpack-RPC over TCP, HOST:PORT (default 127.0.0.1:7420); "" = off */
 	const char *http;   /* HTTP, HOST:PORT (default 127.0.0.1:7421); "" = off */
 	const char *admin;  /* the admin socket (default DATA/moonlog.sock); "" = off */
-	const char *token_file; /* if set: HTTP needs a bearer token, TCP an auth call */
-	enum ml_fsync fsync;
+	const char *token_file;	 /* if set: HTTP needs a bearer token, TCP an auth call */
 	uint32_t max_request;	 /* bytes in one request or HTTP body (default 16 MiB) */
 	uint32_t max_conns;	 /* open TCP + HTTP connections (default 0: from the descriptor
 				    limit, see docs/operations.md; admin ones are not counted) */
@@ -45,15 +44,18 @@ struct ml_server_options {
 ML_API void ml_server_options_init(struct ml_server_options *o);
 
 /*
- * Opens the log and binds every listener; NULL with diag (ML_ERR_BUSY if the log is taken).
- * Raises the process's soft RLIMIT_NOFILE to its hard limit where allowed.
+ * Serves `log`, which the caller opened (in o->dir) and closes after
+ * ml_server_free, and binds every listener; NULL with diag. Raises the
+ * process's soft RLIMIT_NOFILE to its hard limit where allowed (ml_raise_fd_limit:
+ * call it before opening the log, as that takes a descriptor per segment).
  */
-ML_API struct ml_server *ml_server_new(const struct ml_server_options *o);
+ML_API struct ml_server *ml_server_new(struct ml_log *log, const struct ml_server_options *o);
 /* Runs the loop until SIGTERM/SIGINT or ml_server_stop; 0 on a clean stop. */
 ML_API int ml_server_run(struct ml_server *s);
 /* Asks the loop to stop (from any thread): stop accepting, finish what is in flight, sync. */
 ML_API void ml_server_stop(struct ml_server *s);
-/* Frees what ml_server_new made and closes the log (syncing it). NULL is fine. */
+/* Frees what ml_server_new made; the log stays open, and calls nothing of the server's
+ * any more. NULL is fine. */
 ML_API void ml_server_free(struct ml_server *s);
 /* The TCP port actually bound (useful with port 0), or 0. */
 ML_API int ml_server_rpc_port(struct ml_server *s);
@@ -66,7 +68,6 @@ ML_API int ml_server_http_port(struct ml_server *s);
  */
 ML_API void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *s, void *arg),
 			      void *arg);
-ML_API struct ml_log *ml_server_log(struct ml_server *s);
 
 /* Runs the turn hooks again at the next turn of the loop (from any thread): for a hook
  * with more work to do, or woken by another thread. */

@@ -59,4 +59,8 @@ ML_API int ml_mkdir_private(const char *path, int *created);
  */
 ML_API int ml_data_dir_prepare(const char *dir, char *warning, size_t cap);
 
+/* Raises the soft RLIMIT_NOFILE to the hard one where allowed; returns the soft limit after.
+ * A server calls it before it opens anything (the log keeps a descriptor per segment). */
+ML_API uint64_t ml_raise_fd_limit(void);
+
 #endif
