@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include <moonlog/host.h>
+#include <moonlog/log.h>
 #include <moonlog/server.h>
 
 #include "fuzz.h"
@@ -65,6 +66,7 @@ static const struct {
 };
 
 static unsigned runs_per_server = 500; /* FUZZ_SERVER_RUNS: 1 makes every run reproducible alone */
+static struct ml_log *srv_log;
 static struct ml_server *srv;
 static struct ml_host *host;
 static int srv_http;
@@ -77,7 +79,8 @@ static void stop(void)
 		return;
 	ml_host_close(host);
 	ml_server_free(srv);
-	srv = NULL, host = NULL;
+	ml_log_close(srv_log);
+	srv = NULL, host = NULL, srv_log = NULL;
 	fuzz_rm_rf(srv_dir);
 }
 
@@ -99,18 +102,24 @@ static void start(int http)
 	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++)
 		write_file(scripts_dir, scripts[i].file, scripts[i].src);
 
+	struct ml_log_options lo; /* as moonlog serve does: the log first, then the server */
+	ml_log_options_init(&lo);
+	lo.dir = srv_dir;
+	lo.fsync = ML_FSYNC_NEVER;
+	srv_log = ml_log_open(&lo);
+	FUZZ_ASSERT(srv_log != NULL, "the log does not open");
+
 	struct ml_server_options o;
 	ml_server_options_init(&o);
 	o.dir = srv_dir;
 	o.listen = "";
 	o.admin = "";
 	o.http = http ? "127.0.0.1:0" : "";
-	o.fsync = ML_FSYNC_NEVER;
 	o.max_read = 200;
 	o.max_request = 1u << 20;
 	o.eval_budget = 100000;
 	o.quiet = 1;
-	srv = ml_server_new(&o);
+	srv = ml_server_new(srv_log, &o);
 	FUZZ_ASSERT(srv != NULL, "the server does not start");
 
 	struct ml_host_options ho;
@@ -119,7 +128,7 @@ static void start(int http)
 	ho.data_dir = srv_dir;
 	ho.quiet = 1;
 	ho.script.instruction_limit = 1000000;
-	host = ml_host_open(ml_server_log(srv), &ho);
+	host = ml_host_open(srv_log, &ho);
 	FUZZ_ASSERT(host != NULL, "the scripts do not load");
 	ml_host_serve(host, srv);
 	srv_http = http;
