@@ -2,17 +2,9 @@
 -- migrate, handle.
 
 local ml = require "moonlog"
+local fails_with = require "support.fails_with"
 
 local function noop() end
-
-local function fails_with(fragment, fn)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error containing: " .. fragment)
-  err = tostring(err)
-  assert(err:find(fragment, 1, true),
-    "expected an error containing:\n  " .. fragment .. "\nbut got:\n  " .. err)
-  return err
-end
 
 local function ev(stream, type_, data, extra)
   local e = { id = "e-" .. type_, stream = stream, type = type_, version = 1, position = 1,

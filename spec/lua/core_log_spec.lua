@@ -1,16 +1,11 @@
 -- The log from plain Lua: require("moonlog.core").log
 local core = require "moonlog.core"
-
-local function tmpdir()
-  local p = io.popen("mktemp -d /tmp/moonlog-lua-XXXXXX")
-  local d = p:read("l"); p:close()
-  return d
-end
+local files = require "support.files"
 
 describe("moonlog.core.log", function()
   local dir, log
-  before_each(function() dir = tmpdir(); log = assert(core.log.open { dir = dir }) end)
-  after_each(function() log:close(); os.execute("rm -rf '" .. dir .. "'") end)
+  before_each(function() dir = files.tmpdir(); log = assert(core.log.open { dir = dir }) end)
+  after_each(function() log:close(); files.remove(dir) end)
 
   it("appends a batch and reads it back with decoded data and meta", function()
     local r = assert(log:append("account-1", {

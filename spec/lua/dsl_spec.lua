@@ -1,18 +1,9 @@
 -- The four constructors: normalised definitions, defaults, and every validation error.
 
 local ml = require "moonlog"
+local fails_with = require "support.fails_with"
 
 local function noop() end
-
--- The error `fn` raises, which must contain `fragment` (plain text).
-local function fails_with(fragment, fn)
-  local ok, err = pcall(fn)
-  assert(not ok, "expected an error containing: " .. fragment)
-  err = tostring(err)
-  assert(err:find(fragment, 1, true),
-    "expected an error containing:\n  " .. fragment .. "\nbut got:\n  " .. err)
-  return err
-end
 
 -- A valid definition table of `kind`, with `changes` applied (`false` removes a key).
 local function base(kind, changes)

@@ -1,12 +1,7 @@
 -- moonlog.repl: showing values, evaluating chunks, completing names, the globals.
 local repl = require "moonlog.repl"
 local core = require "moonlog.core"
-
-local function tmpdir()
-  local p = io.popen("mktemp -d /tmp/moonlog-repl-XXXXXX")
-  local d = p:read("l"); p:close()
-  return d
-end
+local files = require "support.files"
 
 describe("repl.show", function()
   it("prints scalars like Lua, strings quoted", function()
@@ -41,9 +36,9 @@ end)
 describe("repl.eval", function()
   local dir, log, env
   before_each(function()
-    dir = tmpdir(); log = assert(core.log.open { dir = dir }); env = repl.env { log = log }
+    dir = files.tmpdir(); log = assert(core.log.open { dir = dir }); env = repl.env { log = log }
   end)
-  after_each(function() log:close(); os.execute("rm -rf '" .. dir .. "'") end)
+  after_each(function() log:close(); files.remove(dir) end)
 
   it("prints an expression's value, runs statements, keeps locals out and globals in", function()
     assert.same({ true, "3" }, { repl.eval(env, "1 + 2") })

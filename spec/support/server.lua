@@ -13,30 +13,15 @@
 local socket = require "socket"
 local client = require "moonlog.client"
 local codec = require("moonlog.core").codec
+local files = require "support.files"
 
 local M = {}
 local running = {}
 local BIN = assert(os.getenv("MOONLOG_BIN"), "MOONLOG_BIN is not set (run through ctest)")
 
--- Runs a shell command, without the ASan preload the sanitizer build gives the
--- interpreter (curl hangs under it; the binary has its own runtime).
-local function sh(cmd)
-  local p = io.popen("unset LD_PRELOAD; " .. cmd, "r")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-M.sh = sh
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-M.quote = q
-
--- Writes `text` to `path`.
-function M.write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+-- The shell and the files (spec/support/files.lua), for the specs that require only this.
+local sh, q = files.sh, files.quote
+M.sh, M.quote, M.write_file, M.tmpdir = sh, q, files.write, files.tmpdir
 
 -- Waits until fn() is truthy (polling) and returns it; fails after `seconds` (10).
 function M.eventually(fn, seconds, what)
@@ -61,10 +46,6 @@ function M.free_port()
   local _, port = s:getsockname()
   s:close()
   return tonumber(port)
-end
-
-function M.tmpdir()
-  return (sh("mktemp -d /tmp/moonlog-spec.XXXXXX"):gsub("%s+$", ""))
 end
 
 local Server = {}
