@@ -92,12 +92,10 @@ describe("hostile scripts", function()
   end)
 
   it("each fault alone within the time limit while the server answers", function()
-    local dir = server.tmpdir()
-    write(dir .. "/healthy.lua", HEALTHY)
-    write(dir .. "/q.lua", QUERY)
-    for name, case in pairs(CASES) do write(dir .. "/" .. name .. ".lua", projection(name, case[1])) end
-    local s = server.start { args = { "--scripts", dir, "--script-time", "1000",
-                                      "--script-memory", "16" } }
+    local scripts = { ["healthy.lua"] = HEALTHY, ["q.lua"] = QUERY }
+    for name, case in pairs(CASES) do scripts[name .. ".lua"] = projection(name, case[1]) end
+    local s = server.start { scripts = scripts, args = { "--script-time", "1000", "--script-memory", "16" } }
+    local dir = s.scripts
     local c = s.client
     prober = start_prober(s)
     socket.sleep(0.2)
@@ -185,15 +183,13 @@ describe("hostile scripts", function()
   end)
 
   it("a handler that skips goes past each event that reaches a limit", function()
-    local dir = server.tmpdir()
-    write(dir .. "/skipper.lua", [[
+    local s = server.start { args = { "--script-time", "200" }, scripts = { ["skipper.lua"] = [[
       local ml = require "moonlog"
       return ml.handler { name = "skipper", from = "job-*", on_error = "park",
         on = { Job = function(e, ctx)
           if e.data.bad then ("a"):rep(3e4):find(".-.-.-b") end
           ctx.emit("done-1", "Done", { n = e.data.n })
-        end } } ]])
-    local s = server.start { args = { "--scripts", dir, "--script-time", "200" } }
+        end } } ]] } }
     local c = s.client
     for n = 1, 6 do
       assert(c:append("job-1", { type = "Job", data = { n = n, bad = n % 2 == 0 } }))
@@ -213,12 +209,10 @@ describe("hostile scripts", function()
   end)
 
   it("stops on SIGTERM while a handler runs every event to its time limit", function()
-    local dir = server.tmpdir()
-    write(dir .. "/slow.lua", [[
+    local s = server.start { args = { "--script-time", "500" }, scripts = { ["slow.lua"] = [[
       local ml = require "moonlog"
       return ml.handler { name = "slow", from = "job-*", on_error = "skip",
-        on = { Job = function(e) ("a"):rep(3e4):find(".-.-.-b") end } } ]])
-    local s = server.start { args = { "--scripts", dir, "--script-time", "500" } }
+        on = { Job = function(e) ("a"):rep(3e4):find(".-.-.-b") end } } ]] } }
     local jobs = {}
     for n = 1, 40 do jobs[n] = { type = "Job", data = { n = n } } end
     assert(s.client:append("job-1", jobs))
@@ -230,11 +224,10 @@ describe("hostile scripts", function()
   end)
 
   it("a call stuck past every check takes the server down, recorded, and not again", function()
-    local dir = server.tmpdir()
     -- utf8.len over 400 MB is one C call of a few hundred milliseconds: nothing in it
     -- checks the clock, so with a 20 ms limit and --stuck-after 50 it stands in for a
     -- call stuck for good.
-    write(dir .. "/stuck.lua", [[
+    local stuck = [[
       local ml = require "moonlog"
       local big
       return ml.projection { name = "stuck", from = "slow-*", init = {},
@@ -242,9 +235,9 @@ describe("hostile scripts", function()
           big = big or ("x"):rep(4e8)
           for i = 1, 100 do utf8.len(big) end
         end, Fine = function(s, e) s.fine = (s.fine or 0) + 1 end },
-        queries = { fine = function(s) return s.fine end } } ]])
-    local s = server.start { args = { "--scripts", dir, "--script-time", "20", "--stuck-after", "50",
-                                      "--script-memory", "1024" } }
+        queries = { fine = function(s) return s.fine end } } ]]
+    local s = server.start { scripts = { ["stuck.lua"] = stuck },
+                             args = { "--script-time", "20", "--stuck-after", "50", "--script-memory", "1024" } }
     local c = s.client
     -- (the answer may not make it out: the server stops while the projection follows)
     c:send("append", "slow-1", { { type = "Fine" }, { type = "Slow" }, { type = "Fine" } })

@@ -3,13 +3,8 @@
 -- reload over RPC, HTTP and SIGHUP, a deleted file and its return, a name change,
 -- a new file, reload = "keep" with migrate, and the parked events' repair loop.
 local server = require "support.server"
-local socket = require "socket"
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = server.write_file
 
 -- An editor that writes a temporary file and renames it over the script.
 local function rename_over(path, text)
@@ -27,24 +22,9 @@ local function truncate_write(path, text)
   f:close()
 end
 
-local function eventually(fn, what)
-  local deadline = socket.gettime() + 20
-  while socket.gettime() < deadline do
-    local v = fn()
-    if v then return v end
-    socket.sleep(0.01)
-  end
-  error("timed out waiting for " .. (what or "a condition"))
-end
+local status_of, at_head = server.status_of, server.at_head
 
-local status_of = server.status_of
-
-local function at_head(c, name)
-  return eventually(function()
-    local st = status_of(c, name)
-    return st and st.lag == 0 and not st.rebuild_position and st
-  end, name .. " at the head")
-end
+local function eventually(fn, what) return server.eventually(fn, 20, what) end
 
 local function handler(version, extra)
   return ([[
@@ -75,17 +55,20 @@ local function ping(c, from, to)
   end
 end
 
+-- A server with one script, NAME.lua = text, that has handled pings 1 to n: the server, its
+-- client and the script's file.
+local function serve(name, text, n)
+  local s = server.start { scripts = { [name .. ".lua"] = text } }
+  ping(s.client, 1, n)
+  at_head(s.client, name)
+  return s, s.client, s.scripts .. "/" .. name .. ".lua"
+end
+
 describe("hot reload", function()
   after_each(server.stop_all)
 
   it("follows rename-over and truncate-write saves, reports bad versions and keeps the old one", function()
-    local dir = server.tmpdir()
-    local file = dir .. "/echo.lua"
-    write(file, handler(1))
-    local s = server.start { args = { "--scripts", dir } }
-    local c = s.client
-    ping(c, 1, 3)
-    at_head(c, "echo")
+    local s, c, file = serve("echo", handler(1), 3)
 
     rename_over(file, handler(2))
     eventually(function() return status_of(c, "echo").reloads == 1 end, "the renamed-over version")
@@ -119,16 +102,10 @@ describe("hot reload", function()
     at_head(c, "echo")
     assert.same({ {1}, {1}, {1}, {2}, {2}, {3}, {3}, {3}, {3}, {7} }, pongs(c, 10))
     assert.matches("the new version in echo.lua did not load", server.sh("cat " .. server.quote(s.log)))
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 
   it("reloads on reload(name) over RPC, POST /scripts/{name}/reload and SIGHUP", function()
-    local dir = server.tmpdir()
-    local file = dir .. "/echo.lua"
-    write(file, handler(1))
-    local s = server.start { args = { "--scripts", dir } }
-    local c = s.client
-    at_head(c, "echo") -- version 1 is loaded before the file changes
+    local s, c, file = serve("echo", handler(1), 0) -- version 1 is loaded before the file changes
     -- the file is still open for writing, so the watcher waits (a second): reload() is
     -- first, unless this machine is slower than that
     local f = assert(io.open(file, "w"))
@@ -172,17 +149,10 @@ describe("hot reload", function()
     assert.equal(404, code)
     ok, err = c:call("reload", "nobody")
     assert.equal("not_found", err.code)
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 
   it("unloads a deleted file, resumes it from its checkpoint when restored, and loads new files", function()
-    local dir = server.tmpdir()
-    local file = dir .. "/echo.lua"
-    write(file, handler(1))
-    local s = server.start { args = { "--scripts", dir } }
-    local c = s.client
-    ping(c, 1, 2)
-    at_head(c, "echo")
+    local s, c, file = serve("echo", handler(1), 2)
     os.remove(file)
     eventually(function() return status_of(c, "echo") == nil end, "the unload")
     ping(c, 3, 4)
@@ -200,7 +170,7 @@ describe("hot reload", function()
     assert.same({ {1}, {1}, {2}, {2}, {3} }, pongs(c, 5))
 
     -- a new file: a counter from the beginning
-    write(dir .. "/count.lua", [[
+    write(s.scripts .. "/count.lua", [[
 local ml = require "moonlog"
 return ml.projection { name = "count", from = "ping-*", init = function() return { n = 0 } end,
   on = { Ping = function(s) s.n = s.n + 1 end }, queries = { n = function(s) return s.n end } }
@@ -208,12 +178,9 @@ return ml.projection { name = "count", from = "ping-*", init = function() return
     eventually(function() return status_of(c, "count") end, "the new file")
     at_head(c, "count")
     assert.equal(5, assert(c:call("query", "count", "n")))
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 
   it("rebuilds a projection beside the old one, or keeps its state through migrate", function()
-    local dir = server.tmpdir()
-    local file = dir .. "/count.lua"
     local function counter(step, reload, migrate)
       return ([[
 local ml = require "moonlog"
@@ -223,11 +190,7 @@ return ml.projection { name = "count", from = "ping-*", reload = %q, %s
   queries = { n = function(s) return s.n end, tag = function(s) return s.tag end } }
 ]]):format(reload, migrate or "", step)
     end
-    write(file, counter(1, "rebuild"))
-    local s = server.start { args = { "--scripts", dir } }
-    local c = s.client
-    ping(c, 1, 200)
-    at_head(c, "count")
+    local _, c, file = serve("count", counter(1, "rebuild"), 200)
     assert.equal(200, c:call("query", "count", "n"))
     write(file, counter(10, "rebuild")) -- every event again, with the new code
     eventually(function() return status_of(c, "count").reloads == 1 end, "the rebuild's swap")
@@ -247,17 +210,11 @@ return ml.projection { name = "count", from = "ping-*", reload = %q, %s
     ping(c, 202, 202)
     at_head(c, "count")
     assert.equal(2200, c:call("query", "count", "n"))
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 
   it("lists parked events with their error and traceback, and replays them with fixed code", function()
-    local dir = server.tmpdir()
-    local file = dir .. "/echo.lua"
-    write(file, handler(1, 'assert(e.data.n % 2 == 1, "even numbers are poison")'))
-    local s = server.start { args = { "--scripts", dir } }
-    local c = s.client
-    ping(c, 1, 6)
-    at_head(c, "echo")
+    local poisoned = handler(1, 'assert(e.data.n % 2 == 1, "even numbers are poison")')
+    local s, c, file = serve("echo", poisoned, 6)
     local parked = assert(c:call("parked", "echo"))
     assert.equal(3, #parked)
     for i, p in ipairs(parked) do
@@ -299,6 +256,5 @@ return ml.projection { name = "count", from = "ping-*", reload = %q, %s
     for _, e in ipairs(stream) do markers = markers + (e.type == "Replayed" and 1 or 0) end
     assert.equal(3, markers)
     assert.equal(404, (s:curl("GET", "/scripts/nobody/parked")))
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 end)

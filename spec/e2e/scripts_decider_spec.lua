@@ -5,12 +5,6 @@
 -- every stream again.
 local server = require "support.server"
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
 -- The account decider with a Deposited fold of `factor` times the amount, and a Peek that
 -- rejects with the balance it sees.
 local function account(factor)
@@ -56,9 +50,7 @@ describe("a decider's state cache", function()
   after_each(server.stop_all)
 
   it("never lets two commands succeed against one version, and agrees with the log", function()
-    local dir = server.tmpdir()
-    write(dir .. "/account.lua", account(1))
-    local s = server.start { args = { "--scripts", dir } }
+    local s = server.start { scripts = { ["account.lua"] = account(1) } }
     for id = 1, 3 do
       assert(s.client:call("command", "account", "Deposit", { id = id, amount = 100 }))
     end
@@ -90,9 +82,7 @@ describe("a decider's state cache", function()
   end)
 
   it("folds in what others appended, and a reload drops the cached states", function()
-    local dir = server.tmpdir()
-    write(dir .. "/account.lua", account(1))
-    local s = server.start { args = { "--scripts", dir } }
+    local s = server.start { scripts = { ["account.lua"] = account(1) } }
     local c = s.client
     assert(c:call("command", "account", "Deposit", { id = 1, amount = 10 }))
     assert.equal(10, peek(c, 1)) -- cached at version 1
@@ -102,7 +92,7 @@ describe("a decider's state cache", function()
     assert.equal("rejected", err.code)
     assert.equal(15, peek(c, 1)) -- the rejected Withdraw changed its copy only
 
-    write(dir .. "/account.lua", account(2))
+    server.write_file(s.scripts .. "/account.lua", account(2))
     assert(c:call("reload", "account"))
     -- The new code folds the whole stream again: a kept state would still say 15.
     local deadline = os.time() + 20

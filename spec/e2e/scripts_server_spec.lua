@@ -3,22 +3,10 @@
 -- queries, reducers, handlers with causation and parking, status, metrics, and
 -- restarts from snapshots and checkpoints.
 local server = require "support.server"
-local write, status_of = server.write_file, server.status_of
-local function eventually(fn, seconds, what) return server.eventually(fn, seconds or 10, what) end
-local socket = require "socket"
+local status_of, at_head = server.status_of, server.at_head
 
 local SRC = os.getenv("MOONLOG_SOURCE_DIR") or "."
 local BANK = SRC .. "/examples/bank/scripts"
-
-
-
-
-local function at_head(c, name)
-  return eventually(function()
-    local st = status_of(c, name)
-    return st and st.lag == 0 and st
-  end, 10, name .. " at the head")
-end
 
 local HANDLERS = [[
 local ml = require "moonlog"
@@ -122,10 +110,7 @@ describe("scripts in the server", function()
   end)
 
   it("answers projection queries, whole states and reducers over RPC and HTTP", function()
-    local dir = server.tmpdir()
-    os.execute(("cp %s/*.lua %s/"):format(BANK, dir))
-    write(dir .. "/counter.lua", REDUCER)
-    local s = server.start { args = { "--scripts", dir } }
+    local s = server.start { scripts = { BANK, ["counter.lua"] = REDUCER } }
     local c = s.client
     for i = 1, 3 do
       assert(c:call("command", "account", "Open", { id = i, owner = "o" .. i }))
@@ -155,14 +140,10 @@ describe("scripts in the server", function()
     assert.equal(404, (s:curl("GET", "/projections/balances/nope")))
     assert.equal(404, (s:curl("GET", "/projections/missing")))
     assert.equal(404, (s:curl("GET", "/reducers/balances/account-1")))
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 
   it("runs handlers: emits with causation, parks what fails, reports status and metrics", function()
-    local dir = server.tmpdir()
-    write(dir .. "/echo.lua", HANDLERS)
-    write(dir .. "/broken.lua", "return 42\n")
-    local s = server.start { args = { "--scripts", dir } }
+    local s = server.start { scripts = { ["echo.lua"] = HANDLERS, ["broken.lua"] = "return 42\n" } }
     local c = s.client
     local sent = {}
     for n = 10, 15 do
@@ -204,14 +185,10 @@ describe("scripts in the server", function()
     local _, metrics = s:curl("GET", "/metrics")
     assert.matches('moonlog_script_lag{script="echo",kind="handler"} 0', metrics, 1, true)
     assert.matches('moonlog_script_faulted{script="broken",kind="unknown"} 1', metrics, 1, true)
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 
   it("continues from snapshots and checkpoints after a restart, and rebuilds on new code", function()
-    local dir = server.tmpdir()
-    os.execute(("cp %s/balances.lua %s/"):format(BANK, dir))
-    write(dir .. "/echo.lua", HANDLERS)
-    local s = server.start { args = { "--scripts", dir } }
+    local s = server.start { scripts = { BANK .. "/balances.lua", ["echo.lua"] = HANDLERS } }
     local c = s.client
     assert(c:append("account-1", { { type = "Opened", data = {} }, { type = "Deposited", data = { amount = 5 } } }))
     assert(c:append("ping-1", { type = "Ping", data = { n = 1 } }))
@@ -229,7 +206,7 @@ describe("scripts in the server", function()
     assert.equal(1, #assert(c:read("pong-2")))
     assert(s:stop())
     -- New code: the snapshot's hash no longer matches, so it rebuilds from the log.
-    local f = assert(io.open(dir .. "/balances.lua", "a"))
+    local f = assert(io.open(s.scripts .. "/balances.lua", "a"))
     f:write("-- changed\n")
     f:close()
     s:launch()
@@ -237,6 +214,5 @@ describe("scripts in the server", function()
     st = at_head(c, "balances")
     assert.is_true(st.events >= 2)
     assert.equal(5, assert(c:call("query", "balances", "total")))
-    os.execute("rm -rf " .. server.quote(dir))
   end)
 end)

@@ -3,6 +3,7 @@
 --   local server = require "support.server"
 --   local s = server.start { args = { "--max-outbuf", "65536" } }
 --   local s = server.start { nofile = 256 }   -- under `ulimit -n 256`
+--   local s = server.start { scripts = { ["echo.lua"] = ECHO } }  -- in s.scripts, --scripts
 --   local c = s.client                 -- a moonlog.client on the RPC port
 --   local code, body = s:curl("GET", "/stats")
 --   after_each(server.stop_all)         -- SIGTERM every server, check each exited 0
@@ -39,6 +40,15 @@ function M.status_of(c, name)
   for _, st in ipairs(assert(c:call("scripts"))) do
     if st.name == name then return st end
   end
+end
+
+-- Waits until the hosted script `name` has handled every event in the log (lag 0, and no
+-- new version rebuilding beside it) and returns its status; fails after `seconds` (20).
+function M.at_head(c, name, seconds)
+  return M.eventually(function()
+    local st = M.status_of(c, name)
+    return st and st.lag == 0 and not st.rebuild_position and st
+  end, seconds or 20, name .. " at the head")
 end
 
 function M.free_port()
@@ -139,10 +149,24 @@ function Server:curl_json(method, path, body, extra)
   return code, ok and value or text
 end
 
--- Starts a server: opts.args (more flags), opts.token (writes a token file: the token and a
--- newline, or opts.token_file as its whole text), opts.data, opts.nofile (the descriptor
--- limit it runs under), opts.umask (the server's umask, e.g. "000"), opts.start_timeout (s to
--- wait for its first answer, 10).
+-- Fills the folder `dir` from `scripts`: each name = text is written as a file, and each
+-- path in the list part is copied in (a folder: its *.lua files).
+local function fill_scripts(dir, scripts)
+  sh("mkdir -p " .. q(dir))
+  for _, from in ipairs(scripts) do
+    sh(("if [ -d %s ]; then cp %s/*.lua %s; else cp %s %s; fi"):format(q(from), q(from), q(dir),
+      q(from), q(dir)))
+  end
+  for name, text in pairs(scripts) do
+    if type(name) == "string" then files.write(dir .. "/" .. name, text) end
+  end
+end
+
+-- Starts a server: opts.args (more flags), opts.scripts (a scripts folder of its own,
+-- s.scripts, removed with the server, filled as fill_scripts says and passed as --scripts),
+-- opts.token (writes a token file: the token and a newline, or opts.token_file as its whole
+-- text), opts.data, opts.nofile (the descriptor limit it runs under), opts.umask (the
+-- server's umask, e.g. "000"), opts.start_timeout (s to wait for its first answer, 10).
 function M.start(opts)
   opts = opts or {}
   local root = M.tmpdir()
@@ -150,6 +174,12 @@ function M.start(opts)
                            rpc_port = M.free_port(), http_port = M.free_port(),
                            args = opts.args or {}, nofile = opts.nofile, umask = opts.umask,
                            start_timeout = opts.start_timeout }, Server)
+  if opts.scripts then
+    s.scripts = root .. "/scripts"
+    fill_scripts(s.scripts, opts.scripts)
+    table.insert(s.args, "--scripts")
+    table.insert(s.args, s.scripts)
+  end
   if opts.token then
     local f = assert(io.open(root .. "/token", "w"))
     f:write(opts.token_file or (opts.token .. "\n"))
