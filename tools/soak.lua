@@ -79,22 +79,12 @@ return ml.handler {
 }
 ]]
 
-local COUNT = [[
-local ml = require "moonlog"
-return ml.projection {
-  name = "count", from = "item-*",
-  init = function() return { n = 0, sum = 0 } end,
-  on = { Added = function(s, e) s.n = s.n + 1; s.sum = s.sum + e.data.v end },
-  queries = { totals = function(s) return { n = s.n, sum = s.sum } end },
-}
-]]
-
+-- The orders example, ECHO, and the count projection of spec/data/count.lua.
 local function scripts_folder(root)
   local dir = root .. "/scripts"
   server.sh("mkdir -p " .. server.quote(dir) .. " && cp " .. server.quote(here .. "/examples/orders/scripts")
-    .. "/*.lua " .. server.quote(dir))
+    .. "/*.lua " .. server.quote(here .. "/spec/data/count.lua") .. " " .. server.quote(dir))
   server.write_file(dir .. "/echo.lua", ECHO)
-  server.write_file(dir .. "/count.lua", COUNT)
   return dir
 end
 
