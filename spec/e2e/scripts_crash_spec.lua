@@ -6,8 +6,6 @@ local status_of = server.status_of
 local function eventually(fn, seconds, what) return server.eventually(fn, seconds or 20, what) end
 local socket = require "socket"
 
-local SRC = os.getenv("MOONLOG_SOURCE_DIR") or "."
-
 local ECHO = [[
 local ml = require "moonlog"
 return ml.handler {
@@ -76,7 +74,7 @@ describe("scripts in the server, under crashes and rebuilds", function()
     end
     eventually(function() return assert(c:stats()).head == total end, 60, "the appends")
     assert(s:stop())
-    server.sh(("cp %s %s"):format(server.quote(SRC .. "/spec/data/count.lua"), server.quote(dir)))
+    server.sh(("cp %s %s"):format(server.quote(server.source "spec/data/count.lua"), server.quote(dir)))
     table.insert(s.args, "--scripts")
     table.insert(s.args, dir)
     s:launch()

@@ -5,8 +5,7 @@
 local server = require "support.server"
 local status_of, at_head = server.status_of, server.at_head
 
-local SRC = os.getenv("MOONLOG_SOURCE_DIR") or "."
-local BANK = SRC .. "/examples/bank/scripts"
+local BANK = server.source "examples/bank/scripts"
 
 local HANDLERS = [[
 local ml = require "moonlog"

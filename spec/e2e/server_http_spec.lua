@@ -103,8 +103,7 @@ describe("moonlog serve over HTTP", function()
   it("writes error messages that echo a path as UTF-8 JSON", function()
     -- A fuzz find: the bytes of a path went into the message raw, so /projections/%FFx
     -- was answered with a body that is not UTF-8, which JSON must be.
-    local src = os.getenv("MOONLOG_SOURCE_DIR") or "."
-    local s = server.start { args = { "--scripts", src .. "/examples/bank/scripts" } }
+    local s = server.start { args = { "--scripts", server.source "examples/bank/scripts" } }
     local code, body = s:curl_json("GET", "/projections/%FFx")
     assert.equal(404, code)
     assert.is_table(body, "the body is not JSON: " .. tostring(body))
@@ -113,8 +112,7 @@ describe("moonlog serve over HTTP", function()
 
   it("survives a command whose decider name decodes to a NUL", function()
     -- A fuzz find: POST /commands/a%00/Add took the whole server down (a NULL write).
-    local src = os.getenv("MOONLOG_SOURCE_DIR") or "."
-    local s = server.start { args = { "--scripts", src .. "/examples/bank/scripts" } }
+    local s = server.start { args = { "--scripts", server.source "examples/bank/scripts" } }
     local code = s:curl("POST", "/commands/a%00/Add", "{}")
     assert.equal(404, code)
     code = s:curl("GET", "/health")

@@ -24,6 +24,11 @@ local BIN = assert(os.getenv("MOONLOG_BIN"), "MOONLOG_BIN is not set (run throug
 local sh, q = files.sh, files.quote
 M.sh, M.quote, M.write_file, M.tmpdir = sh, q, files.write, files.tmpdir
 
+-- The path of `path` (e.g. "examples/bank/scripts") in the source tree.
+function M.source(path)
+  return (os.getenv("MOONLOG_SOURCE_DIR") or ".") .. "/" .. path
+end
+
 -- Waits until fn() is truthy (polling) and returns it; fails after `seconds` (10).
 function M.eventually(fn, seconds, what)
   local deadline = socket.gettime() + (seconds or 10)

@@ -1,26 +1,12 @@
 -- The bank example against the real server: the account decider over HTTP and
 -- RPC, and the balances projection answering as the commands land.
-local server = require "support.server"
-local socket = require "socket"
-
-local here = (os.getenv("MOONLOG_SOURCE_DIR") or ".") .. "/examples/bank"
-
-local function settled(c, name)
-  local deadline = socket.gettime() + 10
-  repeat
-    for _, st in ipairs(assert(c:call("scripts"))) do
-      if st.name == name and st.lag == 0 then return end
-    end
-    socket.sleep(0.02)
-  until socket.gettime() > deadline
-  error(name .. " did not reach the head")
-end
+local server = require "support.server" -- spec/support/server.lua: starts `moonlog serve`
 
 describe("examples/bank served", function()
   after_each(server.stop_all)
 
   it("opens, deposits, refuses an overdraft, and shows the balances", function()
-    local s = server.start { args = { "--scripts", here .. "/scripts" } }
+    local s = server.start { args = { "--scripts", server.source "examples/bank/scripts" } }
     assert.equal(201, (s:curl("POST", "/commands/account/Open", '{"id": 1, "owner": "ada", "overdraft": 50}')))
     assert.equal(201, (s:curl("POST", "/commands/account/Deposit", '{"id": 1, "amount": 100}')))
     local code, body = s:curl_json("POST", "/commands/account/Withdraw", '{"id": 1, "amount": 151}')
@@ -31,7 +17,7 @@ describe("examples/bank served", function()
     local c = s.client
     assert(c:call("command", "account", "Open", { id = 2, owner = "bob" }))
     assert(c:call("command", "account", "Deposit", { id = 2, amount = 70 }))
-    settled(c, "balances")
+    server.at_head(c, "balances") -- the projection has seen every event
     code, body = s:curl_json("GET", "/projections/balances/balance?arg=account-1")
     assert.same({ 200, -50 }, { code, body })
     assert.same({ total = 20, open = 2 }, assert(c:call("query", "balances", "summary")))

@@ -1,33 +1,20 @@
 -- The sensors example against the real server: readings partitioned per device
 -- with per-minute averages, and the alerts handler emitting ThresholdExceeded.
-local server = require "support.server"
-local socket = require "socket"
-
-local here = (os.getenv("MOONLOG_SOURCE_DIR") or ".") .. "/examples/sensors"
-
-local function settled(c)
-  local deadline = socket.gettime() + 10
-  repeat
-    local all = true
-    for _, st in ipairs(assert(c:call("scripts"))) do all = all and st.lag == 0 end
-    if all then return end
-    socket.sleep(0.02)
-  until socket.gettime() > deadline
-  error("the scripts did not reach the head")
-end
+local server = require "support.server" -- spec/support/server.lua: starts `moonlog serve`
 
 describe("examples/sensors served", function()
   after_each(server.stop_all)
 
   it("averages readings per device and minute, and raises alerts", function()
-    local s = server.start { args = { "--scripts", here .. "/scripts" } }
+    local s = server.start { args = { "--scripts", server.source "examples/sensors/scripts" } }
     local c = s.client
     local minute = 29000000
     for _, r in ipairs { { "sensor-a", 20.0, 0 }, { "sensor-a", 30.0, 10 }, { "sensor-a", 90.5, 70 },
                          { "sensor-b", 50.0, 5 } } do
       assert(c:append(r[1], { type = "Reading", data = { value = r[2], at = minute * 60 + r[3] } }))
     end
-    settled(c)
+    server.at_head(c, "readings") -- both scripts have seen every reading
+    server.at_head(c, "alerts")
     assert.equal(25.0, assert(c:call("query", "readings", "average", "sensor-a", minute)))
     assert.equal(90.5, assert(c:call("query", "readings", "latest", "sensor-a")))
     assert.same({ { device = "sensor-a", readings = 3 }, { device = "sensor-b", readings = 1 } },
