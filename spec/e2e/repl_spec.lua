@@ -34,8 +34,16 @@ function Term:wait_for(pattern, plain)
 end
 
 function Term:type(text) sh(("tmux send-keys -t %s -l %s"):format(self.name, q(text))) end
-function Term:key(k) sh(("tmux send-keys -t %s %s"):format(self.name, k)) end
-function Term:line(text) self:type(text); self:key("Enter") end
+
+-- Presses a key (tmux's name for it); with `shown`, waits until the screen shows that text.
+function Term:key(k, shown)
+  sh(("tmux send-keys -t %s %s"):format(self.name, k))
+  if shown then return self:wait_for(shown, true) end
+end
+
+-- Types a line and Enter; with `shown`, waits until the screen shows that text.
+function Term:line(text, shown) self:type(text); return self:key("Enter", shown) end
+
 function Term:close() sh(("tmux kill-session -t %s 2>/dev/null"):format(self.name)) end
 
 local function run(cmd) -- status, output
@@ -55,70 +63,55 @@ describe("moonlog repl on a running server", function()
     server.stop_all()
     sh("rm -rf " .. q(home))
   end)
+  -- The REPL at a terminal, on the server's data folder.
+  local function open() term = Term.open("--data " .. q(s.data), home) end
 
   it("prints expressions, continues multi-line chunks, reports errors and goes on", function()
-    term = Term.open("--data " .. q(s.data), home)
-    term:line("1 + 2")
-    term:wait_for("\n3\n", true)
-    term:line("function double(n)")
-    term:wait_for("\n>>", true)
+    open()
+    term:line("1 + 2", "\n3\n")
+    term:line("function double(n)", "\n>>")
     term:line("return n * 2")
     term:line("end")
-    term:line("double(21)")
-    term:wait_for("\n42\n", true)
-    term:line("error('boom')")
-    term:wait_for("repl:1: boom", true)
-    term:line("log.read('account-1')")
-    term:wait_for('#1 account-1@1 Opened {owner="ada"}', true)
-    term:line("{ b = { 1, 2 }, a = 'x' }")
-    term:wait_for('{a="x", b={1, 2}}', true)
+    term:line("double(21)", "\n42\n")
+    term:line("error('boom')", "repl:1: boom")
+    term:line("log.read('account-1')", '#1 account-1@1 Opened {owner="ada"}')
+    term:line("{ b = { 1, 2 }, a = 'x' }", '{a="x", b={1, 2}}')
   end)
 
   it("stops a runaway loop with an error, and the server goes on", function()
-    term = Term.open("--data " .. q(s.data), home)
-    term:line("while true do end")
-    term:wait_for("instruction budget exceeded", true)
-    term:line("log.head()")
-    term:wait_for("\n1\n", true)
+    open()
+    term:line("while true do end", "instruction budget exceeded")
+    term:line("log.head()", "\n1\n")
     assert(s.client:stats())
   end)
 
   it("completes globals and fields with Tab", function()
-    term = Term.open("--data " .. q(s.data), home)
+    open()
     term:type("stre")
     term:key("Tab")
     term:type(".cou")
-    term:key("Tab")
-    term:wait_for("streams.count", true)
+    term:key("Tab", "streams.count")
     term:type("()")
-    term:key("Enter")
-    term:wait_for("streams.count()\n1\n", true)
+    term:key("Enter", "streams.count()\n1\n")
   end)
 
   it("keeps history across runs", function()
-    term = Term.open("--data " .. q(s.data), home)
-    term:line("40 + 2")
-    term:wait_for("\n42\n", true)
-    term:key("C-d")
-    term:wait_for("REPL-EXIT=0", true)
+    open()
+    term:line("40 + 2", "\n42\n")
+    term:key("C-d", "REPL-EXIT=0")
     term:close()
-    term = Term.open("--data " .. q(s.data), home)
-    term:key("Up")
-    term:wait_for("> 40 + 2", true)
-    term:key("Enter")
-    term:wait_for("\n42\n", true)
+    open()
+    term:key("Up", "> 40 + 2")
+    term:key("Enter", "\n42\n")
   end)
 
   it("follows a tail until Ctrl-C, then returns to the prompt", function()
-    term = Term.open("--data " .. q(s.data), home)
-    term:line("log.tail('account-*', 1)")
-    term:wait_for("account-1@1  Opened", true)
+    open()
+    term:line("log.tail('account-*', 1)", "account-1@1  Opened")
     assert(s.client:append("account-2", { { type = "Opened", data = { owner = "bob" } } }))
     term:wait_for("account-2@1  Opened", true)
-    term:key("C-c")
-    term:wait_for("(tail stopped)", true)
-    term:line("log.head()")
-    term:wait_for("\n2\n", true)
+    term:key("C-c", "(tail stopped)")
+    term:line("log.head()", "\n2\n")
   end)
 
   it("reads chunks from a pipe without prompts", function()
@@ -179,8 +172,7 @@ describe("moonlog repl with scripts running in the server", function()
   after_each(server.stop_all)
 
   it("reaches each script by name, runs commands, and answers at(position)", function()
-    local src = assert(os.getenv("MOONLOG_SOURCE_DIR"))
-    local s = server.start { args = { "--scripts", src .. "/examples/bank/scripts" } }
+    local s = server.start { args = { "--scripts", server.source "examples/bank/scripts" } }
     local chunks = table.concat({
       'account:command("Open", { id = 1, owner = "ada" }).version',
       'account:command("Deposit", { id = 1, amount = 100 }).version',
@@ -202,10 +194,8 @@ describe("moonlog repl with scripts running in the server", function()
     -- and at a terminal
     local home = server.tmpdir()
     local term = Term.open("--data " .. q(s.data), home)
-    term:line('at(2, "balances")')
-    term:wait_for('{accounts={["account-1"]=100}, open=1, total=100}', true)
-    term:line('balances:query("total")')
-    term:wait_for("\n70\n", true)
+    term:line('at(2, "balances")', '{accounts={["account-1"]=100}, open=1, total=100}')
+    term:line('balances:query("total")', "\n70\n")
     term:close()
     sh("rm -rf " .. q(home))
   end)
