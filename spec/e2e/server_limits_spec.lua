@@ -55,6 +55,16 @@ local function closed(c)
   return data ~= nil or err == "closed", data or partial
 end
 
+-- Waits until a new RPC client is answered by the server s (once others have gone).
+local function answers_new_client(s, what)
+  server.eventually(function()
+    local c = client.connect("127.0.0.1:" .. s.rpc_port, { timeout = 2 })
+    local ok = c and c:stats()
+    if c then c:close() end
+    return ok
+  end, 10, what)
+end
+
 -- The lowest descriptor number the process does not use: the next one it would get.
 local function next_fd(pid)
   local used = {}
@@ -96,12 +106,7 @@ describe("descriptors", function()
     assert.is_true(log_lines(s) < 30, "the log floods while full")
     -- once some go, a new client is answered
     for i = 1, 100 do socks[i]:close() end
-    server.eventually(function()
-      local c = client.connect("127.0.0.1:" .. s.rpc_port, { timeout = 2 })
-      local ok = c and c:stats()
-      if c then c:close() end
-      return ok
-    end, 10, "a client answered after connections closed")
+    answers_new_client(s, "a client answered after connections closed")
     for i = 101, #socks do socks[i]:close() end
   end)
 
@@ -146,12 +151,7 @@ describe("descriptors", function()
     assert.equal(2, st.http_connections)
     assert.equal(3, st.max_conns)
     keep[1]:close()
-    server.eventually(function()
-      local c = client.connect("127.0.0.1:" .. s.rpc_port, { timeout = 2 })
-      local ok = c and c:stats()
-      if c then c:close() end
-      return ok
-    end, 10, "a client answered once an HTTP connection closed")
+    answers_new_client(s, "a client answered once an HTTP connection closed")
     keep[2]:close()
   end)
 end)
