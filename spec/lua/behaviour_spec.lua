@@ -150,21 +150,9 @@ describe("decider", function()
 end)
 
 describe("projection", function()
-  local balances = ml.projection {
-    name = "balances",
-    from = "account-*",
-    init = function() return { total = 0, accounts = {} } end,
-    on = {
-      Deposited = function(s, e)
-        s.accounts[e.stream] = (s.accounts[e.stream] or 0) + e.data.amount
-        s.total = s.total + e.data.amount
-      end,
-    },
-    queries = {
-      balance = function(s, stream) return s.accounts[stream] end,
-      total = function(s) return s.total end,
-    },
-  }
+  -- the bank example's: balance per account, total, open accounts
+  local src = os.getenv("MOONLOG_SOURCE_DIR") or "."
+  local balances = dofile(src .. "/examples/bank/scripts/balances.lua")
 
   it("folds events into one state and answers queries", function()
     local s = balances:replay({ ev("account-1", "Deposited", { amount = 5 }),
