@@ -262,13 +262,12 @@ static void test_failed_write(const char *dir)
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
-	const char *names[] = {"apply-same", "apply-window", "apply-torn", "apply-failed"};
-	void (*tests[])(const char *) = {test_same, test_window, test_torn, test_failed_write};
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		char *dir = unit_tmpdir(names[i]);
-		tests[i](dir);
-		rm_rf(dir);
-		free(dir);
-	}
+	static const struct unit_dir_test tests[] = {
+	    {"apply-same", test_same},
+	    {"apply-window", test_window},
+	    {"apply-torn", test_torn},
+	    {"apply-failed", test_failed_write},
+	};
+	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();
 }

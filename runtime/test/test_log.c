@@ -343,16 +343,11 @@ static void test_lock(const char *dir)
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
-	const char *names[] = {"append",   "dups",   "retries", "batch", "bad",
-			       "segments", "faults", "kick",	"lock"};
-	void (*tests[])(const char *) = {test_append_read, test_duplicates, test_retries,
-					 test_batches,	   test_bad_input,  test_segments,
-					 test_faults,	   test_kick,	    test_lock};
-	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-		char *dir = unit_tmpdir(names[i]);
-		tests[i](dir);
-		rm_rf(dir);
-		free(dir);
-	}
+	static const struct unit_dir_test tests[] = {
+	    {"append", test_append_read}, {"dups", test_duplicates}, {"retries", test_retries},
+	    {"batch", test_batches},	  {"bad", test_bad_input},   {"segments", test_segments},
+	    {"faults", test_faults},	  {"kick", test_kick},	     {"lock", test_lock},
+	};
+	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();
 }

@@ -82,4 +82,21 @@ static inline void rm_rf(const char *dir)
 		fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* A test that works in a temporary folder of its own. */
+struct unit_dir_test {
+	const char *name;
+	void (*run)(const char *dir);
+};
+
+/* Runs each test in a fresh temporary folder named after it, and removes the folder after. */
+static inline void run_in_tmpdirs(const struct unit_dir_test *tests, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *dir = unit_tmpdir(tests[i].name);
+		tests[i].run(dir);
+		rm_rf(dir);
+		free(dir);
+	}
+}
+
 #endif
