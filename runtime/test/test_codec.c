@@ -8,6 +8,7 @@
 #include <math.h>
 #include <msgpack.h>
 
+#include "random_input.h"
 #include "unit.h"
 
 /* ---- helpers ---- */
@@ -243,6 +244,13 @@ static void test_check_depth(void)
 	}
 }
 
+/* msgpack-c allocates for a 32-bit count before reading the elements: no array32, no map32. */
+static unsigned char no_count32(unsigned char b, uint64_t r)
+{
+	(void)r;
+	return b == 0xdd || b == 0xdf ? 0xc0 : b;
+}
+
 /* Random bytes: the validator must agree with msgpack-c and never read out of bounds. */
 static void test_check_random(void)
 {
@@ -250,20 +258,8 @@ static void test_check_random(void)
 	int agree = 0, valid = 0, json_ok = 0, json_refused = 0;
 	const int rounds = 200000;
 	for (int i = 0; i < rounds; i++) {
-		unsigned char buf[24];
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		size_t n = 1 + x % sizeof(buf);
-		for (size_t k = 0; k < n; k++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			/* Favour small counts and lengths so that some inputs are valid. */
-			buf[k] = (unsigned char)(x % 3 ? x >> 8 : x % 0x20);
-			/* msgpack-c allocates for a 32-bit count before reading the elements. */
-			if (buf[k] == 0xdd || buf[k] == 0xdf)
-				buf[k] = 0xc0;
-		}
-		/* Heap copy so that ASan sees any read past the end. */
-		unsigned char *p = malloc(n);
-		memcpy(p, buf, n);
+		size_t n;
+		unsigned char *p = random_msgpack(&x, 24, &n, no_count32);
 		int mine = ml_msgpack_check(p, n) == 0;
 		agree += mine == reference_ok(p, n);
 		valid += mine;
@@ -646,10 +642,8 @@ static void test_from_json_random(void)
 	struct ml_buf j = {0}, mp = {0}, j2 = {0}, mp2 = {0};
 	for (int i = 0; i < rounds; i++) {
 		j.len = mp.len = j2.len = mp2.len = 0;
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		for (int k = 0, n = (int)(x % 12); k < n; k++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			const char *t = tokens[x % (sizeof(tokens) / sizeof(tokens[0]))];
+		for (int k = 0, n = (int)(xorshift(&x) % 12); k < n; k++) {
+			const char *t = tokens[xorshift(&x) % (sizeof(tokens) / sizeof(tokens[0]))];
 			ml_buf_add(&j, t, strlen(t));
 		}
 		ml_buf_add(&j, "", 1); /* a NUL for has(), not part of the input */

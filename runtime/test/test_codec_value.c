@@ -9,6 +9,7 @@
 #include <math.h>
 #include <msgpack.h>
 
+#include "random_input.h"
 #include "unit.h"
 
 static msgpack_sbuffer sbuf;
@@ -244,6 +245,12 @@ static void test_structure(void)
 	ok(ml_msgpack_check_value(deep, 64, "data") == 0, "64 levels are fine");
 }
 
+/* More maps with small string and integer keys. */
+static unsigned char more_maps(unsigned char b, uint64_t r)
+{
+	return r % 5 ? b : (unsigned char)(r % 2 ? 0x82 : 0xa1);
+}
+
 /*
  * Random bytes: whatever the check accepts, every reader can show, and JSON carries
  * it back to something the log accepts again (what a reader gets, it can append).
@@ -255,17 +262,8 @@ static void test_random(void)
 	const int rounds = 300000;
 	struct ml_buf json = {0}, mp = {0};
 	for (int i = 0; i < rounds; i++) {
-		unsigned char buf[24];
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		size_t n = 1 + x % sizeof(buf);
-		for (size_t k = 0; k < n; k++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			buf[k] = (unsigned char)(x % 3 ? x >> 8 : x % 0x20);
-			if (x % 5 == 0) /* more maps with small string and integer keys */
-				buf[k] = (unsigned char)(x % 2 ? 0x82 : 0xa1);
-		}
-		unsigned char *p = malloc(n); /* exact size, for ASan */
-		memcpy(p, buf, n);
+		size_t n;
+		unsigned char *p = random_msgpack(&x, 24, &n, more_maps);
 		if (ml_msgpack_check_value(p, n, "data") != 0) {
 			free(p);
 			continue;
