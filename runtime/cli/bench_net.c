@@ -163,53 +163,10 @@ static int send_some(struct bconn *b)
 	return 0;
 }
 
-/* Takes every whole answer from the input; counts successes and failures. */
-static int take_answers(struct bconn *b)
-{
-	struct cli_client *c = &b->c;
-	for (;;) {
-		size_t len;
-		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
-		int rc = ml_mp_frame(p, c->in.len - c->in_off, &len);
-		if (rc < 0)
-			return -1;
-		if (rc > 0)
-			break;
-		struct ml_mp m = {p, p + len};
-		uint32_t n;
-		int64_t type;
-		uint64_t id;
-		c->in_off += len;
-		if (ml_mp_array(&m, &n) != 0 || ml_mp_int(&m, &type) != 0 || type != 1 ||
-		    ml_mp_uint(&m, &id) != 0)
-			continue;
-		b->outstanding--;
-		if (ml_mp_nil(&m) == 0)
-			b->acked++;
-		else
-			b->failed++;
-	}
-	if (c->in_off == c->in.len)
-		c->in.len = c->in_off = 0;
-	return 0;
-}
-
+/* Reads what has come, and takes every whole answer: counts successes and failures. */
 static int read_some(struct bconn *b)
 {
-	struct cli_client *c = &b->c;
-	if (c->in_off && c->in_off > c->in.len / 2) {
-		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
-		c->in.len -= c->in_off;
-		c->in_off = 0;
-	}
-	ml_buf_reserve(&c->in, 1 << 17);
-	ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-	if (r < 0 && (errno == EAGAIN || errno == EINTR))
-		return 0;
-	if (r <= 0)
-		return -1;
-	c->in.len += (size_t)r;
-	return take_answers(b);
+	return cli_client_take_answers(&b->c, &b->outstanding, &b->acked, &b->failed);
 }
 
 static void nonblock(int fd)
@@ -454,11 +411,8 @@ static int bench_subscribe(const struct bopts *o, const char *addr)
 		if (!(pf[0].revents & POLLIN))
 			continue;
 		/* Take every whole notification the subscriber has. */
-		ml_buf_reserve(&sub.in, 1 << 17);
-		ssize_t rd = read(sub.fd, sub.in.data + sub.in.len, sub.in.cap - sub.in.len);
-		if (rd <= 0)
+		if (cli_client_read_some(&sub) <= 0)
 			break;
-		sub.in.len += (size_t)rd;
 		uint64_t arrived = ml_clock_ns();
 		for (;;) {
 			size_t len;
@@ -472,9 +426,6 @@ static int bench_subscribe(const struct bopts *o, const char *addr)
 				lat[nlat++] = arrived - st;
 			got += st != 0;
 		}
-		memmove(sub.in.data, sub.in.data + sub.in_off, sub.in.len - sub.in_off);
-		sub.in.len -= sub.in_off;
-		sub.in_off = 0;
 	}
 	double secs = (double)(ml_clock_ns() - t0) / 1e9;
 	qsort(lat, nlat, sizeof(*lat), cmp_u64);

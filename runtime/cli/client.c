@@ -1,7 +1,8 @@
 /*
  * client.c - the command line's msgpack-RPC client (see client.h). Blocking
  * and one request at a time, except for the notifications a subscription
- * streams, which cli_client_next hands out in order.
+ * streams, which cli_client_next hands out in order, and the pipelined calls
+ * of the benchmarks, whose answers cli_client_take_answers counts.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -128,6 +129,50 @@ int cli_client_next(struct cli_client *c, struct ml_mp *msg)
 		if (r <= 0)
 			return ml_diag_set(ML_ERR_IO, "the server closed the connection");
 		c->in.len += (size_t)r;
+	}
+}
+
+int cli_client_read_some(struct cli_client *c)
+{
+	if (c->in_off) { /* drop what was taken */
+		memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+		c->in.len -= c->in_off;
+		c->in_off = 0;
+	}
+	ml_buf_reserve(&c->in, 1 << 17);
+	ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (r <= 0)
+		return -1;
+	c->in.len += (size_t)r;
+	return 1;
+}
+
+int cli_client_take_answers(struct cli_client *c, uint64_t *outstanding, uint64_t *ok,
+			    uint64_t *failed)
+{
+	int got = cli_client_read_some(c);
+	if (got <= 0)
+		return got;
+	for (;;) {
+		size_t len;
+		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
+		int rc = ml_mp_frame(p, c->in.len - c->in_off, &len);
+		if (rc != 0)
+			return rc < 0 ? -1 : 0;
+		struct ml_mp m = {p, p + len};
+		uint32_t n;
+		uint64_t type, id;
+		c->in_off += len;
+		if (ml_mp_array(&m, &n) != 0 || ml_mp_uint(&m, &type) != 0 || type != 1 ||
+		    ml_mp_uint(&m, &id) != 0)
+			continue;
+		--*outstanding;
+		if (ml_mp_nil(&m) == 0)
+			++*ok;
+		else
+			++*failed;
 	}
 }
 

@@ -40,6 +40,18 @@ int cli_client_call(struct cli_client *c, const char *method, const struct ml_bu
  */
 int cli_client_next(struct cli_client *c, struct ml_mp *msg);
 
+/*
+ * For a client that pipelines calls on a non-blocking socket (the benchmarks):
+ * cli_client_read_some reads what has arrived into c->in, after what is not taken yet:
+ * 1 when bytes came, 0 when none were waiting, -1 when the connection ended or failed.
+ * cli_client_take_answers reads what has arrived and takes every whole answer
+ * [1, id, error, result] out of c->in: one call less *outstanding, and one more *ok (no
+ * error) or *failed. 0, or -1 when the connection ended or sent what is not msgpack.
+ */
+int cli_client_read_some(struct cli_client *c);
+int cli_client_take_answers(struct cli_client *c, uint64_t *outstanding, uint64_t *ok,
+			    uint64_t *failed);
+
 /* Reads one event map into e (pointers into the message). */
 int cli_client_event(struct ml_mp *r, struct ml_event *e);
 

@@ -115,34 +115,10 @@ static void queue(struct cconn *b, const struct sopts *o, uint64_t n)
 	b->outstanding++;
 }
 
+/* Reads what has come, and takes every whole answer: counts successes and failures. */
 static int take(struct cconn *b)
 {
-	struct cli_client *c = &b->c;
-	ml_buf_reserve(&c->in, 1 << 16);
-	ssize_t r = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-	if (r < 0 && (errno == EAGAIN || errno == EINTR))
-		return 0;
-	if (r <= 0)
-		return -1;
-	c->in.len += (size_t)r;
-	size_t off = 0, len;
-	while (ml_mp_frame((const uint8_t *)c->in.data + off, c->in.len - off, &len) == 0) {
-		struct ml_mp m = {(const uint8_t *)c->in.data + off,
-				  (const uint8_t *)c->in.data + off + len};
-		uint32_t n;
-		uint64_t t, id;
-		off += len;
-		if (ml_mp_array(&m, &n) || ml_mp_uint(&m, &t) || t != 1 || ml_mp_uint(&m, &id))
-			continue;
-		b->outstanding--;
-		if (ml_mp_nil(&m) == 0)
-			b->ok++;
-		else
-			b->failed++;
-	}
-	memmove(c->in.data, c->in.data + off, c->in.len - off);
-	c->in.len -= off;
-	return 0;
+	return cli_client_take_answers(&b->c, &b->outstanding, &b->ok, &b->failed);
 }
 
 static int send_out(struct cconn *b)
