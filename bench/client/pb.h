@@ -12,24 +12,24 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
-/* A growing byte buffer; `off` is how much of the front is consumed. */
-struct pb_buf {
-	char *p;
-	size_t len, cap, off;
-};
+#include <moonlog/util.h> /* struct ml_buf and its ml_buf_add, ml_buf_addf, ... */
 
-void pb_buf_reserve(struct pb_buf *b, size_t n); /* room for n more bytes */
-void pb_buf_put(struct pb_buf *b, const void *data, size_t n);
-void pb_buf_puts(struct pb_buf *b, const char *s);
-void pb_buf_printf(struct pb_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void pb_buf_compact(struct pb_buf *b);
-void pb_buf_free(struct pb_buf *b);
+static inline void pb_buf_puts(struct ml_buf *b, const char *s)
+{
+	ml_buf_add(b, s, strlen(s));
+}
 
-/* One TCP connection with its buffers, and a protocol's own state. */
+/* Drops the consumed front (*off bytes) of b once it is worth the copy. */
+void pb_buf_compact(struct ml_buf *b, size_t *off);
+
+/* One TCP connection with its buffers (in_off, out_off: how much of each is consumed), and
+ * a protocol's own state. */
 struct pb_conn {
 	int fd, id;
-	struct pb_buf in, out;
+	struct ml_buf in, out;
+	size_t in_off, out_off;
 	int inflight;
 	void *state;
 };

@@ -30,7 +30,7 @@ struct mstate {
 
 static int to_buf(void *data, const char *p, size_t n)
 {
-	pb_buf_put(data, p, n);
+	ml_buf_add(data, p, n);
 	return 0;
 }
 
@@ -65,7 +65,7 @@ static int next_msg(struct pb_conn *c, struct ml_mp *m)
 		return 0;
 	st->walk = (struct ml_mp_walk){0, 0};
 	*m = (struct ml_mp){p, p + len};
-	c->in.off += len;
+	c->in_off += len;
 	return 1;
 }
 
@@ -165,7 +165,7 @@ static void m_append(struct pb_conn *c, uint64_t seq)
 	pack_str(&pk, "type", 4);
 	pack_str(&pk, "Deposited", 9);
 	pack_str(&pk, "data", 4);
-	pb_buf_put(&c->out, payload, n);
+	ml_buf_add(&c->out, payload, n);
 }
 
 static int m_acked(struct pb_conn *c)

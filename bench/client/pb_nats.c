@@ -70,10 +70,10 @@ static int next(struct pb_conn *c, struct nmsg *m)
 			m->data = b + line + hdr;
 			m->len = total - hdr;
 			m->status = hmsg && hdr > 12 ? atoi(b + line + 9) : 0;
-			c->in.off += line + total + 2;
+			c->in_off += line + total + 2;
 			return 1;
 		}
-		c->in.off += line;
+		c->in_off += line;
 		if (strncmp(b, "PING", 4) == 0)
 			pb_buf_puts(&c->out, "PONG\r\n");
 		else if (strncmp(b, "-ERR", 4) == 0)
@@ -97,9 +97,9 @@ static int wait_msg(struct pb_conn *c, int sid, struct nmsg *m)
 static void pub(struct pb_conn *c, const char *subject, const char *reply, const void *data,
 		size_t n)
 {
-	pb_buf_printf(&c->out, "PUB %s %s %zu\r\n", subject, reply, n);
-	pb_buf_put(&c->out, data, n);
-	pb_buf_put(&c->out, "\r\n", 2);
+	ml_buf_addf(&c->out, "PUB %s %s %zu\r\n", subject, reply, n);
+	ml_buf_add(&c->out, data, n);
+	ml_buf_add(&c->out, "\r\n", 2);
 }
 
 /* A JetStream API request; an {"error": ...} answer fails unless `lenient`. */
@@ -120,12 +120,12 @@ static int n_hello(struct pb_conn *c)
 {
 	struct nmsg m;
 	c->state = calloc(1, sizeof(struct nstate));
-	pb_buf_printf(&c->out,
-		      "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,"
-		      "\"no_responders\":true,\"protocol\":1,\"name\":\"peerbench\"}\r\n"
-		      "SUB ack.%d 1\r\nSUB api.%d 2\r\nSUB pull.%d 3\r\nSUB push.%d 4\r\n"
-		      "PUB hello.%d api.%d 0\r\n\r\n",
-		      c->id, c->id, c->id, c->id, c->id, c->id);
+	ml_buf_addf(&c->out,
+		    "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,"
+		    "\"no_responders\":true,\"protocol\":1,\"name\":\"peerbench\"}\r\n"
+		    "SUB ack.%d 1\r\nSUB api.%d 2\r\nSUB pull.%d 3\r\nSUB push.%d 4\r\n"
+		    "PUB hello.%d api.%d 0\r\n\r\n",
+		    c->id, c->id, c->id, c->id, c->id, c->id);
 	/* no one listens on hello.ID: a 503 status on api.ID says the server is ready */
 	return pb_flush(c) == 0 && wait_msg(c, 2, &m) == 0 ? 0 : -1;
 }

@@ -42,8 +42,9 @@ void pb_close(struct pb_conn *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
-	pb_buf_free(&c->in);
-	pb_buf_free(&c->out);
+	ml_buf_free(&c->in);
+	ml_buf_free(&c->out);
+	c->in_off = c->out_off = 0;
 	c->fd = -1;
 }
 
@@ -58,16 +59,16 @@ static int wait_fd(int fd, short events)
 
 int pb_write_some(struct pb_conn *c)
 {
-	struct pb_buf *b = &c->out;
-	while (b->off < b->len) {
-		ssize_t n = write(c->fd, b->p + b->off, b->len - b->off);
+	struct ml_buf *b = &c->out;
+	while (c->out_off < b->len) {
+		ssize_t n = write(c->fd, b->data + c->out_off, b->len - c->out_off);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (n < 0)
 			return pb_fail("write: %s", strerror(errno));
-		b->off += (size_t)n;
+		c->out_off += (size_t)n;
 	}
-	pb_buf_compact(b);
+	pb_buf_compact(b, &c->out_off);
 	return 0;
 }
 
@@ -86,12 +87,12 @@ int pb_flush(struct pb_conn *c)
 /* Reads until the socket is drained or 1 MiB waits unconsumed. */
 int pb_read_some(struct pb_conn *c)
 {
-	struct pb_buf *b = &c->in;
-	pb_buf_compact(b);
+	struct ml_buf *b = &c->in;
+	pb_buf_compact(b, &c->in_off);
 	size_t before = pb_avail(c); /* at most 1 MiB more per call, however much is waiting */
 	while (pb_avail(c) - before < (1u << 20)) {
-		pb_buf_reserve(b, PB_READ);
-		ssize_t n = read(c->fd, b->p + b->len, b->cap - b->len);
+		ml_buf_reserve(b, PB_READ);
+		ssize_t n = read(c->fd, b->data + b->len, b->cap - b->len);
 		if (n > 0) {
 			b->len += (size_t)n;
 			continue;
@@ -116,10 +117,10 @@ int pb_fill(struct pb_conn *c)
 
 const char *pb_in(const struct pb_conn *c)
 {
-	return c->in.p ? c->in.p + c->in.off : ""; /* nothing read yet: no buffer */
+	return c->in.data ? c->in.data + c->in_off : ""; /* nothing read yet: no buffer */
 }
 
 size_t pb_avail(const struct pb_conn *c)
 {
-	return c->in.len - c->in.off;
+	return c->in.len - c->in_off;
 }

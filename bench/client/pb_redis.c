@@ -43,7 +43,7 @@ static int reply(struct pb_conn *c, const char **p, const char **e)
 	const char *b = pb_in(c), *end = skip(b, b + pb_avail(c));
 	if (end == NULL)
 		return 0;
-	c->in.off += (size_t)(end - b);
+	c->in_off += (size_t)(end - b);
 	*p = b, *e = end;
 	if (*b == '-')
 		return pb_fail("redis: %.*s", (int)(strcspn(b, "\r\n")), b);
@@ -59,16 +59,16 @@ static int wait_reply(struct pb_conn *c, const char **p, const char **e)
 	return r < 0 ? -1 : 0;
 }
 
-static void bulk(struct pb_buf *b, const char *s, size_t n)
+static void bulk(struct ml_buf *b, const char *s, size_t n)
 {
-	pb_buf_printf(b, "$%zu\r\n", n);
-	pb_buf_put(b, s, n);
-	pb_buf_put(b, "\r\n", 2);
+	ml_buf_addf(b, "$%zu\r\n", n);
+	ml_buf_add(b, s, n);
+	ml_buf_add(b, "\r\n", 2);
 }
 
 static void command(struct pb_conn *c, int argc, const char **argv)
 {
-	pb_buf_printf(&c->out, "*%d\r\n", argc);
+	ml_buf_addf(&c->out, "*%d\r\n", argc);
 	for (int i = 0; i < argc; i++)
 		bulk(&c->out, argv[i], strlen(argv[i]));
 }

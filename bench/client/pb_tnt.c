@@ -42,7 +42,7 @@ struct tstate {
 
 static int to_buf(void *data, const char *p, size_t n)
 {
-	pb_buf_put(data, p, n);
+	ml_buf_add(data, p, n);
 	return 0;
 }
 
@@ -51,7 +51,7 @@ static size_t begin_req(struct pb_conn *c, msgpack_packer *pk, int type, int bod
 {
 	struct tstate *st = c->state;
 	size_t at = c->out.len;
-	pb_buf_put(&c->out, "\xce\0\0\0\0", 5);
+	ml_buf_add(&c->out, "\xce\0\0\0\0", 5);
 	msgpack_packer_init(pk, &c->out, to_buf);
 	msgpack_pack_map(pk, 2);
 	msgpack_pack_uint8(pk, K_CODE);
@@ -65,7 +65,7 @@ static size_t begin_req(struct pb_conn *c, msgpack_packer *pk, int type, int bod
 static void end_req(struct pb_conn *c, size_t at)
 {
 	uint32_t n = (uint32_t)(c->out.len - at - 5);
-	unsigned char *p = (unsigned char *)c->out.p + at + 1;
+	unsigned char *p = (unsigned char *)c->out.data + at + 1;
 	p[0] = (unsigned char)(n >> 24), p[1] = (unsigned char)(n >> 16);
 	p[2] = (unsigned char)(n >> 8), p[3] = (unsigned char)n;
 }
@@ -95,7 +95,7 @@ static int response(struct pb_conn *c, const msgpack_object **data)
 	if (pb_avail(c) < 5 + n)
 		return 0;
 	const char *p = (const char *)b + 5;
-	c->in.off += 5 + n;
+	c->in_off += 5 + n;
 	if (msgpack_unpack_next(&st->res, p, n, &off) != MSGPACK_UNPACK_SUCCESS)
 		return pb_fail("tarantool: a response header that does not parse");
 	const msgpack_object *code = map_get(&st->res.data, K_CODE);
@@ -146,7 +146,7 @@ static int t_hello(struct pb_conn *c)
 	while (pb_avail(c) < 128) /* the greeting: version and salt */
 		if (pb_fill(c) != 0)
 			return -1;
-	c->in.off += 128;
+	c->in_off += 128;
 	return 0;
 }
 
@@ -249,7 +249,7 @@ static int select_answer(struct pb_conn *c, uint64_t *count, uint64_t *last)
 	}
 	if (!ok)
 		return pb_fail("tarantool: a select answer that does not parse");
-	c->in.off += 5 + n;
+	c->in_off += 5 + n;
 	*count = k;
 	if (k > 0)
 		*last = id;

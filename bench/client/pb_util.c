@@ -1,5 +1,5 @@
 /*
- * pb_util.c - buffers, the clock, error lines and the benchmark event.
+ * pb_util.c - buffer compaction, the clock, error lines and the benchmark event.
  *
  * The event is the same for every system: a key "account-N" (N = seq % 1000),
  * an amount 1..100 and an 82-character note. As msgpack {amount, note} it is
@@ -17,62 +17,16 @@ const char pb_note[PB_NOTE_LEN + 1] =
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
 _Static_assert(sizeof(pb_note) == 83 && PB_NOTE_LEN == 82, "the note is 82 bytes");
 
-void pb_buf_reserve(struct pb_buf *b, size_t n)
-{
-	if (b->len + n <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 65536;
-	while (cap < b->len + n)
-		cap *= 2;
-	b->p = realloc(b->p, cap);
-	if (b->p == NULL) {
-		fprintf(stderr, "peerbench: out of memory\n");
-		exit(1);
-	}
-	b->cap = cap;
-}
-
-void pb_buf_put(struct pb_buf *b, const void *data, size_t n)
-{
-	pb_buf_reserve(b, n);
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-}
-
-void pb_buf_puts(struct pb_buf *b, const char *s)
-{
-	pb_buf_put(b, s, strlen(s));
-}
-
-void pb_buf_printf(struct pb_buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	pb_buf_reserve(b, (size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
 /* Drops the consumed front once it is worth the copy. */
-void pb_buf_compact(struct pb_buf *b)
+void pb_buf_compact(struct ml_buf *b, size_t *off)
 {
-	if (b->off == b->len) {
-		b->off = b->len = 0;
-	} else if (b->off > b->cap / 2) {
-		memmove(b->p, b->p + b->off, b->len - b->off);
-		b->len -= b->off;
-		b->off = 0;
+	if (*off == b->len) {
+		*off = b->len = 0;
+	} else if (*off > b->cap / 2) {
+		memmove(b->data, b->data + *off, b->len - *off);
+		b->len -= *off;
+		*off = 0;
 	}
-}
-
-void pb_buf_free(struct pb_buf *b)
-{
-	free(b->p);
-	*b = (struct pb_buf){0};
 }
 
 uint64_t pb_now_ns(void)
