@@ -155,8 +155,11 @@ describe("hostile scripts", function()
     prober = nil
     print(("\n  prober: %s"):format(line:gsub("%s+$", "")))
     assert.is_true(stats.appended > 20 and stats.errors == 0 and stats.read == stats.appended, line)
-    -- The loop was held at most about one time limit (plus one collection) at a time.
-    assert.is_true(stats.longest_ms < 5000, line)
+    -- The loop was held at most about one time limit (plus one collection) at a time:
+    -- 1.0-1.1 s on a quiet machine, up to 6 s seen when the suite ran beside four
+    -- builds. The bound catches a hang (the storm used to hold it 48 s; a finalizer
+    -- loop, for good), not a slow machine.
+    assert.is_true(stats.longest_ms < 15000, line)
     eventually(function()
       return c:call("query", "healthy", "n") == stats.appended
     end, 10, "the healthy projection to count every Tick")
@@ -220,7 +223,7 @@ describe("hostile scripts", function()
     local t0 = socket.gettime()
     assert.is_true(s:stop("TERM"), "the server exits 0 on SIGTERM")
     local took = socket.gettime() - t0
-    assert.is_true(took < 5, "it took " .. took .. " s")
+    assert.is_true(took < 15, "it took " .. took .. " s")
   end)
 
   it("a call stuck past every check takes the server down, recorded, and not again", function()

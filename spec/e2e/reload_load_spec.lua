@@ -82,10 +82,12 @@ describe("hot reload under load", function()
     local producer, watcher = s:connect(), s:connect()
     local n, sent, answered, failures = 0, {}, 0, {}
     local t0 = socket.gettime()
+    local producing = true
 
-    -- Sends what the steady rate owes by now, and collects the answers that came.
+    -- Sends what the steady rate owes by now (while producing), and collects the answers
+    -- that came.
     local function pump()
-      local owed = math.floor((socket.gettime() - t0) * RATE) - n
+      local owed = producing and math.floor((socket.gettime() - t0) * RATE) - n or 0
       while owed >= BATCH do
         local evs = {}
         for i = 1, BATCH do evs[i] = { type = "Ping", data = { n = n + i } } end
@@ -155,8 +157,10 @@ describe("hot reload under load", function()
       local pause = socket.gettime() + 0.1 -- the producer goes on between two saves
       until_(function() return socket.gettime() > pause end, "a pause")
     end
-    local total = n
-    until_(function() return #sent == 0 and n >= total end, "every append answered")
+    -- The producer stops here, so that n is the count the scripts must reach (an append
+    -- sent while waiting below would race the reads of their state).
+    producing = false
+    until_(function() return #sent == 0 end, "every append answered")
     local head = n
     until_(function()
       local e, t = status("echo"), status("tally")
