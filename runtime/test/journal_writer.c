@@ -47,6 +47,7 @@ struct journal {
 	struct node *nodes[JOURNAL_NODES];
 	void (*on_complete)(struct ml_append *req, uint64_t seq);
 	void (*on_applied)(int node, uint64_t seq);
+	uint64_t apply_limit; /* journal_apply_limit */
 };
 
 /* A request the node took, waiting for its entry's apply. */
@@ -132,6 +133,13 @@ struct outcome journal_outcome(struct journal *j, int node, uint64_t seq)
 void journal_on_complete(struct journal *j, void (*fn)(struct ml_append *req, uint64_t seq))
 {
 	j->on_complete = fn;
+}
+
+void journal_apply_limit(struct journal *j, uint64_t seq)
+{
+	pthread_mutex_lock(&j->mu);
+	j->apply_limit = seq;
+	pthread_mutex_unlock(&j->mu);
 }
 
 void journal_on_applied(struct journal *j, void (*fn)(int node, uint64_t seq))
@@ -319,9 +327,10 @@ static void *tail_main(void *arg)
 			n->cursor = from + 1;
 			continue;
 		}
-		if (!n->rewind && n->cursor <= j->n) {
+		uint64_t last = j->apply_limit && j->apply_limit < j->n ? j->apply_limit : j->n;
+		if (!n->rewind && n->cursor <= last) {
 			uint64_t from = n->cursor,
-				 to = j->n < from + RUN_MAX ? j->n : from + RUN_MAX - 1;
+				 to = last < from + RUN_MAX ? last : from + RUN_MAX - 1;
 			struct entry *run = ml_xmalloc((size_t)(to - from + 1) * sizeof(*run));
 			memcpy(run, j->v + from - 1, (size_t)(to - from + 1) * sizeof(*run));
 			n->cursor = to + 1;

@@ -60,5 +60,7 @@ void journal_node_sync(struct journal *j, int id);
 void journal_on_complete(struct journal *j, void (*fn)(struct ml_append *req, uint64_t seq));
 /* Called (on the tail or flusher thread) each time a node has recorded an entry's outcome. */
 void journal_on_applied(struct journal *j, void (*fn)(int node, uint64_t seq));
+/* Nodes apply no entry past `seq` (0: no limit): a crash test's node stops short of the end. */
+void journal_apply_limit(struct journal *j, uint64_t seq);
 
 #endif
