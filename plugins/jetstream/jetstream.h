@@ -73,6 +73,7 @@ struct js_writer {
 	int rewind;	   /* a write failed: apply again from where the log stands */
 	pthread_t publisher, tail;
 	int threads; /* both started */
+	int closing; /* the connection is being closed: no word of it lost (atomic) */
 };
 
 /* stream.c: makes the stream, or checks that the one there fits (-1 + diag if not); its last

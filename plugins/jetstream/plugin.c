@@ -17,7 +17,9 @@
 
 static void disconnected(natsConnection *nc, void *arg)
 {
-	js_log(arg, "lost the connection to NATS: reconnecting (appends wait)");
+	struct js_writer *jw = arg;
+	if (!__atomic_load_n(&jw->closing, __ATOMIC_ACQUIRE))
+		js_log(jw, "lost the connection to NATS: reconnecting (appends wait)");
 }
 
 static void reconnected(natsConnection *nc, void *arg)
@@ -69,10 +71,11 @@ static int connect_nats(struct js_writer *jw, const char *urls)
 	s = natsConnection_Connect(&jw->nc, no);
 	natsOptions_Destroy(no);
 	if (s != NATS_OK)
-		return ml_diag_set(ML_ERR_IO,
-				   "cannot reach NATS at %s (%s): start the NATS servers "
-				   "(tools/nats-cluster.sh up tries a local cluster) or fix --replicate",
-				   urls, natsStatus_GetText(s));
+		return ml_diag_set(
+		    ML_ERR_IO,
+		    "cannot reach NATS at %s (%s): start the NATS servers "
+		    "(tools/nats-cluster.sh up tries a local cluster) or fix --replicate",
+		    urls, natsStatus_GetText(s));
 	if ((s = natsConnection_JetStream(&jw->js, jw->nc, NULL)) != NATS_OK)
 		return ml_diag_set(ML_ERR_IO, "NATS at %s gave no JetStream context (%s)", urls,
 				   natsStatus_GetText(s));
@@ -118,10 +121,11 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	const char *stream = o->stream ? o->stream : "MOONLOG";
 	int replicas = o->replicas ? o->replicas : 3;
 	if (!valid_stream_name(stream))
-		return ml_diag_set(ML_ERR_USAGE,
-				   "--replicate-stream '%s' is no JetStream stream name: use 1 to 32 "
-				   "letters, digits, '-' or '_'",
-				   stream);
+		return ml_diag_set(
+		    ML_ERR_USAGE,
+		    "--replicate-stream '%s' is no JetStream stream name: use 1 to 32 "
+		    "letters, digits, '-' or '_'",
+		    stream);
 	if (replicas < 1 || replicas > 5)
 		return ml_diag_set(ML_ERR_USAGE, "--replicate-replicas takes 1 to 5, not %d",
 				   replicas);

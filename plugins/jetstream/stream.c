@@ -19,7 +19,7 @@
 #define LOOKUP_TRIES 20
 
 static void make_config(struct js_writer *jw, jsStreamConfig *c, const char **subjects,
-			    int replicas)
+			int replicas)
 {
 	jsStreamConfig_Init(c);
 	c->Name = jw->stream;

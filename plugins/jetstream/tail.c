@@ -17,8 +17,8 @@
 
 #include "jetstream.h"
 
-#define RUN_MAX 64	    /* messages applied before a kick */
-#define HEARTBEAT_MS 1000   /* the consumer's idle heartbeat: a lost one is seen in 2 s */
+#define RUN_MAX	     64	  /* messages applied before a kick */
+#define HEARTBEAT_MS 1000 /* the consumer's idle heartbeat: a lost one is seen in 2 s */
 
 struct apply {
 	struct ml_append req;
@@ -57,7 +57,8 @@ static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes
 	a->mine = own ? js_take_waiting(jw, token) : NULL; /* a copy sent again finds none */
 	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
 	if (a->mine) /* the submitter asked for each event's position: the apply fills them */
-		a->req.positions = a->mine->req->positions, a->req.versions = a->mine->req->versions;
+		a->req.positions = a->mine->req->positions,
+		a->req.versions = a->mine->req->versions;
 	pthread_mutex_lock(&jw->mu);
 	jw->outstanding++;
 	pthread_mutex_unlock(&jw->mu);
@@ -200,7 +201,8 @@ void *js_tail_main(void *arg)
 					sub = NULL;
 					nats_Sleep(200);
 				}
-				continue; /* a timeout, missed heartbeats (the consumer is made again) */
+				continue; /* a timeout, missed heartbeats (the consumer is made
+					     again) */
 			}
 		}
 		for (int run = 0; m != NULL && run < RUN_MAX; run++) {

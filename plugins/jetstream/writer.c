@@ -59,7 +59,8 @@ static int js_submit(struct ml_log_writer *w, struct ml_append *req, char (*ids)
 		pthread_mutex_unlock(&jw->mu);
 		ml_buf_free(&p->bytes);
 		free(p);
-		return ml_append_refuse(req, ML_ERR_IO, "moonlog is stopping: append on another node");
+		return ml_append_refuse(req, ML_ERR_IO,
+					"moonlog is stopping: append on another node");
 	}
 	p->token = ++jw->next_token;
 	*jw->kept_end = p;
@@ -102,12 +103,12 @@ static void fail_unknown(struct js_pending *p)
 }
 
 /* Waits (jw->mu held) until cond holds or the deadline passes; 0 if it holds. */
-#define WAIT_UNTIL(jw, cond, deadline)                                                     \
-	({                                                                                 \
-		int _rc = 0;                                                               \
-		while (!(cond) && _rc == 0)                                                \
-			_rc = pthread_cond_timedwait(&(jw)->cv, &(jw)->mu, (deadline));    \
-		(cond) ? 0 : -1;                                                           \
+#define WAIT_UNTIL(jw, cond, deadline)                                                             \
+	({                                                                                         \
+		int _rc = 0;                                                                       \
+		while (!(cond) && _rc == 0)                                                        \
+			_rc = pthread_cond_timedwait(&(jw)->cv, &(jw)->mu, (deadline));            \
+		(cond) ? 0 : -1;                                                                   \
 	})
 
 /*
@@ -147,6 +148,7 @@ static void js_stop(struct ml_log_writer *w)
 	}
 	/* nats.c 3.4.1 may crash when a subscription goes while messages arrive (its issue
 	 * #637): the tail drained its own; the connection closes before anything is freed. */
+	__atomic_store_n(&jw->closing, 1, __ATOMIC_RELEASE);
 	natsConnection_Close(jw->nc);
 }
 
@@ -241,8 +243,8 @@ static int publish(struct js_writer *jw, const struct ml_buf *body, uint64_t msg
 	for (;;) {
 		jsPubAck *pa = NULL;
 		jsErrCode jerr = 0;
-		natsStatus s = js_Publish(&pa, jw->js, jw->subject, body->data, (int)body->len, &po,
-					  &jerr);
+		natsStatus s =
+		    js_Publish(&pa, jw->js, jw->subject, body->data, (int)body->len, &po, &jerr);
 		if (s == NATS_OK) {
 			jsPubAck_Destroy(pa);
 			if (failing_since)

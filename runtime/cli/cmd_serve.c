@@ -262,8 +262,9 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 		case 32:
 			bad = cli_uint("serve", "--replicate-replicas", optarg, &v);
 			if (!bad && (v < 1 || v > 5))
-				return cli_fail("serve", CLI_USAGE,
-						"--replicate-replicas takes 1 to 5 (copies of the log)");
+				return cli_fail(
+				    "serve", CLI_USAGE,
+				    "--replicate-replicas takes 1 to 5 (copies of the log)");
 			sc->rep.replicas = (int)v;
 			break;
 		case 'h':
@@ -279,8 +280,9 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 		return cli_fail("serve", CLI_USAGE,
 				"unexpected argument '%s'; see moonlog serve --help", argv[optind]);
 	if (!sc->rep.urls && (sc->rep.stream || sc->rep.replicas))
-		return cli_fail("serve", CLI_USAGE,
-				"--replicate-stream and --replicate-replicas go with --replicate URLS");
+		return cli_fail(
+		    "serve", CLI_USAGE,
+		    "--replicate-stream and --replicate-replicas go with --replicate URLS");
 	return 0;
 }
 
