@@ -89,7 +89,7 @@ static void catch_up(struct js_writer *jw, uint64_t last)
 	uint64_t t0 = ml_clock_ns();
 	int said = 0;
 	pthread_mutex_lock(&jw->mu);
-	while (jw->seen_seq < last) {
+	while (jw->seen_seq < last || jw->outstanding > 0) { /* handed to the log, and written */
 		struct timespec deadline;
 		clock_gettime(CLOCK_REALTIME, &deadline);
 		deadline.tv_sec += 2;

@@ -78,14 +78,25 @@ int js_stream_ensure(struct js_writer *jw, int replicas, uint64_t *last)
 		jsStreamConfig c;
 		const char *subjects[1];
 		make_config(jw, &c, subjects, replicas);
-		s = js_AddStream(&si, jw->js, &c, NULL, &jerr);
+		/* A cluster that just started may not know all its peers yet: try for a while. */
+		for (int i = 0; i < LOOKUP_TRIES; i++) {
+			jerr = 0;
+			if ((s = js_AddStream(&si, jw->js, &c, NULL, &jerr)) == NATS_OK)
+				break;
+			if (i == 0)
+				js_log(jw,
+				       "JetStream did not make the stream %s yet (%s, error %d): "
+				       "trying for %d s",
+				       jw->stream, natsStatus_GetText(s), (int)jerr, LOOKUP_TRIES);
+			nats_Sleep(1000);
+		}
 		if (s != NATS_OK)
-			return ml_diag_set(ML_ERR_REFUSED,
-					   "JetStream refused to make the stream %s (%s%s): with "
-					   "--replicate-replicas %d it needs that many servers "
-					   "with JetStream enabled",
-					   jw->stream, natsStatus_GetText(s),
-					   jerr ? ", JetStream error code given" : "", replicas);
+			return ml_diag_set(
+			    ML_ERR_REFUSED,
+			    "JetStream refused to make the stream %s (%s, error %d): "
+			    "with --replicate-replicas %d it needs that many servers "
+			    "with JetStream enabled",
+			    jw->stream, natsStatus_GetText(s), (int)jerr, replicas);
 		js_log(jw, "made the JetStream stream %s (subject %s, %d copies, file storage)",
 		       jw->stream, jw->subject, replicas);
 	} else if (s != NATS_OK) {
