@@ -88,6 +88,9 @@ struct js_pending *js_take_waiting(struct js_writer *jw, uint64_t token);
 /* Puts back a request whose apply failed to write, to be completed by the next one. */
 void js_put_back(struct js_writer *jw, struct js_pending *p);
 
+/* plugin.c: frees the writer, once nats.c's threads have ended */
+void js_discard(struct js_writer *jw);
+
 /* tail.c */
 void *js_tail_main(void *arg);
 

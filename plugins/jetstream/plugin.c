@@ -106,14 +106,21 @@ static void catch_up(struct js_writer *jw, uint64_t last)
 		       (unsigned long long)last, (double)(ml_clock_ns() - t0) / 1e9);
 }
 
-static void discard(struct js_writer *jw)
+/*
+ * Frees what start made. nats.c runs the connection's callbacks (disconnected)
+ * on a thread of its own, after the close: jw stays until that thread is done.
+ */
+void js_discard(struct js_writer *jw)
 {
+	__atomic_store_n(&jw->closing, 1, __ATOMIC_RELEASE);
+	if (jw->nc)
+		natsConnection_Close(jw->nc);
 	jsCtx_Destroy(jw->js);
 	natsConnection_Destroy(jw->nc);
+	nats_CloseAndWait(2000); /* the library's threads, callbacks included, have ended */
 	pthread_mutex_destroy(&jw->mu);
 	pthread_cond_destroy(&jw->cv);
 	free(jw);
-	nats_CloseAndWait(2000);
 }
 
 ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_options *o)
@@ -151,12 +158,12 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 
 	uint64_t last = 0;
 	if (connect_nats(jw, o->urls) != 0 || js_stream_ensure(jw, replicas, &last) != 0) {
-		discard(jw);
+		js_discard(jw);
 		return -1;
 	}
 	uint64_t at = ml_log_applied_seq(log) / JS_ENTRY_SPAN;
 	if (at > last) {
-		discard(jw);
+		js_discard(jw);
 		return ml_diag_set(ML_ERR_REFUSED,
 				   "this data folder has applied message %llu of the stream %s, "
 				   "which holds only %llu: the folder belongs to another stream or "
@@ -164,7 +171,7 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 				   (unsigned long long)at, stream, (unsigned long long)last);
 	}
 	if (ml_log_set_writer(log, &jw->w) != 0) {
-		discard(jw);
+		js_discard(jw);
 		return -1;
 	}
 	pthread_create(&jw->publisher, NULL, js_publisher_main, jw);

@@ -154,13 +154,7 @@ static void js_stop(struct ml_log_writer *w)
 
 static void js_free(struct ml_log_writer *w)
 {
-	struct js_writer *jw = (struct js_writer *)w;
-	jsCtx_Destroy(jw->js);
-	natsConnection_Destroy(jw->nc);
-	pthread_mutex_destroy(&jw->mu);
-	pthread_cond_destroy(&jw->cv);
-	free(jw);
-	nats_CloseAndWait(2000); /* the library's own threads, before the process exits */
+	js_discard((struct js_writer *)w);
 }
 
 const struct ml_log_writer_ops js_writer_ops = {
