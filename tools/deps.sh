@@ -7,7 +7,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev liblua5.4-dev lua5.4 libevent-dev
       libmsgpack-dev libcjson-dev libedit-dev lua-busted lua-messagepack lua-cjson lua-socket
       lua-posix curl tmux)
-[ "${1:-}" = bench ] && pkgs+=(redis-server nats-server tarantool)
+# The replicated log (plugins/jetstream, tools/nats-cluster.sh, spec/e2e/scale_*): the NATS
+# server and its C client, Debian's versions (nats-server 2.9.10, nats.c 3.4.1; docs/scale-out.md).
+pkgs+=(nats-server libnats-dev)
+[ "${1:-}" = bench ] && pkgs+=(redis-server tarantool)
 
 missing=()
 for p in "${pkgs[@]}"; do

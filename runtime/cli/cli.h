@@ -31,6 +31,10 @@ int cmd_tail(int argc, char **argv);
 int cmd_repl(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
+/* serve --replicate: loads the replication plugin and starts it on log (replicate.c). */
+struct ml_replicate_options;
+int cli_replicate_start(struct ml_log *log, const struct ml_replicate_options *o);
+
 /* Prints "moonlog CMD: message" on stderr and returns the exit status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -12,6 +12,7 @@
 
 #include <moonlog/host.h>
 #include <moonlog/log.h>
+#include <moonlog/replicate.h>
 #include <moonlog/server.h>
 #include <moonlog/util.h>
 
@@ -65,7 +66,15 @@ static const char help[] =
     "                      stuck where nothing can stop it: the server records the\n"
     "                      script's fault and exits, for its supervisor to restart it\n"
     "                      (default 5000)\n"
-    "  --quiet             no log lines on stderr\n";
+    "  --quiet             no log lines on stderr\n"
+    "\n"
+    "Scale-out (docs/scale-out.md): several nodes, each with its own data folder, share\n"
+    "one log kept by a NATS JetStream cluster (the plugin moonlog_jetstream.so):\n"
+    "  --replicate URLS    the NATS servers, nats://HOST:PORT[,...]; every node applies\n"
+    "                      the shared journal to its own log, and serves once caught up\n"
+    "  --replicate-stream NAME  the JetStream stream of the journal (default MOONLOG;\n"
+    "                      made if missing, refused if its settings do not fit)\n"
+    "  --replicate-replicas N  copies JetStream keeps when it makes the stream (default 3)\n";
 
 static int num(const char *opt, const char *s, uint32_t *out)
 {
@@ -103,6 +112,7 @@ struct serve_scripts {
 	const char *dir;
 	int given;
 	struct ml_host_options ho;
+	struct ml_replicate_options rep; /* --replicate: rep.urls set */
 };
 
 static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_log_options *lo,
@@ -136,6 +146,9 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 	    {"idle-timeout", required_argument, 0, 14},
 	    {"frame-timeout", required_argument, 0, 15},
 	    {"rpc-idle-timeout", required_argument, 0, 16},
+	    {"replicate", required_argument, 0, 30},
+	    {"replicate-stream", required_argument, 0, 31},
+	    {"replicate-replicas", required_argument, 0, 32},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -240,6 +253,20 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 		case 16:
 			bad = ms("--rpc-idle-timeout", optarg, &o->rpc_idle_timeout_ms);
 			break;
+		case 30:
+			sc->rep.urls = optarg;
+			break;
+		case 31:
+			sc->rep.stream = optarg;
+			break;
+		case 32:
+			bad = cli_uint("serve", "--replicate-replicas", optarg, &v);
+			if (!bad && (v < 1 || v > 5))
+				return cli_fail(
+				    "serve", CLI_USAGE,
+				    "--replicate-replicas takes 1 to 5 (copies of the log)");
+			sc->rep.replicas = (int)v;
+			break;
 		case 'h':
 			fputs(help, stdout);
 			return -1;
@@ -252,6 +279,10 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 	if (optind < argc)
 		return cli_fail("serve", CLI_USAGE,
 				"unexpected argument '%s'; see moonlog serve --help", argv[optind]);
+	if (!sc->rep.urls && (sc->rep.stream || sc->rep.replicas))
+		return cli_fail(
+		    "serve", CLI_USAGE,
+		    "--replicate-stream and --replicate-replicas go with --replicate URLS");
 	return 0;
 }
 
@@ -271,6 +302,14 @@ int cmd_serve(int argc, char **argv)
 	struct ml_log *log = ml_log_open(&lo);
 	if (log == NULL)
 		return cli_diag("serve");
+	if (sc.rep.urls) { /* the shared log: caught up before anything reads this one */
+		sc.rep.quiet = o.quiet;
+		if (cli_replicate_start(log, &sc.rep) != 0) {
+			rc = cli_diag("serve");
+			ml_log_close(log);
+			return rc;
+		}
+	}
 	struct ml_server *s = ml_server_new(log, &o);
 	if (s == NULL) {
 		rc = cli_diag("serve");

@@ -1,0 +1,118 @@
+/*
+ * jetstream.h - the parts of the JetStream plugin, shared by its files:
+ *
+ *   plugin.c   the entry point: connect, check the stream, set the writer, catch up
+ *   stream.c   the JetStream stream moonlog keeps its journal in: made, or checked
+ *   writer.c   the writer behind the log's seam: submit, kick, stop, free, and the
+ *              publisher thread that sends what gathered as one message
+ *   tail.c     the tail thread: every entry of the stream, in order, to ml_log_apply;
+ *              the node's own requests completed by their apply
+ *
+ * One JetStream message carries the entries (batches) that gathered on one node
+ * until a kick, or while the previous message waited for its acknowledgement
+ * (group commit). Entry i (from 1) of the message with stream sequence S is the
+ * journal entry numbered S * JS_ENTRY_SPAN + i for ml_log_apply, so a node that
+ * restarts finds, from ml_log_applied_seq, both the message and the entry in it
+ * to resume after.
+ *
+ * A message's body: "MLJ1", the publishing node's id (36 characters, a UUIDv7
+ * made at start), a count (u32), then per entry: the node's token for it (u64),
+ * the entry's length (u32) and its bytes (ml_log_entry_encode); big-endian.
+ */
+#ifndef MOONLOG_PLUGIN_JETSTREAM_H
+#define MOONLOG_PLUGIN_JETSTREAM_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <nats/nats.h>
+
+#include <moonlog/log_writer.h>
+#include <moonlog/replicate.h>
+#include <moonlog/util.h>
+
+#define JS_ENTRY_SPAN	 ((uint64_t)1 << 20) /* entries one message may carry, and then some */
+#define JS_MAGIC	 "MLJ1"
+#define JS_NODE_LEN	 36
+#define JS_HEAD_LEN	 (4 + JS_NODE_LEN + 4)
+#define JS_ENTRY_HEAD	 (8 + 4)
+#define JS_PUBLISH_WAIT	 2000  /* ms a publish waits for its ack before it is sent again */
+#define JS_STOP_GRACE_MS 15000 /* at stop: how long published entries may take to be applied */
+
+/* A batch taken by submit: its entry, until published; then its request, until applied. */
+struct js_pending {
+	uint64_t token;
+	struct ml_append *req;
+	struct ml_buf bytes; /* the entry (freed once published) */
+	struct js_pending *next;
+};
+
+struct js_writer {
+	struct ml_log_writer w; /* first: the log holds &w */
+	struct ml_log *log;
+	char stream[64], subject[80];
+	int quiet;
+	char node[JS_NODE_LEN + 1];
+
+	natsConnection *nc;
+	jsCtx *js;
+	int64_t max_payload;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct js_pending *kept, **kept_end;   /* submitted with kick_later, not kicked yet */
+	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
+	struct js_pending *waiting;	       /* published or being published: for their apply */
+	uint64_t next_token;
+	int publishing;	   /* the publisher holds a message it has not had acknowledged */
+	int stopping;	   /* ops->stop began: no new submits */
+	int stop_publish;  /* the publisher gives up on a message it cannot send */
+	int stop_tail;	   /* the tail leaves */
+	uint64_t seen_seq; /* the last stream sequence the tail handled */
+	int outstanding;   /* applies in flight */
+	int rewind;	   /* a write failed: apply again from where the log stands */
+	pthread_t publisher, tail;
+	int threads; /* both started */
+	int closing; /* the connection is being closed: no word of it lost (atomic) */
+};
+
+/* stream.c: makes the stream, or checks that the one there fits (-1 + diag if not); its last
+ * sequence in *last. */
+int js_stream_ensure(struct js_writer *jw, int replicas, uint64_t *last);
+
+/* writer.c */
+extern const struct ml_log_writer_ops js_writer_ops;
+void *js_publisher_main(void *arg);
+/* A waiting request by token, taken off the list (NULL if none: not ours, or taken). */
+struct js_pending *js_take_waiting(struct js_writer *jw, uint64_t token);
+/* Puts back a request whose apply failed to write, to be completed by the next one. */
+void js_put_back(struct js_writer *jw, struct js_pending *p);
+
+/* plugin.c: frees the writer, once nats.c's threads have ended */
+void js_discard(struct js_writer *jw);
+
+/* tail.c */
+void *js_tail_main(void *arg);
+
+/* Lines for the server's log (stderr), unless quiet. */
+void js_log(struct js_writer *jw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static inline void js_put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+static inline uint32_t js_get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline void js_put_u64(uint8_t *p, uint64_t v)
+{
+	js_put_u32(p, (uint32_t)(v >> 32)), js_put_u32(p + 4, (uint32_t)v);
+}
+static inline uint64_t js_get_u64(const uint8_t *p)
+{
+	return (uint64_t)js_get_u32(p) << 32 | js_get_u32(p + 4);
+}
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * tail.c - every node applies the whole stream, in order, to its own log.
+ *
+ * One thread reads the stream through an ordered consumer (nats.c makes it an
+ * ephemeral push consumer, with heartbeats, and makes it again from the next
+ * sequence on a gap or on missed heartbeats: after a leader fails over, say),
+ * starting after where this node's log stands (ml_log_applied_seq), and hands
+ * each entry of each message to ml_log_apply, kicking the log after each run
+ * of messages so that they are written as one group. An entry this node
+ * published completes its request with the apply's outcome. A failed write
+ * here (ML_ERR_IO: a full disk) is no outcome: once the applies in flight have
+ * ended, the tail asks the log where it stands, and reads the stream again
+ * from there; the requests of those entries wait for it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "jetstream.h"
+
+#define RUN_MAX	     64	  /* messages applied before a kick */
+#define HEARTBEAT_MS 1000 /* the consumer's idle heartbeat: a lost one is seen in 2 s */
+
+struct apply {
+	struct ml_append req;
+	struct js_writer *jw;
+	struct js_pending *mine; /* this node's request, if the entry is its own */
+};
+
+/* An apply ended: on the flusher, a kicking thread, or the tail when refused at once. */
+static void applied(struct ml_append *req)
+{
+	struct apply *a = req->arg;
+	struct js_writer *jw = a->jw;
+	if (req->err == ML_ERR_IO) { /* this node failed to write: apply it again later */
+		if (a->mine)
+			js_put_back(jw, a->mine);
+		pthread_mutex_lock(&jw->mu);
+		jw->rewind = 1;
+	} else {
+		if (a->mine) {
+			ml_log_writer_done(a->mine->req, req);
+			free(a->mine);
+		}
+		pthread_mutex_lock(&jw->mu);
+	}
+	jw->outstanding--;
+	pthread_cond_broadcast(&jw->cv);
+	pthread_mutex_unlock(&jw->mu);
+	free(a);
+}
+
+static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes, size_t len,
+			int own, uint64_t token)
+{
+	struct apply *a = ml_xcalloc(1, sizeof(*a));
+	a->jw = jw;
+	a->mine = own ? js_take_waiting(jw, token) : NULL; /* a copy sent again finds none */
+	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
+	if (a->mine) /* the submitter asked for each event's position: the apply fills them */
+		a->req.positions = a->mine->req->positions,
+		a->req.versions = a->mine->req->versions;
+	pthread_mutex_lock(&jw->mu);
+	jw->outstanding++;
+	pthread_mutex_unlock(&jw->mu);
+	if (ml_log_apply(jw->log, &a->req, bytes, len, seq) != 0)
+		applied(&a->req); /* refused, or a duplicate answered at once: no done call */
+}
+
+/* Applies the entries of one message after `*cursor` (the last journal entry applied). */
+static void apply_message(struct js_writer *jw, natsMsg *m, uint64_t *cursor)
+{
+	jsMsgMetaData *meta = NULL;
+	if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
+		return; /* not a stream message (a status the library did not take) */
+	uint64_t sseq = meta->Sequence.Stream;
+	jsMsgMetaData_Destroy(meta);
+	const uint8_t *p = (const uint8_t *)natsMsg_GetData(m);
+	size_t len = (size_t)natsMsg_GetDataLength(m);
+	int own = 0;
+	uint32_t n = 0;
+	if (len >= JS_HEAD_LEN && memcmp(p, JS_MAGIC, 4) == 0) {
+		own = memcmp(p + 4, jw->node, JS_NODE_LEN) == 0;
+		n = js_get_u32(p + 4 + JS_NODE_LEN);
+	} else if (sseq * JS_ENTRY_SPAN + 1 > *cursor) {
+		/* Not ours: every node hands it on alike, and the log refuses it (corrupt). */
+		apply_entry(jw, sseq * JS_ENTRY_SPAN + 1, p, len, 0, 0);
+		*cursor = sseq * JS_ENTRY_SPAN + 1;
+	}
+	size_t off = JS_HEAD_LEN;
+	for (uint32_t i = 1; i <= n && off + JS_ENTRY_HEAD <= len; i++) {
+		uint64_t token = js_get_u64(p + off);
+		uint32_t elen = js_get_u32(p + off + 8);
+		off += JS_ENTRY_HEAD;
+		if (elen > len - off)
+			break;
+		uint64_t seq = sseq * JS_ENTRY_SPAN + i;
+		if (seq > *cursor) {
+			apply_entry(jw, seq, p + off, elen, own, token);
+			*cursor = seq;
+		}
+		off += elen;
+	}
+	pthread_mutex_lock(&jw->mu);
+	if (sseq > jw->seen_seq)
+		jw->seen_seq = sseq;
+	pthread_cond_broadcast(&jw->cv);
+	pthread_mutex_unlock(&jw->mu);
+}
+
+/* An ordered consumer from the message that holds the entry after `cursor`; NULL on failure. */
+static natsSubscription *subscribe(struct js_writer *jw, uint64_t cursor)
+{
+	jsOptions jo;
+	jsSubOptions so;
+	jsOptions_Init(&jo);
+	jsSubOptions_Init(&so);
+	so.Stream = jw->stream;
+	so.Ordered = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = cursor / JS_ENTRY_SPAN ? cursor / JS_ENTRY_SPAN : 1;
+	so.Config.Heartbeat = (int64_t)HEARTBEAT_MS * 1000000;
+	natsSubscription *sub = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_SubscribeSync(&sub, jw->js, jw->subject, &jo, &so, &jerr);
+	if (s != NATS_OK) {
+		js_log(jw, "cannot read the stream %s yet (%s): trying again", jw->stream,
+		       natsStatus_GetText(s));
+		return NULL;
+	}
+	natsSubscription_SetPendingLimits(sub, -1, 256 << 20);
+	return sub;
+}
+
+/* Drains before destroying: nats.c 3.4.1 may crash otherwise (its issue #637). */
+static void unsubscribe(natsSubscription *sub)
+{
+	if (sub == NULL)
+		return;
+	if (natsSubscription_Drain(sub) == NATS_OK) {
+		natsMsg *m;
+		natsStatus s;
+		while ((s = natsSubscription_NextMsg(&m, sub, 100)) == NATS_OK)
+			natsMsg_Destroy(m);
+		natsSubscription_WaitForDrainCompletion(sub, 2000);
+	}
+	natsSubscription_Destroy(sub);
+}
+
+/* Waits (jw->mu held) for the applies in flight; then where the log stands. */
+static uint64_t rewind_point(struct js_writer *jw)
+{
+	while (jw->outstanding > 0)
+		pthread_cond_wait(&jw->cv, &jw->mu);
+	jw->rewind = 0;
+	pthread_mutex_unlock(&jw->mu);
+	uint64_t at = ml_log_apply_resume(jw->log);
+	js_log(jw, "a write failed here: applying the stream again after entry %llu",
+	       (unsigned long long)at);
+	pthread_mutex_lock(&jw->mu);
+	return at;
+}
+
+static int rewinding(struct js_writer *jw)
+{
+	pthread_mutex_lock(&jw->mu);
+	int r = jw->rewind;
+	pthread_mutex_unlock(&jw->mu);
+	return r;
+}
+
+void *js_tail_main(void *arg)
+{
+	struct js_writer *jw = arg;
+	uint64_t cursor = ml_log_applied_seq(jw->log);
+	natsSubscription *sub = NULL;
+	natsMsg *m = NULL; /* the first of the next run, when the last one stopped at RUN_MAX */
+	for (;;) {
+		pthread_mutex_lock(&jw->mu);
+		if (jw->stop_tail)
+			break;
+		if (jw->rewind) {
+			pthread_mutex_unlock(&jw->mu);
+			natsMsg_Destroy(m);
+			m = NULL;
+			unsubscribe(sub);
+			sub = NULL;
+			pthread_mutex_lock(&jw->mu);
+			cursor = rewind_point(jw);
+		}
+		pthread_mutex_unlock(&jw->mu);
+		if (sub == NULL && (sub = subscribe(jw, cursor)) == NULL) {
+			nats_Sleep(500);
+			continue;
+		}
+		if (m == NULL) {
+			natsStatus s = natsSubscription_NextMsg(&m, sub, 200);
+			if (s != NATS_OK) {
+				m = NULL;
+				if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
+					unsubscribe(sub);
+					sub = NULL;
+					nats_Sleep(200);
+				}
+				continue; /* a timeout, missed heartbeats (the consumer is made
+					     again) */
+			}
+		}
+		for (int run = 0; m != NULL && run < RUN_MAX; run++) {
+			if (!rewinding(jw))
+				apply_message(jw, m, &cursor);
+			natsMsg_Destroy(m);
+			if (natsSubscription_NextMsg(&m, sub, 0) != NATS_OK)
+				m = NULL;
+		}
+		ml_log_apply_kick(jw->log); /* the run is written as one group */
+	}
+	while (jw->outstanding > 0)
+		pthread_cond_wait(&jw->cv, &jw->mu);
+	pthread_mutex_unlock(&jw->mu);
+	natsMsg_Destroy(m);
+	unsubscribe(sub);
+	return NULL;
+}

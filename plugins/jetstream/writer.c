@@ -1,0 +1,296 @@
+/*
+ * writer.c - the JetStream writer behind the log's seam, and its publisher.
+ *
+ * submit encodes the batch as a journal entry and queues it; kick hands what
+ * queued to the publisher thread, which sends everything it finds as one
+ * JetStream message and waits for that message's acknowledgement before it
+ * sends the next: whatever gathers meanwhile goes out together (group commit),
+ * and a node's messages reach the stream in the order of their tokens. Neither
+ * submit nor kick ever waits on the network: the event loop that calls them
+ * goes on.
+ *
+ * A publish that fails (no leader while JetStream elects one, a connection
+ * lost) is sent again, with the same Nats-Msg-Id, until it is acknowledged:
+ * JetStream drops the copy if the first one was stored after all, and if its
+ * duplicate window has passed, the tail's apply finds the copy's entries a
+ * duplicate of what is stored, on every node alike. A request completes only
+ * when its entry is applied here (tail.c), never on the publish's ack.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jetstream.h"
+
+void js_log(struct js_writer *jw, const char *fmt, ...)
+{
+	if (jw->quiet)
+		return;
+	va_list ap;
+	fputs("moonlog serve: jetstream: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* ---- the seam: submit, kick, stop, free ------------------------------------ */
+
+static int js_submit(struct ml_log_writer *w, struct ml_append *req, char (*ids)[37])
+{
+	struct js_writer *jw = (struct js_writer *)w;
+	struct js_pending *p = ml_xcalloc(1, sizeof(*p));
+	ml_log_entry_encode(req, ids, ml_time_ms(), &p->bytes);
+	if ((int64_t)(p->bytes.len + JS_HEAD_LEN + JS_ENTRY_HEAD) > jw->max_payload) {
+		size_t len = p->bytes.len;
+		ml_buf_free(&p->bytes);
+		free(p);
+		return ml_append_refuse(req, ML_ERR_REFUSED,
+					"the batch takes %zu bytes in the journal, more than one "
+					"NATS message may hold (max_payload %lld): send it in "
+					"smaller batches, or raise max_payload on the NATS servers",
+					len, (long long)jw->max_payload);
+	}
+	p->req = req;
+	pthread_mutex_lock(&jw->mu);
+	if (jw->stopping) {
+		pthread_mutex_unlock(&jw->mu);
+		ml_buf_free(&p->bytes);
+		free(p);
+		return ml_append_refuse(req, ML_ERR_IO,
+					"moonlog is stopping: append on another node");
+	}
+	p->token = ++jw->next_token;
+	*jw->kept_end = p;
+	jw->kept_end = &p->next;
+	if (!req->kick_later) { /* the kick's work, at once: keeps the tokens in order */
+		*jw->ready_end = jw->kept;
+		jw->ready_end = jw->kept_end;
+		jw->kept = NULL, jw->kept_end = &jw->kept;
+		pthread_cond_broadcast(&jw->cv);
+	}
+	pthread_mutex_unlock(&jw->mu);
+	return 0;
+}
+
+static void js_kick(struct ml_log_writer *w)
+{
+	struct js_writer *jw = (struct js_writer *)w;
+	pthread_mutex_lock(&jw->mu);
+	if (jw->kept) {
+		*jw->ready_end = jw->kept;
+		jw->ready_end = jw->kept_end;
+		jw->kept = NULL, jw->kept_end = &jw->kept;
+		pthread_cond_broadcast(&jw->cv);
+	}
+	pthread_mutex_unlock(&jw->mu);
+}
+
+/* Completes a request that will not be applied here: moonlog stops and JetStream is away. */
+static void fail_unknown(struct js_pending *p)
+{
+	struct ml_append *req = p->req;
+	ml_buf_free(&p->bytes);
+	free(p);
+	req->err = ML_ERR_IO;
+	snprintf(req->errmsg, sizeof(req->errmsg), "%s",
+		 "moonlog stopped before this append came back from JetStream; it may still be "
+		 "stored: read the stream, or append again with the same ids (a duplicate is "
+		 "answered as such)");
+	ml_log_writer_done(req, req);
+}
+
+/* Waits (jw->mu held) until cond holds or the deadline passes; 0 if it holds. */
+#define WAIT_UNTIL(jw, cond, deadline)                                                             \
+	({                                                                                         \
+		int _rc = 0;                                                                       \
+		while (!(cond) && _rc == 0)                                                        \
+			_rc = pthread_cond_timedwait(&(jw)->cv, &(jw)->mu, (deadline));            \
+		(cond) ? 0 : -1;                                                                   \
+	})
+
+/*
+ * Published entries are applied (and their requests completed) while JetStream
+ * answers, for JS_STOP_GRACE_MS at most; then the rest fail with an unknown
+ * outcome, and both threads stop. The log's flusher still runs.
+ */
+static void js_stop(struct ml_log_writer *w)
+{
+	struct js_writer *jw = (struct js_writer *)w;
+	if (!jw->threads)
+		return;
+	js_kick(w);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += JS_STOP_GRACE_MS / 1000;
+	pthread_mutex_lock(&jw->mu);
+	jw->stopping = 1;
+	WAIT_UNTIL(jw, jw->ready == NULL && !jw->publishing && jw->waiting == NULL, &deadline);
+	jw->stop_publish = 1;
+	pthread_cond_broadcast(&jw->cv);
+	pthread_mutex_unlock(&jw->mu);
+	pthread_join(jw->publisher, NULL);
+
+	pthread_mutex_lock(&jw->mu);
+	jw->stop_tail = 1;
+	pthread_cond_broadcast(&jw->cv);
+	pthread_mutex_unlock(&jw->mu);
+	pthread_join(jw->tail, NULL); /* it waits for its applies in flight */
+	jw->threads = 0;
+
+	struct js_pending *p = jw->waiting;
+	jw->waiting = NULL;
+	for (struct js_pending *next; p; p = next) {
+		next = p->next;
+		fail_unknown(p);
+	}
+	/* nats.c 3.4.1 may crash when a subscription goes while messages arrive (its issue
+	 * #637): the tail drained its own; the connection closes before anything is freed. */
+	__atomic_store_n(&jw->closing, 1, __ATOMIC_RELEASE);
+	natsConnection_Close(jw->nc);
+}
+
+static void js_free(struct ml_log_writer *w)
+{
+	js_discard((struct js_writer *)w);
+}
+
+const struct ml_log_writer_ops js_writer_ops = {
+    .name = "jetstream",
+    .submit = js_submit,
+    .kick = js_kick,
+    .stop = js_stop,
+    .free = js_free,
+};
+
+/* ---- waiting requests ------------------------------------------------------- */
+
+struct js_pending *js_take_waiting(struct js_writer *jw, uint64_t token)
+{
+	struct js_pending *found = NULL;
+	pthread_mutex_lock(&jw->mu);
+	for (struct js_pending **pp = &jw->waiting; *pp; pp = &(*pp)->next)
+		if ((*pp)->token == token) {
+			found = *pp;
+			*pp = found->next;
+			found->next = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&jw->mu);
+	return found;
+}
+
+void js_put_back(struct js_writer *jw, struct js_pending *p)
+{
+	pthread_mutex_lock(&jw->mu);
+	p->next = jw->waiting;
+	jw->waiting = p;
+	pthread_cond_broadcast(&jw->cv);
+	pthread_mutex_unlock(&jw->mu);
+}
+
+/* ---- the publisher ---------------------------------------------------------- */
+
+/*
+ * Takes from the ready list what fits in one message (jw->mu held), moves it to
+ * the waiting list (its apply may come before the ack does) and builds the body.
+ */
+static void take_message(struct js_writer *jw, struct ml_buf *body)
+{
+	body->len = 0;
+	ml_buf_add(body, JS_MAGIC, 4);
+	ml_buf_add(body, jw->node, JS_NODE_LEN);
+	ml_buf_add(body, "\0\0\0\0", 4);
+	uint32_t n = 0;
+	while (jw->ready && n < JS_ENTRY_SPAN - 1) {
+		struct js_pending *p = jw->ready;
+		if (n > 0 && (int64_t)(body->len + JS_ENTRY_HEAD + p->bytes.len) > jw->max_payload)
+			break;
+		jw->ready = p->next;
+		uint8_t head[JS_ENTRY_HEAD];
+		js_put_u64(head, p->token);
+		js_put_u32(head + 8, (uint32_t)p->bytes.len);
+		ml_buf_add(body, head, sizeof(head));
+		ml_buf_add(body, p->bytes.data, p->bytes.len);
+		ml_buf_free(&p->bytes);
+		p->next = jw->waiting;
+		jw->waiting = p;
+		n++;
+	}
+	if (jw->ready == NULL)
+		jw->ready_end = &jw->ready;
+	js_put_u32((uint8_t *)body->data + 4 + JS_NODE_LEN, n);
+}
+
+/* Sends one message until JetStream acknowledges it; 0, or -1 if told to give up. */
+static int publish(struct js_writer *jw, const struct ml_buf *body, uint64_t msgno)
+{
+	char msgid[JS_NODE_LEN + 24];
+	snprintf(msgid, sizeof(msgid), "%s-%llu", jw->node, (unsigned long long)msgno);
+	jsPubOptions po;
+	jsPubOptions_Init(&po);
+	po.MsgId = msgid;
+	po.MaxWait = JS_PUBLISH_WAIT;
+	uint64_t failing_since = 0;
+	for (;;) {
+		jsPubAck *pa = NULL;
+		jsErrCode jerr = 0;
+		natsStatus s =
+		    js_Publish(&pa, jw->js, jw->subject, body->data, (int)body->len, &po, &jerr);
+		if (s == NATS_OK) {
+			jsPubAck_Destroy(pa);
+			if (failing_since)
+				js_log(jw, "JetStream acknowledges again, after %.1f s",
+				       (double)(ml_clock_ns() - failing_since) / 1e9);
+			return 0;
+		}
+		if (!failing_since) {
+			failing_since = ml_clock_ns();
+			js_log(jw,
+			       "JetStream did not acknowledge a publish (%s%s): appends wait, "
+			       "and it is sent again until it is",
+			       natsStatus_GetText(s), jerr ? ", a JetStream error" : "");
+		}
+		pthread_mutex_lock(&jw->mu);
+		int give_up = jw->stop_publish;
+		pthread_mutex_unlock(&jw->mu);
+		if (give_up)
+			return -1;
+		nats_Sleep(100);
+	}
+}
+
+void *js_publisher_main(void *arg)
+{
+	struct js_writer *jw = arg;
+	struct ml_buf body = {0};
+	uint64_t msgno = 0;
+	pthread_mutex_lock(&jw->mu);
+	for (;;) {
+		while (jw->ready == NULL && !jw->stop_publish)
+			pthread_cond_wait(&jw->cv, &jw->mu);
+		if (jw->ready == NULL || jw->stop_publish)
+			break;
+		take_message(jw, &body);
+		jw->publishing = 1;
+		pthread_mutex_unlock(&jw->mu);
+		int rc = publish(jw, &body, ++msgno);
+		pthread_mutex_lock(&jw->mu);
+		jw->publishing = 0;
+		pthread_cond_broadcast(&jw->cv);
+		if (rc != 0)
+			break;
+	}
+	/* Told to stop: what was never sent fails with it (js_stop fails the waiting ones). */
+	struct js_pending *p = jw->ready;
+	jw->ready = NULL, jw->ready_end = &jw->ready;
+	pthread_mutex_unlock(&jw->mu);
+	for (struct js_pending *next; p; p = next) {
+		next = p->next;
+		fail_unknown(p);
+	}
+	ml_buf_free(&body);
+	return NULL;
+}
