@@ -43,7 +43,7 @@ static size_t offset(const struct ml_msgpack_reader *r, const uint8_t *at)
 	return (size_t)(at - r->base);
 }
 
-int ml_msgpack_err_end(const struct ml_msgpack_reader *r)
+static int err_end(const struct ml_msgpack_reader *r)
 {
 	if (r->end == r->base)
 		return ml_diag_set(ML_ERR_USAGE, "invalid msgpack: the input is empty");
@@ -53,18 +53,19 @@ int ml_msgpack_err_end(const struct ml_msgpack_reader *r)
 			   offset(r, r->end));
 }
 
-int ml_msgpack_err_truncated(const struct ml_msgpack_reader *r, const uint8_t *at, size_t need)
+int ml_msgpack_err_head(const struct ml_msgpack_reader *r, uint64_t need)
 {
+	if (need == 0)
+		return ml_diag_set(ML_ERR_USAGE,
+				   "invalid msgpack: byte %zu is 0xc1, which msgpack never uses",
+				   offset(r, r->p));
+	if (r->p >= r->end)
+		return err_end(r);
 	return ml_diag_set(
-	    ML_ERR_USAGE, "invalid msgpack: the %s at byte %zu needs %zu bytes but only %zu remain",
-	    ml_msgpack_format_name(*at), offset(r, at), need, (size_t)(r->end - at));
-}
-
-int ml_msgpack_err_unused(const struct ml_msgpack_reader *r)
-{
-	return ml_diag_set(ML_ERR_USAGE,
-			   "invalid msgpack: byte %zu is 0xc1, which msgpack never uses",
-			   offset(r, r->p));
+	    ML_ERR_USAGE,
+	    "invalid msgpack: the %s at byte %zu needs %llu bytes but only %zu remain",
+	    ml_msgpack_format_name(*r->p), offset(r, r->p), (unsigned long long)need,
+	    ml_msgpack_left(r));
 }
 
 int ml_msgpack_err_depth(const struct ml_msgpack_reader *r, const uint8_t *at)
@@ -354,7 +355,7 @@ void ml_msgpack_fix_head(struct ml_buf *b, size_t at, int is_map, uint32_t n)
 	widen(b, at, 1, 1 + w);
 	p = (uint8_t *)b->data + at;
 	p[0] = (uint8_t)((is_map ? 0xde : 0xdc) + (w == 4));
-	ml_msgpack_put_be(p + 1, n, (int)w);
+	ml_msgpack_write_be(p + 1, n, (int)w);
 }
 
 void ml_msgpack_fix_str_head(struct ml_buf *b, size_t at, size_t room, uint32_t n)
@@ -371,5 +372,5 @@ void ml_msgpack_fix_str_head(struct ml_buf *b, size_t at, size_t room, uint32_t 
 	else
 		p[0] = want == 2 ? 0xd9 : want == 3 ? 0xda : 0xdb;
 	if (want > 1)
-		ml_msgpack_put_be(p + 1, n, (int)want - 1);
+		ml_msgpack_write_be(p + 1, n, (int)want - 1);
 }

@@ -1,0 +1,144 @@
+/*
+ * msgpack_read.c - the reader's out-of-line half (moonlog/msgpack.h): taking a
+ * value of an expected kind, for protocol messages of a known shape, and the
+ * walk over whole objects that frames a message arriving in pieces and skips
+ * values. Both read headers with the inline ml_msgpack_head.
+ */
+#include "codec_internal.h"
+
+/* The next header if it is of kind a or b; else -1 with the cursor where it was. */
+static int take(struct ml_msgpack_reader *r, struct ml_msgpack_obj *o, enum ml_msgpack_kind a,
+		enum ml_msgpack_kind b)
+{
+	const uint8_t *at = r->p;
+	if (ml_msgpack_head(r, o) == 0 && (o->kind == a || o->kind == b))
+		return 0;
+	r->p = at;
+	return -1;
+}
+
+int ml_msgpack_get_array(struct ml_msgpack_reader *r, uint32_t *n)
+{
+	struct ml_msgpack_obj o;
+	if (take(r, &o, ML_MP_ARRAY, ML_MP_ARRAY) != 0)
+		return -1;
+	*n = o.n;
+	return 0;
+}
+
+int ml_msgpack_get_map(struct ml_msgpack_reader *r, uint32_t *n)
+{
+	struct ml_msgpack_obj o;
+	if (take(r, &o, ML_MP_MAP, ML_MP_MAP) != 0)
+		return -1;
+	*n = o.n;
+	return 0;
+}
+
+int ml_msgpack_get_str(struct ml_msgpack_reader *r, const char **s, uint32_t *n)
+{
+	struct ml_msgpack_obj o;
+	if (take(r, &o, ML_MP_STR, ML_MP_STR) != 0)
+		return -1;
+	*s = o.ptr;
+	*n = o.n;
+	return 0;
+}
+
+int ml_msgpack_get_int(struct ml_msgpack_reader *r, int64_t *v)
+{
+	struct ml_msgpack_obj o;
+	if (take(r, &o, ML_MP_INT, ML_MP_INT) != 0)
+		return -1;
+	*v = o.v.i;
+	return 0;
+}
+
+int ml_msgpack_get_uint(struct ml_msgpack_reader *r, uint64_t *v)
+{
+	struct ml_msgpack_obj o;
+	const uint8_t *at = r->p;
+	if (take(r, &o, ML_MP_INT, ML_MP_UINT) != 0)
+		return -1;
+	if (o.kind == ML_MP_INT && o.v.i < 0) {
+		r->p = at;
+		return -1;
+	}
+	*v = o.v.u;
+	return 0;
+}
+
+int ml_msgpack_get_bool(struct ml_msgpack_reader *r, int *v)
+{
+	struct ml_msgpack_obj o;
+	if (take(r, &o, ML_MP_BOOL, ML_MP_BOOL) != 0)
+		return -1;
+	*v = o.v.b;
+	return 0;
+}
+
+int ml_msgpack_get_nil(struct ml_msgpack_reader *r)
+{
+	struct ml_msgpack_obj o;
+	return take(r, &o, ML_MP_NIL, ML_MP_NIL);
+}
+
+/* ---- walking whole objects ---- */
+
+/*
+ * Walks w->todo objects (1 when 0) from buf + w->off: 0 with *len the bytes to
+ * their end; 1 when buf[0..n) ends first, -1 at a byte msgpack never uses, with
+ * w at the object that stopped the walk. An array or map adds its elements to
+ * the objects still to walk, so nesting costs no stack.
+ */
+int ml_msgpack_frame_resume(const uint8_t *buf, size_t n, struct ml_msgpack_walk *w, size_t *len)
+{
+	struct ml_msgpack_reader r = {buf, buf + w->off, buf + n};
+	struct ml_msgpack_obj o;
+	uint64_t todo = w->todo ? w->todo : 1;
+	while (todo > 0) {
+		if (ml_msgpack_head(&r, &o) != 0) {
+			w->off = (size_t)(r.p - buf), w->todo = todo;
+			return o.v.u == 0 ? -1 : 1;
+		}
+		todo--;
+		if (o.kind == ML_MP_ARRAY)
+			todo += o.n;
+		else if (o.kind == ML_MP_MAP)
+			todo += 2 * (uint64_t)o.n;
+	}
+	*len = (size_t)(r.p - buf);
+	return 0;
+}
+
+int ml_msgpack_frame(const uint8_t *buf, size_t n, size_t *len)
+{
+	struct ml_msgpack_walk w = {0, 0};
+	return ml_msgpack_frame_resume(buf, n, &w, len);
+}
+
+int ml_msgpack_skip_n(struct ml_msgpack_reader *r, uint64_t n)
+{
+	struct ml_msgpack_walk w = {0, n};
+	size_t len;
+	if (n == 0)
+		return 0;
+	if (ml_msgpack_frame_resume(r->p, ml_msgpack_left(r), &w, &len) == 0) {
+		r->p += len;
+		return 0;
+	}
+	/* Read the header that stopped the walk again, for the diag that says why. */
+	struct ml_msgpack_reader at = {r->base, r->p + w.off, r->end};
+	struct ml_msgpack_obj o;
+	return ml_msgpack_read(&at, &o);
+}
+
+int ml_msgpack_skip(struct ml_msgpack_reader *r, const uint8_t **raw, size_t *len)
+{
+	const uint8_t *at = r->p;
+	if (ml_msgpack_skip_n(r, 1) != 0)
+		return -1;
+	if (raw)
+		*raw = at, *len = (size_t)(r->p - at);
+	return 0;
+}
