@@ -5,7 +5,7 @@
  * Requests are [0, msgid, method, params]; answers [1, msgid, error, result]
  * and subscriptions' events [2, "event", [sub_id, event]]. msgpack-RPC has no
  * length prefix, so a message is framed by walking it (moonlog's own walker,
- * runtime/net/mp.h, as its command line does), resuming
+ * moonlog/msgpack.h, as its command line does), resuming
  * where the walk stopped when a long answer arrives in pieces; like the other
  * clients, this one reads only what it needs (the kind of message, an error,
  * how many events) and decodes no payload. Events
@@ -19,12 +19,12 @@
 
 #include <msgpack.h>
 
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 #include "pb.h"
 
 struct mstate {
 	uint32_t msgid;
-	struct ml_mp_walk walk; /* of the message arriving */
+	struct ml_msgpack_walk walk; /* of the message arriving */
 	uint64_t got;
 };
 
@@ -53,18 +53,18 @@ static void request(struct pb_conn *c, msgpack_packer *pk, const char *method, s
 }
 
 /* The next whole message off c->in: 1, 0 when more bytes are needed, -1. */
-static int next_msg(struct pb_conn *c, struct ml_mp *m)
+static int next_msg(struct pb_conn *c, struct ml_msgpack_reader *m)
 {
 	struct mstate *st = c->state;
 	const uint8_t *p = (const uint8_t *)pb_in(c);
 	size_t len;
-	int r = ml_mp_frame_resume(p, pb_avail(c), &st->walk, &len);
+	int r = ml_msgpack_frame_resume(p, pb_avail(c), &st->walk, &len);
 	if (r < 0)
 		return pb_fail("moonlog: the server sent bytes that are not msgpack");
 	if (r > 0)
 		return 0;
-	st->walk = (struct ml_mp_walk){0, 0};
-	*m = (struct ml_mp){p, p + len};
+	st->walk = (struct ml_msgpack_walk){0, 0};
+	ml_msgpack_reader_init(m, p, len);
 	c->in_off += len;
 	return 1;
 }
@@ -95,29 +95,29 @@ static int refused(const uint8_t *p, const uint8_t *end)
  * 1 for an answer (*result at its result), 2 for an event notification, 0 for
  * anything else; an error answer is printed and gives -1.
  */
-static int kind(const struct ml_mp *msg, const uint8_t **result)
+static int kind(const struct ml_msgpack_reader *msg, const uint8_t **result)
 {
-	struct ml_mp m = *msg;
+	struct ml_msgpack_reader m = *msg;
 	uint32_t n, ml;
 	uint64_t type, msgid;
 	const char *method;
-	if (ml_mp_array(&m, &n) != 0 || n < 3 || ml_mp_uint(&m, &type) != 0)
+	if (ml_msgpack_get_array(&m, &n) != 0 || n < 3 || ml_msgpack_get_uint(&m, &type) != 0)
 		return 0;
 	if (type == 2)
-		return ml_mp_str(&m, &method, &ml) == 0 && ml == 5 &&
+		return ml_msgpack_get_str(&m, &method, &ml) == 0 && ml == 5 &&
 			       memcmp(method, "event", 5) == 0
 			   ? 2
 			   : 0;
-	if (type != 1 || n != 4 || ml_mp_uint(&m, &msgid) != 0)
+	if (type != 1 || n != 4 || ml_msgpack_get_uint(&m, &msgid) != 0)
 		return 0;
-	if (ml_mp_nil(&m) != 0) /* the error is not nil */
+	if (ml_msgpack_get_nil(&m) != 0) /* the error is not nil */
 		return refused(m.p, m.end);
 	*result = m.p;
 	return 1;
 }
 
 /* Waits for the answer to the request just sent; its result at *result. */
-static int wait_answer(struct pb_conn *c, struct ml_mp *m, const uint8_t **result)
+static int wait_answer(struct pb_conn *c, struct ml_msgpack_reader *m, const uint8_t **result)
 {
 	for (;;) {
 		int r = next_msg(c, m);
@@ -141,7 +141,7 @@ static int m_hello(struct pb_conn *c)
 		return pb_fail("moonlog: out of memory");
 	c->state = st;
 	msgpack_packer pk;
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	const uint8_t *result;
 	request(c, &pk, "stats", 0);
 	return pb_flush(c) == 0 ? wait_answer(c, &m, &result) : -1;
@@ -170,7 +170,7 @@ static void m_append(struct pb_conn *c, uint64_t seq)
 
 static int m_acked(struct pb_conn *c)
 {
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	const uint8_t *result;
 	int r;
 	while ((r = next_msg(c, &m)) == 1)
@@ -184,7 +184,7 @@ static int m_read_all(struct pb_conn *c, uint64_t n, int chunk)
 	uint64_t from = 1;
 	for (uint64_t got = 0; got < n;) {
 		msgpack_packer pk;
-		struct ml_mp m;
+		struct ml_msgpack_reader m;
 		const uint8_t *events;
 		uint32_t k;
 		request(c, &pk, "read", 3);
@@ -193,8 +193,9 @@ static int m_read_all(struct pb_conn *c, uint64_t n, int chunk)
 		msgpack_pack_int(&pk, chunk);
 		if (pb_flush(c) != 0 || wait_answer(c, &m, &events) != 0)
 			return -1;
-		struct ml_mp r = {events, m.end};
-		if (ml_mp_array(&r, &k) != 0 || k == 0)
+		struct ml_msgpack_reader r;
+		ml_msgpack_reader_init(&r, events, (size_t)(m.end - events));
+		if (ml_msgpack_get_array(&r, &k) != 0 || k == 0)
 			return pb_fail("moonlog: the log ended after %llu events",
 				       (unsigned long long)got);
 		got += k;
@@ -207,7 +208,7 @@ static int m_read_all(struct pb_conn *c, uint64_t n, int chunk)
 static int m_consume_all(struct pb_conn *c, uint64_t n)
 {
 	msgpack_packer pk;
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	const uint8_t *result;
 	request(c, &pk, "subscribe", 2);
 	pack_str(&pk, "$all", 4);
@@ -227,7 +228,7 @@ static int m_consume_all(struct pb_conn *c, uint64_t n)
 static int m_sub_open(struct pb_conn *c)
 {
 	msgpack_packer pk;
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	const uint8_t *result;
 	request(c, &pk, "subscribe", 2);
 	pack_str(&pk, "*", 1);
@@ -238,7 +239,7 @@ static int m_sub_open(struct pb_conn *c)
 static int m_sub_recv(struct pb_conn *c, uint64_t *got)
 {
 	struct mstate *st = c->state;
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	const uint8_t *result;
 	int r;
 	while ((r = next_msg(c, &m)) == 1)

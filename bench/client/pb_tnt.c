@@ -13,7 +13,7 @@
 
 #include <msgpack.h>
 
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 #include "pb.h"
 
 enum {
@@ -230,21 +230,23 @@ static int select_answer(struct pb_conn *c, uint64_t *count, uint64_t *last)
 		const msgpack_object *data;
 		return response(c, &data) < 0 ? -1 : pb_fail("tarantool: the select failed");
 	}
-	struct ml_mp r = {p + off, end};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, p + off, (size_t)(end - p) - off);
 	uint32_t keys, k = 0, fields;
 	uint64_t key, id = 0;
-	int ok = ml_mp_map(&r, &keys) == 0;
+	int ok = ml_msgpack_get_map(&r, &keys) == 0;
 	for (uint32_t i = 0; ok && i < keys; i++) {
-		ok = ml_mp_uint(&r, &key) == 0;
+		ok = ml_msgpack_get_uint(&r, &key) == 0;
 		if (ok && key != K_DATA) {
-			ok = ml_mp_skip(&r, NULL, NULL) == 0;
+			ok = ml_msgpack_skip(&r, NULL, NULL) == 0;
 			continue;
 		}
-		ok = ok && ml_mp_array(&r, &k) == 0;
+		ok = ok && ml_msgpack_get_array(&r, &k) == 0;
 		for (uint32_t t = 0; ok && t + 1 < k; t++)
-			ok = ml_mp_skip(&r, NULL, NULL) == 0;
+			ok = ml_msgpack_skip(&r, NULL, NULL) == 0;
 		if (ok && k > 0)
-			ok = ml_mp_array(&r, &fields) == 0 && ml_mp_uint(&r, &id) == 0;
+			ok = ml_msgpack_get_array(&r, &fields) == 0 &&
+			     ml_msgpack_get_uint(&r, &id) == 0;
 		break;
 	}
 	if (!ok)

@@ -126,13 +126,13 @@ static void build_request(struct bconn *b, const char *stream)
 	ml_buf_add(r, "\x94\x00\xce", 3);
 	b->id_at = r->len;
 	ml_buf_add(r, "\0\0\0\0", 4);
-	ml_mp_put_cstr(r, "append");
-	ml_mp_put_array(r, 2);
-	ml_mp_put_cstr(r, stream);
-	ml_mp_put_map(r, 2);
-	ml_mp_put_cstr(r, "type");
-	ml_mp_put_cstr(r, "Measured");
-	ml_mp_put_cstr(r, "data");
+	ml_msgpack_put_cstr(r, "append");
+	ml_msgpack_put_array(r, 2);
+	ml_msgpack_put_cstr(r, stream);
+	ml_msgpack_put_map(r, 2);
+	ml_msgpack_put_cstr(r, "type");
+	ml_msgpack_put_cstr(r, "Measured");
+	ml_msgpack_put_cstr(r, "data");
 	payload100(r, 0);
 }
 
@@ -247,27 +247,28 @@ static int run_read_all(const char *addr, uint64_t head, uint64_t page, uint64_t
 	while (*got < head) {
 		while (inflight < depth && next <= head) {
 			req.len = 0;
-			ml_mp_put_array(&req, 4);
-			ml_mp_put_uint(&req, 0);
-			ml_mp_put_uint(&req, next);
-			ml_mp_put_cstr(&req, "read");
-			ml_mp_put_array(&req, 3);
-			ml_mp_put_cstr(&req, "$all");
-			ml_mp_put_uint(&req, next);
-			ml_mp_put_uint(&req, page);
+			ml_msgpack_put_array(&req, 4);
+			ml_msgpack_put_uint(&req, 0);
+			ml_msgpack_put_uint(&req, next);
+			ml_msgpack_put_cstr(&req, "read");
+			ml_msgpack_put_array(&req, 3);
+			ml_msgpack_put_cstr(&req, "$all");
+			ml_msgpack_put_uint(&req, next);
+			ml_msgpack_put_uint(&req, page);
 			if (write(c.fd, req.data, req.len) != (ssize_t)req.len)
 				break;
 			next += page;
 			inflight++;
 		}
-		struct ml_mp m;
+		struct ml_msgpack_reader m;
 		uint32_t n, cnt;
 		int64_t type;
 		uint64_t id;
 		if (cli_client_next(&c, &m) != 0)
 			break;
-		if (ml_mp_array(&m, &n) != 0 || ml_mp_int(&m, &type) != 0 || type != 1 ||
-		    ml_mp_uint(&m, &id) != 0 || ml_mp_nil(&m) != 0 || ml_mp_array(&m, &cnt) != 0)
+		if (ml_msgpack_get_array(&m, &n) != 0 || ml_msgpack_get_int(&m, &type) != 0 ||
+		    type != 1 || ml_msgpack_get_uint(&m, &id) != 0 || ml_msgpack_get_nil(&m) != 0 ||
+		    ml_msgpack_get_array(&m, &cnt) != 0)
 			break;
 		inflight--;
 		*got += cnt;
@@ -287,22 +288,24 @@ static int run_consume_all(const char *addr, uint64_t head, double *secs, uint64
 {
 	struct cli_client c;
 	struct ml_buf p = {0};
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	if (cli_client_connect(&c, addr) != 0)
 		return cli_diag("bench");
 	*got = 0;
 	uint64_t t0 = ml_clock_ns();
-	ml_mp_put_array(&p, 2);
-	ml_mp_put_cstr(&p, "$all");
-	ml_mp_put_uint(&p, 1);
+	ml_msgpack_put_array(&p, 2);
+	ml_msgpack_put_cstr(&p, "$all");
+	ml_msgpack_put_uint(&p, 1);
 	int rc = cli_client_call(&c, "subscribe", &p, &m);
 	ml_buf_free(&p);
 	while (rc == 0 && *got < head && cli_client_next(&c, &m) == 0) {
 		uint32_t n, ml;
 		int64_t type;
 		const char *method;
-		if (ml_mp_array(&m, &n) != 0 || n != 3 || ml_mp_int(&m, &type) != 0 || type != 2 ||
-		    ml_mp_str(&m, &method, &ml) != 0 || ml != 5 || memcmp(method, "event", 5) != 0)
+		if (ml_msgpack_get_array(&m, &n) != 0 || n != 3 ||
+		    ml_msgpack_get_int(&m, &type) != 0 || type != 2 ||
+		    ml_msgpack_get_str(&m, &method, &ml) != 0 || ml != 5 ||
+		    memcmp(method, "event", 5) != 0)
 			break;
 		(*got)++;
 	}
@@ -320,18 +323,18 @@ static uint64_t head_of(const char *addr)
 {
 	struct cli_client c;
 	struct ml_buf p = {0};
-	struct ml_mp r;
+	struct ml_msgpack_reader r;
 	uint64_t head = 0;
 	uint32_t n, kl;
 	const char *k;
-	ml_mp_put_array(&p, 0);
+	ml_msgpack_put_array(&p, 0);
 	if (cli_client_connect(&c, addr) == 0 && cli_client_call(&c, "stats", &p, &r) == 0 &&
-	    ml_mp_map(&r, &n) == 0) {
-		for (uint32_t i = 0; i < n && ml_mp_str(&r, &k, &kl) == 0; i++) {
+	    ml_msgpack_get_map(&r, &n) == 0) {
+		for (uint32_t i = 0; i < n && ml_msgpack_get_str(&r, &k, &kl) == 0; i++) {
 			if (kl == 4 && memcmp(k, "head", 4) == 0)
-				ml_mp_uint(&r, &head);
+				ml_msgpack_get_uint(&r, &head);
 			else
-				ml_mp_skip(&r, NULL, NULL);
+				ml_msgpack_skip(&r, NULL, NULL);
 		}
 	}
 	cli_client_close(&c);
@@ -346,23 +349,24 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* The stamp in a delivered event's data {"t": ..., ...}; 0 if none. */
-static uint64_t stamp_of(struct ml_mp *m)
+static uint64_t stamp_of(struct ml_msgpack_reader *m)
 {
 	uint32_t n, kl;
 	const char *k;
 	int64_t type;
 	uint64_t id, t = 0;
-	if (ml_mp_array(m, &n) != 0 || ml_mp_int(m, &type) != 0 || type != 2 ||
-	    ml_mp_str(m, &k, &kl) != 0 || ml_mp_array(m, &n) != 0 || ml_mp_uint(m, &id) != 0 ||
-	    ml_mp_map(m, &n) != 0)
+	if (ml_msgpack_get_array(m, &n) != 0 || ml_msgpack_get_int(m, &type) != 0 || type != 2 ||
+	    ml_msgpack_get_str(m, &k, &kl) != 0 || ml_msgpack_get_array(m, &n) != 0 ||
+	    ml_msgpack_get_uint(m, &id) != 0 || ml_msgpack_get_map(m, &n) != 0)
 		return 0;
-	for (uint32_t i = 0; i < n && ml_mp_str(m, &k, &kl) == 0; i++) {
+	for (uint32_t i = 0; i < n && ml_msgpack_get_str(m, &k, &kl) == 0; i++) {
 		uint32_t dn, dkl;
 		const char *dk;
-		if (kl == 4 && memcmp(k, "data", 4) == 0 && ml_mp_map(m, &dn) == 0 && dn > 0 &&
-		    ml_mp_str(m, &dk, &dkl) == 0 && ml_mp_uint(m, &t) == 0)
+		if (kl == 4 && memcmp(k, "data", 4) == 0 && ml_msgpack_get_map(m, &dn) == 0 &&
+		    dn > 0 && ml_msgpack_get_str(m, &dk, &dkl) == 0 &&
+		    ml_msgpack_get_uint(m, &t) == 0)
 			return t;
-		ml_mp_skip(m, NULL, NULL);
+		ml_msgpack_skip(m, NULL, NULL);
 	}
 	return 0;
 }
@@ -372,12 +376,12 @@ static int bench_subscribe(const struct bopts *o, const char *addr)
 	struct bconn app = {0};
 	struct cli_client sub;
 	struct ml_buf p = {0};
-	struct ml_mp r;
+	struct ml_msgpack_reader r;
 	if (cli_client_connect(&sub, addr) != 0 || cli_client_connect(&app.c, addr) != 0)
 		return cli_diag("bench");
-	ml_mp_put_array(&p, 2);
-	ml_mp_put_cstr(&p, "bench-lat");
-	ml_mp_put_nil(&p);
+	ml_msgpack_put_array(&p, 2);
+	ml_msgpack_put_cstr(&p, "bench-lat");
+	ml_msgpack_put_nil(&p);
 	if (cli_client_call(&sub, "subscribe", &p, &r) != 0)
 		return cli_diag("bench");
 	ml_buf_free(&p);
@@ -417,9 +421,10 @@ static int bench_subscribe(const struct bopts *o, const char *addr)
 		for (;;) {
 			size_t len;
 			const uint8_t *q = (const uint8_t *)sub.in.data + sub.in_off;
-			if (ml_mp_frame(q, sub.in.len - sub.in_off, &len) != 0)
+			if (ml_msgpack_frame(q, sub.in.len - sub.in_off, &len) != 0)
 				break;
-			struct ml_mp m = {q, q + len};
+			struct ml_msgpack_reader m;
+			ml_msgpack_reader_init(&m, q, len);
 			sub.in_off += len;
 			uint64_t st = stamp_of(&m);
 			if (st && nlat < cap)

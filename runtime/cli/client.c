@@ -100,19 +100,19 @@ static int send_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-int cli_client_next(struct cli_client *c, struct ml_mp *msg)
+int cli_client_next(struct cli_client *c, struct ml_msgpack_reader *msg)
 {
 	for (;;) {
 		size_t len;
 		ml_buf_reserve(&c->in, 1 << 16);
 		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
-		int rc = ml_mp_frame_resume(p, c->in.len - c->in_off, &c->walk, &len);
+		int rc = ml_msgpack_frame_resume(p, c->in.len - c->in_off, &c->walk, &len);
 		if (rc < 0)
 			return ml_diag_set(ML_ERR_IO, "the server sent bytes that are not msgpack");
 		if (rc == 0) {
-			c->walk = (struct ml_mp_walk){0, 0};
+			c->walk = (struct ml_msgpack_walk){0, 0};
 			c->in_off += len;
-			*msg = (struct ml_mp){p, p + len}; /* in place, until the next call */
+			ml_msgpack_reader_init(msg, p, len); /* in place, until the next call */
 			return 0;
 		}
 		if (c->in_off) {
@@ -158,18 +158,19 @@ int cli_client_take_answers(struct cli_client *c, uint64_t *outstanding, uint64_
 	for (;;) {
 		size_t len;
 		const uint8_t *p = (const uint8_t *)c->in.data + c->in_off;
-		int rc = ml_mp_frame(p, c->in.len - c->in_off, &len);
+		int rc = ml_msgpack_frame(p, c->in.len - c->in_off, &len);
 		if (rc != 0)
 			return rc < 0 ? -1 : 0;
-		struct ml_mp m = {p, p + len};
+		struct ml_msgpack_reader m;
+		ml_msgpack_reader_init(&m, p, len);
 		uint32_t n;
 		uint64_t type, id;
 		c->in_off += len;
-		if (ml_mp_array(&m, &n) != 0 || ml_mp_uint(&m, &type) != 0 || type != 1 ||
-		    ml_mp_uint(&m, &id) != 0)
+		if (ml_msgpack_get_array(&m, &n) != 0 || ml_msgpack_get_uint(&m, &type) != 0 ||
+		    type != 1 || ml_msgpack_get_uint(&m, &id) != 0)
 			continue;
 		--*outstanding;
-		if (ml_mp_nil(&m) == 0)
+		if (ml_msgpack_get_nil(&m) == 0)
 			++*ok;
 		else
 			++*failed;
@@ -177,7 +178,7 @@ int cli_client_take_answers(struct cli_client *c, uint64_t *outstanding, uint64_
 }
 
 /* Turns an error map into the diag. */
-static int server_error(struct ml_mp *e)
+static int server_error(struct ml_msgpack_reader *e)
 {
 	static const char *const names[] = {"ok",      "bad_request", "conflict", "refused", "io",
 					    "corrupt", "not_found",   "busy",	  "script"};
@@ -185,12 +186,12 @@ static int server_error(struct ml_mp *e)
 	enum ml_err code = ML_ERR_REFUSED;
 	const char *msg = "the server refused", *k, *v;
 	uint32_t mlen = (uint32_t)strlen(msg), kl, vl;
-	if (ml_mp_map(e, &n) == 0)
+	if (ml_msgpack_get_map(e, &n) == 0)
 		for (uint32_t i = 0; i < n; i++) {
-			if (ml_mp_str(e, &k, &kl) != 0)
+			if (ml_msgpack_get_str(e, &k, &kl) != 0)
 				break;
-			if (ml_mp_str(e, &v, &vl) != 0) {
-				ml_mp_skip(e, NULL, NULL);
+			if (ml_msgpack_get_str(e, &v, &vl) != 0) {
+				ml_msgpack_skip(e, NULL, NULL);
 				continue;
 			}
 			if (kl == 7 && memcmp(k, "message", 7) == 0)
@@ -204,30 +205,30 @@ static int server_error(struct ml_mp *e)
 }
 
 int cli_client_call(struct cli_client *c, const char *method, const struct ml_buf *params,
-		    struct ml_mp *result)
+		    struct ml_msgpack_reader *result)
 {
 	struct ml_buf req = {0};
 	uint32_t id = c->next_id++;
-	ml_mp_put_array(&req, 4);
-	ml_mp_put_uint(&req, 0);
-	ml_mp_put_uint(&req, id);
-	ml_mp_put_cstr(&req, method);
+	ml_msgpack_put_array(&req, 4);
+	ml_msgpack_put_uint(&req, 0);
+	ml_msgpack_put_uint(&req, id);
+	ml_msgpack_put_cstr(&req, method);
 	ml_buf_add(&req, params->data, params->len);
 	int rc = send_all(c->fd, req.data, req.len);
 	ml_buf_free(&req);
 	if (rc != 0)
 		return -1;
 	for (;;) {
-		struct ml_mp m;
+		struct ml_msgpack_reader m;
 		uint32_t n;
 		int64_t type;
 		uint64_t msgid;
 		if (cli_client_next(c, &m) != 0)
 			return -1;
-		if (ml_mp_array(&m, &n) != 0 || ml_mp_int(&m, &type) != 0 || type != 1 ||
-		    ml_mp_uint(&m, &msgid) != 0 || msgid != id)
+		if (ml_msgpack_get_array(&m, &n) != 0 || ml_msgpack_get_int(&m, &type) != 0 ||
+		    type != 1 || ml_msgpack_get_uint(&m, &msgid) != 0 || msgid != id)
 			continue; /* a notification, or another answer */
-		if (ml_mp_nil(&m) != 0)
+		if (ml_msgpack_get_nil(&m) != 0)
 			return server_error(&m);
 		*result = m;
 		return 0;
@@ -235,21 +236,22 @@ int cli_client_call(struct cli_client *c, const char *method, const struct ml_bu
 }
 
 /* Reads an event map (as the server writes them) into e; pointers into the message. */
-int cli_client_event(struct ml_mp *r, struct ml_event *e)
+int cli_client_event(struct ml_msgpack_reader *r, struct ml_event *e)
 {
 	uint32_t n, kl, sl;
 	const char *k, *s;
 	*e = (struct ml_event){0};
-	if (ml_mp_map(r, &n) != 0)
+	if (ml_msgpack_get_map(r, &n) != 0)
 		return ml_diag_set(ML_ERR_IO, "the server sent an event that is not a map");
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *raw;
 		size_t rl;
 		uint64_t u;
-		if (ml_mp_str(r, &k, &kl) != 0)
+		if (ml_msgpack_get_str(r, &k, &kl) != 0)
 			return ml_diag_set(ML_ERR_IO, "bad event from the server");
 #define KEY(name) (kl == sizeof(name) - 1 && memcmp(k, name, kl) == 0)
-		if ((KEY("position") || KEY("version") || KEY("time")) && ml_mp_uint(r, &u) == 0) {
+		if ((KEY("position") || KEY("version") || KEY("time")) &&
+		    ml_msgpack_get_uint(r, &u) == 0) {
 			if (KEY("position"))
 				e->position = u;
 			else if (KEY("version"))
@@ -257,14 +259,14 @@ int cli_client_event(struct ml_mp *r, struct ml_event *e)
 			else
 				e->time = (int64_t)u;
 		} else if ((KEY("stream") || KEY("type") || KEY("id")) &&
-			   ml_mp_str(r, &s, &sl) == 0) {
+			   ml_msgpack_get_str(r, &s, &sl) == 0) {
 			if (KEY("stream"))
 				e->stream = s, e->stream_len = (uint8_t)sl;
 			else if (KEY("type"))
 				e->type = s, e->type_len = (uint8_t)sl;
 			else
 				e->id = s, e->id_len = (uint8_t)sl;
-		} else if (ml_mp_skip(r, &raw, &rl) == 0) {
+		} else if (ml_msgpack_skip(r, &raw, &rl) == 0) {
 			int nil = rl == 1 && raw[0] == 0xc0;
 			if (KEY("data") && !nil)
 				e->data = raw, e->data_len = (uint32_t)rl;
@@ -294,24 +296,24 @@ int cli_remote_append(const char *addr, const char *dir, const struct ml_event_i
 	if (rc <= 0)
 		return rc < 0 ? cli_diag("append") : -1;
 	struct ml_buf p = {0};
-	ml_mp_put_array(&p, 3);
-	ml_mp_put_str(&p, e->stream, e->stream_len);
-	ml_mp_put_map(&p, 2 + (e->meta_len > 0) + (e->id != NULL));
-	ml_mp_put_cstr(&p, "type");
-	ml_mp_put_str(&p, e->type, e->type_len);
-	ml_mp_put_cstr(&p, "data");
+	ml_msgpack_put_array(&p, 3);
+	ml_msgpack_put_str(&p, e->stream, e->stream_len);
+	ml_msgpack_put_map(&p, 2 + (e->meta_len > 0) + (e->id != NULL));
+	ml_msgpack_put_cstr(&p, "type");
+	ml_msgpack_put_str(&p, e->type, e->type_len);
+	ml_msgpack_put_cstr(&p, "data");
 	ml_buf_add(&p, e->data, e->data_len);
 	if (e->meta_len)
-		ml_mp_put_cstr(&p, "meta"), ml_buf_add(&p, e->meta, e->meta_len);
+		ml_msgpack_put_cstr(&p, "meta"), ml_buf_add(&p, e->meta, e->meta_len);
 	if (e->id) /* even empty: the server says what is wrong with it */
-		ml_mp_put_cstr(&p, "id"), ml_mp_put_str(&p, e->id, e->id_len);
+		ml_msgpack_put_cstr(&p, "id"), ml_msgpack_put_str(&p, e->id, e->id_len);
 	if (expect == ML_EXPECT_ANY)
-		ml_mp_put_nil(&p);
+		ml_msgpack_put_nil(&p);
 	else if (expect == ML_EXPECT_EXISTS)
-		ml_mp_put_cstr(&p, "exists");
+		ml_msgpack_put_cstr(&p, "exists");
 	else
-		ml_mp_put_int(&p, expect);
-	struct ml_mp r;
+		ml_msgpack_put_int(&p, expect);
+	struct ml_msgpack_reader r;
 	rc = cli_client_call(&c, "append", &p, &r);
 	ml_buf_free(&p);
 	if (rc != 0) {
@@ -323,16 +325,16 @@ int cli_remote_append(const char *addr, const char *dir, const struct ml_event_i
 	int dup = 0;
 	uint32_t n, kl;
 	const char *k;
-	if (ml_mp_map(&r, &n) == 0)
-		for (uint32_t i = 0; i < n && ml_mp_str(&r, &k, &kl) == 0; i++) {
+	if (ml_msgpack_get_map(&r, &n) == 0)
+		for (uint32_t i = 0; i < n && ml_msgpack_get_str(&r, &k, &kl) == 0; i++) {
 			if (kl == 8 && memcmp(k, "position", 8) == 0)
-				ml_mp_uint(&r, &pos);
+				ml_msgpack_get_uint(&r, &pos);
 			else if (kl == 7 && memcmp(k, "version", 7) == 0)
-				ml_mp_uint(&r, &ver);
+				ml_msgpack_get_uint(&r, &ver);
 			else if (kl == 9 && memcmp(k, "duplicate", 9) == 0)
-				ml_mp_bool(&r, &dup);
+				ml_msgpack_get_bool(&r, &dup);
 			else
-				ml_mp_skip(&r, NULL, NULL);
+				ml_msgpack_skip(&r, NULL, NULL);
 		}
 	if (json) {
 		struct ml_buf out = {0};
@@ -357,16 +359,16 @@ static int64_t read_page(struct cli_client *c, const char *stream, uint64_t from
 			 int back, int json, uint64_t *last)
 {
 	struct ml_buf p = {0}, out = {0};
-	ml_mp_put_array(&p, 4);
-	ml_mp_put_cstr(&p, stream);
-	ml_mp_put_uint(&p, from);
-	ml_mp_put_uint(&p, limit);
-	ml_mp_put_bool(&p, back);
-	struct ml_mp r;
+	ml_msgpack_put_array(&p, 4);
+	ml_msgpack_put_cstr(&p, stream);
+	ml_msgpack_put_uint(&p, from);
+	ml_msgpack_put_uint(&p, limit);
+	ml_msgpack_put_bool(&p, back);
+	struct ml_msgpack_reader r;
 	uint32_t n;
 	int rc = cli_client_call(c, "read", &p, &r);
 	ml_buf_free(&p);
-	if (rc != 0 || ml_mp_array(&r, &n) != 0)
+	if (rc != 0 || ml_msgpack_get_array(&r, &n) != 0)
 		return -1;
 	int all = strcmp(stream, "$all") == 0;
 	for (uint32_t i = 0; i < n; i++) {

@@ -11,14 +11,14 @@
 #include <moonlog/log.h>
 #include <moonlog/util.h>
 
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 struct cli_client {
 	int fd;
 	uint32_t next_id;
 	struct ml_buf in; /* bytes read, not yet taken */
 	size_t in_off;
-	struct ml_mp_walk walk; /* how far the next message has been framed */
+	struct ml_msgpack_walk walk; /* how far the next message has been framed */
 };
 
 /* Connects to HOST:PORT or to a Unix socket path (anything with a '/'). -1 with diag. */
@@ -33,12 +33,12 @@ void cli_client_close(struct cli_client *c);
  * (the server's error message, its code as the diag code; *actual set on conflicts).
  */
 int cli_client_call(struct cli_client *c, const char *method, const struct ml_buf *params,
-		    struct ml_mp *result);
+		    struct ml_msgpack_reader *result);
 /*
  * Waits for the next message of any kind; 0 with *msg at it, -1 when the connection ends.
  * The message stays in the client's buffer: it is valid until the next call on c.
  */
-int cli_client_next(struct cli_client *c, struct ml_mp *msg);
+int cli_client_next(struct cli_client *c, struct ml_msgpack_reader *msg);
 
 /*
  * For a client that pipelines calls on a non-blocking socket (the benchmarks):
@@ -53,7 +53,7 @@ int cli_client_take_answers(struct cli_client *c, uint64_t *outstanding, uint64_
 			    uint64_t *failed);
 
 /* Reads one event map into e (pointers into the message). */
-int cli_client_event(struct ml_mp *r, struct ml_event *e);
+int cli_client_event(struct ml_msgpack_reader *r, struct ml_event *e);
 
 /*
  * `append` and `read` through a server: over --connect ADDR, or (addr NULL) through

@@ -79,39 +79,39 @@ struct cconn {
 /* Place order n (ids are unique per connection: n carries the connection's offset). */
 static void queue_order(struct ml_buf *w, uint64_t n)
 {
-	ml_mp_put_cstr(w, "order");
-	ml_mp_put_cstr(w, "Place");
-	ml_mp_put_map(w, 4);
-	ml_mp_put_cstr(w, "id");
-	ml_mp_put_uint(w, n);
-	ml_mp_put_cstr(w, "amount");
-	ml_mp_put_uint(w, n % 10 == 0 ? 250000 : 1000 + n % 5000);
-	ml_mp_put_cstr(w, "customer");
-	ml_mp_put_cstr(w, "bench");
-	ml_mp_put_cstr(w, "card");
-	ml_mp_put_cstr(w, "4242");
+	ml_msgpack_put_cstr(w, "order");
+	ml_msgpack_put_cstr(w, "Place");
+	ml_msgpack_put_map(w, 4);
+	ml_msgpack_put_cstr(w, "id");
+	ml_msgpack_put_uint(w, n);
+	ml_msgpack_put_cstr(w, "amount");
+	ml_msgpack_put_uint(w, n % 10 == 0 ? 250000 : 1000 + n % 5000);
+	ml_msgpack_put_cstr(w, "customer");
+	ml_msgpack_put_cstr(w, "bench");
+	ml_msgpack_put_cstr(w, "card");
+	ml_msgpack_put_cstr(w, "4242");
 }
 
 static void queue(struct cconn *b, const struct sopts *o, uint64_t n)
 {
 	struct ml_buf *w = &b->out;
-	ml_mp_put_array(w, 4);
-	ml_mp_put_uint(w, 0);
-	ml_mp_put_uint(w, b->c.next_id++);
-	ml_mp_put_cstr(w, "command");
-	ml_mp_put_array(w, 3);
+	ml_msgpack_put_array(w, 4);
+	ml_msgpack_put_uint(w, 0);
+	ml_msgpack_put_uint(w, b->c.next_id++);
+	ml_msgpack_put_cstr(w, "command");
+	ml_msgpack_put_array(w, 3);
 	if (o->orders) {
 		queue_order(w, n);
 		b->outstanding++;
 		return;
 	}
-	ml_mp_put_cstr(w, "account");
-	ml_mp_put_cstr(w, "Deposit");
-	ml_mp_put_map(w, 2);
-	ml_mp_put_cstr(w, "id");
-	ml_mp_put_uint(w, n % o->accounts);
-	ml_mp_put_cstr(w, "amount");
-	ml_mp_put_uint(w, 1);
+	ml_msgpack_put_cstr(w, "account");
+	ml_msgpack_put_cstr(w, "Deposit");
+	ml_msgpack_put_map(w, 2);
+	ml_msgpack_put_cstr(w, "id");
+	ml_msgpack_put_uint(w, n % o->accounts);
+	ml_msgpack_put_cstr(w, "amount");
+	ml_msgpack_put_uint(w, 1);
 	b->outstanding++;
 }
 
@@ -215,13 +215,13 @@ static int bench_commands(const struct sopts *o)
 	int rc = cli_client_connect(&setup, addr);
 	for (uint64_t a = 0; rc == 0 && !o->orders && a < o->accounts; a++) { /* open accounts */
 		struct ml_buf p = {0};
-		struct ml_mp res;
-		ml_mp_put_array(&p, 3);
-		ml_mp_put_cstr(&p, "account");
-		ml_mp_put_cstr(&p, "Open");
-		ml_mp_put_map(&p, 2);
-		ml_mp_put_cstr(&p, "id"), ml_mp_put_uint(&p, a);
-		ml_mp_put_cstr(&p, "owner"), ml_mp_put_cstr(&p, "bench");
+		struct ml_msgpack_reader res;
+		ml_msgpack_put_array(&p, 3);
+		ml_msgpack_put_cstr(&p, "account");
+		ml_msgpack_put_cstr(&p, "Open");
+		ml_msgpack_put_map(&p, 2);
+		ml_msgpack_put_cstr(&p, "id"), ml_msgpack_put_uint(&p, a);
+		ml_msgpack_put_cstr(&p, "owner"), ml_msgpack_put_cstr(&p, "bench");
 		rc = cli_client_call(&setup, "command", &p, &res);
 		ml_buf_free(&p);
 	}

@@ -27,7 +27,7 @@ static int follow(struct cli_client *c, int json)
 {
 	struct ml_buf out = {0};
 	for (;;) {
-		struct ml_mp m;
+		struct ml_msgpack_reader m;
 		uint32_t n, nl;
 		int64_t type;
 		const char *name;
@@ -35,9 +35,10 @@ static int follow(struct cli_client *c, int json)
 		struct ml_event e;
 		if (cli_client_next(c, &m) != 0)
 			break;
-		if (ml_mp_array(&m, &n) != 0 || ml_mp_int(&m, &type) != 0 || type != 2 ||
-		    ml_mp_str(&m, &name, &nl) != 0 || ml_mp_array(&m, &n) != 0 ||
-		    ml_mp_uint(&m, &id) != 0 || cli_client_event(&m, &e) != 0)
+		if (ml_msgpack_get_array(&m, &n) != 0 || ml_msgpack_get_int(&m, &type) != 0 ||
+		    type != 2 || ml_msgpack_get_str(&m, &name, &nl) != 0 ||
+		    ml_msgpack_get_array(&m, &n) != 0 || ml_msgpack_get_uint(&m, &id) != 0 ||
+		    cli_client_event(&m, &e) != 0)
 			continue;
 		out.len = 0;
 		if ((json ? cli_event_json(&e, &out) : cli_event_line(&e, &out)) != 0)
@@ -92,13 +93,13 @@ int cmd_tail(int argc, char **argv)
 		    cli_client_connect(&cl, "127.0.0.1:7420") != 0))
 		return cli_diag("tail");
 	struct ml_buf p = {0};
-	struct ml_mp r;
-	ml_mp_put_array(&p, 2);
-	ml_mp_put_cstr(&p, pattern);
+	struct ml_msgpack_reader r;
+	ml_msgpack_put_array(&p, 2);
+	ml_msgpack_put_cstr(&p, pattern);
 	if (has_from)
-		ml_mp_put_uint(&p, from);
+		ml_msgpack_put_uint(&p, from);
 	else
-		ml_mp_put_nil(&p);
+		ml_msgpack_put_nil(&p);
 	int rc = cli_client_call(&cl, "subscribe", &p, &r);
 	ml_buf_free(&p);
 	rc = rc != 0 ? cli_diag("tail") : follow(&cl, json);

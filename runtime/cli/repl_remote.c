@@ -21,11 +21,11 @@ struct remote {
 };
 
 /* Copies the string at the cursor into out (NUL-terminated); 0 or -1. */
-static int take_str(struct ml_mp *m, struct ml_buf *out)
+static int take_str(struct ml_msgpack_reader *m, struct ml_buf *out)
 {
 	const char *s;
 	uint32_t n;
-	if (ml_mp_str(m, &s, &n) != 0)
+	if (ml_msgpack_get_str(m, &s, &n) != 0)
 		return -1;
 	ml_buf_add(out, s, n);
 	ml_buf_add(out, "", 1);
@@ -33,36 +33,36 @@ static int take_str(struct ml_mp *m, struct ml_buf *out)
 	return 0;
 }
 
-static void read_tail(struct ml_mp *m, struct repl_result *r)
+static void read_tail(struct ml_msgpack_reader *m, struct repl_result *r)
 {
 	uint32_t n, kl;
 	const char *k;
-	if (ml_mp_map(m, &n) != 0)
+	if (ml_msgpack_get_map(m, &n) != 0)
 		return;
 	for (uint32_t i = 0; i < n; i++) {
-		if (ml_mp_str(m, &k, &kl) != 0)
+		if (ml_msgpack_get_str(m, &k, &kl) != 0)
 			return;
 		if (kl == 7 && memcmp(k, "pattern", 7) == 0) {
 			const char *p;
 			uint32_t pl;
-			if (ml_mp_str(m, &p, &pl) == 0)
+			if (ml_msgpack_get_str(m, &p, &pl) == 0)
 				snprintf(r->tail, sizeof(r->tail), "%.*s", (int)pl, p);
 		} else if (kl == 4 && memcmp(k, "from", 4) == 0) {
-			ml_mp_uint(m, &r->tail_from);
+			ml_msgpack_get_uint(m, &r->tail_from);
 		} else {
-			ml_mp_skip(m, NULL, NULL);
+			ml_msgpack_skip(m, NULL, NULL);
 		}
 	}
 }
 
 /* The answer {values, output, text[, tail]}: what print wrote, then the values shown. */
-static void read_answer(struct ml_mp *m, struct repl_result *r)
+static void read_answer(struct ml_msgpack_reader *m, struct repl_result *r)
 {
 	struct ml_buf output = {0}, text = {0};
 	uint32_t n, kl;
 	const char *k;
-	if (ml_mp_map(m, &n) == 0)
-		for (uint32_t i = 0; i < n && ml_mp_str(m, &k, &kl) == 0; i++) {
+	if (ml_msgpack_get_map(m, &n) == 0)
+		for (uint32_t i = 0; i < n && ml_msgpack_get_str(m, &k, &kl) == 0; i++) {
 			if (kl == 6 && memcmp(k, "output", 6) == 0)
 				take_str(m, &output);
 			else if (kl == 4 && memcmp(k, "text", 4) == 0)
@@ -70,7 +70,7 @@ static void read_answer(struct ml_mp *m, struct repl_result *r)
 			else if (kl == 4 && memcmp(k, "tail", 4) == 0)
 				read_tail(m, r);
 			else
-				ml_mp_skip(m, NULL, NULL);
+				ml_msgpack_skip(m, NULL, NULL);
 		}
 	if (output.len && output.data[output.len - 1] == '\n')
 		output.len--; /* print's last newline: the front end ends the text */
@@ -88,9 +88,9 @@ static int remote_eval(struct repl_backend *b, const char *chunk, struct repl_re
 {
 	struct remote *rm = (struct remote *)b;
 	struct ml_buf p = {0};
-	struct ml_mp m;
-	ml_mp_put_array(&p, 1);
-	ml_mp_put_cstr(&p, chunk);
+	struct ml_msgpack_reader m;
+	ml_msgpack_put_array(&p, 1);
+	ml_msgpack_put_cstr(&p, chunk);
 	int rc = cli_client_call(&rm->cl, "eval", &p, &m);
 	ml_buf_free(&p);
 	if (rc == 0) {
@@ -111,14 +111,14 @@ static int remote_complete(struct repl_backend *b, const char *line, char ***out
 {
 	struct remote *rm = (struct remote *)b;
 	struct ml_buf p = {0};
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	uint32_t n = 0;
 	*out = NULL;
-	ml_mp_put_array(&p, 1);
-	ml_mp_put_cstr(&p, line);
+	ml_msgpack_put_array(&p, 1);
+	ml_msgpack_put_cstr(&p, line);
 	int rc = cli_client_call(&rm->cl, "complete", &p, &m);
 	ml_buf_free(&p);
-	if (rc != 0 || ml_mp_array(&m, &n) != 0)
+	if (rc != 0 || ml_msgpack_get_array(&m, &n) != 0)
 		return 0;
 	*out = calloc((size_t)n + 1, sizeof(char *));
 	for (uint32_t i = 0; i < n; i++) {
@@ -135,17 +135,17 @@ static int remote_tail(struct repl_backend *b, const char *pattern, uint64_t fro
 {
 	struct remote *rm = (struct remote *)b;
 	struct ml_buf p = {0}, line = {0};
-	struct ml_mp m;
+	struct ml_msgpack_reader m;
 	uint64_t sub = 0;
-	ml_mp_put_array(&p, 2);
-	ml_mp_put_cstr(&p, pattern);
-	ml_mp_put_uint(&p, from);
+	ml_msgpack_put_array(&p, 2);
+	ml_msgpack_put_cstr(&p, pattern);
+	ml_msgpack_put_uint(&p, from);
 	int rc = cli_client_call(&rm->cl, "subscribe", &p, &m);
 	if (rc != 0) {
 		ml_buf_free(&p);
 		return cli_diag("repl");
 	}
-	ml_mp_uint(&m, &sub);
+	ml_msgpack_get_uint(&m, &sub);
 	while (!*stop) {
 		/* Wait in poll, not in read: the client's reads go on through EINTR, and
 		 * Ctrl-C must be seen within a moment. */
@@ -159,9 +159,10 @@ static int remote_tail(struct repl_backend *b, const char *pattern, uint64_t fro
 		struct ml_event e;
 		if (cli_client_next(&rm->cl, &m) != 0)
 			break; /* interrupted (EINTR), or the server went away */
-		if (ml_mp_array(&m, &n) != 0 || ml_mp_int(&m, &type) != 0 || type != 2 ||
-		    ml_mp_str(&m, &name, &nl) != 0 || ml_mp_array(&m, &n) != 0 ||
-		    ml_mp_uint(&m, &id) != 0 || cli_client_event(&m, &e) != 0)
+		if (ml_msgpack_get_array(&m, &n) != 0 || ml_msgpack_get_int(&m, &type) != 0 ||
+		    type != 2 || ml_msgpack_get_str(&m, &name, &nl) != 0 ||
+		    ml_msgpack_get_array(&m, &n) != 0 || ml_msgpack_get_uint(&m, &id) != 0 ||
+		    cli_client_event(&m, &e) != 0)
 			continue;
 		line.len = 0;
 		cli_event_line(&e, &line);
@@ -169,8 +170,8 @@ static int remote_tail(struct repl_backend *b, const char *pattern, uint64_t fro
 		fflush(stdout);
 	}
 	p.len = 0;
-	ml_mp_put_array(&p, 1);
-	ml_mp_put_uint(&p, sub);
+	ml_msgpack_put_array(&p, 1);
+	ml_msgpack_put_uint(&p, sub);
 	cli_client_call(&rm->cl, "unsubscribe", &p, &m);
 	ml_buf_free(&p);
 	ml_buf_free(&line);

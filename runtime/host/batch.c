@@ -26,7 +26,7 @@
 #include <moonlog/diag.h>
 
 #include "host/host_internal.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 #define BATCH_EVENTS 512	/* handled events with output in one batch */
 #define BATCH_BYTES  (1u << 20) /* bytes gathered in one batch (one big event may pass it) */
@@ -75,21 +75,21 @@ static void gather_parked(struct ml_hosted *e, const struct ml_event *ev, const 
 	const char *tb = strstr(why, "\nstack traceback:");
 	size_t why_len = tb ? (size_t)(tb - why) : strlen(why);
 	g->meta = b->len;
-	ml_mp_put_map(b, (ev->meta_len ? 5 : 4) + (tb ? 1 : 0));
-	ml_mp_put_cstr(b, "reason");
-	ml_mp_put_str(b, why, why_len);
+	ml_msgpack_put_map(b, (ev->meta_len ? 5 : 4) + (tb ? 1 : 0));
+	ml_msgpack_put_cstr(b, "reason");
+	ml_msgpack_put_str(b, why, why_len);
 	if (tb) {
-		ml_mp_put_cstr(b, "traceback");
-		ml_mp_put_cstr(b, tb + 1);
+		ml_msgpack_put_cstr(b, "traceback");
+		ml_msgpack_put_cstr(b, tb + 1);
 	}
-	ml_mp_put_cstr(b, "stream");
-	ml_mp_put_str(b, ev->stream, ev->stream_len);
-	ml_mp_put_cstr(b, "position");
-	ml_mp_put_uint(b, ev->position);
-	ml_mp_put_cstr(b, "id");
-	ml_mp_put_str(b, ev->id, ev->id_len);
+	ml_msgpack_put_cstr(b, "stream");
+	ml_msgpack_put_str(b, ev->stream, ev->stream_len);
+	ml_msgpack_put_cstr(b, "position");
+	ml_msgpack_put_uint(b, ev->position);
+	ml_msgpack_put_cstr(b, "id");
+	ml_msgpack_put_str(b, ev->id, ev->id_len);
 	if (ev->meta_len) {
-		ml_mp_put_cstr(b, "meta");
+		ml_msgpack_put_cstr(b, "meta");
 		ml_buf_add(b, ev->meta, ev->meta_len);
 	}
 	g->meta_len = b->len - g->meta;
@@ -160,11 +160,11 @@ static void build(struct ml_hosted *e)
 	struct ml_buf *b = &e->bytes;
 	b->len = e->gathered_bytes; /* a retry builds its checkpoint again */
 	size_t ck = b->len;
-	ml_mp_put_map(b, 2);
-	ml_mp_put_cstr(b, "position");
-	ml_mp_put_uint(b, e->inflight_pos);
-	ml_mp_put_cstr(b, "hash");
-	ml_mp_put_cstr(b, ml_script_hash(e->s));
+	ml_msgpack_put_map(b, 2);
+	ml_msgpack_put_cstr(b, "position");
+	ml_msgpack_put_uint(b, e->inflight_pos);
+	ml_msgpack_put_cstr(b, "hash");
+	ml_msgpack_put_cstr(b, ml_script_hash(e->s));
 	size_t n = e->n_gathered + 1;
 	if (n > e->evs_cap) {
 		e->evs = ml_xrealloc(e->evs, n * sizeof(*e->evs));

@@ -25,7 +25,7 @@
 #include <moonlog/diag.h>
 
 #include "host/host_internal.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 /* One event of $parked-NAME, copied out of the read. */
 struct parked {
@@ -39,31 +39,31 @@ struct plist {
 	size_t n;
 };
 
-static void copy_str(struct ml_buf *b, struct ml_mp *r)
+static void copy_str(struct ml_buf *b, struct ml_msgpack_reader *r)
 {
 	const char *s;
 	uint32_t n;
-	if (ml_mp_str(r, &s, &n) == 0)
+	if (ml_msgpack_get_str(r, &s, &n) == 0)
 		ml_buf_add(b, s, n);
 	else
-		ml_mp_skip(r, NULL, NULL);
+		ml_msgpack_skip(r, NULL, NULL);
 }
 
 /* The parked copy's meta: {reason, traceback, stream, position, id, meta}, or a marker's. */
 static void parse_meta(struct parked *p)
 {
-	struct ml_mp r = {(const uint8_t *)p->meta.data,
-			  (const uint8_t *)p->meta.data + p->meta.len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, p->meta.data, p->meta.len);
 	uint32_t n;
 	int has_reason = 0;
-	if (p->meta.len == 0 || ml_mp_map(&r, &n) != 0)
+	if (p->meta.len == 0 || ml_msgpack_get_map(&r, &n) != 0)
 		return;
 	for (uint32_t i = 0; i < n; i++) {
 		const char *k;
 		uint32_t kl;
 		const uint8_t *raw;
 		size_t rl;
-		if (ml_mp_str(&r, &k, &kl) != 0)
+		if (ml_msgpack_get_str(&r, &k, &kl) != 0)
 			return;
 #define KEY(s) (kl == sizeof(s) - 1 && memcmp(k, s, kl) == 0)
 		if (KEY("reason"))
@@ -74,11 +74,11 @@ static void parse_meta(struct parked *p)
 			copy_str(&p->stream, &r);
 		else if (KEY("id"))
 			copy_str(&p->id, &r);
-		else if (KEY("position") && ml_mp_uint(&r, &p->orig_pos) == 0)
+		else if (KEY("position") && ml_msgpack_get_uint(&r, &p->orig_pos) == 0)
 			;
-		else if (KEY("replayed") && ml_mp_uint(&r, &p->replayed) == 0)
+		else if (KEY("replayed") && ml_msgpack_get_uint(&r, &p->replayed) == 0)
 			p->marker = 1;
-		else if (ml_mp_skip(&r, &raw, &rl) == 0 && KEY("meta"))
+		else if (ml_msgpack_skip(&r, &raw, &rl) == 0 && KEY("meta"))
 			ml_buf_add(&p->orig_meta, raw, rl);
 #undef KEY
 	}
@@ -148,35 +148,35 @@ static struct ml_hosted *handler(struct ml_host *h, const char *name, size_t len
 
 static void put_buf_str(struct ml_buf *b, const char *key, const struct ml_buf *v)
 {
-	ml_mp_put_cstr(b, key);
+	ml_msgpack_put_cstr(b, key);
 	if (v->len)
-		ml_mp_put_str(b, v->data, v->len);
+		ml_msgpack_put_str(b, v->data, v->len);
 	else
-		ml_mp_put_nil(b);
+		ml_msgpack_put_nil(b);
 }
 
 static void put_parked(struct ml_buf *b, const struct parked *p)
 {
-	ml_mp_put_map(b, 9);
-	ml_mp_put_cstr(b, "position");
-	ml_mp_put_uint(b, p->pos);
-	ml_mp_put_cstr(b, "original_position");
-	ml_mp_put_uint(b, p->orig_pos);
+	ml_msgpack_put_map(b, 9);
+	ml_msgpack_put_cstr(b, "position");
+	ml_msgpack_put_uint(b, p->pos);
+	ml_msgpack_put_cstr(b, "original_position");
+	ml_msgpack_put_uint(b, p->orig_pos);
 	put_buf_str(b, "stream", &p->stream);
 	put_buf_str(b, "type", &p->type);
 	put_buf_str(b, "id", &p->id);
 	put_buf_str(b, "reason", &p->reason);
 	put_buf_str(b, "traceback", &p->traceback);
-	ml_mp_put_cstr(b, "data");
+	ml_msgpack_put_cstr(b, "data");
 	if (p->data.len)
 		ml_buf_add(b, p->data.data, p->data.len);
 	else
-		ml_mp_put_nil(b);
-	ml_mp_put_cstr(b, "meta");
+		ml_msgpack_put_nil(b);
+	ml_msgpack_put_cstr(b, "meta");
 	if (p->orig_meta.len)
 		ml_buf_add(b, p->orig_meta.data, p->orig_meta.len);
 	else
-		ml_mp_put_nil(b);
+		ml_msgpack_put_nil(b);
 }
 
 int ml_host_parked(struct ml_host *h, const char *name, size_t len, struct ml_buf *out)
@@ -189,7 +189,7 @@ int ml_host_parked(struct ml_host *h, const char *name, size_t len, struct ml_bu
 	uint32_t n = 0;
 	for (size_t i = 0; i < l.n; i++)
 		n += open_copy(&l.v[i]);
-	ml_mp_put_array(out, n);
+	ml_msgpack_put_array(out, n);
 	for (size_t i = 0; i < l.n; i++)
 		if (open_copy(&l.v[i]))
 			put_parked(out, &l.v[i]);
@@ -232,11 +232,11 @@ static void add_event(struct batch *b, const char *stream, size_t sl, const char
 static void fail(struct batch *b, const struct parked *p, const char *why)
 {
 	const char *tb = strstr(why, "\nstack traceback:");
-	ml_mp_put_map(&b->failures, 2);
-	ml_mp_put_cstr(&b->failures, "position");
-	ml_mp_put_uint(&b->failures, p->pos);
-	ml_mp_put_cstr(&b->failures, "reason");
-	ml_mp_put_str(&b->failures, why, tb ? (size_t)(tb - why) : strlen(why));
+	ml_msgpack_put_map(&b->failures, 2);
+	ml_msgpack_put_cstr(&b->failures, "position");
+	ml_msgpack_put_uint(&b->failures, p->pos);
+	ml_msgpack_put_cstr(&b->failures, "reason");
+	ml_msgpack_put_str(&b->failures, why, tb ? (size_t)(tb - why) : strlen(why));
 	b->n_failed++;
 }
 
@@ -255,14 +255,14 @@ static int succeed(struct batch *b, const char *name, const struct parked *p,
 	char stream[300];
 	int sn = snprintf(stream, sizeof(stream), "$parked-%s", name);
 	struct ml_buf d = {0}, m = {0};
-	ml_mp_put_map(&d, 2);
-	ml_mp_put_cstr(&d, "position");
-	ml_mp_put_uint(&d, p->pos);
-	ml_mp_put_cstr(&d, "original_position");
-	ml_mp_put_uint(&d, p->orig_pos);
-	ml_mp_put_map(&m, 1);
-	ml_mp_put_cstr(&m, "replayed");
-	ml_mp_put_uint(&m, p->pos);
+	ml_msgpack_put_map(&d, 2);
+	ml_msgpack_put_cstr(&d, "position");
+	ml_msgpack_put_uint(&d, p->pos);
+	ml_msgpack_put_cstr(&d, "original_position");
+	ml_msgpack_put_uint(&d, p->orig_pos);
+	ml_msgpack_put_map(&m, 1);
+	ml_msgpack_put_cstr(&m, "replayed");
+	ml_msgpack_put_uint(&m, p->pos);
 	add_event(b, stream, (size_t)sn, "Replayed", 8, d.data, d.len, m.data, m.len);
 	ml_buf_free(&d);
 	ml_buf_free(&m);
@@ -348,13 +348,13 @@ int ml_host_replay_parked(struct ml_host *h, const char *name, size_t len, struc
 	markers = tried - b.n_failed;
 	int rc = append_batch(h, &b);
 	if (rc == 0) {
-		ml_mp_put_map(out, 3);
-		ml_mp_put_cstr(out, "replayed");
-		ml_mp_put_uint(out, tried);
-		ml_mp_put_cstr(out, "succeeded");
-		ml_mp_put_uint(out, markers);
-		ml_mp_put_cstr(out, "failed");
-		ml_mp_put_array(out, b.n_failed);
+		ml_msgpack_put_map(out, 3);
+		ml_msgpack_put_cstr(out, "replayed");
+		ml_msgpack_put_uint(out, tried);
+		ml_msgpack_put_cstr(out, "succeeded");
+		ml_msgpack_put_uint(out, markers);
+		ml_msgpack_put_cstr(out, "failed");
+		ml_msgpack_put_array(out, b.n_failed);
 		if (b.failures.len)
 			ml_buf_add(out, b.failures.data, b.failures.len);
 		ml_host_line(h, "script %s: replayed %u parked events, %u succeeded", e->name,

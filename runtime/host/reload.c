@@ -37,7 +37,7 @@
 #include <moonlog/diag.h>
 
 #include "host/host_internal.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 /* ---- outcomes: {name, file, outcome[, error]} ---- */
 
@@ -46,16 +46,16 @@ static void outcome(struct ml_buf *out, const char *name, const char *file, cons
 {
 	if (out == NULL)
 		return;
-	ml_mp_put_map(out, error ? 4 : 3);
-	ml_mp_put_cstr(out, "name");
-	ml_mp_put_cstr(out, name);
-	ml_mp_put_cstr(out, "file");
-	ml_mp_put_cstr(out, file);
-	ml_mp_put_cstr(out, "outcome");
-	ml_mp_put_cstr(out, what);
+	ml_msgpack_put_map(out, error ? 4 : 3);
+	ml_msgpack_put_cstr(out, "name");
+	ml_msgpack_put_cstr(out, name);
+	ml_msgpack_put_cstr(out, "file");
+	ml_msgpack_put_cstr(out, file);
+	ml_msgpack_put_cstr(out, "outcome");
+	ml_msgpack_put_cstr(out, what);
 	if (error) {
-		ml_mp_put_cstr(out, "error");
-		ml_mp_put_cstr(out, error);
+		ml_msgpack_put_cstr(out, "error");
+		ml_msgpack_put_cstr(out, error);
 	}
 }
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "host/host_internal.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 static const char *state_of(const struct ml_hosted *e)
 {
@@ -44,57 +44,57 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 	if (e->s)
 		ml_script_stats(e->s, &st);
 	uint32_t extra = (why ? 2 : 0) + (e->reload_error ? 1 : 0) + (e->next ? 1 : 0);
-	ml_mp_put_map(b, 12 + extra);
-	ml_mp_put_cstr(b, "name");
-	ml_mp_put_cstr(b, e->name);
-	ml_mp_put_cstr(b, "file");
-	ml_mp_put_cstr(b, e->file);
-	ml_mp_put_cstr(b, "kind");
+	ml_msgpack_put_map(b, 12 + extra);
+	ml_msgpack_put_cstr(b, "name");
+	ml_msgpack_put_cstr(b, e->name);
+	ml_msgpack_put_cstr(b, "file");
+	ml_msgpack_put_cstr(b, e->file);
+	ml_msgpack_put_cstr(b, "kind");
 	if (e->s)
-		ml_mp_put_cstr(b, ml_script_kind_name(e->kind));
+		ml_msgpack_put_cstr(b, ml_script_kind_name(e->kind));
 	else
-		ml_mp_put_nil(b);
-	ml_mp_put_cstr(b, "hash");
+		ml_msgpack_put_nil(b);
+	ml_msgpack_put_cstr(b, "hash");
 	if (e->s)
-		ml_mp_put_cstr(b, ml_script_hash(e->s));
+		ml_msgpack_put_cstr(b, ml_script_hash(e->s));
 	else
-		ml_mp_put_nil(b);
-	ml_mp_put_cstr(b, "state");
-	ml_mp_put_cstr(b, state_of(e));
-	ml_mp_put_cstr(b, "position");
-	ml_mp_put_uint(b, pos);
-	ml_mp_put_cstr(b, "lag");
-	ml_mp_put_uint(b, lag_of(e, head, pos));
-	ml_mp_put_cstr(b, "checkpoint");
-	ml_mp_put_uint(b, e->saved);
-	ml_mp_put_cstr(b, "events_per_second");
-	ml_mp_put_double(b, e->rate);
-	ml_mp_put_cstr(b, "events");
-	ml_mp_put_uint(b, st.events);
-	ml_mp_put_cstr(b, "memory");
-	ml_mp_put_uint(b, st.memory);
-	ml_mp_put_cstr(b, "reloads");
-	ml_mp_put_uint(b, e->reloads);
+		ml_msgpack_put_nil(b);
+	ml_msgpack_put_cstr(b, "state");
+	ml_msgpack_put_cstr(b, state_of(e));
+	ml_msgpack_put_cstr(b, "position");
+	ml_msgpack_put_uint(b, pos);
+	ml_msgpack_put_cstr(b, "lag");
+	ml_msgpack_put_uint(b, lag_of(e, head, pos));
+	ml_msgpack_put_cstr(b, "checkpoint");
+	ml_msgpack_put_uint(b, e->saved);
+	ml_msgpack_put_cstr(b, "events_per_second");
+	ml_msgpack_put_double(b, e->rate);
+	ml_msgpack_put_cstr(b, "events");
+	ml_msgpack_put_uint(b, st.events);
+	ml_msgpack_put_cstr(b, "memory");
+	ml_msgpack_put_uint(b, st.memory);
+	ml_msgpack_put_cstr(b, "reloads");
+	ml_msgpack_put_uint(b, e->reloads);
 	if (e->reload_error) { /* the last new version that did not load: the old one runs */
-		ml_mp_put_cstr(b, "reload_error");
-		ml_mp_put_cstr(b, e->reload_error);
+		ml_msgpack_put_cstr(b, "reload_error");
+		ml_msgpack_put_cstr(b, e->reload_error);
 	}
 	if (e->next) { /* a new version replaying the log beside this one */
-		ml_mp_put_cstr(b, "rebuild_position");
-		ml_mp_put_uint(b, e->next_pos);
+		ml_msgpack_put_cstr(b, "rebuild_position");
+		ml_msgpack_put_uint(b, e->next_pos);
 	}
 	if (why) {
-		ml_mp_put_cstr(b, "error");
-		ml_mp_put_cstr(b, why);
-		ml_mp_put_cstr(b, "error_position");
-		ml_mp_put_uint(b, e->error ? e->error_pos : e->pos + 1);
+		ml_msgpack_put_cstr(b, "error");
+		ml_msgpack_put_cstr(b, why);
+		ml_msgpack_put_cstr(b, "error_position");
+		ml_msgpack_put_uint(b, e->error ? e->error_pos : e->pos + 1);
 	}
 }
 
 void ml_host_status(struct ml_host *h, struct ml_buf *out)
 {
 	uint64_t head = ml_log_head(h->log);
-	ml_mp_put_array(out, (uint32_t)h->n);
+	ml_msgpack_put_array(out, (uint32_t)h->n);
 	for (size_t i = 0; i < h->n; i++)
 		one(h, h->v[i], head, out);
 }

@@ -22,25 +22,26 @@
 #include <moonlog/route.h>
 
 #include "host/host_internal.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 /* ---- checkpoints ---- */
 
 static int last_event(const struct ml_event *ev, void *arg)
 {
 	uint64_t *pos = arg;
-	struct ml_mp r = {ev->data, ev->data + ev->data_len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, ev->data, ev->data_len);
 	uint32_t n;
-	if (ml_mp_map(&r, &n) != 0)
+	if (ml_msgpack_get_map(&r, &n) != 0)
 		return 1;
 	for (uint32_t i = 0; i < n; i++) {
 		const char *k;
 		uint32_t kl;
-		if (ml_mp_str(&r, &k, &kl) != 0)
+		if (ml_msgpack_get_str(&r, &k, &kl) != 0)
 			return 1;
-		if (kl == 8 && memcmp(k, "position", 8) == 0 && ml_mp_uint(&r, pos) == 0)
+		if (kl == 8 && memcmp(k, "position", 8) == 0 && ml_msgpack_get_uint(&r, pos) == 0)
 			return 1;
-		if (ml_mp_skip(&r, NULL, NULL) != 0)
+		if (ml_msgpack_skip(&r, NULL, NULL) != 0)
 			return 1;
 	}
 	return 1;

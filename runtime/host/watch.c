@@ -26,7 +26,7 @@
 #include <moonlog/diag.h>
 
 #include "host/host_internal.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 #define QUIET_MS   30	/* after a close or a rename into place */
 #define WRITING_MS 1000 /* the file is still open for writing (a close comes sooner) */
@@ -217,7 +217,7 @@ int ml_host_rescan(struct ml_host *h, struct ml_buf *out)
 		free(files[i]);
 	free(files);
 	if (out) {
-		ml_mp_put_array(out, count);
+		ml_msgpack_put_array(out, count);
 		if (items.len)
 			ml_buf_add(out, items.data, items.len);
 	}

@@ -208,11 +208,11 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 /* A fatal framing error: say why in an `error` notification, then close. */
 static void fail(struct ml_conn *c, const char *why)
 {
-	ml_mp_put_array(&c->out, 3);
-	ml_mp_put_uint(&c->out, 2);
-	ml_mp_put_cstr(&c->out, "error");
-	ml_mp_put_array(&c->out, 1);
-	ml_mp_put_cstr(&c->out, why);
+	ml_msgpack_put_array(&c->out, 3);
+	ml_msgpack_put_uint(&c->out, 2);
+	ml_msgpack_put_cstr(&c->out, "error");
+	ml_msgpack_put_array(&c->out, 1);
+	ml_msgpack_put_cstr(&c->out, why);
 	c->srv->errors++;
 	ml_conn_flush(c);
 	ml_conn_close(c);
@@ -229,7 +229,7 @@ static void parse(struct ml_conn *c)
 		if (n == 0)
 			break;
 		/* resumed: a large request arriving in pieces is walked once */
-		int rc = ml_mp_frame_resume(p, n, &c->walk, &len);
+		int rc = ml_msgpack_frame_resume(p, n, &c->walk, &len);
 		if (rc < 0)
 			return fail(c,
 				    "malformed msgpack: the connection is closed (send msgpack-RPC "
@@ -241,7 +241,7 @@ static void parse(struct ml_conn *c)
 					    "per request");
 			break;
 		}
-		c->walk = (struct ml_mp_walk){0, 0};
+		c->walk = (struct ml_msgpack_walk){0, 0};
 		c->in_off += len;
 		ml_rpc_dispatch(c, p, len);
 	}

@@ -157,7 +157,8 @@ void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char 
 		return ml_http_error(req, 400, ML_ERR_USAGE, 0, why);
 	}
 	struct ml_pending *p = ml_pending_get(s);
-	struct ml_mp r = {(uint8_t *)mp.data, (uint8_t *)mp.data + mp.len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, mp.data, mp.len);
 	if (ml_rpc_parse_events(&r, p, 10000) != 0) {
 		ml_http_error(req, 400, ML_ERR_USAGE, 0, ml_diag_last());
 		ml_pending_put(s, p);

@@ -151,8 +151,8 @@ void ml_eval_conn_closed(struct ml_eval *e, struct ml_conn *c)
 
 static void put_output(struct ml_buf *b, const struct run *r)
 {
-	ml_mp_put_cstr(b, "output");
-	ml_mp_put_str(b, r->output.data ? r->output.data : "", r->output.len);
+	ml_msgpack_put_cstr(b, "output");
+	ml_msgpack_put_str(b, r->output.data ? r->output.data : "", r->output.len);
 }
 
 /* The error, and the traceback lines that point into the chunk. */
@@ -174,11 +174,11 @@ static void put_error(struct ml_buf *b, struct run *r, const char *code, const c
 		}
 	}
 	lua_pop(L, 1);
-	ml_mp_put_map(b, 3);
-	ml_mp_put_cstr(b, "code");
-	ml_mp_put_cstr(b, code);
-	ml_mp_put_cstr(b, "message");
-	ml_mp_put_str(b, m.data, m.len);
+	ml_msgpack_put_map(b, 3);
+	ml_msgpack_put_cstr(b, "code");
+	ml_msgpack_put_cstr(b, code);
+	ml_msgpack_put_cstr(b, "message");
+	ml_msgpack_put_str(b, m.data, m.len);
 	put_output(b, r);
 	ml_buf_free(&m);
 }
@@ -196,14 +196,14 @@ static int is_tail(lua_State *co, int nres)
 
 static void put_tail(struct ml_buf *b, lua_State *co)
 {
-	ml_mp_put_cstr(b, "tail");
-	ml_mp_put_map(b, 2);
+	ml_msgpack_put_cstr(b, "tail");
+	ml_msgpack_put_map(b, 2);
 	lua_getfield(co, 1, "pattern");
-	ml_mp_put_cstr(b, "pattern");
-	ml_mp_put_cstr(b, lua_isstring(co, -1) ? lua_tostring(co, -1) : "*");
+	ml_msgpack_put_cstr(b, "pattern");
+	ml_msgpack_put_cstr(b, lua_isstring(co, -1) ? lua_tostring(co, -1) : "*");
 	lua_getfield(co, 1, "from");
-	ml_mp_put_cstr(b, "from");
-	ml_mp_put_uint(b, (uint64_t)lua_tointeger(co, -1));
+	ml_msgpack_put_cstr(b, "from");
+	ml_msgpack_put_uint(b, (uint64_t)lua_tointeger(co, -1));
 	lua_pop(co, 2);
 }
 
@@ -211,19 +211,19 @@ static void put_tail(struct ml_buf *b, lua_State *co)
 static void put_text(struct ml_buf *b, struct run *r, int nres)
 {
 	lua_State *co = r->co;
-	ml_mp_put_cstr(b, "text");
+	ml_msgpack_put_cstr(b, "text");
 	repl_fn(r->ev, "show");
 	lua_xmove(r->ev->L, co, 1);
 	for (int i = 1; i <= nres; i++)
 		lua_pushvalue(co, i);
 	if (nres == 0 || lua_pcall(co, nres, 1, 0) != LUA_OK) {
 		lua_settop(co, nres);
-		ml_mp_put_cstr(b, "");
+		ml_msgpack_put_cstr(b, "");
 		return;
 	}
 	size_t len;
 	const char *s = lua_tolstring(co, -1, &len);
-	ml_mp_put_str(b, s ? s : "", s ? len : 0);
+	ml_msgpack_put_str(b, s ? s : "", s ? len : 0);
 	lua_pop(co, 1);
 }
 
@@ -231,21 +231,21 @@ static void put_values(struct ml_buf *b, struct run *r, int nres)
 {
 	lua_State *co = r->co;
 	int tail = is_tail(co, nres);
-	ml_mp_put_map(b, tail ? 4 : 3);
-	ml_mp_put_cstr(b, "values");
-	ml_mp_put_array(b, tail ? 0 : (uint32_t)nres);
+	ml_msgpack_put_map(b, tail ? 4 : 3);
+	ml_msgpack_put_cstr(b, "values");
+	ml_msgpack_put_array(b, tail ? 0 : (uint32_t)nres);
 	for (int i = 1; i <= nres && !tail; i++)
 		if (ml_lua_to_msgpack(co, i, b) != 0) { /* a function, say: show it */
 			size_t len;
 			const char *s = luaL_tolstring(co, i, &len);
-			ml_mp_put_str(b, s, len);
+			ml_msgpack_put_str(b, s, len);
 			lua_pop(co, 1);
 		}
 	put_output(b, r);
 	if (tail) {
 		put_tail(b, co);
-		ml_mp_put_cstr(b, "text");
-		ml_mp_put_cstr(b, "");
+		ml_msgpack_put_cstr(b, "text");
+		ml_msgpack_put_cstr(b, "");
 	} else {
 		put_text(b, r, nres);
 	}
@@ -257,15 +257,15 @@ static void finish(struct run *r, int status, int nres, const char *code)
 	struct ml_conn *c = r->conn;
 	if (c && !c->closed) {
 		struct ml_buf *b = &c->out;
-		ml_mp_put_array(b, 4);
-		ml_mp_put_uint(b, 1);
-		ml_mp_put_uint(b, r->msgid);
+		ml_msgpack_put_array(b, 4);
+		ml_msgpack_put_uint(b, 1);
+		ml_msgpack_put_uint(b, r->msgid);
 		if (status == LUA_OK) {
-			ml_mp_put_nil(b);
+			ml_msgpack_put_nil(b);
 			put_values(b, r, nres);
 		} else {
 			put_error(b, r, code, lua_tostring(r->co, -1));
-			ml_mp_put_nil(b);
+			ml_msgpack_put_nil(b);
 			c->srv->errors++;
 		}
 		ml_conn_mark(c);
@@ -344,17 +344,17 @@ void ml_eval_complete(struct ml_eval *e, struct ml_conn *c, uint64_t msgid, cons
 		lua_pushlstring(L, line, len);
 		ok = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1);
 	}
-	ml_mp_put_array(b, 4);
-	ml_mp_put_uint(b, 1);
-	ml_mp_put_uint(b, msgid);
-	ml_mp_put_nil(b);
+	ml_msgpack_put_array(b, 4);
+	ml_msgpack_put_uint(b, 1);
+	ml_msgpack_put_uint(b, msgid);
+	ml_msgpack_put_nil(b);
 	lua_Integer n = ok ? luaL_len(L, -1) : 0;
-	ml_mp_put_array(b, (uint32_t)n);
+	ml_msgpack_put_array(b, (uint32_t)n);
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, -1, i);
 		size_t sl;
 		const char *s = lua_tolstring(L, -1, &sl);
-		ml_mp_put_str(b, s ? s : "", s ? sl : 0);
+		ml_msgpack_put_str(b, s ? s : "", s ? sl : 0);
 		lua_pop(L, 1);
 	}
 	lua_settop(L, top);

@@ -18,7 +18,7 @@
 #include <moonlog/server.h>
 #include <moonlog/util.h>
 
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 
 struct ml_conn;
 struct ml_eval;
@@ -119,7 +119,7 @@ struct ml_conn {
 	struct event *rev, *wev;
 	struct ml_buf in, out;
 	size_t in_off, out_off;
-	struct ml_mp_walk walk;		    /* how far the next request has been framed */
+	struct ml_msgpack_walk walk;	    /* how far the next request has been framed */
 	int authed, closed, dirty, blocked; /* blocked: too much output, subs paused */
 	int penalty;			    /* a wrong token is being answered late (conn.c) */
 	int timer_on;
@@ -192,7 +192,7 @@ void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid);
 /* Writes an event as a msgpack map: position, stream, version, type, id, time, data, meta. */
 void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries);
 /* Reads the events of an append (a map or an array of maps) into p; -1 with diag. */
-int ml_rpc_parse_events(struct ml_mp *r, struct ml_pending *p, uint32_t max_events);
+int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p, uint32_t max_events);
 /* The result of a finished append as a msgpack map. */
 void ml_rpc_append_result(struct ml_buf *b, const struct ml_append *req);
 
@@ -210,14 +210,15 @@ void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered
 void ml_http_free(struct ml_server *s);
 
 /* rpc_scripts.c: command, query, get, state, scripts */
-void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			  uint32_t np);
 struct ml_host *ml_server_host(struct ml_server *s); /* NULL when no scripts are hosted */
 void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b);
 /*

@@ -22,15 +22,15 @@
 
 static void reply_head(struct ml_conn *c, uint64_t msgid)
 {
-	ml_mp_put_array(&c->out, 4);
-	ml_mp_put_uint(&c->out, 1);
-	ml_mp_put_uint(&c->out, msgid);
+	ml_msgpack_put_array(&c->out, 4);
+	ml_msgpack_put_uint(&c->out, 1);
+	ml_msgpack_put_uint(&c->out, msgid);
 }
 
 static void reply_ok(struct ml_conn *c, uint64_t msgid)
 {
 	reply_head(c, msgid);
-	ml_mp_put_nil(&c->out); /* then the caller writes the result */
+	ml_msgpack_put_nil(&c->out); /* then the caller writes the result */
 }
 
 static void reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
@@ -44,16 +44,16 @@ static void reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	reply_head(c, msgid);
-	ml_mp_put_map(&c->out, code == ML_ERR_CONFLICT ? 3 : 2);
-	ml_mp_put_cstr(&c->out, "code");
-	ml_mp_put_cstr(&c->out, ml_err_name(code));
-	ml_mp_put_cstr(&c->out, "message");
-	ml_mp_put_cstr(&c->out, msg);
+	ml_msgpack_put_map(&c->out, code == ML_ERR_CONFLICT ? 3 : 2);
+	ml_msgpack_put_cstr(&c->out, "code");
+	ml_msgpack_put_cstr(&c->out, ml_err_name(code));
+	ml_msgpack_put_cstr(&c->out, "message");
+	ml_msgpack_put_cstr(&c->out, msg);
 	if (code == ML_ERR_CONFLICT) {
-		ml_mp_put_cstr(&c->out, "actual_version");
-		ml_mp_put_int(&c->out, actual);
+		ml_msgpack_put_cstr(&c->out, "actual_version");
+		ml_msgpack_put_int(&c->out, actual);
 	}
-	ml_mp_put_nil(&c->out);
+	ml_msgpack_put_nil(&c->out);
 	c->srv->errors++;
 }
 
@@ -65,11 +65,11 @@ static void reply_diag(struct ml_conn *c, uint64_t msgid)
 
 static void notify_error(struct ml_conn *c, const char *why)
 {
-	ml_mp_put_array(&c->out, 3);
-	ml_mp_put_uint(&c->out, 2);
-	ml_mp_put_cstr(&c->out, "error");
-	ml_mp_put_array(&c->out, 1);
-	ml_mp_put_cstr(&c->out, why);
+	ml_msgpack_put_array(&c->out, 3);
+	ml_msgpack_put_uint(&c->out, 2);
+	ml_msgpack_put_cstr(&c->out, "error");
+	ml_msgpack_put_array(&c->out, 1);
+	ml_msgpack_put_cstr(&c->out, why);
 	c->srv->errors++;
 }
 
@@ -198,11 +198,11 @@ static unsigned event_key(const char *k, uint32_t n)
 }
 
 /* One event map: type (required), data, meta (a map), id; each at most once. */
-static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
+static int parse_event(struct ml_msgpack_reader *r, struct ml_event_in *e, uint32_t i)
 {
 	uint32_t n;
 	unsigned seen = 0;
-	if (ml_mp_map(r, &n) != 0)
+	if (ml_msgpack_get_map(r, &n) != 0)
 		return ml_diag_set(ML_ERR_USAGE, "event %u is not a map {type=, data=, meta=, id=}",
 				   i + 1);
 	for (uint32_t k = 0; k < n; k++) {
@@ -210,7 +210,7 @@ static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
 		uint32_t klen, slen = 0;
 		const uint8_t *raw;
 		size_t rlen;
-		if (ml_mp_str(r, &key, &klen) != 0)
+		if (ml_msgpack_get_str(r, &key, &klen) != 0)
 			return ml_diag_set(ML_ERR_USAGE, "event %u: keys must be strings", i + 1);
 		unsigned bit = event_key(key, klen);
 		if (bit & seen)
@@ -219,7 +219,7 @@ static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
 					   (int)klen, key);
 		seen |= bit;
 		if (key_is(key, klen, "type") || key_is(key, klen, "id")) {
-			if (ml_mp_str(r, &s, &slen) != 0 && ml_mp_nil(r) != 0)
+			if (ml_msgpack_get_str(r, &s, &slen) != 0 && ml_msgpack_get_nil(r) != 0)
 				return ml_diag_set(ML_ERR_USAGE, "event %u: %.*s must be a string",
 						   i + 1, (int)klen, key);
 			if (key[0] == 't')
@@ -228,7 +228,7 @@ static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
 				e->id = s, e->id_len = slen;
 			continue;
 		}
-		if (ml_mp_skip(r, &raw, &rlen) != 0)
+		if (ml_msgpack_skip(r, &raw, &rlen) != 0)
 			return ml_diag_set(ML_ERR_USAGE, "event %u: a value is cut short", i + 1);
 		int nil = rlen == 1 && raw[0] == 0xc0;
 		if (key_is(key, klen, "data")) {
@@ -246,11 +246,11 @@ static int parse_event(struct ml_mp *r, struct ml_event_in *e, uint32_t i)
 	return 0;
 }
 
-int ml_rpc_parse_events(struct ml_mp *r, struct ml_pending *p, uint32_t max_events)
+int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p, uint32_t max_events)
 {
 	uint32_t n = 1;
-	int one = ml_mp_peek(r) == MP_MAP;
-	if (!one && ml_mp_array(r, &n) != 0)
+	int one = ml_msgpack_is_map(r->p, ml_msgpack_left(r));
+	if (!one && ml_msgpack_get_array(r, &n) != 0)
 		return ml_diag_set(ML_ERR_USAGE, "events must be an event map or an array of them");
 	if (n == 0)
 		return ml_diag_set(ML_ERR_USAGE, "an append needs at least one event");
@@ -278,15 +278,15 @@ int ml_rpc_parse_events(struct ml_mp *r, struct ml_pending *p, uint32_t max_even
 
 void ml_rpc_append_result(struct ml_buf *b, const struct ml_append *req)
 {
-	ml_mp_put_map(b, 4);
-	ml_mp_put_str(b, "position", 8);
-	ml_mp_put_uint(b, req->first_position);
-	ml_mp_put_str(b, "last_position", 13);
-	ml_mp_put_uint(b, req->last_position);
-	ml_mp_put_str(b, "version", 7);
-	ml_mp_put_uint(b, req->versions ? req->versions[req->n_events - 1] : 0);
-	ml_mp_put_str(b, "duplicate", 9);
-	ml_mp_put_bool(b, req->duplicate);
+	ml_msgpack_put_map(b, 4);
+	ml_msgpack_put_str(b, "position", 8);
+	ml_msgpack_put_uint(b, req->first_position);
+	ml_msgpack_put_str(b, "last_position", 13);
+	ml_msgpack_put_uint(b, req->last_position);
+	ml_msgpack_put_str(b, "version", 7);
+	ml_msgpack_put_uint(b, req->versions ? req->versions[req->n_events - 1] : 0);
+	ml_msgpack_put_str(b, "duplicate", 9);
+	ml_msgpack_put_bool(b, req->duplicate);
 }
 
 static void finish_append(struct ml_pending *p)
@@ -307,17 +307,17 @@ static void finish_append(struct ml_pending *p)
 }
 
 /* nil, "any", "no_stream", "exists", a number as text, or an integer. */
-static int parse_expected(struct ml_mp *r, int64_t *out)
+static int parse_expected(struct ml_msgpack_reader *r, int64_t *out)
 {
 	const char *s;
 	uint32_t n;
 	*out = ML_EXPECT_ANY;
-	if (r->p >= r->end || ml_mp_nil(r) == 0)
+	if (r->p >= r->end || ml_msgpack_get_nil(r) == 0)
 		return 0;
-	if (ml_mp_int(r, out) == 0)
+	if (ml_msgpack_get_int(r, out) == 0)
 		return *out < 0 ? ml_diag_set(ML_ERR_USAGE, "expected version cannot be negative")
 				: 0;
-	if (ml_mp_str(r, &s, &n) != 0 || n > 30)
+	if (ml_msgpack_get_str(r, &s, &n) != 0 || n > 30)
 		return ml_diag_set(ML_ERR_USAGE, "expected must be \"any\", \"no_stream\", "
 						 "\"exists\" or a version number");
 	char text[32];
@@ -326,17 +326,17 @@ static int parse_expected(struct ml_mp *r, int64_t *out)
 	return ml_expect_parse(text, out);
 }
 
-static void m_append(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_append(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *stream;
 	uint32_t slen;
 	int64_t expected;
-	if (np < 2 || ml_mp_str(r, &stream, &slen) != 0)
+	if (np < 2 || ml_msgpack_get_str(r, &stream, &slen) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "append(stream, events, expected): stream must be a string");
 	struct ml_pending *p = ml_pending_get(c->srv);
 	if (ml_rpc_parse_events(r, p, MAX_BATCH) != 0 ||
-	    parse_expected(np > 2 ? r : &(struct ml_mp){0}, &expected) != 0) {
+	    parse_expected(np > 2 ? r : &(struct ml_msgpack_reader){0}, &expected) != 0) {
 		reply_diag(c, msgid);
 		ml_pending_put(c->srv, p);
 		return;
@@ -403,19 +403,19 @@ static uint64_t read_count(struct ml_log *log, int all, const char *stream, uint
 	return last - *from + 1 < limit ? last - *from + 1 : limit;
 }
 
-static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *stream;
 	uint32_t slen;
 	uint64_t from = 0, limit = 0;
 	int back = 0;
-	if (np < 1 || ml_mp_str(r, &stream, &slen) != 0)
+	if (np < 1 || ml_msgpack_get_str(r, &stream, &slen) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "read(stream, from, limit, backwards): stream must be a string "
 				 "(or \"$all\")");
-	if ((np > 1 && ml_mp_nil(r) != 0 && ml_mp_uint(r, &from) != 0) ||
-	    (np > 2 && ml_mp_nil(r) != 0 && ml_mp_uint(r, &limit) != 0) ||
-	    (np > 3 && ml_mp_nil(r) != 0 && ml_mp_bool(r, &back) != 0))
+	if ((np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &from) != 0) ||
+	    (np > 2 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &limit) != 0) ||
+	    (np > 3 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_bool(r, &back) != 0))
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "read(stream, from, limit, backwards): from and limit are "
 				 "whole numbers, backwards a boolean");
@@ -429,7 +429,7 @@ static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t 
 	uint64_t count = read_count(log, all, stream, slen, &from, limit, back);
 	size_t start = c->out.len;
 	reply_ok(c, msgid);
-	ml_mp_put_array(&c->out, (uint32_t)count);
+	ml_msgpack_put_array(&c->out, (uint32_t)count);
 	struct read_ctx rc = {c, c->out.len, 0};
 	int64_t n = count == 0 ? 0
 		    : all      ? ml_log_read_all(log, from, count, read_one, &rc)
@@ -459,7 +459,7 @@ static int deliver(struct ml_sub *sub, const struct ml_event *e, uint32_t delive
 		   "event"
 		   "\x92",
 		   9);
-	ml_mp_put_uint(b, ml_sub_id(sub));
+	ml_msgpack_put_uint(b, ml_sub_id(sub));
 	ml_rpc_event(b, e, deliveries);
 	ml_conn_mark(c);
 	if (b->len - c->out_off <= c->srv->o.max_outbuf)
@@ -468,16 +468,16 @@ static int deliver(struct ml_sub *sub, const struct ml_event *e, uint32_t delive
 	return 1;
 }
 
-static int add_patterns(struct ml_filter *f, struct ml_mp *r, int types)
+static int add_patterns(struct ml_filter *f, struct ml_msgpack_reader *r, int types)
 {
 	const char *s;
 	uint32_t n, len;
-	if (ml_mp_str(r, &s, &len) == 0) {
+	if (ml_msgpack_get_str(r, &s, &len) == 0) {
 		if (types)
 			return ml_filter_add_type(f, s, len), 0;
 		return ml_filter_add_stream(f, s, len);
 	}
-	if (ml_mp_array(r, &n) != 0)
+	if (ml_msgpack_get_array(r, &n) != 0)
 		return ml_diag_set(ML_ERR_USAGE, "a pattern is a string or an array of strings");
 	for (uint32_t i = 0; i < n; i++)
 		if (add_patterns(f, r, types) != 0)
@@ -486,22 +486,22 @@ static int add_patterns(struct ml_filter *f, struct ml_mp *r, int types)
 }
 
 /* "pattern" | {"p1", "p2"} | {streams = ..., types = {...}} */
-static struct ml_filter *parse_filter(struct ml_mp *r)
+static struct ml_filter *parse_filter(struct ml_msgpack_reader *r)
 {
 	struct ml_filter *f = ml_filter_new();
 	uint32_t n;
 	int ok = 0, streams = 0;
-	if (ml_mp_map(r, &n) == 0) {
+	if (ml_msgpack_get_map(r, &n) == 0) {
 		ok = 1;
 		for (uint32_t i = 0; i < n && ok; i++) {
 			const char *k;
 			uint32_t kl;
-			if (ml_mp_str(r, &k, &kl) != 0)
+			if (ml_msgpack_get_str(r, &k, &kl) != 0)
 				ok = 0;
 			else if (key_is(k, kl, "streams") || key_is(k, kl, "types"))
 				ok = add_patterns(f, r, k[0] == 't') == 0, streams |= k[0] == 's';
 			else
-				ok = ml_mp_skip(r, NULL, NULL) == 0;
+				ok = ml_msgpack_skip(r, NULL, NULL) == 0;
 		}
 		if (ok && !streams) /* types only: every stream but system ones */
 			ml_filter_add_stream(f, "*", 1);
@@ -519,34 +519,35 @@ static struct ml_filter *parse_filter(struct ml_mp *r)
 	return f;
 }
 
-static int parse_group(struct ml_mp *r, char *name, size_t cap, struct ml_group_options *go)
+static int parse_group(struct ml_msgpack_reader *r, char *name, size_t cap,
+		       struct ml_group_options *go)
 {
 	const char *s;
 	uint32_t n, len;
-	if (ml_mp_nil(r) == 0)
+	if (ml_msgpack_get_nil(r) == 0)
 		return 0;
-	if (ml_mp_str(r, &s, &len) == 0) {
+	if (ml_msgpack_get_str(r, &s, &len) == 0) {
 		snprintf(name, cap, "%.*s", (int)len, s);
 		return len < cap ? 1 : ml_diag_set(ML_ERR_USAGE, "the group name is too long");
 	}
-	if (ml_mp_map(r, &n) != 0)
+	if (ml_msgpack_get_map(r, &n) != 0)
 		return ml_diag_set(ML_ERR_USAGE, "group is a name or {group=, ack_timeout_ms=, "
 						 "max_deliveries=, max_inflight=}");
 	int named = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t v = 0;
-		if (ml_mp_str(r, &s, &len) != 0)
+		if (ml_msgpack_get_str(r, &s, &len) != 0)
 			return ml_diag_set(ML_ERR_USAGE, "group options: keys are strings");
 		if (key_is(s, len, "group")) {
 			const char *g;
 			uint32_t gl;
-			if (ml_mp_str(r, &g, &gl) != 0 || gl >= cap)
+			if (ml_msgpack_get_str(r, &g, &gl) != 0 || gl >= cap)
 				return ml_diag_set(ML_ERR_USAGE, "group must be a short string");
 			snprintf(name, cap, "%.*s", (int)gl, g);
 			named = 1;
 			continue;
 		}
-		if (ml_mp_uint(r, &v) != 0 || v > UINT32_MAX)
+		if (ml_msgpack_get_uint(r, &v) != 0 || v > UINT32_MAX)
 			return ml_diag_set(ML_ERR_USAGE, "group option %.*s must be a whole number",
 					   (int)len, s);
 		if (key_is(s, len, "ack_timeout_ms"))
@@ -559,7 +560,7 @@ static int parse_group(struct ml_mp *r, char *name, size_t cap, struct ml_group_
 	return named ? 1 : ml_diag_set(ML_ERR_USAGE, "group options need group = NAME");
 }
 
-static void m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	uint64_t from = UINT64_MAX;
 	char group[128];
@@ -570,7 +571,7 @@ static void m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint
 	struct ml_filter *f = parse_filter(r);
 	if (f == NULL)
 		return reply_diag(c, msgid);
-	if (np > 1 && ml_mp_nil(r) != 0 && ml_mp_uint(r, &from) != 0) {
+	if (np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &from) != 0) {
 		ml_filter_free(f);
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "subscribe: from is a position (or nil for new events only)");
@@ -587,41 +588,42 @@ static void m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint
 	c->subs = ml_xrealloc(c->subs, (c->nsubs + 1) * sizeof(*c->subs));
 	c->subs[c->nsubs++] = sub;
 	reply_ok(c, msgid);
-	ml_mp_put_uint(&c->out, ml_sub_id(sub));
+	ml_msgpack_put_uint(&c->out, ml_sub_id(sub));
 }
 
-static void m_unsubscribe(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_unsubscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			  uint32_t np)
 {
 	uint64_t id;
-	if (np < 1 || ml_mp_uint(r, &id) != 0)
+	if (np < 1 || ml_msgpack_get_uint(r, &id) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "unsubscribe(id): id is a number");
 	for (size_t i = 0; i < c->nsubs; i++)
 		if (ml_sub_id(c->subs[i]) == id) {
 			ml_sub_free(c->subs[i]);
 			c->subs[i] = c->subs[--c->nsubs];
 			reply_ok(c, msgid);
-			ml_mp_put_bool(&c->out, 1);
+			ml_msgpack_put_bool(&c->out, 1);
 			return;
 		}
 	reply_err(c, msgid, ML_ERR_NOT_FOUND, 0, "no subscription %" PRIu64 " on this connection",
 		  id);
 }
 
-static void m_ack(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_ack(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *g;
 	uint32_t gl;
 	uint64_t pos;
-	if (np < 2 || ml_mp_str(r, &g, &gl) != 0 || ml_mp_uint(r, &pos) != 0)
+	if (np < 2 || ml_msgpack_get_str(r, &g, &gl) != 0 || ml_msgpack_get_uint(r, &pos) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "ack(group, position): a group name and a position");
 	if (ml_router_ack(c->srv->router, g, gl, pos) != 0)
 		return reply_diag(c, msgid);
 	reply_ok(c, msgid);
-	ml_mp_put_bool(&c->out, 1);
+	ml_msgpack_put_bool(&c->out, 1);
 }
 
-static void m_stats(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_stats(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	reply_ok(c, msgid);
 	ml_server_stats_mp(c->srv, &c->out);
@@ -635,18 +637,18 @@ static int same_token(const char *a, size_t an, const char *b, size_t bn)
 	return d == 0;
 }
 
-static void m_auth(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_auth(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *t;
 	uint32_t tl;
 	struct ml_server *s = c->srv;
-	if (np < 1 || ml_mp_str(r, &t, &tl) != 0)
+	if (np < 1 || ml_msgpack_get_str(r, &t, &tl) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "auth(token): the token is a string");
 	if (s->token && !same_token(t, tl, s->token, s->token_len))
 		return ml_conn_auth_failed(c, msgid); /* answered late: ml_rpc_auth_refused */
 	c->authed = 1;
 	reply_ok(c, msgid);
-	ml_mp_put_bool(&c->out, 1);
+	ml_msgpack_put_bool(&c->out, 1);
 }
 
 void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid)
@@ -659,7 +661,7 @@ void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid)
 		reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
 }
 
-static void m_eval(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_eval(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *chunk;
 	uint32_t len;
@@ -667,26 +669,26 @@ static void m_eval(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t 
 		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
 				 "eval is only available on the admin socket (DATA/moonlog.sock), "
 				 "not over TCP");
-	if (np < 1 || ml_mp_str(r, &chunk, &len) != 0)
+	if (np < 1 || ml_msgpack_get_str(r, &chunk, &len) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "eval(chunk): the chunk is a string");
 	ml_eval_run(c->srv->eval, c, msgid, chunk, len);
 }
 
-static void m_complete(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+static void m_complete(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *line;
 	uint32_t len;
 	if (c->kind != CONN_ADMIN)
 		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
 				 "complete is only available on the admin socket");
-	if (np < 1 || ml_mp_str(r, &line, &len) != 0)
+	if (np < 1 || ml_msgpack_get_str(r, &line, &len) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "complete(line): the line is a string");
 	ml_eval_complete(c->srv->eval, c, msgid, line, len);
 }
 
 static const struct {
 	const char *name;
-	void (*fn)(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+	void (*fn)(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 } methods[] = {
     {"append", m_append},
     {"read", m_read},
@@ -709,20 +711,22 @@ static const struct {
 
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
 {
-	struct ml_mp r = {msg, msg + len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, msg, len);
 	uint32_t n, np, mlen;
 	int64_t type;
 	uint64_t msgid;
 	const char *m;
 	c->srv->requests++;
-	if (ml_mp_array(&r, &n) != 0 || n != 4 || ml_mp_int(&r, &type) != 0 || type != 0)
+	if (ml_msgpack_get_array(&r, &n) != 0 || n != 4 || ml_msgpack_get_int(&r, &type) != 0 ||
+	    type != 0)
 		return notify_error(c,
 				    "not a msgpack-RPC request: send [0, msgid, method, params]");
-	if (ml_mp_uint(&r, &msgid) != 0 || msgid > UINT32_MAX)
+	if (ml_msgpack_get_uint(&r, &msgid) != 0 || msgid > UINT32_MAX)
 		return notify_error(c, "bad msgid: it must be an unsigned 32-bit integer");
-	if (ml_mp_str(&r, &m, &mlen) != 0)
+	if (ml_msgpack_get_str(&r, &m, &mlen) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "the method name must be a string");
-	if (ml_mp_array(&r, &np) != 0)
+	if (ml_msgpack_get_array(&r, &np) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0, "params must be an array");
 	if (!c->authed && !key_is(m, mlen, "auth"))
 		return reply_err(c, msgid, ML_ERR_REFUSED, 0,

@@ -84,36 +84,36 @@ static void result_of(struct ml_command *c, const struct ml_append *req, struct 
 {
 	const char *stream = c->d.stream;
 	uint64_t version = req ? req->versions[req->n_events - 1] : c->d.expected_version;
-	ml_mp_put_map(b, 5);
-	ml_mp_put_cstr(b, "stream");
-	ml_mp_put_cstr(b, stream);
-	ml_mp_put_cstr(b, "version");
-	ml_mp_put_uint(b, version);
-	ml_mp_put_cstr(b, "position");
-	ml_mp_put_uint(b, req ? req->first_position : 0);
-	ml_mp_put_cstr(b, "last_position");
-	ml_mp_put_uint(b, req ? req->last_position : 0);
-	ml_mp_put_cstr(b, "events");
-	ml_mp_put_array(b, req ? (uint32_t)req->n_events : 0);
+	ml_msgpack_put_map(b, 5);
+	ml_msgpack_put_cstr(b, "stream");
+	ml_msgpack_put_cstr(b, stream);
+	ml_msgpack_put_cstr(b, "version");
+	ml_msgpack_put_uint(b, version);
+	ml_msgpack_put_cstr(b, "position");
+	ml_msgpack_put_uint(b, req ? req->first_position : 0);
+	ml_msgpack_put_cstr(b, "last_position");
+	ml_msgpack_put_uint(b, req ? req->last_position : 0);
+	ml_msgpack_put_cstr(b, "events");
+	ml_msgpack_put_array(b, req ? (uint32_t)req->n_events : 0);
 	for (size_t i = 0; req && i < req->n_events; i++) {
 		const struct ml_event_in *e = &req->events[i];
-		ml_mp_put_map(b, 5);
-		ml_mp_put_cstr(b, "type");
-		ml_mp_put_str(b, e->type, e->type_len);
-		ml_mp_put_cstr(b, "position");
-		ml_mp_put_uint(b, req->positions[i]);
-		ml_mp_put_cstr(b, "version");
-		ml_mp_put_uint(b, req->versions[i]);
-		ml_mp_put_cstr(b, "data");
+		ml_msgpack_put_map(b, 5);
+		ml_msgpack_put_cstr(b, "type");
+		ml_msgpack_put_str(b, e->type, e->type_len);
+		ml_msgpack_put_cstr(b, "position");
+		ml_msgpack_put_uint(b, req->positions[i]);
+		ml_msgpack_put_cstr(b, "version");
+		ml_msgpack_put_uint(b, req->versions[i]);
+		ml_msgpack_put_cstr(b, "data");
 		if (e->data_len)
 			ml_buf_add(b, e->data, e->data_len);
 		else
-			ml_mp_put_nil(b);
-		ml_mp_put_cstr(b, "meta");
+			ml_msgpack_put_nil(b);
+		ml_msgpack_put_cstr(b, "meta");
 		if (e->meta_len)
 			ml_buf_add(b, e->meta, e->meta_len);
 		else
-			ml_mp_put_nil(b);
+			ml_msgpack_put_nil(b);
 	}
 }
 
@@ -182,8 +182,8 @@ static void decide_and_append(struct ml_command *c)
 		return;
 	}
 	struct ml_pending *p = ml_pending_get(s);
-	struct ml_mp r = {(const uint8_t *)c->d.events.data,
-			  (const uint8_t *)c->d.events.data + c->d.events.len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, c->d.events.data, c->d.events.len);
 	if (ml_rpc_parse_events(&r, p, 10000) != 0) {
 		ml_pending_put(s, p);
 		return finish(c, 500, ML_ERR_SCRIPT, ml_diag_last(), NULL, NULL);
@@ -261,19 +261,19 @@ void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b)
 
 static void reply(struct ml_conn *c, uint64_t msgid, enum ml_err code, const char *msg)
 {
-	ml_mp_put_array(&c->out, 4);
-	ml_mp_put_uint(&c->out, 1);
-	ml_mp_put_uint(&c->out, msgid);
+	ml_msgpack_put_array(&c->out, 4);
+	ml_msgpack_put_uint(&c->out, 1);
+	ml_msgpack_put_uint(&c->out, msgid);
 	if (code == ML_OK) {
-		ml_mp_put_nil(&c->out); /* the caller writes the result */
+		ml_msgpack_put_nil(&c->out); /* the caller writes the result */
 		return;
 	}
-	ml_mp_put_map(&c->out, 2);
-	ml_mp_put_cstr(&c->out, "code");
-	ml_mp_put_cstr(&c->out, ml_err_name(code));
-	ml_mp_put_cstr(&c->out, "message");
-	ml_mp_put_cstr(&c->out, msg);
-	ml_mp_put_nil(&c->out);
+	ml_msgpack_put_map(&c->out, 2);
+	ml_msgpack_put_cstr(&c->out, "code");
+	ml_msgpack_put_cstr(&c->out, ml_err_name(code));
+	ml_msgpack_put_cstr(&c->out, "message");
+	ml_msgpack_put_cstr(&c->out, msg);
+	ml_msgpack_put_nil(&c->out);
 	c->srv->errors++;
 }
 
@@ -291,20 +291,20 @@ static void command_answered(const struct ml_command_outcome *o, void *arg)
 			reply(c, a->msgid, ML_OK, NULL);
 			ml_buf_add(&c->out, o->result->data, o->result->len);
 		} else if (o->status == 422) { /* rejected: {code, message, details} */
-			ml_mp_put_array(&c->out, 4);
-			ml_mp_put_uint(&c->out, 1);
-			ml_mp_put_uint(&c->out, a->msgid);
-			ml_mp_put_map(&c->out, 3);
-			ml_mp_put_cstr(&c->out, "code");
-			ml_mp_put_cstr(&c->out, "rejected");
-			ml_mp_put_cstr(&c->out, "message");
-			ml_mp_put_cstr(&c->out, o->message);
-			ml_mp_put_cstr(&c->out, "details");
+			ml_msgpack_put_array(&c->out, 4);
+			ml_msgpack_put_uint(&c->out, 1);
+			ml_msgpack_put_uint(&c->out, a->msgid);
+			ml_msgpack_put_map(&c->out, 3);
+			ml_msgpack_put_cstr(&c->out, "code");
+			ml_msgpack_put_cstr(&c->out, "rejected");
+			ml_msgpack_put_cstr(&c->out, "message");
+			ml_msgpack_put_cstr(&c->out, o->message);
+			ml_msgpack_put_cstr(&c->out, "details");
 			if (o->details && o->details->len)
 				ml_buf_add(&c->out, o->details->data, o->details->len);
 			else
-				ml_mp_put_nil(&c->out);
-			ml_mp_put_nil(&c->out);
+				ml_msgpack_put_nil(&c->out);
+			ml_msgpack_put_nil(&c->out);
 		} else {
 			reply(c, a->msgid, o->code ? o->code : ML_ERR_SCRIPT, o->message);
 		}
@@ -314,13 +314,13 @@ static void command_answered(const struct ml_command_outcome *o, void *arg)
 	free(a);
 }
 
-static int script_arg(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, const char *usage,
-		      struct ml_script **out)
+static int script_arg(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+		      const char *usage, struct ml_script **out)
 {
 	const char *name;
 	uint32_t n;
 	struct ml_host *h = ml_server_host(c->srv);
-	if (ml_mp_str(r, &name, &n) != 0)
+	if (ml_msgpack_get_str(r, &name, &n) != 0)
 		return reply(c, msgid, ML_ERR_USAGE, usage), -1;
 	if (h == NULL)
 		return reply(c, msgid, ML_ERR_NOT_FOUND,
@@ -331,17 +331,18 @@ static int script_arg(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, const 
 	return 0;
 }
 
-void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	static const char usage[] = "command(decider, name, args): names are strings, args a map";
 	const char *d, *n;
 	uint32_t dl, nl;
 	const uint8_t *args = NULL;
 	size_t alen = 0;
-	if (np < 2 || ml_mp_str(r, &d, &dl) != 0 || ml_mp_str(r, &n, &nl) != 0)
+	if (np < 2 || ml_msgpack_get_str(r, &d, &dl) != 0 || ml_msgpack_get_str(r, &n, &nl) != 0)
 		return reply(c, msgid, ML_ERR_USAGE, usage);
-	if (np > 2 && ml_mp_nil(r) != 0) {
-		if (ml_mp_peek(r) != MP_MAP || ml_mp_skip(r, &args, &alen) != 0)
+	if (np > 2 && ml_msgpack_get_nil(r) != 0) {
+		if (!ml_msgpack_is_map(r->p, ml_msgpack_left(r)) ||
+		    ml_msgpack_skip(r, &args, &alen) != 0)
 			return reply(c, msgid, ML_ERR_USAGE, usage);
 	}
 	struct rpc_ask *a = ml_xmalloc(sizeof(*a));
@@ -350,7 +351,7 @@ void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t
 	ml_command_run(c->srv, d, dl, n, nl, args, alen, command_answered, a);
 }
 
-void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	static const char usage[] = "query(projection, name, args...): names are strings";
 	struct ml_script *s;
@@ -360,11 +361,11 @@ void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t n
 		return reply(c, msgid, ML_ERR_USAGE, usage);
 	if (script_arg(c, msgid, r, usage, &s) != 0)
 		return;
-	if (ml_mp_str(r, &n, &nl) != 0)
+	if (ml_msgpack_get_str(r, &n, &nl) != 0)
 		return reply(c, msgid, ML_ERR_USAGE, usage);
 	/* The remaining params become the query's argument array. */
 	struct ml_buf args = {0}, out = {0};
-	ml_mp_put_array(&args, np - 2);
+	ml_msgpack_put_array(&args, np - 2);
 	ml_buf_add(&args, r->p, (size_t)(r->end - r->p));
 	char *name = ml_xstrndup(n, nl);
 	if (ml_script_query(s, name, args.data, args.len, &out) != 0) {
@@ -380,7 +381,7 @@ void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t n
 }
 
 /* get(stream) or get(reducer, stream): a reducer's state of one stream. */
-void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	static const char usage[] = "get(stream) or get(reducer, stream): strings";
 	struct ml_host *h = ml_server_host(c->srv);
@@ -391,7 +392,7 @@ void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 		return reply(c, msgid, ML_ERR_USAGE, usage);
 	if (np == 2 && script_arg(c, msgid, r, usage, &s) != 0)
 		return;
-	if (ml_mp_str(r, &k, &kl) != 0)
+	if (ml_msgpack_get_str(r, &k, &kl) != 0)
 		return reply(c, msgid, ML_ERR_USAGE, usage);
 	if (h == NULL)
 		return reply(c, msgid, ML_ERR_NOT_FOUND, "this server hosts no scripts");
@@ -406,7 +407,7 @@ void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 }
 
 /* state(script [, key]): a projection's or reducer's whole state, or one key's. */
-void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	static const char usage[] = "state(script, key): the script's name, an optional key";
 	struct ml_script *s;
@@ -414,7 +415,7 @@ void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t n
 	uint32_t kl = 0;
 	if (np < 1 || script_arg(c, msgid, r, usage, &s) != 0)
 		return np < 1 ? reply(c, msgid, ML_ERR_USAGE, usage) : (void)0;
-	if (np > 1 && ml_mp_nil(r) != 0 && ml_mp_str(r, &k, &kl) != 0)
+	if (np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_str(r, &k, &kl) != 0)
 		return reply(c, msgid, ML_ERR_USAGE, usage);
 	struct ml_buf out = {0};
 	int rc = k ? ml_script_get(s, k, kl, &out) : ml_script_state(s, &out);
@@ -425,14 +426,14 @@ void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t n
 	ml_buf_free(&out);
 }
 
-void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	struct ml_host *h = ml_server_host(c->srv);
 	reply(c, msgid, ML_OK, NULL);
 	if (h)
 		ml_host_status(h, &c->out);
 	else
-		ml_mp_put_array(&c->out, 0);
+		ml_msgpack_put_array(&c->out, 0);
 }
 
 /* ---- hot reload and parked events ---- */
@@ -457,13 +458,14 @@ static void answer(struct ml_conn *c, uint64_t msgid, int rc, struct ml_buf *out
 }
 
 /* reload(name): {name, file, outcome[, error]}; reload() every script: an array of them. */
-void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	static const char usage[] = "reload(name): a script's name or file; reload() for all";
 	const char *name = NULL;
 	uint32_t n = 0;
 	struct ml_host *h;
-	if (np > 1 || (np == 1 && ml_mp_nil(r) != 0 && ml_mp_str(r, &name, &n) != 0))
+	if (np > 1 ||
+	    (np == 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_str(r, &name, &n) != 0))
 		return reply(c, msgid, ML_ERR_USAGE, usage);
 	if ((h = host_or_reply(c, msgid)) == NULL)
 		return;
@@ -471,13 +473,13 @@ void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t 
 	answer(c, msgid, ml_host_reload(h, name, n, &out), &out);
 }
 
-static void parked_method(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np,
-			  int replay)
+static void parked_method(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			  uint32_t np, int replay)
 {
 	const char *name;
 	uint32_t n;
 	struct ml_host *h;
-	if (np != 1 || ml_mp_str(r, &name, &n) != 0)
+	if (np != 1 || ml_msgpack_get_str(r, &name, &n) != 0)
 		return reply(c, msgid, ML_ERR_USAGE,
 			     replay ? "replay_parked(handler): the handler's name"
 				    : "parked(handler): the handler's name");
@@ -489,12 +491,13 @@ static void parked_method(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, ui
 	answer(c, msgid, rc, &out);
 }
 
-void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	parked_method(c, msgid, r, np, 0);
 }
 
-void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			  uint32_t np)
 {
 	parked_method(c, msgid, r, np, 1);
 }

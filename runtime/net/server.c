@@ -266,13 +266,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	int full = kind == CONN_TCP && !ml_net_room(s);
 	if (s->stopping || full) {
 		struct ml_buf b = {0}; /* an `error` notification, best effort, then close */
-		ml_mp_put_array(&b, 3);
-		ml_mp_put_uint(&b, 2);
-		ml_mp_put_cstr(&b, "error");
-		ml_mp_put_array(&b, 1);
-		ml_mp_put_cstr(&b, s->stopping ? "the server is stopping"
-					       : "the server has reached its connection limit "
-						 "(--max-conns); try later");
+		ml_msgpack_put_array(&b, 3);
+		ml_msgpack_put_uint(&b, 2);
+		ml_msgpack_put_cstr(&b, "error");
+		ml_msgpack_put_array(&b, 1);
+		ml_msgpack_put_cstr(&b, s->stopping ? "the server is stopping"
+						    : "the server has reached its connection limit "
+						      "(--max-conns); try later");
 		ssize_t w = write(fd, b.data, b.len);
 		(void)w;
 		ml_buf_free(&b);

@@ -54,13 +54,13 @@ void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b)
 {
 	struct stat_row r[32];
 	size_t n = rows(s, r);
-	ml_mp_put_map(b, (uint32_t)n + 1);
+	ml_msgpack_put_map(b, (uint32_t)n + 1);
 	for (size_t i = 0; i < n; i++) {
-		ml_mp_put_cstr(b, r[i].name);
-		ml_mp_put_uint(b, r[i].v);
+		ml_msgpack_put_cstr(b, r[i].name);
+		ml_msgpack_put_uint(b, r[i].v);
 	}
-	ml_mp_put_cstr(b, "fsync");
-	ml_mp_put_cstr(b, ml_fsync_name(ml_log_fsync(s->log)));
+	ml_msgpack_put_cstr(b, "fsync");
+	ml_msgpack_put_cstr(b, ml_fsync_name(ml_log_fsync(s->log)));
 }
 
 void ml_server_metrics(struct ml_server *s, struct ml_buf *b)

@@ -11,7 +11,7 @@
 #include <moonlog/script.h>
 
 #include "log_helpers.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 #include "unit.h"
 
 static const char account[] =
@@ -52,11 +52,11 @@ static int decide(struct ml_script *s, struct ml_log *log, const char *cmd, int 
 		  struct ml_script_decision *d)
 {
 	struct ml_buf a = {0};
-	ml_mp_put_map(&a, 2);
-	ml_mp_put_cstr(&a, "id");
-	ml_mp_put_uint(&a, (uint64_t)id);
-	ml_mp_put_cstr(&a, "amount");
-	ml_mp_put_uint(&a, (uint64_t)amount);
+	ml_msgpack_put_map(&a, 2);
+	ml_msgpack_put_cstr(&a, "id");
+	ml_msgpack_put_uint(&a, (uint64_t)id);
+	ml_msgpack_put_cstr(&a, "amount");
+	ml_msgpack_put_uint(&a, (uint64_t)amount);
 	int rc = ml_script_decide(s, log, cmd, a.data, a.len, d);
 	ml_buf_free(&a);
 	return rc;
@@ -66,24 +66,24 @@ static int decide(struct ml_script *s, struct ml_log *log, const char *cmd, int 
  * hash, so the encodings of two scripts are compared by field). */
 static int event_of(const struct ml_script_decision *d, struct ml_event_in *e)
 {
-	struct ml_mp r = {(const uint8_t *)d->events.data,
-			  (const uint8_t *)d->events.data + d->events.len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, d->events.data, d->events.len);
 	uint32_t n, m;
 	*e = (struct ml_event_in){.stream = d->stream, .stream_len = strlen(d->stream)};
-	if (ml_mp_array(&r, &n) != 0 || n != 1 || ml_mp_map(&r, &m) != 0)
+	if (ml_msgpack_get_array(&r, &n) != 0 || n != 1 || ml_msgpack_get_map(&r, &m) != 0)
 		return -1;
 	for (uint32_t i = 0; i < m; i++) {
 		const char *k, *t;
 		uint32_t kl, tl;
 		const uint8_t *v;
 		size_t vl;
-		if (ml_mp_str(&r, &k, &kl) != 0)
+		if (ml_msgpack_get_str(&r, &k, &kl) != 0)
 			return -1;
-		if (kl == 4 && memcmp(k, "type", 4) == 0 && ml_mp_str(&r, &t, &tl) == 0)
+		if (kl == 4 && memcmp(k, "type", 4) == 0 && ml_msgpack_get_str(&r, &t, &tl) == 0)
 			e->type = t, e->type_len = tl;
-		else if (kl == 4 && memcmp(k, "data", 4) == 0 && ml_mp_skip(&r, &v, &vl) == 0)
+		else if (kl == 4 && memcmp(k, "data", 4) == 0 && ml_msgpack_skip(&r, &v, &vl) == 0)
 			e->data = v, e->data_len = vl;
-		else if (ml_mp_skip(&r, NULL, NULL) != 0)
+		else if (ml_msgpack_skip(&r, NULL, NULL) != 0)
 			return -1;
 	}
 	return 0;
@@ -119,14 +119,14 @@ static long long peek(struct ml_script *s, struct ml_log *log, int id)
 	struct ml_script_decision d;
 	if (decide(s, log, "Peek", id, 0, &d) != 0)
 		return printf("# peek: %s\n", ml_diag_last()), -99999;
-	struct ml_mp r = {(const uint8_t *)d.details.data,
-			  (const uint8_t *)d.details.data + d.details.len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, d.details.data, d.details.len);
 	uint32_t m;
 	const char *k;
 	uint32_t kl;
 	int64_t v = -99999;
-	if (ml_mp_map(&r, &m) == 0 && m == 1 && ml_mp_str(&r, &k, &kl) == 0)
-		ml_mp_int(&r, &v);
+	if (ml_msgpack_get_map(&r, &m) == 0 && m == 1 && ml_msgpack_get_str(&r, &k, &kl) == 0)
+		ml_msgpack_get_int(&r, &v);
 	ml_script_decision_free(&d);
 	return (long long)v;
 }

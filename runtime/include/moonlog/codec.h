@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <moonlog/api.h>
+#include <moonlog/msgpack.h> /* the reader and writer these are built on */
 #include <moonlog/util.h>
 
 struct lua_State;
@@ -36,9 +37,6 @@ ML_API int ml_msgpack_check(const void *buf, size_t len);
  * ...". Allocates only when more than 32 keys of open maps are held at once.
  */
 ML_API int ml_msgpack_check_value(const void *buf, size_t len, const char *name);
-
-/* 1 if buf holds one msgpack map (use after ml_msgpack_check), else 0. */
-ML_API int ml_msgpack_is_map(const void *buf, size_t len);
 
 /*
  * msgpack -> JSON text appended to out. Binary becomes a base64 string, map keys

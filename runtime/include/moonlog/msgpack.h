@@ -280,6 +280,9 @@ static inline int ml_msgpack_read(struct ml_msgpack_reader *r, struct ml_msgpack
 	return ml_msgpack_err_head(r, o->v.u), -1;
 }
 
+/* 1 if buf starts with a msgpack map (its header only is looked at), else 0. */
+ML_API int ml_msgpack_is_map(const void *buf, size_t len);
+
 /*
  * The next value, if it is of the kind asked for: 0 and past it, else -1 with
  * the cursor where it was and no diag. An array or map gives its count (its

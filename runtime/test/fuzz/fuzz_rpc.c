@@ -1,7 +1,8 @@
 /*
  * fuzz_rpc.c - bytes from an RPC client: the framing of msgpack objects
- * (net/mp.c) and the requests of every method (net/rpc.c, rpc_scripts.c,
- * then the log, the router and the hosted scripts behind them).
+ * (ml_msgpack_frame, codec/msgpack_read.c) and the requests of every method
+ * (net/rpc.c, rpc_scripts.c, then the log, the router and the hosted scripts
+ * behind them).
  *
  * The input is what a client sends on one connection, requests back to back.
  * It reaches a real server in this process (fuzz_server.c) through the same
@@ -24,18 +25,18 @@
 
 #include "fuzz.h"
 #include "fuzz_server.h"
-#include "net/mp.h"
+#include <moonlog/msgpack.h>
 #include "net/net_internal.h"
 
 /* Frames buf whole and in two pieces cut at `cut`: the resumed walk must agree. */
 static int frame_both_ways(const uint8_t *buf, size_t n, size_t cut, size_t *len)
 {
-	struct ml_mp_walk w = {0, 0};
+	struct ml_msgpack_walk w = {0, 0};
 	size_t len2 = 0;
-	int rc = ml_mp_frame(buf, n, len);
-	int rc2 = ml_mp_frame_resume(buf, cut, &w, &len2);
+	int rc = ml_msgpack_frame(buf, n, len);
+	int rc2 = ml_msgpack_frame_resume(buf, cut, &w, &len2);
 	if (rc2 == 1)
-		rc2 = ml_mp_frame_resume(buf, n, &w, &len2);
+		rc2 = ml_msgpack_frame_resume(buf, n, &w, &len2);
 	FUZZ_ASSERT(rc == rc2 && (rc != 0 || *len == len2),
 		    "framing %zu bytes at once gave %d (%zu bytes), cut at %zu gave %d (%zu)", n,
 		    rc, *len, cut, rc2, len2);
@@ -53,17 +54,19 @@ struct asked {
 
 static void note_request(const uint8_t *p, size_t len, struct asked *asked)
 {
-	struct ml_mp r = {p, p + len};
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, p, len);
 	uint32_t n, mlen;
 	int64_t type;
 	uint64_t msgid;
 	const char *m;
-	if (asked->n == sizeof(asked->req) / sizeof(asked->req[0]) || ml_mp_array(&r, &n) != 0 ||
-	    n != 4 || ml_mp_int(&r, &type) != 0 || type != 0 || ml_mp_uint(&r, &msgid) != 0)
+	if (asked->n == sizeof(asked->req) / sizeof(asked->req[0]) ||
+	    ml_msgpack_get_array(&r, &n) != 0 || n != 4 || ml_msgpack_get_int(&r, &type) != 0 ||
+	    type != 0 || ml_msgpack_get_uint(&r, &msgid) != 0)
 		return;
 	asked->req[asked->n].msgid = msgid;
 	asked->req[asked->n++].read =
-	    ml_mp_str(&r, &m, &mlen) == 0 && mlen == 4 && memcmp(m, "read", 4) == 0;
+	    ml_msgpack_get_str(&r, &m, &mlen) == 0 && mlen == 4 && memcmp(m, "read", 4) == 0;
 }
 
 /* Is every request with this msgid a read (so that its answer is surely one's)? */
@@ -94,15 +97,16 @@ static size_t count_messages(const uint8_t *p, size_t n, size_t max_request, str
 }
 
 /* An event the log gave out: its data and meta are values the log stores (docs/codec.md). */
-static void check_event(struct ml_mp *r)
+static void check_event(struct ml_msgpack_reader *r)
 {
 	uint32_t n, klen;
 	const char *k;
 	const uint8_t *raw;
 	size_t rlen;
-	FUZZ_ASSERT(ml_mp_map(r, &n) == 0, "an event that is not a map");
+	FUZZ_ASSERT(ml_msgpack_get_map(r, &n) == 0, "an event that is not a map");
 	for (uint32_t i = 0; i < n; i++) {
-		FUZZ_ASSERT(ml_mp_str(r, &k, &klen) == 0 && ml_mp_skip(r, &raw, &rlen) == 0,
+		FUZZ_ASSERT(ml_msgpack_get_str(r, &k, &klen) == 0 &&
+				ml_msgpack_skip(r, &raw, &rlen) == 0,
 			    "an event's keys are strings");
 		if ((klen == 4 && (memcmp(k, "data", 4) == 0 || memcmp(k, "meta", 4) == 0)) &&
 		    !(rlen == 1 && raw[0] == 0xc0))
@@ -124,36 +128,38 @@ static size_t check_output(const struct ml_buf *out, int closed_by_server,
 	const uint8_t *p = (const uint8_t *)out->data, *end = p + out->len;
 	size_t answers = 0, len;
 	while (p < end) {
-		int rc = ml_mp_frame(p, (size_t)(end - p), &len);
+		int rc = ml_msgpack_frame(p, (size_t)(end - p), &len);
 		if (rc == 1 && closed_by_server)
 			break;
 		FUZZ_ASSERT(rc == 0, "the server sent bytes that are not whole msgpack (%zu left)",
 			    (size_t)(end - p));
 		FUZZ_ASSERT(ml_msgpack_check(p, len) == 0, "the server sent invalid msgpack");
-		struct ml_mp r = {p, p + len};
+		struct ml_msgpack_reader r;
+		ml_msgpack_reader_init(&r, p, len);
 		uint32_t n, k;
 		int64_t type;
 		uint64_t msgid;
 		const char *method;
 		uint32_t mlen;
-		FUZZ_ASSERT(ml_mp_array(&r, &n) == 0 && ml_mp_int(&r, &type) == 0,
+		FUZZ_ASSERT(ml_msgpack_get_array(&r, &n) == 0 && ml_msgpack_get_int(&r, &type) == 0,
 			    "an answer that is not an array starting with its type");
 		FUZZ_ASSERT((type == 1 && n == 4) || (type == 2 && n == 3),
 			    "a message of type %lld with %u elements", (long long)type, n);
 		if (type == 1) {
 			answers++;
-			FUZZ_ASSERT(ml_mp_uint(&r, &msgid) == 0, "an answer without its msgid");
-			if (answers_a_read(asked, msgid) && ml_mp_nil(&r) == 0 &&
-			    ml_mp_array(&r, &k) == 0)
+			FUZZ_ASSERT(ml_msgpack_get_uint(&r, &msgid) == 0,
+				    "an answer without its msgid");
+			if (answers_a_read(asked, msgid) && ml_msgpack_get_nil(&r) == 0 &&
+			    ml_msgpack_get_array(&r, &k) == 0)
 				for (uint32_t i = 0; i < k; i++)
 					check_event(&r);
 		} else {
-			FUZZ_ASSERT(ml_mp_str(&r, &method, &mlen) == 0,
+			FUZZ_ASSERT(ml_msgpack_get_str(&r, &method, &mlen) == 0,
 				    "a notification without a method name");
 			answers += mlen == 5 && memcmp(method, "error", 5) == 0;
 			if (mlen == 5 && memcmp(method, "event", 5) == 0) {
-				FUZZ_ASSERT(ml_mp_array(&r, &k) == 0 && k == 2 &&
-						ml_mp_skip(&r, NULL, NULL) == 0,
+				FUZZ_ASSERT(ml_msgpack_get_array(&r, &k) == 0 && k == 2 &&
+						ml_msgpack_skip(&r, NULL, NULL) == 0,
 					    "an event notification is [subscription, event]");
 				check_event(&r);
 			}
