@@ -208,12 +208,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 /* A fatal framing error: say why in an `error` notification, then close. */
 static void fail(struct ml_conn *c, const char *why)
 {
-	ml_msgpack_put_array(&c->out, 3);
-	ml_msgpack_put_uint(&c->out, 2);
-	ml_msgpack_put_cstr(&c->out, "error");
-	ml_msgpack_put_array(&c->out, 1);
-	ml_msgpack_put_cstr(&c->out, why);
-	c->srv->errors++;
+	ml_rpc_notify_error(c, why);
 	ml_conn_flush(c);
 	ml_conn_close(c);
 }

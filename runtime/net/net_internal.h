@@ -187,6 +187,8 @@ void ml_net_limits_free(struct ml_server *s);
 
 /* rpc.c */
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len);
+/* Writes an `error` notification [2, "error", [why]] (for a message that is no request). */
+void ml_rpc_notify_error(struct ml_conn *c, const char *why);
 /* Answers an auth call whose token was wrong (after the penalty, conn.c). */
 void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid);
 /* Writes an event as a msgpack map: position, stream, version, type, id, time, data, meta. */
