@@ -1,13 +1,12 @@
 /*
- * test_route.c - stream patterns and filters (the rules of lua/moonlog/filter.lua),
- * and the wire's msgpack framing: complete, incomplete and malformed input.
+ * test_route.c - stream patterns and filters (the rules of lua/moonlog/filter.lua).
+ * (The wire's msgpack framing is the codec's: test_msgpack.c.)
  */
 #include <lauxlib.h>
 #include <lualib.h>
 
 #include <moonlog/route.h>
 
-#include <moonlog/msgpack.h>
 #include "test/unit.h"
 
 /* The cases of spec/data/stream_patterns.lua, which the Lua rules are held to as well. */
@@ -70,91 +69,9 @@ static void patterns(void)
 	ml_filter_free(f);
 }
 
-static void framing(void)
-{
-	struct ml_buf b = {0};
-	ml_msgpack_put_array(&b, 4);
-	ml_msgpack_put_uint(&b, 0);
-	ml_msgpack_put_uint(&b, 70000);
-	ml_msgpack_put_cstr(&b, "append");
-	ml_msgpack_put_array(&b, 2);
-	ml_msgpack_put_str(&b, "s", 1);
-	ml_msgpack_put_map(&b, 1);
-	ml_msgpack_put_cstr(&b, "data");
-	char big[300];
-	memset(big, 'x', sizeof(big));
-	ml_msgpack_put_str(&b, big, sizeof(big));
-	size_t full = b.len, len;
-	ok(ml_msgpack_frame((uint8_t *)b.data, full, &len) == 0 && len == full, "a whole request");
-	int cut_ok = 1;
-	for (size_t n = 0; n < full; n++)
-		cut_ok &= ml_msgpack_frame((uint8_t *)b.data, n, &len) == 1;
-	ok(cut_ok, "every prefix of it needs more bytes");
-	struct ml_msgpack_walk w = {0, 0};
-	int resumed = 0, calls = 0;
-	for (size_t n = 0; n <= full && resumed == 0; n++, calls++) /* a byte at a time */
-		resumed = ml_msgpack_frame_resume((uint8_t *)b.data, n, &w, &len) == 0;
-	ok(resumed && len == full && calls == (int)full + 1,
-	   "framed a byte at a time, resuming where it stopped, it ends where it ends");
-	ml_buf_add(&b, "\x91", 1);
-	ok(ml_msgpack_frame((uint8_t *)b.data, b.len, &len) == 0 && len == full,
-	   "the next message is left alone");
-	ok(ml_msgpack_frame((const uint8_t *)"\xc1", 1, &len) == -1, "0xc1 is malformed");
-	ok(ml_msgpack_frame((const uint8_t *)"\xdd\xff\xff\xff\xff", 5, &len) == 1,
-	   "a huge announced array is only incomplete (the size limit cuts it)");
-
-	struct ml_msgpack_reader r;
-	ml_msgpack_reader_init(&r, b.data, full);
-	uint32_t n;
-	uint64_t id, zero;
-	const char *s;
-	uint32_t sl;
-	ok(ml_msgpack_get_array(&r, &n) == 0 && n == 4 && ml_msgpack_get_uint(&r, &zero) == 0 &&
-	       ml_msgpack_get_uint(&r, &id) == 0 && id == 70000 &&
-	       ml_msgpack_get_str(&r, &s, &sl) == 0 && sl == 6,
-	   "the reader walks it back");
-	ok(ml_msgpack_get_uint(&r, &id) != 0, "a type mismatch fails");
-
-	struct ml_buf ints = {0};
-	int64_t vals[] = {0, -1, -33, 127, 128, -129, 65536, INT64_MIN, INT64_MAX};
-	for (size_t i = 0; i < 9; i++)
-		ml_msgpack_put_int(&ints, vals[i]);
-	struct ml_msgpack_reader ir;
-	ml_msgpack_reader_init(&ir, ints.data, ints.len);
-	int same = 1;
-	for (size_t i = 0; i < 9; i++) {
-		int64_t v;
-		same &= ml_msgpack_get_int(&ir, &v) == 0 && v == vals[i];
-	}
-	ok(same, "integers round-trip");
-
-	/* The heads framed inline: every width of uint and int, and a str8. */
-	struct ml_buf arr = {0};
-	ml_msgpack_put_array(&arr, 12);
-	ml_buf_add(&arr, ints.data, ints.len);
-	ml_msgpack_put_uint(&arr, 200);
-	ml_msgpack_put_uint(&arr, 1000);
-	ml_msgpack_put_str(&arr, big, 40);
-	size_t alen = arr.len;
-	int whole = ml_msgpack_frame((uint8_t *)arr.data, alen, &len) == 0 && len == alen,
-	    parts = 1;
-	for (size_t k = 0; k < alen; k++)
-		parts &= ml_msgpack_frame((uint8_t *)arr.data, k, &len) == 1;
-	w = (struct ml_msgpack_walk){0, 0};
-	resumed = 0;
-	for (size_t k = 0; k <= alen && resumed == 0; k++)
-		resumed = ml_msgpack_frame_resume((uint8_t *)arr.data, k, &w, &len) == 0;
-	ok(whole && parts && resumed && len == alen,
-	   "uints of every width and a str8: whole, every prefix incomplete, resumable");
-	ml_buf_free(&arr);
-	ml_buf_free(&ints);
-	ml_buf_free(&b);
-}
-
 int main(void)
 {
-	plan(14);
+	plan(4);
 	patterns();
-	framing();
 	return done_testing();
 }
