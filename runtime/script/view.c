@@ -16,7 +16,8 @@
 
 #include <lauxlib.h>
 
-#include "codec/codec_internal.h"
+#include <moonlog/codec.h>
+
 #include "script_internal.h"
 
 /* The event: fixed fields, then stream, type, id, meta and data bytes. */
@@ -46,23 +47,18 @@ static const char event_mt_key = 'e', view_mt_key = 'v';
 
 /* ---- reading msgpack; errors are raised (the bytes were checked when appended) ---- */
 
-static void bad_bytes(lua_State *L)
+/* Raises: luaL_error does not return, which the compiler is told so that it knows
+ * that a header whose read failed is never looked at. */
+__attribute__((noreturn)) static void bad_bytes(lua_State *L)
 {
 	luaL_error(L, "cannot read the event's msgpack: %s", ml_diag_last());
+	__builtin_unreachable();
 }
 
-static void skip_values(lua_State *L, struct ml_msgpack_reader *r, uint64_t pending)
+static void skip_values(lua_State *L, struct ml_msgpack_reader *r, uint64_t n)
 {
-	struct ml_msgpack_obj o;
-	while (pending > 0) {
-		if (ml_msgpack_read(r, &o) != 0)
-			bad_bytes(L);
-		pending--;
-		if (o.kind == ML_MP_ARRAY)
-			pending += o.n;
-		else if (o.kind == ML_MP_MAP)
-			pending += 2 * (uint64_t)o.n;
-	}
+	if (ml_msgpack_skip_n(r, n) != 0)
+		bad_bytes(L);
 }
 
 /* Pushes a view of the container whose header was just read. root: the event's index. */
@@ -264,15 +260,24 @@ static int view_next(lua_State *L)
 	return 1;
 }
 
-static int view_pairs(lua_State *L)
+/*
+ * What __pairs returns for the view or event at index 1: `next` as a closure over
+ * upvalue 1 (the view metatable) and `counters` zeros, then the object and nil.
+ */
+static int pairs_of(lua_State *L, lua_CFunction next, int counters)
 {
 	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_pushinteger(L, 0);
-	lua_pushinteger(L, 0);
-	lua_pushcclosure(L, view_next, 3);
+	for (int i = 0; i < counters; i++)
+		lua_pushinteger(L, 0);
+	lua_pushcclosure(L, next, 1 + counters);
 	lua_pushvalue(L, 1);
 	lua_pushnil(L);
 	return 3;
+}
+
+static int view_pairs(lua_State *L)
+{
+	return pairs_of(L, view_next, 2);
 }
 
 static size_t view_size(lua_State *L, struct view *v)
@@ -409,12 +414,7 @@ static int event_next(lua_State *L)
 
 static int event_pairs(lua_State *L)
 {
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_pushinteger(L, 0);
-	lua_pushcclosure(L, event_next, 2);
-	lua_pushvalue(L, 1);
-	lua_pushnil(L);
-	return 3;
+	return pairs_of(L, event_next, 1);
 }
 
 static int event_tostring(lua_State *L)
@@ -432,12 +432,38 @@ static int event_tostring(lua_State *L)
 	return 1;
 }
 
-/* Sets fn (a C function taking the view metatable as upvalue 1) as field `name` of mt. */
-static void set_method(lua_State *L, int mt, int view_mt, const char *name, lua_CFunction fn)
+static const luaL_Reg event_methods[] = {
+    {"__index", event_index},
+    {"__pairs", event_pairs},
+    {"__newindex", read_only},
+    {"__tostring", event_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg view_methods[] = {
+    {"__index", view_index},
+    {"__len", view_len},
+    {"__pairs", view_pairs},
+    {"__newindex", read_only},
+    {"__tostring", view_tostring},
+    {"__eq", view_eq},
+    {NULL, NULL},
+};
+
+/*
+ * Fills the metatable at index mt: its methods, each a closure over the view
+ * metatable (at index vw) as upvalue 1, and its name.
+ */
+static void fill_mt(lua_State *L, int mt, int vw, const luaL_Reg *methods, const char *name)
 {
-	lua_pushvalue(L, view_mt);
-	lua_pushcclosure(L, fn, 1);
-	lua_setfield(L, mt, name);
+	lua_pushvalue(L, mt);
+	lua_pushvalue(L, vw);
+	luaL_setfuncs(L, methods, 1);
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, "__name");
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, "__metatable");
+	lua_pop(L, 1);
 }
 
 void ml_view_open(lua_State *L)
@@ -446,25 +472,8 @@ void ml_view_open(lua_State *L)
 	int ev = lua_gettop(L);
 	lua_newtable(L); /* SLOT_VIEW_MT */
 	int vw = ev + 1;
-	set_method(L, ev, vw, "__index", event_index);
-	set_method(L, ev, vw, "__pairs", event_pairs);
-	set_method(L, ev, vw, "__newindex", read_only);
-	set_method(L, ev, vw, "__tostring", event_tostring);
-	lua_pushliteral(L, "moonlog.event");
-	lua_setfield(L, ev, "__name");
-	lua_pushliteral(L, "moonlog.event");
-	lua_setfield(L, ev, "__metatable");
-
-	set_method(L, vw, vw, "__index", view_index);
-	set_method(L, vw, vw, "__len", view_len);
-	set_method(L, vw, vw, "__pairs", view_pairs);
-	set_method(L, vw, vw, "__newindex", read_only);
-	set_method(L, vw, vw, "__tostring", view_tostring);
-	set_method(L, vw, vw, "__eq", view_eq);
-	lua_pushliteral(L, "moonlog.view");
-	lua_setfield(L, vw, "__name");
-	lua_pushliteral(L, "moonlog.view");
-	lua_setfield(L, vw, "__metatable");
+	fill_mt(L, ev, vw, event_methods, "moonlog.event");
+	fill_mt(L, vw, vw, view_methods, "moonlog.view");
 	lua_pushvalue(L, ev);
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &event_mt_key);
 	lua_pushvalue(L, vw);

@@ -23,7 +23,6 @@
 #include <moonlog/codec.h>
 #include <moonlog/script.h>
 
-#include "codec/codec_internal.h"
 #include "fuzz.h"
 
 /* Does a map in the value (which passed the validator) have a key that decodes to a

@@ -52,17 +52,24 @@ struct asked {
 	size_t n;
 };
 
+/* Opens the msgpack-RPC message p[0..len): an array of n elements, the first its type. */
+static int open_message(struct ml_msgpack_reader *r, const uint8_t *p, size_t len, uint32_t *n,
+			int64_t *type)
+{
+	ml_msgpack_reader_init(r, p, len);
+	return ml_msgpack_get_array(r, n) == 0 && ml_msgpack_get_int(r, type) == 0 ? 0 : -1;
+}
+
 static void note_request(const uint8_t *p, size_t len, struct asked *asked)
 {
 	struct ml_msgpack_reader r;
-	ml_msgpack_reader_init(&r, p, len);
 	uint32_t n, mlen;
 	int64_t type;
 	uint64_t msgid;
 	const char *m;
 	if (asked->n == sizeof(asked->req) / sizeof(asked->req[0]) ||
-	    ml_msgpack_get_array(&r, &n) != 0 || n != 4 || ml_msgpack_get_int(&r, &type) != 0 ||
-	    type != 0 || ml_msgpack_get_uint(&r, &msgid) != 0)
+	    open_message(&r, p, len, &n, &type) != 0 || n != 4 || type != 0 ||
+	    ml_msgpack_get_uint(&r, &msgid) != 0)
 		return;
 	asked->req[asked->n].msgid = msgid;
 	asked->req[asked->n++].read =
@@ -135,13 +142,12 @@ static size_t check_output(const struct ml_buf *out, int closed_by_server,
 			    (size_t)(end - p));
 		FUZZ_ASSERT(ml_msgpack_check(p, len) == 0, "the server sent invalid msgpack");
 		struct ml_msgpack_reader r;
-		ml_msgpack_reader_init(&r, p, len);
 		uint32_t n, k;
 		int64_t type;
 		uint64_t msgid;
 		const char *method;
 		uint32_t mlen;
-		FUZZ_ASSERT(ml_msgpack_get_array(&r, &n) == 0 && ml_msgpack_get_int(&r, &type) == 0,
+		FUZZ_ASSERT(open_message(&r, p, len, &n, &type) == 0,
 			    "an answer that is not an array starting with its type");
 		FUZZ_ASSERT((type == 1 && n == 4) || (type == 2 && n == 3),
 			    "a message of type %lld with %u elements", (long long)type, n);
