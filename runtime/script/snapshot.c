@@ -19,7 +19,8 @@
 
 #include <lauxlib.h>
 
-#include "codec/codec_internal.h"
+#include <moonlog/codec.h>
+
 #include "script_internal.h"
 
 #define SNAP_VERSION 1
@@ -78,30 +79,25 @@ static int write_atomic(const char *dir, const char *path, const char *tmp, cons
 	return 0;
 }
 
-static void put_key(struct ml_buf *b, const char *k)
-{
-	ml_msgpack_put_str(b, k, strlen(k));
-}
-
 int ml_script_snapshot_save(struct ml_script *s, const char *data_dir)
 {
 	struct ml_buf state = {0}, file = {0};
 	if (ml_script_state(s, &state) != 0)
 		return -1;
 	ml_msgpack_put_map(&file, 7);
-	put_key(&file, "moonlog");
-	put_key(&file, "snapshot");
-	put_key(&file, "version");
+	ml_msgpack_put_cstr(&file, "moonlog");
+	ml_msgpack_put_cstr(&file, "snapshot");
+	ml_msgpack_put_cstr(&file, "version");
 	ml_msgpack_put_uint(&file, SNAP_VERSION);
-	put_key(&file, "script");
-	put_key(&file, s->name);
-	put_key(&file, "kind");
-	put_key(&file, ml_script_kind_name(s->kind));
-	put_key(&file, "hash");
-	put_key(&file, s->hash);
-	put_key(&file, "position");
+	ml_msgpack_put_cstr(&file, "script");
+	ml_msgpack_put_cstr(&file, s->name);
+	ml_msgpack_put_cstr(&file, "kind");
+	ml_msgpack_put_cstr(&file, ml_script_kind_name(s->kind));
+	ml_msgpack_put_cstr(&file, "hash");
+	ml_msgpack_put_cstr(&file, s->hash);
+	ml_msgpack_put_cstr(&file, "position");
 	ml_msgpack_put_uint(&file, s->position);
-	put_key(&file, "state");
+	ml_msgpack_put_cstr(&file, "state");
 	ml_buf_add(&file, state.data, state.len);
 	ml_buf_free(&state);
 
@@ -123,28 +119,13 @@ struct snap {
 	int marked;
 };
 
-static int skip_one(struct ml_msgpack_reader *r)
-{
-	uint64_t pending = 1;
-	struct ml_msgpack_obj o;
-	while (pending > 0) {
-		if (ml_msgpack_read(r, &o) != 0)
-			return -1;
-		pending--;
-		pending += o.kind == ML_MP_ARRAY ? o.n
-			   : o.kind == ML_MP_MAP ? 2 * (uint64_t)o.n
-						 : 0;
-	}
-	return 0;
-}
-
 static int parse_field(struct ml_msgpack_reader *r, const struct ml_msgpack_obj *k, struct snap *sn)
 {
 	struct ml_msgpack_obj v;
 	const uint8_t *at = r->p;
 #define KEY(s) (k->n == sizeof(s) - 1 && memcmp(k->ptr, s, k->n) == 0)
 	if (KEY("state")) {
-		if (skip_one(r) != 0)
+		if (ml_msgpack_skip(r, NULL, NULL) != 0)
 			return -1;
 		sn->state = at;
 		sn->state_len = (size_t)(r->p - at);
@@ -163,7 +144,8 @@ static int parse_field(struct ml_msgpack_reader *r, const struct ml_msgpack_obj 
 	else if (KEY("script") && v.kind == ML_MP_STR)
 		sn->script = v.ptr, sn->script_len = v.n;
 	else if (v.kind == ML_MP_ARRAY || v.kind == ML_MP_MAP)
-		return skip_one(r) == 0 ? 0 : -1; /* (never written: skipped for later versions) */
+		/* a field of a later version: its elements (or pairs) too */
+		return ml_msgpack_skip_n(r, v.kind == ML_MP_MAP ? 2 * (uint64_t)v.n : v.n);
 #undef KEY
 	return 0;
 }
