@@ -76,38 +76,26 @@ static inline size_t ml_msgpack_left(const struct ml_msgpack_reader *r)
 	return (size_t)(r->end - r->p);
 }
 
-static inline uint16_t ml_msgpack_be16(const uint8_t *p)
+/*
+ * The w-byte big-endian number at p (w = 1, 2, 4 or 8). For a constant w this is
+ * one load and a byte swap; a w known only when running picks one of those.
+ */
+static inline uint64_t ml_msgpack_be_fixed(const uint8_t *p, size_t w)
 {
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t ml_msgpack_be32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	v = __builtin_bswap32(v);
-#endif
-	return v;
-}
-
-static inline uint64_t ml_msgpack_be64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
+	uint64_t v = 0;
+	memcpy((uint8_t *)&v + 8 - w, p, w);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	v = __builtin_bswap64(v);
 #endif
 	return v;
 }
 
-/* The w-byte big-endian number at p (w = 1, 2, 4 or 8). */
 static inline uint64_t ml_msgpack_be(const uint8_t *p, size_t w)
 {
 	return w == 1	? p[0]
-	       : w == 2 ? ml_msgpack_be16(p)
-	       : w == 4 ? ml_msgpack_be32(p)
-			: ml_msgpack_be64(p);
+	       : w == 2 ? ml_msgpack_be_fixed(p, 2)
+	       : w == 4 ? ml_msgpack_be_fixed(p, 4)
+			: ml_msgpack_be_fixed(p, 8);
 }
 
 /*
@@ -121,38 +109,27 @@ static inline int ml_msgpack_short(struct ml_msgpack_obj *o, uint64_t need)
 	return -1;
 }
 
-/* A str or bin: a length of h bytes after the type byte, then that many bytes. */
-static inline int ml_msgpack_head_blob(struct ml_msgpack_reader *r, struct ml_msgpack_obj *o,
-				       enum ml_msgpack_kind kind, size_t h)
+/*
+ * A str, bin or ext: after the type byte, h bytes of length (none for fixstr and
+ * fixext, whose length is `fixed`) and t bytes of ext type (1 for ext, else 0),
+ * then the payload.
+ */
+static inline int ml_msgpack_head_payload(struct ml_msgpack_reader *r, struct ml_msgpack_obj *o,
+					  enum ml_msgpack_kind kind, size_t h, size_t t,
+					  uint32_t fixed)
 {
 	const uint8_t *p = r->p;
-	size_t left = ml_msgpack_left(r);
-	if (left < h + 1)
-		return ml_msgpack_short(o, h + 1);
+	size_t left = ml_msgpack_left(r), hdr = 1 + h + t;
+	if (left < hdr)
+		return ml_msgpack_short(o, hdr);
 	o->kind = kind;
-	o->n = (uint32_t)ml_msgpack_be(p + 1, h);
-	if (left - h - 1 < o->n)
-		return ml_msgpack_short(o, h + 1 + (uint64_t)o->n);
-	o->ptr = (const char *)p + 1 + h;
-	r->p = p + 1 + h + o->n;
-	return 0;
-}
-
-/* An ext: a length of h bytes (none for fixext, which holds `fixed`), the type byte, the bytes. */
-static inline int ml_msgpack_head_ext(struct ml_msgpack_reader *r, struct ml_msgpack_obj *o,
-				      size_t h, uint32_t fixed)
-{
-	const uint8_t *p = r->p;
-	size_t left = ml_msgpack_left(r);
-	if (left < h + 2)
-		return ml_msgpack_short(o, h + 2);
-	o->kind = ML_MP_EXT;
 	o->n = h ? (uint32_t)ml_msgpack_be(p + 1, h) : fixed;
-	o->ext_type = (int8_t)p[1 + h];
-	if (left - h - 2 < o->n)
-		return ml_msgpack_short(o, h + 2 + (uint64_t)o->n);
-	o->ptr = (const char *)p + 2 + h;
-	r->p = p + 2 + h + o->n;
+	if (t)
+		o->ext_type = (int8_t)p[hdr - 1];
+	if (left - hdr < o->n)
+		return ml_msgpack_short(o, hdr + (uint64_t)o->n);
+	o->ptr = (const char *)p + hdr;
+	r->p = p + hdr + o->n;
 	return 0;
 }
 
@@ -211,17 +188,17 @@ static inline int ml_msgpack_head_tagged(struct ml_msgpack_reader *r, struct ml_
 	if (b >= 0xca && b <= 0xd3)
 		return ml_msgpack_head_number(r, o, b);
 	if (b >= 0xd4 && b <= 0xd8)
-		return ml_msgpack_head_ext(r, o, 0, 1u << (b - 0xd4));
+		return ml_msgpack_head_payload(r, o, ML_MP_EXT, 0, 1, 1u << (b - 0xd4));
 	if (b >= 0xde)
 		return ml_msgpack_head_count(r, o, ML_MP_MAP, (size_t)2 << (b - 0xde));
 	if (b >= 0xdc)
 		return ml_msgpack_head_count(r, o, ML_MP_ARRAY, (size_t)2 << (b - 0xdc));
 	if (b >= 0xd9)
-		return ml_msgpack_head_blob(r, o, ML_MP_STR, (size_t)1 << (b - 0xd9));
+		return ml_msgpack_head_payload(r, o, ML_MP_STR, (size_t)1 << (b - 0xd9), 0, 0);
 	if (b >= 0xc7)
-		return ml_msgpack_head_ext(r, o, (size_t)1 << (b - 0xc7), 0);
+		return ml_msgpack_head_payload(r, o, ML_MP_EXT, (size_t)1 << (b - 0xc7), 1, 0);
 	if (b >= 0xc4)
-		return ml_msgpack_head_blob(r, o, ML_MP_BIN, (size_t)1 << (b - 0xc4));
+		return ml_msgpack_head_payload(r, o, ML_MP_BIN, (size_t)1 << (b - 0xc4), 0, 0);
 	if (b == 0xc1)
 		return ml_msgpack_short(o, 0);
 	o->kind = ML_MP_BOOL;
@@ -253,16 +230,8 @@ static inline int ml_msgpack_head(struct ml_msgpack_reader *r, struct ml_msgpack
 		r->p++;
 		return 0;
 	}
-	if (b <= 0xbf) {
-		uint32_t n = b & 0x1f;
-		if (ml_msgpack_left(r) < n + 1)
-			return ml_msgpack_short(o, n + 1);
-		o->kind = ML_MP_STR;
-		o->n = n;
-		o->ptr = (const char *)r->p + 1;
-		r->p += 1 + n;
-		return 0;
-	}
+	if (b <= 0xbf)
+		return ml_msgpack_head_payload(r, o, ML_MP_STR, 0, 0, b & 0x1f);
 	return ml_msgpack_head_tagged(r, o, b);
 }
 
