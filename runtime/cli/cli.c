@@ -13,7 +13,6 @@
 #include <moonlog/codec.h>
 
 #include "cli/cli.h"
-#include "net/http_internal.h"
 
 int cli_fail(const char *cmd, int status, const char *fmt, ...)
 {
@@ -68,35 +67,11 @@ struct ml_log *cli_open_log(const char *cmd, const char *dir, int readonly, enum
 	return log;
 }
 
-void cli_json_string(struct ml_buf *out, const char *s, size_t n)
-{
-	ml_http_json_string(out, s, n); /* the server's JSON strings are the same */
-}
-
-/* Adds ,"name":<json of the msgpack value> (null when absent). */
-static int json_field(struct ml_buf *out, const char *name, const uint8_t *mp, uint32_t len)
-{
-	ml_buf_addf(out, ",\"%s\":", name);
-	if (len == 0) {
-		ml_buf_add(out, "null", 4);
-		return 0;
-	}
-	return ml_msgpack_to_json(mp, len, out);
-}
-
 int cli_event_json(const struct ml_event *e, struct ml_buf *out)
 {
-	ml_buf_addf(out, "{\"position\":%" PRIu64 ",\"stream\":", e->position);
-	cli_json_string(out, e->stream, e->stream_len);
-	ml_buf_addf(out, ",\"version\":%" PRIu64 ",\"type\":", e->version);
-	cli_json_string(out, e->type, e->type_len);
-	ml_buf_add(out, ",\"id\":", 6);
-	cli_json_string(out, e->id, e->id_len);
-	ml_buf_addf(out, ",\"time\":%" PRId64, e->time);
-	if (json_field(out, "data", e->data, e->data_len) != 0 ||
-	    json_field(out, "meta", e->meta, e->meta_len) != 0)
+	if (ml_event_json(out, e) != 0)
 		return -1;
-	ml_buf_add(out, "}\n", 2);
+	ml_buf_add(out, "\n", 1);
 	return 0;
 }
 

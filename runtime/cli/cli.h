@@ -49,9 +49,7 @@ int cli_uint(const char *cmd, const char *opt, const char *s, uint64_t *out);
 /* Opens the log in dir for a command, with a message for a person if it cannot. */
 struct ml_log *cli_open_log(const char *cmd, const char *dir, int readonly, enum ml_fsync fsync);
 
-/* Appends s as a JSON string literal. */
-void cli_json_string(struct ml_buf *out, const char *s, size_t n);
-/* Appends an event as one JSON object (a JSON Lines row) to out. */
+/* Appends an event as one JSON object and a newline (a JSON Lines row) to out. */
 int cli_event_json(const struct ml_event *e, struct ml_buf *out);
 /* Appends an event as one readable line to out. */
 int cli_event_line(const struct ml_event *e, struct ml_buf *out);

@@ -15,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <moonlog/codec.h>
 #include <moonlog/diag.h>
 
 #include "cli/cli.h"
@@ -339,7 +340,7 @@ int cli_remote_append(const char *addr, const char *dir, const struct ml_event_i
 	if (json) {
 		struct ml_buf out = {0};
 		ml_buf_add(&out, "{\"stream\":", 10);
-		cli_json_string(&out, e->stream, e->stream_len);
+		ml_json_string(&out, e->stream, e->stream_len);
 		ml_buf_addf(&out, ",\"position\":%llu,\"version\":%llu,\"duplicate\":%s}\n",
 			    (unsigned long long)pos, (unsigned long long)ver,
 			    dup ? "true" : "false");

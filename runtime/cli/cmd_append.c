@@ -166,7 +166,7 @@ int cmd_append(int argc, char **argv)
 	} else if (a.json) {
 		struct ml_buf out = {0};
 		ml_buf_add(&out, "{\"stream\":", 10);
-		cli_json_string(&out, a.stream, strlen(a.stream));
+		ml_json_string(&out, a.stream, strlen(a.stream));
 		ml_buf_addf(&out,
 			    ",\"position\":%" PRIu64 ",\"version\":%" PRIu64 ",\"duplicate\":%s}\n",
 			    req.first_position, version, req.duplicate ? "true" : "false");

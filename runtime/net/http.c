@@ -20,34 +20,6 @@
 
 #include "net/http_internal.h"
 
-/* The codec's writer: JSON must be UTF-8, and messages echo bytes from paths and scripts. */
-void ml_http_json_string(struct ml_buf *out, const char *s, size_t n)
-{
-	ml_json_string(out, s, n);
-}
-
-int ml_http_event_json(struct ml_buf *out, const struct ml_event *e)
-{
-	ml_buf_addf(out, "{\"position\":%" PRIu64 ",\"stream\":", e->position);
-	ml_http_json_string(out, e->stream, e->stream_len);
-	ml_buf_addf(out, ",\"version\":%" PRIu64 ",\"type\":", e->version);
-	ml_http_json_string(out, e->type, e->type_len);
-	ml_buf_add(out, ",\"id\":", 6);
-	ml_http_json_string(out, e->id, e->id_len);
-	ml_buf_addf(out, ",\"time\":%" PRId64 ",\"data\":", e->time);
-	if (e->data_len == 0)
-		ml_buf_add(out, "null", 4);
-	else if (ml_msgpack_to_json(e->data, e->data_len, out) != 0)
-		return -1;
-	ml_buf_add(out, ",\"meta\":", 8);
-	if (e->meta_len == 0)
-		ml_buf_add(out, "null", 4);
-	else if (ml_msgpack_to_json(e->meta, e->meta_len, out) != 0)
-		return -1;
-	ml_buf_add(out, "}", 1);
-	return 0;
-}
-
 void ml_http_send(struct evhttp_request *req, int code, const char *reason,
 		  const struct ml_buf *body, const char *type)
 {
@@ -87,7 +59,7 @@ void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int
 {
 	struct ml_buf b = {0};
 	ml_buf_addf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", ml_err_name(code));
-	ml_http_json_string(&b, msg, strlen(msg));
+	ml_json_string(&b, msg, strlen(msg));
 	if (code == ML_ERR_CONFLICT)
 		ml_buf_addf(&b, ",\"actual_version\":%" PRId64, actual);
 	ml_buf_add(&b, "}}\n", 3);

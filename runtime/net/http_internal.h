@@ -11,8 +11,6 @@
 
 #include "net/net_internal.h"
 
-void ml_http_json_string(struct ml_buf *out, const char *s, size_t n);
-int ml_http_event_json(struct ml_buf *out, const struct ml_event *e);
 void ml_http_send(struct evhttp_request *req, int code, const char *reason,
 		  const struct ml_buf *body, const char *type);
 void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int64_t actual,

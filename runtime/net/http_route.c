@@ -52,7 +52,7 @@ static int read_json(const struct ml_event *e, void *arg)
 	if (j->n++)
 		ml_buf_add(&j->b, ",", 1);
 	ml_buf_add(&j->b, "\n", 1);
-	return ml_http_event_json(&j->b, e);
+	return ml_event_json(&j->b, e);
 }
 
 static void read_route(struct ml_server *s, struct evhttp_request *req, const char *stream,

@@ -69,7 +69,7 @@ static void command_answered(const struct ml_command_outcome *o, void *arg)
 				     o->message);
 	struct ml_buf b = {0};
 	ml_buf_add(&b, "{\"error\":{\"code\":\"rejected\",\"message\":", 38);
-	ml_http_json_string(&b, o->message, strlen(o->message));
+	ml_json_string(&b, o->message, strlen(o->message));
 	ml_buf_add(&b, ",\"details\":", 11);
 	if (!o->details || !o->details->len ||
 	    ml_msgpack_to_json(o->details->data, o->details->len, &b) != 0)

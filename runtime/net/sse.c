@@ -43,7 +43,7 @@ static int deliver(struct ml_sub *sub, const struct ml_event *e, uint32_t delive
 {
 	struct ml_sse *x = arg;
 	ml_buf_addf(&x->buf, "id: %" PRIu64 "\ndata: ", e->position);
-	if (ml_http_event_json(&x->buf, e) != 0)
+	if (ml_event_json(&x->buf, e) != 0)
 		ml_buf_add(&x->buf, "null", 4);
 	ml_buf_add(&x->buf, "\n\n", 2);
 	if (queued(x) <= x->srv->o.max_outbuf)

@@ -32,6 +32,7 @@
 #include <moonlog/diag.h>
 
 struct ml_log;
+struct ml_buf;
 
 enum ml_fsync {
 	ML_FSYNC_ALWAYS, /* acknowledge after fdatasync covers the batch */
@@ -161,6 +162,14 @@ struct ml_event {
 	uint8_t stream_len, type_len, id_len;
 	uint8_t id_generated; /* the id was made by the log (the client gave none) */
 };
+
+/*
+ * Appends the event as one JSON object, as HTTP and `--json` show it:
+ * {"position":..,"stream":..,"version":..,"type":..,"id":..,"time":..,"data":..,"meta":..}
+ * with data and meta converted as ml_msgpack_to_json does (null when absent).
+ * 0, or -1 with a diag when they are not msgpack (out then holds part of it).
+ */
+ML_API int ml_event_json(struct ml_buf *out, const struct ml_event *e);
 
 /* Called per event; return 0 to go on, 1 to stop early, -1 to fail the read (set diag). */
 typedef int (*ml_event_fn)(const struct ml_event *e, void *arg);
