@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <moonlog/codec.h>
 #include <moonlog/log.h>
 
 #include "log/faults.h"
@@ -340,13 +341,43 @@ static void test_lock(const char *dir)
 	ml_log_close(a);
 }
 
+static int json_fn(const struct ml_event *e, void *arg)
+{
+	struct ml_buf *b = arg;
+	ml_buf_addf(b, "%lld ", (long long)e->time);
+	return ml_event_json(b, e);
+}
+
+/* The one JSON form of an event (HTTP, server-sent events, --json), of an event read back. */
+static void test_event_json(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	const char *stream = "acct-\"1\"\\";
+	append1(log, stream, "x-1", ML_EXPECT_ANY);
+	struct ml_buf got = {0}, want = {0};
+	ok(ml_log_read_all(log, 1, 0, json_fn, &got) == 1, "an event read back renders as JSON");
+	long long time = strtoll(got.data ? got.data : "0", NULL, 10);
+	ml_buf_addf(&want,
+		    "%lld {\"position\":1,\"stream\":\"acct-\\\"1\\\"\\\\\",\"version\":1,"
+		    "\"type\":\"Deposited\",\"id\":\"x-1\",\"time\":%lld,\"data\":{\"amount\":10},"
+		    "\"meta\":null}",
+		    time, time);
+	ml_buf_add(&got, "", 1);
+	ml_buf_add(&want, "", 1);
+	is_str(got.data, want.data, "its fields in order, strings escaped, no meta as null");
+	ml_buf_free(&got);
+	ml_buf_free(&want);
+	ml_log_close(log);
+}
+
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
 	static const struct unit_dir_test tests[] = {
-	    {"append", test_append_read}, {"dups", test_duplicates}, {"retries", test_retries},
-	    {"batch", test_batches},	  {"bad", test_bad_input},   {"segments", test_segments},
-	    {"faults", test_faults},	  {"kick", test_kick},	     {"lock", test_lock},
+	    {"append", test_append_read},    {"dups", test_duplicates}, {"retries", test_retries},
+	    {"batch", test_batches},	     {"bad", test_bad_input},	{"segments", test_segments},
+	    {"faults", test_faults},	     {"kick", test_kick},	{"lock", test_lock},
+	    {"event_json", test_event_json},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();
