@@ -86,28 +86,59 @@ int ml_msgpack_get_nil(struct ml_msgpack_reader *r)
 /* ---- walking whole objects ---- */
 
 /*
+ * The size of the head at buf[0..n) when it is one of those an answer of events
+ * is made of (fixint, nil, booleans, fixmap and fixarray, fixstr, uint 8 to 64,
+ * str 8), with the objects it opens in *kids; else 0. These are sized without
+ * their values being read: framing a long answer is mostly this.
+ */
+static inline size_t quick_size(const uint8_t *buf, size_t n, uint64_t *kids)
+{
+	uint8_t c = buf[0];
+	if ((c & 0xe0) == 0xa0)
+		return 1 + (size_t)(c & 0x1f);
+	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+		return 1;
+	if ((c & 0xe0) == 0x80) {
+		*kids = c & 0x10 ? (uint64_t)(c & 0x0f) : 2 * (uint64_t)(c & 0x0f);
+		return 1;
+	}
+	if (c >= 0xcc && c <= 0xcf)
+		return 1 + ((size_t)1 << (c - 0xcc));
+	if (c == 0xd9 && n >= 2)
+		return 2 + (size_t)buf[1];
+	return 0;
+}
+
+/*
  * Walks w->todo objects (1 when 0) from buf + w->off: 0 with *len the bytes to
  * their end; 1 when buf[0..n) ends first, -1 at a byte msgpack never uses, with
  * w at the object that stopped the walk. An array or map adds its elements to
- * the objects still to walk, so nesting costs no stack.
+ * the objects still to walk, so nesting costs no stack. Heads that quick_size
+ * does not know, and heads cut short, are read by ml_msgpack_head.
  */
 int ml_msgpack_frame_resume(const uint8_t *buf, size_t n, struct ml_msgpack_walk *w, size_t *len)
 {
-	struct ml_msgpack_reader r = {buf, buf + w->off, buf + n};
-	struct ml_msgpack_obj o;
+	size_t off = w->off;
 	uint64_t todo = w->todo ? w->todo : 1;
 	while (todo > 0) {
-		if (ml_msgpack_head(&r, &o) != 0) {
-			w->off = (size_t)(r.p - buf), w->todo = todo;
-			return o.v.u == 0 ? -1 : 1;
+		uint64_t kids = 0;
+		size_t step = off < n ? quick_size(buf + off, n - off, &kids) : 0;
+		if (step == 0 || step > n - off) {
+			struct ml_msgpack_reader r = {buf, buf + off, buf + n};
+			struct ml_msgpack_obj o;
+			if (ml_msgpack_head(&r, &o) != 0) {
+				w->off = off, w->todo = todo;
+				return o.v.u == 0 ? -1 : 1;
+			}
+			step = (size_t)(r.p - buf) - off;
+			kids = o.kind == ML_MP_ARRAY ? o.n
+			       : o.kind == ML_MP_MAP ? 2 * (uint64_t)o.n
+						     : 0;
 		}
-		todo--;
-		if (o.kind == ML_MP_ARRAY)
-			todo += o.n;
-		else if (o.kind == ML_MP_MAP)
-			todo += 2 * (uint64_t)o.n;
+		off += step;
+		todo += kids - 1;
 	}
-	*len = (size_t)(r.p - buf);
+	*len = off;
 	return 0;
 }
 

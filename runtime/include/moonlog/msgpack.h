@@ -185,6 +185,8 @@ static inline int ml_msgpack_head_number(struct ml_msgpack_reader *r, struct ml_
 static inline int ml_msgpack_head_tagged(struct ml_msgpack_reader *r, struct ml_msgpack_obj *o,
 					 uint8_t b)
 {
+	if (b == 0xd9) /* str 8, the most common of them, with its width known */
+		return ml_msgpack_head_payload(r, o, ML_MP_STR, 1, 0, 0);
 	if (b >= 0xca && b <= 0xd3)
 		return ml_msgpack_head_number(r, o, b);
 	if (b >= 0xd4 && b <= 0xd8)
