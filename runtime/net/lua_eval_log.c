@@ -13,6 +13,7 @@
 #include <moonlog/codec.h>
 
 #include "net/eval_internal.h"
+#include "net/ops.h"
 
 static int append_k(lua_State *L, int status, lua_KContext ctx)
 {
@@ -91,22 +92,13 @@ static int l_append(lua_State *L)
 		return luaL_error(L, "%s", ml_diag_last());
 	}
 	struct ml_pending *p = ml_pending_get(r->ev->srv);
-	p->evs = &p->ev1, p->poss = &p->pos1, p->vers = &p->ver1;
-	p->ev1 = (struct ml_event_in){stream, slen,	 type,	   tlen,      id,
-				      idlen,  data.data, data.len, meta.data, meta.len};
-	p->req.events = p->evs;
-	p->req.n_events = 1;
-	p->req.positions = p->poss;
-	p->req.versions = p->vers;
-	if (expect != ML_EXPECT_ANY) {
-		p->expect = (struct ml_expect_in){stream, slen, expect};
-		p->req.expect = &p->expect;
-		p->req.n_expect = 1;
-	}
+	ml_op_append_room(p, 1);
+	p->ev1 = (struct ml_event_in){NULL,  0,		type,	  tlen,	     id,
+				      idlen, data.data, data.len, meta.data, meta.len};
 	p->ctx = r;
 	p->finish = append_finished;
 	r->in_call = 1;
-	ml_pending_submit(r->ev->srv, p);
+	ml_op_append(r->ev->srv, p, stream, slen, expect);
 	r->in_call = 0;
 	ml_buf_free(&data);
 	ml_buf_free(&meta);
