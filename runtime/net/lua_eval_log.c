@@ -80,6 +80,11 @@ static int l_append(lua_State *L)
 	size_t slen, tlen, idlen = 0;
 	if (r == NULL)
 		return luaL_error(L, "log.append runs only in an eval chunk");
+	/* It yields until the append is durable: refuse before submitting where it cannot. */
+	if (!lua_isyieldable(L))
+		return luaL_error(L, "log.append cannot wait for the log here (in a metamethod, a "
+				     "sort comparator or a gsub function): call it from the chunk "
+				     "itself");
 	const char *stream = luaL_checklstring(L, 1, &slen);
 	const char *type = luaL_checklstring(L, 2, &tlen);
 	const char *id = NULL;

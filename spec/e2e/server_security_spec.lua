@@ -69,6 +69,19 @@ describe("security", function()
     still_answers(s)
   end)
 
+  it("refuses an eval's append where the chunk cannot wait for it, and goes on", function()
+    -- A sort comparator cannot yield: the append used to be submitted anyway, the chunk
+    -- then failed, and the append's answer resumed a freed chunk (the server crashed).
+    local s = server.start()
+    local a = s:admin()
+    local ok, err = a:eval("table.sort({ 3, 1, 2 }, function(x, y) log.append('w-1', 'T', {}) return x < y end)")
+    assert.is_nil(ok)
+    assert.matches("log.append cannot wait for the log here", err.message, 1, true)
+    assert.same({ 0 }, assert(a:eval("log.head()")).values)     -- nothing was appended
+    assert(a:eval("log.append('w-1', 'T', {})"))
+    assert.equal(1, still_answers(s).head)
+  end)
+
   it("refuses a second server on the same data folder", function()
     local s = server.start()
     local out = server.sh(("%s serve --data %s --listen 127.0.0.1:%d --http off 2>&1; echo \"exit=$?\"")
