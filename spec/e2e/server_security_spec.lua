@@ -49,7 +49,7 @@ describe("security", function()
     assert.same({ 42 }, r.values)
     assert.equal("hi\t41\n", r.output)
     assert.same({ 41 }, assert(a:eval("x")).values)             -- the connection's globals stay
-    r = assert(a:eval("return log.append('ev-1', 'Made', { n = 1 }).position"))
+    r = assert(a:eval("return log.append('ev-1', { type = 'Made', data = { n = 1 } }).position"))
     assert.same({ 1 }, r.values)
     r = assert(a:eval("local e = log.read('ev-1'); return #e, e[1].data.n, log.head()"))
     assert.same({ 1, 1, 1 }, r.values)
@@ -74,11 +74,11 @@ describe("security", function()
     -- then failed, and the append's answer resumed a freed chunk (the server crashed).
     local s = server.start()
     local a = s:admin()
-    local ok, err = a:eval("table.sort({ 3, 1, 2 }, function(x, y) log.append('w-1', 'T', {}) return x < y end)")
+    local ok, err = a:eval("table.sort({ 3, 1, 2 }, function(x, y) log.append('w-1', { type = 'T' }) return x < y end)")
     assert.is_nil(ok)
     assert.matches("log.append cannot wait for the log here", err.message, 1, true)
     assert.same({ 0 }, assert(a:eval("log.head()")).values)     -- nothing was appended
-    assert(a:eval("log.append('w-1', 'T', {})"))
+    assert(a:eval("assert(log.append('w-1', { type = 'T' }))"))
     assert.equal(1, still_answers(s).head)
   end)
 
