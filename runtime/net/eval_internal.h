@@ -36,8 +36,14 @@ static inline struct run *ml_eval_run_of(lua_State *L)
 	return *(struct run **)lua_getextraspace(L);
 }
 
-/* Resumes a run's coroutine (after its append finished). */
+/* Resumes a run's coroutine (after what it waited for is done). */
 void ml_eval_resume(struct run *r, int nargs);
+/*
+ * Whether the chunk running on L can wait (yield) where `what` is called: 0, or -1
+ * with diag. A call that waits (log.append, a command, at()) asks before it
+ * starts anything, so that nothing it starts can resume a chunk that is gone.
+ */
+int ml_eval_can_wait(lua_State *L, const char *what);
 
 /* Pushes the Lua log API (lua_log.h) bound to the server's operations: an append
  * yields the chunk until it is durable. */

@@ -309,6 +309,20 @@ void ml_eval_resume(struct run *r, int nargs)
 	finish(r, status, status == LUA_OK ? nres : 0, "script");
 }
 
+int ml_eval_can_wait(lua_State *L, const char *what)
+{
+	if (ml_eval_run_of(L) == NULL)
+		return ml_diag_set(ML_ERR_USAGE, "%s runs only in an eval chunk", what);
+	if (!lua_isyieldable(L))
+		return ml_diag_set(
+		    ML_ERR_USAGE,
+		    "%s has to wait, which Lua cannot do here (inside a function that "
+		    "a C function calls, such as a table.sort comparator or a "
+		    "string.gsub replacement): call it from the chunk itself",
+		    what);
+	return 0;
+}
+
 static struct run *run_new(struct ml_eval *e, struct ml_conn *c, uint64_t msgid)
 {
 	struct run *r = ml_xcalloc(1, sizeof(*r));

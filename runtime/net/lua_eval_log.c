@@ -41,14 +41,8 @@ static int op_append(void *ctx, lua_State *L, struct ml_append *req)
 {
 	struct ml_eval *e = ctx;
 	struct run *r = ml_eval_run_of(L);
-	if (r == NULL)
-		return ml_diag_set(ML_ERR_USAGE, "log.append runs only in an eval chunk");
-	/* It yields until the append is durable: refuse before submitting where it cannot. */
-	if (!lua_isyieldable(L))
-		return ml_diag_set(ML_ERR_USAGE,
-				   "log.append cannot wait for the log here (in a metamethod, a "
-				   "sort comparator or a gsub function): call it from the chunk "
-				   "itself");
+	if (ml_eval_can_wait(L, "log.append") != 0) /* it yields until the append is durable */
+		return -1;
 	struct ml_pending *p = ml_pending_get(e->srv);
 	if (ml_op_append_room(p, req->n_events) != 0) {
 		ml_pending_put(e->srv, p);

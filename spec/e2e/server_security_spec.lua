@@ -76,9 +76,25 @@ describe("security", function()
     local a = s:admin()
     local ok, err = a:eval("table.sort({ 3, 1, 2 }, function(x, y) log.append('w-1', { type = 'T' }) return x < y end)")
     assert.is_nil(ok)
-    assert.matches("log.append cannot wait for the log here", err.message, 1, true)
+    assert.matches("log.append has to wait, which Lua cannot do here", err.message, 1, true)
     assert.same({ 0 }, assert(a:eval("log.head()")).values)     -- nothing was appended
     assert(a:eval("assert(log.append('w-1', { type = 'T' }))"))
+    assert.equal(1, still_answers(s).head)
+  end)
+
+  it("refuses an eval's command or at() where the chunk cannot wait for it, and goes on", function()
+    -- The same crash as an append's: both yield, command until decided, at() between slices.
+    local s = server.start { args = { "--scripts", server.source("examples/bank/scripts") } }
+    local a = s:admin()
+    local ok, err = a:eval([[table.sort({ 3, 1, 2 }, function(x, y)
+      account:command("Open", { id = 1, owner = "ada" }) return x < y end)]])
+    assert.is_nil(ok)
+    assert.matches("command has to wait, which Lua cannot do here", err.message, 1, true)
+    ok, err = a:eval('string.gsub("x", "x", function() return tostring(at(0, "balances")) end)')
+    assert.is_nil(ok)
+    assert.matches("at has to wait, which Lua cannot do here", err.message, 1, true)
+    assert.same({ 0 }, assert(a:eval("log.head()")).values)
+    assert.same({ 1 }, assert(a:eval('account:command("Open", { id = 1, owner = "ada" }).version')).values)
     assert.equal(1, still_answers(s).head)
   end)
 
