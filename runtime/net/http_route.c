@@ -253,7 +253,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		route(s, req, path, &q);
 	}
 	evhttp_clear_headers(&q);
-	ml_server_settle(s);
+	ml_server_settle_soon(s);
 }
 
 static void on_adopt(evutil_socket_t fd, short what, void *arg)

@@ -141,6 +141,12 @@ void ml_pending_put(struct ml_server *s, struct ml_pending *p);
 void ml_pending_submit(struct ml_server *s, struct ml_pending *p);
 /* Routes what moved and flushes what connections have to send: the end of a turn. */
 void ml_server_settle(struct ml_server *s);
+/*
+ * The same once every callback the loop has ready now has run: what a request
+ * callback calls, so that the appends of every client whose request arrived in
+ * this turn go to the log together (one sync), not one settle (and sync) each.
+ */
+void ml_server_settle_soon(struct ml_server *s);
 void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int ml_net_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen);
@@ -156,7 +162,8 @@ void ml_conn_send_early(struct ml_conn *c);
 void ml_conn_close(struct ml_conn *c);
 void ml_conn_release(struct ml_conn *c); /* an in-flight request of c finished */
 /* Bytes were added to c->in (by the socket, or by a fuzz target): handles the complete
- * requests among them and sends their answers. c may be closed (and freed) on return. */
+ * requests among them; their answers go out at the end of the turn (the loop runs it).
+ * c may be closed (and freed) on return. */
 void ml_conn_received(struct ml_conn *c);
 /* A wrong token: answer msgid after a delay, reading nothing meanwhile; close after a few. */
 void ml_conn_auth_failed(struct ml_conn *c, uint64_t msgid);

@@ -197,6 +197,11 @@ void ml_server_settle(struct ml_server *s)
 	}
 }
 
+void ml_server_settle_soon(struct ml_server *s)
+{
+	event_active(s->pump, EV_READ, 0); /* queued behind the callbacks already ready */
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct ml_server *s = arg;
