@@ -2,13 +2,14 @@
 --
 -- The same code runs wherever chunks are evaluated: inside the server (for
 -- `moonlog repl` on its admin socket) or in the REPL's own process (with
--- `--data DIR` and no server). A *backend* gives it the log (an object with the
--- methods of moonlog.core.log: append, read, head, version, streams, stats) and,
--- where scripts run, the scripts; this module turns that into the globals of
--- DESIGN.md (log, streams, scripts, at, stats, help) and evaluates chunks the
--- way lua.c does: `return <line>` first, then the line as a statement.
+-- `--data DIR` and no server). A *backend* gives it the log (the Lua log API of
+-- docs/lua-api.md: moonlog.core's log.open in the REPL's process, the same
+-- functions bound to the server's operations in a server) and, where scripts
+-- run, the scripts; this module turns that into the globals of DESIGN.md (log,
+-- streams, scripts, at, stats, help) and evaluates chunks the way lua.c does:
+-- `return <line>` first, then the line as a statement.
 --
---   local env = repl.env { log = core_log, scripts = registry }
+--   local env = repl.env { log = core.log.open { dir = "data" }, scripts = registry }
 --   local ok, text = repl.eval(env, "log.read('account-1')")
 
 local pretty = require "moonlog.pretty"
@@ -115,7 +116,8 @@ end
 local HELP <const> = {
   [""] = [==[
 moonlog REPL. Type Lua; an expression alone prints its value.
-  log.append(stream, type, data [, {expect=, id=, meta=}])   append one event
+  log.append(stream, event | {events...} [, expected])   append, e.g.
+      log.append("account-1", {type = "Opened", data = {owner = "ada"}}, "no_stream")
   log.read(stream | "$all" [, {from=, limit=, backwards=}])   read events
   log.tail([pattern [, from]])   follow new events (Ctrl-C stops)
   log.head()                     the last position
@@ -128,11 +130,11 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   at(position, NAME)             a script's state as of an earlier position (NAME:at(p))
   stats()                        the log's and the server's figures
   help(name)                     more on one of these]==],
-  log = "log.append(stream, type, data, opts) appends one event; opts: expect (any, no_stream, exists\nor a version), id, meta. log.read(stream, {from, limit, backwards}) returns events;\nlog.read('$all', {from, limit}) the whole log. log.tail(pattern, from) follows new events.",
+  log = "log.append(stream, event or {events...}, expected) appends; an event is {type =, data =,\nmeta =, id =}; expected is any, no_stream, exists or a version. A refused append\nreturns nil, the message and the code. log.read(stream, {from, limit, backwards})\nreturns events (100 unless limit says); log.read('$all', {from, limit}) the whole log.\nlog.version(stream), log.head(), log.stats(). log.tail(pattern, from) follows new events.",
   streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
   scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors.\nscripts.reload(name) reloads one from its file (no name: the whole folder);\nscripts.errors() the scripts that failed to load or faulted.\nparked(name) lists a handler's parked events; replay_parked(name) handles them\nagain with the current code.",
   at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched.",
-  stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs).",
+  stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs)\nand, in a server, the server's (connections, requests, errors, ...), as GET /stats.",
 }
 
 local function help(name)
@@ -157,47 +159,29 @@ local function matcher(pattern)
   return function(s) return s == pattern end
 end
 
--- The flat log API of a moonlog.core log object (the server gives its own).
-function repl.api_of(log)
-  local function check(r, msg) if r == nil then error(msg, 3) end return r end
-  return {
-    append = function(stream, etype, data, opts)
-      opts = opts or {}
-      local r = check(log:append(stream, { type = etype, data = data, meta = opts.meta, id = opts.id }, opts.expect))
-      return { position = r.first_position, version = r.version, duplicate = r.duplicate }
-    end,
-    read = function(stream, opts) return check(log:read(stream or "$all", opts or {})) end,
-    head = function() return log:head() end,
-    version = function(stream) return log:version(stream) end,
-    streams = function(prefix) return log:streams(prefix) end,
-    stats = function() return log:stats() end,
-  }
+-- The session's `log`: the Lua log's functions, and tail (the REPL front end follows).
+local function make_log(log)
+  local t = {}
+  for _, k in ipairs { "append", "read", "head", "version", "streams", "stats" } do t[k] = log[k] end
+  t.tail = function(pattern, from)
+    -- The caller (the REPL front end) follows the log; evaluation only says so.
+    return setmetatable({ pattern = pattern or "*", from = from or log.head() + 1 }, {
+      __name = "tail", __tostring = function(t) return "tail " .. t.pattern end })
+  end
+  return t
 end
 
-local function make_log(api)
-  return {
-    append = api.append,
-    read = function(stream, opts) return api.read(stream or "$all", opts) end,
-    head = api.head,
-    tail = function(pattern, from)
-      -- The caller (the REPL front end) follows the log; evaluation only says so.
-      return setmetatable({ pattern = pattern or "*", from = from or api.head() + 1 }, {
-        __name = "tail", __tostring = function(t) return "tail " .. t.pattern end })
-    end,
-  }
-end
-
-local function make_streams(api)
+local function make_streams(log)
   local function list(pattern)
     local m, out = matcher(pattern), {}
-    for name, version in pairs(api.streams()) do
+    for name, version in pairs(log.streams()) do
       if m(name) then out[name] = version end
     end
     return out
   end
   return setmetatable({
     count = function(pattern) local n = 0; for _ in pairs(list(pattern)) do n = n + 1 end; return n end,
-    version = api.version,
+    version = log.version,
     list = list,
   }, { __call = function(_, pattern) return list(pattern) end })
 end
@@ -226,12 +210,11 @@ local function make_scripts(backend)
   }, { __call = function() return S and S.list() or {} end })
 end
 
--- The globals of a REPL session. backend = { api = <flat log API: append(stream, type,
--- data, opts), read(stream, opts), head(), version(stream), streams(prefix), stats()>
--- (or log = <a moonlog.core log object>), scripts = <list(), get(name) -> object with
+-- The globals of a REPL session. backend = { log = <a Lua log: append, read, head,
+-- version, streams, stats>, scripts = <list(), get(name) -> object with
 -- query/get/state/command/at methods or nil, at(position, name), reload(name)> | nil }.
 function repl.env(backend)
-  local api = backend.api or repl.api_of(backend.log)
+  local log = backend.log
   local env = {}
   for _, k in ipairs { "assert", "error", "ipairs", "next", "pairs", "pcall", "print", "rawequal",
                        "rawget", "rawlen", "rawset", "select", "setmetatable", "getmetatable",
@@ -244,10 +227,10 @@ function repl.env(backend)
     if type(chunk) ~= "string" then error("load: only a string chunk", 2) end
     return load(chunk, name, "t", e or env)
   end
-  env.log = make_log(api)
-  env.streams = make_streams(api)
+  env.log = make_log(log)
+  env.streams = make_streams(log)
   env.scripts = make_scripts(backend)
-  env.stats = api.stats
+  env.stats = log.stats
   env.at = function(position, name)
     if not (backend.scripts and backend.scripts.at) then no_scripts() end
     return backend.scripts.at(position, name)
@@ -273,7 +256,7 @@ end
 -- appends, belong to a server).
 ---------------------------------------------------------------------------
 
--- core: require("moonlog.core"); log: a core log object; paths: the script files.
+-- core: require("moonlog.core"); log: a Lua log (core.log.open); paths: the script files.
 function repl.local_scripts(core, log, paths)
   local loaded, order, failed = {}, {}, {}
   for _, path in ipairs(paths) do
@@ -295,7 +278,7 @@ function repl.local_scripts(core, log, paths)
     local from = info.position + 1
     while until_position == nil or from <= until_position do
       local limit = until_position and math.min(10000, until_position - from + 1) or 10000
-      local evs = assert(log:read("$all", { from = from, limit = limit }))
+      local evs = assert(log.read("$all", { from = from, limit = limit }))
       if #evs == 0 then break end
       for _, e in ipairs(evs) do
         local ok, err = s:feed(e)

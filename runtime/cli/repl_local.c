@@ -18,6 +18,7 @@
 #include <lualib.h>
 
 #include <moonlog/log.h>
+#include <moonlog/lua_log.h>
 #include <moonlog/script.h>
 
 #include "cli/cli.h"
@@ -107,9 +108,7 @@ static int setup(lua_State *L)
 	lua_setfield(L, LUA_REGISTRYINDEX, "moonlog.repl");
 	lua_getfield(L, LUA_REGISTRYINDEX, "moonlog.repl");
 	int repl = lua_gettop(L);
-	ml_luaopen_log(L); /* registers the log object's metatable */
-	lua_pop(L, 1);
-	ml_lua_push_log(L, l->log);
+	ml_lua_push_log(L, l->log, NULL, NULL); /* the Lua log API on the log opened here */
 	int log = lua_gettop(L);
 	lua_getfield(L, repl, "env");
 	lua_createtable(L, 0, 2);

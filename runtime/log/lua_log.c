@@ -1,46 +1,50 @@
 /*
- * lua_log.c - the log as seen from Lua: `require("moonlog.core").log`.
+ * lua_log.c - the Lua log API, the one binding of the log for every Lua that
+ * reaches one (docs/lua-api.md, "The log"; lua_log.h says what it is bound to):
  *
- *   local log = core.log.open { dir = "data", fsync = "always" }
- *   local r, err, code, actual = log:append("account-1", { { type = "Opened", data = {...} } }, 0)
- *   for _, e in ipairs(log:read("account-1", { from = 1, limit = 10 })) do ... end
+ *   local log = require("moonlog.core").log.open { dir = "data" }
+ *   local r, err, code = log.append("account-1", { type = "Opened", data = {...} }, "no_stream")
+ *   for _, e in ipairs(log.read("account-1", { from = 1, limit = 10 })) do ... end
  *
- * Refusals return nil, a message, a code ("conflict", "bad_request", ...) and,
- * on a conflict, the stream's actual version; misuse (a wrong argument type)
- * raises. Events come back as tables with the fields of DESIGN.md, data and
- * meta decoded. Callbacks from the log build each table under lua_pcall, so a
- * Lua error (out of memory) never unwinds through the log's own frames.
+ * A log is a table of functions bound to it, called with a dot. The REPL's
+ * `log` global and the chunks a server evaluates get the same functions, so a
+ * line means the same wherever it runs. One error style: what the log (or the
+ * server) refuses returns nil, a message, a code ("conflict", "bad_request",
+ * ...) and, on a conflict, the stream's actual version; a call that is wrong
+ * in itself (an argument of the wrong type, an event without a type, a value
+ * that has no msgpack form) raises. Events come back as tables with the fields
+ * of DESIGN.md, data and meta decoded. Callbacks from the log build each table
+ * under lua_pcall, so a Lua error (out of memory) never unwinds through the
+ * log's own frames.
  */
 #include <lauxlib.h>
 #include <lua.h>
 #include <string.h>
 
 #include <moonlog/codec.h>
-#include <moonlog/log.h>
+#include <moonlog/lua_log.h>
 
-#define LOG_MT "moonlog.log"
+#define LOG_MT	   "moonlog.log" /* the binding's userdata: collected, it closes an owned log */
+#define READ_LIMIT 100		 /* log.read's default limit */
+#define MAX_EVENTS (1 << 24)	 /* far above any log's batch: only an absurd length */
 
 struct lua_log {
-	struct ml_log *log;
-	int owned; /* closed when collected */
+	struct ml_log *log; /* NULL once closed */
+	const struct ml_lua_log_ops *ops;
+	void *ctx;
+	int owned; /* opened by log.open: closed by close() or when collected */
 };
 
-static struct ml_log *check_log(lua_State *L)
+/* The log the running function is bound to (its first upvalue). */
+static struct lua_log *bound(lua_State *L)
 {
-	struct lua_log *l = luaL_checkudata(L, 1, LOG_MT);
+	struct lua_log *l = lua_touserdata(L, lua_upvalueindex(1));
 	if (l->log == NULL)
 		luaL_error(L, "the log is closed");
-	return l->log;
+	return l;
 }
 
-void ml_lua_push_log(lua_State *L, struct ml_log *log)
-{
-	struct lua_log *l = lua_newuserdatauv(L, sizeof(*l), 0);
-	l->log = log;
-	l->owned = 0;
-	luaL_setmetatable(L, LOG_MT);
-}
-
+/* Refused: nil, the message, the code. [-0, +3] */
 static int fail(lua_State *L, enum ml_err code, const char *msg)
 {
 	lua_pushnil(L);
@@ -49,40 +53,29 @@ static int fail(lua_State *L, enum ml_err code, const char *msg)
 	return 3;
 }
 
-static int l_open(lua_State *L)
+/* A stream name at idx; a table there is most likely a call with a colon. */
+static const char *check_stream(lua_State *L, int idx, size_t *len, const char *fn)
 {
-	struct ml_log_options o;
-	ml_log_options_init(&o);
-	if (lua_type(L, 1) == LUA_TSTRING) {
-		o.dir = lua_tostring(L, 1);
-	} else {
-		luaL_checktype(L, 1, LUA_TTABLE);
-		lua_getfield(L, 1, "dir");
-		o.dir = luaL_optstring(L, -1, o.dir);
-		lua_getfield(L, 1, "fsync");
-		if (!lua_isnil(L, -1) && ml_fsync_parse(luaL_checkstring(L, -1), &o.fsync) != 0)
-			return luaL_error(L, "%s", ml_diag_last());
-		lua_getfield(L, 1, "readonly");
-		o.readonly = lua_toboolean(L, -1);
-	}
-	struct lua_log *l = lua_newuserdatauv(L, sizeof(*l), 0);
-	l->log = NULL;
-	l->owned = 1;
-	luaL_setmetatable(L, LOG_MT);
-	l->log = ml_log_open(&o);
-	if (l->log == NULL)
-		return fail(L, ml_diag_code(), ml_diag_last());
-	return 1;
+	if (lua_type(L, idx) == LUA_TTABLE)
+		luaL_error(
+		    L, "log.%s takes a stream name, got a table: call it with a dot, log.%s(...)",
+		    fn, fn);
+	return luaL_checklstring(L, idx, len);
 }
 
-static int l_close(lua_State *L)
+static void set_int(lua_State *L, const char *k, lua_Integer v)
 {
-	struct lua_log *l = luaL_checkudata(L, 1, LOG_MT);
-	if (l->owned)
-		ml_log_close(l->log);
-	l->log = NULL;
-	return 0;
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
 }
+
+/* ---- log.append ---------------------------------------------------------- */
+
+/* One append while it runs: a userdata on the Lua stack, so it lives across a yield. */
+struct append_call {
+	struct ml_append req;
+	struct ml_expect_in guard;
+};
 
 /*
  * Encodes a field of the event table at idx (data or meta) and keeps the bytes
@@ -112,111 +105,140 @@ static void encode_field(lua_State *L, int idx, const char *field, int keep, lua
 	lua_rawseti(L, keep, slot);
 }
 
-/* One event table from the Lua side into an ml_event_in; its bytes are kept in `keep`. */
-static void event_in(lua_State *L, int idx, const char *stream, size_t slen, struct ml_event_in *e,
-		     int keep, lua_Integer i)
+/* A string field of the event table at idx, or NULL when absent; the string stays alive
+ * in the table. */
+static const char *string_field(lua_State *L, int idx, const char *k, size_t *len, size_t i)
 {
-	luaL_checktype(L, idx, LUA_TTABLE);
-	memset(e, 0, sizeof(*e));
-	e->stream = stream;
-	e->stream_len = slen;
-	lua_getfield(L, idx, "type");
-	e->type = luaL_checklstring(L, -1, &e->type_len);
-	lua_pop(L, 1); /* the string stays alive in the table */
-	lua_getfield(L, idx, "id");
-	if (!lua_isnil(L, -1))
-		e->id = luaL_checklstring(L, -1, &e->id_len);
+	lua_getfield(L, idx, k);
+	const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
+	if (s == NULL && !lua_isnil(L, -1))
+		luaL_error(L, "event %d: %s must be a string, got %s", (int)i + 1, k,
+			   luaL_typename(L, -1));
 	lua_pop(L, 1);
-	encode_field(L, idx, "data", keep, 2 * i + 1, &e->data, &e->data_len);
-	encode_field(L, idx, "meta", keep, 2 * i + 2, &e->meta, &e->meta_len);
+	return s;
 }
 
+/* The event table at idx, the i-th of the append, into e; its bytes are kept in `keep`. */
+static void event_in(lua_State *L, int idx, size_t i, struct ml_event_in *e, int keep)
+{
+	if (!lua_istable(L, idx))
+		luaL_error(L, "event %d is not a table {type =, data =, meta =, id =}", (int)i + 1);
+	e->type = string_field(L, idx, "type", &e->type_len, i);
+	if (e->type == NULL)
+		luaL_error(L, "event %d has no type (give {type = \"Name\", ...})", (int)i + 1);
+	e->id = string_field(L, idx, "id", &e->id_len, i);
+	encode_field(L, idx, "data", keep, 2 * (lua_Integer)i + 1, &e->data, &e->data_len);
+	encode_field(L, idx, "meta", keep, 2 * (lua_Integer)i + 2, &e->meta, &e->meta_len);
+}
+
+/* nil, "any", "no_stream", "exists", a version, or a version as text. */
 static int64_t check_expected(lua_State *L, int idx)
 {
+	int64_t v;
+	int exact;
 	if (lua_isnoneornil(L, idx))
 		return ML_EXPECT_ANY;
-	if (lua_isinteger(L, idx))
-		return lua_tointeger(L, idx);
-	int64_t v;
-	if (ml_expect_parse(luaL_checkstring(L, idx), &v) != 0)
-		luaL_argerror(L, idx, ml_diag_last());
-	return v;
+	lua_Integer n = lua_tointegerx(L, idx, &exact);
+	if (exact && lua_type(L, idx) == LUA_TNUMBER) {
+		luaL_argcheck(L, n >= 0, idx, "an expected version cannot be negative");
+		return n;
+	}
+	if (lua_type(L, idx) == LUA_TSTRING && ml_expect_parse(lua_tostring(L, idx), &v) == 0)
+		return v;
+	return luaL_argerror(L, idx,
+			     "expected is \"any\", \"no_stream\", \"exists\" or a version number");
 }
 
-/* log:append(stream, events | event, expected) -> { first_position, last_position, version,
- * duplicate } */
-static int l_append(lua_State *L)
+/* { position, last_position, version, duplicate }, or nil, message, code[, actual]. */
+static int push_appended(lua_State *L, const struct ml_append *req)
 {
-	struct ml_log *log = check_log(L);
-	size_t slen;
-	const char *stream = luaL_checklstring(L, 2, &slen);
-	luaL_checktype(L, 3, LUA_TTABLE);
-	int64_t expected = check_expected(L, 4);
-	lua_getfield(L, 3, "type");
-	int single = !lua_isnil(L, -1);
-	lua_pop(L, 1);
-	size_t n = single ? 1 : luaL_len(L, 3);
-	if (n == 0)
-		return luaL_argerror(L, 3, "no events to append");
-	if (n > 100000)
-		return luaL_argerror(L, 3, "more than 100000 events in one append");
-
-	/* Userdata scratch memory is collected even if an argument error unwinds. */
-	struct ml_event_in *evs = lua_newuserdatauv(L, n * sizeof(*evs), 0);
-	uint64_t *versions = lua_newuserdatauv(L, n * sizeof(*versions), 0);
-	lua_createtable(L, (int)(2 * n), 0); /* keeps the encoded bytes alive */
-	int keep = lua_gettop(L);
-	for (size_t i = 0; i < n; i++) {
-		if (single)
-			lua_pushvalue(L, 3);
-		else
-			lua_geti(L, 3, (lua_Integer)i + 1);
-		event_in(L, lua_gettop(L), stream, slen, &evs[i], keep, (lua_Integer)i);
-		lua_pop(L, 1);
-	}
-	struct ml_expect_in x = {stream, slen, expected};
-	struct ml_append req = {
-	    .events = evs, .n_events = n, .expect = &x, .n_expect = 1, .versions = versions};
-	if (ml_log_append(log, &req) != 0) {
-		fail(L, req.err, req.errmsg);
-		if (req.err == ML_ERR_CONFLICT) {
-			lua_pushinteger(L, req.actual_version);
-			return 4;
-		}
-		return 3;
+	if (req->err != ML_OK) {
+		fail(L, req->err, req->errmsg);
+		if (req->err != ML_ERR_CONFLICT)
+			return 3;
+		lua_pushinteger(L, req->actual_version);
+		return 4;
 	}
 	lua_createtable(L, 0, 4);
-	lua_pushinteger(L, (lua_Integer)req.first_position);
-	lua_setfield(L, -2, "first_position");
-	lua_pushinteger(L, (lua_Integer)req.last_position);
-	lua_setfield(L, -2, "last_position");
-	lua_pushinteger(L, (lua_Integer)versions[n - 1]);
-	lua_setfield(L, -2, "version");
-	lua_pushboolean(L, req.duplicate);
+	set_int(L, "position", (lua_Integer)req->first_position);
+	set_int(L, "last_position", (lua_Integer)req->last_position);
+	set_int(L, "version", (lua_Integer)req->versions[req->n_events - 1]);
+	lua_pushboolean(L, req->duplicate);
 	lua_setfield(L, -2, "duplicate");
 	return 1;
 }
 
-static void set_str(lua_State *L, const char *k, const char *s, size_t n)
+/* After the yield of an append whose outcome came later. */
+static int append_k(lua_State *L, int status, lua_KContext ctx)
 {
-	lua_pushlstring(L, s, n);
-	lua_setfield(L, -2, k);
+	(void)status;
+	return push_appended(L, &((struct append_call *)ctx)->req);
 }
 
-static void set_int(lua_State *L, const char *k, lua_Integer v)
+/* log.append(stream, event | { events... }[, expected]) */
+static int l_append(lua_State *L)
 {
-	lua_pushinteger(L, v);
-	lua_setfield(L, -2, k);
+	struct lua_log *l = bound(L);
+	size_t slen;
+	const char *stream = check_stream(L, 1, &slen, "append");
+	luaL_checktype(L, 2, LUA_TTABLE);
+	int64_t expected = check_expected(L, 3);
+	lua_settop(L, 3);
+	lua_getfield(L, 2, "type");
+	int single = !lua_isnil(L, -1); /* one event, not a list of them */
+	lua_pop(L, 1);
+	lua_Integer n = single ? 1 : luaL_len(L, 2);
+	luaL_argcheck(L, n >= 1, 2,
+		      "no events: give an event {type = ..., data = ...} or a list of them");
+	luaL_argcheck(L, n <= MAX_EVENTS, 2, "too many events for one append");
+
+	/* Userdata scratch memory is collected even if an argument error unwinds. */
+	struct append_call *a = lua_newuserdatauv(L, sizeof(*a), 0);
+	struct ml_event_in *evs = lua_newuserdatauv(L, (size_t)n * sizeof(*evs), 0);
+	uint64_t *nums = lua_newuserdatauv(L, 2 * (size_t)n * sizeof(*nums), 0);
+	lua_createtable(L, 2 * (int)n, 0); /* keeps the encoded bytes alive */
+	int keep = lua_gettop(L);
+	for (lua_Integer i = 0; i < n; i++) {
+		if (single)
+			lua_pushvalue(L, 2);
+		else
+			lua_geti(L, 2, i + 1);
+		evs[i] = (struct ml_event_in){.stream = stream, .stream_len = slen};
+		event_in(L, lua_gettop(L), (size_t)i, &evs[i], keep);
+		lua_pop(L, 1);
+	}
+	*a = (struct append_call){
+	    .req = {.events = evs, .n_events = (size_t)n, .positions = nums, .versions = nums + n}};
+	if (expected != ML_EXPECT_ANY) {
+		a->guard = (struct ml_expect_in){stream, slen, expected};
+		a->req.expect = &a->guard;
+		a->req.n_expect = 1;
+	}
+	if (l->ops == NULL) {
+		ml_log_append(l->log, &a->req); /* blocks until durable; req says how it went */
+		return push_appended(L, &a->req);
+	}
+	int rc = l->ops->append(l->ctx, L, &a->req);
+	if (rc < 0)
+		return luaL_error(L, "%s", ml_diag_last());
+	if (rc > 0)
+		return lua_yieldk(L, 0, (lua_KContext)a, append_k);
+	return push_appended(L, &a->req);
 }
+
+/* ---- log.read ------------------------------------------------------------ */
 
 /* Pushes an event table; run under lua_pcall. [-0, +1] */
 static int push_event(lua_State *L)
 {
 	const struct ml_event *e = lua_touserdata(L, 1);
 	lua_createtable(L, 0, 8);
-	set_str(L, "id", e->id, e->id_len);
-	set_str(L, "stream", e->stream, e->stream_len);
-	set_str(L, "type", e->type, e->type_len);
+	lua_pushlstring(L, e->id, e->id_len);
+	lua_setfield(L, -2, "id");
+	lua_pushlstring(L, e->stream, e->stream_len);
+	lua_setfield(L, -2, "stream");
+	lua_pushlstring(L, e->type, e->type_len);
+	lua_setfield(L, -2, "type");
 	set_int(L, "version", (lua_Integer)e->version);
 	set_int(L, "position", (lua_Integer)e->position);
 	set_int(L, "time", e->time);
@@ -232,7 +254,7 @@ static int push_event(lua_State *L)
 struct collect {
 	lua_State *L;
 	lua_Integer n;
-	int failed;
+	int failed; /* a Lua error: its message is on the stack */
 };
 
 static int collect_event(const struct ml_event *e, void *arg)
@@ -242,65 +264,78 @@ static int collect_event(const struct ml_event *e, void *arg)
 	lua_pushlightuserdata(c->L, (void *)e);
 	if (lua_pcall(c->L, 1, 1, 0) != LUA_OK) {
 		c->failed = 1;
-		return 1; /* the error message stays on the stack */
+		return 1;
 	}
 	lua_rawseti(c->L, -2, ++c->n);
 	return 0;
 }
 
-static uint64_t opt_field(lua_State *L, int idx, const char *k, uint64_t dflt)
+/* A whole number >= 0 in the options table at idx, or dflt. */
+static uint64_t opt_count(lua_State *L, int idx, const char *k, uint64_t dflt)
 {
-	if (lua_type(L, idx) != LUA_TTABLE)
+	if (!lua_istable(L, idx))
 		return dflt;
 	lua_getfield(L, idx, k);
-	uint64_t v = lua_isnil(L, -1) ? dflt : (uint64_t)luaL_checkinteger(L, -1);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return dflt;
+	}
+	int exact;
+	lua_Integer v = lua_tointegerx(L, -1, &exact);
+	if (!exact || v < 0)
+		luaL_error(L, "log.read: %s must be a whole number >= 0", k);
 	lua_pop(L, 1);
-	return v;
+	return (uint64_t)v;
 }
 
-static int finish_read(lua_State *L, int64_t rc, struct collect *c)
+/* log.read([stream | "$all"[, { from =, limit =, backwards = }]]) -> { events... } */
+static int l_read(lua_State *L)
 {
-	if (c->failed)
+	struct lua_log *l = bound(L);
+	size_t slen = 4;
+	const char *stream = lua_isnoneornil(L, 1) ? "$all" : check_stream(L, 1, &slen, "read");
+	uint64_t from = opt_count(L, 2, "from", 0), limit = opt_count(L, 2, "limit", READ_LIMIT);
+	int back = 0;
+	if (lua_istable(L, 2)) {
+		lua_getfield(L, 2, "backwards");
+		back = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+	}
+	int all = slen == 4 && memcmp(stream, "$all", 4) == 0;
+	if (all && back)
+		return luaL_argerror(L, 2, "$all is read forward only");
+	lua_settop(L, 2);
+	lua_newtable(L);
+	struct collect c = {L, 0, 0};
+	int64_t rc;
+	if (l->ops)
+		rc = l->ops->read(l->ctx, all ? NULL : stream, slen, from, limit, back,
+				  collect_event, &c);
+	else if (all)
+		rc = ml_log_read_all(l->log, from, limit, collect_event, &c);
+	else
+		rc = ml_log_read_stream(l->log, stream, slen, from, limit, back, collect_event, &c);
+	if (c.failed)
 		return lua_error(L);
 	if (rc < 0)
 		return fail(L, ml_diag_code(), ml_diag_last());
 	return 1;
 }
 
-/* log:read(stream, { from, limit, backwards }) -> { events... } ('$all' reads the whole log) */
-static int l_read(lua_State *L)
-{
-	struct ml_log *log = check_log(L);
-	size_t slen;
-	const char *stream = luaL_checklstring(L, 2, &slen);
-	uint64_t from = opt_field(L, 3, "from", 0), limit = opt_field(L, 3, "limit", 1000);
-	int backwards = 0;
-	if (lua_type(L, 3) == LUA_TTABLE) {
-		lua_getfield(L, 3, "backwards");
-		backwards = lua_toboolean(L, -1);
-		lua_pop(L, 1);
-	}
-	lua_newtable(L);
-	struct collect c = {L, 0, 0};
-	int64_t rc =
-	    strcmp(stream, "$all") == 0
-		? ml_log_read_all(log, from, limit, collect_event, &c)
-		: ml_log_read_stream(log, stream, slen, from, limit, backwards, collect_event, &c);
-	return finish_read(L, rc, &c);
-}
+/* ---- the rest ------------------------------------------------------------ */
 
 static int l_head(lua_State *L)
 {
-	lua_pushinteger(L, (lua_Integer)ml_log_head(check_log(L)));
+	lua_pushinteger(L, (lua_Integer)ml_log_head(bound(L)->log));
 	return 1;
 }
 
 static int l_version(lua_State *L)
 {
-	struct ml_log *log = check_log(L);
+	struct lua_log *l = bound(L);
 	size_t n;
-	const char *s = luaL_checklstring(L, 2, &n);
-	lua_pushinteger(L, (lua_Integer)ml_log_stream_version(log, s, n));
+	const char *s = check_stream(L, 1, &n, "version");
+	lua_pushinteger(L, (lua_Integer)ml_log_stream_version(l->log, s, n));
 	return 1;
 }
 
@@ -313,22 +348,31 @@ static int add_stream(const char *name, size_t len, uint64_t version, void *arg)
 	return 0;
 }
 
-/* log:streams([prefix]) -> { [name] = version } */
+/* log.streams([prefix]) -> { [name] = version } */
 static int l_streams(lua_State *L)
 {
-	struct ml_log *log = check_log(L);
-	const char *prefix = luaL_optstring(L, 2, NULL);
+	struct lua_log *l = bound(L);
+	const char *prefix = luaL_optstring(L, 1, NULL);
 	lua_checkstack(L, 4);
 	lua_newtable(L);
-	ml_log_streams(log, prefix, add_stream, L);
+	ml_log_streams(l->log, prefix, add_stream, L);
 	return 1;
 }
 
+/* log.stats() -> { head =, streams =, ... }: the server's figures when bound to one. */
 static int l_stats(lua_State *L)
 {
+	struct lua_log *l = bound(L);
+	if (l->ops) {
+		struct ml_buf b = {0};
+		l->ops->stats(l->ctx, &b);
+		int rc = ml_lua_push_msgpack(L, b.data, b.len);
+		ml_buf_free(&b);
+		return rc == 0 ? 1 : fail(L, ml_diag_code(), ml_diag_last());
+	}
 	struct ml_log_stats st;
-	ml_log_stats(check_log(L), &st);
-	lua_createtable(L, 0, 12);
+	ml_log_stats(l->log, &st);
+	lua_createtable(L, 0, 11);
 	set_int(L, "head", (lua_Integer)st.head);
 	set_int(L, "streams", (lua_Integer)st.streams);
 	set_int(L, "segments", (lua_Integer)st.segments);
@@ -336,34 +380,104 @@ static int l_stats(lua_State *L)
 	set_int(L, "appends", (lua_Integer)st.appends);
 	set_int(L, "events", (lua_Integer)st.events);
 	set_int(L, "syncs", (lua_Integer)st.syncs);
-	set_int(L, "groups", (lua_Integer)st.groups);
+	set_int(L, "flush_groups", (lua_Integer)st.groups);
 	set_int(L, "index_bytes", (lua_Integer)st.index_bytes);
 	set_int(L, "open_ns", (lua_Integer)st.open_ns);
+	lua_pushstring(L, ml_fsync_name(ml_log_fsync(l->log)));
+	lua_setfield(L, -2, "fsync");
 	return 1;
+}
+
+/* log.close(): only a log that log.open opened has it. */
+static int l_close(lua_State *L)
+{
+	struct lua_log *l = lua_touserdata(L, lua_upvalueindex(1));
+	if (l->owned)
+		ml_log_close(l->log);
+	l->log = NULL;
+	return 0;
+}
+
+static int l_gc(lua_State *L)
+{
+	struct lua_log *l = luaL_checkudata(L, 1, LOG_MT);
+	if (l->owned)
+		ml_log_close(l->log);
+	l->log = NULL;
+	return 0;
 }
 
 static int l_tostring(lua_State *L)
 {
-	struct lua_log *l = luaL_checkudata(L, 1, LOG_MT);
+	struct lua_log *l = lua_touserdata(L, lua_upvalueindex(1));
 	lua_pushfstring(L, "moonlog log (%s)", l->log ? "open" : "closed");
+	return 1;
+}
+
+/* Pushes the table of functions bound to a new lua_log; returns the lua_log. [-0, +1] */
+static struct lua_log *push_bound(lua_State *L, int owned)
+{
+	static const luaL_Reg fns[] = {
+	    {"append", l_append},   {"read", l_read},	{"head", l_head},   {"version", l_version},
+	    {"streams", l_streams}, {"stats", l_stats}, {"close", l_close}, {NULL, NULL},
+	};
+	lua_createtable(L, 0, 7);
+	struct lua_log *l = lua_newuserdatauv(L, sizeof(*l), 0);
+	*l = (struct lua_log){.owned = owned};
+	if (luaL_newmetatable(L, LOG_MT)) {
+		lua_pushcfunction(L, l_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	lua_createtable(L, 0, 2); /* the table's own metatable: how it prints */
+	lua_pushvalue(L, -2);
+	lua_pushcclosure(L, l_tostring, 1);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushliteral(L, "moonlog.log");
+	lua_setfield(L, -2, "__name");
+	lua_setmetatable(L, -3);
+	luaL_setfuncs(L, fns, 1); /* each function holds the lua_log as its upvalue */
+	if (!owned) {		  /* the caller's log: not Lua's to close */
+		lua_pushnil(L);
+		lua_setfield(L, -2, "close");
+	}
+	return l;
+}
+
+void ml_lua_push_log(lua_State *L, struct ml_log *log, const struct ml_lua_log_ops *ops, void *ctx)
+{
+	struct lua_log *l = push_bound(L, 0);
+	l->log = log;
+	l->ops = ops;
+	l->ctx = ctx;
+}
+
+/* log.open(dir | { dir =, fsync =, readonly = }) -> log, or nil, message, code */
+static int l_open(lua_State *L)
+{
+	struct ml_log_options o;
+	ml_log_options_init(&o);
+	if (lua_type(L, 1) == LUA_TSTRING) {
+		o.dir = lua_tostring(L, 1);
+	} else {
+		luaL_checktype(L, 1, LUA_TTABLE);
+		lua_getfield(L, 1, "dir");
+		o.dir = luaL_optstring(L, -1, o.dir);
+		lua_getfield(L, 1, "fsync");
+		if (!lua_isnil(L, -1) && ml_fsync_parse(luaL_checkstring(L, -1), &o.fsync) != 0)
+			return luaL_error(L, "%s", ml_diag_last());
+		lua_getfield(L, 1, "readonly");
+		o.readonly = lua_toboolean(L, -1);
+	}
+	struct lua_log *l = push_bound(L, 1); /* first: an error below cannot leak the log */
+	l->log = ml_log_open(&o);
+	if (l->log == NULL)
+		return fail(L, ml_diag_code(), ml_diag_last());
 	return 1;
 }
 
 int ml_luaopen_log(lua_State *L)
 {
-	static const luaL_Reg methods[] = {
-	    {"append", l_append},   {"read", l_read},	{"head", l_head},   {"version", l_version},
-	    {"streams", l_streams}, {"stats", l_stats}, {"close", l_close}, {NULL, NULL},
-	};
-	if (luaL_newmetatable(L, LOG_MT)) {
-		luaL_newlib(L, methods);
-		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, l_close);
-		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, l_tostring);
-		lua_setfield(L, -2, "__tostring");
-	}
-	lua_pop(L, 1);
 	lua_newtable(L);
 	lua_pushcfunction(L, l_open);
 	lua_setfield(L, -2, "open");

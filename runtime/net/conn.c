@@ -202,7 +202,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 	c->inflight++; /* keep c while we look at it */
 	ml_conn_flush(c);
 	ml_conn_release(c);
-	ml_server_settle(s);
+	ml_server_settle_soon(s);
 }
 
 /* A fatal framing error: say why in an `error` notification, then close. */
@@ -339,7 +339,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		arm(c); /* busy meanwhile: look again later */
 	}
 	ml_conn_release(c);
-	ml_server_settle(s);
+	ml_server_settle_soon(s);
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
@@ -352,7 +352,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (r <= 0) {
 		ml_conn_close(c); /* the client went away; in-flight appends still complete */
-		ml_server_settle(s);
+		ml_server_settle_soon(s);
 		return;
 	}
 	c->in.len += (size_t)r;
@@ -367,5 +367,5 @@ void ml_conn_received(struct ml_conn *c)
 	arm(c);
 	ml_conn_mark(c);
 	ml_conn_release(c);
-	ml_server_settle(s);
+	ml_server_settle_soon(s);
 }

@@ -1,6 +1,7 @@
 /*
- * eval_internal.h - what the two halves of the server's eval share: running
- * chunks (lua_eval.c) and the log API chunks call (lua_eval_log.c).
+ * eval_internal.h - what the parts of the server's eval share: running chunks
+ * (lua_eval.c), the Lua log API bound to the server (lua_eval_log.c) and the
+ * scripts' API (lua_eval_scripts.c).
  */
 #ifndef ML_NET_EVAL_INTERNAL_H
 #define ML_NET_EVAL_INTERNAL_H
@@ -16,8 +17,8 @@ struct run {
 	uint64_t msgid, count;
 	lua_State *co;
 	int co_ref;
-	int in_call;		 /* inside log.append: an immediate answer must not resume */
-	struct ml_pending *done; /* the finished append, read by the continuation */
+	int in_call;		  /* inside log.append: an immediate answer must not resume */
+	struct ml_append *append; /* the Lua log's append in flight (lua_eval_log.c), or NULL */
 	struct ml_buf output;
 };
 
@@ -26,7 +27,7 @@ struct ml_eval {
 	lua_State *L;
 	size_t mem;
 	int repl_ref;	 /* the moonlog.repl module */
-	int api_ref;	 /* the log API table handed to repl.env */
+	int log_ref;	 /* the Lua log handed to repl.env */
 	int scripts_ref; /* the scripts API table handed to repl.env */
 };
 
@@ -35,15 +36,19 @@ static inline struct run *ml_eval_run_of(lua_State *L)
 	return *(struct run **)lua_getextraspace(L);
 }
 
-/* Resumes a run's coroutine (after its append finished). */
+/* Resumes a run's coroutine (after what it waited for is done). */
 void ml_eval_resume(struct run *r, int nargs);
+/*
+ * Whether the chunk running on L can wait (yield) where `what` is called: 0, or -1
+ * with diag. A call that waits (log.append, a command, at()) asks before it
+ * starts anything, so that nothing it starts can resume a chunk that is gone.
+ */
+int ml_eval_can_wait(lua_State *L, const char *what);
 
-/* Pushes the log API table: append (yields until durable), read, head, version,
- * streams, stats. */
-void ml_eval_push_log_api(lua_State *L);
+/* Pushes the Lua log API (lua_log.h) bound to the server's operations: an append
+ * yields the chunk until it is durable. */
+void ml_eval_push_log(lua_State *L, struct ml_eval *e);
 /* Pushes the scripts API table (lua_eval_scripts.c): list, get, at. */
 void ml_eval_push_scripts_api(lua_State *L);
-/* print: into the running chunk's output. */
-int ml_eval_print(lua_State *L);
 
 #endif

@@ -19,6 +19,7 @@
 #include <moonlog/diag.h>
 
 #include "net/http_internal.h"
+#include "net/ops.h"
 
 void ml_http_send(struct evhttp_request *req, int code, const char *reason,
 		  const struct ml_buf *body, const char *type)
@@ -73,16 +74,18 @@ static void finish_append(struct ml_pending *p)
 {
 	struct evhttp_request *req = p->http;
 	if (p->req.err != ML_OK) {
+		p->srv->errors++;
 		ml_http_error(req, 0, p->req.err, p->req.actual_version, p->req.errmsg);
 	} else {
+		uint64_t version = ml_op_append_version(p);
 		struct ml_buf b = {0};
 		ml_buf_addf(&b,
 			    "{\"position\":%" PRIu64 ",\"last_position\":%" PRIu64
 			    ",\"version\":%" PRIu64 ",\"duplicate\":%s}\n",
-			    p->req.first_position, p->req.last_position,
-			    p->vers[p->req.n_events - 1], p->req.duplicate ? "true" : "false");
+			    p->req.first_position, p->req.last_position, version,
+			    p->req.duplicate ? "true" : "false");
 		char etag[32];
-		snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", p->vers[p->req.n_events - 1]);
+		snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", version);
 		evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", etag);
 		ml_http_send(req, p->req.duplicate ? 200 : 201, NULL, &b, NULL);
 		ml_buf_free(&b);
@@ -131,23 +134,13 @@ void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char 
 	struct ml_pending *p = ml_pending_get(s);
 	struct ml_msgpack_reader r;
 	ml_msgpack_reader_init(&r, mp.data, mp.len);
-	if (ml_rpc_parse_events(&r, p, 10000) != 0) {
+	if (ml_rpc_parse_events(&r, p) != 0) {
 		ml_http_error(req, 400, ML_ERR_USAGE, 0, ml_diag_last());
 		ml_pending_put(s, p);
-		ml_buf_free(&mp);
-		return;
+	} else {
+		p->http = req;
+		p->finish = finish_append;
+		ml_op_append(s, p, stream, strlen(stream), expected);
 	}
-	size_t slen = strlen(stream);
-	for (size_t i = 0; i < p->req.n_events; i++)
-		p->evs[i].stream = stream, p->evs[i].stream_len = slen;
-	if (expected != ML_EXPECT_ANY) {
-		p->expect = (struct ml_expect_in){stream, slen, expected};
-		p->req.expect = &p->expect;
-		p->req.n_expect = 1;
-	}
-	p->http = req;
-	p->finish = finish_append;
-	s->requests++;
-	ml_pending_submit(s, p); /* the bytes are copied by the log: mp can go */
-	ml_buf_free(&mp);
+	ml_buf_free(&mp); /* the log has copied the events */
 }

@@ -158,7 +158,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 			     : "the request's body stopped arriving (--idle-timeout); send it at "
 			       "once");
 	}
-	ml_server_settle(s);
+	ml_server_settle_soon(s);
 }
 
 static void keep(struct ml_server *s, struct ml_hconn *h)

@@ -14,6 +14,7 @@
 #include <moonlog/diag.h>
 
 #include "net/http_internal.h"
+#include "net/ops.h"
 
 /* A whole-number query parameter; -1 with a 400 sent if it is not one. */
 static int query_uint(struct evhttp_request *req, struct evkeyvalq *q, const char *name,
@@ -58,26 +59,21 @@ static int read_json(const struct ml_event *e, void *arg)
 static void read_route(struct ml_server *s, struct evhttp_request *req, const char *stream,
 		       struct evkeyvalq *q)
 {
-	uint64_t from = 0, limit = 0;
-	if (query_uint(req, q, "from", &from) || query_uint(req, q, "limit", &limit))
+	struct ml_op_read rd = {.stream = stream, .stream_len = stream ? strlen(stream) : 0};
+	if (query_uint(req, q, "from", &rd.from) || query_uint(req, q, "limit", &rd.limit))
 		return;
-	if (limit == 0 || limit > s->o.max_read)
-		limit = s->o.max_read;
-	int all = stream == NULL, back = query_bool(q, "backwards");
-	uint64_t version = all ? 0 : ml_log_stream_version(s->log, stream, strlen(stream));
-	if (!all && version == 0)
+	rd.backwards = stream && query_bool(q, "backwards"); /* /all has no backwards */
+	uint64_t version = stream ? ml_log_stream_version(s->log, stream, rd.stream_len) : 0;
+	if (stream && version == 0)
 		return ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
 				     "no such stream (no events yet)");
 	struct jread j = {0};
 	ml_buf_add(&j.b, "[", 1);
-	int64_t n = all ? ml_log_read_all(s->log, from, limit, read_json, &j)
-			: ml_log_read_stream(s->log, stream, strlen(stream), from, limit, back,
-					     read_json, &j);
-	if (n < 0) {
+	if (ml_op_read_plan(s, &rd) != 0 || ml_op_read(s, &rd, read_json, &j) != 0) {
 		ml_http_error(req, 0, ml_diag_code(), 0, ml_diag_last());
 	} else {
 		ml_buf_add(&j.b, "\n]\n", 3);
-		if (!all) {
+		if (stream) {
 			char etag[32];
 			snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", version);
 			evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", etag);
@@ -90,7 +86,7 @@ static void read_route(struct ml_server *s, struct evhttp_request *req, const ch
 static void stats_route(struct ml_server *s, struct evhttp_request *req)
 {
 	struct ml_buf mp = {0}, json = {0};
-	ml_server_stats_mp(s, &mp);
+	ml_op_stats(s, &mp);
 	ml_msgpack_to_json(mp.data, mp.len, &json);
 	ml_buf_add(&json, "\n", 1);
 	ml_http_send(req, 200, "OK", &json, NULL);
@@ -101,7 +97,7 @@ static void stats_route(struct ml_server *s, struct evhttp_request *req)
 static void metrics_route(struct ml_server *s, struct evhttp_request *req)
 {
 	struct ml_buf b = {0};
-	ml_server_metrics(s, &b);
+	ml_op_metrics(s, &b);
 	ml_http_send(req, 200, "OK", &b, "text/plain; version=0.0.4");
 	ml_buf_free(&b);
 }
@@ -257,7 +253,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		route(s, req, path, &q);
 	}
 	evhttp_clear_headers(&q);
-	ml_server_settle(s);
+	ml_server_settle_soon(s);
 }
 
 static void on_adopt(evutil_socket_t fd, short what, void *arg)

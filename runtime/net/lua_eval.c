@@ -8,8 +8,9 @@
  * streams, stats, help; globals a chunk sets stay in its connection's
  * environment. A chunk is compiled as lua.c does (`return <chunk>` first),
  * text only, and runs in a fresh coroutine with a count hook: past the
- * instruction budget it fails and the server goes on. log.append yields while
- * the log syncs (lua_eval_log.c), so an eval never blocks the loop.
+ * instruction budget it fails and the server goes on. `log` is the Lua log API
+ * bound to the server's operations (lua_eval_log.c): log.append yields while
+ * the log syncs, so an eval never blocks the loop.
  *
  * The answer is {values = {...}, output = "what print wrote", text = "the
  * values shown readably"[, tail = {pattern, from}]}; a failed chunk is an error
@@ -70,20 +71,38 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	luaL_error(L, "%s", msg);
 }
 
+/* print: into the running chunk's output. */
+static int eval_print(lua_State *L)
+{
+	struct run *r = ml_eval_run_of(L);
+	int n = lua_gettop(L);
+	for (int i = 1; i <= n && r; i++) {
+		size_t len;
+		const char *s = luaL_tolstring(L, i, &len);
+		if (i > 1)
+			ml_buf_add(&r->output, "\t", 1);
+		ml_buf_add(&r->output, s, len);
+		lua_pop(L, 1);
+	}
+	if (r)
+		ml_buf_add(&r->output, "\n", 1);
+	return 0;
+}
+
 /* Loads moonlog.repl and the log API; runs under lua_pcall. */
 static int setup(lua_State *L)
 {
 	struct ml_eval *e = lua_touserdata(L, 1);
 	luaL_openlibs(L);
 	ml_script_add_searcher(L);
-	lua_pushcfunction(L, ml_eval_print); /* environments copy print from here */
+	lua_pushcfunction(L, eval_print); /* environments copy print from here */
 	lua_setglobal(L, "print");
 	lua_getglobal(L, "require");
 	lua_pushliteral(L, "moonlog.repl");
 	lua_call(L, 1, 1);
 	e->repl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	ml_eval_push_log_api(L);
-	e->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	ml_eval_push_log(L, e);
+	e->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	ml_eval_push_scripts_api(L);
 	e->scripts_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	return 0;
@@ -130,8 +149,8 @@ static int env_of(struct ml_eval *e, struct ml_conn *c)
 	if (c->env_ref == LUA_NOREF) {
 		repl_fn(e, "env");
 		lua_createtable(L, 0, 3);
-		lua_rawgeti(L, LUA_REGISTRYINDEX, e->api_ref);
-		lua_setfield(L, -2, "api");
+		lua_rawgeti(L, LUA_REGISTRYINDEX, e->log_ref);
+		lua_setfield(L, -2, "log");
 		lua_rawgeti(L, LUA_REGISTRYINDEX, e->scripts_ref);
 		lua_setfield(L, -2, "scripts");
 		if (lua_pcall(L, 1, 1, 0) != LUA_OK)
@@ -282,13 +301,26 @@ void ml_eval_resume(struct run *r, int nargs)
 	int nres = 0;
 	int status = lua_resume(r->co, r->ev->L, nargs, &nres);
 	if (status == LUA_YIELD) {
-		if (r->done == NULL) {
-			lua_pop(r->co, nres);
-			return; /* waiting for an append */
-		}
-		status = LUA_OK; /* a plain coroutine.yield at the top: treat as the end */
+		/* A call that waits yielded (an append, a command, a slice of at()): what it
+		 * waits for resumes the chunk. (Chunks have no coroutine library of their own.) */
+		lua_pop(r->co, nres);
+		return;
 	}
 	finish(r, status, status == LUA_OK ? nres : 0, "script");
+}
+
+int ml_eval_can_wait(lua_State *L, const char *what)
+{
+	if (ml_eval_run_of(L) == NULL)
+		return ml_diag_set(ML_ERR_USAGE, "%s runs only in an eval chunk", what);
+	if (!lua_isyieldable(L))
+		return ml_diag_set(
+		    ML_ERR_USAGE,
+		    "%s has to wait, which Lua cannot do here (inside a function that "
+		    "a C function calls, such as a table.sort comparator or a "
+		    "string.gsub replacement): call it from the chunk itself",
+		    what);
+	return 0;
 }
 
 static struct run *run_new(struct ml_eval *e, struct ml_conn *c, uint64_t msgid)

@@ -178,6 +178,8 @@ static int m_command(lua_State *L)
 {
 	struct run *r = ml_eval_run_of(L);
 	check_script(L, 1);
+	if (ml_eval_can_wait(L, "command") != 0) /* it yields until the command is decided */
+		return luaL_error(L, "%s", ml_diag_last());
 	lua_getfield(L, 1, "name");
 	size_t dl, nl;
 	const char *decider = lua_tolstring(L, -1, &dl);
@@ -260,6 +262,8 @@ static int l_at(lua_State *L)
 				  ml_script_kind_name(k));
 	if (position < 0)
 		return luaL_error(L, "at(position, name): the position cannot be negative");
+	if (ml_eval_can_wait(L, "at") != 0) /* it yields between slices of the replay */
+		return luaL_error(L, "%s", ml_diag_last());
 	struct at_replay *a = ml_xcalloc(1, sizeof(*a));
 	a->r = r;
 	a->next = 1;

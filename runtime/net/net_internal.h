@@ -136,15 +136,19 @@ struct ml_conn {
 /* server.c */
 struct ml_pending *ml_pending_get(struct ml_server *s);
 void ml_pending_put(struct ml_server *s, struct ml_pending *p);
-/* Submits p->req; calls p->finish now (answered at once) or later from the loop. */
+/* Submits p->req; calls p->finish now (answered at once) or later from the loop. The
+ * fronts append through ml_op_append (ops.h), which calls it. */
 void ml_pending_submit(struct ml_server *s, struct ml_pending *p);
 /* Routes what moved and flushes what connections have to send: the end of a turn. */
 void ml_server_settle(struct ml_server *s);
+/*
+ * The same once every callback the loop has ready now has run: what a request
+ * callback calls, so that the appends of every client whose request arrived in
+ * this turn go to the log together (one sync), not one settle (and sync) each.
+ */
+void ml_server_settle_soon(struct ml_server *s);
 void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b);
-/* stats.c: the Prometheus text format */
-void ml_server_metrics(struct ml_server *s, struct ml_buf *b);
 int ml_net_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen);
 /* TCP_NODELAY and keepalive (a vanished peer found in about two minutes) on a TCP socket. */
 void ml_net_tcp_options(int fd);
@@ -158,7 +162,8 @@ void ml_conn_send_early(struct ml_conn *c);
 void ml_conn_close(struct ml_conn *c);
 void ml_conn_release(struct ml_conn *c); /* an in-flight request of c finished */
 /* Bytes were added to c->in (by the socket, or by a fuzz target): handles the complete
- * requests among them and sends their answers. c may be closed (and freed) on return. */
+ * requests among them; their answers go out at the end of the turn (the loop runs it).
+ * c may be closed (and freed) on return. */
 void ml_conn_received(struct ml_conn *c);
 /* A wrong token: answer msgid after a delay, reading nothing meanwhile; close after a few. */
 void ml_conn_auth_failed(struct ml_conn *c, uint64_t msgid);
@@ -193,8 +198,8 @@ void ml_rpc_notify_error(struct ml_conn *c, const char *why);
 void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid);
 /* Writes an event as a msgpack map: position, stream, version, type, id, time, data, meta. */
 void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries);
-/* Reads the events of an append (a map or an array of maps) into p; -1 with diag. */
-int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p, uint32_t max_events);
+/* Reads the events of an append (a map or an array of maps) into p (ops.h); -1 with diag. */
+int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p);
 /* The result of a finished append as a msgpack map. */
 void ml_rpc_append_result(struct ml_buf *b, const struct ml_append *req);
 

@@ -16,9 +16,7 @@
 
 #include <moonlog/diag.h>
 
-#include "net/net_internal.h"
-
-#define MAX_BATCH 10000 /* events in one append */
+#include "net/ops.h"
 
 static void reply_head(struct ml_conn *c, uint64_t msgid)
 {
@@ -182,33 +180,17 @@ static int parse_event(struct ml_msgpack_reader *r, struct ml_event_in *e, uint3
 	return 0;
 }
 
-int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p, uint32_t max_events)
+int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p)
 {
 	uint32_t n = 1;
 	int one = ml_msgpack_is_map(r->p, ml_msgpack_left(r));
 	if (!one && ml_msgpack_get_array(r, &n) != 0)
 		return ml_diag_set(ML_ERR_USAGE, "events must be an event map or an array of them");
-	if (n == 0)
-		return ml_diag_set(ML_ERR_USAGE, "an append needs at least one event");
-	if (n > max_events)
-		return ml_diag_set(ML_ERR_USAGE, "too many events in one append (%u; at most %u)",
-				   n, max_events);
-	if (n == 1) {
-		p->evs = &p->ev1, p->poss = &p->pos1, p->vers = &p->ver1;
-	} else {
-		p->evs = ml_xcalloc(n, sizeof(*p->evs));
-		p->poss = ml_xmalloc(n * sizeof(uint64_t));
-		p->vers = ml_xmalloc(n * sizeof(uint64_t));
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		p->evs[i] = (struct ml_event_in){0};
+	if (ml_op_append_room(p, n) != 0)
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
 		if (parse_event(r, &p->evs[i], i) != 0)
 			return -1;
-	}
-	p->req.events = p->evs;
-	p->req.n_events = n;
-	p->req.positions = p->poss;
-	p->req.versions = p->vers;
 	return 0;
 }
 
@@ -271,24 +253,17 @@ static void m_append(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "append(stream, events, expected): stream must be a string");
 	struct ml_pending *p = ml_pending_get(c->srv);
-	if (ml_rpc_parse_events(r, p, MAX_BATCH) != 0 ||
+	if (ml_rpc_parse_events(r, p) != 0 ||
 	    parse_expected(np > 2 ? r : &(struct ml_msgpack_reader){0}, &expected) != 0) {
 		reply_diag(c, msgid);
 		ml_pending_put(c->srv, p);
 		return;
 	}
-	for (size_t i = 0; i < p->req.n_events; i++)
-		p->evs[i].stream = stream, p->evs[i].stream_len = slen;
-	if (expected != ML_EXPECT_ANY) {
-		p->expect = (struct ml_expect_in){stream, slen, expected};
-		p->req.expect = &p->expect;
-		p->req.n_expect = 1;
-	}
 	p->conn = c;
 	p->msgid = msgid;
 	p->finish = finish_append;
 	c->inflight++;
-	ml_pending_submit(c->srv, p);
+	ml_op_append(c->srv, p, stream, slen, expected);
 }
 
 /* ---- read ---------------------------------------------------------------- */
@@ -322,59 +297,31 @@ static int read_one(const struct ml_event *e, void *arg)
 	return 0;
 }
 
-/* How many events a read will deliver, and from where, fixed before it starts. */
-static uint64_t read_count(struct ml_log *log, int all, const char *stream, uint32_t slen,
-			   uint64_t *from, uint64_t limit, int back)
-{
-	uint64_t last = all ? ml_log_head(log) : ml_log_stream_version(log, stream, slen);
-	if (back) {
-		if (*from == 0 || *from > last)
-			*from = last;
-		return *from < limit ? *from : limit;
-	}
-	if (*from == 0)
-		*from = 1;
-	if (*from > last)
-		return 0;
-	return last - *from + 1 < limit ? last - *from + 1 : limit;
-}
-
 static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *stream;
 	uint32_t slen;
-	uint64_t from = 0, limit = 0;
-	int back = 0;
+	struct ml_op_read rd = {0};
 	if (np < 1 || ml_msgpack_get_str(r, &stream, &slen) != 0)
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "read(stream, from, limit, backwards): stream must be a string "
 				 "(or \"$all\")");
-	if ((np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &from) != 0) ||
-	    (np > 2 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &limit) != 0) ||
-	    (np > 3 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_bool(r, &back) != 0))
+	if ((np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &rd.from) != 0) ||
+	    (np > 2 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &rd.limit) != 0) ||
+	    (np > 3 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_bool(r, &rd.backwards) != 0))
 		return reply_err(c, msgid, ML_ERR_USAGE, 0,
 				 "read(stream, from, limit, backwards): from and limit are "
 				 "whole numbers, backwards a boolean");
-	uint32_t max = c->srv->o.max_read;
-	if (limit == 0 || limit > max)
-		limit = max;
-	int all = slen == 4 && memcmp(stream, "$all", 4) == 0;
-	if (all && back)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "$all is read forward only");
-	struct ml_log *log = c->srv->log;
-	uint64_t count = read_count(log, all, stream, slen, &from, limit, back);
+	if (!(slen == 4 && memcmp(stream, "$all", 4) == 0))
+		rd.stream = stream, rd.stream_len = slen;
+	if (ml_op_read_plan(c->srv, &rd) != 0)
+		return reply_diag(c, msgid);
 	size_t start = c->out.len;
 	reply_ok(c, msgid);
-	ml_msgpack_put_array(&c->out, (uint32_t)count);
+	ml_msgpack_put_array(&c->out, (uint32_t)rd.count);
 	struct read_ctx rc = {c, c->out.len, 0};
-	int64_t n = count == 0 ? 0
-		    : all      ? ml_log_read_all(log, from, count, read_one, &rc)
-			  : ml_log_read_stream(log, stream, slen, from, count, back, read_one, &rc);
-	if (n == (int64_t)count)
+	if (ml_op_read(c->srv, &rd, read_one, &rc) == 0)
 		return;
-	if (n >= 0)
-		ml_diag_set(ML_ERR_CORRUPT, "read %lld of the %llu events the index promised",
-			    (long long)n, (unsigned long long)count);
 	if (c->out_off <= start) { /* nothing of the answer went out: take it back, say why */
 		c->out.len = start;
 		return reply_diag(c, msgid);
@@ -562,7 +509,7 @@ static void m_ack(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r
 static void m_stats(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	reply_ok(c, msgid);
-	ml_server_stats_mp(c->srv, &c->out);
+	ml_op_stats(c->srv, &c->out);
 }
 
 static int same_token(const char *a, size_t an, const char *b, size_t bn)

@@ -22,7 +22,7 @@
 #include <moonlog/diag.h>
 #include <moonlog/host.h>
 
-#include "net/net_internal.h"
+#include "net/ops.h"
 
 struct ml_command {
 	struct ml_server *srv;
@@ -184,19 +184,13 @@ static void decide_and_append(struct ml_command *c)
 	struct ml_pending *p = ml_pending_get(s);
 	struct ml_msgpack_reader r;
 	ml_msgpack_reader_init(&r, c->d.events.data, c->d.events.len);
-	if (ml_rpc_parse_events(&r, p, 10000) != 0) {
+	if (ml_rpc_parse_events(&r, p) != 0) {
 		ml_pending_put(s, p);
 		return finish(c, 500, ML_ERR_SCRIPT, ml_diag_last(), NULL, NULL);
 	}
-	size_t slen = strlen(c->d.stream);
-	for (size_t i = 0; i < p->req.n_events; i++)
-		p->evs[i].stream = c->d.stream, p->evs[i].stream_len = slen;
-	p->expect = (struct ml_expect_in){c->d.stream, slen, (int64_t)c->d.expected_version};
-	p->req.expect = &p->expect;
-	p->req.n_expect = 1;
 	p->ctx = c;
 	p->finish = appended;
-	ml_pending_submit(s, p);
+	ml_op_append(s, p, c->d.stream, strlen(c->d.stream), (int64_t)c->d.expected_version);
 }
 
 void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const char *name,

@@ -128,9 +128,9 @@ void ml_pending_submit(struct ml_server *s, struct ml_pending *p)
 		s->kick = 1;
 		return;
 	}
-	if (rc < 0)
-		s->errors++;
-	p->finish(p); /* refused, or a duplicate answered at once */
+	/* Refused, or a duplicate answered at once. A refusal is counted in `errors` by the
+	 * front that answers it, as its other errors are. */
+	p->finish(p);
 }
 
 /* Answers the appends the log has finished. */
@@ -195,6 +195,11 @@ void ml_server_settle(struct ml_server *s)
 		s->kick = 0;
 		ml_log_kick(s->log);
 	}
+}
+
+void ml_server_settle_soon(struct ml_server *s)
+{
+	event_active(s->pump, EV_READ, 0); /* queued behind the callbacks already ready */
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

@@ -1,11 +1,12 @@
 /*
- * stats.c - what the server tells about itself: the `stats` method and
- * GET /stats (one msgpack map, shown as JSON over HTTP), and GET /metrics in
- * the Prometheus text format.
+ * stats.c - what the server tells about itself, the stats operation of
+ * ops.h: the `stats` method, GET /stats (one msgpack map, shown as JSON over
+ * HTTP) and stats() in an evaluated chunk, and GET /metrics in the Prometheus
+ * text format.
  */
 #include <inttypes.h>
 
-#include "net/net_internal.h"
+#include "net/ops.h"
 
 struct stat_row {
 	const char *name, *help;
@@ -50,7 +51,7 @@ static size_t rows(struct ml_server *s, struct stat_row *out)
 	return sizeof(all) / sizeof(all[0]);
 }
 
-void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b)
+void ml_op_stats(struct ml_server *s, struct ml_buf *b)
 {
 	struct stat_row r[32];
 	size_t n = rows(s, r);
@@ -63,7 +64,7 @@ void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b)
 	ml_msgpack_put_cstr(b, ml_fsync_name(ml_log_fsync(s->log)));
 }
 
-void ml_server_metrics(struct ml_server *s, struct ml_buf *b)
+void ml_op_metrics(struct ml_server *s, struct ml_buf *b)
 {
 	struct stat_row r[32];
 	size_t n = rows(s, r);

@@ -9,7 +9,7 @@
 #include <moonlog/api.h>
 #include <moonlog/codec.h>
 #include <moonlog/script.h>
-#include <moonlog/log.h>
+#include <moonlog/lua_log.h>
 
 ML_API int luaopen_moonlog_core(lua_State *L);
 

@@ -137,7 +137,7 @@ end)
 describe("moonlog repl with no server", function()
   it("opens the log itself, and says so", function()
     local dir = server.tmpdir()
-    local status, out = run(("printf 'log.append(\"k-1\", \"Made\", {n = 1})\\nlog.read(\"k-1\")[1].data.n\\n' | env -u LD_PRELOAD %s repl --data %s")
+    local status, out = run(("printf 'log.append(\"k-1\", {type = \"Made\", data = {n = 1}})\\nlog.read(\"k-1\")[1].data.n\\n' | env -u LD_PRELOAD %s repl --data %s")
       :format(q(BIN), q(dir)))
     assert.equal(0, status)
     assert.matches("position=1", out)
@@ -229,5 +229,55 @@ describe("moonlog repl and hot reload", function()
     assert.equal(0, status)
     assert.is_truthy(out:match('"reloaded"') or out:match('"rebuilding"') or out:match('"unchanged"'))
     sh("rm -rf " .. q(dir))
+  end)
+end)
+
+describe("the Lua log API", function()
+  after_each(server.stop_all)
+
+  it("means the same in a server's eval as on a log opened here", function()
+    local chunk = table.concat({
+      'local r = assert(log.append("t-1", { { type = "A", data = { n = 1 } }, { type = "B", id = "b" } }, "no_stream"))',
+      'local nope, msg, code, actual = log.append("t-1", { type = "C" }, 0)',
+      'local dup = assert(log.append("t-1", { type = "B", id = "b" }))',
+      'local e = log.read("t-1", { backwards = true, limit = 1 })[1]',
+      'local ok, err = pcall(log.append, "t-1", { { data = 1 } })',
+      'return r.position, r.last_position, r.version, r.duplicate, nope, msg, code, actual,',
+      '  dup.duplicate, dup.position, e.type, e.data, log.version("t-1"), log.head(), #log.read(),',
+      '  log.stats().events, ok, err',
+    }, "\n")
+    local s = server.start()
+    local dir = server.tmpdir()
+    local status, in_server = run(("env -u LD_PRELOAD %s eval --data %s %s"):format(q(BIN), q(s.data), q(chunk)))
+    assert.equal(0, status)
+    local here
+    status, here = run(("env -u LD_PRELOAD %s eval --data %s %s"):format(q(BIN), q(dir), q(chunk)))
+    assert.equal(0, status)
+    assert.equal('1\t2\t2\tfalse\tnil\t"version conflict on t-1: expected no stream, but its version is 2"\t' ..
+                 '"conflict"\t2\ttrue\t2\t"B"\tnil\t2\t2\t2\t2\tfalse\t' ..
+                 '"event 1 has no type (give {type = \\"Name\\", ...})"\n', in_server)
+    assert.equal(in_server, here)
+    sh("rm -rf " .. q(dir))
+  end)
+
+  it("in a server, refuses and bounds as RPC does, and gives the server's stats", function()
+    local s = server.start { args = { "--max-read", "3" } }
+    local a = s:admin()
+    local r = assert(a:eval([[
+      local many = {}
+      for i = 1, 10001 do many[i] = { type = "T" } end
+      local nope, msg, code = log.append("big-1", many)
+      for i = 1, 5 do assert(log.append("k-1", { type = "T", data = i })) end
+      local st = stats()
+      return nope, msg, code, #log.read("k-1", { limit = 0 }), #log.read("k-1"), st.connections, st.fsync]]))
+    assert.same({ nil, "too many events in one append (10001; at most 10000)", "bad_request", 3, 3, 2, "always" },
+      { table.unpack(r.values, 1, 7) })
+    local rpc, err = s.client:append("big-1", (function()
+      local many = {}
+      for i = 1, 10001 do many[i] = { type = "T" } end
+      return many
+    end)())
+    assert.is_nil(rpc)
+    assert.equal("too many events in one append (10001; at most 10000)", err.message)
   end)
 end)

@@ -82,6 +82,28 @@ describe("moonlog serve over HTTP", function()
     assert.matches("moonlog_events_total 1", text)
   end)
 
+  it("counts an append as one request, and a refused one as one error, over RPC and HTTP", function()
+    -- An HTTP append used to count two requests, and a refused RPC append two errors.
+    local s = server.start()
+    local c = s.client
+    local last = assert(c:stats())
+    local function moved()   -- what moved since the last call (the stats call itself is a request)
+      local st = assert(c:stats())
+      local d = { requests = st.requests - last.requests - 1, errors = st.errors - last.errors }
+      last = st
+      return d
+    end
+    assert(c:append("n-1", { type = "T" }))
+    assert.same({ requests = 1, errors = 0 }, moved())
+    local r, err = c:append("n-1", { type = "T" }, "no_stream")
+    assert.is_nil(r); assert.equal("conflict", err.code)
+    assert.same({ requests = 1, errors = 1 }, moved())
+    assert.equal(201, (s:curl("POST", "/streams/n-2", '{"type":"T"}')))
+    assert.same({ requests = 1, errors = 0 }, moved())
+    assert.equal(409, (s:curl("POST", "/streams/n-2", '{"type":"T"}', { "-H", "If-Match: no_stream" })))
+    assert.same({ requests = 1, errors = 1 }, moved())
+  end)
+
   it("answers HEAD without a body, so the next answer on the connection stays whole", function()
     -- A fuzz find: the 405 to a HEAD went out with its JSON body and no Content-Length,
     -- which a client or a proxy reusing the connection read as the next response.

@@ -59,6 +59,46 @@ describe("moonlog serve over msgpack-RPC", function()
     assert.equal("always", st.fsync)
   end)
 
+  it("syncs together the appends of many clients that arrive in one turn, over RPC and HTTP", function()
+    -- Each connection's read used to end its own turn, and its lone append was synced on
+    -- the spot: 64 clients with one append each in flight got no more than one client.
+    -- The server is stopped while the requests arrive, so that it finds them all at once.
+    local socket = require "socket"
+    local s = server.start()
+    local rpcs, https = {}, {}
+    for i = 1, 10 do
+      rpcs[i] = s:connect()
+      assert(rpcs[i]:stats())                                -- accepted, and read from
+      https[i] = assert(socket.connect("127.0.0.1", s.http_port))
+      https[i]:settimeout(10)
+      assert(https[i]:send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local body = 0
+      repeat
+        local line = assert(https[i]:receive("*l"))
+        body = tonumber(line:match("^Content%-Length: (%d+)")) or body
+      until line == ""
+      assert(https[i]:receive(body))
+    end
+    local before = assert(s.client:stats())
+    os.execute("kill -STOP " .. s.pid)
+    local ids = {}
+    for i = 1, 10 do
+      ids[i] = assert(rpcs[i]:send("append", "turn-" .. i, { type = "T" }))
+      local body = '{"type":"T"}'
+      assert(https[i]:send(("POST /streams/web-%d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" ..
+                            "Content-Length: %d\r\n\r\n%s"):format(i, #body, body)))
+    end
+    os.execute("kill -CONT " .. s.pid)
+    for i = 1, 10 do
+      assert(rpcs[i]:wait(ids[i]))
+      assert.equal("HTTP/1.1 201 Created", assert(https[i]:receive("*l")))
+    end
+    local after = assert(s.client:stats())
+    assert.equal(20, after.events - before.events)
+    local syncs = after.syncs - before.syncs
+    assert.is_true(syncs <= 5, ("20 appends found in one turn took %d syncs"):format(syncs))
+  end)
+
   it("answers a read longer than the socket takes at once whole and in order", function()
     -- Long answers go out while the server is still writing them (64 KiB at a
     -- time); every event must arrive once, in order, with its count in front.

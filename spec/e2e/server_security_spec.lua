@@ -49,7 +49,7 @@ describe("security", function()
     assert.same({ 42 }, r.values)
     assert.equal("hi\t41\n", r.output)
     assert.same({ 41 }, assert(a:eval("x")).values)             -- the connection's globals stay
-    r = assert(a:eval("return log.append('ev-1', 'Made', { n = 1 }).position"))
+    r = assert(a:eval("return log.append('ev-1', { type = 'Made', data = { n = 1 } }).position"))
     assert.same({ 1 }, r.values)
     r = assert(a:eval("local e = log.read('ev-1'); return #e, e[1].data.n, log.head()"))
     assert.same({ 1, 1, 1 }, r.values)
@@ -67,6 +67,35 @@ describe("security", function()
     local other = s:admin()
     assert.same({}, assert(other:eval("x")).values)             -- nor does another connection see x
     still_answers(s)
+  end)
+
+  it("refuses an eval's append where the chunk cannot wait for it, and goes on", function()
+    -- A sort comparator cannot yield: the append used to be submitted anyway, the chunk
+    -- then failed, and the append's answer resumed a freed chunk (the server crashed).
+    local s = server.start()
+    local a = s:admin()
+    local ok, err = a:eval("table.sort({ 3, 1, 2 }, function(x, y) log.append('w-1', { type = 'T' }) return x < y end)")
+    assert.is_nil(ok)
+    assert.matches("log.append has to wait, which Lua cannot do here", err.message, 1, true)
+    assert.same({ 0 }, assert(a:eval("log.head()")).values)     -- nothing was appended
+    assert(a:eval("assert(log.append('w-1', { type = 'T' }))"))
+    assert.equal(1, still_answers(s).head)
+  end)
+
+  it("refuses an eval's command or at() where the chunk cannot wait for it, and goes on", function()
+    -- The same crash as an append's: both yield, command until decided, at() between slices.
+    local s = server.start { args = { "--scripts", server.source("examples/bank/scripts") } }
+    local a = s:admin()
+    local ok, err = a:eval([[table.sort({ 3, 1, 2 }, function(x, y)
+      account:command("Open", { id = 1, owner = "ada" }) return x < y end)]])
+    assert.is_nil(ok)
+    assert.matches("command has to wait, which Lua cannot do here", err.message, 1, true)
+    ok, err = a:eval('string.gsub("x", "x", function() return tostring(at(0, "balances")) end)')
+    assert.is_nil(ok)
+    assert.matches("at has to wait, which Lua cannot do here", err.message, 1, true)
+    assert.same({ 0 }, assert(a:eval("log.head()")).values)
+    assert.same({ 1 }, assert(a:eval('account:command("Open", { id = 1, owner = "ada" }).version')).values)
+    assert.equal(1, still_answers(s).head)
   end)
 
   it("refuses a second server on the same data folder", function()

@@ -250,13 +250,4 @@ struct ml_check_report {
 };
 ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);
 
-/*
- * Lua: pushes the table { open = function } that `moonlog.core` exposes as
- * `log` (see runtime/log/lua_log.c), and pushes a borrowed log object (not
- * closed when collected) for hosts that already hold a log.
- */
-struct lua_State;
-ML_API int ml_luaopen_log(struct lua_State *L);
-ML_API void ml_lua_push_log(struct lua_State *L, struct ml_log *log);
-
 #endif
