@@ -44,11 +44,9 @@ void ml_host_line(struct ml_host *h, const char *fmt, ...)
 	if (h->o.quiet)
 		return;
 	va_list ap;
-	fputs("moonlog serve: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ml_vline("moonlog serve", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 uint64_t ml_host_now_ms(void)

@@ -60,11 +60,9 @@ void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
 	if (s->o.quiet)
 		return;
 	va_list ap;
-	fputs("moonlog serve: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ml_vline("moonlog serve", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* ---- the completion queue ---------------------------------------------- */
