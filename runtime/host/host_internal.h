@@ -111,9 +111,6 @@ void ml_hosted_free_reload(struct ml_hosted *e);
 struct event_base;
 int ml_host_watch_start(struct ml_host *h, struct event_base *base);
 void ml_host_watch_stop(struct ml_host *h);
-/* net/rpc_scripts.c: the loop a server runs, for the watcher's events. */
-struct ml_server;
-struct event_base *ml_server_event_base(struct ml_server *s);
 
 /* batch.c */
 /* Sets e's fault: fmt takes the script's name, the position and `why`. */

@@ -107,7 +107,8 @@ struct ml_server {
 	struct ml_sse *sses; /* open server-sent event streams */
 	int rpc_port, http_port;
 	uint64_t started_ms;
-	struct ml_net_scripts *scripts; /* hosted scripts, or NULL (rpc_scripts.c) */
+	struct ml_server_scripts scripts; /* the hosted scripts; find is NULL when none */
+	struct ml_command *waiting;	  /* commands waiting for a stream (rpc_scripts.c) */
 };
 
 enum conn_kind { CONN_TCP, CONN_ADMIN };
@@ -209,7 +210,7 @@ void ml_sse_gone(struct ml_sse *x);			     /* sse.c: the client left */
 void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered */
 void ml_http_free(struct ml_server *s);
 
-/* rpc_scripts.c: command, query, get, state, scripts */
+/* rpc_scripts.c: command, query, get, state, scripts, reload, parked, replay_parked */
 void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
@@ -218,8 +219,8 @@ void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t
 void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-struct ml_host *ml_server_host(struct ml_server *s); /* NULL when no scripts are hosted */
-void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b);
+/* The table of the hosted scripts (server.h), or NULL when the server hosts none. */
+const struct ml_server_scripts *ml_net_scripts(struct ml_server *s);
 /*
  * A decider's command, run for RPC or HTTP: decide, append with the expected
  * version, decide again on a conflict. `answer` is called once with the outcome.

@@ -536,7 +536,6 @@ void ml_server_free(struct ml_server *s)
 		event_base_free(s->base);
 	ml_buf_free(&s->scratch);
 	free(s->hooks);
-	free(s->scripts); /* rpc_scripts.c */
 	free(s->token);
 	free(s->admin_path);
 	free(s->dir);
@@ -557,4 +556,14 @@ void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *s, void
 {
 	s->hooks = ml_xrealloc(s->hooks, (s->nhooks + 1) * sizeof(*s->hooks));
 	s->hooks[s->nhooks++] = (struct turn_hook){fn, arg};
+}
+
+void ml_server_again(struct ml_server *s)
+{
+	event_active(s->pump, EV_READ, 0);
+}
+
+struct event_base *ml_server_event_base(struct ml_server *s)
+{
+	return s->base;
 }
