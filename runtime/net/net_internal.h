@@ -210,15 +210,16 @@ void ml_sse_gone(struct ml_sse *x);			     /* sse.c: the client left */
 void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered */
 void ml_http_free(struct ml_server *s);
 
-/* rpc_scripts.c: command, query, get, state, scripts, reload, parked, replay_parked */
-void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
-void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+/* rpc_scripts.c: the methods command, query, get, state, scripts, reload, parked and
+ * replay_parked, in rpc.c's method table: -1 when a param is not of the kind they take. */
+int ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+int ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+int ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+int ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+int ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+int ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
+int ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np);
 /* The table of the hosted scripts (server.h), or NULL when the server hosts none. */
 const struct ml_server_scripts *ml_net_scripts(struct ml_server *s);
 /*

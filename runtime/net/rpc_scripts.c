@@ -293,54 +293,57 @@ static void command_answered(const struct ml_command_outcome *o, void *arg)
 	free(a);
 }
 
-static int script_arg(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, const char *usage,
-		      struct ml_script **out)
+/* The hosted script `name`, or NULL once the caller has been told there is none. */
+static struct ml_script *script_named(struct ml_conn *c, uint64_t msgid, const char *name,
+				      uint32_t n)
 {
-	const char *name;
-	uint32_t n;
 	const struct ml_server_scripts *t = ml_net_scripts(c->srv);
-	if (ml_mp_str(r, &name, &n) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage), -1;
+	struct ml_script *s = NULL;
 	if (t == NULL)
-		return reply(c, msgid, ML_ERR_NOT_FOUND,
-			     "this server hosts no scripts (start it with --scripts DIR)"),
-		       -1;
-	if ((*out = t->find(t->arg, name, n)) == NULL)
-		return reply(c, msgid, ml_diag_code(), ml_diag_last()), -1;
-	return 0;
+		reply(c, msgid, ML_ERR_NOT_FOUND,
+		      "this server hosts no scripts (start it with --scripts DIR)");
+	else if ((s = t->find(t->arg, name, n)) == NULL)
+		reply(c, msgid, ml_diag_code(), ml_diag_last());
+	return s;
 }
 
-void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+/*
+ * The methods, called by rpc.c's dispatcher once the number of params fits
+ * (its method table holds the bounds and the usage). Each returns -1 when a
+ * param is not of the kind it takes (the dispatcher then answers with the
+ * usage), else 0: answered, or to be answered later.
+ */
+
+int ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
-	static const char usage[] = "command(decider, name, args): names are strings, args a map";
 	const char *d, *n;
 	uint32_t dl, nl;
 	const uint8_t *args = NULL;
 	size_t alen = 0;
-	if (np < 2 || ml_mp_str(r, &d, &dl) != 0 || ml_mp_str(r, &n, &nl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if (ml_mp_str(r, &d, &dl) != 0 || ml_mp_str(r, &n, &nl) != 0)
+		return -1;
 	if (np > 2 && ml_mp_nil(r) != 0) {
 		if (ml_mp_peek(r) != MP_MAP || ml_mp_skip(r, &args, &alen) != 0)
-			return reply(c, msgid, ML_ERR_USAGE, usage);
+			return -1;
 	}
 	struct rpc_ask *a = ml_xmalloc(sizeof(*a));
 	*a = (struct rpc_ask){c, msgid};
 	c->inflight++;
 	ml_command_run(c->srv, d, dl, n, nl, args, alen, command_answered, a);
+	return 0;
 }
 
-void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
-	static const char usage[] = "query(projection, name, args...): names are strings";
 	struct ml_script *s;
-	const char *n;
-	uint32_t nl;
-	if (np < 2)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
-	if (script_arg(c, msgid, r, usage, &s) != 0)
-		return;
+	const char *p, *n;
+	uint32_t pl, nl;
+	if (ml_mp_str(r, &p, &pl) != 0)
+		return -1;
+	if ((s = script_named(c, msgid, p, pl)) == NULL)
+		return 0;
 	if (ml_mp_str(r, &n, &nl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
+		return -1;
 	/* The remaining params become the query's argument array. */
 	struct ml_buf args = {0}, out = {0};
 	ml_mp_put_array(&args, np - 2);
@@ -356,55 +359,61 @@ void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t n
 	free(name);
 	ml_buf_free(&args);
 	ml_buf_free(&out);
+	return 0;
+}
+
+/* Answers with out, or the diag of the call that failed. */
+static void answer(struct ml_conn *c, uint64_t msgid, int rc, struct ml_buf *out)
+{
+	if (rc != 0)
+		reply(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_SCRIPT, ml_diag_last());
+	else
+		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out->data, out->len);
+	ml_buf_free(out);
 }
 
 /* get(stream) or get(reducer, stream): a reducer's state of one stream. */
-void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+int ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
-	static const char usage[] = "get(stream) or get(reducer, stream): strings";
 	const struct ml_server_scripts *t = ml_net_scripts(c->srv);
 	struct ml_script *s = NULL;
 	const char *k;
 	uint32_t kl;
-	if (np < 1 || np > 2)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
-	if (np == 2 && script_arg(c, msgid, r, usage, &s) != 0)
-		return;
+	if (np == 2) {
+		if (ml_mp_str(r, &k, &kl) != 0)
+			return -1;
+		if ((s = script_named(c, msgid, k, kl)) == NULL)
+			return 0;
+	}
 	if (ml_mp_str(r, &k, &kl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
+		return -1;
 	if (t == NULL)
-		return reply(c, msgid, ML_ERR_NOT_FOUND, "this server hosts no scripts");
+		return reply(c, msgid, ML_ERR_NOT_FOUND, "this server hosts no scripts"), 0;
 	if (s == NULL && (s = t->reducer_for(t->arg, k, kl)) == NULL)
-		return reply(c, msgid, ML_ERR_NOT_FOUND, ml_diag_last());
+		return reply(c, msgid, ML_ERR_NOT_FOUND, ml_diag_last()), 0;
 	struct ml_buf out = {0};
-	if (ml_script_get(s, k, kl, &out) != 0)
-		reply(c, msgid, ml_diag_code(), ml_diag_last());
-	else
-		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out.data, out.len);
-	ml_buf_free(&out);
+	answer(c, msgid, ml_script_get(s, k, kl, &out), &out);
+	return 0;
 }
 
 /* state(script [, key]): a projection's or reducer's whole state, or one key's. */
-void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+int ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
-	static const char usage[] = "state(script, key): the script's name, an optional key";
 	struct ml_script *s;
-	const char *k = NULL;
-	uint32_t kl = 0;
-	if (np < 1 || script_arg(c, msgid, r, usage, &s) != 0)
-		return np < 1 ? reply(c, msgid, ML_ERR_USAGE, usage) : (void)0;
+	const char *name, *k = NULL;
+	uint32_t n, kl = 0;
+	if (ml_mp_str(r, &name, &n) != 0)
+		return -1;
+	if ((s = script_named(c, msgid, name, n)) == NULL)
+		return 0;
 	if (np > 1 && ml_mp_nil(r) != 0 && ml_mp_str(r, &k, &kl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
+		return -1;
 	struct ml_buf out = {0};
-	int rc = k ? ml_script_get(s, k, kl, &out) : ml_script_state(s, &out);
-	if (rc != 0)
-		reply(c, msgid, ml_diag_code(), ml_diag_last());
-	else
-		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out.data, out.len);
-	ml_buf_free(&out);
+	answer(c, msgid, k ? ml_script_get(s, k, kl, &out) : ml_script_state(s, &out), &out);
+	return 0;
 }
 
-void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+int ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
 	const struct ml_server_scripts *t = ml_net_scripts(c->srv);
 	reply(c, msgid, ML_OK, NULL);
@@ -412,6 +421,7 @@ void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t
 		t->status(t->arg, &c->out);
 	else
 		ml_mp_put_array(&c->out, 0);
+	return 0;
 }
 
 /* ---- hot reload and parked events ---- */
@@ -425,53 +435,41 @@ static const struct ml_server_scripts *scripts_or_reply(struct ml_conn *c, uint6
 	return t;
 }
 
-/* Answers with out, or the diag; for the methods below. */
-static void answer(struct ml_conn *c, uint64_t msgid, int rc, struct ml_buf *out)
-{
-	if (rc != 0)
-		reply(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_SCRIPT, ml_diag_last());
-	else
-		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out->data, out->len);
-	ml_buf_free(out);
-}
-
 /* reload(name): {name, file, outcome[, error]}; reload() every script: an array of them. */
-void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+int ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
-	static const char usage[] = "reload(name): a script's name or file; reload() for all";
 	const char *name = NULL;
 	uint32_t n = 0;
 	const struct ml_server_scripts *t;
-	if (np > 1 || (np == 1 && ml_mp_nil(r) != 0 && ml_mp_str(r, &name, &n) != 0))
-		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if (np == 1 && ml_mp_nil(r) != 0 && ml_mp_str(r, &name, &n) != 0)
+		return -1;
 	if ((t = scripts_or_reply(c, msgid)) == NULL)
-		return;
+		return 0;
 	struct ml_buf out = {0};
 	answer(c, msgid, t->reload(t->arg, name, n, &out), &out);
+	return 0;
 }
 
-static void parked_method(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np,
-			  int replay)
+static int parked_method(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, int replay)
 {
 	const char *name;
 	uint32_t n;
 	const struct ml_server_scripts *t;
-	if (np != 1 || ml_mp_str(r, &name, &n) != 0)
-		return reply(c, msgid, ML_ERR_USAGE,
-			     replay ? "replay_parked(handler): the handler's name"
-				    : "parked(handler): the handler's name");
+	if (ml_mp_str(r, &name, &n) != 0)
+		return -1;
 	if ((t = scripts_or_reply(c, msgid)) == NULL)
-		return;
+		return 0;
 	struct ml_buf out = {0};
 	answer(c, msgid, t->parked(t->arg, name, n, replay, &out), &out);
+	return 0;
 }
 
-void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+int ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
-	parked_method(c, msgid, r, np, 0);
+	return parked_method(c, msgid, r, 0);
 }
 
-void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
+int ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_mp *r, uint32_t np)
 {
-	parked_method(c, msgid, r, np, 1);
+	return parked_method(c, msgid, r, 1);
 }
