@@ -12,7 +12,6 @@
  * remove others.
  */
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +36,6 @@ void ml_host_options_init(struct ml_host_options *o)
 	    .stuck_ms = 5000,
 	};
 	ml_script_options_init(&o->script);
-}
-
-void ml_host_line(struct ml_host *h, const char *fmt, ...)
-{
-	if (h->o.quiet)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	ml_vline("moonlog serve", fmt, ap);
-	va_end(ap);
 }
 
 uint64_t ml_host_now_ms(void)

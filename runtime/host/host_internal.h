@@ -77,7 +77,8 @@ struct ml_host {
 	uint64_t rest_until;	/* after a long step, no feeding before this (step.c) */
 };
 
-void ml_host_line(struct ml_host *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line on stderr, "moonlog serve: ...", unless the host is quiet. */
+#define ml_host_line(h, ...) ((h)->o.quiet ? (void)0 : ml_line("moonlog serve", __VA_ARGS__))
 uint64_t ml_host_now_ms(void);
 struct ml_hosted *ml_host_entry(struct ml_host *h, const struct ml_script *s);
 

@@ -141,8 +141,8 @@ void ml_pending_put(struct ml_server *s, struct ml_pending *p);
 void ml_pending_submit(struct ml_server *s, struct ml_pending *p);
 /* Routes what moved and flushes what connections have to send: the end of a turn. */
 void ml_server_settle(struct ml_server *s);
-void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* A line on stderr, "moonlog serve: ...", unless the server is quiet. */
+#define ml_server_log_line(s, ...) ((s)->o.quiet ? (void)0 : ml_line("moonlog serve", __VA_ARGS__))
 void ml_server_stats_mp(struct ml_server *s, struct ml_buf *b);
 /* stats.c: the Prometheus text format */
 void ml_server_metrics(struct ml_server *s, struct ml_buf *b);

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,16 +52,6 @@ void ml_server_options_init(struct ml_server_options *o)
 	    .frame_timeout_ms = 10000,
 	    .rpc_idle_timeout_ms = 0,
 	};
-}
-
-void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
-{
-	if (s->o.quiet)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	ml_vline("moonlog serve", fmt, ap);
-	va_end(ap);
 }
 
 /* ---- the completion queue ---------------------------------------------- */

@@ -100,6 +100,14 @@ void ml_vline(const char *prefix, const char *fmt, va_list ap)
 	funlockfile(stderr);
 }
 
+void ml_line(const char *prefix, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ml_vline(prefix, fmt, ap);
+	va_end(ap);
+}
+
 /* Multiply-and-fold over 8-byte words: fast, and good enough for hash tables. */
 static inline uint64_t mix(uint64_t a, uint64_t b)
 {

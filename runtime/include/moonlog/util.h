@@ -29,6 +29,7 @@ ML_API void ml_buf_free(struct ml_buf *b);
 
 /* Writes the line "prefix: message" to stderr, as one piece among threads: the log lines
  * of `moonlog serve` (prefix "moonlog serve") and the errors of the other commands. */
+ML_API void ml_line(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 ML_API void ml_vline(const char *prefix, const char *fmt, va_list ap);
 
 /* CRC32C (Castagnoli), continuing from `crc` (0 to start). */
