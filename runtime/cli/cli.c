@@ -16,12 +16,12 @@
 
 int cli_fail(const char *cmd, int status, const char *fmt, ...)
 {
+	char prefix[64];
+	snprintf(prefix, sizeof(prefix), "moonlog %s", cmd);
 	va_list ap;
-	fprintf(stderr, "moonlog %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ml_vline(prefix, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return status;
 }
 

@@ -12,7 +12,6 @@
  * remove others.
  */
 #include <dirent.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,18 +36,6 @@ void ml_host_options_init(struct ml_host_options *o)
 	    .stuck_ms = 5000,
 	};
 	ml_script_options_init(&o->script);
-}
-
-void ml_host_line(struct ml_host *h, const char *fmt, ...)
-{
-	if (h->o.quiet)
-		return;
-	va_list ap;
-	fputs("moonlog serve: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 }
 
 uint64_t ml_host_now_ms(void)
@@ -394,13 +381,60 @@ static void stuck(const struct ml_script_stuck *st, void *arg)
 	_exit(1);
 }
 
+/* What the server asks of the scripts (server.h), answered by the host. */
+static struct ml_script *find(void *h, const char *name, size_t len)
+{
+	return ml_host_script(h, name, len);
+}
+
+static struct ml_script *reducer_for(void *h, const char *stream, size_t len)
+{
+	return ml_host_reducer_for(h, stream, len);
+}
+
+static uint64_t position(void *h, const struct ml_script *s)
+{
+	return ml_host_position(h, s);
+}
+
+static void status(void *h, struct ml_buf *out)
+{
+	ml_host_status(h, out);
+}
+
+static void metrics(void *h, struct ml_buf *out)
+{
+	ml_host_metrics(h, out);
+}
+
+static int reload(void *h, const char *name, size_t len, struct ml_buf *out)
+{
+	return ml_host_reload(h, name, len, out);
+}
+
+static int parked(void *h, const char *name, size_t len, int replay, struct ml_buf *out)
+{
+	return replay ? ml_host_replay_parked(h, name, len, out)
+		      : ml_host_parked(h, name, len, out);
+}
+
+/* The one place where a server and the script host meet: the host is stepped by a turn
+ * hook, wakes the loop when a handler's append is done, watches the scripts folder on
+ * the server's loop, and answers the server's questions about scripts. */
 void ml_host_serve(struct ml_host *h, struct ml_server *s)
 {
 	ml_script_on_stuck(stuck, h, h->o.stuck_ms);
 	h->o.wake = wake;
 	h->o.wake_arg = s;
 	ml_server_on_turn(s, on_turn, h);
-	ml_server_set_host(s, h);
+	ml_server_set_scripts(s, &(struct ml_server_scripts){.arg = h,
+							     .find = find,
+							     .reducer_for = reducer_for,
+							     .position = position,
+							     .status = status,
+							     .metrics = metrics,
+							     .reload = reload,
+							     .parked = parked});
 	if (ml_host_watch_start(h, ml_server_event_base(s)) != 0)
 		ml_host_line(h, "not watching %s for changes: %s (reload with SIGHUP or reload())",
 			     h->scripts_dir, ml_diag_last());

@@ -77,7 +77,8 @@ struct ml_host {
 	uint64_t rest_until;	/* after a long step, no feeding before this (step.c) */
 };
 
-void ml_host_line(struct ml_host *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line on stderr, "moonlog serve: ...", unless the host is quiet. */
+#define ml_host_line(h, ...) ((h)->o.quiet ? (void)0 : ml_line("moonlog serve", __VA_ARGS__))
 uint64_t ml_host_now_ms(void);
 struct ml_hosted *ml_host_entry(struct ml_host *h, const struct ml_script *s);
 
@@ -111,9 +112,6 @@ void ml_hosted_free_reload(struct ml_hosted *e);
 struct event_base;
 int ml_host_watch_start(struct ml_host *h, struct event_base *base);
 void ml_host_watch_stop(struct ml_host *h);
-/* net/rpc_scripts.c: the loop a server runs, for the watcher's events. */
-struct ml_server;
-struct event_base *ml_server_event_base(struct ml_server *s);
 
 /* batch.c */
 /* Sets e's fault: fmt takes the script's name, the position and `why`. */

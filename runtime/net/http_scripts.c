@@ -25,12 +25,12 @@
 
 #include <moonlog/codec.h>
 #include <moonlog/diag.h>
-#include <moonlog/host.h>
+#include <moonlog/script.h>
 
 #include "net/http_internal.h"
 
 static void send_mp(struct evhttp_request *req, int status, const struct ml_buf *mp,
-		    struct ml_host *h, struct ml_script *s)
+		    const struct ml_server_scripts *t, struct ml_script *s)
 {
 	struct ml_buf json = {0};
 	if (ml_msgpack_to_json(mp->data, mp->len, &json) != 0) {
@@ -40,7 +40,7 @@ static void send_mp(struct evhttp_request *req, int status, const struct ml_buf 
 	ml_buf_add(&json, "\n", 1);
 	if (s) {
 		char pos[32];
-		snprintf(pos, sizeof(pos), "%" PRIu64, ml_host_position(h, s));
+		snprintf(pos, sizeof(pos), "%" PRIu64, t->position(t->arg, s));
 		evhttp_add_header(evhttp_request_get_output_headers(req), "X-Moonlog-Position",
 				  pos);
 	}
@@ -132,7 +132,7 @@ static void arg_value(struct ml_buf *b, const char *v)
 static void query_route(struct ml_server *s, struct evhttp_request *req, struct ml_script *sc,
 			const char *name, struct evkeyvalq *q)
 {
-	struct ml_host *h = ml_server_host(s);
+	const struct ml_server_scripts *t = ml_net_scripts(s);
 	struct ml_buf args = {0}, vals = {0}, out = {0};
 	uint32_t n = 0;
 	struct evkeyval *kv;
@@ -149,7 +149,7 @@ static void query_route(struct ml_server *s, struct evhttp_request *req, struct 
 	if (ml_script_query(sc, name, args.data, args.len, &out) != 0)
 		script_error(req);
 	else
-		send_mp(req, 200, &out, h, sc);
+		send_mp(req, 200, &out, t, sc);
 	ml_buf_free(&args);
 	ml_buf_free(&vals);
 	ml_buf_free(&out);
@@ -159,13 +159,13 @@ static void query_route(struct ml_server *s, struct evhttp_request *req, struct 
 static void read_route(struct ml_server *s, struct evhttp_request *req, const char *rest,
 		       struct evkeyvalq *q, int reducer)
 {
-	struct ml_host *h = ml_server_host(s);
+	const struct ml_server_scripts *t = ml_net_scripts(s);
 	const char *slash = strchr(rest, '/');
 	char *raw = ml_xstrndup(rest, slash ? (size_t)(slash - rest) : strlen(rest));
 	char *name = evhttp_uridecode(raw, 0, NULL);
 	char *sub = slash ? evhttp_uridecode(slash + 1, 0, NULL) : NULL;
 	free(raw);
-	struct ml_script *sc = ml_host_script(h, name, strlen(name));
+	struct ml_script *sc = t->find(t->arg, name, strlen(name));
 	struct ml_buf out = {0};
 	enum ml_script_kind want = reducer ? ML_SCRIPT_REDUCER : ML_SCRIPT_PROJECTION;
 	if (sc == NULL) {
@@ -186,7 +186,7 @@ static void read_route(struct ml_server *s, struct evhttp_request *req, const ch
 		if (rc != 0)
 			script_error(req);
 		else
-			send_mp(req, 200, &out, h, sc);
+			send_mp(req, 200, &out, t, sc);
 	}
 	ml_buf_free(&out);
 	free(name);
@@ -222,12 +222,13 @@ static void host_answer(struct evhttp_request *req, int rc, struct ml_buf *out)
 }
 
 /* rest: what follows "/scripts/": "reload", "{name}/reload", "{name}/parked[/replay]". */
-static void admin_route(struct ml_host *h, struct evhttp_request *req, const char *rest)
+static void admin_route(const struct ml_server_scripts *t, struct evhttp_request *req,
+			const char *rest)
 {
 	struct ml_buf out = {0};
 	if (strcmp(rest, "reload") == 0) {
 		if (want(req, EVHTTP_REQ_POST, "POST"))
-			host_answer(req, ml_host_reload(h, NULL, 0, &out), &out);
+			host_answer(req, t->reload(t->arg, NULL, 0, &out), &out);
 		return;
 	}
 	const char *slash = strchr(rest, '/');
@@ -242,13 +243,13 @@ static void admin_route(struct ml_host *h, struct evhttp_request *req, const cha
 	size_t n = strlen(name);
 	if (strcmp(what, "reload") == 0) {
 		if (want(req, EVHTTP_REQ_POST, "POST"))
-			host_answer(req, ml_host_reload(h, name, n, &out), &out);
+			host_answer(req, t->reload(t->arg, name, n, &out), &out);
 	} else if (strcmp(what, "parked") == 0) {
 		if (want(req, EVHTTP_REQ_GET, "GET"))
-			host_answer(req, ml_host_parked(h, name, n, &out), &out);
+			host_answer(req, t->parked(t->arg, name, n, 0, &out), &out);
 	} else if (strcmp(what, "parked/replay") == 0) {
 		if (want(req, EVHTTP_REQ_POST, "POST"))
-			host_answer(req, ml_host_replay_parked(h, name, n, &out), &out);
+			host_answer(req, t->parked(t->arg, name, n, 1, &out), &out);
 	} else {
 		ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
 			      "POST /scripts/{name}/reload, GET /scripts/{name}/parked, "
@@ -261,12 +262,12 @@ int ml_http_scripts_route(struct ml_server *s, struct evhttp_request *req, const
 			  struct evkeyvalq *q)
 {
 	if (strncmp(path, "/scripts/", 9) == 0 && path[9]) {
-		struct ml_host *h = ml_server_host(s);
-		if (h == NULL)
+		const struct ml_server_scripts *t = ml_net_scripts(s);
+		if (t == NULL)
 			ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
 				      "this server hosts no scripts (start it with --scripts DIR)");
 		else
-			admin_route(h, req, path + 9);
+			admin_route(t, req, path + 9);
 		return 1;
 	}
 
@@ -292,8 +293,8 @@ int ml_http_scripts_route(struct ml_server *s, struct evhttp_request *req, const
 					: "method not allowed here: use GET");
 		return 1;
 	}
-	struct ml_host *h = ml_server_host(s);
-	if (h == NULL && kind != 4) {
+	const struct ml_server_scripts *t = ml_net_scripts(s);
+	if (t == NULL && kind != 4) {
 		ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
 			      "this server hosts no scripts (start it with --scripts DIR)");
 		return 1;
@@ -302,8 +303,8 @@ int ml_http_scripts_route(struct ml_server *s, struct evhttp_request *req, const
 		command_route(s, req, rest);
 	} else if (kind == 4) {
 		struct ml_buf mp = {0};
-		if (h)
-			ml_host_status(h, &mp);
+		if (t)
+			t->status(t->arg, &mp);
 		else
 			ml_buf_add(&mp, "\x90", 1);
 		send_mp(req, 200, &mp, NULL, NULL);

@@ -20,17 +20,27 @@
 #include <lauxlib.h>
 
 #include <moonlog/codec.h>
-#include <moonlog/host.h>
+#include <moonlog/script.h>
 
 #include "net/eval_internal.h"
 
 #define SCRIPT_MT "moonlog.eval.script"
 #define AT_SLICE  20000 /* events replayed by at() between two turns of the loop */
 
-static struct ml_host *host_of(lua_State *L)
+/* The server's hosted scripts, or NULL when it hosts none. */
+static const struct ml_server_scripts *scripts_of(lua_State *L)
 {
 	struct run *r = ml_eval_run_of(L);
-	return r ? ml_server_host(r->ev->srv) : NULL;
+	return r ? ml_net_scripts(r->ev->srv) : NULL;
+}
+
+/* The hosted scripts, or raises when the server hosts none. */
+static const struct ml_server_scripts *check_scripts(lua_State *L)
+{
+	const struct ml_server_scripts *t = scripts_of(L);
+	if (t == NULL)
+		luaL_error(L, "this server hosts no scripts (start it with --scripts DIR)");
+	return t;
 }
 
 /* Pushes the decoded msgpack in b, or raises the diag (its message says where). */
@@ -51,8 +61,8 @@ static struct ml_script *check_script(lua_State *L, int idx)
 	lua_getfield(L, idx, "name");
 	size_t n;
 	const char *name = luaL_checklstring(L, -1, &n);
-	struct ml_host *h = host_of(L);
-	struct ml_script *s = h ? ml_host_script(h, name, n) : NULL;
+	const struct ml_server_scripts *t = scripts_of(L);
+	struct ml_script *s = t ? t->find(t->arg, name, n) : NULL;
 	if (s == NULL)
 		luaL_error(L, "no script named %s is loaded", name);
 	lua_pop(L, 1);
@@ -62,13 +72,13 @@ static struct ml_script *check_script(lua_State *L, int idx)
 /* scripts() -> { {name, kind, state, position, lag, ...}, ... } */
 static int l_list(lua_State *L)
 {
-	struct ml_host *h = host_of(L);
-	if (h == NULL) {
+	const struct ml_server_scripts *t = scripts_of(L);
+	if (t == NULL) {
 		lua_newtable(L);
 		return 1;
 	}
 	struct ml_buf b = {0};
-	ml_host_status(h, &b);
+	t->status(t->arg, &b);
 	return push_answer(L, 0, &b);
 }
 
@@ -77,8 +87,8 @@ static int l_script(lua_State *L)
 {
 	size_t n;
 	const char *name = luaL_checklstring(L, 1, &n);
-	struct ml_host *h = host_of(L);
-	if (h == NULL || ml_host_script(h, name, n) == NULL) {
+	const struct ml_server_scripts *t = scripts_of(L);
+	if (t == NULL || t->find(t->arg, name, n) == NULL) {
 		lua_pushnil(L);
 		return 1;
 	}
@@ -130,7 +140,8 @@ static int m_state(lua_State *L)
 static int m_position(lua_State *L)
 {
 	struct ml_script *s = check_script(L, 1);
-	lua_pushinteger(L, (lua_Integer)ml_host_position(host_of(L), s));
+	const struct ml_server_scripts *t = scripts_of(L);
+	lua_pushinteger(L, (lua_Integer)t->position(t->arg, s));
 	return 1;
 }
 
@@ -252,8 +263,8 @@ static int l_at(lua_State *L)
 	lua_Integer position = luaL_checkinteger(L, 1);
 	size_t n;
 	const char *name = luaL_checklstring(L, 2, &n);
-	struct ml_host *h = host_of(L);
-	struct ml_script *s = h ? ml_host_script(h, name, n) : NULL;
+	const struct ml_server_scripts *t = scripts_of(L);
+	struct ml_script *s = t ? t->find(t->arg, name, n) : NULL;
 	if (s == NULL)
 		return luaL_error(L, "no script named %s is loaded", name);
 	enum ml_script_kind k = ml_script_kind(s);
@@ -280,38 +291,32 @@ static int l_at(lua_State *L)
  * whole folder, as SIGHUP does. A version that does not load raises its error. */
 static int l_reload(lua_State *L)
 {
-	struct ml_host *h = host_of(L);
-	if (h == NULL)
-		return luaL_error(L, "this server hosts no scripts (start it with --scripts DIR)");
+	const struct ml_server_scripts *t = check_scripts(L);
 	struct ml_buf out = {0};
 	size_t n;
 	const char *name = luaL_optlstring(L, 1, NULL, &n);
-	int rc = name ? ml_host_reload(h, name, n, &out) : ml_host_rescan(h, &out);
-	return push_answer(L, rc, &out);
+	return push_answer(L, t->reload(t->arg, name, n, &out), &out);
+}
+
+static int parked(lua_State *L, int replay)
+{
+	size_t n;
+	const char *name = luaL_checklstring(L, 1, &n);
+	const struct ml_server_scripts *t = check_scripts(L);
+	struct ml_buf out = {0};
+	return push_answer(L, t->parked(t->arg, name, n, replay, &out), &out);
 }
 
 /* parked(name) -> the handler's parked events not yet replayed */
 static int l_parked(lua_State *L)
 {
-	struct ml_host *h = host_of(L);
-	size_t n;
-	const char *name = luaL_checklstring(L, 1, &n);
-	struct ml_buf out = {0};
-	if (h == NULL)
-		return luaL_error(L, "this server hosts no scripts (start it with --scripts DIR)");
-	return push_answer(L, ml_host_parked(h, name, n, &out), &out);
+	return parked(L, 0);
 }
 
 /* replay_parked(name) -> {replayed, succeeded, failed} */
 static int l_replay_parked(lua_State *L)
 {
-	struct ml_host *h = host_of(L);
-	size_t n;
-	const char *name = luaL_checklstring(L, 1, &n);
-	struct ml_buf out = {0};
-	if (h == NULL)
-		return luaL_error(L, "this server hosts no scripts (start it with --scripts DIR)");
-	return push_answer(L, ml_host_replay_parked(h, name, n, &out), &out);
+	return parked(L, 1);
 }
 
 /* balances:at(position) is at(position, "balances") */

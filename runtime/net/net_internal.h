@@ -107,7 +107,8 @@ struct ml_server {
 	struct ml_sse *sses; /* open server-sent event streams */
 	int rpc_port, http_port;
 	uint64_t started_ms;
-	struct ml_net_scripts *scripts; /* hosted scripts, or NULL (rpc_scripts.c) */
+	struct ml_server_scripts scripts; /* the hosted scripts; find is NULL when none */
+	struct ml_command *waiting;	  /* commands waiting for a stream (rpc_scripts.c) */
 };
 
 enum conn_kind { CONN_TCP, CONN_ADMIN };
@@ -147,8 +148,8 @@ void ml_server_settle(struct ml_server *s);
  * this turn go to the log together (one sync), not one settle (and sync) each.
  */
 void ml_server_settle_soon(struct ml_server *s);
-void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* A line on stderr, "moonlog serve: ...", unless the server is quiet. */
+#define ml_server_log_line(s, ...) ((s)->o.quiet ? (void)0 : ml_line("moonlog serve", __VA_ARGS__))
 int ml_net_parse_addr(const char *addr, struct sockaddr_storage *ss, int *sslen);
 /* TCP_NODELAY and keepalive (a vanished peer found in about two minutes) on a TCP socket. */
 void ml_net_tcp_options(int fd);
@@ -216,18 +217,19 @@ void ml_sse_gone(struct ml_sse *x);			     /* sse.c: the client left */
 void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered */
 void ml_http_free(struct ml_server *s);
 
-/* rpc_scripts.c: command, query, get, state, scripts */
-void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
-void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
-void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
-void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
-void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
-void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
-void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
-void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
-			  uint32_t np);
-struct ml_host *ml_server_host(struct ml_server *s); /* NULL when no scripts are hosted */
-void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b);
+/* rpc_scripts.c: the methods command, query, get, state, scripts, reload, parked and
+ * replay_parked, in rpc.c's method table: -1 when a param is not of the kind they take. */
+int ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			 uint32_t np);
+/* The table of the hosted scripts (server.h), or NULL when the server hosts none. */
+const struct ml_server_scripts *ml_net_scripts(struct ml_server *s);
 /*
  * A decider's command, run for RPC or HTTP: decide, append with the expected
  * version, decide again on a conflict. `answer` is called once with the outcome.

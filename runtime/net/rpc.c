@@ -7,6 +7,10 @@
  * (plus actual_version on a conflict). A message that is not a request at all
  * (valid msgpack, wrong shape) is answered with an `error` notification and
  * the connection goes on; bytes that are not msgpack close it (conn.c).
+ *
+ * Each method is a row of methods[] at the end: its name, its function, the
+ * bounds of its params, whether it is admin-only or allowed before auth, and
+ * its usage. A new method is a function and a row (and docs/protocol.md).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -31,10 +35,11 @@ static void reply_ok(struct ml_conn *c, uint64_t msgid)
 	ml_msgpack_put_nil(&c->out); /* then the caller writes the result */
 }
 
-static void reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
-		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
-		      const char *fmt, ...)
+/* An error answer. Returns 0, so that a method can `return reply_err(...)`: it has answered. */
+static int reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
+		     const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -53,12 +58,13 @@ static void reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64
 	}
 	ml_msgpack_put_nil(&c->out);
 	c->srv->errors++;
+	return 0;
 }
 
-static void reply_diag(struct ml_conn *c, uint64_t msgid)
+static int reply_diag(struct ml_conn *c, uint64_t msgid)
 {
-	reply_err(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_USAGE, 0, "%s",
-		  ml_diag_last());
+	return reply_err(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_USAGE, 0, "%s",
+			 ml_diag_last());
 }
 
 void ml_rpc_notify_error(struct ml_conn *c, const char *why)
@@ -244,26 +250,26 @@ static int parse_expected(struct ml_msgpack_reader *r, int64_t *out)
 	return ml_expect_parse(text, out);
 }
 
-static void m_append(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_append(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *stream;
 	uint32_t slen;
 	int64_t expected;
-	if (np < 2 || ml_msgpack_get_str(r, &stream, &slen) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0,
-				 "append(stream, events, expected): stream must be a string");
+	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
+		return -1;
 	struct ml_pending *p = ml_pending_get(c->srv);
 	if (ml_rpc_parse_events(r, p) != 0 ||
 	    parse_expected(np > 2 ? r : &(struct ml_msgpack_reader){0}, &expected) != 0) {
 		reply_diag(c, msgid);
 		ml_pending_put(c->srv, p);
-		return;
+		return 0;
 	}
 	p->conn = c;
 	p->msgid = msgid;
 	p->finish = finish_append;
 	c->inflight++;
 	ml_op_append(c->srv, p, stream, slen, expected);
+	return 0;
 }
 
 /* ---- read ---------------------------------------------------------------- */
@@ -297,15 +303,13 @@ static int read_one(const struct ml_event *e, void *arg)
 	return 0;
 }
 
-static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *stream;
 	uint32_t slen;
 	struct ml_op_read rd = {0};
-	if (np < 1 || ml_msgpack_get_str(r, &stream, &slen) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0,
-				 "read(stream, from, limit, backwards): stream must be a string "
-				 "(or \"$all\")");
+	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
+		return -1;
 	if ((np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &rd.from) != 0) ||
 	    (np > 2 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &rd.limit) != 0) ||
 	    (np > 3 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_bool(r, &rd.backwards) != 0))
@@ -321,7 +325,7 @@ static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *
 	ml_msgpack_put_array(&c->out, (uint32_t)rd.count);
 	struct read_ctx rc = {c, c->out.len, 0};
 	if (ml_op_read(c->srv, &rd, read_one, &rc) == 0)
-		return;
+		return 0;
 	if (c->out_off <= start) { /* nothing of the answer went out: take it back, say why */
 		c->out.len = start;
 		return reply_diag(c, msgid);
@@ -329,6 +333,7 @@ static void m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *
 	ml_server_log_line(c->srv, "a read failed half-way; closing its connection: %s",
 			   ml_diag_last());
 	ml_conn_close(c);
+	return 0;
 }
 
 /* ---- subscriptions ------------------------------------------------------- */
@@ -443,14 +448,11 @@ static int parse_group(struct ml_msgpack_reader *r, char *name, size_t cap,
 	return named ? 1 : ml_diag_set(ML_ERR_USAGE, "group options need group = NAME");
 }
 
-static void m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	uint64_t from = UINT64_MAX;
 	char group[128];
 	struct ml_group_options go = {0};
-	if (np < 1)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0,
-				 "subscribe(pattern, from, group): give a pattern such as \"*\"");
 	struct ml_filter *f = parse_filter(r);
 	if (f == NULL)
 		return reply_diag(c, msgid);
@@ -472,44 +474,46 @@ static void m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_rea
 	c->subs[c->nsubs++] = sub;
 	reply_ok(c, msgid);
 	ml_msgpack_put_uint(&c->out, ml_sub_id(sub));
+	return 0;
 }
 
-static void m_unsubscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
-			  uint32_t np)
+static int m_unsubscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			 uint32_t np)
 {
 	uint64_t id;
-	if (np < 1 || ml_msgpack_get_uint(r, &id) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "unsubscribe(id): id is a number");
+	if (ml_msgpack_get_uint(r, &id) != 0)
+		return -1;
 	for (size_t i = 0; i < c->nsubs; i++)
 		if (ml_sub_id(c->subs[i]) == id) {
 			ml_sub_free(c->subs[i]);
 			c->subs[i] = c->subs[--c->nsubs];
 			reply_ok(c, msgid);
 			ml_msgpack_put_bool(&c->out, 1);
-			return;
+			return 0;
 		}
-	reply_err(c, msgid, ML_ERR_NOT_FOUND, 0, "no subscription %" PRIu64 " on this connection",
-		  id);
+	return reply_err(c, msgid, ML_ERR_NOT_FOUND, 0,
+			 "no subscription %" PRIu64 " on this connection", id);
 }
 
-static void m_ack(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_ack(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *g;
 	uint32_t gl;
 	uint64_t pos;
-	if (np < 2 || ml_msgpack_get_str(r, &g, &gl) != 0 || ml_msgpack_get_uint(r, &pos) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0,
-				 "ack(group, position): a group name and a position");
+	if (ml_msgpack_get_str(r, &g, &gl) != 0 || ml_msgpack_get_uint(r, &pos) != 0)
+		return -1;
 	if (ml_router_ack(c->srv->router, g, gl, pos) != 0)
 		return reply_diag(c, msgid);
 	reply_ok(c, msgid);
 	ml_msgpack_put_bool(&c->out, 1);
+	return 0;
 }
 
-static void m_stats(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_stats(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	reply_ok(c, msgid);
 	ml_op_stats(c->srv, &c->out);
+	return 0;
 }
 
 static int same_token(const char *a, size_t an, const char *b, size_t bn)
@@ -520,18 +524,19 @@ static int same_token(const char *a, size_t an, const char *b, size_t bn)
 	return d == 0;
 }
 
-static void m_auth(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_auth(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *t;
 	uint32_t tl;
 	struct ml_server *s = c->srv;
-	if (np < 1 || ml_msgpack_get_str(r, &t, &tl) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "auth(token): the token is a string");
+	if (ml_msgpack_get_str(r, &t, &tl) != 0)
+		return -1;
 	if (s->token && !same_token(t, tl, s->token, s->token_len))
-		return ml_conn_auth_failed(c, msgid); /* answered late: ml_rpc_auth_refused */
+		return ml_conn_auth_failed(c, msgid), 0; /* answered late: ml_rpc_auth_refused */
 	c->authed = 1;
 	reply_ok(c, msgid);
 	ml_msgpack_put_bool(&c->out, 1);
+	return 0;
 }
 
 void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid)
@@ -544,53 +549,108 @@ void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid)
 		reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
 }
 
-static void m_eval(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_eval(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *chunk;
 	uint32_t len;
-	if (c->kind != CONN_ADMIN)
-		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
-				 "eval is only available on the admin socket (DATA/moonlog.sock), "
-				 "not over TCP");
-	if (np < 1 || ml_msgpack_get_str(r, &chunk, &len) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "eval(chunk): the chunk is a string");
+	if (ml_msgpack_get_str(r, &chunk, &len) != 0)
+		return -1;
 	ml_eval_run(c->srv->eval, c, msgid, chunk, len);
+	return 0;
 }
 
-static void m_complete(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+static int m_complete(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
 	const char *line;
 	uint32_t len;
-	if (c->kind != CONN_ADMIN)
-		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
-				 "complete is only available on the admin socket");
-	if (np < 1 || ml_msgpack_get_str(r, &line, &len) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "complete(line): the line is a string");
+	if (ml_msgpack_get_str(r, &line, &len) != 0)
+		return -1;
 	ml_eval_complete(c->srv->eval, c, msgid, line, len);
+	return 0;
 }
 
-static const struct {
+/* ---- the method table and the dispatcher ---------------------------------- */
+
+/*
+ * A method is a row: its name, its function, how many params it takes, and
+ * who may call it. The dispatcher checks all of that before the function
+ * runs; a function reads its params and returns -1 when one is not of the
+ * kind it takes, and the caller is then given the row's usage (bad_request).
+ * Params past those a method reads are ignored (ANY: no upper bound).
+ */
+#define ANY	    UINT32_MAX
+#define ADMIN	    1u /* on the admin socket only: eval runs Lua inside the server */
+#define BEFORE_AUTH 2u /* allowed before auth(token) on a server with --token */
+
+static const struct rpc_method {
 	const char *name;
-	void (*fn)(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+	int (*fn)(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+	uint32_t min, max;
+	unsigned flags;
+	const char *usage;
 } methods[] = {
-    {"append", m_append},
-    {"read", m_read},
-    {"subscribe", m_subscribe},
-    {"unsubscribe", m_unsubscribe},
-    {"ack", m_ack},
-    {"stats", m_stats},
-    {"auth", m_auth},
-    {"eval", m_eval},
-    {"complete", m_complete},
-    {"command", ml_rpc_command}, /* rpc_scripts.c: the hosted scripts */
-    {"query", ml_rpc_query},
-    {"get", ml_rpc_get},
-    {"state", ml_rpc_state},
-    {"scripts", ml_rpc_scripts},
-    {"reload", ml_rpc_reload},
-    {"parked", ml_rpc_parked},
-    {"replay_parked", ml_rpc_replay_parked},
+    {"append", m_append, 2, ANY, 0, "append(stream, events, expected): stream must be a string"},
+    {"read", m_read, 1, ANY, 0,
+     "read(stream, from, limit, backwards): stream must be a string (or \"$all\")"},
+    {"subscribe", m_subscribe, 1, ANY, 0,
+     "subscribe(pattern, from, group): give a pattern such as \"*\""},
+    {"unsubscribe", m_unsubscribe, 1, ANY, 0, "unsubscribe(id): id is a number"},
+    {"ack", m_ack, 2, ANY, 0, "ack(group, position): a group name and a position"},
+    {"stats", m_stats, 0, ANY, 0, "stats()"},
+    {"auth", m_auth, 1, ANY, BEFORE_AUTH, "auth(token): the token is a string"},
+    {"eval", m_eval, 1, ANY, ADMIN, "eval(chunk): the chunk is a string"},
+    {"complete", m_complete, 1, ANY, ADMIN, "complete(line): the line is a string"},
+    /* rpc_scripts.c: the hosted scripts */
+    {"command", ml_rpc_command, 2, ANY, 0,
+     "command(decider, name, args): names are strings, args a map"},
+    {"query", ml_rpc_query, 2, ANY, 0, "query(projection, name, args...): names are strings"},
+    {"get", ml_rpc_get, 1, 2, 0, "get(stream) or get(reducer, stream): strings"},
+    {"state", ml_rpc_state, 1, ANY, 0, "state(script, key): the script's name, an optional key"},
+    {"scripts", ml_rpc_scripts, 0, ANY, 0, "scripts()"},
+    {"reload", ml_rpc_reload, 0, 1, 0, "reload(name): a script's name or file; reload() for all"},
+    {"parked", ml_rpc_parked, 1, 1, 0, "parked(handler): the handler's name"},
+    {"replay_parked", ml_rpc_replay_parked, 1, 1, 0, "replay_parked(handler): the handler's name"},
 };
+#define N_METHODS (sizeof(methods) / sizeof(methods[0]))
+
+static const struct rpc_method *method_named(const char *m, uint32_t len)
+{
+	for (size_t i = 0; i < N_METHODS; i++)
+		if (key_is(m, len, methods[i].name))
+			return &methods[i];
+	return NULL;
+}
+
+static int reply_unknown(struct ml_conn *c, uint64_t msgid, const char *m, uint32_t len)
+{
+	char names[256];
+	size_t at = 0;
+	for (size_t i = 0; i < N_METHODS && at < sizeof(names); i++)
+		at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "",
+				       methods[i].name);
+	return reply_err(c, msgid, ML_ERR_NOT_FOUND, 0, "unknown method '%.*s'; methods: %s",
+			 (int)(len > 64 ? 64 : len), m, names);
+}
+
+/* Calls the method named m if its row lets this caller, with these params, in. */
+static int call(struct ml_conn *c, uint64_t msgid, const char *m, uint32_t len,
+		struct ml_msgpack_reader *r, uint32_t np)
+{
+	const struct rpc_method *f = method_named(m, len);
+	if (!c->authed && !(f && (f->flags & BEFORE_AUTH)))
+		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
+				 "unauthorized: this server needs auth(token) first");
+	if (f == NULL)
+		return reply_unknown(c, msgid, m, len);
+	if ((f->flags & ADMIN) && c->kind != CONN_ADMIN)
+		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
+				 "%s is only available on the admin socket (DATA/moonlog.sock), "
+				 "not over TCP",
+				 f->name);
+	if (np < f->min || np > f->max || f->fn(c, msgid, r, np) != 0)
+		return reply_err(c, msgid, ML_ERR_USAGE, 0, "%s", f->usage);
+	return 0;
+}
 
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
 {
@@ -608,18 +668,9 @@ void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
 	if (ml_msgpack_get_uint(&r, &msgid) != 0 || msgid > UINT32_MAX)
 		return ml_rpc_notify_error(c, "bad msgid: it must be an unsigned 32-bit integer");
 	if (ml_msgpack_get_str(&r, &m, &mlen) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "the method name must be a string");
-	if (ml_msgpack_get_array(&r, &np) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "params must be an array");
-	if (!c->authed && !key_is(m, mlen, "auth"))
-		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
-				 "unauthorized: this server needs auth(token) first");
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (key_is(m, mlen, methods[i].name))
-			return methods[i].fn(c, msgid, &r, np);
-	reply_err(c, msgid, ML_ERR_NOT_FOUND, 0,
-		  "unknown method '%.*s'; methods: append, read, subscribe, unsubscribe, ack, "
-		  "stats, auth, eval, command, query, get, state, scripts, reload, parked, "
-		  "replay_parked",
-		  (int)(mlen > 64 ? 64 : mlen), m);
+		reply_err(c, msgid, ML_ERR_USAGE, 0, "the method name must be a string");
+	else if (ml_msgpack_get_array(&r, &np) != 0)
+		reply_err(c, msgid, ML_ERR_USAGE, 0, "params must be an array");
+	else
+		call(c, msgid, m, mlen, &r, np);
 }

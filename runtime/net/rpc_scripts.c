@@ -1,7 +1,9 @@
 /*
  * rpc_scripts.c - the hosted scripts on the wire: a decider's command run
  * (shared with HTTP), and the RPC methods command, query, get, state,
- * scripts, reload, parked and replay_parked.
+ * scripts, reload, parked and replay_parked. The server finds the scripts
+ * only through the table their host gave it (struct ml_server_scripts in
+ * server.h; ml_net_scripts), and runs them through their public API (script.h).
  *
  * A command decides (ml_script_decide folds the target stream from the log),
  * then appends the events with the version the state was built at, through
@@ -20,7 +22,7 @@
 #include <string.h>
 
 #include <moonlog/diag.h>
-#include <moonlog/host.h>
+#include <moonlog/script.h>
 
 #include "net/ops.h"
 
@@ -37,25 +39,9 @@ struct ml_command {
 	struct ml_command *next;
 };
 
-struct ml_net_scripts {
-	struct ml_host *host;
-	struct ml_command *waiting;
-};
-
-struct ml_host *ml_server_host(struct ml_server *s)
+const struct ml_server_scripts *ml_net_scripts(struct ml_server *s)
 {
-	return s->scripts ? s->scripts->host : NULL;
-}
-
-/* For the host's watcher (host_internal.h): inotify and SIGHUP are events of this loop. */
-struct event_base *ml_server_event_base(struct ml_server *s)
-{
-	return s->base;
-}
-
-void ml_server_again(struct ml_server *s)
-{
-	event_active(s->pump, EV_READ, 0);
+	return s->scripts.find ? &s->scripts : NULL;
 }
 
 static void finish(struct ml_command *c, int status, enum ml_err code, const char *msg,
@@ -149,8 +135,8 @@ static void appended(struct ml_pending *p)
 	uint64_t visible = ml_log_stream_version(s->log, c->d.stream, strlen(c->d.stream));
 	if (actual > 0 && visible < (uint64_t)actual) { /* the other append is in flight */
 		c->wait_version = (uint64_t)actual;
-		c->next = s->scripts->waiting;
-		s->scripts->waiting = c;
+		c->next = s->waiting;
+		s->waiting = c;
 		return;
 	}
 	decide_and_append(c);
@@ -160,7 +146,8 @@ static void decide_and_append(struct ml_command *c)
 {
 	struct ml_server *s = c->srv;
 	ml_script_decision_free(&c->d);
-	struct ml_script *sc = ml_host_script(ml_server_host(s), c->decider, strlen(c->decider));
+	const struct ml_server_scripts *t = ml_net_scripts(s);
+	struct ml_script *sc = t->find(t->arg, c->decider, strlen(c->decider));
 	if (sc == NULL) /* unloaded while the command waited */
 		return finish(c, 404, ML_ERR_NOT_FOUND, ml_diag_last(), NULL, NULL);
 	if (ml_script_decide(sc, s->log, c->name, c->args.data, c->args.len, &c->d) != 0) {
@@ -197,10 +184,10 @@ void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const
 		    size_t nlen, const void *args, size_t alen,
 		    void (*answer)(const struct ml_command_outcome *o, void *arg), void *arg)
 {
-	struct ml_host *h = ml_server_host(s);
+	const struct ml_server_scripts *t = ml_net_scripts(s);
 	struct ml_command_outcome o = {404, ML_ERR_NOT_FOUND, NULL, NULL, NULL};
-	struct ml_script *sc = h ? ml_host_script(h, decider, dlen) : NULL;
-	if (h == NULL)
+	struct ml_script *sc = t ? t->find(t->arg, decider, dlen) : NULL;
+	if (t == NULL)
 		o.message = "this server hosts no scripts (start it with --scripts DIR)";
 	else if (sc == NULL)
 		o.message = ml_diag_last();
@@ -223,7 +210,7 @@ void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const
 /* Turn hook: commands whose conflicting append has become visible decide again. */
 static void retry_waiting(struct ml_server *s, void *arg)
 {
-	struct ml_command **pp = &s->scripts->waiting;
+	struct ml_command **pp = &s->waiting;
 	while (*pp) {
 		struct ml_command *c = *pp;
 		if (ml_log_stream_version(s->log, c->d.stream, strlen(c->d.stream)) <
@@ -236,19 +223,11 @@ static void retry_waiting(struct ml_server *s, void *arg)
 	}
 }
 
-void ml_server_set_host(struct ml_server *s, struct ml_host *h)
+void ml_server_set_scripts(struct ml_server *s, const struct ml_server_scripts *t)
 {
-	if (s->scripts == NULL) {
-		s->scripts = ml_xcalloc(1, sizeof(*s->scripts));
+	if (s->scripts.find == NULL)
 		ml_server_on_turn(s, retry_waiting, NULL);
-	}
-	s->scripts->host = h;
-}
-
-void ml_scripts_metrics(struct ml_server *s, struct ml_buf *b)
-{
-	if (ml_server_host(s))
-		ml_host_metrics(ml_server_host(s), b);
+	s->scripts = *t;
 }
 
 /* ---- the RPC methods ---- */
@@ -308,55 +287,58 @@ static void command_answered(const struct ml_command_outcome *o, void *arg)
 	free(a);
 }
 
-static int script_arg(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
-		      const char *usage, struct ml_script **out)
+/* The hosted script `name`, or NULL once the caller has been told there is none. */
+static struct ml_script *script_named(struct ml_conn *c, uint64_t msgid, const char *name,
+				      uint32_t n)
 {
-	const char *name;
-	uint32_t n;
-	struct ml_host *h = ml_server_host(c->srv);
-	if (ml_msgpack_get_str(r, &name, &n) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage), -1;
-	if (h == NULL)
-		return reply(c, msgid, ML_ERR_NOT_FOUND,
-			     "this server hosts no scripts (start it with --scripts DIR)"),
-		       -1;
-	if ((*out = ml_host_script(h, name, n)) == NULL)
-		return reply(c, msgid, ml_diag_code(), ml_diag_last()), -1;
-	return 0;
+	const struct ml_server_scripts *t = ml_net_scripts(c->srv);
+	struct ml_script *s = NULL;
+	if (t == NULL)
+		reply(c, msgid, ML_ERR_NOT_FOUND,
+		      "this server hosts no scripts (start it with --scripts DIR)");
+	else if ((s = t->find(t->arg, name, n)) == NULL)
+		reply(c, msgid, ml_diag_code(), ml_diag_last());
+	return s;
 }
 
-void ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+/*
+ * The methods, called by rpc.c's dispatcher once the number of params fits
+ * (its method table holds the bounds and the usage). Each returns -1 when a
+ * param is not of the kind it takes (the dispatcher then answers with the
+ * usage), else 0: answered, or to be answered later.
+ */
+
+int ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
-	static const char usage[] = "command(decider, name, args): names are strings, args a map";
 	const char *d, *n;
 	uint32_t dl, nl;
 	const uint8_t *args = NULL;
 	size_t alen = 0;
-	if (np < 2 || ml_msgpack_get_str(r, &d, &dl) != 0 || ml_msgpack_get_str(r, &n, &nl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
+	if (ml_msgpack_get_str(r, &d, &dl) != 0 || ml_msgpack_get_str(r, &n, &nl) != 0)
+		return -1;
 	if (np > 2 && ml_msgpack_get_nil(r) != 0) {
 		if (!ml_msgpack_is_map(r->p, ml_msgpack_left(r)) ||
 		    ml_msgpack_skip(r, &args, &alen) != 0)
-			return reply(c, msgid, ML_ERR_USAGE, usage);
+			return -1;
 	}
 	struct rpc_ask *a = ml_xmalloc(sizeof(*a));
 	*a = (struct rpc_ask){c, msgid};
 	c->inflight++;
 	ml_command_run(c->srv, d, dl, n, nl, args, alen, command_answered, a);
+	return 0;
 }
 
-void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
-	static const char usage[] = "query(projection, name, args...): names are strings";
 	struct ml_script *s;
-	const char *n;
-	uint32_t nl;
-	if (np < 2)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
-	if (script_arg(c, msgid, r, usage, &s) != 0)
-		return;
+	const char *p, *n;
+	uint32_t pl, nl;
+	if (ml_msgpack_get_str(r, &p, &pl) != 0)
+		return -1;
+	if ((s = script_named(c, msgid, p, pl)) == NULL)
+		return 0;
 	if (ml_msgpack_get_str(r, &n, &nl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
+		return -1;
 	/* The remaining params become the query's argument array. */
 	struct ml_buf args = {0}, out = {0};
 	ml_msgpack_put_array(&args, np - 2);
@@ -372,76 +354,10 @@ void ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r
 	free(name);
 	ml_buf_free(&args);
 	ml_buf_free(&out);
+	return 0;
 }
 
-/* get(stream) or get(reducer, stream): a reducer's state of one stream. */
-void ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
-{
-	static const char usage[] = "get(stream) or get(reducer, stream): strings";
-	struct ml_host *h = ml_server_host(c->srv);
-	struct ml_script *s = NULL;
-	const char *k;
-	uint32_t kl;
-	if (np < 1 || np > 2)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
-	if (np == 2 && script_arg(c, msgid, r, usage, &s) != 0)
-		return;
-	if (ml_msgpack_get_str(r, &k, &kl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
-	if (h == NULL)
-		return reply(c, msgid, ML_ERR_NOT_FOUND, "this server hosts no scripts");
-	if (s == NULL && (s = ml_host_reducer_for(h, k, kl)) == NULL)
-		return reply(c, msgid, ML_ERR_NOT_FOUND, ml_diag_last());
-	struct ml_buf out = {0};
-	if (ml_script_get(s, k, kl, &out) != 0)
-		reply(c, msgid, ml_diag_code(), ml_diag_last());
-	else
-		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out.data, out.len);
-	ml_buf_free(&out);
-}
-
-/* state(script [, key]): a projection's or reducer's whole state, or one key's. */
-void ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
-{
-	static const char usage[] = "state(script, key): the script's name, an optional key";
-	struct ml_script *s;
-	const char *k = NULL;
-	uint32_t kl = 0;
-	if (np < 1 || script_arg(c, msgid, r, usage, &s) != 0)
-		return np < 1 ? reply(c, msgid, ML_ERR_USAGE, usage) : (void)0;
-	if (np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_str(r, &k, &kl) != 0)
-		return reply(c, msgid, ML_ERR_USAGE, usage);
-	struct ml_buf out = {0};
-	int rc = k ? ml_script_get(s, k, kl, &out) : ml_script_state(s, &out);
-	if (rc != 0)
-		reply(c, msgid, ml_diag_code(), ml_diag_last());
-	else
-		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out.data, out.len);
-	ml_buf_free(&out);
-}
-
-void ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
-{
-	struct ml_host *h = ml_server_host(c->srv);
-	reply(c, msgid, ML_OK, NULL);
-	if (h)
-		ml_host_status(h, &c->out);
-	else
-		ml_msgpack_put_array(&c->out, 0);
-}
-
-/* ---- hot reload and parked events ---- */
-
-static struct ml_host *host_or_reply(struct ml_conn *c, uint64_t msgid)
-{
-	struct ml_host *h = ml_server_host(c->srv);
-	if (h == NULL)
-		reply(c, msgid, ML_ERR_NOT_FOUND,
-		      "this server hosts no scripts (start it with --scripts DIR)");
-	return h;
-}
-
-/* Answers with out, or the diag; for the methods below. */
+/* Answers with out, or the diag of the call that failed. */
 static void answer(struct ml_conn *c, uint64_t msgid, int rc, struct ml_buf *out)
 {
 	if (rc != 0)
@@ -451,47 +367,105 @@ static void answer(struct ml_conn *c, uint64_t msgid, int rc, struct ml_buf *out
 	ml_buf_free(out);
 }
 
-/* reload(name): {name, file, outcome[, error]}; reload() every script: an array of them. */
-void ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+/* get(stream) or get(reducer, stream): a reducer's state of one stream. */
+int ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
-	static const char usage[] = "reload(name): a script's name or file; reload() for all";
-	const char *name = NULL;
-	uint32_t n = 0;
-	struct ml_host *h;
-	if (np > 1 ||
-	    (np == 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_str(r, &name, &n) != 0))
-		return reply(c, msgid, ML_ERR_USAGE, usage);
-	if ((h = host_or_reply(c, msgid)) == NULL)
-		return;
+	const struct ml_server_scripts *t = ml_net_scripts(c->srv);
+	struct ml_script *s = NULL;
+	const char *k;
+	uint32_t kl;
+	if (np == 2) {
+		if (ml_msgpack_get_str(r, &k, &kl) != 0)
+			return -1;
+		if ((s = script_named(c, msgid, k, kl)) == NULL)
+			return 0;
+	}
+	if (ml_msgpack_get_str(r, &k, &kl) != 0)
+		return -1;
+	if (t == NULL)
+		return reply(c, msgid, ML_ERR_NOT_FOUND, "this server hosts no scripts"), 0;
+	if (s == NULL && (s = t->reducer_for(t->arg, k, kl)) == NULL)
+		return reply(c, msgid, ML_ERR_NOT_FOUND, ml_diag_last()), 0;
 	struct ml_buf out = {0};
-	answer(c, msgid, ml_host_reload(h, name, n, &out), &out);
+	answer(c, msgid, ml_script_get(s, k, kl, &out), &out);
+	return 0;
 }
 
-static void parked_method(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
-			  uint32_t np, int replay)
+/* state(script [, key]): a projection's or reducer's whole state, or one key's. */
+int ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+{
+	struct ml_script *s;
+	const char *name, *k = NULL;
+	uint32_t n, kl = 0;
+	if (ml_msgpack_get_str(r, &name, &n) != 0)
+		return -1;
+	if ((s = script_named(c, msgid, name, n)) == NULL)
+		return 0;
+	if (np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_str(r, &k, &kl) != 0)
+		return -1;
+	struct ml_buf out = {0};
+	answer(c, msgid, k ? ml_script_get(s, k, kl, &out) : ml_script_state(s, &out), &out);
+	return 0;
+}
+
+int ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+{
+	const struct ml_server_scripts *t = ml_net_scripts(c->srv);
+	reply(c, msgid, ML_OK, NULL);
+	if (t)
+		t->status(t->arg, &c->out);
+	else
+		ml_msgpack_put_array(&c->out, 0);
+	return 0;
+}
+
+/* ---- hot reload and parked events ---- */
+
+static const struct ml_server_scripts *scripts_or_reply(struct ml_conn *c, uint64_t msgid)
+{
+	const struct ml_server_scripts *t = ml_net_scripts(c->srv);
+	if (t == NULL)
+		reply(c, msgid, ML_ERR_NOT_FOUND,
+		      "this server hosts no scripts (start it with --scripts DIR)");
+	return t;
+}
+
+/* reload(name): {name, file, outcome[, error]}; reload() every script: an array of them. */
+int ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+{
+	const char *name = NULL;
+	uint32_t n = 0;
+	const struct ml_server_scripts *t;
+	if (np == 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_str(r, &name, &n) != 0)
+		return -1;
+	if ((t = scripts_or_reply(c, msgid)) == NULL)
+		return 0;
+	struct ml_buf out = {0};
+	answer(c, msgid, t->reload(t->arg, name, n, &out), &out);
+	return 0;
+}
+
+static int parked_method(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, int replay)
 {
 	const char *name;
 	uint32_t n;
-	struct ml_host *h;
-	if (np != 1 || ml_msgpack_get_str(r, &name, &n) != 0)
-		return reply(c, msgid, ML_ERR_USAGE,
-			     replay ? "replay_parked(handler): the handler's name"
-				    : "parked(handler): the handler's name");
-	if ((h = host_or_reply(c, msgid)) == NULL)
-		return;
+	const struct ml_server_scripts *t;
+	if (ml_msgpack_get_str(r, &name, &n) != 0)
+		return -1;
+	if ((t = scripts_or_reply(c, msgid)) == NULL)
+		return 0;
 	struct ml_buf out = {0};
-	int rc =
-	    replay ? ml_host_replay_parked(h, name, n, &out) : ml_host_parked(h, name, n, &out);
-	answer(c, msgid, rc, &out);
+	answer(c, msgid, t->parked(t->arg, name, n, replay, &out), &out);
+	return 0;
 }
 
-void ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+int ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
-	parked_method(c, msgid, r, np, 0);
+	return parked_method(c, msgid, r, 0);
 }
 
-void ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
-			  uint32_t np)
+int ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			 uint32_t np)
 {
-	parked_method(c, msgid, r, np, 1);
+	return parked_method(c, msgid, r, 1);
 }

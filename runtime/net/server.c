@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,18 +52,6 @@ void ml_server_options_init(struct ml_server_options *o)
 	    .frame_timeout_ms = 10000,
 	    .rpc_idle_timeout_ms = 0,
 	};
-}
-
-void ml_server_log_line(struct ml_server *s, const char *fmt, ...)
-{
-	if (s->o.quiet)
-		return;
-	va_list ap;
-	fputs("moonlog serve: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* ---- the completion queue ---------------------------------------------- */
@@ -543,7 +530,6 @@ void ml_server_free(struct ml_server *s)
 		event_base_free(s->base);
 	ml_buf_free(&s->scratch);
 	free(s->hooks);
-	free(s->scripts); /* rpc_scripts.c */
 	free(s->token);
 	free(s->admin_path);
 	free(s->dir);
@@ -564,4 +550,14 @@ void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *s, void
 {
 	s->hooks = ml_xrealloc(s->hooks, (s->nhooks + 1) * sizeof(*s->hooks));
 	s->hooks[s->nhooks++] = (struct turn_hook){fn, arg};
+}
+
+void ml_server_again(struct ml_server *s)
+{
+	event_active(s->pump, EV_READ, 0);
+}
+
+struct event_base *ml_server_event_base(struct ml_server *s)
+{
+	return s->base;
 }

@@ -75,5 +75,7 @@ void ml_op_metrics(struct ml_server *s, struct ml_buf *b)
 		    r[i].name, suffix, r[i].help, r[i].name, suffix,
 		    r[i].counter ? "counter" : "gauge", r[i].name, suffix, r[i].v);
 	}
-	ml_scripts_metrics(s, b); /* rpc_scripts.c */
+	const struct ml_server_scripts *sc = ml_net_scripts(s);
+	if (sc)
+		sc->metrics(sc->arg, b);
 }

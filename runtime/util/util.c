@@ -1,5 +1,5 @@
 /*
- * util.c - allocation that never fails, clocks, UUIDv7, the descriptor limit.
+ * util.c - allocation that never fails, lines on stderr, clocks, UUIDv7, the descriptor limit.
  */
 #include <moonlog/util.h>
 
@@ -88,6 +88,24 @@ void ml_buf_free(struct ml_buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+}
+
+void ml_vline(const char *prefix, const char *fmt, va_list ap)
+{
+	flockfile(stderr);
+	fputs(prefix, stderr);
+	fputs(": ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+void ml_line(const char *prefix, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	ml_vline(prefix, fmt, ap);
+	va_end(ap);
 }
 
 /* Multiply-and-fold over 8-byte words: fast, and good enough for hash tables. */

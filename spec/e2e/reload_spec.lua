@@ -227,6 +227,14 @@ return ml.projection { name = "count", from = "ping-*", reload = %q, %s
     -- still broken: nothing succeeds, nothing is removed
     local r = assert(c:call("replay_parked", "echo"))
     assert.same({ 3, 0, 3 }, { r.replayed, r.succeeded, #r.failed })
+    -- the same in eval, on the admin socket
+    local admin = s:admin()
+    r = assert(admin:eval('return #scripts.parked("echo"), scripts.replay_parked("echo")'))
+    assert.same({ 3, 0, 3 }, { r.values[2].replayed, r.values[2].succeeded, #r.values[2].failed })
+    assert.equal(3, r.values[1])
+    local _, err = admin:eval('return scripts.parked("nope")')
+    assert.matches("no handler named \"nope\"", err.message)
+    admin:close()
     -- fixed for 2 and 4 only
     write(file, handler(2, 'assert(e.data.n % 2 == 1 or e.data.n < 6, "six")'))
     eventually(function() return status_of(c, "echo").reloads == 1 end)

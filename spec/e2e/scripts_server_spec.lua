@@ -139,6 +139,12 @@ describe("scripts in the server", function()
     assert.equal(404, (s:curl("GET", "/projections/balances/nope")))
     assert.equal(404, (s:curl("GET", "/projections/missing")))
     assert.equal(404, (s:curl("GET", "/reducers/balances/account-1")))
+    -- an answer is as of the script's position: a header over HTTP, position() in eval
+    local head = assert(c:call("stats")).head
+    local _, text = s:curl("GET", "/projections/balances", nil, { "-i" })
+    assert.equal(tostring(head), text:match("X%-Moonlog%-Position: (%d+)"))
+    local r = assert(s:admin():eval("return balances:position()"))
+    assert.same({ head }, r.values)
   end)
 
   it("runs handlers: emits with causation, parks what fails, reports status and metrics", function()

@@ -116,10 +116,11 @@ ML_API int ml_host_replay_parked(struct ml_host *h, const char *name, size_t len
 				 struct ml_buf *out);
 
 /*
- * Runs the host inside a server: a turn hook steps it, and handlers' appends
- * wake the loop. The scripts folder is watched (inotify on the loop) and
- * SIGHUP rescans it. The server's RPC methods and HTTP routes for scripts
- * (command, query, get, scripts) then answer from it.
+ * Runs the host inside a server, the one place where the two meet: a turn
+ * hook steps it, and handlers' appends wake the loop. The scripts folder is
+ * watched (inotify on the loop) and SIGHUP rescans it. The server's RPC
+ * methods, HTTP routes and eval then reach the scripts through the table the
+ * host hands it (struct ml_server_scripts, server.h).
  */
 ML_API void ml_host_serve(struct ml_host *h, struct ml_server *s);
 

@@ -16,6 +16,7 @@
 
 #include <moonlog/api.h>
 #include <moonlog/log.h>
+#include <moonlog/util.h>
 
 struct ml_server;
 
@@ -73,8 +74,40 @@ ML_API void ml_server_on_turn(struct ml_server *s, void (*fn)(struct ml_server *
  * with more work to do, or woken by another thread. */
 ML_API void ml_server_again(struct ml_server *s);
 
-/* The hosted scripts that answer command, query, get and scripts (see host.h). */
-struct ml_host;
-ML_API void ml_server_set_host(struct ml_server *s, struct ml_host *h);
+/* The server's libevent loop, for whoever adds events of its own to it (the script
+ * host watches the scripts folder and SIGHUP there). */
+struct event_base;
+ML_API struct event_base *ml_server_event_base(struct ml_server *s);
+
+/*
+ * The scripts the server serves: the RPC methods command, query, get, state,
+ * scripts, reload, parked and replay_parked, the HTTP routes /commands,
+ * /projections, /reducers and /scripts, and eval's scripts() reach them only
+ * through this table, which whoever hosts them fills in (the script host, in
+ * ml_host_serve). Every call comes on the loop's thread and passes `arg`.
+ * Answers are msgpack; -1 and NULL come with a diag whose message the client
+ * is shown.
+ */
+struct ml_script;
+struct ml_server_scripts {
+	void *arg;
+	/* A loaded script by name; NULL (ML_ERR_NOT_FOUND) when there is none. */
+	struct ml_script *(*find)(void *arg, const char *name, size_t len);
+	/* The reducer that keeps a state for `stream`, for get(stream); NULL when none or
+	 * several do. */
+	struct ml_script *(*reducer_for)(void *arg, const char *stream, size_t len);
+	/* The position a script's state is as of. */
+	uint64_t (*position)(void *arg, const struct ml_script *s);
+	/* Every script's status (an array of maps); the same as Prometheus text. */
+	void (*status)(void *arg, struct ml_buf *out);
+	void (*metrics)(void *arg, struct ml_buf *out);
+	/* Loads the script `name` again from its file (NULL: rescans the folder); the
+	 * outcome. */
+	int (*reload)(void *arg, const char *name, size_t len, struct ml_buf *out);
+	/* A handler's parked events, or with `replay` handles them again; the outcome. */
+	int (*parked)(void *arg, const char *name, size_t len, int replay, struct ml_buf *out);
+};
+/* Serves the scripts of `t` (copied) from now on; before ml_server_run. */
+ML_API void ml_server_set_scripts(struct ml_server *s, const struct ml_server_scripts *t);
 
 #endif

@@ -1,10 +1,11 @@
 /*
  * util.h - small services every module uses: allocation that never returns NULL,
- * CRC32C, clocks, UUIDv7, and the data folder's permissions.
+ * lines on stderr, CRC32C, clocks, UUIDv7, and the data folder's permissions.
  */
 #ifndef MOONLOG_UTIL_H
 #define MOONLOG_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <moonlog/api.h>
@@ -25,6 +26,11 @@ ML_API void ml_buf_add(struct ml_buf *b, const void *p, size_t n);
 ML_API void ml_buf_addf(struct ml_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 ML_API void ml_buf_free(struct ml_buf *b);
+
+/* Writes the line "prefix: message" to stderr, as one piece among threads: the log lines
+ * of `moonlog serve` (prefix "moonlog serve") and the errors of the other commands. */
+ML_API void ml_line(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ML_API void ml_vline(const char *prefix, const char *fmt, va_list ap);
 
 /* CRC32C (Castagnoli), continuing from `crc` (0 to start). */
 ML_API uint32_t ml_crc32c(uint32_t crc, const void *buf, size_t len);
