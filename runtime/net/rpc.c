@@ -549,24 +549,27 @@ void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid)
 		reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
 }
 
+/* eval(chunk) and complete(line): a string for the server's Lua (admin socket only: flags). */
+static int eval_method(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+		       void (*fn)(struct ml_eval *, struct ml_conn *, uint64_t, const char *,
+				  size_t))
+{
+	const char *text;
+	uint32_t len;
+	if (ml_msgpack_get_str(r, &text, &len) != 0)
+		return -1;
+	fn(c->srv->eval, c, msgid, text, len);
+	return 0;
+}
+
 static int m_eval(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
-	const char *chunk;
-	uint32_t len;
-	if (ml_msgpack_get_str(r, &chunk, &len) != 0)
-		return -1;
-	ml_eval_run(c->srv->eval, c, msgid, chunk, len);
-	return 0;
+	return eval_method(c, msgid, r, ml_eval_run);
 }
 
 static int m_complete(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
-	const char *line;
-	uint32_t len;
-	if (ml_msgpack_get_str(r, &line, &len) != 0)
-		return -1;
-	ml_eval_complete(c->srv->eval, c, msgid, line, len);
-	return 0;
+	return eval_method(c, msgid, r, ml_eval_complete);
 }
 
 /* ---- the method table and the dispatcher ---------------------------------- */
