@@ -29,11 +29,9 @@ void js_log(struct js_writer *jw, const char *fmt, ...)
 	if (jw->quiet)
 		return;
 	va_list ap;
-	fputs("moonlog serve: jetstream: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ml_vline("moonlog serve: jetstream", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* ---- the seam: submit, kick, stop, free ------------------------------------ */
