@@ -7,6 +7,8 @@
  *              publisher thread that sends what gathered as one message
  *   tail.c     the tail thread: every entry of the stream, in order, to ml_log_apply;
  *              the node's own requests completed by their apply
+ *   nodes.c    the heartbeat thread: who is there (ml_log_node_state), by the nodes'
+ *              heartbeats on core NATS
  *
  * One JetStream message carries the entries (batches) that gathered on one node
  * until a kick, or while the previous message waited for its acknowledgement
@@ -31,13 +33,15 @@
 #include <moonlog/replicate.h>
 #include <moonlog/util.h>
 
-#define JS_ENTRY_SPAN	 ((uint64_t)1 << 20) /* entries one message may carry, and then some */
-#define JS_MAGIC	 "MLJ1"
-#define JS_NODE_LEN	 36
-#define JS_HEAD_LEN	 (4 + JS_NODE_LEN + 4)
-#define JS_ENTRY_HEAD	 (8 + 4)
-#define JS_PUBLISH_WAIT	 2000  /* ms a publish waits for its ack before it is sent again */
-#define JS_STOP_GRACE_MS 15000 /* at stop: how long published entries may take to be applied */
+#define JS_ENTRY_SPAN	   ((uint64_t)1 << 20) /* entries one message may carry, and then some */
+#define JS_MAGIC	   "MLJ1"
+#define JS_NODE_LEN	   36
+#define JS_HEAD_LEN	   (4 + JS_NODE_LEN + 4)
+#define JS_ENTRY_HEAD	   (8 + 4)
+#define JS_PUBLISH_WAIT	   2000	 /* ms a publish waits for its ack before it is sent again */
+#define JS_STOP_GRACE_MS   15000 /* at stop: how long published entries may take to be applied */
+#define JS_HEARTBEAT_MS	   500	 /* a node says it is there this often */
+#define JS_NODE_TIMEOUT_MS 3000	 /* and is gone when not heard from for this long */
 
 /* A batch taken by submit: its entry, until published; then its request, until applied. */
 struct js_pending {
@@ -64,16 +68,18 @@ struct js_writer {
 	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
 	struct js_pending *waiting;	       /* published or being published: for their apply */
 	uint64_t next_token;
-	int publishing;	   /* the publisher holds a message it has not had acknowledged */
-	int stopping;	   /* ops->stop began: no new submits */
-	int stop_publish;  /* the publisher gives up on a message it cannot send */
-	int stop_tail;	   /* the tail leaves */
-	uint64_t seen_seq; /* the last stream sequence the tail handled */
-	int outstanding;   /* applies in flight */
-	int rewind;	   /* a write failed: apply again from where the log stands */
-	pthread_t publisher, tail;
-	int threads; /* both started */
-	int closing; /* the connection is being closed: no word of it lost (atomic) */
+	int publishing;	    /* the publisher holds a message it has not had acknowledged */
+	int stopping;	    /* ops->stop began: no new submits */
+	int stop_publish;   /* the publisher gives up on a message it cannot send */
+	int stop_tail;	    /* the tail leaves */
+	uint64_t seen_seq;  /* the last stream sequence the tail handled */
+	int outstanding;    /* applies in flight */
+	int rewind;	    /* a write failed: apply again from where the log stands */
+	int stop_heartbeat; /* the heartbeat leaves (saying so) */
+	pthread_t publisher, tail, heartbeat;
+	int threads;		/* all three started */
+	int closing;		/* the connection is being closed: no word of it lost (atomic) */
+	struct js_nodes *nodes; /* nodes.c */
 };
 
 /* stream.c: makes the stream, or checks that the one there fits (-1 + diag if not); its last
@@ -93,6 +99,15 @@ void js_discard(struct js_writer *jw);
 
 /* tail.c */
 void *js_tail_main(void *arg);
+/* Drains a subscription, then destroys it (nats.c 3.4.1 may crash otherwise: its issue #637). */
+void js_unsubscribe(natsSubscription *sub);
+
+/* nodes.c */
+void js_nodes_init(struct js_writer *jw);
+void js_nodes_free(struct js_writer *jw);
+void *js_heartbeat_main(void *arg);
+void js_nodes_reconnected(struct js_writer *jw);
+enum ml_node_state js_node_state(struct js_writer *jw, const char *id, size_t len);
 
 /* Lines for the server's log (stderr), unless quiet. */
 void js_log(struct js_writer *jw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

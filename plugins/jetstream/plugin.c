@@ -6,7 +6,7 @@
  * node started later (or on an empty folder) serves only once it caught up.
  *
  * Everything that talks to NATS runs on nats.c's threads and on the plugin's
- * two (publisher.c's and tail.c's): never on the server's event loop.
+ * three (writer.c's publisher, tail.c's and nodes.c's heartbeat): never on the server's event loop.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +26,7 @@ static void reconnected(natsConnection *nc, void *arg)
 {
 	char url[256] = "";
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	js_nodes_reconnected(arg);
 	js_log(arg, "connected to NATS again, at %s", url);
 }
 
@@ -118,6 +119,7 @@ void js_discard(struct js_writer *jw)
 	jsCtx_Destroy(jw->js);
 	natsConnection_Destroy(jw->nc);
 	nats_CloseAndWait(2000); /* the library's threads, callbacks included, have ended */
+	js_nodes_free(jw);
 	pthread_mutex_destroy(&jw->mu);
 	pthread_cond_destroy(&jw->cv);
 	free(jw);
@@ -155,6 +157,7 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	char id[37];
 	ml_uuid7(id);
 	memcpy(jw->node, id, JS_NODE_LEN);
+	js_nodes_init(jw);
 
 	uint64_t last = 0;
 	if (connect_nats(jw, o->urls) != 0 || js_stream_ensure(jw, replicas, &last) != 0) {
@@ -176,6 +179,7 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	}
 	pthread_create(&jw->publisher, NULL, js_publisher_main, jw);
 	pthread_create(&jw->tail, NULL, js_tail_main, jw);
+	pthread_create(&jw->heartbeat, NULL, js_heartbeat_main, jw);
 	jw->threads = 1;
 	js_log(jw, "replicating through the stream %s (subject %s) at %s, from message %llu",
 	       stream, jw->subject, o->urls, (unsigned long long)(at ? at : 1));

@@ -131,8 +131,7 @@ static natsSubscription *subscribe(struct js_writer *jw, uint64_t cursor)
 	return sub;
 }
 
-/* Drains before destroying: nats.c 3.4.1 may crash otherwise (its issue #637). */
-static void unsubscribe(natsSubscription *sub)
+void js_unsubscribe(natsSubscription *sub)
 {
 	if (sub == NULL)
 		return;
@@ -182,7 +181,7 @@ void *js_tail_main(void *arg)
 			pthread_mutex_unlock(&jw->mu);
 			natsMsg_Destroy(m);
 			m = NULL;
-			unsubscribe(sub);
+			js_unsubscribe(sub);
 			sub = NULL;
 			pthread_mutex_lock(&jw->mu);
 			cursor = rewind_point(jw);
@@ -197,7 +196,7 @@ void *js_tail_main(void *arg)
 			if (s != NATS_OK) {
 				m = NULL;
 				if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
-					unsubscribe(sub);
+					js_unsubscribe(sub);
 					sub = NULL;
 					nats_Sleep(200);
 				}
@@ -218,6 +217,6 @@ void *js_tail_main(void *arg)
 		pthread_cond_wait(&jw->cv, &jw->mu);
 	pthread_mutex_unlock(&jw->mu);
 	natsMsg_Destroy(m);
-	unsubscribe(sub);
+	js_unsubscribe(sub);
 	return NULL;
 }

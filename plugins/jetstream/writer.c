@@ -120,6 +120,10 @@ static void js_stop(struct ml_log_writer *w)
 	if (!jw->threads)
 		return;
 	js_kick(w);
+	pthread_mutex_lock(&jw->mu);
+	jw->stop_heartbeat = 1; /* first: the others may take this node's work at once */
+	pthread_mutex_unlock(&jw->mu);
+	pthread_join(jw->heartbeat, NULL);
 	struct timespec deadline;
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += JS_STOP_GRACE_MS / 1000;
@@ -155,12 +159,24 @@ static void js_free(struct ml_log_writer *w)
 	js_discard((struct js_writer *)w);
 }
 
+static const char *js_node(struct ml_log_writer *w)
+{
+	return ((struct js_writer *)w)->node;
+}
+
+static enum ml_node_state js_writer_node_state(struct ml_log_writer *w, const char *id, size_t len)
+{
+	return js_node_state((struct js_writer *)w, id, len);
+}
+
 const struct ml_log_writer_ops js_writer_ops = {
     .name = "jetstream",
     .submit = js_submit,
     .kick = js_kick,
     .stop = js_stop,
     .free = js_free,
+    .node = js_node,
+    .node_state = js_writer_node_state,
 };
 
 /* ---- waiting requests ------------------------------------------------------- */

@@ -70,6 +70,20 @@ const char *ml_log_writer_name(struct ml_log *log)
 	return log->writer->ops->name;
 }
 
+const char *ml_log_node(struct ml_log *log)
+{
+	const struct ml_log_writer_ops *ops = log->writer->ops;
+	return ops->node ? ops->node(log->writer) : NULL;
+}
+
+enum ml_node_state ml_log_node_state(struct ml_log *log, const char *node, size_t len)
+{
+	const struct ml_log_writer_ops *ops = log->writer->ops;
+	if (!ops->node_state) /* alone: no node but this one */
+		return ML_NODE_GONE;
+	return ops->node_state(log->writer, node, len);
+}
+
 void ml_log_writer_done(struct ml_append *req, const struct ml_append *outcome)
 {
 	if (outcome != req) {

@@ -6,6 +6,8 @@
  */
 #include <inttypes.h>
 
+#include <moonlog/log_writer.h>
+
 #include "net/ops.h"
 
 struct stat_row {
@@ -55,13 +57,20 @@ void ml_op_stats(struct ml_server *s, struct ml_buf *b)
 {
 	struct stat_row r[32];
 	size_t n = rows(s, r);
-	ml_msgpack_put_map(b, (uint32_t)n + 1);
+	const char *node = ml_log_node(s->log); /* a node of several (docs/scale-out.md) */
+	ml_msgpack_put_map(b, (uint32_t)n + 2 + (node != NULL));
 	for (size_t i = 0; i < n; i++) {
 		ml_msgpack_put_cstr(b, r[i].name);
 		ml_msgpack_put_uint(b, r[i].v);
 	}
 	ml_msgpack_put_cstr(b, "fsync");
 	ml_msgpack_put_cstr(b, ml_fsync_name(ml_log_fsync(s->log)));
+	ml_msgpack_put_cstr(b, "writer");
+	ml_msgpack_put_cstr(b, ml_log_writer_name(s->log));
+	if (node) {
+		ml_msgpack_put_cstr(b, "node");
+		ml_msgpack_put_cstr(b, node);
+	}
 }
 
 void ml_op_metrics(struct ml_server *s, struct ml_buf *b)

@@ -2,107 +2,16 @@
 -- cluster (tools/nats-cluster.sh on loopback ports; plugins/jetstream; docs/scale-out.md).
 -- Each node has its own data folder; each test has its own JetStream stream.
 local server = require "support.server"
-local socket = require "socket"
+local cluster = require "support.cluster"
 
-local sh, q = server.sh, server.quote
-local SRC = os.getenv("MOONLOG_SOURCE_DIR") or "."
-local BIN = os.getenv("MOONLOG_BIN")
-local TOOL = SRC .. "/tools/nats-cluster.sh"
-local PLUGIN = BIN and (BIN:gsub("[^/]*$", "") .. "plugins/moonlog_jetstream.so")
-
+local q = server.quote
+local node, client_of, all_of, same_all = cluster.node, cluster.client, cluster.all_of, cluster.same_all
+local serve_once = cluster.serve_once
 local function eventually(fn, seconds, what) return server.eventually(fn, seconds or 30, what) end
 
--- The cluster, once for the file ------------------------------------------------------
+local describe = cluster.available and describe or function(name) pending(name .. " (" .. cluster.missing .. ")") end
 
-local cluster = {}
-
--- A base port whose 23 ports after it look free (clients +0..2, routes +10..12, http +20..22).
-local function pick_base()
-  for _ = 1, 50 do
-    local base = math.random(20000, 50000)
-    local free = true
-    for _, off in ipairs { 0, 1, 2, 10, 11, 12, 20, 21, 22 } do
-      local s = socket.bind("127.0.0.1", base + off)
-      if not s then free = false break end
-      s:close()
-    end
-    if free then return base end
-  end
-  error("no free ports for a NATS cluster")
-end
-
-function cluster.run(args)
-  local out = sh(("%s %s --dir %s 2>&1; echo \"rc=$?\""):format(q(TOOL), args, q(cluster.dir)))
-  local text, rc = out:match("^(.-)rc=(%d+)%s*$")
-  return tonumber(rc), text
-end
-
-function cluster.up()
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
-  cluster.dir = server.tmpdir()
-  local rc, text = cluster.run("up --port " .. pick_base())
-  assert(rc == 0, "the NATS cluster did not start: " .. text)
-  cluster.urls = (select(2, cluster.run("urls")):gsub("%s+$", ""))
-end
-
-function cluster.down()
-  if cluster.dir then
-    cluster.run("down")
-    os.execute("rm -rf " .. q(cluster.dir))
-    cluster.dir = nil
-  end
-end
-
--- Nodes -------------------------------------------------------------------------------
-
-local function node(stream, opts)
-  opts = opts or {}
-  local args = { "--replicate", cluster.urls, "--replicate-stream", stream }
-  for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
-  return server.start { args = args, data = opts.data, start_timeout = 60 }
-end
-
-local function client_of(s) return s:connect { timeout = 60 } end
-
--- $all as a list of what must be the same on every node.
-local function all_of(c)
-  local out = {}
-  for _, e in ipairs(assert(c:read_all("$all"))) do
-    out[#out + 1] = { e.position, e.stream, e.version, e.type, e.id, e.time, e.data }
-  end
-  return out
-end
-
-local function same_all(a, b, n)
-  -- the nodes converge (a handler may still be appending its checkpoints meanwhile)
-  local x, y
-  eventually(function()
-    x, y = all_of(a), all_of(b)
-    return #x >= n and #x == #y
-  end, 30, n .. " events on both")
-  assert.same(x, y)
-  for i, e in ipairs(x) do assert.equal(i, e[1], "no gap in $all") end
-  local ids = {}
-  for _, e in ipairs(x) do
-    assert.is_nil(ids[e[5]], "no event twice")
-    ids[e[5]] = true
-  end
-  return x
-end
-
-local function serve_once(args)
-  local out = sh(("env -u LD_PRELOAD %s serve --listen off --http off --admin off %s 2>&1; echo \"rc=$?\"")
-    :format(q(BIN), args))
-  local text, rc = out:match("^(.-)rc=(%d+)%s*$")
-  return tonumber(rc), text
-end
-
--- The specs -----------------------------------------------------------------------------
-
-local have = BIN and io.open(PLUGIN or "") and sh("command -v nats-server") ~= ""
-local describe_or_pending = have and describe or function(name) pending(name .. " (needs nats-server and the JetStream plugin: tools/deps.sh)") end
-
-describe_or_pending("two moonlog nodes on one JetStream stream", function()
+describe("two moonlog nodes on one JetStream stream", function()
   setup(cluster.up)
   teardown(cluster.down)
   after_each(server.stop_all)
@@ -110,6 +19,11 @@ describe_or_pending("two moonlog nodes on one JetStream stream", function()
   it("take appends on either node and show the same $all, races and retries included", function()
     local a, b = node("T1"), node("T1")
     local ca, cb = client_of(a), client_of(b)
+    -- each node names itself, and its writer
+    local sa, sb = assert(ca:call("stats")), assert(cb:call("stats"))
+    assert.equal("jetstream", sa.writer)
+    assert.matches("^%x+%-%x+%-7%x+%-%x+%-%x+$", sa.node)
+    assert.are_not.equal(sa.node, sb.node)
     -- pipelined on both at once: one order for all
     local ids = {}
     for i = 1, 20 do

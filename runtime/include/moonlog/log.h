@@ -145,6 +145,24 @@ ML_API int ml_log_submit(struct ml_log *log, struct ml_append *req);
  * takes.
  */
 ML_API void ml_log_kick(struct ml_log *log);
+/*
+ * The nodes that share this log, for work that must run on one node at a time
+ * (a handler; a group's share of the events): with a replicated writer
+ * (log_writer.h) every node applies the same journal, and these say who is
+ * there. ml_log_node is this node's id (NULL when the log is not shared: there
+ * is no other node). ml_log_node_state tells what this node knows of a node by
+ * its id: ML_NODE_ALIVE (this node, or heard from within the writer's timeout),
+ * ML_NODE_GONE (not heard from for that long, or said it left), or
+ * ML_NODE_UNKNOWN (too early to tell: this node has not been connected for the
+ * timeout yet). Only a node's own word (its heartbeats) makes it alive: a node
+ * that takes over another's work must also fence it (an expected version that
+ * the other's later batches fail), since "gone" may be a node cut off for a
+ * while that comes back.
+ */
+enum ml_node_state { ML_NODE_UNKNOWN = -1, ML_NODE_GONE = 0, ML_NODE_ALIVE = 1 };
+ML_API const char *ml_log_node(struct ml_log *log);
+ML_API enum ml_node_state ml_log_node_state(struct ml_log *log, const char *node, size_t len);
+
 /* Submits and waits: 0 once acknowledged, -1 with diag on any failure. Ignores req->done. */
 ML_API int ml_log_append(struct ml_log *log, struct ml_append *req);
 

@@ -71,6 +71,14 @@ struct ml_log_writer_ops {
 	void (*stop)(struct ml_log_writer *w);
 	/* After stop, when the log is gone: frees the writer. */
 	void (*free)(struct ml_log_writer *w);
+	/*
+	 * The nodes that share the journal, for work that runs on one node at a
+	 * time (ml_log_node, ml_log_node_state in log.h): this node's id, and what
+	 * this node knows of another one. NULL in a writer with no other nodes
+	 * (the local one). Called from any thread.
+	 */
+	const char *(*node)(struct ml_log_writer *w);
+	enum ml_node_state (*node_state)(struct ml_log_writer *w, const char *node, size_t len);
 };
 
 struct ml_log_writer {
