@@ -1,6 +1,6 @@
 -- The bank example against the real server: the account decider over HTTP and
 -- RPC, and the balances projection answering as the commands land.
-local server = require "support.server" -- spec/support/server.lua: starts `moonlog serve`
+local server = require "moonlog.testing.server" -- starts `moonlog serve` (run with `moonlog test`)
 
 describe("examples/bank served", function()
   after_each(server.stop_all)

@@ -1,7 +1,7 @@
 -- The orders saga against the real server: orders placed through the decider
 -- run through payments, the gateway and fulfilment; an order without a card is
 -- parked by the gateway while the others go on.
-local server = require "support.server" -- spec/support/server.lua: starts `moonlog serve`
+local server = require "moonlog.testing.server" -- starts `moonlog serve` (run with `moonlog test`)
 
 describe("examples/orders served", function()
   after_each(server.stop_all)

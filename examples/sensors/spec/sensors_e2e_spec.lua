@@ -1,6 +1,6 @@
 -- The sensors example against the real server: readings partitioned per device
 -- with per-minute averages, and the alerts handler emitting ThresholdExceeded.
-local server = require "support.server" -- spec/support/server.lua: starts `moonlog serve`
+local server = require "moonlog.testing.server" -- starts `moonlog serve` (run with `moonlog test`)
 
 describe("examples/sensors served", function()
   after_each(server.stop_all)
