@@ -35,6 +35,8 @@ int cmd_eval(int argc, char **argv);
 struct ml_replicate_options;
 int cli_replicate_start(struct ml_log *log, const struct ml_replicate_options *o);
 
+/* "there is no stream NAME", status 1: for read (local and through a server). */
+int cli_no_stream(const char *stream);
 /* Prints "moonlog CMD: message" on stderr and returns the exit status. */
 int cli_fail(const char *cmd, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

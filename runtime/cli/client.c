@@ -392,7 +392,7 @@ int cli_remote_read(const char *addr, const char *dir, const char *stream, uint6
 	int rc = open_remote(&c, addr, dir);
 	if (rc <= 0)
 		return rc < 0 ? cli_diag("read") : -1;
-	uint64_t done = 0, last = 0;
+	uint64_t done = 0, last = 0, start = from;
 	for (;;) {
 		uint64_t want = limit ? limit - done : 0;
 		int64_t n = read_page(&c, stream, from, want, back, json, &last);
@@ -406,5 +406,8 @@ int cli_remote_read(const char *addr, const char *dir, const char *stream, uint6
 		from = back ? last - 1 : last + 1;
 	}
 	cli_client_close(&c);
+	/* nothing from the start of a stream: there is no such stream */
+	if (done == 0 && start == 0 && strcmp(stream, "$all") != 0)
+		return cli_no_stream(stream);
 	return CLI_OK;
 }

@@ -20,7 +20,9 @@ static const char help[] =
     "                 first; with --backwards, the last)\n"
     "  --limit N      print at most N events\n"
     "  --backwards    newest first (streams only)\n"
-    "  --json         one JSON object per line (JSON Lines)\n";
+    "  --json         one JSON object per line (JSON Lines)\n"
+    "\n"
+    "Exits with status 1, saying so, when the stream has no events at all.\n";
 
 struct read_ctx {
 	int json;
@@ -102,7 +104,13 @@ int cmd_read(int argc, char **argv)
 	ml_log_close(log);
 	if (n < 0)
 		return cli_diag("read");
-	if (missing && !ctx.json)
-		fprintf(stderr, "moonlog read: stream %s has no events\n", stream);
-	return CLI_OK;
+	return missing ? cli_no_stream(stream) : CLI_OK;
+}
+
+int cli_no_stream(const char *stream)
+{
+	return cli_fail("read", CLI_REFUSED,
+			"there is no stream %s (no event was ever appended to it); '$all' "
+			"lists every event",
+			stream);
 }

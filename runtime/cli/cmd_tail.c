@@ -14,7 +14,8 @@ static const char help[] =
     "usage: moonlog tail [--connect ADDR | --data DIR] [PATTERN] [--from N] [--json]\n"
     "\n"
     "Prints the events matching PATTERN (default \"*\": every stream but system ones) as a\n"
-    "running server makes them durable. Patterns: \"account-*\", a category \"account\", an\n"
+    "running server makes them durable, from the moment it says \"following\" on stderr. Patterns: "
+    "\"account-*\", a category \"account\", an\n"
     "exact name \"account-42\", or \"$all\".\n"
     "\n"
     "  --connect ADDR  the server's RPC port, HOST:PORT (default: the admin socket of\n"
@@ -102,7 +103,18 @@ int cmd_tail(int argc, char **argv)
 		ml_msgpack_put_nil(&p);
 	int rc = cli_client_call(&cl, "subscribe", &p, &r);
 	ml_buf_free(&p);
-	rc = rc != 0 ? cli_diag("tail") : follow(&cl, json);
+	if (rc != 0) {
+		cli_client_close(&cl);
+		return cli_diag("tail");
+	}
+	/* The server placed the subscription when it answered: every event made durable
+	 * from now on is printed. Said on stderr, so that --json's output stays clean. */
+	if (has_from)
+		fprintf(stderr, "moonlog tail: following %s from position %llu (Ctrl-C stops)\n",
+			pattern, (unsigned long long)from);
+	else
+		fprintf(stderr, "moonlog tail: following %s, new events (Ctrl-C stops)\n", pattern);
+	rc = follow(&cl, json);
 	cli_client_close(&cl);
 	return rc;
 }

@@ -5,6 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/event.h>
+#include <lua.h>
+#include <msgpack.h>
+
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
@@ -17,8 +21,8 @@ static const struct cli_command commands[] = {
     {"eval", cmd_eval, "evaluate one Lua chunk, as the REPL does"},
     {"serve", cmd_serve, "serve the log: msgpack-RPC, HTTP and subscriptions"},
     {"tail", cmd_tail, "follow the events of a running server (a pattern, catching up first)"},
-    {"bench", cmd_bench, "measure: bench append|subscribe|open"},
-    {"help", NULL, "show this help"},
+    {"bench", cmd_bench, "measure speed (moonlog bench --help lists the scenarios)"},
+    {"help", NULL, "show this help (--version: the version)"},
 };
 
 static void usage(FILE *out)
@@ -29,6 +33,14 @@ static void usage(FILE *out)
 		"commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+}
+
+/* The version, and those of the libraries it runs with: what a bug report needs. */
+static int version(void)
+{
+	printf("moonlog %s (%s, libevent %s, msgpack-c %s)\n", ML_VERSION, LUA_RELEASE,
+	       event_get_version(), msgpack_version());
+	return CLI_OK;
 }
 
 int main(int argc, char **argv)
@@ -42,6 +54,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return argc < 2 ? CLI_USAGE : 0;
 	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)
+		return version();
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].run && strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].run(argc - 1, argv + 1);

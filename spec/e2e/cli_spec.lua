@@ -56,6 +56,29 @@ describe("moonlog append and read", function()
     assert.equal(1, #lines(all))
   end)
 
+  it("says so, with status 1, when the stream read has no events", function()
+    run { "append", "--data", dir, "s-1", "A" }
+    local st, out, err = run { "read", "--data", dir, "nope-1" }
+    assert.same({ 1, "" }, { st, out })
+    assert.matches("moonlog read: there is no stream nope-1", err, 1, true)
+    st = run { "read", "--data", dir, "s-1", "--from", "5" } -- there, but not that far
+    assert.equal(0, st)
+    -- through a running server too
+    local port = 20000 + math.random(20000)
+    os.execute(("%s serve --data %s --listen 127.0.0.1:%d --http off 2>/dev/null & echo $! > %s/pid")
+      :format(sh_quote(BIN), sh_quote(dir), port, sh_quote(dir)))
+    local addr = "127.0.0.1:" .. port
+    for _ = 1, 200 do
+      if run { "read", "--connect", addr, "s-1" } == 0 then break end
+      os.execute("sleep 0.05")
+    end
+    st, out, err = run { "read", "--connect", addr, "nope-1" }
+    assert.same({ 1, "" }, { st, out })
+    assert.matches("moonlog read: there is no stream nope-1", err, 1, true)
+    assert.equal(0, (run { "read", "--connect", addr, "s-1" }))
+    os.execute("kill $(cat " .. sh_quote(dir) .. "/pid); sleep 0.3")
+  end)
+
   it("refuses a stale expected version with status 1 and writes nothing", function()
     run { "append", "--data", dir, "s-1", "A" }
     local st, _, err = run { "append", "--data", dir, "s-1", "B", "--expect", "no_stream" }
