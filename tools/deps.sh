@@ -5,11 +5,13 @@ set -euo pipefail
 
 # libclang-rt-14-dev: clang's sanitizer runtimes and libFuzzer (clang only recommends it).
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev liblua5.4-dev lua5.4 libevent-dev
-      libmsgpack-dev libcjson-dev libedit-dev lua-busted lua-messagepack lua-cjson lua-socket
+      libmsgpack-dev libedit-dev lua-busted lua-messagepack lua-cjson lua-socket
       lua-posix curl tmux)
 # The replicated log (plugins/jetstream, tools/nats-cluster.sh, spec/e2e/scale_*): the NATS
 # server and its C client, Debian's versions (nats-server 2.9.10, nats.c 3.4.1; docs/scale-out.md).
 pkgs+=(nats-server libnats-dev)
+# promtool, which checks GET /metrics in spec/e2e/server_http (Debian ships it with prometheus).
+pkgs+=(prometheus)
 [ "${1:-}" = bench ] && pkgs+=(redis-server tarantool)
 
 missing=()

@@ -74,7 +74,6 @@ static void finish_append(struct ml_pending *p)
 {
 	struct evhttp_request *req = p->http;
 	if (p->req.err != ML_OK) {
-		p->srv->errors++;
 		ml_http_error(req, 0, p->req.err, p->req.actual_version, p->req.errmsg);
 	} else {
 		uint64_t version = ml_op_append_version(p);

@@ -295,6 +295,7 @@ static void on_complete(struct evhttp_request *req, void *arg)
 {
 	struct ml_hconn *h = arg;
 	struct evbuffer *in = bufferevent_get_input(h->bev);
+	ml_net_http_answered(h->srv, evhttp_request_get_response_code(req));
 	h->eol = 0;
 	if (evbuffer_get_length(in) > 0) { /* pipelined: its head has begun */
 		h->state = H_HEAD;

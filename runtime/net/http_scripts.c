@@ -146,7 +146,7 @@ static void query_route(struct ml_server *s, struct evhttp_request *req, struct 
 	ml_buf_add(&args, hdr, 5);
 	if (vals.len)
 		ml_buf_add(&args, vals.data, vals.len);
-	if (ml_script_query(sc, name, args.data, args.len, &out) != 0)
+	if (ml_net_query(s, sc, name, args.data, args.len, &out) != 0)
 		script_error(req);
 	else
 		send_mp(req, 200, &out, t, sc);

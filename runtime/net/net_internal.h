@@ -34,6 +34,7 @@ struct ml_pending {
 	struct ml_server *srv;
 	void (*finish)(struct ml_pending *p);
 	struct ml_pending *qnext; /* the completion queue, pushed by the flusher */
+	uint64_t t0;		  /* when it was submitted (ml_clock_ns), for the histogram */
 	struct ml_conn *conn;	  /* RPC: the asking connection and its msgid */
 	uint64_t msgid;
 	struct evhttp_request *http; /* HTTP: the request to answer */
@@ -65,6 +66,15 @@ struct ml_warn {
 	uint64_t suppressed; /* lines held back since the last one printed */
 	char last[240];	     /* the last line held back */
 };
+
+/* A latency histogram for /metrics (metrics.c). */
+#define ML_HIST_BUCKETS 16
+struct ml_hist {
+	uint64_t count, sum_ns;
+	uint64_t bucket[ML_HIST_BUCKETS]; /* each bucket's own count (not cumulative) */
+};
+/* Counts one observation: the time since `since_ns` (ml_clock_ns). */
+void ml_hist_observe(struct ml_hist *h, uint64_t since_ns);
 
 struct ml_server {
 	struct ml_server_options o;
@@ -104,12 +114,19 @@ struct ml_server {
 	size_t nhooks;
 	struct ml_buf scratch;
 	uint64_t requests, errors, appended;
-	struct ml_sse *sses; /* open server-sent event streams */
+	struct ml_hist hist_append, hist_command, hist_query; /* metrics.c */
+	uint64_t http_answers[600];			      /* by status code; [0]: other */
+	struct ml_sse *sses;				      /* open server-sent event streams */
 	int rpc_port, http_port;
 	uint64_t started_ms;
 	struct ml_server_scripts scripts; /* the hosted scripts; find is NULL when none */
 	struct ml_command *waiting;	  /* commands waiting for a stream (rpc_scripts.c) */
 };
+
+/* metrics.c: an HTTP answer went out with `code` (counted, and in errors if >= 400). */
+void ml_net_http_answered(struct ml_server *s, int code);
+/* metrics.c: the histograms, HTTP answers, process_* and build info, for GET /metrics. */
+void ml_metrics_more(struct ml_server *s, struct ml_buf *b);
 
 enum conn_kind { CONN_TCP, CONN_ADMIN };
 
@@ -216,6 +233,11 @@ void ml_hconn_set_sse(struct ml_hconn *h, struct ml_sse *x); /* told when the cl
 void ml_sse_gone(struct ml_sse *x);			     /* sse.c: the client left */
 void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered */
 void ml_http_free(struct ml_server *s);
+
+/* ml_script_query, timed for the query histogram (rpc_scripts.c). */
+struct ml_script;
+int ml_net_query(struct ml_server *s, struct ml_script *sc, const char *name, const void *args,
+		 size_t len, struct ml_buf *out);
 
 /* rpc_scripts.c: the methods command, query, get, state, scripts, reload, parked and
  * replay_parked, in rpc.c's method table: -1 when a param is not of the kind they take. */

@@ -36,6 +36,7 @@ struct ml_command {
 	void (*answer)(const struct ml_command_outcome *o, void *arg);
 	void *arg;
 	uint64_t wait_version; /* waiting: until the stream shows this version */
+	uint64_t t0;	       /* when it came, for the histogram */
 	struct ml_command *next;
 };
 
@@ -55,6 +56,7 @@ static void finish(struct ml_command *c, int status, enum ml_err code, const cha
 			*tb = 0;
 	}
 	struct ml_command_outcome o = {status, code, msg ? text : NULL, details, result};
+	ml_hist_observe(&c->srv->hist_command, c->t0);
 	c->answer(&o, c->arg);
 	ml_script_decision_free(&c->d);
 	ml_buf_free(&c->args);
@@ -197,6 +199,7 @@ void ml_command_run(struct ml_server *s, const char *decider, size_t dlen, const
 		return answer(&o, arg);
 	struct ml_command *c = ml_xcalloc(1, sizeof(*c));
 	c->srv = s;
+	c->t0 = ml_clock_ns();
 	c->decider = ml_xstrndup(decider, dlen);
 	c->name = ml_xstrndup(name, nlen);
 	if (alen)
@@ -221,6 +224,15 @@ static void retry_waiting(struct ml_server *s, void *arg)
 		*pp = c->next;
 		decide_and_append(c);
 	}
+}
+
+int ml_net_query(struct ml_server *s, struct ml_script *sc, const char *name, const void *args,
+		 size_t len, struct ml_buf *out)
+{
+	uint64_t t0 = ml_clock_ns();
+	int rc = ml_script_query(sc, name, args, len, out);
+	ml_hist_observe(&s->hist_query, t0);
+	return rc;
 }
 
 void ml_server_set_scripts(struct ml_server *s, const struct ml_server_scripts *t)
@@ -344,7 +356,7 @@ int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
 	ml_msgpack_put_array(&args, np - 2);
 	ml_buf_add(&args, r->p, (size_t)(r->end - r->p));
 	char *name = ml_xstrndup(n, nl);
-	if (ml_script_query(s, name, args.data, args.len, &out) != 0) {
+	if (ml_net_query(c->srv, s, name, args.data, args.len, &out) != 0) {
 		int unknown = strstr(ml_diag_last(), "unknown query") != NULL;
 		reply(c, msgid, unknown ? ML_ERR_NOT_FOUND : ml_diag_code(), ml_diag_last());
 	} else {

@@ -107,6 +107,7 @@ void ml_pending_submit(struct ml_server *s, struct ml_pending *p)
 	p->req.done = on_done;
 	p->req.arg = p;
 	p->req.kick_later = 1; /* ml_log_kick at the end of the turn (ml_server_settle) */
+	p->t0 = ml_clock_ns();
 	int rc = ml_log_submit(s->log, &p->req);
 	if (rc == 0) {
 		s->inflight++;
@@ -117,6 +118,7 @@ void ml_pending_submit(struct ml_server *s, struct ml_pending *p)
 	}
 	/* Refused, or a duplicate answered at once. A refusal is counted in `errors` by the
 	 * front that answers it, as its other errors are. */
+	ml_hist_observe(&s->hist_append, p->t0);
 	p->finish(p);
 }
 
@@ -135,6 +137,7 @@ static void take_answers(struct ml_server *s)
 		s->inflight--;
 		if (rev->req.err == ML_OK)
 			s->appended += rev->req.n_events;
+		ml_hist_observe(&s->hist_append, rev->t0);
 		rev->finish(rev);
 		rev = n;
 	}

@@ -11,7 +11,7 @@
 #include "net/ops.h"
 
 struct stat_row {
-	const char *name, *help;
+	const char *name, *help; /* help NULL: in stats only (metrics.c says it in its units) */
 	uint64_t v;
 	int counter;
 };
@@ -45,8 +45,7 @@ static size_t rows(struct ml_server *s, struct stat_row *out)
 	    {"delivered", "events delivered to subscribers", rs.delivered, 1},
 	    {"redelivered", "group events delivered again", rs.redelivered, 1},
 	    {"parked", "group events parked after max_deliveries", rs.parked, 1},
-	    {"uptime_ms", "milliseconds since the server started",
-	     (uint64_t)ml_time_ms() - s->started_ms, 0},
+	    {"uptime_ms", NULL, (uint64_t)ml_time_ms() - s->started_ms, 0},
 	};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		out[i] = all[i];
@@ -79,11 +78,14 @@ void ml_op_metrics(struct ml_server *s, struct ml_buf *b)
 	size_t n = rows(s, r);
 	for (size_t i = 0; i < n; i++) {
 		const char *suffix = r[i].counter ? "_total" : "";
+		if (r[i].help == NULL)
+			continue;
 		ml_buf_addf(
 		    b, "# HELP moonlog_%s%s %s\n# TYPE moonlog_%s%s %s\nmoonlog_%s%s %" PRIu64 "\n",
 		    r[i].name, suffix, r[i].help, r[i].name, suffix,
 		    r[i].counter ? "counter" : "gauge", r[i].name, suffix, r[i].v);
 	}
+	ml_metrics_more(s, b);
 	const struct ml_server_scripts *sc = ml_net_scripts(s);
 	if (sc)
 		sc->metrics(sc->arg, b);

@@ -82,6 +82,30 @@ describe("moonlog serve over HTTP", function()
     assert.matches("moonlog_events_total 1", text)
   end)
 
+  it("serves metrics that promtool accepts, with histograms, answers by code and process_*", function()
+    local s = server.start { scripts = { server.source "examples/bank/scripts" } }
+    assert.equal(201, (s:curl("POST", "/commands/account/Open", '{"id": 1, "owner": "ada"}')))
+    assert.equal(200, (s:curl("GET", "/projections/balances/balance?arg=account-1")))
+    for _ = 1, 3 do assert.equal(404, (s:curl("GET", "/nope"))) end
+    local _, text = s:curl("GET", "/metrics")
+    assert.matches('moonlog_http_responses_total{code="404"} 3\n', text, 1, true)
+    assert.matches('moonlog_http_responses_total{code="201"} 1\n', text, 1, true)
+    assert.matches("moonlog_errors_total 3\n", text, 1, true) -- every 4xx counts
+    assert.matches("moonlog_command_seconds_count 1\n", text, 1, true)
+    assert.matches("moonlog_query_seconds_count 1\n", text, 1, true)
+    assert.matches('moonlog_append_seconds_bucket{le="+Inf"} 1\n', text, 1, true)
+    assert.matches("\nprocess_start_time_seconds %d+", text)
+    assert.matches('moonlog_build_info{version="', text, 1, true)
+    assert.is_nil(text:find("uptime_ms", 1, true))
+    if server.sh("command -v promtool") == "" then
+      return pending("promtool is not installed (tools/deps.sh installs Debian's prometheus)")
+    end
+    local file = s.root .. "/metrics.txt"
+    server.write_file(file, text)
+    local out = server.sh("promtool check metrics < " .. server.quote(file) .. " 2>&1; echo rc=$?")
+    assert.equal("rc=0", out:match("rc=%d+"), out)
+  end)
+
   it("counts an append as one request, and a refused one as one error, over RPC and HTTP", function()
     -- An HTTP append used to count two requests, and a refused RPC append two errors.
     local s = server.start()
