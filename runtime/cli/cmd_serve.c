@@ -50,6 +50,10 @@ static const char help[] =
     "                      nothing more for MS (default 10000)\n"
     "  --rpc-idle-timeout MS  RPC over TCP: close a connection with no subscription and\n"
     "                      nothing in flight after MS without a request (default 0: never)\n"
+    "  --sse-heartbeat MS  HTTP event streams: a comment after MS without events, so that\n"
+    "                      proxies keep them open (default 15000; 0 = none)\n"
+    "  --cors ORIGIN       let web pages of ORIGIN (https://host[:port], or '*') call the\n"
+    "                      HTTP API and follow event streams (default: none)\n"
     "  --max-outbuf N      bytes waiting to go to one connection before its subscriptions\n"
     "                      pause and fall back to the log (default 8388608)\n"
     "  --max-read N        events in one read answer (default 10000)\n"
@@ -146,6 +150,8 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 	    {"idle-timeout", required_argument, 0, 14},
 	    {"frame-timeout", required_argument, 0, 15},
 	    {"rpc-idle-timeout", required_argument, 0, 16},
+	    {"sse-heartbeat", required_argument, 0, 17},
+	    {"cors", required_argument, 0, 18},
 	    {"replicate", required_argument, 0, 30},
 	    {"replicate-stream", required_argument, 0, 31},
 	    {"replicate-replicas", required_argument, 0, 32},
@@ -252,6 +258,12 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 			break;
 		case 16:
 			bad = ms("--rpc-idle-timeout", optarg, &o->rpc_idle_timeout_ms);
+			break;
+		case 17:
+			bad = ms("--sse-heartbeat", optarg, &o->sse_heartbeat_ms);
+			break;
+		case 18:
+			o->cors = optarg;
 			break;
 		case 30:
 			sc->rep.urls = optarg;
