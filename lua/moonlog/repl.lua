@@ -346,11 +346,14 @@ end
 -- Returns the function, or nil and the message; incomplete is true when the
 -- chunk only lacks its end (the REPL then reads another line).
 function repl.compile(env, chunk)
-  local f = load("return " .. chunk, "=repl", "t", env)
+  local f, rerr = load("return " .. chunk, "=repl", "t", env)
   if f then return f end
   local g, err = load(chunk, "=repl", "t", env)
   if g then return g end
-  return nil, err, err:sub(-5) == "<eof>"
+  if err:sub(-5) == "<eof>" then return nil, err, true end
+  -- "1 +" is an expression that lacks its end, though as a statement it fails at once
+  if rerr:sub(-5) == "<eof>" then return nil, rerr, true end
+  return nil, err, false
 end
 
 local function traceback(msg)
@@ -411,7 +414,8 @@ function repl.complete(env, line)
   end
   local prefix = line:sub(1, #line - #partial)
   local seen = {}
-  local function add(k)
+  local function add(k, v)
+    if sep == ":" and type(v) ~= "function" then return end -- after ':' only methods
     if type(k) == "string" and k:sub(1, #partial) == partial and not seen[k] then
       seen[k] = true
       candidates[#candidates + 1] = prefix .. k
@@ -419,14 +423,16 @@ function repl.complete(env, line)
   end
   local function walk(t)
     if type(t) ~= "table" then return end
-    for k in pairs(t) do add(k) end
+    for k, v in pairs(t) do add(k, v) end
     local mt = getmetatable(t)
     if mt and type(mt.__index) == "table" then walk(mt.__index) end
   end
   if type(base) == "table" then walk(base) end
   local mt = getmetatable(base)
   if mt and type(mt.__index) == "table" then walk(mt.__index) end
-  if not path then
+  if not path then -- the loaded scripts are globals too, each named after its script
+    local ok, list = pcall(env.scripts)
+    for _, st in ipairs(ok and type(list) == "table" and list or {}) do add(st.name) end
     for _, kw in ipairs { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
                           "if", "in", "local", "nil", "not", "or", "repeat", "return", "then",
                           "true", "until", "while" } do add(kw) end
