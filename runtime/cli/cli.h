@@ -28,6 +28,7 @@ int cmd_test(int argc, char **argv);
 int bench_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
+int cmd_scripts(int argc, char **argv);
 int cmd_repl(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 

@@ -21,6 +21,7 @@ static const struct cli_command commands[] = {
     {"eval", cmd_eval, "evaluate one Lua chunk, as the REPL does"},
     {"serve", cmd_serve, "serve the log: msgpack-RPC, HTTP and subscriptions"},
     {"tail", cmd_tail, "follow the events of a running server (a pattern, catching up first)"},
+    {"scripts", cmd_scripts, "the scripts a running server hosts: state, position, lag, errors"},
     {"bench", cmd_bench, "measure speed (moonlog bench --help lists the scenarios)"},
     {"help", NULL, "show this help (--version: the version)"},
 };
