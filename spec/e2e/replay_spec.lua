@@ -95,3 +95,23 @@ return ml.projection { name = "bad", from = "*", init = {},
     assert.matches("needs one SCRIPT", out, 1, true)
   end)
 end)
+
+describe("moonlog replay on a terminal", function()
+  it("says how far it is on stderr, and leaves the result alone on stdout", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    -- 100,000 events: a progress line shows from the 65,536th on
+    local out, code = sh(("%s bench replay --events 100000 --dir %s --keep"):format(q(bin), q(dir)))
+    assert.equal(0, code, out)
+    local count = dir .. "/count.lua"
+    -- `script` gives the command a terminal; its output is what that terminal got
+    out, code = sh(("script -qec %s /dev/null"):format(q(("%s replay --data %s %s"):format(q(bin), q(dir), q(count)))))
+    assert.equal(0, code, out)
+    assert.matches("\rmoonlog replay: %d+ of 100000 events %(%d+%%%)", out)
+    -- piped, no such line
+    out, code = sh(("%s replay --data %s %s 2>&1 | cat"):format(q(bin), q(dir), q(count)))
+    assert.equal(0, code, out)
+    assert.is_nil(out:find("moonlog replay:", 1, true))
+    os.execute("rm -rf " .. q(dir))
+  end)
+end)
