@@ -59,6 +59,36 @@ static struct ml_gathered *next_slot(struct ml_hosted *e)
 	return &e->gathered[e->n_gathered++];
 }
 
+#define PARK_LINES 10 /* log lines about parked events, per handler and second */
+
+/*
+ * A line for the operator about each parked event, so that a handler that parks
+ * is seen without polling parked(): at most PARK_LINES a second per handler,
+ * then one line that says how many more were parked.
+ */
+static void say_parked(struct ml_hosted *e, const struct ml_event *ev, const char *why,
+		       size_t why_len)
+{
+	uint64_t now = ml_host_now_ms();
+	if (now - e->park_second_ms >= 1000) {
+		if (e->park_unsaid)
+			ml_host_line(e->h,
+				     "script %s parked %u more events in the last second "
+				     "(parked(\"%s\") lists them)",
+				     e->name, e->park_unsaid, e->name);
+		e->park_second_ms = now;
+		e->park_lines = e->park_unsaid = 0;
+	}
+	if (e->park_lines++ >= PARK_LINES) {
+		e->park_unsaid++;
+		return;
+	}
+	ml_host_line(e->h,
+		     "script %s parked the event at position %llu (%.*s %.*s) in $parked-%s: %.*s",
+		     e->name, (unsigned long long)ev->position, (int)ev->stream_len, ev->stream,
+		     (int)ev->type_len, ev->type, e->name, (int)why_len, why);
+}
+
 /* The parked copy of ev: its type and data, and a meta map with why it failed. */
 static void gather_parked(struct ml_hosted *e, const struct ml_event *ev, const char *error)
 {
@@ -74,6 +104,7 @@ static void gather_parked(struct ml_hosted *e, const struct ml_event *ev, const 
 	const char *why = error ? error : "error";
 	const char *tb = strstr(why, "\nstack traceback:");
 	size_t why_len = tb ? (size_t)(tb - why) : strlen(why);
+	say_parked(e, ev, why, why_len);
 	g->meta = b->len;
 	ml_msgpack_put_map(b, (ev->meta_len ? 5 : 4) + (tb ? 1 : 0));
 	ml_msgpack_put_cstr(b, "reason");

@@ -52,6 +52,10 @@ struct ml_hosted {
 	/* a batch the log failed to write (ML_ERR_IO) is submitted again at retry_at_ms
 	 * (0: none waiting), after retry_ms that doubles up to 5 s */
 	uint64_t retry_at_ms, retry_ms;
+	/* handlers: log lines about parked events, at most PARK_LINES a second (batch.c) */
+	uint64_t park_second_ms;
+	uint32_t park_lines, park_unsaid;
+	uint64_t progress_ms; /* when a rebuild last said how far it is (reload.c) */
 
 	/* hot reload (reload.c) */
 	struct ml_script *pending; /* handlers: the new version, swapped in once no batch is

@@ -190,6 +190,9 @@ describe("scripts in the server", function()
     local _, metrics = s:curl("GET", "/metrics")
     assert.matches('moonlog_script_lag{script="echo",kind="handler"} 0', metrics, 1, true)
     assert.matches('moonlog_script_faulted{script="broken",kind="unknown"} 1', metrics, 1, true)
+    -- a parked event is said in the server's log, with why
+    local log = server.sh("cat " .. server.quote(s.log))
+    assert.matches("script echo parked the event at position %d+ %(ping%-13 Ping%) in %$parked%-echo: [^\n]*unlucky number", log)
     -- and from a shell: moonlog scripts
     local out = server.sh(("%s scripts --data %s 2>&1"):format(server.quote(os.getenv("MOONLOG_BIN")),
       server.quote(s.data)))
