@@ -96,6 +96,12 @@ describe("a handler on two moonlog nodes of one shared log", function()
     local _, metrics = standby:curl("GET", "/metrics")
     assert.matches('moonlog_script_standby{script="echo",kind="handler"} 1', metrics, 1, true)
     assert.same({ { "Acquired", node_id(holder) } }, lease_story(standby))
+    -- parked events are replayed where the handler runs
+    local r, err = standby.client:call("replay_parked", "echo")
+    assert.is_nil(r)
+    assert.equal("refused", err.code)
+    assert.matches("runs on another node (" .. node_id(holder) .. ")", err.message, 1, true)
+    assert.same({ replayed = 0, succeeded = 0, failed = {} }, assert(holder.client:call("replay_parked", "echo")))
   end)
 
   it("moves to the other node when its node is killed with kill -9 under steady appends", function()
