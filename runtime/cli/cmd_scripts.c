@@ -1,8 +1,8 @@
 /*
  * cmd_scripts.c - `moonlog scripts`: the scripts a running server hosts, as a
  * table (name, kind, state, position, lag, events per second) with each one's
- * error under it, or as JSON Lines. What scripts() shows in the REPL and
- * GET /scripts over HTTP, for a shell.
+ * error under it (and, on a shared log, where a handler runs), or as JSON Lines. What scripts()
+ * shows in the REPL and GET /scripts over HTTP, for a shell.
  */
 #include <getopt.h>
 #include <string.h>
@@ -18,7 +18,9 @@ static const char help[] =
     "\n"
     "Shows the scripts a running server hosts: name, kind, state, position, lag (events\n"
     "between its position and the log's head) and events per second, and under each the\n"
-    "error it faulted with or the reason its last reload failed.\n"
+    "error it faulted with or the reason its last reload failed. On a log shared by\n"
+    "several nodes (--replicate), a handler runs on one of them: under it, where (\"lease:\n"
+    "running here\", or \"lease: standby, node ID runs it\").\n"
     "\n"
     "  --connect ADDR  the server's RPC port, HOST:PORT (default: the admin socket of\n"
     "                  --data, else 127.0.0.1:7420)\n"
@@ -31,7 +33,8 @@ static const char *const columns[COLS] = {"name",     "kind", "state",
 
 struct row {
 	char cell[COLS][64];
-	struct ml_buf errors; /* "  NAME: error\n" lines */
+	struct ml_buf errors;	    /* "  NAME: error\n" lines */
+	char lease[32], holder[64]; /* a handler's on a shared log (docs/scale-out.md) */
 };
 
 /* A value as text: a string without its quotes, nil as "-", anything else as JSON. */
@@ -71,8 +74,25 @@ static int read_row(struct ml_msgpack_reader *m, struct row *r)
 		if ((kl == 5 && memcmp(k, "error", 5) == 0) ||
 		    (kl == 12 && memcmp(k, "reload_error", 12) == 0))
 			ml_buf_addf(&r->errors, "  %.*s: %s\n", (int)kl, k, text);
+		if (kl == 5 && memcmp(k, "lease", 5) == 0)
+			snprintf(r->lease, sizeof(r->lease), "%s", text);
+		if (kl == 6 && memcmp(k, "holder", 6) == 0)
+			snprintf(r->holder, sizeof(r->holder), "%s", text);
 	}
 	return 0;
+}
+
+/* Where a handler on a shared log runs, under its row. */
+static void show_lease(const struct row *r)
+{
+	if (r->lease[0] == 0)
+		return;
+	if (strcmp(r->lease, "running here") == 0)
+		printf("  lease: running here\n");
+	else if (strcmp(r->holder, "-") == 0 || r->holder[0] == 0)
+		printf("  lease: %s, no node runs it yet\n", r->lease);
+	else
+		printf("  lease: %s, node %s runs it\n", r->lease, r->holder);
 }
 
 static int show(struct ml_msgpack_reader *m, int json)
@@ -102,6 +122,7 @@ static int show(struct ml_msgpack_reader *m, int json)
 			return cli_fail("scripts", CLI_REFUSED, "a script's status is not a map");
 		printf("%-20s %-11s %-12s %10s %10s %10s\n", r.cell[0], r.cell[1], r.cell[2],
 		       r.cell[3], r.cell[4], r.cell[5]);
+		show_lease(&r);
 		if (r.errors.len)
 			fwrite(r.errors.data, 1, r.errors.len, stdout);
 		ml_buf_free(&r.errors);

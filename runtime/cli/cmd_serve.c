@@ -78,7 +78,10 @@ static const char help[] =
     "                      the shared journal to its own log, and serves once caught up\n"
     "  --replicate-stream NAME  the JetStream stream of the journal (default MOONLOG;\n"
     "                      made if missing, refused if its settings do not fit)\n"
-    "  --replicate-replicas N  copies JetStream keeps when it makes the stream (default 3)\n";
+    "  --replicate-replicas N  copies JetStream keeps when it makes the stream (default 3)\n"
+    "A handler runs on one node at a time, the one that holds its lease ($lease-NAME);\n"
+    "on the others it stands by (scripts() says where it runs), and one of them takes\n"
+    "it over when its node stops, or is gone (about 3 s without its heartbeats).\n";
 
 static int num(const char *opt, const char *s, uint32_t *out)
 {

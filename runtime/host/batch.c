@@ -17,6 +17,10 @@
  * The flusher's done callback only sets a flag and wakes the loop; the next
  * step settles it. A batch the log could not write (a full disk) is kept as it
  * is and submitted again later (the handler is fed nothing meanwhile).
+ *
+ * On a log shared by several nodes every batch also carries the handler's
+ * lease guard (lease.c); a batch that guard refuses is dropped, not a fault:
+ * another node runs the handler now, from the last checkpoint that went in.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +189,12 @@ static void forget_gathered(struct ml_hosted *e)
 	e->gathered_bytes = e->bytes.len = 0;
 }
 
+void ml_host_drop_batch(struct ml_hosted *e)
+{
+	forget_gathered(e);
+	e->retry_at_ms = e->retry_ms = 0;
+}
+
 /* Builds the request from what was gathered and a checkpoint at e->inflight_pos. */
 static void build(struct ml_hosted *e)
 {
@@ -224,6 +234,7 @@ static void build(struct ml_hosted *e)
 	e->req.events = e->evs;
 	e->req.n_events = n;
 	e->req.system = 1;
+	ml_lease_guard(e, &e->req);
 }
 
 static void submit(struct ml_host *h, struct ml_hosted *e)
@@ -239,6 +250,10 @@ static void submit(struct ml_host *h, struct ml_hosted *e)
 		return;
 	}
 	atomic_fetch_sub(&h->inflight, 1);
+	if (rc < 0 && ml_lease_fenced(h, e, &e->req)) {
+		forget_gathered(e);
+		return;
+	}
 	if (rc < 0) {
 		ml_hosted_fault(e, e->inflight_pos,
 				"script %s faulted at position %llu: cannot append its events and "
@@ -257,11 +272,11 @@ void ml_host_submit_batch(struct ml_host *h, struct ml_hosted *e, int sync)
 	if (!sync)
 		return submit(h, e);
 	build(e);
-	if (ml_log_append(h->log, &e->req) != 0)
+	if (ml_log_append(h->log, &e->req) == 0)
+		e->saved = e->pos;
+	else if (!ml_lease_fenced(h, e, &e->req))
 		ml_hosted_fault(e, e->pos, "script %s: cannot write its checkpoint at %llu: %s",
 				ml_diag_last());
-	else
-		e->saved = e->pos;
 	forget_gathered(e);
 }
 
@@ -312,6 +327,8 @@ void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait)
 		return;
 	e->inflight = 0;
 	forget_gathered(e);
+	if (e->req.err != ML_OK && ml_lease_fenced(h, e, &e->req))
+		return;
 	if (e->req.err != ML_OK) {
 		ml_hosted_fault(e, e->inflight_pos,
 				"script %s faulted at position %llu: cannot append its events and "
