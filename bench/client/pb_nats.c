@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pb.h"
 
@@ -130,13 +131,35 @@ static int n_hello(struct pb_conn *c)
 	return pb_flush(c) == 0 && wait_msg(c, 2, &m) == 0 ? 0 : -1;
 }
 
-static int n_reset(struct pb_conn *c)
+/* Waits until the replicated stream EV has a leader: publishes go nowhere before. */
+static int leader_elected(struct pb_conn *c)
 {
+	for (int i = 0; i < 300; i++) {
+		struct nmsg m;
+		char reply[32];
+		snprintf(reply, sizeof(reply), "api.%d", c->id);
+		pub(c, "$JS.API.STREAM.INFO.EV", reply, "", 0);
+		if (pb_flush(c) != 0 || wait_msg(c, 2, &m) != 0)
+			return -1;
+		if (memmem(m.data, m.len, "\"leader\"", 8) != NULL)
+			return 0;
+		usleep(100000);
+	}
+	return pb_fail("nats: the stream EV has no leader after 30 s");
+}
+
+/* A fresh stream EV with o->replicas copies (on a cluster, 3: an R3 stream). */
+static int n_reset(struct pb_conn *c, const struct pb_opts *o)
+{
+	char json[256];
+	snprintf(json, sizeof(json),
+		 "{\"name\":\"EV\",\"subjects\":[\"ev.>\"],\"storage\":\"file\","
+		 "\"retention\":\"limits\",\"discard\":\"old\",\"num_replicas\":%d}",
+		 o->replicas);
 	api(c, "$JS.API.STREAM.DELETE.EV", "", 1);
-	return api(c, "$JS.API.STREAM.CREATE.EV",
-		   "{\"name\":\"EV\",\"subjects\":[\"ev.>\"],\"storage\":\"file\","
-		   "\"retention\":\"limits\",\"discard\":\"old\",\"num_replicas\":1}",
-		   0);
+	if (api(c, "$JS.API.STREAM.CREATE.EV", json, 0) != 0)
+		return -1;
+	return o->replicas > 1 ? leader_elected(c) : 0;
 }
 
 static void n_append(struct pb_conn *c, uint64_t seq)
@@ -157,7 +180,8 @@ static int n_acked(struct pb_conn *c)
 		if (m.sid != 1)
 			continue;
 		if (memmem(m.data, m.len, "\"error\"", 7) != NULL || m.status)
-			return pb_fail("nats publish: %.*s", (int)m.len, m.data);
+			return pb_fail("nats publish: status %d %.*s", m.status, (int)m.len,
+				       m.data);
 		return 1;
 	}
 	return r;
