@@ -9,6 +9,7 @@
  *              the node's own requests completed by their apply
  *   nodes.c    the heartbeat thread: who is there (ml_log_node_state), by the nodes'
  *              heartbeats on core NATS
+ *   waiting.c  the node's published batches waiting for their apply, in token order
  *
  * One JetStream message carries the entries (batches) that gathered on one node
  * until a kick, or while the previous message waited for its acknowledgement
@@ -33,6 +34,8 @@
 #include <moonlog/replicate.h>
 #include <moonlog/util.h>
 
+#include "waiting.h"
+
 #define JS_ENTRY_SPAN	   ((uint64_t)1 << 20) /* entries one message may carry, and then some */
 #define JS_MAGIC	   "MLJ1"
 #define JS_NODE_LEN	   36
@@ -42,14 +45,6 @@
 #define JS_STOP_GRACE_MS   15000 /* at stop: how long published entries may take to be applied */
 #define JS_HEARTBEAT_MS	   500	 /* a node says it is there this often */
 #define JS_NODE_TIMEOUT_MS 3000	 /* and is gone when not heard from for this long */
-
-/* A batch taken by submit: its entry, until published; then its request, until applied. */
-struct js_pending {
-	uint64_t token;
-	struct ml_append *req;
-	struct ml_buf bytes; /* the entry (freed once published) */
-	struct js_pending *next;
-};
 
 struct js_writer {
 	struct ml_log_writer w; /* first: the log holds &w */
@@ -66,7 +61,7 @@ struct js_writer {
 	pthread_cond_t cv;
 	struct js_pending *kept, **kept_end;   /* submitted with kick_later, not kicked yet */
 	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
-	struct js_pending *waiting;	       /* published or being published: for their apply */
+	struct js_waiting waiting;	       /* published or being published: for their apply */
 	uint64_t next_token;
 	int publishing;	    /* the publisher holds a message it has not had acknowledged */
 	int stopping;	    /* ops->stop began: no new submits */

@@ -152,6 +152,7 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	snprintf(jw->stream, sizeof(jw->stream), "%s", stream);
 	snprintf(jw->subject, sizeof(jw->subject), "moonlog.%s", stream);
 	jw->kept_end = &jw->kept, jw->ready_end = &jw->ready;
+	js_waiting_init(&jw->waiting);
 	pthread_mutex_init(&jw->mu, NULL);
 	pthread_cond_init(&jw->cv, NULL);
 	char id[37];
