@@ -131,21 +131,31 @@ static int n_hello(struct pb_conn *c)
 	return pb_flush(c) == 0 && wait_msg(c, 2, &m) == 0 ? 0 : -1;
 }
 
-/* Waits until the replicated stream EV has a leader: publishes go nowhere before. */
-static int leader_elected(struct pb_conn *c)
+/*
+ * Waits until a publish through the server on `port` is stored: on a cluster
+ * the new stream needs a leader, and every server needs to know where its
+ * subjects go (until then a publish finds no responders, status 503). The
+ * probe stays in the stream: one message more than the events counted.
+ */
+static int probe(int port)
 {
-	for (int i = 0; i < 300; i++) {
+	struct pb_conn c;
+	int rc = pb_connect(&c, port, 999) == 0 && n_hello(&c) == 0 ? 1 : -1;
+	for (int i = 0; i < 300 && rc == 1; i++) {
 		struct nmsg m;
-		char reply[32];
-		snprintf(reply, sizeof(reply), "api.%d", c->id);
-		pub(c, "$JS.API.STREAM.INFO.EV", reply, "", 0);
-		if (pb_flush(c) != 0 || wait_msg(c, 2, &m) != 0)
-			return -1;
-		if (memmem(m.data, m.len, "\"leader\"", 8) != NULL)
-			return 0;
-		usleep(100000);
+		pub(&c, "ev.probe", "ack.999", "", 0);
+		if (pb_flush(&c) != 0 || wait_msg(&c, 1, &m) != 0)
+			rc = -1;
+		else if (m.status == 0 && memmem(m.data, m.len, "\"error\"", 7) == NULL)
+			rc = 0;
+		else
+			usleep(100000);
 	}
-	return pb_fail("nats: the stream EV has no leader after 30 s");
+	free(c.state);
+	pb_close(&c);
+	return rc == 1 ? pb_fail("nats: the stream EV takes no publish through port %d after 30 s",
+				 port)
+		       : rc;
 }
 
 /* A fresh stream EV with o->replicas copies (on a cluster, 3: an R3 stream). */
@@ -159,7 +169,10 @@ static int n_reset(struct pb_conn *c, const struct pb_opts *o)
 	api(c, "$JS.API.STREAM.DELETE.EV", "", 1);
 	if (api(c, "$JS.API.STREAM.CREATE.EV", json, 0) != 0)
 		return -1;
-	return o->replicas > 1 ? leader_elected(c) : 0;
+	for (int i = 0; o->replicas > 1 && i < o->nports; i++)
+		if (probe(o->ports[i]) != 0)
+			return -1;
+	return 0;
 }
 
 static void n_append(struct pb_conn *c, uint64_t seq)
