@@ -63,14 +63,17 @@ struct js_writer {
 	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
 	struct js_waiting waiting;	       /* published or being published: for their apply */
 	uint64_t next_token;
-	int publishing;	    /* the publisher holds a message it has not had acknowledged */
-	int stopping;	    /* ops->stop began: no new submits */
-	int stop_publish;   /* the publisher gives up on a message it cannot send */
-	int stop_tail;	    /* the tail leaves */
-	uint64_t seen_seq;  /* the last stream sequence the tail handled */
-	int outstanding;    /* applies in flight */
-	int rewind;	    /* a write failed: apply again from where the log stands */
-	int stop_heartbeat; /* the heartbeat leaves (saying so) */
+	int publishing;		/* the publisher holds a message it has not had acknowledged */
+	int stopping;		/* ops->stop began: no new submits */
+	int stop_publish;	/* the publisher gives up on a message it cannot send */
+	int stop_tail;		/* the tail leaves */
+	uint64_t seen_seq;	/* the last stream sequence the tail handled */
+	int outstanding;	/* applies in flight */
+	int rewind;		/* a write failed: apply again from where the log stands */
+	uint64_t failing_since; /* writes here fail since (ns; 0: they do not) */
+	char fail_msg[256];	/* why the first of them failed */
+	int retry_ms;		/* the pause before applying again, longer while writes fail */
+	int stop_heartbeat;	/* the heartbeat leaves (saying so) */
 	pthread_t publisher, tail, heartbeat;
 	int threads;		/* all three started */
 	int closing;		/* the connection is being closed: no word of it lost (atomic) */
