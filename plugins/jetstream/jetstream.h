@@ -87,10 +87,6 @@ int js_stream_ensure(struct js_writer *jw, int replicas, uint64_t *last);
 /* writer.c */
 extern const struct ml_log_writer_ops js_writer_ops;
 void *js_publisher_main(void *arg);
-/* A waiting request by token, taken off the list (NULL if none: not ours, or taken). */
-struct js_pending *js_take_waiting(struct js_writer *jw, uint64_t token);
-/* Puts back a request whose apply failed to write, to be completed by the next one. */
-void js_put_back(struct js_writer *jw, struct js_pending *p);
 
 /* plugin.c: frees the writer, once nats.c's threads have ended */
 void js_discard(struct js_writer *jw);

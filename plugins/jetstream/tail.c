@@ -26,6 +26,7 @@
 #define RETRY_MIN_MS 250  /* the pause before applying again after a failed write ... */
 #define RETRY_MAX_MS 4000 /* ... doubled while writes keep failing, up to this */
 
+/* One entry's apply in flight. */
 struct apply {
 	struct ml_append req;
 	struct js_writer *jw;
@@ -37,27 +38,26 @@ static void applied(struct ml_append *req)
 {
 	struct apply *a = req->arg;
 	struct js_writer *jw = a->jw;
-	uint64_t failed_for = 0;     /* writes failed until this one, for so long (ns) */
-	if (req->err == ML_ERR_IO) { /* this node failed to write: apply it again later */
-		if (a->mine)
-			js_put_back(jw, a->mine);
-		pthread_mutex_lock(&jw->mu);
+	struct js_pending *mine = a->mine;
+	int failed = req->err == ML_ERR_IO; /* this node failed to write: apply it again later */
+	if (!failed && mine) {
+		ml_log_writer_done(mine->req, req);
+		free(mine);
+	}
+	uint64_t failed_for = 0; /* writes failed until this one, for so long (ns) */
+	pthread_mutex_lock(&jw->mu);
+	if (failed) {
+		if (mine)
+			js_waiting_put_back(&jw->waiting, mine);
 		jw->rewind = 1;
 		if (!jw->failing_since) {
 			jw->failing_since = ml_clock_ns();
 			snprintf(jw->fail_msg, sizeof(jw->fail_msg), "%s", req->errmsg);
 		}
-	} else {
-		if (a->mine) {
-			ml_log_writer_done(a->mine->req, req);
-			free(a->mine);
-		}
-		pthread_mutex_lock(&jw->mu);
-		if (jw->failing_since && req->err == ML_OK && !req->duplicate) { /* written */
-			failed_for = ml_clock_ns() - jw->failing_since;
-			jw->failing_since = 0;
-			jw->retry_ms = 0;
-		}
+	} else if (jw->failing_since && req->err == ML_OK && !req->duplicate) { /* written */
+		failed_for = ml_clock_ns() - jw->failing_since;
+		jw->failing_since = 0;
+		jw->retry_ms = 0;
 	}
 	jw->outstanding--;
 	pthread_cond_broadcast(&jw->cv);
@@ -74,15 +74,15 @@ static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes
 			int own, uint64_t token)
 {
 	struct apply *a = ml_xcalloc(1, sizeof(*a));
-	a->jw = jw;
-	a->mine = own ? js_take_waiting(jw, token) : NULL; /* a copy sent again finds none */
-	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
-	if (a->mine) /* the submitter asked for each event's position: the apply fills them */
-		a->req.positions = a->mine->req->positions,
-		a->req.versions = a->mine->req->versions;
 	pthread_mutex_lock(&jw->mu);
+	/* a copy of a message sent again finds no request: the first copy took it */
+	struct js_pending *mine = own ? js_waiting_take(&jw->waiting, token) : NULL;
 	jw->outstanding++;
 	pthread_mutex_unlock(&jw->mu);
+	a->jw = jw, a->mine = mine;
+	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
+	if (mine) /* the submitter asked for each event's position: the apply fills them */
+		a->req.positions = mine->req->positions, a->req.versions = mine->req->versions;
 	if (ml_log_apply(jw->log, &a->req, bytes, len, seq) != 0)
 		applied(&a->req); /* refused, or a duplicate answered at once: no done call */
 }

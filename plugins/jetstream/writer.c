@@ -178,24 +178,6 @@ const struct ml_log_writer_ops js_writer_ops = {
     .node_state = js_writer_node_state,
 };
 
-/* ---- waiting requests ------------------------------------------------------- */
-
-struct js_pending *js_take_waiting(struct js_writer *jw, uint64_t token)
-{
-	pthread_mutex_lock(&jw->mu);
-	struct js_pending *found = js_waiting_take(&jw->waiting, token);
-	pthread_mutex_unlock(&jw->mu);
-	return found;
-}
-
-void js_put_back(struct js_writer *jw, struct js_pending *p)
-{
-	pthread_mutex_lock(&jw->mu);
-	js_waiting_put_back(&jw->waiting, p);
-	pthread_cond_broadcast(&jw->cv);
-	pthread_mutex_unlock(&jw->mu);
-}
-
 /* ---- the publisher ---------------------------------------------------------- */
 
 /*
