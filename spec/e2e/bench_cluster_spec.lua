@@ -4,31 +4,11 @@
 -- up), and the peer client's parts of `make bench`'s workload 5 (JetStream's raw rate on an
 -- R3 stream, and the lag from an append on one node to its delivery on another).
 local server = require "support.server"
-local socket = require "socket"
+local cluster = require "support.cluster"
 
 local sh, q = server.sh, server.quote
-local SRC = os.getenv("MOONLOG_SOURCE_DIR") or "."
 local BIN = os.getenv("MOONLOG_BIN")
 local PB = os.getenv("PEERBENCH_BIN")
-local TOOL = SRC .. "/tools/nats-cluster.sh"
-local PLUGIN = BIN and (BIN:gsub("[^/]*$", "") .. "plugins/moonlog_jetstream.so")
-
--- The cluster, once for the file (a copy of scale_spec.lua's, until spec/support has one).
-local cluster = {}
-
-local function pick_base()
-  for _ = 1, 50 do
-    local base = math.random(20000, 50000)
-    local free = true
-    for _, off in ipairs { 0, 1, 2, 10, 11, 12, 20, 21, 22 } do
-      local s = socket.bind("127.0.0.1", base + off)
-      if not s then free = false break end
-      s:close()
-    end
-    if free then return base end
-  end
-  error("no free ports for a NATS cluster")
-end
 
 local function run(cmd)
   local out = sh(cmd .. " 2>&1; echo \"rc=$?\"")
@@ -36,31 +16,19 @@ local function run(cmd)
   return tonumber(rc), text
 end
 
-function cluster.up()
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
-  cluster.dir = server.tmpdir()
-  cluster.base = pick_base()
-  local rc, text = run(("%s up --port %d --dir %s"):format(q(TOOL), cluster.base, q(cluster.dir)))
-  assert(rc == 0, "the NATS cluster did not start: " .. text)
-  cluster.urls = (select(2, run(("%s urls --dir %s"):format(q(TOOL), q(cluster.dir)))):gsub("%s+$", ""))
-end
-
-function cluster.down()
-  if cluster.dir then
-    run(("%s down --dir %s"):format(q(TOOL), q(cluster.dir)))
-    os.execute("rm -rf " .. q(cluster.dir))
-    cluster.dir = nil
-  end
+-- The cluster's client ports, "P1,P2,P3", and its first node's monitoring port.
+local function ports()
+  local list = {}
+  for p in cluster.urls:gmatch(":(%d+)") do list[#list + 1] = p end
+  return table.concat(list, ","), tonumber(list[1]) + 20
 end
 
 -- Whether the cluster holds the stream `name` (a node reports a leader for it).
-function cluster.has(name)
-  return run(("%s leader %s --dir %s"):format(q(TOOL), name, q(cluster.dir))) == 0
-end
+local function has(name) return cluster.run("leader " .. name) == 0 end
 
 -- The copies the stream `name` keeps, from its configuration on the first node's monitoring page.
-function cluster.replicas(name)
-  local json = sh(("curl -s -m 5 'http://127.0.0.1:%d/jsz?streams=true&config=true'"):format(cluster.base + 20))
+local function replicas(name)
+  local json = sh(("curl -s -m 5 'http://127.0.0.1:%d/jsz?streams=true&config=true'"):format(select(2, ports())))
   return tonumber(json:match('"config":%s*{%s*"name":%s*"' .. name .. '"[^{}]-"num_replicas":%s*(%d+)'))
 end
 
@@ -70,12 +38,9 @@ local function figures(out)
   return kv
 end
 
-local have = BIN and io.open(PLUGIN or "") and sh("command -v nats-server") ~= ""
-local describe_or_pending = have and describe or function(name)
-  pending(name .. " (needs nats-server and the JetStream plugin: tools/deps.sh)")
-end
+local describe = cluster.available and describe or function(name) pending(name .. " (" .. cluster.missing .. ")") end
 
-describe_or_pending("the scale-out benchmarks on a real cluster", function()
+describe("the scale-out benchmarks on a real cluster", function()
   setup(cluster.up)
   teardown(cluster.down)
   after_each(server.stop_all)
@@ -98,7 +63,7 @@ describe_or_pending("the scale-out benchmarks on a real cluster", function()
     -- the nodes are gone, and so are their folders and the run's stream
     assert.equal("", sh("pgrep -f " .. q("[s]erve --data " .. dir .. "/run/node-") .. " || true"))
     assert.equal("", sh("ls -A " .. q(dir)))
-    assert.is_false(cluster.has(stream), stream .. " was deleted")
+    assert.is_false(has(stream), stream .. " was deleted")
     os.execute("rm -rf " .. q(dir))
   end)
 
@@ -113,17 +78,15 @@ describe_or_pending("the scale-out benchmarks on a real cluster", function()
       pending("moonlog-peerbench was not built (msgpack-c missing)")
       return
     end
-    local nats = ("%d,%d,%d"):format(cluster.base, cluster.base + 1, cluster.base + 2)
+    local nats = ports()
     local rc, out = run(("%s nats append --port %s --replicas 3 --conns 3 --window 4 --seconds 0.3")
       :format(q(PB), nats))
     assert.equal(0, rc, out)
     local kv = figures(out)
     assert.is_true(kv.events > 0 and kv.p99_us >= kv.p50_us, out)
-    assert.equal(3, cluster.replicas("EV"), "the raw rate's stream keeps 3 copies")
+    assert.equal(3, replicas("EV"), "the raw rate's stream keeps 3 copies")
 
-    local args = { "--replicate", cluster.urls, "--replicate-stream", "LAG" }
-    local a = server.start { args = args, start_timeout = 60 }
-    local b = server.start { args = args, start_timeout = 60 }
+    local a, b = cluster.node("LAG"), cluster.node("LAG")
     rc, out = run(("%s moonlog latency --port %d,%d --count 100 --rate 500"):format(q(PB), a.rpc_port, b.rpc_port))
     assert.equal(0, rc, out)
     kv = figures(out)

@@ -9,32 +9,11 @@
 -- fails with EFBIG, as one on a full disk fails with ENOSPC: the same path (the write
 -- undone, ML_ERR_IO, the journal applied again). Raising the limit is the space returning.
 local server = require "support.server"
-local socket = require "socket"
+local cluster = require "support.cluster"
 
-local sh, q = server.sh, server.quote
-local SRC = os.getenv("MOONLOG_SOURCE_DIR") or "."
-local BIN = os.getenv("MOONLOG_BIN")
-local TOOL = SRC .. "/tools/nats-cluster.sh"
-local PLUGIN = BIN and (BIN:gsub("[^/]*$", "") .. "plugins/moonlog_jetstream.so")
-
+local sh = server.sh
+local node, all_of = cluster.node, cluster.all_of
 local function eventually(fn, seconds, what) return server.eventually(fn, seconds or 30, what) end
-
--- The cluster, once for the file (a copy of scale_spec.lua's, until spec/support has one).
-local cluster = {}
-
-local function pick_base()
-  for _ = 1, 50 do
-    local base = math.random(20000, 50000)
-    local free = true
-    for _, off in ipairs { 0, 1, 2, 10, 11, 12, 20, 21, 22 } do
-      local s = socket.bind("127.0.0.1", base + off)
-      if not s then free = false break end
-      s:close()
-    end
-    if free then return base end
-  end
-  error("no free ports for a NATS cluster")
-end
 
 local function run(cmd)
   local out = sh(cmd .. " 2>&1; echo \"rc=$?\"")
@@ -42,42 +21,12 @@ local function run(cmd)
   return tonumber(rc), text
 end
 
-function cluster.up()
-  math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)
-  cluster.dir = server.tmpdir()
-  local rc, text = run(("%s up --port %d --dir %s"):format(q(TOOL), pick_base(), q(cluster.dir)))
-  assert(rc == 0, "the NATS cluster did not start: " .. text)
-  cluster.urls = (select(2, run(("%s urls --dir %s"):format(q(TOOL), q(cluster.dir)))):gsub("%s+$", ""))
-end
-
-function cluster.down()
-  if cluster.dir then
-    run(("%s down --dir %s"):format(q(TOOL), q(cluster.dir)))
-    os.execute("rm -rf " .. q(cluster.dir))
-    cluster.dir = nil
-  end
-end
-
-local function node(stream)
-  return server.start { args = { "--replicate", cluster.urls, "--replicate-stream", stream },
-                        start_timeout = 60 }
-end
-
--- $all as a list of what must be the same on every node.
-local function all_of(c)
-  local out = {}
-  for _, e in ipairs(assert(c:read_all("$all"))) do
-    out[#out + 1] = { e.position, e.stream, e.version, e.type, e.id, e.time }
-  end
-  return out
-end
-
 local function head_of(c) return assert(c:stats()).head end
 
 -- How many lines of the node's stderr hold `text`.
 local function said(s, text)
   local n = 0
-  for line in sh("cat " .. q(s.log)):gmatch("[^\n]+") do
+  for line in sh("cat " .. server.quote(s.log)):gmatch("[^\n]+") do
     if line:find(text, 1, true) then n = n + 1 end
   end
   return n
@@ -85,7 +34,7 @@ end
 
 -- The node's disk is "full": none of its files may grow past its largest segment's size now.
 local function fill_disk(s)
-  local size = tonumber(sh("stat -c %s " .. q(s.data) .. "/log/*.seg | sort -n | tail -n 1"))
+  local size = tonumber(sh("stat -c %s " .. server.quote(s.data) .. "/log/*.seg | sort -n | tail -n 1"))
   assert(size and size > 0, "the node has a segment")
   local rc, out = run(("prlimit --pid %d --fsize=%d:unlimited"):format(s.pid, size))
   assert.equal(0, rc, out)
@@ -96,13 +45,12 @@ local function free_disk(s)
   assert.equal(0, rc, out)
 end
 
-local have = BIN and io.open(PLUGIN or "") and sh("command -v nats-server") ~= "" and
-  sh("command -v prlimit") ~= ""
-local describe_or_pending = have and describe or function(name)
-  pending(name .. " (needs nats-server, the JetStream plugin and prlimit: tools/deps.sh)")
+local have = cluster.available and sh("command -v prlimit") ~= ""
+local describe = have and describe or function(name)
+  pending(name .. " (" .. cluster.missing .. "; and prlimit, of util-linux)")
 end
 
-describe_or_pending("a node whose disk is full, on a replicated log", function()
+describe("a node whose disk is full, on a replicated log", function()
   setup(cluster.up)
   teardown(cluster.down)
   after_each(server.stop_all)
