@@ -59,12 +59,11 @@ static void set_paths(const char *exe)
 int cli_exec_lua(const char *cmd, char **args, int nargs)
 {
 	char exe[PATH_MAX], lua[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return cli_fail(cmd, CLI_REFUSED, "cannot tell where the moonlog binary is");
-	exe[n] = 0;
+	if (cli_self_path(exe, sizeof(exe)) != 0)
+		return cli_diag(cmd);
 	if (cli_find_program("lua5.4", lua, sizeof(lua)) != 0)
-		return cli_fail(cmd, CLI_REFUSED, "lua5.4 is not on PATH; install it (apt install lua5.4)");
+		return cli_fail(cmd, CLI_REFUSED,
+				"lua5.4 is not on PATH; install it (apt install lua5.4)");
 	set_paths(exe);
 	char **argv = ml_xcalloc((size_t)nargs + 2, sizeof(*argv));
 	argv[0] = lua;
