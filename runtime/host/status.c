@@ -13,6 +13,7 @@
  * "taking over", "standby") and `holder` (the node id that runs it).
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "host/host_internal.h"
@@ -115,6 +116,14 @@ void ml_host_status(struct ml_host *h, struct ml_buf *out)
 		one(h, h->v[i], head, out);
 }
 
+/* A handler's parked events, as many as $parked-NAME holds: the same on every node. */
+static uint64_t parked_count(struct ml_host *h, const struct ml_hosted *e)
+{
+	char stream[300];
+	int n = snprintf(stream, sizeof(stream), "$parked-%s", e->name);
+	return e->kind == ML_SCRIPT_HANDLER ? ml_log_stream_version(h->log, stream, (size_t)n) : 0;
+}
+
 void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 {
 	static const struct {
@@ -127,6 +136,8 @@ void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 	    {"faulted", "1 when the script is faulted"},
 	    {"catching_up", "1 until the script first reaches the head"},
 	    {"standby", "1 when the handler runs on another node of the shared log"},
+	    {"reload_failed", "1 when the script's last new version did not load (the old runs)"},
+	    {"parked", "events the handler has parked in $parked-NAME, ever (from the log)"},
 	};
 	uint64_t head = ml_log_head(h->log);
 	for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
@@ -160,8 +171,14 @@ void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 			case 5:
 				ml_buf_addf(b, "%d\n", strcmp(state, "catching up") == 0);
 				break;
-			default:
+			case 6:
 				ml_buf_addf(b, "%d\n", strcmp(state, "standby") == 0);
+				break;
+			case 7:
+				ml_buf_addf(b, "%d\n", e->reload_error != NULL);
+				break;
+			default:
+				ml_buf_addf(b, "%" PRIu64 "\n", parked_count(h, e));
 			}
 		}
 	}
