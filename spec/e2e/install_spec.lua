@@ -53,8 +53,14 @@ describe("make install", function()
     -- with the build's compiler, and its sanitizers when the library has them
     local cache = BUILD .. "/CMakeCache.txt"
     local cc = sh("sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' " .. q(cache)):gsub("%s+$", "")
-    local san = tonumber(sh("grep -c '^ML_SANITIZE:BOOL=ON' " .. q(cache))) == 1
-      and "-fsanitize=address,undefined " or ""
+    local san = ""
+    if tonumber(sh("grep -c '^ML_SANITIZE:BOOL=ON' " .. q(cache))) == 1 then
+      san = "-fsanitize=address,undefined "
+      if cc:find("clang", 1, true) then -- the one shared runtime the library was built with
+        local rt = sh(q(cc) .. " -print-file-name=libclang_rt.asan-x86_64.so"):gsub("%s+$", "")
+        san = san .. "-shared-libasan -Wl,-rpath," .. rt:gsub("/[^/]*$", "") .. " "
+      end
+    end
     out = sh(("cd %s && %s %s-o hello hello.c %s 2>&1 && echo built"):format(q(root), q(cc), san, flags))
     assert.matches("built", out)
     local libdir = flags:match("%-L(%S+)")
