@@ -260,6 +260,8 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 	}
 	if (strcmp(path, "/all") == 0)
 		return get ? read_route(s, req, NULL, q) : wrong_method(req, "GET");
+	if (strcmp(path, "/streams") == 0) /* the list: http_streams.c */
+		return get ? ml_http_streams(s, req, q) : wrong_method(req, "GET");
 	if (strcmp(path, "/subscribe") == 0)
 		return m == EVHTTP_REQ_GET ? ml_sse_start(s, req, q) : wrong_method(req, "GET");
 	if (strcmp(path, "/stats") == 0)
