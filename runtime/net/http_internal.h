@@ -17,6 +17,9 @@ void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int
 		   const char *msg);
 void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char *stream);
 
+/* http_console.c: GET / and /console/{file}, the web console's files (served without the
+ * token); 0 when the path is not one of them. */
+int ml_http_console_route(struct ml_server *s, struct evhttp_request *req, const char *path);
 /* http_streams.c: GET /streams, the streams matching a pattern. */
 void ml_http_streams(struct ml_server *s, struct evhttp_request *req, struct evkeyvalq *q);
 

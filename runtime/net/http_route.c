@@ -245,6 +245,8 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 		return options_route(s, req);
 	if (strcmp(path, "/health") == 0)
 		return get ? health_route(s, req) : wrong_method(req, "GET");
+	if (ml_http_console_route(s, req, path)) /* the page: http_console.c */
+		return;
 	if (!authorized(s, req))
 		return;
 	if (strncmp(path, "/streams/", 9) == 0 && path[9]) {
