@@ -68,15 +68,15 @@ function authHeaders(headers = {}) {
 
 // Asks for the token once, however many requests were refused meanwhile; they all wait.
 function askToken(refused) {
+  if (refused) {
+    const why = $('token-why');
+    why.textContent = 'The server refused that token: paste the one from the file given to ' +
+      'moonlog serve --token.';
+    why.className = 'bad';
+  }
   if (token.asking) return token.asking;
   token.asking = new Promise((resolve) => {
     const d = $('token-dialog');
-    const why = $('token-why');
-    if (refused) {
-      why.textContent = 'The server refused that token: paste the one from the file given to ' +
-        'moonlog serve --token.';
-      why.className = 'bad';
-    }
     $('token-input').value = '';
     d.oncancel = (ev) => ev.preventDefault(); // nothing works without it
     $('token-form').onsubmit = () => {
@@ -337,9 +337,11 @@ function drawChart(canvas, legend, series) {
 
 // ---- streams ----------------------------------------------------------------------------
 
-const streams = { next: null, shown: null, oldest: null };
+// seq: the last search or stream asked for; an answer to an earlier one is dropped.
+const streams = { next: null, shown: null, oldest: null, seq: 0, streamSeq: 0 };
 
 async function searchStreams(more) {
+  const seq = ++streams.seq;
   const pattern = $('streams-pattern').value.trim() || '*';
   const q = new URLSearchParams({ pattern, limit: '100' });
   if (more && streams.next) q.set('after', streams.next);
@@ -347,6 +349,7 @@ async function searchStreams(more) {
   const note = $('streams-count');
   try {
     const { value } = await api('/streams?' + q);
+    if (seq !== streams.seq) return;
     if (!more) tbody.replaceChildren();
     for (const s of value.streams) {
       tbody.append(el('tr', { dataset: { stream: s.stream }, class: s.stream === streams.shown ? 'current' : '' },
@@ -358,6 +361,7 @@ async function searchStreams(more) {
     streams.next = value.next;
     $('streams-more').hidden = !value.next;
   } catch (e) {
+    if (seq !== streams.seq) return;
     note.textContent = e.message;
     note.classList.add('bad');
   }
@@ -378,6 +382,7 @@ function eventItem(ev, fresh) {
 
 // A stream's events, newest first, 50 at a time; `before`: the version to go back from.
 async function openStream(name, before) {
+  const seq = ++streams.streamSeq;
   streams.shown = name;
   $('stream').hidden = false;
   $('stream-name').textContent = name;
@@ -387,6 +392,7 @@ async function openStream(name, before) {
   if (before) q.set('from', String(before));
   try {
     const { value, headers } = await api(`/streams/${enc(name)}?${q}`);
+    if (seq !== streams.streamSeq) return;
     if (!before) list.replaceChildren();
     for (const ev of value) list.append(eventItem(ev));
     const version = Number((headers.get('ETag') || '').replace(/"/g, ''));
@@ -394,6 +400,7 @@ async function openStream(name, before) {
     streams.oldest = value.length ? value[value.length - 1].version : null;
     $('stream-older').hidden = !(streams.oldest > 1);
   } catch (e) {
+    if (seq !== streams.streamSeq) return;
     list.replaceChildren(el('li', { class: 'problem' }, e.message));
     $('stream-version').textContent = '';
     $('stream-older').hidden = true;
