@@ -14,7 +14,7 @@ describe("GET /streams", function()
 
   local function list(s, query)
     local code, body = s:curl_json("GET", "/streams" .. (query or ""))
-    assert(code == 200, tostring(code) .. " " .. tostring(body))
+    assert(code == 200, ("GET /streams%s answered %s"):format(query or "", code))
     local names = {}
     for i, row in ipairs(body.streams) do names[i] = row.stream end
     return body, names
