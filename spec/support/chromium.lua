@@ -115,8 +115,10 @@ function M.launch(opts)
     "--mute-audio", "--hide-scrollbars", "--window-size=1280,900",
     "--remote-debugging-port=0", "--user-data-dir=" .. dir .. "/profile", "about:blank" }
   for i, a in ipairs(args) do args[i] = q(a) end
-  b.proc = io.popen(("exec sh -c %s"):format(q("echo $$; exec " .. table.concat(args, " ") ..
-    " >/dev/null 2>>" .. q(b.log))), "r")
+  -- Under the sanitizers the specs' interpreter runs with the ASan runtime preloaded (for
+  -- moonlog.core); the browser must not inherit it.
+  b.proc = io.popen(("exec sh -c %s"):format(q("echo $$; exec env -u LD_PRELOAD -u ASAN_OPTIONS " ..
+    table.concat(args, " ") .. " >/dev/null 2>>" .. q(b.log))), "r")
   b.pid = tonumber(b.proc:read("l"))
   local port, path
   local deadline = socket.gettime() + 60
@@ -130,8 +132,9 @@ function M.launch(opts)
     if not (port and path) then
       port = nil
       if socket.gettime() > deadline then
+        local log = sh("cat " .. q(b.log) .. " 2>&1")
         b:close()
-        error("chromium did not open its DevTools port within 60 s:\n" .. sh("cat " .. q(b.log)))
+        error("chromium did not open its DevTools port within 60 s:\n" .. log)
       end
       socket.sleep(0.05)
     end
