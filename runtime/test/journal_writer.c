@@ -18,6 +18,7 @@
  * The head is never touched here: the log moves it as applies are written.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +48,8 @@ struct journal {
 	struct node *nodes[JOURNAL_NODES];
 	void (*on_complete)(struct ml_append *req, uint64_t seq);
 	void (*on_applied)(int node, uint64_t seq);
-	uint64_t apply_limit; /* journal_apply_limit */
+	uint64_t apply_limit;	 /* journal_apply_limit */
+	int gone[JOURNAL_NODES]; /* journal_node_gone: what every node believes */
 };
 
 /* A request the node took, waiting for its entry's apply. */
@@ -82,6 +84,8 @@ struct node {
 	int outstanding;   /* applies not ended yet */
 	int rewind;	   /* a write failed: apply again from where the log stands */
 	int stopping;
+
+	char name[16]; /* "node-ID", for ml_log_node */
 };
 
 /* One apply in flight. */
@@ -139,6 +143,7 @@ void journal_apply_limit(struct journal *j, uint64_t seq)
 {
 	pthread_mutex_lock(&j->mu);
 	j->apply_limit = seq;
+	pthread_cond_broadcast(&j->cv); /* a limit lifted: the tails go on */
 	pthread_mutex_unlock(&j->mu);
 }
 
@@ -226,12 +231,40 @@ static void node_free(struct ml_log_writer *w)
 	free(n);
 }
 
+/* ---- who is there: ml_log_node and ml_log_node_state, as the test says ------ */
+
+static const char *node_name(struct ml_log_writer *w)
+{
+	return ((struct node *)w)->name;
+}
+
+/* "node-ID" is alive unless the test said it is gone; any other name was never heard of. */
+static enum ml_node_state node_state(struct ml_log_writer *w, const char *id, size_t len)
+{
+	struct journal *j = ((struct node *)w)->j;
+	char name[16];
+	for (int i = 0; i < JOURNAL_NODES; i++) {
+		int n = snprintf(name, sizeof(name), "node-%d", i);
+		if ((size_t)n == len && memcmp(name, id, len) == 0)
+			return __atomic_load_n(&j->gone[i], __ATOMIC_ACQUIRE) ? ML_NODE_GONE
+									      : ML_NODE_ALIVE;
+	}
+	return ML_NODE_GONE;
+}
+
+void journal_node_gone(struct journal *j, int id, int gone)
+{
+	__atomic_store_n(&j->gone[id], gone, __ATOMIC_RELEASE);
+}
+
 static const struct ml_log_writer_ops journal_ops = {
     .name = "journal (tests)",
     .submit = node_submit,
     .kick = node_kick,
     .stop = node_stop,
     .free = node_free,
+    .node = node_name,
+    .node_state = node_state,
 };
 
 /* ---- the tail: applying the journal --------------------------------------- */
@@ -356,6 +389,7 @@ int journal_node_start(struct journal *j, int id, struct ml_log *log)
 	struct node *n = ml_xcalloc(1, sizeof(*n));
 	n->w.ops = &journal_ops;
 	n->j = j, n->id = id, n->log = log;
+	snprintf(n->name, sizeof(n->name), "node-%d", id);
 	n->kept_end = &n->kept;
 	n->cursor = ml_log_applied_seq(log) + 1; /* where it stands after a restart */
 	pthread_mutex_init(&n->mu, NULL);

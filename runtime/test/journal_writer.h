@@ -9,7 +9,8 @@
  * ml_log_kick for kick_later ones, all of them at one go), and the node's tail
  * thread applies every entry of the journal, in order, to its log
  * (ml_log_apply). A submitter's request completes when its own node's apply
- * reaches its entry, with the outcome that apply found. Nothing here knows
+ * reaches its entry, with the outcome that apply found. The test decides which
+ * nodes the others believe gone (journal_node_gone). Nothing here knows
  * the server, the scripts or the routing: only log.h and log_writer.h.
  */
 #ifndef ML_TEST_JOURNAL_WRITER_H
@@ -62,5 +63,12 @@ void journal_on_complete(struct journal *j, void (*fn)(struct ml_append *req, ui
 void journal_on_applied(struct journal *j, void (*fn)(int node, uint64_t seq));
 /* Nodes apply no entry past `seq` (0: no limit): a crash test's node stops short of the end. */
 void journal_apply_limit(struct journal *j, uint64_t seq);
+
+/*
+ * Who is there (ml_log_node, ml_log_node_state): node `id` is named "node-ID"
+ * and every node believes it alive until the test says it is gone (1), or back
+ * (0); a name that is no node's is gone.
+ */
+void journal_node_gone(struct journal *j, int id, int gone);
 
 #endif
