@@ -48,6 +48,8 @@ static size_t rows(struct ml_server *s, struct stat_row *out)
 	    {"parked",
 	     "group events parked after max_deliveries (a handler's: moonlog_script_parked)",
 	     rs.parked, 1},
+	    {"group_takeovers", "group ranges taken over from a node gone (a shared log)",
+	     rs.taken_over, 1},
 	    {"uptime_ms", NULL, (uint64_t)ml_time_ms() - s->started_ms, 0},
 	};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)

@@ -147,6 +147,7 @@ void journal_apply_limit(struct journal *j, uint64_t seq)
 {
 	pthread_mutex_lock(&j->mu);
 	j->apply_limit = seq;
+	pthread_cond_broadcast(&j->cv); /* a limit lifted: the tails go on */
 	pthread_mutex_unlock(&j->mu);
 }
 
@@ -272,6 +273,11 @@ static enum ml_node_state node_state(struct ml_log_writer *w, const char *id, si
 	enum ml_node_state st = k == n->id ? ML_NODE_ALIVE : n->j->state[k];
 	pthread_mutex_unlock(&n->j->mu);
 	return st;
+}
+
+void journal_node_gone(struct journal *j, int id, int gone)
+{
+	journal_node_state(j, id, gone ? ML_NODE_GONE : ML_NODE_ALIVE);
 }
 
 static const struct ml_log_writer_ops journal_ops = {

@@ -74,5 +74,7 @@ void journal_node_state(struct journal *j, int id, enum ml_node_state st);
 /* Cuts node `id` off (1: it applies nothing more) or lets it go on (0). Let it go before its
  * log closes: closing waits for the node to apply what it published. */
 void journal_node_hold(struct journal *j, int id, int hold);
+/* journal_node_state's two common cases: node `id` is gone (1), or alive (0). */
+void journal_node_gone(struct journal *j, int id, int gone);
 
 #endif
