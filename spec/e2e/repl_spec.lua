@@ -22,10 +22,11 @@ end
 
 function Term:screen() return sh(("tmux capture-pane -p -t %s -S -200"):format(self.name)) end
 
--- Waits (bounded) until the screen matches pattern; returns the screen.
+-- Waits (bounded: 300 looks, 30 s or more on a loaded machine) until the screen matches
+-- pattern; returns the screen.
 function Term:wait_for(pattern, plain)
   local screen
-  for _ = 1, 100 do
+  for _ = 1, 300 do
     screen = self:screen()
     if screen:find(pattern, 1, plain) then return screen end
     sleep(0.1)
