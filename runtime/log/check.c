@@ -127,6 +127,12 @@ out:
 
 int ml_log_check(const char *dir, int repair, struct ml_check_report *r)
 {
+	return ml_log_check_progress(dir, repair, r, NULL, NULL);
+}
+
+int ml_log_check_progress(const char *dir, int repair, struct ml_check_report *r,
+			  ml_check_progress_fn progress, void *arg)
+{
 	char logdir[4096];
 	uint64_t *firsts = NULL, next = 1;
 	size_t n = 0;
@@ -135,8 +141,11 @@ int ml_log_check(const char *dir, int repair, struct ml_check_report *r)
 	if (ml_seg_list(logdir, 0, &firsts, &n) != 0)
 		return -1;
 	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++)
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (progress)
+			progress(r, i, n, arg);
 		rc = check_segment(logdir, firsts[i], i + 1 == n, repair, &next, r);
+	}
 	free(firsts);
 	return rc;
 }

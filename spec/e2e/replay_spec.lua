@@ -96,8 +96,8 @@ return ml.projection { name = "bad", from = "*", init = {},
   end)
 end)
 
-describe("moonlog replay on a terminal", function()
-  it("says how far it is on stderr, and leaves the result alone on stdout", function()
+describe("moonlog replay and check on a terminal", function()
+  it("say how far they are on stderr, and leave the result alone on stdout", function()
     local dir = os.tmpname()
     os.remove(dir)
     -- 100,000 events: a progress line shows from the 65,536th on
@@ -108,6 +108,11 @@ describe("moonlog replay on a terminal", function()
     out, code = sh(("script -qec %s /dev/null"):format(q(("%s replay --data %s %s"):format(q(bin), q(dir), q(count)))))
     assert.equal(0, code, out)
     assert.matches("\rmoonlog replay: %d+ of 100000 events %(%d+%%%)", out)
+    -- and check, segment by segment
+    out, code = sh(("script -qec %s /dev/null"):format(q(("%s check --data %s"):format(q(bin), q(dir)))))
+    assert.equal(0, code, out)
+    assert.matches("\rmoonlog check: segment 1 of %d+ %(0%%%), 0 events so far", out)
+    assert.matches("ok: %d+ segments, 100000 events", out)
     -- piped, no such line
     out, code = sh(("%s replay --data %s %s 2>&1 | cat"):format(q(bin), q(dir), q(count)))
     assert.equal(0, code, out)
