@@ -272,8 +272,10 @@ void ml_host_submit_batch(struct ml_host *h, struct ml_hosted *e, int sync)
 	if (!sync)
 		return submit(h, e);
 	build(e);
-	if (ml_log_append(h->log, &e->req) == 0)
+	if (ml_log_append(h->log, &e->req) == 0) {
 		e->saved = e->pos;
+		e->own_first = e->req.first_position, e->own_last = e->req.last_position;
+	}
 	else if (!ml_lease_fenced(h, e, &e->req))
 		ml_hosted_fault(e, e->pos, "script %s: cannot write its checkpoint at %llu: %s",
 				ml_diag_last());
@@ -337,6 +339,7 @@ void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait)
 		return;
 	}
 	e->retry_ms = 0;
+	e->own_first = e->req.first_position, e->own_last = e->req.last_position;
 	e->saved = e->inflight_pos;
 	e->saved_ms = ml_host_now_ms();
 	e->since = 0;

@@ -59,6 +59,7 @@ struct ml_hosted {
 	uint64_t saved;	    /* the position of the last checkpoint or snapshot */
 	uint64_t saved_ms;  /* when it was taken (monotonic) */
 	uint64_t since;	    /* handlers: events handled since the checkpoint */
+	uint64_t own_first, own_last; /* handlers: where their last batch went */
 	int caught_up;	    /* reached the head once */
 	uint64_t fed;	    /* events fed since the host opened */
 	uint64_t poison;    /* a fault record's position: passed over, not run (0: none) */

@@ -164,13 +164,27 @@ static uint32_t feed(struct ml_host *h, struct ml_hosted *e, uint64_t head, uint
 	return n;
 }
 
+/*
+ * The events a handler went past since its checkpoint, its own last batch not
+ * counted: that batch holds the checkpoint, an event like any other, and counting
+ * it would checkpoint the checkpoint (forever, at --checkpoint-events 1).
+ */
+static uint64_t passed(const struct ml_hosted *e)
+{
+	uint64_t n = e->pos - e->saved;
+	if (e->own_first > e->saved && e->own_first <= e->pos)
+		n -= (e->own_last < e->pos ? e->own_last : e->pos) - e->own_first + 1;
+	return n;
+}
+
 static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
 {
 	if (e->pos <= e->saved || e->inflight)
 		return;
 	uint64_t age = now_ms - e->saved_ms;
 	if (e->kind == ML_SCRIPT_HANDLER) {
-		if (e->pos - e->saved >= h->o.checkpoint_events ||
+		uint64_t n = passed(e);
+		if ((n && n >= h->o.checkpoint_events) ||
 		    (e->since && age >= h->o.checkpoint_ms))
 			ml_host_submit_batch(h, e, 0);
 		return;
