@@ -275,8 +275,7 @@ void ml_host_submit_batch(struct ml_host *h, struct ml_hosted *e, int sync)
 	if (ml_log_append(h->log, &e->req) == 0) {
 		e->saved = e->pos;
 		e->own_first = e->req.first_position, e->own_last = e->req.last_position;
-	}
-	else if (!ml_lease_fenced(h, e, &e->req))
+	} else if (!ml_lease_fenced(h, e, &e->req))
 		ml_hosted_fault(e, e->pos, "script %s: cannot write its checkpoint at %llu: %s",
 				ml_diag_last());
 	forget_gathered(e);

@@ -59,7 +59,6 @@ struct ml_hosted {
 	uint64_t saved;	    /* the position of the last checkpoint or snapshot */
 	uint64_t saved_ms;  /* when it was taken (monotonic) */
 	uint64_t since;	    /* handlers: events handled since the checkpoint */
-	uint64_t own_first, own_last; /* handlers: where their last batch went */
 	int caught_up;	    /* reached the head once */
 	uint64_t fed;	    /* events fed since the host opened */
 	uint64_t poison;    /* a fault record's position: passed over, not run (0: none) */
@@ -68,6 +67,7 @@ struct ml_hosted {
 	double rate; /* events per second, over the last second or so */
 
 	/* handlers: the batch being gathered (batch.c), then the one append in flight */
+	uint64_t own_first, own_last; /* where the last batch went */
 	struct ml_host *h;
 	struct ml_gathered *gathered;
 	size_t n_gathered, gathered_cap;

@@ -184,8 +184,7 @@ static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
 	uint64_t age = now_ms - e->saved_ms;
 	if (e->kind == ML_SCRIPT_HANDLER) {
 		uint64_t n = passed(e);
-		if ((n && n >= h->o.checkpoint_events) ||
-		    (e->since && age >= h->o.checkpoint_ms))
+		if ((n && n >= h->o.checkpoint_events) || (e->since && age >= h->o.checkpoint_ms))
 			ml_host_submit_batch(h, e, 0);
 		return;
 	}

@@ -228,8 +228,8 @@ static void test_checkpoint_every_event(void)
 	for (int i = 0; i < 100; i++)
 		ml_host_step(h), usleep(1000);
 	int64_t n = count(log, "$checkpoint-echo");
-	ok(n >= 1 && n <= 2, "a checkpoint for the event and one for the passed event, no more (%lld)",
-	   (long long)n);
+	ok(n >= 1 && n <= 2,
+	   "a checkpoint for the event and one for the passed event, no more (%lld)", (long long)n);
 	ml_host_close(h);
 	ml_log_close(log);
 	rm_rf(dir);
