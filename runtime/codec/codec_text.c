@@ -70,6 +70,8 @@ static int add_point(char *buf, size_t size, int n)
 
 int ml_codec_format_double(char *buf, size_t size, double d)
 {
+	if (buf == NULL || size == 0) /* gcc -O3 asks; no caller does it */
+		return 0;
 	locale_t c = c_locale_get(), old = c ? uselocale(c) : 0;
 	int n = 0;
 	for (int prec = 15; prec <= 17; prec++) {
@@ -84,6 +86,8 @@ int ml_codec_format_double(char *buf, size_t size, double d)
 
 int ml_codec_format_float(char *buf, size_t size, float f)
 {
+	if (buf == NULL || size == 0) /* gcc -O3 asks; no caller does it */
+		return 0;
 	locale_t c = c_locale_get(), old = c ? uselocale(c) : 0;
 	int n = 0;
 	for (int prec = 6; prec <= 9; prec++) {

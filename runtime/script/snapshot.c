@@ -121,7 +121,7 @@ struct snap {
 
 static int parse_field(struct ml_msgpack_reader *r, const struct ml_msgpack_obj *k, struct snap *sn)
 {
-	struct ml_msgpack_obj v;
+	struct ml_msgpack_obj v = {0}; /* ml_msgpack_read sets it; gcc -O3 cannot tell */
 	const uint8_t *at = r->p;
 #define KEY(s) (k->n == sizeof(s) - 1 && memcmp(k->ptr, s, k->n) == 0)
 	if (KEY("state")) {
