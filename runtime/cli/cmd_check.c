@@ -19,8 +19,14 @@ static const char help[] =
     "before a crash: it was never acknowledged, and the next open cuts it off) is not\n"
     "damage: check prints a line that starts with 'torn tail:' and exits 0.\n"
     "\n"
+    "The index files (DIR/log/*.idx, *.run) are verified against the records too. A\n"
+    "damaged one fails the check; --repair removes it, and the next open builds it\n"
+    "again from the segments. Records no index file holds yet (the next open walks\n"
+    "them, or indexes their segment) are counted, and are not damage.\n"
+    "\n"
     "  --data DIR   the data folder (default ./moonlog-data)\n"
-    "  --repair     cut off a torn tail now; other damage is only reported\n"
+    "  --repair     cut off a torn tail now, and remove damaged index files; other\n"
+    "               damage is only reported\n"
     "  --force      with --repair: also cut the last segment at damage that good records\n"
     "               follow (a power loss can leave it; the records after it are lost)\n";
 
@@ -70,8 +76,16 @@ int cmd_check(int argc, char **argv)
 		       " of segment %s) was not completely written before a crash; it was never "
 		       "acknowledged, and the next open cuts it off\n",
 		       r.torn_bytes, r.torn_offset, r.bad_segment);
+	if (r.index_removed)
+		printf("repaired: removed %" PRIu64
+		       " damaged index file%s (first %s); the next open "
+		       "builds %s again\n",
+		       r.index_removed, r.index_removed == 1 ? "" : "s", r.bad_index,
+		       r.index_removed == 1 ? "it" : "them");
 	printf("ok: %" PRIu64 " segments, %" PRIu64 " events in %" PRIu64
-	       " batches, last position %" PRIu64 "\n",
-	       r.segments, r.records, r.batches, r.last_position);
+	       " batches, last position %" PRIu64 "; index: %" PRIu64 " blocks and %" PRIu64
+	       " runs verified, %" PRIu64 " events left for the next open to index\n",
+	       r.segments, r.records, r.batches, r.last_position, r.index_blocks, r.index_runs,
+	       r.unindexed);
 	return CLI_OK;
 }

@@ -148,7 +148,8 @@ int ml_seg_list(const char *logdir, int remove_tmp, uint64_t **out, size_t *n)
 	for (struct dirent *de; (de = readdir(d)) != NULL;) {
 		uint64_t first;
 		char tail[8];
-		if (remove_tmp && strstr(de->d_name, ".seg.tmp")) {
+		if (remove_tmp &&
+		    (strstr(de->d_name, ".seg.tmp") || strstr(de->d_name, ".idx.tmp"))) {
 			unlinkat(dirfd(d), de->d_name, 0);
 			continue;
 		}

@@ -54,7 +54,7 @@ static const char *misplaced(const struct ml_rec *r, uint64_t want_pos, int in_b
 void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan *s, ml_scan_fn fn,
 		     void *arg)
 {
-	uint64_t o = ML_SEG_HEADER, batch_start = o, pos = s->next_position;
+	uint64_t o = s->start ? s->start : ML_SEG_HEADER, batch_start = o, pos = s->next_position;
 	uint32_t left = 0, in_batch = 0, batch_records = 0;
 	struct ml_rec r;
 

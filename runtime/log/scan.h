@@ -17,6 +17,7 @@ enum ml_scan_status {
 };
 
 struct ml_scan {
+	uint64_t start;		/* in: the offset to start at (0: after the segment's header) */
 	uint64_t next_position; /* in: the position the first record must have; out: after */
 	uint64_t good_end;	/* offset just past the last complete batch (zeros may follow) */
 	uint64_t bad_offset;	/* where the walk stopped, if not clean */
@@ -28,7 +29,7 @@ struct ml_scan {
 /* Called for each record of a complete batch, in order; non-zero stops the walk. */
 typedef int (*ml_scan_fn)(const struct ml_rec *r, uint64_t offset, void *arg);
 
-/* Walks p[ML_SEG_HEADER .. size); verify: check each record's crc. */
+/* Walks p[start .. size); verify: check each record's crc. */
 void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan *s, ml_scan_fn fn,
 		     void *arg);
 

@@ -13,20 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
 #include "log/record.h"
-
-static struct ml_stream *find_stream(struct ml_log *log, const char *name, size_t len)
-{
-	return ml_streams_find(&log->streams, name, len, ml_stream_hash(name, len));
-}
 
 static int check_expected(struct ml_log *log, struct ml_append *req)
 {
 	for (size_t i = 0; i < req->n_expect; i++) {
 		const struct ml_expect_in *x = &req->expect[i];
-		struct ml_stream *s = find_stream(log, x->stream, x->stream_len);
-		int64_t v = s ? s->count : 0;
+		int64_t v =
+		    (int64_t)ml_index_latest(log, ml_index_hash(log, x->stream, x->stream_len),
+					     x->stream, x->stream_len)
+			.version;
 		int ok = x->expected == ML_EXPECT_ANY ||
 			 (x->expected == ML_EXPECT_EXISTS && v > 0) || x->expected == v;
 		if (ok)
@@ -124,8 +122,8 @@ static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dup
 		if (e->id_len == 0)
 			continue;
 		d->with_id++;
-		uint64_t p = ml_idem_find(&log->idem,
-					  ml_idem_key(e->stream, e->stream_len, e->id, e->id_len));
+		uint64_t p = ml_idem_find(
+		    &log->idem, ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len));
 		uint64_t v = 0;
 		int same = p > floor ? same_event(log, p, e, &scratch, &v) : 0;
 		if (same < 0)
@@ -164,7 +162,8 @@ static int match_generated(struct ml_log *log, struct ml_append *req, struct dup
 static struct ml_seg *seg_for(struct ml_log *log, uint64_t bytes)
 {
 	struct ml_seg *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
-	if (seg && (seg->end == ML_SEG_HEADER || seg->end + bytes <= log->opt.segment_size))
+	if (seg && !seg->full &&
+	    (seg->end == ML_SEG_HEADER || seg->end + bytes <= log->opt.segment_size))
 		return seg;
 	if (log->nsegs == log->segs_cap) {
 		log->segs_cap = log->segs_cap ? log->segs_cap * 2 : 8;
@@ -173,7 +172,7 @@ static struct ml_seg *seg_for(struct ml_log *log, uint64_t bytes)
 	seg = ml_xcalloc(1, sizeof(*seg));
 	seg->first = log->next_position;
 	seg->end = seg->durable_end = ML_SEG_HEADER;
-	seg->fd = -1;
+	seg->fd = seg->idx_fd = -1;
 	log->segs[log->nsegs++] = seg;
 	return seg;
 }
@@ -206,23 +205,22 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		const struct ml_event_in *e = &req->events[i];
 		const char *id = e->id_len ? e->id : ids[i];
 		size_t id_len = e->id_len ? e->id_len : 36;
-		uint64_t h = ml_stream_hash(e->stream, e->stream_len);
-		struct ml_stream *s = ml_streams_find(&log->streams, e->stream, e->stream_len, h);
-		if (s == NULL)
-			s = ml_streams_add(&log->streams, e->stream, e->stream_len, h);
-		uint64_t pos = log->next_position++, ver = (uint64_t)s->count + 1;
+		uint64_t pos = log->next_position++;
 		int last = i + 1 == req->n_events;
+		uint32_t n =
+		    (uint32_t)(ml_rec_size(e, id_len) + (last && seq ? ML_REC_SEQ_SIZE : 0));
+		/* a generated id is unknown to the client until acknowledged: not remembered */
+		uint64_t key =
+		    e->id_len ? ml_index_id_key(log, e->stream, e->stream_len, id, id_len) : 0;
+		uint64_t ver = ml_index_event(log, seg, pos, (uint32_t)seg->end, n, i == 0,
+					      e->stream, e->stream_len,
+					      ml_index_hash(log, e->stream, e->stream_len), key, 0);
 		uint8_t flags = (i == 0 ? ML_REC_FIRST : 0) | (last ? ML_REC_LAST : 0) |
 				(e->id_len ? 0 : ML_REC_GEN_ID);
 		ml_rec_encode((uint8_t *)buf->data + buf->len, e, id, id_len, flags,
 			      (uint32_t)(req->n_events - 1 - i), pos, ver, now, last ? seq : 0);
-		ml_stream_push(&log->streams, s, pos);
-		ml_log_offsets_reserve(log, pos);
-		log->offsets[pos - 1] = (uint32_t)seg->end;
-		if (e->id_len) /* a generated id is unknown to the client until acknowledged */
-			ml_idem_add(&log->idem, ml_idem_key(e->stream, e->stream_len, id, id_len),
-				    pos);
-		size_t n = ml_rec_size(e, id_len) + (last && seq ? ML_REC_SEQ_SIZE : 0);
+		if (key)
+			ml_idem_add(&log->idem, key, pos);
 		buf->len += n;
 		seg->end += n;
 		if (req->positions)
@@ -230,6 +228,8 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		if (req->versions)
 			req->versions[i] = ver;
 	}
+	if (seq)
+		log->chunk_newest->last_seq = seq;
 	req->last_position = log->next_position - 1;
 	if (seq)
 		log->last_seq = log->pending.last_seq = seq;

@@ -47,6 +47,8 @@ struct ml_log_options {
 	uint64_t segment_size;	 /* a segment is rolled past this size (default 256 MiB) */
 	uint32_t max_event_size; /* data + meta of one event (default 1 MiB, at most 64 MiB) */
 	uint32_t id_window;	 /* how many recent ids the duplicate check remembers (131072) */
+	uint32_t index_block;	 /* events the index holds in memory before it writes them to a
+				    file as one block (default 131072; tests use small ones) */
 	int readonly;		 /* open without the lock and never write (for inspection) */
 };
 
@@ -60,6 +62,9 @@ ML_API int ml_fsync_parse(const char *s, enum ml_fsync *out);
  * the log open for writing, or if damage is found that is not a torn tail.
  */
 ML_API struct ml_log *ml_log_open(const struct ml_log_options *o);
+/* What the open cut off or built again, in one line for a person (a torn batch cut, index
+ * files rebuilt); "" when it found the log as it was left. */
+ML_API const char *ml_log_recovered(struct ml_log *log);
 /* Waits for pending appends, syncs, stops the flusher and frees the log. NULL is fine. */
 ML_API void ml_log_close(struct ml_log *log);
 
@@ -238,9 +243,12 @@ ML_API void ml_log_on_head(struct ml_log *log, void (*fn)(uint64_t head, void *a
 struct ml_log_stats {
 	uint64_t head, streams, segments, bytes;
 	uint64_t appends, events, syncs, groups; /* since open */
-	uint64_t index_bytes;			 /* memory held by the stream index */
+	uint64_t index_bytes;			 /* memory the index holds (the events not yet in
+						    its files) */
+	uint64_t index_blocks, index_runs;	 /* its blocks and runs in files */
 	uint64_t open_ns;			 /* how long opening (recovery, index) took */
 	uint64_t truncated_bytes;		 /* cut off by recovery at open */
+	uint64_t index_rebuilt;			 /* segments indexed again at open */
 };
 ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
 
@@ -256,6 +264,10 @@ ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
  * `repair` 1, that torn tail is cut off (and only a torn tail: damage followed
  * by good records is reported, not cut); with 2, damage in the last segment is
  * cut off even when good records follow it (they are lost).
+ *
+ * The index files are verified too, against the records: a damaged one fails
+ * the check (bad_index names it) and, with repair, is removed, for the next
+ * open to build again from the segment.
  */
 struct ml_check_report {
 	uint64_t segments, records, batches, last_position;
@@ -265,6 +277,12 @@ struct ml_check_report {
 	uint64_t torn_offset; /* where that batch starts: open cuts the segment there */
 	uint64_t torn_bytes;  /* how much of it was written (zeros after it not counted) */
 	uint64_t cut_bytes;   /* removed by --repair */
+	/* the index files (docs/log.md): blocks and runs verified, records no block holds
+	 * yet (the next open walks them, or indexes their segment again), the first damaged
+	 * index file, and how many damaged ones --repair removed (the next open builds them) */
+	uint64_t index_blocks, index_runs, unindexed;
+	char bad_index[64];
+	uint64_t index_removed;
 };
 ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);
 
