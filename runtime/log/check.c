@@ -148,6 +148,8 @@ int ml_log_check(const char *dir, int repair, struct ml_check_report *r)
 	snprintf(logdir, sizeof(logdir), "%s/log", dir);
 	if (ml_seg_list(logdir, 0, &firsts, &n) != 0)
 		return -1;
+	if (n > 0 && firsts[0] > 0) /* the first segments may have been dropped */
+		next = firsts[0];
 	struct check_ctx x = {logdir, open(logdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0, 0};
 	x.have_seed = x.dirfd >= 0 && ml_index_read_seed(x.dirfd, &x.seed) == 0;
 	int rc = 0;

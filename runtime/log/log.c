@@ -10,7 +10,7 @@
 
 size_t ml_log_seg_index(struct ml_log *log, uint64_t position)
 {
-	size_t lo = 0, hi = log->nsegs;
+	size_t lo = 0, hi = log->nsegs; /* a position before the first segment: the first */
 	while (hi - lo > 1) {
 		size_t mid = (lo + hi) / 2;
 		if (log->segs[mid]->first <= position)
@@ -32,6 +32,14 @@ uint64_t ml_log_head(struct ml_log *log)
 	uint64_t h = log->head;
 	pthread_mutex_unlock(&log->mu);
 	return h;
+}
+
+uint64_t ml_log_first(struct ml_log *log)
+{
+	pthread_mutex_lock(&log->mu);
+	uint64_t first = log->first;
+	pthread_mutex_unlock(&log->mu);
+	return first;
 }
 
 uint64_t ml_log_stream_version(struct ml_log *log, const char *stream, size_t len)

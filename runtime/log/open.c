@@ -143,7 +143,7 @@ static struct ml_seg *add_segment(struct ml_log *log, uint64_t first, uint64_t *
 	*size = (uint64_t)st.st_size;
 	ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
 	if (ml_seg_header_parse(hdr, n > 0 ? (size_t)n : 0, &hdr_first) != 0 ||
-	    hdr_first != first || first != log->next_position) {
+	    hdr_first != first || first != log->next_position || first == 0) {
 		close(fd);
 		ml_diag_set(ML_ERR_CORRUPT,
 			    "segment %s/%s: bad header or out of sequence (expected first "
@@ -479,6 +479,8 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	if ((!o->readonly && take_lock(log) != 0) || load_seed(log) != 0 ||
 	    ml_seg_list(log->logdir, !o->readonly, &firsts, &n) != 0)
 		goto fail;
+	if (n > 0) /* the log may start after 1: sealed segments can be dropped from the front */
+		log->first = log->next_position = firsts[0];
 	if (open_segments(log, firsts, n) != 0)
 		goto fail;
 	free(firsts);

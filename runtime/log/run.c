@@ -280,7 +280,11 @@ int ml_runs_cover(struct ml_log *log)
 	for (size_t i = 0; i < log->nblocks;) {
 		long best = -1, best_end = -1;
 		for (size_t f = 0; f < nf; f++) {
-			if (files[f].first != log->blocks[i]->t.first)
+			/* The first run may start before the first block: its first segments were
+			 * dropped, and what it says of their streams (their versions) still holds.
+			 */
+			if (files[f].first != log->blocks[i]->t.first &&
+			    (i > 0 || files[f].first > log->blocks[i]->t.first))
 				continue;
 			long end = block_ending(log, i, files[f].last);
 			if (end <= best_end)
@@ -294,8 +298,10 @@ int ml_runs_cover(struct ml_log *log)
 					close(fd);
 			}
 			struct ml_run *r = files[f].run;
+			uint64_t covered = (uint64_t)(end - (long)i + 1);
 			if (r && r->t.first == files[f].first && r->t.last == files[f].last &&
-			    r->t.nblocks == (uint64_t)(end - (long)i + 1))
+			    (r->t.first == log->blocks[i]->t.first ? r->t.nblocks == covered
+								   : r->t.nblocks > covered))
 				best = (long)f, best_end = end;
 		}
 		if (best >= 0) {

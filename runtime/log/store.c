@@ -55,8 +55,8 @@ static int same_event(struct ml_log *log, uint64_t position, const struct ml_eve
 {
 	struct ml_rec r;
 	scratch->len = 0;
-	if (position == 0 || position >= log->next_position)
-		return 0;
+	if (position < log->first || position >= log->next_position)
+		return 0; /* (an event dropped with its segment cannot be compared: not a match) */
 	if (ml_log_record_at(log, position, scratch) != 0 ||
 	    ml_rec_parse((uint8_t *)scratch->data, scratch->len, 0, &r) != ML_REC_OK)
 		return -1;

@@ -16,6 +16,7 @@
 #include <moonlog/log.h>
 
 #include "test/index_model.h"
+#include "test/log_compare.h"
 #include "test/log_helpers.h"
 #include "test/unit.h"
 
@@ -149,6 +150,71 @@ static void test_rebuild(const char *dir)
 	ml_log_close(log);
 }
 
+/*
+ * A log whose first segments are gone, as the retention of a later moonlog
+ * drops them: positions and versions go on where they were, and every reader
+ * starts at the first position kept. With the run files kept, a stream whose
+ * events are all gone keeps its version; with every index file gone, the log
+ * is indexed from the segments left.
+ */
+static void test_first_gone(const char *dir)
+{
+	struct ml_log *log = open_small(dir);
+	model_reset(&m, 17);
+	for (int i = 0; i < 5; i++) /* a stream that lives only in the first segment */
+		append1(log, "early-1", NULL, ML_EXPECT_ANY);
+	m.head = 5;
+	m.extra_streams = 1;
+	model_append(&m, log, 2000);
+	settle(log);
+	ml_log_close(log);
+
+	char path[512];
+	uint64_t firsts[3] = {0};
+	char **segs;
+	size_t n;
+	segs = segment_files(dir, &n);
+	for (int i = 0; i < 3 && i < (int)n; i++) {
+		firsts[i] = strtoull(segs[i], NULL, 10);
+		if (i < 2) { /* the first two segments and their index files */
+			snprintf(path, sizeof(path), "%s/log/%s", dir, segs[i]);
+			unlink(path);
+			snprintf(path, sizeof(path), "%s/log/%020llu.idx", dir,
+				 (unsigned long long)firsts[i]);
+			unlink(path);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(segs[i]);
+	free(segs);
+	m.first = firsts[2];
+	log = open_small(dir);
+	ok(log && firsts[2] > 1 && ml_log_first(log) == firsts[2],
+	   "the first two segments gone, the log starts at %llu",
+	   (unsigned long long)(log ? ml_log_first(log) : 0));
+	ok(log && agrees(&m, log), "every reader starts there; versions and positions are kept");
+	struct collect c = {0};
+	ok(log && ml_log_stream_version(log, "early-1", 7) == 5 &&
+	       ml_log_read_stream(log, "early-1", 7, 0, 0, 0, collect_fn, &c) == 0,
+	   "a stream whose events are all gone keeps its version (5), and reads none");
+	ok(log && model_append(&m, log, 300) == 0 && agrees(&m, log), "and appends go on");
+	ml_log_close(log);
+	struct ml_check_report r;
+	ok(ml_log_check(dir, 0, &r) == 0 && r.last_position == m.head,
+	   "check passes, to position %llu", (unsigned long long)r.last_position);
+
+	remove_files(dir, ".idx", 0);
+	remove_files(dir, ".run", 0);
+	log = open_small(dir);
+	m.forgotten_ok = 1; /* a stream with no event kept is not known without the runs */
+	m.extra_streams = 0;
+	ok(log && agrees(&m, log), "every index file gone too: indexed from the segments left");
+	ok(log && ml_log_stream_version(log, "early-1", 7) == 0,
+	   "where nothing tells of a stream whose events are all gone any more");
+	ml_log_close(log);
+	m.forgotten_ok = 0;
+}
+
 /* Flips one bit at `at` of a file. */
 static void flip(const char *path, off_t at)
 {
@@ -244,10 +310,8 @@ int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
 	static const struct unit_dir_test tests[] = {
-	    {"blocks", test_blocks},
-	    {"rebuild", test_rebuild},
-	    {"damaged", test_damaged},
-	    {"memory", test_memory},
+	    {"blocks", test_blocks},	     {"rebuild", test_rebuild}, {"damaged", test_damaged},
+	    {"first_gone", test_first_gone}, {"memory", test_memory},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	model_free(&m);

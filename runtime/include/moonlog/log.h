@@ -224,6 +224,14 @@ ML_API enum ml_fsync ml_log_fsync(struct ml_log *log);
 
 /* The last acknowledged position (0 for an empty log). */
 ML_API uint64_t ml_log_head(struct ml_log *log);
+/*
+ * The first position the log holds: 1, unless its first segments were dropped
+ * (retention): positions and versions go on where they were, and reads start
+ * here (reading $all from 1 gives the events from here; a stream read from
+ * version 1 gives its events from the first one kept). head + 1 when it holds
+ * none.
+ */
+ML_API uint64_t ml_log_first(struct ml_log *log);
 /* A stream's version: its number of visible events; 0 when it does not exist. */
 ML_API uint64_t ml_log_stream_version(struct ml_log *log, const char *stream, size_t len);
 
