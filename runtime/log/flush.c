@@ -207,7 +207,6 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	snprintf(msg, sizeof(msg), "cannot write to the log in %s: %s; the append was not stored",
 		 log->dir, strerror(err));
 	ml_index_rollback(log, log->head);
-	ml_idem_rollback(&log->idem, log->head);
 	log->next_position = log->head + 1;
 	if (log->inflight.last_seq || log->pending.last_seq) /* entries of a journal: the */
 		log->apply_stalled = 1; /* writer applies them again, from applied_seq on */
@@ -239,7 +238,6 @@ static struct ml_append *acknowledge(struct ml_log *log)
 		log->head = log->inflight.last_position;
 	if (log->inflight.last_seq)
 		log->applied_seq = log->inflight.last_seq;
-	ml_idem_trim(&log->idem);
 	ml_indexer_poke(log);
 	finish(&log->inflight, NULL, &async);
 	return async;

@@ -399,6 +399,9 @@ void ml_indexer_poke(struct ml_log *log);
 int ml_indexer_write_oldest(struct ml_log *log);
 /* Is chunk c ready to be written as a block? (mutex held) */
 int ml_chunk_ready(const struct ml_log *log, const struct ml_chunk *c);
+/* The index's work waiting: chunks ready to be written, a merge running or wanted (mutex held;
+ * 0 when the readonly log has no threads only if nothing is wanted). */
+uint64_t ml_indexer_pending(const struct ml_log *log);
 /* Merges runs while the merge policy asks for it (at open, without the merger). */
 int ml_runs_settle(struct ml_log *log, size_t max_runs);
 

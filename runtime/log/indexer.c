@@ -130,9 +130,11 @@ static long pick_pair(const struct ml_log *log, size_t max_runs)
 static int merge_pair(struct ml_log *log, size_t i)
 {
 	struct ml_run *a = log->runs[i], *b = log->runs[i + 1];
+	log->merging = 1;
 	pthread_mutex_unlock(&log->mu);
 	struct ml_run *r = ml_run_merge(log, a, b, &log->index_stopping);
 	pthread_mutex_lock(&log->mu);
+	log->merging = 0;
 	if (r == NULL) {
 		if (!log->index_stopping)
 			note_error(log, ml_diag_last());
@@ -164,6 +166,14 @@ static void *merger_main(void *arg)
 	}
 	pthread_mutex_unlock(&log->mu);
 	return NULL;
+}
+
+uint64_t ml_indexer_pending(const struct ml_log *log)
+{
+	uint64_t n = (uint64_t)log->merging + (pick_pair(log, SIZE_MAX) >= 0);
+	for (const struct ml_chunk *c = log->chunks; c && ml_chunk_ready(log, c); c = c->next)
+		n++;
+	return n;
 }
 
 int ml_runs_settle(struct ml_log *log, size_t max_runs)

@@ -167,9 +167,10 @@ void ml_log_stats(struct ml_log *log, struct ml_log_stats *out)
 	out->bytes = 0;
 	for (size_t i = 0; i < log->nsegs; i++)
 		out->bytes += log->segs[i]->durable_end;
-	out->index_bytes = ml_index_memory(log) + (log->idem.cap + log->idem.mask + 1) * 16;
+	out->index_bytes = ml_index_memory(log);
 	out->index_blocks = log->nblocks;
 	out->index_runs = log->nruns;
+	out->index_pending = ml_indexer_pending(log);
 	pthread_mutex_unlock(&log->mu);
 }
 

@@ -17,17 +17,6 @@
 #include <moonlog/log_writer.h>
 #include <moonlog/util.h>
 
-/* The recent (stream, id) pairs, for duplicate detection: a ring of the last
- * `cap` entries and a hash table over them. */
-struct ml_idem {
-	struct {
-		uint64_t key, position;
-	} * ring, *table;
-	size_t cap;		      /* ids kept once acknowledged */
-	size_t ring_cap, head, count; /* ring: `count` entries ending before `head` */
-	size_t mask;		      /* table: mask + 1 slots, key 0 = empty */
-};
-
 struct ml_seg {
 	uint64_t first;	      /* position of its first record */
 	uint64_t end;	      /* bytes reserved: where the next record goes */
@@ -109,7 +98,6 @@ struct ml_log {
 	uint64_t next_position;
 	struct ml_seg **segs; /* each allocated once: the flusher holds pointers */
 	size_t nsegs, segs_cap;
-	struct ml_idem idem;
 
 	/* the index (index.h): chunks in memory, blocks and runs in files */
 	uint64_t seed;	      /* of every hash the index files hold (index.seed) */
@@ -122,6 +110,7 @@ struct ml_log {
 	uint64_t indexed_seq; /* the journal sequence the last block written carries */
 	pthread_t indexer, merger;
 	int indexer_running, merger_running, index_stopping;
+	int merging; /* the merger is merging two runs */
 	pthread_cond_t index_cv, merge_cv;
 	char index_error[256]; /* the last failure to write the index (retried), or "" */
 
@@ -155,17 +144,6 @@ struct ml_log {
 
 /* read.c: unmaps every read mapping (at close) */
 void ml_log_unmap_all(struct ml_log *log);
-
-/* idem.c: the window of recent ids */
-void ml_idem_init(struct ml_idem *w, size_t cap);
-void ml_idem_free(struct ml_idem *w);
-/* The position stored for key, or 0. */
-uint64_t ml_idem_find(const struct ml_idem *w, uint64_t key);
-void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position);
-/* Forgets the oldest ids beyond the window's size (after an acknowledgement). */
-void ml_idem_trim(struct ml_idem *w);
-/* Forgets the entries added for positions above `position` (a rolled-back write). */
-void ml_idem_rollback(struct ml_idem *w, uint64_t position);
 
 /* log.c: the segment holding a position (which must be reserved). */
 size_t ml_log_seg_index(struct ml_log *log, uint64_t position); /* its index in segs */

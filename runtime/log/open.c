@@ -39,7 +39,6 @@ void ml_log_options_init(struct ml_log_options *o)
 	o->batch_sync_ms = 5;
 	o->segment_size = 256u << 20;
 	o->max_event_size = 1u << 20;
-	o->id_window = 1u << 17;
 	o->index_block = ML_INDEX_BLOCK_DEFAULT;
 }
 
@@ -376,23 +375,6 @@ int ml_log_create_segment(struct ml_log *log, uint64_t first)
 	return fd;
 }
 
-static int remember_id(const struct ml_event *e, void *arg)
-{
-	struct ml_log *log = arg;
-	if (!e->id_generated)
-		ml_idem_add(&log->idem,
-			    ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len),
-			    e->position);
-	return 0;
-}
-
-/* Refills the id window from the last id_window events of the log. */
-static int load_ids(struct ml_log *log)
-{
-	uint64_t from = log->head > log->idem.cap ? log->head - log->idem.cap + 1 : 1;
-	return ml_log_read_all(log, from, 0, remember_id, log) < 0 ? -1 : 0;
-}
-
 static void log_free(struct ml_log *log)
 {
 	ml_log_unmap_all(log);
@@ -413,7 +395,6 @@ static void log_free(struct ml_log *log)
 		close(log->dirfd);
 	if (log->lockfd >= 0)
 		close(log->lockfd);
-	ml_idem_free(&log->idem);
 	ml_buf_free(&log->pending.bytes);
 	ml_buf_free(&log->inflight.bytes);
 	pthread_mutex_destroy(&log->mu);
@@ -461,7 +442,6 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	pthread_cond_init(&log->index_cv, NULL);
 	pthread_cond_init(&log->merge_cv, NULL);
 	pthread_condattr_destroy(&ca);
-	ml_idem_init(&log->idem, o->id_window);
 	ml_log_writer_local_init(log);
 
 	uint64_t *firsts = NULL;
@@ -486,9 +466,6 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	free(firsts);
 	firsts = NULL;
 	log->head = log->synced_position = log->next_position - 1;
-	if (load_ids(log) != 0)
-		goto fail;
-	ml_idem_trim(&log->idem);
 	if (!o->readonly && (ml_log_flusher_start(log) != 0 || ml_indexer_start(log) != 0))
 		goto fail;
 	log->stats.open_ns = ml_clock_ns() - t0;

@@ -93,26 +93,15 @@ static void note_stored(struct ml_append *req, size_t i, uint64_t p, uint64_t v,
 }
 
 /*
- * The position at or below which a found id does not count, for a batch applied
- * from a journal: the window is then the last `id_window` positions, which is
- * what a node that has just restarted remembers (open.c: load_ids), so that
- * every node, restarted or not, finds the same duplicates. (A node that ran on
- * remembers at least those: the last id_window client ids.) 0 for a local
- * append, which counts every id the window holds.
- */
-static uint64_t id_floor(const struct ml_log *log, const struct ml_stamp *st)
-{
-	uint64_t top = log->next_position - 1;
-	return st && top > log->idem.cap ? top - log->idem.cap : 0;
-}
-
-/*
  * Finds the events of the batch whose id is already stored in their stream,
- * filling positions and versions with the stored ones. -1 if a record could not
- * be read (the append is refused rather than risk storing an event twice).
+ * filling positions and versions with the stored ones. Every client-chosen id
+ * is remembered, however old (the index's chunks and runs hold them all), so
+ * every node that applies the same journal finds the same duplicates, restarted
+ * or not. A key the index holds is only a candidate: the stored record must
+ * have the same stream and id. -1 if a record could not be read (the append is
+ * refused rather than risk storing an event twice).
  */
-static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dups *d,
-			   uint64_t floor)
+static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dups *d)
 {
 	struct ml_buf scratch = {0};
 	int rc = 0;
@@ -122,14 +111,18 @@ static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dup
 		if (e->id_len == 0)
 			continue;
 		d->with_id++;
-		uint64_t p = ml_idem_find(
-		    &log->idem, ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len));
-		uint64_t v = 0;
-		int same = p > floor ? same_event(log, p, e, &scratch, &v) : 0;
-		if (same < 0)
-			rc = -1;
-		else if (same)
-			note_stored(req, i, p, v, d);
+		uint64_t cand[8], v = 0;
+		size_t n = ml_index_ids(
+		    log, ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len), cand, 8);
+		for (size_t k = 0; k < n && k < 8 && rc == 0; k++) {
+			int same = same_event(log, cand[k], e, &scratch, &v);
+			if (same < 0)
+				rc = -1;
+			else if (same) {
+				note_stored(req, i, cand[k], v, d);
+				break;
+			}
+		}
 	}
 	ml_buf_free(&scratch);
 	return rc;
@@ -219,8 +212,6 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 				(e->id_len ? 0 : ML_REC_GEN_ID);
 		ml_rec_encode((uint8_t *)buf->data + buf->len, e, id, id_len, flags,
 			      (uint32_t)(req->n_events - 1 - i), pos, ver, now, last ? seq : 0);
-		if (key)
-			ml_idem_add(&log->idem, key, pos);
 		buf->len += n;
 		seg->end += n;
 		if (req->positions)
@@ -284,7 +275,7 @@ static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[
 	if ((st || log->last_seq) && check_origin(log, req, st) != 0)
 		return -1;
 	struct dups d;
-	if (find_duplicates(log, req, &d, id_floor(log, st)) != 0)
+	if (find_duplicates(log, req, &d) != 0)
 		return ml_append_refuse(req, ML_ERR_IO,
 					"cannot check this batch's ids against the log: %s",
 					ml_diag_last());

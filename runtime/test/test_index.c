@@ -33,21 +33,20 @@ static struct ml_log *open_small(const char *dir)
 	o.fsync = ML_FSYNC_NEVER;
 	o.segment_size = SEGMENT;
 	o.index_block = BLOCK;
-	o.id_window = 16; /* its memory is not the index's: settle() looks at the index's */
 	struct ml_log *log = ml_log_open(&o);
 	if (log == NULL)
 		printf("# open failed: %s\n", ml_diag_last());
 	return log;
 }
 
-/* Waits until the index has written and merged what it can (a generous liveness bound of a
+/* Waits until the index has written and merged all it wants to (a generous liveness bound of a
  * minute, not a timing: the threads are idle within milliseconds on a quiet machine). */
 static void settle(struct ml_log *log)
 {
 	struct ml_log_stats st;
 	for (int i = 0; i < 30000; i++) {
 		ml_log_stats(log, &st);
-		if (st.index_bytes < 64 * 1024 && st.index_runs <= 16)
+		if (st.index_pending == 0)
 			return;
 		usleep(2000);
 	}
@@ -164,33 +163,45 @@ static void test_first_gone(const char *dir)
 	for (int i = 0; i < 5; i++) /* a stream that lives only in the first segment */
 		append1(log, "early-1", NULL, ML_EXPECT_ANY);
 	m.head = 5;
+	m.own_from = 6;
 	m.extra_streams = 1;
 	model_append(&m, log, 2000);
 	settle(log);
 	ml_log_close(log);
 
+	/* As retention would: drop the sealed segments the oldest run covers (all but the one
+	 * it ends in), so that what the run says of their streams stays. */
 	char path[512];
-	uint64_t firsts[3] = {0};
-	char **segs;
-	size_t n;
-	segs = segment_files(dir, &n);
-	for (int i = 0; i < 3 && i < (int)n; i++) {
-		firsts[i] = strtoull(segs[i], NULL, 10);
-		if (i < 2) { /* the first two segments and their index files */
-			snprintf(path, sizeof(path), "%s/log/%s", dir, segs[i]);
-			unlink(path);
-			snprintf(path, sizeof(path), "%s/log/%020llu.idx", dir,
-				 (unsigned long long)firsts[i]);
-			unlink(path);
-		}
+	uint64_t run_last = 0, kept = 0;
+	DIR *d = opendir(strcat(strcpy(path, dir), "/log"));
+	for (struct dirent *de; d && (de = readdir(d)) != NULL;)
+		if (strncmp(de->d_name, "00000000000000000001-", 21) == 0)
+			run_last = strtoull(de->d_name + 21, NULL, 10);
+	if (d)
+		closedir(d);
+	size_t n, dropped = 0;
+	char **segs = segment_files(dir, &n);
+	for (size_t i = 0; i + 1 < n; i++) {
+		uint64_t first = strtoull(segs[i], NULL, 10),
+			 next = strtoull(segs[i + 1], NULL, 10);
+		kept = first;
+		if (next - 1 >= run_last)
+			break;
+		kept = next;
+		snprintf(path, sizeof(path), "%s/log/%s", dir, segs[i]);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/log/%020llu.idx", dir, (unsigned long long)first);
+		unlink(path);
+		dropped++;
 	}
 	for (size_t i = 0; i < n; i++)
 		free(segs[i]);
 	free(segs);
-	m.first = firsts[2];
+	m.first = kept;
 	log = open_small(dir);
-	ok(log && firsts[2] > 1 && ml_log_first(log) == firsts[2],
-	   "the first two segments gone, the log starts at %llu",
+	ok(log && dropped > 0 && ml_log_first(log) == kept,
+	   "the first %zu segments gone (the run 1-%llu covers them), the log starts at %llu",
+	   dropped, (unsigned long long)run_last,
 	   (unsigned long long)(log ? ml_log_first(log) : 0));
 	ok(log && agrees(&m, log), "every reader starts there; versions and positions are kept");
 	struct collect c = {0};
@@ -213,6 +224,66 @@ static void test_first_gone(const char *dir)
 	   "where nothing tells of a stream whose events are all gone any more");
 	ml_log_close(log);
 	m.forgotten_ok = 0;
+}
+
+/* Retries the first batch (a client id, then a generated one) and single ids from every part of
+ * the log: each a duplicate with the stored positions and versions, whatever it expects. */
+static int old_ids_known(struct ml_log *log, const char *what)
+{
+	int good = 1;
+	struct ml_event_in two[2] = {ev("cart-1", "Added", "add-1"), ev("cart-1", "Priced", NULL)};
+	uint64_t pos[2], ver[2];
+	struct ml_append b = {.events = two, .n_events = 2, .positions = pos, .versions = ver};
+	good &=
+	    ml_log_append(log, &b) == 0 && b.duplicate && pos[0] == 1 && pos[1] == 2 && ver[1] == 2;
+	for (int k = 0; k < 300 && good; k += 7) {
+		char id[32];
+		snprintf(id, sizeof(id), "old-%d", k);
+		struct ml_event_in e = ev("older", "Noted", id);
+		struct ml_expect_in x = {"older", 5, 12345}; /* a version it does not have */
+		uint64_t p, v;
+		struct ml_append r = {.events = &e,
+				      .n_events = 1,
+				      .expect = &x,
+				      .n_expect = 1,
+				      .positions = &p,
+				      .versions = &v};
+		good &= ml_log_append(log, &r) == 0 && r.duplicate && p == 3 + (uint64_t)k &&
+			v == 1 + (uint64_t)k;
+	}
+	ok(good, "%s: every old id is a duplicate with its stored position and version", what);
+	return good;
+}
+
+/* Every client-chosen id is remembered, however old: a retry of one written down in the
+ * blocks long ago, merged into the runs, is a duplicate, before and after a reopen. */
+static void test_old_ids(const char *dir)
+{
+	struct ml_log *log = open_small(dir);
+	struct ml_event_in two[2] = {ev("cart-1", "Added", "add-1"), ev("cart-1", "Priced", NULL)};
+	struct ml_append first = {.events = two, .n_events = 2};
+	ml_log_append(log, &first);
+	for (int k = 0; k < 300; k++) {
+		char id[32];
+		snprintf(id, sizeof(id), "old-%d", k);
+		append1(log, "older", id, ML_EXPECT_ANY);
+	}
+	model_reset(&m, 19);
+	m.head = ml_log_head(log);
+	m.own_from = m.head + 1;
+	m.extra_streams = 2;
+	model_append(&m, log, 3000);
+	settle(log);
+	struct ml_log_stats st;
+	ml_log_stats(log, &st);
+	ok(st.index_blocks > 150, "3302 events later (%llu blocks in %llu runs)",
+	   (unsigned long long)st.index_blocks, (unsigned long long)st.index_runs);
+	old_ids_known(log, "ran on");
+	ml_log_close(log);
+	log = open_small(dir);
+	old_ids_known(log, "reopened");
+	ok(ml_log_head(log) == m.head && agrees(&m, log), "and nothing was stored twice");
+	ml_log_close(log);
 }
 
 /* Flips one bit at `at` of a file. */
@@ -280,7 +351,6 @@ static void test_memory(const char *dir)
 	o.dir = dir;
 	o.fsync = ML_FSYNC_NEVER;
 	o.index_block = 256;
-	o.id_window = 16;
 	struct ml_log *log = ml_log_open(&o);
 	uint64_t most = 0;
 	struct ml_log_stats st;
@@ -311,7 +381,7 @@ int main(void)
 	signal(SIGXFSZ, SIG_IGN);
 	static const struct unit_dir_test tests[] = {
 	    {"blocks", test_blocks},	     {"rebuild", test_rebuild}, {"damaged", test_damaged},
-	    {"first_gone", test_first_gone}, {"memory", test_memory},
+	    {"first_gone", test_first_gone}, {"old_ids", test_old_ids}, {"memory", test_memory},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	model_free(&m);

@@ -75,11 +75,7 @@ static void test_duplicates(const char *dir)
 
 static void test_retries(const char *dir)
 {
-	struct ml_log_options o;
-	ml_log_options_init(&o);
-	o.dir = dir;
-	o.id_window = 4;
-	struct ml_log *log = ml_log_open(&o);
+	struct ml_log *log = open_log(dir, 0);
 	/* a batch with a client id and a generated one can be retried */
 	struct ml_event_in two[2] = {ev("cart-1", "Added", "add-1"), ev("cart-1", "Priced", NULL)};
 	uint64_t pos[2], pos2[2];
@@ -94,7 +90,7 @@ static void test_retries(const char *dir)
 	ok(ml_log_append(log, &c) != 0 && ml_diag_code() == ML_ERR_REFUSED,
 	   "a different batch reusing the id is refused: %s", ml_diag_last());
 
-	/* a failed write does not make the window forget older ids */
+	/* a failed write does not make the log forget older ids */
 	append1(log, "w-1", "a", ML_EXPECT_ANY);
 	append1(log, "w-1", "b", ML_EXPECT_ANY);
 	append1(log, "w-1", "c", ML_EXPECT_ANY);

@@ -46,7 +46,6 @@ struct ml_log_options {
 	unsigned batch_sync_ms;	 /* ML_FSYNC_BATCH: the sync interval (default 5) */
 	uint64_t segment_size;	 /* a segment is rolled past this size (default 256 MiB) */
 	uint32_t max_event_size; /* data + meta of one event (default 1 MiB, at most 64 MiB) */
-	uint32_t id_window;	 /* how many recent ids the duplicate check remembers (131072) */
 	uint32_t index_block;	 /* events the index holds in memory before it writes them to a
 				    file as one block (default 131072; tests use small ones) */
 	int readonly;		 /* open without the lock and never write (for inspection) */
@@ -254,9 +253,10 @@ struct ml_log_stats {
 	uint64_t index_bytes;			 /* memory the index holds (the events not yet in
 						    its files) */
 	uint64_t index_blocks, index_runs;	 /* its blocks and runs in files */
-	uint64_t open_ns;			 /* how long opening (recovery, index) took */
-	uint64_t truncated_bytes;		 /* cut off by recovery at open */
-	uint64_t index_rebuilt;			 /* segments indexed again at open */
+	uint64_t index_pending;	  /* its work waiting: chunks ready to write, runs to merge */
+	uint64_t open_ns;	  /* how long opening (recovery, index) took */
+	uint64_t truncated_bytes; /* cut off by recovery at open */
+	uint64_t index_rebuilt;	  /* segments indexed again at open */
 };
 ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
 

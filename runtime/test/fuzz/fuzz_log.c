@@ -165,7 +165,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ml_log_options_init(&o);
 	o.dir = dir;
 	o.readonly = 1;
-	o.id_window = 1024;
 	ml_diag_clear();
 	struct ml_log *log = ml_log_open(&o);
 	FUZZ_ASSERT(log || !clean, "open refused a log that check finds clean");
