@@ -25,15 +25,22 @@ static uint32_t slots_for(uint32_t n)
 	return s;
 }
 
-struct ml_chunk *ml_chunk_new(struct ml_seg *seg, uint64_t first, uint32_t start)
+struct ml_chunk *ml_chunk_new(struct ml_seg *seg, uint64_t first, uint32_t start, uint32_t expect)
 {
 	struct ml_chunk *c = ml_xcalloc(1, sizeof(*c));
 	c->seg = seg;
 	c->first = first;
 	c->start = c->end = start;
-	c->stream_mask = slots_for(64) - 1;
+	/* Room for `expect` events from the start: growing by doubling would copy and rehash
+	 * everything a dozen times over a chunk's life. */
+	c->ev_cap = c->ids_cap = expect;
+	c->streams_cap = expect / 4 ? expect / 4 : 1;
+	c->ev = ml_xmalloc((size_t)c->ev_cap * sizeof(*c->ev));
+	c->ids = ml_xmalloc((size_t)c->ids_cap * sizeof(*c->ids));
+	c->streams = ml_xmalloc((size_t)c->streams_cap * sizeof(*c->streams));
+	c->stream_mask = slots_for(c->streams_cap) - 1;
 	c->stream_slots = ml_xcalloc(c->stream_mask + 1, sizeof(uint32_t));
-	c->id_mask = slots_for(64) - 1;
+	c->id_mask = slots_for(expect) - 1;
 	c->id_slots = ml_xcalloc(c->id_mask + 1, sizeof(uint32_t));
 	return c;
 }

@@ -35,7 +35,8 @@ struct ml_chunk *ml_index_chunk_for(struct ml_log *log, struct ml_seg *seg, uint
 	struct ml_chunk *c = log->chunk_newest;
 	if (c && !c->frozen && c->seg == seg && (c->count < log->index_block || !batch_start))
 		return c;
-	struct ml_chunk *n = ml_chunk_new(seg, position, off);
+	struct ml_chunk *n =
+	    ml_chunk_new(seg, position, off, log->index_block < 65536 ? log->index_block : 65536);
 	n->older = c;
 	if (c)
 		c->next = n;

@@ -86,7 +86,8 @@ struct ml_chunk {
 	struct ml_chunk *next, *older; /* the next newer one, the one before */
 };
 
-struct ml_chunk *ml_chunk_new(struct ml_seg *seg, uint64_t first, uint32_t start);
+/* A new chunk at `first`, its first record at `start` of seg, with room for `expect` events. */
+struct ml_chunk *ml_chunk_new(struct ml_seg *seg, uint64_t first, uint32_t start, uint32_t expect);
 void ml_chunk_free(struct ml_chunk *c);
 /* The anonymous memory it holds. */
 size_t ml_chunk_bytes(const struct ml_chunk *c);
