@@ -17,7 +17,11 @@ static const char help[] =
     "its batch. Reports the first bad record with its segment file and offset; exit\n"
     "status 1 if there is one. A torn tail (the last batch not completely written\n"
     "before a crash: it was never acknowledged, and the next open cuts it off) is not\n"
-    "damage: check prints a line that starts with 'torn tail:' and exits 0.\n"
+    "damage: check prints a line that starts with 'torn tail:' and exits 0. Nor is\n"
+    "damage in the last write with whole batches after it that all say they were\n"
+    "written before the damaged records were synced (a power loss, with the disk\n"
+    "writing pages out of order): check prints 'lost write:' and exits 0, and the\n"
+    "next open cuts it off too.\n"
     "\n"
     "The index files (DIR/log/*.idx, *.run) are verified against the records too. A\n"
     "damaged one fails the check; --repair removes it, and the next open builds it\n"
@@ -28,7 +32,7 @@ static const char help[] =
     "  --repair     cut off a torn tail now, and remove damaged index files; other\n"
     "               damage is only reported\n"
     "  --force      with --repair: also cut the last segment at damage that good records\n"
-    "               follow (a power loss can leave it; the records after it are lost)\n";
+    "               follow even when they say it was synced (the records after it are lost)\n";
 
 int cmd_check(int argc, char **argv)
 {
@@ -70,7 +74,18 @@ int cmd_check(int argc, char **argv)
 		return cli_diag("check");
 	if (r.cut_bytes)
 		printf("repaired: cut %s of %" PRIu64 " bytes off %s\n",
-		       r.torn_tail ? "a torn tail" : "the damaged end", r.cut_bytes, r.bad_segment);
+		       r.lost_write  ? "the last write's records"
+		       : r.torn_tail ? "a torn tail"
+				     : "the damaged end",
+		       r.cut_bytes, r.bad_segment);
+	else if (r.lost_write)
+		printf("lost write: the last write's records from offset %" PRIu64
+		       " of segment %s were damaged at offset %" PRIu64
+		       " by a power loss, with %" PRIu64
+		       " whole batches after the damage that every one says was written before the "
+		       "damage was synced; none of it was acknowledged, and the next open cuts it "
+		       "off\n",
+		       r.torn_offset, r.bad_segment, r.bad_offset, r.lost_batches);
 	else if (r.torn_tail)
 		printf("torn tail: the last batch (%" PRIu64 " bytes at offset %" PRIu64
 		       " of segment %s) was not completely written before a crash; it was never "

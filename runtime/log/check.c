@@ -2,12 +2,12 @@
  * check.c - `moonlog check`: verify every record of every segment.
  *
  * Unlike recovery at open, check reads every byte and verifies every
- * checksum, in every segment. A torn tail of the last segment (what a crash
- * leaves, decided by the same rule as open: ml_scan_torn_tail) is reported
- * but is not a failure: it was never acknowledged and the next open cuts it
- * off. With repair it cuts that torn tail and nothing else; with repair 2
- * (--force) it also cuts the last segment at damage that good records
- * follow, which a power loss can leave when the disk wrote pages out of order.
+ * checksum, in every segment. A torn tail of the last segment, or a lost
+ * write (what a crash or a power loss leaves, decided by the same rule as
+ * open: ml_scan_torn_tail) is reported but is not a failure: it was never
+ * acknowledged and the next open cuts it off. With repair it cuts that tail
+ * and nothing else; with repair 2 (--force) it also cuts the last segment at
+ * damage that good records follow.
  * The index files are verified against the records too (check_index.c).
  */
 #include <errno.h>
@@ -118,6 +118,8 @@ static int check_segment(const struct check_ctx *x, uint64_t first, int last, in
 		/* what a crash leaves, not damage: the next open cuts it off at good_end */
 		r->torn_offset = sc.good_end;
 		r->torn_bytes = written_end(p, sc.good_end, size) - sc.good_end;
+		r->lost_write = sc.status == ML_SCAN_FLUSH;
+		r->lost_batches = sc.after_batches;
 		rc = ml_check_index(x->dirfd, x->seed, x->have_seed, first, p, size, *next, repair,
 				    r);
 		if (rc == 0 && repair >= 1)
@@ -128,11 +130,12 @@ static int check_segment(const struct check_ctx *x, uint64_t first, int last, in
 		rc = repair_tail(logdir, name, sc.good_end, size, r);
 		goto out;
 	}
-	rc = ml_diag_set(
-	    ML_ERR_CORRUPT, "%s, offset %" PRIu64 ": %s%s", path, sc.bad_offset, sc.why,
-	    last ? " (good records follow it: this is not what a crash leaves; "
-		   "'moonlog check --repair --force' cuts the segment there, losing them)"
-		 : "");
+	rc =
+	    ml_diag_set(ML_ERR_CORRUPT, "%s, offset %" PRIu64 ": %s%s", path, sc.bad_offset, sc.why,
+			last ? " (good records follow it, written after it was synced: this is "
+			       "not what a crash or a power loss leaves; 'moonlog check --repair "
+			       "--force' cuts the segment there, losing them)"
+			     : "");
 out:
 	if (size)
 		munmap(p, size);

@@ -27,6 +27,7 @@ struct ml_seg {
 	int sealed;	      /* finished (or no zeros to be had): zeros.c leaves it alone */
 	int fd;		      /* -1 until the flusher has created the file */
 	int full;	      /* takes no more records: the next batch starts a new segment */
+	uint32_t format;      /* its header's format version (record.h) */
 	int idx_fd;	  /* idxfile.c: the temporary index file while it is built whole, or -1 */
 	uint64_t idx_end; /* idxfile.c: where the next block goes in its index file (0: none) */
 	uint8_t *rmap;	  /* read.c: the file mapped read-only from 0 (NULL: not yet) */
@@ -69,6 +70,7 @@ struct ml_flushbuf {
 	size_t requests;
 	uint64_t last_position;
 	uint64_t last_seq; /* of the last batch in it applied from a journal, or 0 */
+	uint64_t synced;   /* the synced position its batches carry (store.c) */
 };
 
 struct ml_chunk;

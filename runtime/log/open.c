@@ -159,6 +159,7 @@ static struct ml_seg *add_segment(struct ml_log *log, uint64_t first, uint64_t *
 	seg->first = first;
 	seg->fd = fd;
 	seg->idx_fd = -1;
+	seg->format = ml_seg_format(hdr);
 	seg->end = seg->durable_end = seg->zeroed_end = seg->data_end = ML_SEG_HEADER;
 	return seg;
 }
@@ -229,10 +230,22 @@ static int cut_tail(struct ml_log *log, struct ml_seg *seg, const struct ml_scan
 		return ml_diag_set(ML_ERR_IO, "cannot cut the torn tail of %s: %s", name,
 				   strerror(errno));
 	log->stats.truncated_bytes += size - sc->good_end;
-	snprintf(log->recovered, sizeof(log->recovered),
-		 "cut the torn last batch (%" PRIu64 " bytes at offset %" PRIu64
-		 " of segment %s): a crash stopped its write, and it was never acknowledged",
-		 size - sc->good_end, sc->good_end, name);
+	if (sc->status == ML_SCAN_FLUSH)
+		snprintf(log->recovered, sizeof(log->recovered),
+			 "cut the last write's records from offset %" PRIu64 " of segment %s "
+			 "(positions %" PRIu64 " to %" PRIu64
+			 "): a power loss left them damaged at "
+			 "offset %" PRIu64 " with %" PRIu64 " whole batches after it, all written "
+			 "after position %" PRIu64 " was synced, in one write whose sync never "
+			 "completed (under --fsync always, none of it was acknowledged)",
+			 sc->good_end, name, sc->next_position, sc->after_last, sc->bad_offset,
+			 sc->after_batches, sc->next_position - 1);
+	else
+		snprintf(
+		    log->recovered, sizeof(log->recovered),
+		    "cut the torn last batch (%" PRIu64 " bytes at offset %" PRIu64
+		    " of segment %s): a crash stopped its write, and it was never acknowledged",
+		    size - sc->good_end, sc->good_end, name);
 	return 0;
 }
 
@@ -302,6 +315,29 @@ static int walk_segment(struct ml_log *log, struct ml_seg *seg, uint64_t size, i
 }
 
 /*
+ * The last segment of a log written before format 2 (its records carry no
+ * synced position) takes no more records: its zeros are cut, and the next
+ * batch starts a segment of format 2, so that a segment's header says what
+ * its records are.
+ */
+static int retire_old_format(struct ml_log *log, struct ml_seg *seg)
+{
+	if (seg->format >= ML_FORMAT_VERSION || log->opt.readonly)
+		return 0;
+	if (ftruncate(seg->fd, (off_t)seg->end) != 0 || fdatasync(seg->fd) != 0)
+		return ml_diag_set(ML_ERR_IO, "cannot seal the last segment of %s: %s", log->logdir,
+				   strerror(errno));
+	seg->full = seg->sealed = 1;
+	seg->zeroed_end = seg->end;
+	snprintf(log->recovered + strlen(log->recovered),
+		 sizeof(log->recovered) - strlen(log->recovered),
+		 "%ssealed its last segment, of format %u: new records go to a segment of "
+		 "format %d",
+		 log->recovered[0] ? "; " : "", seg->format, ML_FORMAT_VERSION);
+	return 0;
+}
+
+/*
  * The segments in order: first every one whose index files hold it whole (the
  * runs then cover their blocks), then, from the first that is not, each is
  * walked and indexed in turn; the last one's tail stays in chunks.
@@ -328,7 +364,8 @@ static int open_segments(struct ml_log *log, const uint64_t *firsts, size_t n)
 				return -1;
 			ml_idx_load(log, seg, size, 1);
 		}
-		if (walk_segment(log, seg, size, k + 1 == n, k + 1 < n ? firsts[k + 1] : 0) != 0)
+		if (walk_segment(log, seg, size, k + 1 == n, k + 1 < n ? firsts[k + 1] : 0) != 0 ||
+		    (k + 1 == n && retire_old_format(log, seg) != 0))
 			return -1;
 		seg = NULL;
 	}

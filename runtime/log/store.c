@@ -171,15 +171,32 @@ static struct ml_seg *seg_for(struct ml_log *log, uint64_t bytes)
 }
 
 /*
+ * The last position known to be on disk before any record of the pending
+ * buffer is written, which its first record of each batch carries (recovery
+ * tells by it whether damage lies only in records never synced: scan.c).
+ * Under --fsync always everything reserved before the buffer was started is
+ * synced (or rolled back) before the flush that writes the buffer begins:
+ * one write-and-sync cycle runs at a time. Under batch and never, only what a
+ * sync has covered.
+ */
+static uint64_t pending_synced(struct ml_log *log)
+{
+	if (log->pending.bytes.len == 0)
+		log->pending.synced = log->opt.fsync == ML_FSYNC_ALWAYS ? log->next_position - 1
+									: log->synced_position;
+	return log->pending.synced;
+}
+
+/*
  * Gives the batch its positions and versions and encodes it into the pending
  * buffer. A batch from a journal keeps the time its submitter gave it, and its
- * last record carries the entry's sequence.
+ * last record carries the entry's sequence; its first, the synced position.
  */
 static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		    const struct ml_stamp *st)
 {
-	uint64_t seq = st ? st->seq : 0;
-	uint64_t bytes = seq ? ML_REC_SEQ_SIZE : 0;
+	uint64_t seq = st ? st->seq : 0, synced = pending_synced(log);
+	uint64_t bytes = (seq ? ML_REC_SEQ_SIZE : 0) + ML_REC_SYNCED_SIZE;
 	for (size_t i = 0; i < req->n_events; i++)
 		bytes += ml_rec_size(&req->events[i],
 				     req->events[i].id_len ? req->events[i].id_len : 36);
@@ -201,17 +218,19 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		uint64_t pos = log->next_position++;
 		int last = i + 1 == req->n_events;
 		uint32_t n =
-		    (uint32_t)(ml_rec_size(e, id_len) + (last && seq ? ML_REC_SEQ_SIZE : 0));
+		    (uint32_t)(ml_rec_size(e, id_len) + (last && seq ? ML_REC_SEQ_SIZE : 0) +
+			       (i == 0 ? ML_REC_SYNCED_SIZE : 0));
 		/* a generated id is unknown to the client until acknowledged: not remembered */
 		uint64_t key =
 		    e->id_len ? ml_index_id_key(log, e->stream, e->stream_len, id, id_len) : 0;
 		uint64_t ver = ml_index_event(log, seg, pos, (uint32_t)seg->end, n, i == 0,
 					      e->stream, e->stream_len,
 					      ml_index_hash(log, e->stream, e->stream_len), key, 0);
-		uint8_t flags = (i == 0 ? ML_REC_FIRST : 0) | (last ? ML_REC_LAST : 0) |
-				(e->id_len ? 0 : ML_REC_GEN_ID);
+		uint8_t flags = (i == 0 ? ML_REC_FIRST | ML_REC_SYNCED : 0) |
+				(last ? ML_REC_LAST : 0) | (e->id_len ? 0 : ML_REC_GEN_ID);
 		ml_rec_encode((uint8_t *)buf->data + buf->len, e, id, id_len, flags,
-			      (uint32_t)(req->n_events - 1 - i), pos, ver, now, last ? seq : 0);
+			      (uint32_t)(req->n_events - 1 - i), pos, ver, now, last ? seq : 0,
+			      synced);
 		buf->len += n;
 		seg->end += n;
 		if (req->positions)

@@ -268,10 +268,15 @@ ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
  * A torn tail (an unfinished last batch at the end of the last segment, what a
  * crash in the middle of a write leaves) is not damage: it was never
  * acknowledged and the next open cuts it off (the same rule decides both).
- * check returns 0 for it and sets torn_tail, torn_offset and torn_bytes. With
- * `repair` 1, that torn tail is cut off (and only a torn tail: damage followed
- * by good records is reported, not cut); with 2, damage in the last segment is
- * cut off even when good records follow it (they are lost).
+ * Nor is a lost write: damage in the last segment with whole batches after it
+ * that all say (by the synced position each batch carries) that they were
+ * written before the damaged records were synced, which a power loss leaves
+ * when the disk wrote the last write's pages out of order. check returns 0 for
+ * either and sets torn_tail, torn_offset and torn_bytes (and lost_write and
+ * lost_batches for the second). With `repair` 1, that tail is cut off (and
+ * only it: damage that a later batch says was synced is reported, not cut);
+ * with 2, damage in the last segment is cut off even then (what follows it is
+ * lost).
  *
  * The index files are verified too, against the records: a damaged one fails
  * the check (bad_index names it) and, with repair, is removed, for the next
@@ -279,12 +284,14 @@ ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
  */
 struct ml_check_report {
 	uint64_t segments, records, batches, last_position;
-	uint64_t bad_offset;  /* of the first bad record */
-	char bad_segment[64]; /* its file name, empty if none */
-	int torn_tail;	      /* the last segment ends in a torn batch (not damage) */
-	uint64_t torn_offset; /* where that batch starts: open cuts the segment there */
-	uint64_t torn_bytes;  /* how much of it was written (zeros after it not counted) */
-	uint64_t cut_bytes;   /* removed by --repair */
+	uint64_t bad_offset;   /* of the first bad record */
+	char bad_segment[64];  /* its file name, empty if none */
+	int torn_tail;	       /* the last segment ends in a torn batch (not damage) */
+	uint64_t torn_offset;  /* where that batch starts: open cuts the segment there */
+	uint64_t torn_bytes;   /* how much of it was written (zeros after it not counted) */
+	int lost_write;	       /* that tail is the last write's, damaged by a power loss */
+	uint64_t lost_batches; /* the whole batches of that write after the damage */
+	uint64_t cut_bytes;    /* removed by --repair */
 	/* the index files (docs/log.md): blocks and runs verified, records no block holds
 	 * yet (the next open walks them, or indexes their segment again), the first damaged
 	 * index file, and how many damaged ones --repair removed (the next open builds them) */
