@@ -403,7 +403,8 @@ int ml_chunk_ready(const struct ml_log *log, const struct ml_chunk *c);
 /* The index's work waiting: chunks ready to be written, a merge running or wanted (mutex held;
  * 0 when the readonly log has no threads only if nothing is wanted). */
 uint64_t ml_indexer_pending(const struct ml_log *log);
-/* Merges runs while the merge policy asks for it (at open, without the merger). */
-int ml_runs_settle(struct ml_log *log, size_t max_runs);
+/* Merges runs while the merge policy asks for it (at open, before the merger runs: a segment
+ * indexed again adds blocks as runs, and lookups must stay few). */
+int ml_runs_settle(struct ml_log *log);
 
 #endif

@@ -110,20 +110,14 @@ static void *indexer_main(void *arg)
 	return NULL;
 }
 
-/* The pair to merge: the newest run not larger than the one after it; -1 if none. */
-static long pick_pair(const struct ml_log *log, size_t max_runs)
+/* The pair to merge: the newest run not larger than the one after it; -1 if none. Each run is
+ * then larger than the next, so there are at most about log2(blocks) of them. */
+static long pick_pair(const struct ml_log *log)
 {
 	for (size_t i = log->nruns; i-- > 1;)
 		if (log->runs[i - 1]->size <= log->runs[i]->size)
 			return (long)i - 1;
-	if (log->nruns <= max_runs)
-		return -1;
-	long best = 0; /* too many, sizes in order: the smallest neighbours */
-	for (size_t i = 1; i + 1 < log->nruns; i++)
-		if (log->runs[i]->size + log->runs[i + 1]->size <
-		    log->runs[best]->size + log->runs[best + 1]->size)
-			best = (long)i;
-	return best;
+	return -1;
 }
 
 /* Merges runs i and i + 1 (mutex held, released while merging). 0, or -1. */
@@ -158,7 +152,7 @@ static void *merger_main(void *arg)
 	prctl(PR_SET_NAME, "moonlog-merge");
 	pthread_mutex_lock(&log->mu);
 	while (!log->index_stopping) {
-		long i = pick_pair(log, SIZE_MAX);
+		long i = pick_pair(log);
 		if (i < 0)
 			pthread_cond_wait(&log->merge_cv, &log->mu);
 		else if (merge_pair(log, (size_t)i) != 0 && !log->index_stopping)
@@ -170,16 +164,16 @@ static void *merger_main(void *arg)
 
 uint64_t ml_indexer_pending(const struct ml_log *log)
 {
-	uint64_t n = (uint64_t)log->merging + (pick_pair(log, SIZE_MAX) >= 0);
+	uint64_t n = (uint64_t)log->merging + (pick_pair(log) >= 0);
 	for (const struct ml_chunk *c = log->chunks; c && ml_chunk_ready(log, c); c = c->next)
 		n++;
 	return n;
 }
 
-int ml_runs_settle(struct ml_log *log, size_t max_runs)
+int ml_runs_settle(struct ml_log *log)
 {
 	long i;
-	while (log->nruns > max_runs && (i = pick_pair(log, max_runs)) >= 0) {
+	while ((i = pick_pair(log)) >= 0) {
 		pthread_mutex_lock(&log->mu);
 		int rc = merge_pair(log, (size_t)i);
 		pthread_mutex_unlock(&log->mu);

@@ -196,7 +196,7 @@ static int write_chunk(struct ml_log *log)
 	pthread_mutex_lock(&log->mu);
 	int rc = ml_indexer_write_oldest(log);
 	pthread_mutex_unlock(&log->mu);
-	return rc == 0 ? ml_runs_settle(log, 64) : -1;
+	return rc == 0 ? ml_runs_settle(log) : -1;
 }
 
 static int index_record(const struct ml_rec *r, uint64_t offset, void *arg)
@@ -249,6 +249,46 @@ static int cut_tail(struct ml_log *log, struct ml_seg *seg, const struct ml_scan
 	return 0;
 }
 
+/* A sealed segment walked: it must end where the next one starts; its chunks become blocks. */
+static int finish_sealed(struct ml_log *log, struct ml_seg *seg, const struct ml_scan *sc,
+			 uint64_t next_first, int whole)
+{
+	char name[32];
+	ml_seg_name(name, seg->first);
+	if (sc->status != ML_SCAN_CLEAN || sc->next_position != next_first)
+		return ml_diag_set(ML_ERR_CORRUPT,
+				   "segment %s/%s is damaged at offset %" PRIu64
+				   " (%s); run 'moonlog check --data %s' for details",
+				   log->logdir, name,
+				   sc->status == ML_SCAN_CLEAN ? sc->good_end : sc->bad_offset,
+				   sc->why ? sc->why : "it ends before the next segment starts",
+				   log->dir);
+	seg->sealed = 1;
+	while (log->chunks)
+		if (write_chunk(log) != 0)
+			return -1;
+	log->stats.index_rebuilt++;
+	return whole ? ml_idx_whole_end(log, seg) : 0;
+}
+
+/* The last segment walked: a torn tail or a lost write is cut, other damage stops the open. */
+static int finish_last(struct ml_log *log, struct ml_seg *seg, const struct ml_scan *sc,
+		       uint64_t size)
+{
+	if (sc->status == ML_SCAN_CLEAN) {
+		seg->zeroed_end = size; /* the zeros written ahead stay for the next appends */
+		return 0;
+	}
+	char name[32];
+	ml_seg_name(name, seg->first);
+	if (!ml_scan_torn_tail(sc, 1))
+		return ml_diag_set(ML_ERR_CORRUPT,
+				   "segment %s/%s is damaged at offset %" PRIu64 " (%s); run "
+				   "'moonlog check --data %s' for details",
+				   log->logdir, name, sc->bad_offset, sc->why, log->dir);
+	return cut_tail(log, seg, sc, size);
+}
+
 /*
  * Walks the records of seg that no block holds (all of them when it has none),
  * with their checksums, into chunks: the last segment's stay in memory, a
@@ -265,11 +305,10 @@ static int walk_segment(struct ml_log *log, struct ml_seg *seg, uint64_t size, i
 		log->next_position = lb->t.last + 1;
 		log->indexed_seq = lb->t.last_seq;
 	}
-	char name[32];
-	ml_seg_name(name, seg->first);
 	uint8_t *p = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, seg->fd, 0) : NULL;
 	if (size && p == MAP_FAILED)
-		return ml_diag_set(ML_ERR_IO, "cannot map segment %s: %s", name, strerror(errno));
+		return ml_diag_set(ML_ERR_IO, "cannot map segment %020" PRIu64 ".seg: %s",
+				   seg->first, strerror(errno));
 	if (size > start) /* the pages to walk, read ahead at once: one fault each otherwise */
 		madvise(p + (start & ~4095ull), size - (start & ~4095ull), MADV_POPULATE_READ);
 	int whole = !last && !lb && seg->idx_end == 0;
@@ -286,32 +325,8 @@ static int walk_segment(struct ml_log *log, struct ml_seg *seg, uint64_t size, i
 		return -1;
 	log->next_position = sc.next_position;
 	seg->end = seg->durable_end = seg->zeroed_end = seg->data_end = sc.good_end;
-	if (!last) {
-		if (sc.status != ML_SCAN_CLEAN || sc.next_position != next_first)
-			return ml_diag_set(
-			    ML_ERR_CORRUPT,
-			    "segment %s/%s is damaged at offset %" PRIu64
-			    " (%s); run 'moonlog check --data %s' for details",
-			    log->logdir, name,
-			    sc.status == ML_SCAN_CLEAN ? sc.good_end : sc.bad_offset,
-			    sc.why ? sc.why : "it ends before the next segment starts", log->dir);
-		seg->sealed = 1;
-		while (log->chunks)
-			if (write_chunk(log) != 0)
-				return -1;
-		log->stats.index_rebuilt++;
-		return whole ? ml_idx_whole_end(log, seg) : 0;
-	}
-	if (sc.status == ML_SCAN_CLEAN) {
-		seg->zeroed_end = size; /* the zeros written ahead stay for the next appends */
-		return 0;
-	}
-	if (!ml_scan_torn_tail(&sc, last))
-		return ml_diag_set(ML_ERR_CORRUPT,
-				   "segment %s/%s is damaged at offset %" PRIu64 " (%s); run "
-				   "'moonlog check --data %s' for details",
-				   log->logdir, name, sc.bad_offset, sc.why, log->dir);
-	return cut_tail(log, seg, &sc, size);
+	return last ? finish_last(log, seg, &sc, size)
+		    : finish_sealed(log, seg, &sc, next_first, whole);
 }
 
 /*
