@@ -7,7 +7,9 @@
 -- temporary folder, all at once, measured with the same C client,
 -- build/moonlog-peerbench (bench/client/), the repetitions of each workload
 -- going round the systems in turn, and stopped; moonlog's Lua fold is its
--- in-process replay (bench/lib/moonlog.lua). Every figure is the median of several runs after a
+-- in-process replay (bench/lib/moonlog.lua). Then workload 5, scale-out: a
+-- 3-node JetStream cluster and two moonlog nodes on it (bench/lib/scale.lua).
+-- Every figure is the median of several runs after a
 -- warm-up run, printed with its spread; the table, a CSV and an SVG chart go to
 -- bench/results/. See bench/README.md for what each workload does and why.
 local here = arg[0]:match("(.*)/") or "."
@@ -15,6 +17,7 @@ package.path = here .. "/lib/?.lua;" .. package.path
 local sh = require("sh")
 local peers = require("peers")
 local moonlog = require("moonlog")
+local scale = require("scale")
 local R = require("report")
 
 local FULL = { mode = "full", reps = 5, seconds = 3, warm = 1, count = 1000000, chunk = 1000,
@@ -34,7 +37,7 @@ local function parse_args()
 			i = i + 1
 		else
 			io.stderr:write("usage: lua5.4 bench/run.lua [--quick] [--build DIR] [--tmp DIR] " ..
-				"[--only redis,jetstream,tarantool,moonlog] [--out DIR]\n")
+				"[--only redis,jetstream,tarantool,moonlog,scale] [--out DIR]\n")
 			os.exit(2)
 		end
 		i = i + 1
@@ -61,10 +64,20 @@ local W = {
 		better = "higher" },
 	p50 = { name = "4 live latency", metric = "p50", unit = "us", better = "lower" },
 	p99 = { name = "4 live latency", metric = "p99", unit = "us", better = "lower" },
+	-- workload 5: two moonlog nodes on a 3-node JetStream cluster, beside JetStream's raw
+	-- rate on the same cluster (an R3 stream; one message is one event)
+	s_append = { name = "5 scale-out appends, 64 conns", metric = "", unit = "events/s",
+		better = "higher" },
+	s_p50 = { name = "5 scale-out appends, 64 conns", metric = "p50", unit = "us", better = "lower" },
+	s_p99 = { name = "5 scale-out appends, 64 conns", metric = "p99", unit = "us", better = "lower" },
+	lag50 = { name = "5 scale-out lag, node A to B", metric = "p50", unit = "us", better = "lower" },
+	lag99 = { name = "5 scale-out lag, node A to B", metric = "p99", unit = "us", better = "lower" },
 }
 
 local ctx = {
 	peers = here .. "/peers",
+	tools = here .. "/../tools",
+	plugin = o.build .. "/plugins/moonlog_jetstream.so",
 	moonlog = o.build .. "/moonlog",
 	pb = o.build .. "/moonlog-peerbench",
 }
@@ -76,9 +89,10 @@ local function want(system)
 	return not o.only or ("," .. o.only .. ","):find("," .. system .. ",", 1, true)
 end
 
--- Runs the peer client once; returns its figures or nil and the reason.
+-- Runs the peer client once; returns its figures or nil and the reason. port: a
+-- number, or "P,P,..." for the servers of a cluster.
 local function pb(client, workload, port, args)
-	local cmd = ("timeout 600 %s %s %s --port %d %s"):format(sh.quote(ctx.pb), client, workload,
+	local cmd = ("timeout 600 %s %s %s --port %s %s"):format(sh.quote(ctx.pb), client, workload,
 		port, args or "")
 	local out, ok = sh.run(cmd)
 	if not ok then
@@ -106,12 +120,15 @@ Measurements are interleaved: every configuration's server runs at once, and
 each repetition of a workload goes round all of them in turn (after one warm-up
 run each), so that a slow minute of a shared machine falls on every system
 alike instead of on whichever happened to be measured then. A job is one system
-on one workload: `run` returns its figures; `keys` are the ones kept, the first
-to the first of `rows`, the second (if any) to the second.
+on one workload: `run` returns its figures; `keys` are the ones kept, the i-th
+to the i-th of `rows` (the first key to every row when there is one key only).
 ]]
 local function interleaved(jobs, reps)
 	for _, j in ipairs(jobs) do
-		j.values, j.values2 = {}, {}
+		j.values = {}
+		for i = 1, #j.rows do
+			j.values[i] = {}
+		end
 		if j.warm and not j.err then
 			local _, err = j.warm()
 			j.err = err
@@ -121,9 +138,8 @@ local function interleaved(jobs, reps)
 		for _, j in ipairs(jobs) do
 			if not j.err then
 				local f, err = j.run()
-				if f then
-					j.values[#j.values + 1] = f[j.keys[1]]
-					j.values2[#j.values2 + 1] = f[j.keys[2] or j.keys[1]]
+				for i, v in ipairs(f and j.values or {}) do
+					v[#v + 1] = f[j.keys[i] or j.keys[1]]
 				end
 				j.err = err
 				sh.sleep(0.2) -- the last run's writes settle before the next system's run
@@ -132,8 +148,7 @@ local function interleaved(jobs, reps)
 	end
 	for _, j in ipairs(jobs) do
 		for i, w in ipairs(j.rows) do
-			add(w, j.system, j.setting, not j.err and (i == 1 and j.values or j.values2) or nil,
-				j.err and failed(j.err))
+			add(w, j.system, j.setting, not j.err and j.values[i] or nil, j.err and failed(j.err))
 		end
 	end
 end
@@ -290,6 +305,10 @@ local function main()
 	bench_reads(servers)
 	bench_latency(servers)
 	stop_all(servers)
+	if want("scale") or (want("moonlog") and want("jetstream")) then
+		scale.bench(ctx, tmp .. "/scale", P, { pb = pb, pb_job = pb_job, interleaved = interleaved,
+			add = add, failed = failed, W = W })
+	end
 	local inproc
 	if want("moonlog") then
 		inproc = moonlog.inprocess(ctx, tmp .. "/moonlog-inprocess", P.seconds)

@@ -14,7 +14,9 @@ cat <<TXT
 moonlog: serving the bank example ($scripts), data in $data
 HTTP on $http, msgpack-RPC on 127.0.0.1:7420, admin socket $data/moonlog.sock
 
-Try, in another terminal:
+Open http://$http/ in a browser: the web console (docs/console.md).
+
+Or try, in another terminal:
   curl -s -XPOST $http/commands/account/Open     -d '{"id": 1, "owner": "ada"}'
   curl -s -XPOST $http/commands/account/Deposit  -d '{"id": 1, "amount": 100}'
   curl -s -XPOST $http/commands/account/Withdraw -d '{"id": 1, "amount": 500}'   # 422: insufficient funds

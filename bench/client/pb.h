@@ -57,13 +57,31 @@ struct pb_fold {
 	uint64_t keys, total;
 };
 
+#define PB_MAX_PORTS 8
+
+struct pb_opts {
+	int ports[PB_MAX_PORTS],
+	    nports; /* --port P[,P...]: connection i goes to ports[i % nports] */
+	int conns, window, chunk, rate;
+	int replicas; /* nats: the copies of the stream reset makes (a cluster: 3) */
+	uint64_t count;
+	double seconds;
+	const char *arg; /* the fold's function file (Redis) */
+};
+
+/* The port of connection i: the connections are spread over the ports given. */
+static inline int pb_port(const struct pb_opts *o, int i)
+{
+	return o->ports[i % o->nports];
+}
+
 /* What a system offers to the drivers; every call returns 0 / -1 unless said. */
 struct pb_proto {
 	const char *name;
-	int (*hello)(struct pb_conn *c);		 /* handshake after connect */
-	int (*reset)(struct pb_conn *c);		 /* empty the log (blocking) */
-	void (*append)(struct pb_conn *c, uint64_t seq); /* queue one append */
-	int (*acked)(struct pb_conn *c);		 /* 1 one ack consumed, 0 need more */
+	int (*hello)(struct pb_conn *c);			  /* handshake after connect */
+	int (*reset)(struct pb_conn *c, const struct pb_opts *o); /* empty the log (blocking) */
+	void (*append)(struct pb_conn *c, uint64_t seq);	  /* queue one append */
+	int (*acked)(struct pb_conn *c); /* 1 one ack consumed, 0 need more */
 	int (*read_all)(struct pb_conn *c, uint64_t n, int chunk); /* read n events back */
 	int (*consume_all)(struct pb_conn *c, uint64_t n); /* as a consumer (NULL: read_all) */
 	int (*fold)(struct pb_conn *c, const char *arg, struct pb_fold *out);
@@ -73,19 +91,21 @@ struct pb_proto {
 
 extern const struct pb_proto pb_redis, pb_nats, pb_tnt, pb_moonlog;
 
-struct pb_opts {
-	int port, conns, window, chunk, rate;
-	uint64_t count;
-	double seconds;
-	const char *arg; /* the fold's function file (Redis) */
-};
-
 int pb_run_append(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_load(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_read(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_consume(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_fold(const struct pb_proto *p, const struct pb_opts *o);
 int pb_run_latency(const struct pb_proto *p, const struct pb_opts *o);
+
+/* Latency samples (ns), grown as they come; percentiles once sorted. */
+struct pb_samples {
+	uint64_t *v;
+	uint64_t n, cap;
+};
+void pb_sample(struct pb_samples *s, uint64_t ns);
+void pb_samples_sort(struct pb_samples *s);
+double pb_pct_us(const struct pb_samples *s, double p); /* of sorted samples */
 
 uint64_t pb_now_ns(void);
 extern int pb_quiet; /* pb_fail prints nothing while set */

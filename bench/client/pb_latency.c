@@ -6,6 +6,10 @@
  * holds the system's live subscription. A single publisher keeps deliveries in
  * append order, so the k-th delivery belongs to the k-th append and its
  * latency is the time between the two on the same monotonic clock.
+ *
+ * Given two ports, the publisher appends through the first and the subscriber
+ * listens on the second: for moonlog's nodes on one replicated log, the lag
+ * from an append on node A to its delivery on node B.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -14,21 +18,11 @@
 #include "pb.h"
 
 struct lat_run {
-	uint64_t *sent, *lat;
+	uint64_t *sent;
+	struct pb_samples lat;
 	uint64_t n, next, got;
 	uint64_t t0, period;
 };
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(const uint64_t *v, uint64_t n, double p)
-{
-	return n ? (double)v[(uint64_t)((double)(n - 1) * p)] / 1000.0 : 0;
-}
 
 /* Sends every event that is due; returns the poll timeout until the next. */
 static int send_due(const struct pb_proto *p, struct pb_conn *pub, struct lat_run *r)
@@ -57,7 +51,7 @@ static int on_delivery(const struct pb_proto *p, struct pb_conn *sub, struct lat
 		return pb_fail("%s: %llu deliveries for %llu appends", p->name,
 			       (unsigned long long)got, (unsigned long long)r->next);
 	for (; r->got < got; r->got++)
-		r->lat[r->got] = now - r->sent[r->got];
+		pb_sample(&r->lat, now - r->sent[r->got]);
 	return 0;
 }
 
@@ -102,24 +96,25 @@ int pb_run_latency(const struct pb_proto *p, const struct pb_opts *o)
 	struct pb_conn pub, sub;
 	if (p->sub_open == NULL)
 		return pb_fail("%s: no live subscription", p->name);
-	if (pb_connect(&pub, o->port, 0) != 0 || p->hello(&pub) != 0 || p->reset(&pub) != 0)
+	if (pb_connect(&pub, pb_port(o, 0), 0) != 0 || p->hello(&pub) != 0 ||
+	    p->reset(&pub, o) != 0)
 		return -1;
-	if (pb_connect(&sub, o->port, 1) != 0 || p->hello(&sub) != 0 || p->sub_open(&sub) != 0)
+	if (pb_connect(&sub, pb_port(o, 1), 1) != 0 || p->hello(&sub) != 0 ||
+	    p->sub_open(&sub) != 0)
 		return -1;
 	struct lat_run r = {.n = o->count, .period = 1000000000ull / (uint64_t)o->rate};
 	r.sent = calloc(r.n, sizeof(*r.sent));
-	r.lat = calloc(r.n, sizeof(*r.lat));
 	r.t0 = pb_now_ns();
 	int rc = lat_loop(p, &pub, &sub, &r);
 	pb_close(&pub);
 	pb_close(&sub);
 	if (rc == 0) {
-		qsort(r.lat, r.n, sizeof(*r.lat), cmp_u64);
+		pb_samples_sort(&r.lat);
 		printf("events=%llu rate=%d p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f\n",
-		       (unsigned long long)r.n, o->rate, pct(r.lat, r.n, 0.5),
-		       pct(r.lat, r.n, 0.99), pct(r.lat, r.n, 0.999), pct(r.lat, r.n, 1.0));
+		       (unsigned long long)r.n, o->rate, pb_pct_us(&r.lat, 0.5),
+		       pb_pct_us(&r.lat, 0.99), pb_pct_us(&r.lat, 0.999), pb_pct_us(&r.lat, 1.0));
 	}
 	free(r.sent);
-	free(r.lat);
+	free(r.lat.v);
 	return rc;
 }

@@ -147,8 +147,9 @@ static int m_hello(struct pb_conn *c)
 	return pb_flush(c) == 0 ? wait_answer(c, &m, &result) : -1;
 }
 
-static int m_reset(struct pb_conn *c)
+static int m_reset(struct pb_conn *c, const struct pb_opts *o)
 {
+	(void)o;
 	(void)c; /* the harness gives every workload a fresh server: the log is empty */
 	return 0;
 }

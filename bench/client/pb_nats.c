@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pb.h"
 
@@ -130,13 +131,48 @@ static int n_hello(struct pb_conn *c)
 	return pb_flush(c) == 0 && wait_msg(c, 2, &m) == 0 ? 0 : -1;
 }
 
-static int n_reset(struct pb_conn *c)
+/*
+ * Waits until a publish through the server on `port` is stored: on a cluster
+ * the new stream needs a leader, and every server needs to know where its
+ * subjects go (until then a publish finds no responders, status 503). The
+ * probe stays in the stream: one message more than the events counted.
+ */
+static int probe(int port)
 {
+	struct pb_conn c;
+	int rc = pb_connect(&c, port, 999) == 0 && n_hello(&c) == 0 ? 1 : -1;
+	for (int i = 0; i < 300 && rc == 1; i++) {
+		struct nmsg m;
+		pub(&c, "ev.probe", "ack.999", "", 0);
+		if (pb_flush(&c) != 0 || wait_msg(&c, 1, &m) != 0)
+			rc = -1;
+		else if (m.status == 0 && memmem(m.data, m.len, "\"error\"", 7) == NULL)
+			rc = 0;
+		else
+			usleep(100000);
+	}
+	free(c.state);
+	pb_close(&c);
+	return rc == 1 ? pb_fail("nats: the stream EV takes no publish through port %d after 30 s",
+				 port)
+		       : rc;
+}
+
+/* A fresh stream EV with o->replicas copies (on a cluster, 3: an R3 stream). */
+static int n_reset(struct pb_conn *c, const struct pb_opts *o)
+{
+	char json[256];
+	snprintf(json, sizeof(json),
+		 "{\"name\":\"EV\",\"subjects\":[\"ev.>\"],\"storage\":\"file\","
+		 "\"retention\":\"limits\",\"discard\":\"old\",\"num_replicas\":%d}",
+		 o->replicas);
 	api(c, "$JS.API.STREAM.DELETE.EV", "", 1);
-	return api(c, "$JS.API.STREAM.CREATE.EV",
-		   "{\"name\":\"EV\",\"subjects\":[\"ev.>\"],\"storage\":\"file\","
-		   "\"retention\":\"limits\",\"discard\":\"old\",\"num_replicas\":1}",
-		   0);
+	if (api(c, "$JS.API.STREAM.CREATE.EV", json, 0) != 0)
+		return -1;
+	for (int i = 0; o->replicas > 1 && i < o->nports; i++)
+		if (probe(o->ports[i]) != 0)
+			return -1;
+	return 0;
 }
 
 static void n_append(struct pb_conn *c, uint64_t seq)
@@ -157,7 +193,8 @@ static int n_acked(struct pb_conn *c)
 		if (m.sid != 1)
 			continue;
 		if (memmem(m.data, m.len, "\"error\"", 7) != NULL || m.status)
-			return pb_fail("nats publish: %.*s", (int)m.len, m.data);
+			return pb_fail("nats publish: status %d %.*s", m.status, (int)m.len,
+				       m.data);
 		return 1;
 	}
 	return r;

@@ -86,8 +86,9 @@ static int r_hello(struct pb_conn *c)
 	return call(c, 1, (const char *[]){"PING"});
 }
 
-static int r_reset(struct pb_conn *c)
+static int r_reset(struct pb_conn *c, const struct pb_opts *o)
 {
+	(void)o;
 	return call(c, 2, (const char *[]){"DEL", "ev"});
 }
 

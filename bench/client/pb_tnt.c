@@ -150,8 +150,9 @@ static int t_hello(struct pb_conn *c)
 	return 0;
 }
 
-static int t_reset(struct pb_conn *c)
+static int t_reset(struct pb_conn *c, const struct pb_opts *o)
 {
+	(void)o;
 	const msgpack_object *data;
 	return call(c, "ml_reset", &data);
 }

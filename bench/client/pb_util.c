@@ -1,5 +1,6 @@
 /*
- * pb_util.c - buffer compaction, the clock, error lines and the benchmark event.
+ * pb_util.c - buffer compaction, the clock, latency samples, error lines and the
+ * benchmark event.
  *
  * The event is the same for every system: a key "account-N" (N = seq % 1000),
  * an amount 1..100 and an 82-character note. As msgpack {amount, note} it is
@@ -34,6 +35,37 @@ uint64_t pb_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define PB_MAX_SAMPLES (1u << 26) /* 512 MiB of samples at most; later ones are dropped */
+
+void pb_sample(struct pb_samples *s, uint64_t ns)
+{
+	if (s->n == s->cap) {
+		uint64_t cap = s->cap ? s->cap * 2 : 65536;
+		uint64_t *v = cap <= PB_MAX_SAMPLES ? realloc(s->v, cap * sizeof(*v)) : NULL;
+		if (v == NULL)
+			return;
+		s->v = v, s->cap = cap;
+	}
+	s->v[s->n++] = ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void pb_samples_sort(struct pb_samples *s)
+{
+	if (s->n)
+		qsort(s->v, s->n, sizeof(*s->v), cmp_u64);
+}
+
+double pb_pct_us(const struct pb_samples *s, double p)
+{
+	return s->n ? (double)s->v[(uint64_t)((double)(s->n - 1) * p)] / 1000.0 : 0;
 }
 
 int pb_quiet;

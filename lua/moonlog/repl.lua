@@ -132,7 +132,7 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   help(name)                     more on one of these]==],
   log = "log.append(stream, event or {events...}, expected) appends; an event is {type =, data =,\nmeta =, id =}; expected is any, no_stream, exists or a version. A refused append\nreturns nil, the message and the code. log.read(stream, {from, limit, backwards})\nreturns events (100 unless limit says); log.read('$all', {from, limit}) the whole log.\nlog.version(stream), log.head(), log.stats(). log.tail(pattern, from) follows new events.",
   streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
-  scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors.\nscripts.reload(name) reloads one from its file (no name: the whole folder);\nscripts.errors() the scripts that failed to load or faulted.\nparked(name) lists a handler's parked events; replay_parked(name) handles them\nagain with the current code.",
+  scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors;\non a shared log (--replicate) a handler's lease: running here, or standby\nbehind its holder (a node id).\nscripts.reload(name) reloads one from its file (no name: the whole folder);\nscripts.errors() the scripts that failed to load or faulted.\nparked(name) lists a handler's parked events; replay_parked(name) handles them\nagain with the current code.",
   at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched.",
   stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs)\nand, in a server, the server's (connections, requests, errors, ...), as GET /stats.",
 }
@@ -346,11 +346,14 @@ end
 -- Returns the function, or nil and the message; incomplete is true when the
 -- chunk only lacks its end (the REPL then reads another line).
 function repl.compile(env, chunk)
-  local f = load("return " .. chunk, "=repl", "t", env)
+  local f, rerr = load("return " .. chunk, "=repl", "t", env)
   if f then return f end
   local g, err = load(chunk, "=repl", "t", env)
   if g then return g end
-  return nil, err, err:sub(-5) == "<eof>"
+  if err:sub(-5) == "<eof>" then return nil, err, true end
+  -- "1 +" is an expression that lacks its end, though as a statement it fails at once
+  if rerr:sub(-5) == "<eof>" then return nil, rerr, true end
+  return nil, err, false
 end
 
 local function traceback(msg)
@@ -411,7 +414,8 @@ function repl.complete(env, line)
   end
   local prefix = line:sub(1, #line - #partial)
   local seen = {}
-  local function add(k)
+  local function add(k, v)
+    if sep == ":" and type(v) ~= "function" then return end -- after ':' only methods
     if type(k) == "string" and k:sub(1, #partial) == partial and not seen[k] then
       seen[k] = true
       candidates[#candidates + 1] = prefix .. k
@@ -419,14 +423,16 @@ function repl.complete(env, line)
   end
   local function walk(t)
     if type(t) ~= "table" then return end
-    for k in pairs(t) do add(k) end
+    for k, v in pairs(t) do add(k, v) end
     local mt = getmetatable(t)
     if mt and type(mt.__index) == "table" then walk(mt.__index) end
   end
   if type(base) == "table" then walk(base) end
   local mt = getmetatable(base)
   if mt and type(mt.__index) == "table" then walk(mt.__index) end
-  if not path then
+  if not path then -- the loaded scripts are globals too, each named after its script
+    local ok, list = pcall(env.scripts)
+    for _, st in ipairs(ok and type(list) == "table" and list or {}) do add(st.name) end
     for _, kw in ipairs { "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
                           "if", "in", "local", "nil", "not", "or", "repeat", "return", "then",
                           "true", "until", "while" } do add(kw) end

@@ -9,6 +9,7 @@
  *              the node's own requests completed by their apply
  *   nodes.c    the heartbeat thread: who is there (ml_log_node_state), by the nodes'
  *              heartbeats on core NATS
+ *   waiting.c  the node's published batches waiting for their apply, in token order
  *
  * One JetStream message carries the entries (batches) that gathered on one node
  * until a kick, or while the previous message waited for its acknowledgement
@@ -33,6 +34,8 @@
 #include <moonlog/replicate.h>
 #include <moonlog/util.h>
 
+#include "waiting.h"
+
 #define JS_ENTRY_SPAN	   ((uint64_t)1 << 20) /* entries one message may carry, and then some */
 #define JS_MAGIC	   "MLJ1"
 #define JS_NODE_LEN	   36
@@ -42,14 +45,6 @@
 #define JS_STOP_GRACE_MS   15000 /* at stop: how long published entries may take to be applied */
 #define JS_HEARTBEAT_MS	   500	 /* a node says it is there this often */
 #define JS_NODE_TIMEOUT_MS 3000	 /* and is gone when not heard from for this long */
-
-/* A batch taken by submit: its entry, until published; then its request, until applied. */
-struct js_pending {
-	uint64_t token;
-	struct ml_append *req;
-	struct ml_buf bytes; /* the entry (freed once published) */
-	struct js_pending *next;
-};
 
 struct js_writer {
 	struct ml_log_writer w; /* first: the log holds &w */
@@ -66,16 +61,19 @@ struct js_writer {
 	pthread_cond_t cv;
 	struct js_pending *kept, **kept_end;   /* submitted with kick_later, not kicked yet */
 	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
-	struct js_pending *waiting;	       /* published or being published: for their apply */
+	struct js_waiting waiting;	       /* published or being published: for their apply */
 	uint64_t next_token;
-	int publishing;	    /* the publisher holds a message it has not had acknowledged */
-	int stopping;	    /* ops->stop began: no new submits */
-	int stop_publish;   /* the publisher gives up on a message it cannot send */
-	int stop_tail;	    /* the tail leaves */
-	uint64_t seen_seq;  /* the last stream sequence the tail handled */
-	int outstanding;    /* applies in flight */
-	int rewind;	    /* a write failed: apply again from where the log stands */
-	int stop_heartbeat; /* the heartbeat leaves (saying so) */
+	int publishing;		/* the publisher holds a message it has not had acknowledged */
+	int stopping;		/* ops->stop began: no new submits */
+	int stop_publish;	/* the publisher gives up on a message it cannot send */
+	int stop_tail;		/* the tail leaves */
+	uint64_t seen_seq;	/* the last stream sequence the tail handled */
+	int outstanding;	/* applies in flight */
+	int rewind;		/* a write failed: apply again from where the log stands */
+	uint64_t failing_since; /* writes here fail since (ns; 0: they do not) */
+	char fail_msg[256];	/* why the first of them failed */
+	int retry_ms;		/* the pause before applying again, longer while writes fail */
+	int stop_heartbeat;	/* the heartbeat leaves (saying so) */
 	pthread_t publisher, tail, heartbeat;
 	int threads;		/* all three started */
 	int closing;		/* the connection is being closed: no word of it lost (atomic) */
@@ -89,10 +87,6 @@ int js_stream_ensure(struct js_writer *jw, int replicas, uint64_t *last);
 /* writer.c */
 extern const struct ml_log_writer_ops js_writer_ops;
 void *js_publisher_main(void *arg);
-/* A waiting request by token, taken off the list (NULL if none: not ours, or taken). */
-struct js_pending *js_take_waiting(struct js_writer *jw, uint64_t token);
-/* Puts back a request whose apply failed to write, to be completed by the next one. */
-void js_put_back(struct js_writer *jw, struct js_pending *p);
 
 /* plugin.c: frees the writer, once nats.c's threads have ended */
 void js_discard(struct js_writer *jw);

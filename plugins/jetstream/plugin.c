@@ -7,6 +7,9 @@
  *
  * Everything that talks to NATS runs on nats.c's threads and on the plugin's
  * three (writer.c's publisher, tail.c's and nodes.c's heartbeat): never on the server's event loop.
+ *
+ * ml_replicate_drop deletes a journal: `moonlog bench cluster` makes one for
+ * its run and removes it after.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +155,7 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	snprintf(jw->stream, sizeof(jw->stream), "%s", stream);
 	snprintf(jw->subject, sizeof(jw->subject), "moonlog.%s", stream);
 	jw->kept_end = &jw->kept, jw->ready_end = &jw->ready;
+	js_waiting_init(&jw->waiting);
 	pthread_mutex_init(&jw->mu, NULL);
 	pthread_cond_init(&jw->cv, NULL);
 	char id[37];
@@ -185,4 +189,26 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	       stream, jw->subject, o->urls, (unsigned long long)(at ? at : 1));
 	catch_up(jw, last);
 	return 0;
+}
+
+ML_API int ml_replicate_drop(const struct ml_replicate_options *o)
+{
+	if (o->stream == NULL || !valid_stream_name(o->stream))
+		return ml_diag_set(ML_ERR_USAGE, "no JetStream stream named to delete");
+	struct js_writer *jw = ml_xcalloc(1, sizeof(*jw));
+	jw->quiet = 1;
+	pthread_mutex_init(&jw->mu, NULL);
+	pthread_cond_init(&jw->cv, NULL);
+	int rc = connect_nats(jw, o->urls);
+	if (rc == 0) {
+		jsErrCode jerr = 0;
+		natsStatus s = js_DeleteStream(jw->js, o->stream, NULL, &jerr);
+		if (s != NATS_OK)
+			rc = ml_diag_set(ML_ERR_IO,
+					 "JetStream did not delete the stream %s (%s, error %d): "
+					 "delete it with the nats tool",
+					 o->stream, natsStatus_GetText(s), (int)jerr);
+	}
+	js_discard(jw);
+	return rc;
 }

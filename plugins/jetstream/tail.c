@@ -10,16 +10,23 @@
  * published completes its request with the apply's outcome. A failed write
  * here (ML_ERR_IO: a full disk) is no outcome: once the applies in flight have
  * ended, the tail asks the log where it stands, and reads the stream again
- * from there; the requests of those entries wait for it.
+ * from there; the requests of those entries wait for it. While writes keep
+ * failing it waits longer before each try (up to RETRY_MAX_MS), and says so
+ * once, when they begin to fail and when one succeeds again.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jetstream.h"
 
 #define RUN_MAX	     64	  /* messages applied before a kick */
 #define HEARTBEAT_MS 1000 /* the consumer's idle heartbeat: a lost one is seen in 2 s */
+#define RETRY_MIN_MS 250  /* the pause before applying again after a failed write ... */
+#define RETRY_MAX_MS 4000 /* ... doubled while writes keep failing, up to this */
 
+/* One entry's apply in flight. */
 struct apply {
 	struct ml_append req;
 	struct js_writer *jw;
@@ -31,37 +38,51 @@ static void applied(struct ml_append *req)
 {
 	struct apply *a = req->arg;
 	struct js_writer *jw = a->jw;
-	if (req->err == ML_ERR_IO) { /* this node failed to write: apply it again later */
-		if (a->mine)
-			js_put_back(jw, a->mine);
-		pthread_mutex_lock(&jw->mu);
+	struct js_pending *mine = a->mine;
+	int failed = req->err == ML_ERR_IO; /* this node failed to write: apply it again later */
+	if (!failed && mine) {
+		ml_log_writer_done(mine->req, req);
+		free(mine);
+	}
+	uint64_t failed_for = 0; /* writes failed until this one, for so long (ns) */
+	pthread_mutex_lock(&jw->mu);
+	if (failed) {
+		if (mine)
+			js_waiting_put_back(&jw->waiting, mine);
 		jw->rewind = 1;
-	} else {
-		if (a->mine) {
-			ml_log_writer_done(a->mine->req, req);
-			free(a->mine);
+		if (!jw->failing_since) {
+			jw->failing_since = ml_clock_ns();
+			snprintf(jw->fail_msg, sizeof(jw->fail_msg), "%s", req->errmsg);
 		}
-		pthread_mutex_lock(&jw->mu);
+	} else if (jw->failing_since && req->err == ML_OK && !req->duplicate) { /* written */
+		failed_for = ml_clock_ns() - jw->failing_since;
+		jw->failing_since = 0;
+		jw->retry_ms = 0;
 	}
 	jw->outstanding--;
 	pthread_cond_broadcast(&jw->cv);
 	pthread_mutex_unlock(&jw->mu);
 	free(a);
+	if (failed_for)
+		js_log(jw,
+		       "this node writes its log again, after %.1f s: the appends of its clients "
+		       "that waited are answered",
+		       (double)failed_for / 1e9);
 }
 
 static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes, size_t len,
 			int own, uint64_t token)
 {
 	struct apply *a = ml_xcalloc(1, sizeof(*a));
-	a->jw = jw;
-	a->mine = own ? js_take_waiting(jw, token) : NULL; /* a copy sent again finds none */
-	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
-	if (a->mine) /* the submitter asked for each event's position: the apply fills them */
-		a->req.positions = a->mine->req->positions,
-		a->req.versions = a->mine->req->versions;
 	pthread_mutex_lock(&jw->mu);
+	/* a copy of a message sent again finds no request: the first copy took it */
+	struct js_pending *mine = own ? js_waiting_take(&jw->waiting, token) : NULL;
 	jw->outstanding++;
 	pthread_mutex_unlock(&jw->mu);
+	a->jw = jw, a->mine = mine;
+	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
+	if (mine) /* the submitter asked for each event's position: the apply fills them */
+		a->req.positions = mine->req->positions, a->req.versions = mine->req->versions;
 	if (ml_log_apply(jw->log, &a->req, bytes, len, seq) != 0)
 		applied(&a->req); /* refused, or a duplicate answered at once: no done call */
 }
@@ -145,16 +166,38 @@ void js_unsubscribe(natsSubscription *sub)
 	natsSubscription_Destroy(sub);
 }
 
-/* Waits (jw->mu held) for the applies in flight; then where the log stands. */
+/*
+ * After a failed write (jw->mu held): waits for the applies in flight, then a
+ * pause (longer each time while writes keep failing, and cut short by a stop),
+ * then where the log stands.
+ */
 static uint64_t rewind_point(struct js_writer *jw)
 {
 	while (jw->outstanding > 0)
 		pthread_cond_wait(&jw->cv, &jw->mu);
+	int first = jw->retry_ms == 0;
+	jw->retry_ms = first ? RETRY_MIN_MS : jw->retry_ms * 2;
+	if (jw->retry_ms > RETRY_MAX_MS)
+		jw->retry_ms = RETRY_MAX_MS;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += jw->retry_ms / 1000;
+	until.tv_nsec += (long)(jw->retry_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000)
+		until.tv_sec++, until.tv_nsec -= 1000000000;
+	while (!jw->stop_tail && pthread_cond_timedwait(&jw->cv, &jw->mu, &until) == 0)
+		;
 	jw->rewind = 0;
+	char why[sizeof(jw->fail_msg)];
+	snprintf(why, sizeof(why), "%s", jw->fail_msg);
 	pthread_mutex_unlock(&jw->mu);
-	uint64_t at = ml_log_apply_resume(jw->log);
-	js_log(jw, "a write failed here: applying the stream again after entry %llu",
-	       (unsigned long long)at);
+	uint64_t at = ml_log_apply_resume(jw->log), msg = at / JS_ENTRY_SPAN;
+	if (first)
+		js_log(jw,
+		       "this node cannot write its log (%s): the appends of its clients wait, "
+		       "reads go on, and it applies the stream again from message %llu every "
+		       "few seconds until a write succeeds (free some disk space)",
+		       why, (unsigned long long)(msg ? msg : 1));
 	pthread_mutex_lock(&jw->mu);
 	return at;
 }

@@ -129,7 +129,7 @@ static void js_stop(struct ml_log_writer *w)
 	deadline.tv_sec += JS_STOP_GRACE_MS / 1000;
 	pthread_mutex_lock(&jw->mu);
 	jw->stopping = 1;
-	WAIT_UNTIL(jw, jw->ready == NULL && !jw->publishing && jw->waiting == NULL, &deadline);
+	WAIT_UNTIL(jw, jw->ready == NULL && !jw->publishing && jw->waiting.head == NULL, &deadline);
 	jw->stop_publish = 1;
 	pthread_cond_broadcast(&jw->cv);
 	pthread_mutex_unlock(&jw->mu);
@@ -142,8 +142,7 @@ static void js_stop(struct ml_log_writer *w)
 	pthread_join(jw->tail, NULL); /* it waits for its applies in flight */
 	jw->threads = 0;
 
-	struct js_pending *p = jw->waiting;
-	jw->waiting = NULL;
+	struct js_pending *p = js_waiting_take_all(&jw->waiting);
 	for (struct js_pending *next; p; p = next) {
 		next = p->next;
 		fail_unknown(p);
@@ -179,37 +178,11 @@ const struct ml_log_writer_ops js_writer_ops = {
     .node_state = js_writer_node_state,
 };
 
-/* ---- waiting requests ------------------------------------------------------- */
-
-struct js_pending *js_take_waiting(struct js_writer *jw, uint64_t token)
-{
-	struct js_pending *found = NULL;
-	pthread_mutex_lock(&jw->mu);
-	for (struct js_pending **pp = &jw->waiting; *pp; pp = &(*pp)->next)
-		if ((*pp)->token == token) {
-			found = *pp;
-			*pp = found->next;
-			found->next = NULL;
-			break;
-		}
-	pthread_mutex_unlock(&jw->mu);
-	return found;
-}
-
-void js_put_back(struct js_writer *jw, struct js_pending *p)
-{
-	pthread_mutex_lock(&jw->mu);
-	p->next = jw->waiting;
-	jw->waiting = p;
-	pthread_cond_broadcast(&jw->cv);
-	pthread_mutex_unlock(&jw->mu);
-}
-
 /* ---- the publisher ---------------------------------------------------------- */
 
 /*
  * Takes from the ready list what fits in one message (jw->mu held), moves it to
- * the waiting list (its apply may come before the ack does) and builds the body.
+ * the waiting queue (its apply may come before the ack does) and builds the body.
  */
 static void take_message(struct js_writer *jw, struct ml_buf *body)
 {
@@ -229,8 +202,7 @@ static void take_message(struct js_writer *jw, struct ml_buf *body)
 		ml_buf_add(body, head, sizeof(head));
 		ml_buf_add(body, p->bytes.data, p->bytes.len);
 		ml_buf_free(&p->bytes);
-		p->next = jw->waiting;
-		jw->waiting = p;
+		js_waiting_push(&jw->waiting, p);
 		n++;
 	}
 	if (jw->ready == NULL)

@@ -27,6 +27,7 @@
 #include <moonlog/diag.h>
 #include <moonlog/server.h>
 
+#include "cli/bench_net.h"
 #include "cli/cli.h"
 #include "cli/client.h"
 
@@ -102,7 +103,40 @@ struct bconn {
 	uint64_t outstanding, sent, acked, failed;
 	struct ml_buf out;
 	size_t out_off;
+	/* The server answers a connection's appends in their order, so the k-th answer
+	 * is the k-th request's: a ring of the last `depth` send times. */
+	uint64_t *stamps, answered;
 };
+
+/* Latency samples (ns), grown as they come. */
+struct samples {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static void sample(struct samples *s, uint64_t ns)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 65536;
+		s->v = ml_xrealloc(s->v, s->cap * sizeof(*s->v));
+	}
+	s->v[s->n++] = ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Percentile p of the samples, in microseconds (sorts them). */
+static double pct_us(struct samples *s, double p)
+{
+	if (s->n == 0)
+		return 0;
+	qsort(s->v, s->n, sizeof(*s->v), cmp_u64);
+	return (double)s->v[(size_t)((double)(s->n - 1) * p)] / 1000.0;
+}
 
 static void payload100(struct ml_buf *b, uint64_t stamp)
 {
@@ -175,15 +209,18 @@ static void nonblock(int fd)
 	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-static int open_conns(struct bconn *bc, uint64_t n, const char *addr)
+/* Connection i goes to addrs[i % naddrs], and appends to the stream bench-i. */
+static int open_conns(struct bconn *bc, uint64_t n, const char *const *addrs, size_t naddrs,
+		      uint64_t depth)
 {
 	for (uint64_t i = 0; i < n; i++) {
 		char stream[32];
 		snprintf(stream, sizeof(stream), "bench-%" PRIu64, i);
-		if (cli_client_connect(&bc[i].c, addr) != 0)
+		if (cli_client_connect(&bc[i].c, addrs[i % naddrs]) != 0)
 			return cli_diag("bench");
 		nonblock(bc[i].c.fd);
 		build_request(&bc[i], stream);
+		bc[i].stamps = ml_xcalloc(depth, sizeof(*bc[i].stamps));
 	}
 	return 0;
 }
@@ -194,11 +231,21 @@ static void close_conns(struct bconn *bc, uint64_t n)
 		cli_client_close(&bc[i].c);
 		ml_buf_free(&bc[i].req);
 		ml_buf_free(&bc[i].out);
+		free(bc[i].stamps);
 	}
 }
 
+/* Each answer taken since the last call: its time from the send, into lat. */
+static void take_latencies(struct bconn *b, uint64_t depth, struct samples *lat)
+{
+	uint64_t now = ml_clock_ns();
+	while (b->answered < b->acked + b->failed)
+		sample(lat, now - b->stamps[b->answered++ % depth]);
+}
+
 /* Keeps `depth` appends in flight on every connection for the given time. */
-static int run_appends(struct bconn *bc, const struct bopts *o, uint64_t *events, double *secs)
+static int run_appends(struct bconn *bc, const struct bopts *o, uint64_t *events, double *secs,
+		       struct samples *lat)
 {
 	struct pollfd *pf = ml_xcalloc(o->conns, sizeof(*pf));
 	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(o->seconds * 1e9);
@@ -208,8 +255,11 @@ static int run_appends(struct bconn *bc, const struct bopts *o, uint64_t *events
 		stopping = stopping || ml_clock_ns() >= until;
 		for (uint64_t i = 0; i < o->conns; i++) {
 			struct bconn *b = &bc[i];
-			while (!stopping && b->outstanding < o->depth)
+			uint64_t now = ml_clock_ns();
+			while (!stopping && b->outstanding < o->depth) {
 				queue_request(b, 0);
+				b->stamps[(b->sent - 1) % o->depth] = now;
+			}
 			if (send_some(b) != 0)
 				rc = -1;
 			left += b->outstanding;
@@ -220,10 +270,12 @@ static int run_appends(struct bconn *bc, const struct bopts *o, uint64_t *events
 			break;
 		if (poll(pf, (nfds_t)o->conns, 1000) < 0 && errno != EINTR)
 			break;
-		for (uint64_t i = 0; i < o->conns; i++)
+		for (uint64_t i = 0; i < o->conns; i++) {
 			if ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
 			    read_some(&bc[i]) != 0)
 				rc = -1;
+			take_latencies(&bc[i], o->depth, lat);
+		}
 	}
 	*secs = (double)(ml_clock_ns() - t0) / 1e9;
 	*events = 0;
@@ -342,12 +394,6 @@ static uint64_t head_of(const char *addr)
 	return head;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* The stamp in a delivered event's data {"t": ..., ...}; 0 if none. */
 static uint64_t stamp_of(struct ml_msgpack_reader *m)
 {
@@ -371,26 +417,35 @@ static uint64_t stamp_of(struct ml_msgpack_reader *m)
 	return 0;
 }
 
-static int bench_subscribe(const struct bopts *o, const char *addr)
+/*
+ * One connection appends to `pub` at a steady rate, each event stamped with the
+ * time it was sent; a live subscription on `sub` (the same server, or another
+ * node of one replicated log) takes each delivery's stamp off the clock.
+ */
+int cli_bench_lag(const char *pub, const char *sub_addr, uint64_t rate, double seconds,
+		  struct cli_bench_lag *out)
 {
 	struct bconn app = {0};
 	struct cli_client sub;
 	struct ml_buf p = {0};
 	struct ml_msgpack_reader r;
-	if (cli_client_connect(&sub, addr) != 0 || cli_client_connect(&app.c, addr) != 0)
+	if (cli_client_connect(&sub, sub_addr) != 0 || cli_client_connect(&app.c, pub) != 0)
 		return cli_diag("bench");
 	ml_msgpack_put_array(&p, 2);
 	ml_msgpack_put_cstr(&p, "bench-lat");
 	ml_msgpack_put_nil(&p);
-	if (cli_client_call(&sub, "subscribe", &p, &r) != 0)
-		return cli_diag("bench");
+	int rc = cli_client_call(&sub, "subscribe", &p, &r);
 	ml_buf_free(&p);
+	if (rc != 0) {
+		cli_client_close(&sub);
+		cli_client_close(&app.c);
+		return cli_diag("bench");
+	}
 	nonblock(app.c.fd);
 	build_request(&app, "bench-lat");
-	size_t cap = (size_t)(o->rate * o->seconds) + 1024, nlat = 0;
-	uint64_t *lat = ml_xmalloc(cap * sizeof(*lat));
-	uint64_t per_tick = o->rate / 1000 ? o->rate / 1000 : 1, tick_ns = 1000000;
-	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(o->seconds * 1e9), next = t0;
+	struct samples lat = {0};
+	uint64_t per_tick = rate / 1000 ? rate / 1000 : 1, tick_ns = 1000000;
+	uint64_t t0 = ml_clock_ns(), until = t0 + (uint64_t)(seconds * 1e9), next = t0;
 	uint64_t sent = 0, got = 0;
 	while (got < sent || ml_clock_ns() < until) {
 		uint64_t now = ml_clock_ns();
@@ -427,46 +482,72 @@ static int bench_subscribe(const struct bopts *o, const char *addr)
 			ml_msgpack_reader_init(&m, q, len);
 			sub.in_off += len;
 			uint64_t st = stamp_of(&m);
-			if (st && nlat < cap)
-				lat[nlat++] = arrived - st;
+			if (st)
+				sample(&lat, arrived - st);
 			got += st != 0;
 		}
 	}
 	double secs = (double)(ml_clock_ns() - t0) / 1e9;
-	qsort(lat, nlat, sizeof(*lat), cmp_u64);
-#define PCT(q) (nlat ? (double)lat[(size_t)((double)(nlat - 1) * (q))] / 1000.0 : 0)
-	printf("subscribe: %" PRIu64
-	       " events appended at %.0f/s, %zu delivered; append-to-delivery "
-	       "latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (fsync %s)\n",
-	       sent, (double)sent / secs, nlat, PCT(0.5), PCT(0.99), PCT(0.999), PCT(1.0),
-	       ml_fsync_name(o->fsync));
-#undef PCT
-	free(lat);
+	*out = (struct cli_bench_lag){.sent = sent,
+				      .delivered = lat.n,
+				      .rate = (double)sent / secs,
+				      .p50_us = pct_us(&lat, 0.5),
+				      .p99_us = pct_us(&lat, 0.99),
+				      .p999_us = pct_us(&lat, 0.999),
+				      .max_us = pct_us(&lat, 1.0)};
+	free(lat.v);
 	cli_client_close(&sub);
 	close_conns(&app, 1);
 	return CLI_OK;
 }
 
+static int bench_subscribe(const struct bopts *o, const char *addr)
+{
+	struct cli_bench_lag l;
+	int rc = cli_bench_lag(addr, addr, o->rate, o->seconds, &l);
+	if (rc != CLI_OK)
+		return rc;
+	printf("subscribe: %" PRIu64 " events appended at %.0f/s, %" PRIu64
+	       " delivered; append-to-delivery "
+	       "latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us (fsync %s)\n",
+	       l.sent, l.rate, l.delivered, l.p50_us, l.p99_us, l.p999_us, l.max_us,
+	       ml_fsync_name(o->fsync));
+	return CLI_OK;
+}
+
+int cli_bench_appends(const char *const *addrs, size_t naddrs, uint64_t conns, uint64_t depth,
+		      double seconds, struct cli_bench_appends *out)
+{
+	struct bopts o = {.conns = conns, .depth = depth, .seconds = seconds};
+	struct bconn *bc = ml_xcalloc(conns, sizeof(*bc));
+	struct samples lat = {0};
+	*out = (struct cli_bench_appends){0};
+	int rc = open_conns(bc, conns, addrs, naddrs, depth);
+	if (rc == 0 && run_appends(bc, &o, &out->events, &out->seconds, &lat) != 0)
+		rc = cli_fail("bench", CLI_REFUSED, "a connection failed");
+	for (uint64_t i = 0; i < conns; i++)
+		out->failed += bc[i].failed;
+	out->p50_us = pct_us(&lat, 0.5);
+	out->p99_us = pct_us(&lat, 0.99);
+	free(lat.v);
+	close_conns(bc, conns);
+	free(bc);
+	return rc;
+}
+
 static int bench_append_net(const struct bopts *o, const char *addr)
 {
-	struct bconn *bc = ml_xcalloc(o->conns, sizeof(*bc));
-	uint64_t events = 0, before = head_of(addr);
-	double secs = 0;
-	int rc = open_conns(bc, o->conns, addr);
-	if (rc == 0 && run_appends(bc, o, &events, &secs) != 0)
-		rc = cli_fail("bench", CLI_REFUSED, "a connection failed");
-	uint64_t failed = 0;
-	for (uint64_t i = 0; i < o->conns; i++)
-		failed += bc[i].failed;
-	close_conns(bc, o->conns);
-	free(bc);
+	struct cli_bench_appends a;
+	int rc = cli_bench_appends(&addr, 1, o->conns, o->depth, o->seconds, &a);
 	if (rc != 0)
 		return rc;
 	printf("append: %" PRIu64 " connections x %" PRIu64 " pipelined, 100-byte events: %.0f "
-	       "durable appends/s (%" PRIu64 " in %.2f s, %" PRIu64 " failed)\n",
-	       o->conns, o->depth, (double)events / secs, events, secs, failed);
+	       "durable appends/s (%" PRIu64 " in %.2f s, %" PRIu64
+	       " failed), each answered in p50 %.1f us, p99 %.1f us\n",
+	       o->conns, o->depth, (double)a.events / a.seconds, a.events, a.seconds, a.failed,
+	       a.p50_us, a.p99_us);
 	uint64_t head = head_of(addr), got = 0;
-	(void)before;
+	double secs = 0;
 	rc = run_read_all(addr, head, o->page, o->pages, &secs, &got);
 	if (rc == 0)
 		printf("read $all over RPC: %" PRIu64 " events in %.2f s: %.0f events/s (reads of "

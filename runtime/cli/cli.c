@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <moonlog/codec.h>
 
@@ -33,6 +34,16 @@ int cli_status(void)
 int cli_diag(const char *cmd)
 {
 	return cli_fail(cmd, cli_status(), "%s", ml_diag_last());
+}
+
+int cli_self_path(char *out, size_t cap)
+{
+	ssize_t n = readlink("/proc/self/exe", out, cap - 1);
+	if (n <= 0)
+		return ml_diag_set(ML_ERR_IO, "cannot tell where the moonlog executable is: %s",
+				   n < 0 ? strerror(errno) : "no path");
+	out[n] = '\0';
+	return 0;
 }
 
 int cli_uint(const char *cmd, const char *opt, const char *s, uint64_t *out)

@@ -23,18 +23,32 @@ int cmd_append(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cli_bench_cluster(int argc, char **argv); /* bench cluster (cmd_bench_cluster.c) */
 int cmd_replay(int argc, char **argv);
 int cmd_test(int argc, char **argv);
 int bench_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
+int cmd_scripts(int argc, char **argv);
+int cmd_lint(int argc, char **argv);
+int cmd_new(int argc, char **argv);
 int cmd_repl(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
 /* serve --replicate: loads the replication plugin and starts it on log (replicate.c). */
 struct ml_replicate_options;
 int cli_replicate_start(struct ml_log *log, const struct ml_replicate_options *o);
+/* bench cluster: deletes the journal it made for its run, through the plugin. -1 with diag. */
+int cli_replicate_drop(const struct ml_replicate_options *o);
 
+/* The path of the moonlog executable running (for its plugins, and to start it again). */
+int cli_self_path(char *out, size_t cap);
+
+/* lua_run.c: the first executable `name` on PATH, into out (0), or -1. */
+int cli_find_program(const char *name, char *out, size_t n);
+/* lua_run.c: runs lua5.4 with args (nargs of them) and this moonlog's Lua modules in reach,
+ * in place of this process; returns (a status, with a message) only if it cannot. */
+int cli_exec_lua(const char *cmd, char **args, int nargs);
 /* "there is no stream NAME", status 1: for read (local and through a server). */
 int cli_no_stream(const char *stream);
 /* Prints "moonlog CMD: message" on stderr and returns the exit status. */

@@ -47,6 +47,9 @@ static const char overview[] =
     "Against a running server:\n"
     "  append --connect ADDR      durable appends over msgpack-RPC, then $all read back\n"
     "  subscribe --connect ADDR   append-to-delivery latency on a live subscription\n"
+    "On a NATS JetStream cluster (docs/scale-out.md):\n"
+    "  cluster --nats URLS        two nodes of one replicated log: appends/s through both,\n"
+    "                             append latency, and the lag from node A to node B\n"
     "\n"
     "`make bench` runs the same work against Redis Streams, NATS JetStream and Tarantool\n"
     "(bench/README.md).\n";
@@ -373,6 +376,8 @@ int cmd_bench(int argc, char **argv)
 		return bench_replay(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "subscribe") == 0)
 		return cli_bench_net(argc - 1, argv + 1, 1);
+	if (argc >= 2 && strcmp(argv[1], "cluster") == 0)
+		return cli_bench_cluster(argc - 1, argv + 1);
 	for (int i = 2; i < argc && strcmp(argv[1], "append") == 0; i++)
 		if (strncmp(argv[i], "--connect", 9) == 0) /* over the network: bench_net.c */
 			return cli_bench_net(argc - 1, argv + 1, 0);

@@ -7,6 +7,8 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -32,7 +34,19 @@ static const char help[] =
     "  --repair     cut off a torn tail now, and remove damaged index files; other\n"
     "               damage is only reported\n"
     "  --force      with --repair: also cut the last segment at damage that good records\n"
-    "               follow even when they say it was synced (the records after it are lost)\n";
+    "               follow even when they say it was synced (the records after it are lost)\n"
+    "\n"
+    "On a terminal, a line on stderr says which segment it is at.\n";
+
+/* On a terminal: "moonlog check: segment 3 of 80 (2%), 1234567 events so far". */
+static void show_progress(const struct ml_check_report *r, size_t segment, size_t segments,
+			  void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "\rmoonlog check: segment %zu of %zu (%zu%%), %llu events so far\033[K",
+		segment + 1, segments, segments ? segment * 100 / segments : 100,
+		(unsigned long long)r->records);
+}
 
 int cmd_check(int argc, char **argv)
 {
@@ -70,7 +84,11 @@ int cmd_check(int argc, char **argv)
 	if (force)
 		repair = 2;
 	struct ml_check_report r;
-	if (ml_log_check(dir, repair, &r) != 0)
+	int tty = isatty(STDERR_FILENO);
+	int rc = ml_log_check_progress(dir, repair, &r, tty ? show_progress : NULL, NULL);
+	if (tty)
+		fputs("\r\033[K", stderr); /* the line goes: the result follows on stdout */
+	if (rc != 0)
 		return cli_diag("check");
 	if (r.cut_bytes)
 		printf("repaired: cut %s of %" PRIu64 " bytes off %s\n",

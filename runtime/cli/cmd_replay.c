@@ -30,16 +30,42 @@ static const char help[] =
     "                      and save the snapshot at the end\n"
     "  --memory MIB        the script's memory limit (default 256)\n"
     "  --instructions N    the instruction budget per event (default 100000000)\n"
-    "  --time-limit MS     the time one event may take (CPU time; default 1000)\n";
+    "  --time-limit MS     the time one event may take (CPU time; default 1000)\n"
+    "\n"
+    "On a terminal, a line on stderr says how far the replay is.\n";
 
 struct replay {
 	struct ml_script *script;
 	uint64_t emitted;
+	int progress;		 /* stderr is a terminal: a progress line */
+	uint64_t first, last;	 /* the positions the replay goes over */
+	uint64_t seen, shown_ns; /* events fed; when the line was last redrawn */
 };
+
+/* "moonlog replay: 1234567 of 10000000 events (12%)", from the 65,536th event on,
+ * redrawn at most 4 times a second. */
+static void show_progress(struct replay *r, uint64_t position, int done)
+{
+	uint64_t now = ml_clock_ns();
+	if (!done && now - r->shown_ns < 250000000)
+		return;
+	r->shown_ns = now;
+	uint64_t total = r->last >= r->first ? r->last - r->first + 1 : 0;
+	uint64_t at = position >= r->first ? position - r->first + 1 : 0;
+	if (done) {
+		fputs("\r\033[K", stderr); /* the line goes: the result follows on stdout */
+		return;
+	}
+	fprintf(stderr, "\rmoonlog replay: %llu of %llu events (%llu%%)\033[K",
+		(unsigned long long)at, (unsigned long long)total,
+		(unsigned long long)(total ? at * 100 / total : 100));
+}
 
 static int feed(const struct ml_event *e, void *arg)
 {
 	struct replay *r = arg;
+	if (r->progress && (++r->seen & 0xffff) == 0)
+		show_progress(r, e->position, 0);
 	if (ml_script_feed(r->script, e) != 0)
 		return -1;
 	if (ml_script_kind(r->script) == ML_SCRIPT_HANDLER) {
@@ -208,11 +234,15 @@ int cmd_replay(int argc, char **argv)
 		ml_script_free(s);
 		return cli_status();
 	}
-	struct replay r = {s, 0};
+	struct replay r = {.script = s, .progress = isatty(STDERR_FILENO)};
 	rc = a.snapshot ? restore(s, a.dir, a.stats) : 0;
+	r.first = ml_script_position(s) + 1;
+	r.last = a.until && a.until < ml_log_head(log) ? a.until : ml_log_head(log);
 	uint64_t t0 = ml_clock_ns(), c0 = cpu_ns();
-	int64_t n = rc ? 0 : ml_log_scan(log, ml_script_position(s) + 1, a.until, feed, &r);
+	int64_t n = rc ? 0 : ml_log_scan(log, r.first, a.until, feed, &r);
 	uint64_t ns = ml_clock_ns() - t0, cpu = cpu_ns() - c0;
+	if (r.progress)
+		show_progress(&r, 0, 1);
 	if (rc == 0 && n < 0)
 		rc = cli_diag("replay");
 	if (rc == 0 && a.stats)

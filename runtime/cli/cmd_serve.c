@@ -34,7 +34,8 @@ static const char help[] =
     "  --snapshot-ms MS    projections, reducers: snapshot after MS (default 30000)\n"
     "  --decider-cache N   deciders: keep the state of N streams (default 100000; 0 = none)\n"
     "  --listen ADDR       msgpack-RPC HOST:PORT (default 127.0.0.1:7420; 'off' for none)\n"
-    "  --http ADDR         HTTP HOST:PORT (default 127.0.0.1:7421; 'off' for none)\n"
+    "  --http ADDR         HTTP HOST:PORT (default 127.0.0.1:7421; 'off' for none); the\n"
+    "                      web console is at http://HOST:PORT/ (docs/console.md)\n"
     "  --admin PATH        the admin socket (default DIR/moonlog.sock; 'off' for none)\n"
     "  --fsync MODE        always (default), batch or never\n"
     "  --token FILE        require this token: 'Authorization: Bearer' on HTTP, auth() on TCP\n"
@@ -50,6 +51,10 @@ static const char help[] =
     "                      nothing more for MS (default 10000)\n"
     "  --rpc-idle-timeout MS  RPC over TCP: close a connection with no subscription and\n"
     "                      nothing in flight after MS without a request (default 0: never)\n"
+    "  --sse-heartbeat MS  HTTP event streams: a comment after MS without events, so that\n"
+    "                      proxies keep them open (default 15000; 0 = none)\n"
+    "  --cors ORIGIN       let web pages of ORIGIN (https://host[:port], or '*') call the\n"
+    "                      HTTP API and follow event streams (default: none)\n"
     "  --max-outbuf N      bytes waiting to go to one connection before its subscriptions\n"
     "                      pause and fall back to the log (default 8388608)\n"
     "  --max-read N        events in one read answer (default 10000)\n"
@@ -74,7 +79,10 @@ static const char help[] =
     "                      the shared journal to its own log, and serves once caught up\n"
     "  --replicate-stream NAME  the JetStream stream of the journal (default MOONLOG;\n"
     "                      made if missing, refused if its settings do not fit)\n"
-    "  --replicate-replicas N  copies JetStream keeps when it makes the stream (default 3)\n";
+    "  --replicate-replicas N  copies JetStream keeps when it makes the stream (default 3)\n"
+    "A handler runs on one node at a time, the one that holds its lease ($lease-NAME);\n"
+    "on the others it stands by (scripts() says where it runs), and one of them takes\n"
+    "it over when its node stops, or is gone (about 3 s without its heartbeats).\n";
 
 static int num(const char *opt, const char *s, uint32_t *out)
 {
@@ -146,6 +154,8 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 	    {"idle-timeout", required_argument, 0, 14},
 	    {"frame-timeout", required_argument, 0, 15},
 	    {"rpc-idle-timeout", required_argument, 0, 16},
+	    {"sse-heartbeat", required_argument, 0, 17},
+	    {"cors", required_argument, 0, 18},
 	    {"replicate", required_argument, 0, 30},
 	    {"replicate-stream", required_argument, 0, 31},
 	    {"replicate-replicas", required_argument, 0, 32},
@@ -252,6 +262,12 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 			break;
 		case 16:
 			bad = ms("--rpc-idle-timeout", optarg, &o->rpc_idle_timeout_ms);
+			break;
+		case 17:
+			bad = ms("--sse-heartbeat", optarg, &o->sse_heartbeat_ms);
+			break;
+		case 18:
+			o->cors = optarg;
 			break;
 		case 30:
 			sc->rep.urls = optarg;

@@ -17,10 +17,13 @@ static const struct cli_command commands[] = {
     {"check", cmd_check, "verify every record of the log (--repair cuts a torn tail)"},
     {"replay", cmd_replay, "fold the log through a script and print its final state"},
     {"test", cmd_test, "run busted specs with the moonlog Lua modules of this moonlog"},
+    {"lint", cmd_lint, "check scripts as the server loads them: file:line: message"},
+    {"new", cmd_new, "start a script and its spec from a template (new projection NAME)"},
     {"repl", cmd_repl, "a Lua prompt into the log and the running scripts"},
     {"eval", cmd_eval, "evaluate one Lua chunk, as the REPL does"},
     {"serve", cmd_serve, "serve the log: msgpack-RPC, HTTP and subscriptions"},
     {"tail", cmd_tail, "follow the events of a running server (a pattern, catching up first)"},
+    {"scripts", cmd_scripts, "the scripts a running server hosts: state, position, lag, errors"},
     {"bench", cmd_bench, "measure speed (moonlog bench --help lists the scenarios)"},
     {"help", NULL, "show this help (--version: the version)"},
 };

@@ -185,7 +185,8 @@ static int run_pipe(struct repl_backend *b)
 	if (chunk.len) { /* the input ended inside a chunk: report it as it is */
 		struct repl_result r = {0};
 		b->eval(b, chunk.data, &r);
-		fprintf(stderr, "%s\n", r.text.len ? r.text.data : "incomplete chunk at the end");
+		fprintf(stderr, "moonlog repl: the input ended inside an unfinished chunk: %s\n",
+			r.text.len ? r.text.data : "it lacks its end");
 		ml_buf_free(&r.text);
 		failed = 1;
 	}

@@ -17,6 +17,10 @@
  * The flusher's done callback only sets a flag and wakes the loop; the next
  * step settles it. A batch the log could not write (a full disk) is kept as it
  * is and submitted again later (the handler is fed nothing meanwhile).
+ *
+ * On a log shared by several nodes every batch also carries the handler's
+ * lease guard (lease.c); a batch that guard refuses is dropped, not a fault:
+ * another node runs the handler now, from the last checkpoint that went in.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +63,36 @@ static struct ml_gathered *next_slot(struct ml_hosted *e)
 	return &e->gathered[e->n_gathered++];
 }
 
+#define PARK_LINES 10 /* log lines about parked events, per handler and second */
+
+/*
+ * A line for the operator about each parked event, so that a handler that parks
+ * is seen without polling parked(): at most PARK_LINES a second per handler,
+ * then one line that says how many more were parked.
+ */
+static void say_parked(struct ml_hosted *e, const struct ml_event *ev, const char *why,
+		       size_t why_len)
+{
+	uint64_t now = ml_host_now_ms();
+	if (now - e->park_second_ms >= 1000) {
+		if (e->park_unsaid)
+			ml_host_line(e->h,
+				     "script %s parked %u more events in the last second "
+				     "(parked(\"%s\") lists them)",
+				     e->name, e->park_unsaid, e->name);
+		e->park_second_ms = now;
+		e->park_lines = e->park_unsaid = 0;
+	}
+	if (e->park_lines++ >= PARK_LINES) {
+		e->park_unsaid++;
+		return;
+	}
+	ml_host_line(e->h,
+		     "script %s parked the event at position %llu (%.*s %.*s) in $parked-%s: %.*s",
+		     e->name, (unsigned long long)ev->position, (int)ev->stream_len, ev->stream,
+		     (int)ev->type_len, ev->type, e->name, (int)why_len, why);
+}
+
 /* The parked copy of ev: its type and data, and a meta map with why it failed. */
 static void gather_parked(struct ml_hosted *e, const struct ml_event *ev, const char *error)
 {
@@ -74,6 +108,7 @@ static void gather_parked(struct ml_hosted *e, const struct ml_event *ev, const 
 	const char *why = error ? error : "error";
 	const char *tb = strstr(why, "\nstack traceback:");
 	size_t why_len = tb ? (size_t)(tb - why) : strlen(why);
+	say_parked(e, ev, why, why_len);
 	g->meta = b->len;
 	ml_msgpack_put_map(b, (ev->meta_len ? 5 : 4) + (tb ? 1 : 0));
 	ml_msgpack_put_cstr(b, "reason");
@@ -154,6 +189,12 @@ static void forget_gathered(struct ml_hosted *e)
 	e->gathered_bytes = e->bytes.len = 0;
 }
 
+void ml_host_drop_batch(struct ml_hosted *e)
+{
+	forget_gathered(e);
+	e->retry_at_ms = e->retry_ms = 0;
+}
+
 /* Builds the request from what was gathered and a checkpoint at e->inflight_pos. */
 static void build(struct ml_hosted *e)
 {
@@ -193,6 +234,7 @@ static void build(struct ml_hosted *e)
 	e->req.events = e->evs;
 	e->req.n_events = n;
 	e->req.system = 1;
+	ml_lease_guard(e, &e->req);
 }
 
 static void submit(struct ml_host *h, struct ml_hosted *e)
@@ -208,6 +250,10 @@ static void submit(struct ml_host *h, struct ml_hosted *e)
 		return;
 	}
 	atomic_fetch_sub(&h->inflight, 1);
+	if (rc < 0 && ml_lease_fenced(h, e, &e->req)) {
+		forget_gathered(e);
+		return;
+	}
 	if (rc < 0) {
 		ml_hosted_fault(e, e->inflight_pos,
 				"script %s faulted at position %llu: cannot append its events and "
@@ -226,11 +272,12 @@ void ml_host_submit_batch(struct ml_host *h, struct ml_hosted *e, int sync)
 	if (!sync)
 		return submit(h, e);
 	build(e);
-	if (ml_log_append(h->log, &e->req) != 0)
+	if (ml_log_append(h->log, &e->req) == 0) {
+		e->saved = e->pos;
+		e->own_first = e->req.first_position, e->own_last = e->req.last_position;
+	} else if (!ml_lease_fenced(h, e, &e->req))
 		ml_hosted_fault(e, e->pos, "script %s: cannot write its checkpoint at %llu: %s",
 				ml_diag_last());
-	else
-		e->saved = e->pos;
 	forget_gathered(e);
 }
 
@@ -281,6 +328,8 @@ void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait)
 		return;
 	e->inflight = 0;
 	forget_gathered(e);
+	if (e->req.err != ML_OK && ml_lease_fenced(h, e, &e->req))
+		return;
 	if (e->req.err != ML_OK) {
 		ml_hosted_fault(e, e->inflight_pos,
 				"script %s faulted at position %llu: cannot append its events and "
@@ -289,6 +338,7 @@ void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait)
 		return;
 	}
 	e->retry_ms = 0;
+	e->own_first = e->req.first_position, e->own_last = e->req.last_position;
 	e->saved = e->inflight_pos;
 	e->saved_ms = ml_host_now_ms();
 	e->since = 0;

@@ -7,9 +7,9 @@
  * code hash matches, else from 0 (a rebuild, fed in slices by step.c); a
  * handler after the position in the last event of $checkpoint-NAME, whatever
  * its code (handlers continue, they never re-emit), or from its `start` when
- * it has none; a decider is not fed. Entries are allocated one by one: a
- * handler's batch in flight holds its entry's address while reloads add and
- * remove others.
+ * it has none (on a shared log, once it holds its lease: lease.c); a decider
+ * is not fed. Entries are allocated one by one: a handler's batch in flight
+ * holds its entry's address while reloads add and remove others.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -120,12 +120,15 @@ void ml_host_record_fault(struct ml_host *h, struct ml_hosted *e, struct ml_scri
 void ml_host_restore(struct ml_host *h, struct ml_hosted *e)
 {
 	e->saved_ms = ml_host_now_ms();
+	ml_lease_init(h, e);
 	if (e->kind == ML_SCRIPT_HANDLER) {
 		e->pos = e->saved = ml_host_checkpoint_read(h, e->name);
-		if (e->pos)
+		int here =
+		    ml_lease_runs(e); /* else where it starts is read when it takes its lease */
+		if (here && e->pos)
 			ml_host_line(h, "script %s (handler) continues after position %llu",
 				     e->name, (unsigned long long)e->pos);
-		else /* a new handler: its `start` */
+		else if (here) /* a new handler: its `start` */
 			e->pos = ml_script_start_position(e->s, ml_log_head(h->log));
 		restore_fault(h, e);
 		return;
@@ -216,9 +219,12 @@ struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o
 static void entry_free(struct ml_host *h, struct ml_hosted *e)
 {
 	if (e->s) {
+		ml_lease_settle(h, e, 1);
 		ml_host_settle(h, e, 1);
 		ml_host_save(h, e);
+		ml_lease_release(h, e); /* after the last batch: another node takes over now */
 	}
+	ml_lease_free(e);
 	ml_hosted_free_reload(e);
 	ml_script_free(e->s);
 	free(e->name);

@@ -1,7 +1,8 @@
 /*
  * host_internal.h - what the files of host/ share: the registry of hosted
- * scripts, the per-script bookkeeping of feeding and checkpoints, and of hot
- * reloads (a new version waiting to swap in, or rebuilding beside the old).
+ * scripts, the per-script bookkeeping of feeding and checkpoints, of hot
+ * reloads (a new version waiting to swap in, or rebuilding beside the old),
+ * and of a handler's lease when several nodes share the log.
  */
 #ifndef ML_HOST_INTERNAL_H
 #define ML_HOST_INTERNAL_H
@@ -15,6 +16,36 @@
  * the entry's bytes, which move as they grow. */
 struct ml_gathered {
 	size_t stream, stream_len, type, type_len, data, data_len, meta, meta_len;
+};
+
+/* A handler's lease, when several nodes share the log (lease.c). */
+enum ml_lease_state {
+	ML_LEASE_ALONE,	  /* the log is not shared (or not a handler): no lease, it runs */
+	ML_LEASE_STANDBY, /* another node holds it, or it is not known to be free yet */
+	ML_LEASE_TAKING,  /* this node's Acquired is in flight */
+	ML_LEASE_HELD,	  /* this node's Acquired is applied: the handler runs here */
+};
+
+struct ml_lease {
+	enum ml_lease_state state;
+	char stream[300]; /* $lease-NAME */
+	size_t stream_len;
+	uint64_t version;	   /* held: the version of this node's Acquired */
+	struct ml_expect_in guard; /* every batch's: the stream still at `version` */
+	char holder[64];	   /* the holder's node id as last read ("" when none) */
+	char told[64];		   /* the holder the last "stands by" line named */
+	char why[160];		   /* how it came to be free: the takeover's log line */
+	uint64_t seen;		   /* the stream's version when last read (UINT64_MAX: read it) */
+	int released;		   /* its last event is Released */
+	uint64_t look_ms;	   /* a standby looks again then */
+	/* the Acquired in flight */
+	struct ml_append req;
+	struct ml_event_in ev;
+	struct ml_expect_in expect;
+	struct ml_buf data;
+	uint64_t at; /* its version, once applied */
+	int inflight;
+	atomic_int done;
 };
 
 /* One script of the folder. */
@@ -36,6 +67,7 @@ struct ml_hosted {
 	double rate; /* events per second, over the last second or so */
 
 	/* handlers: the batch being gathered (batch.c), then the one append in flight */
+	uint64_t own_first, own_last; /* where the last batch went */
 	struct ml_host *h;
 	struct ml_gathered *gathered;
 	size_t n_gathered, gathered_cap;
@@ -52,6 +84,10 @@ struct ml_hosted {
 	/* a batch the log failed to write (ML_ERR_IO) is submitted again at retry_at_ms
 	 * (0: none waiting), after retry_ms that doubles up to 5 s */
 	uint64_t retry_at_ms, retry_ms;
+	/* handlers: log lines about parked events, at most PARK_LINES a second (batch.c) */
+	uint64_t park_second_ms;
+	uint32_t park_lines, park_unsaid;
+	uint64_t progress_ms; /* when a rebuild last said how far it is (reload.c) */
 
 	/* hot reload (reload.c) */
 	struct ml_script *pending; /* handlers: the new version, swapped in once no batch is
@@ -62,6 +98,8 @@ struct ml_hosted {
 	char *reload_error;	   /* the last version that did not load (the old one runs) */
 	uint64_t reloads;	   /* versions swapped in since the host opened */
 	int removed;		   /* the file is gone: unload once its batch has settled */
+
+	struct ml_lease lease; /* handlers on a shared log (lease.c) */
 };
 
 struct ml_host {
@@ -126,10 +164,31 @@ void ml_host_submit_batch(struct ml_host *h, struct ml_hosted *e, int sync);
 void ml_host_quiesce(struct ml_host *h);
 /* Waits for a handler's append in flight and settles it. */
 void ml_host_settle(struct ml_host *h, struct ml_hosted *e, int wait);
+/* Forgets what a handler gathered, and a failed batch waiting to be tried again. */
+void ml_host_drop_batch(struct ml_hosted *e);
 
 /* Records the limit fault of s (e's script or its rebuild) at pos, for a restart. */
 void ml_host_record_fault(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
 			  uint64_t pos);
+
+/* lease.c: a handler on a shared log runs on the node that holds its lease */
+/* Sets a loaded handler's lease up: standing by on a shared log, else none (ALONE). */
+void ml_lease_init(struct ml_host *h, struct ml_hosted *e);
+void ml_lease_free(struct ml_hosted *e);
+/* Whether the handler runs here: no lease needed, or held. */
+int ml_lease_runs(const struct ml_hosted *e);
+/* "running here", "taking over", "standby"; NULL when there is no lease. */
+const char *ml_lease_name(const struct ml_hosted *e);
+/* Each step: takes a free lease, checks a held one is still this node's. */
+void ml_lease_tick(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms);
+/* Adds the guard "$lease-NAME is at the version of this node's Acquired" to req, if held. */
+void ml_lease_guard(struct ml_hosted *e, struct ml_append *req);
+/* A batch of e's refused: 1 when its lease guard refused it (e stands by: drop the batch). */
+int ml_lease_fenced(struct ml_host *h, struct ml_hosted *e, const struct ml_append *req);
+/* Settles an Acquired in flight (with `wait`, waits for it). */
+void ml_lease_settle(struct ml_host *h, struct ml_hosted *e, int wait);
+/* At close or unload, after the last batch: appends Released, if held. */
+void ml_lease_release(struct ml_host *h, struct ml_hosted *e);
 
 /* step.c */
 /* Feeds `s` (the entry's script or its rebuild) from *pos towards head. */

@@ -16,7 +16,9 @@
  * Replays run in a scratch copy of the handler's current code, fed the parked
  * events in their original order with their original stream, id, position
  * and meta, so the live handler's position and outcome are not disturbed, and
- * what it emits carries causation_id = the original event's id.
+ * what it emits carries causation_id = the original event's id. On a log
+ * shared by several nodes, replays run only where the handler runs (it holds
+ * its lease), and their batch carries the lease's guard like the handler's own.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,7 +312,8 @@ static void replay_one(struct batch *b, const char *name, struct ml_script **scr
 		fail(b, p, "it emitted to a system stream (handlers emit to their own streams)");
 }
 
-static int append_batch(struct ml_host *h, struct batch *b)
+/* Appends the batch, with the handler's lease guard on a shared log. */
+static int append_batch(struct ml_host *h, struct ml_hosted *e, struct batch *b)
 {
 	if (b->n == 0)
 		return 0;
@@ -323,8 +326,16 @@ static int append_batch(struct ml_host *h, struct batch *b)
 		    base + s->data,   s->data_len,   base + s->meta, s->meta_len};
 	}
 	struct ml_append req = {.events = evs, .n_events = b->n, .system = 1};
+	ml_lease_guard(e, &req);
 	int rc = ml_log_append(h->log, &req);
 	free(evs);
+	if (rc != 0 && ml_lease_fenced(h, e, &req))
+		ml_diag_set(
+		    ML_ERR_REFUSED,
+		    "handler %s: another node took it over while its parked events were "
+		    "replayed, and nothing was stored: replay them on the node that runs it "
+		    "(scripts() says which)",
+		    e->name);
 	return rc;
 }
 
@@ -333,6 +344,11 @@ int ml_host_replay_parked(struct ml_host *h, const char *name, size_t len, struc
 	struct ml_hosted *e = handler(h, name, len);
 	if (e == NULL)
 		return -1;
+	if (!ml_lease_runs(e)) /* the holder's own handling could emit for them too */
+		return ml_diag_set(ML_ERR_REFUSED,
+				   "handler %s runs on another node (%s) of the shared log: replay "
+				   "its parked events there",
+				   e->name, e->lease.holder[0] ? e->lease.holder : "none yet");
 	struct ml_script *scratch = ml_script_load_again(e->pending ? e->pending : e->s);
 	if (scratch == NULL)
 		return -1;
@@ -346,7 +362,7 @@ int ml_host_replay_parked(struct ml_host *h, const char *name, size_t len, struc
 			tried++;
 		}
 	markers = tried - b.n_failed;
-	int rc = append_batch(h, &b);
+	int rc = append_batch(h, e, &b);
 	if (rc == 0) {
 		ml_msgpack_put_map(out, 3);
 		ml_msgpack_put_cstr(out, "replayed");

@@ -171,6 +171,23 @@ static void swap_rebuilt(struct ml_host *h, struct ml_hosted *e)
 	swapped(h, e, old, t0);
 }
 
+/* A long rebuild says how far it is every PROGRESS_MS, with its rate. */
+#define PROGRESS_MS 5000
+static void say_progress(struct ml_host *h, struct ml_hosted *e, uint64_t head)
+{
+	uint64_t now = ml_host_now_ms();
+	if (e->next_pos >= head || now - e->next_ms < PROGRESS_MS ||
+	    now - e->progress_ms < PROGRESS_MS)
+		return;
+	e->progress_ms = now;
+	double s = (double)(now - e->next_ms) / 1000.0;
+	ml_host_line(h,
+		     "script %s: rebuilding its new version: at position %llu of %llu (%llu%%), "
+		     "%.0f events/s; the old version serves meanwhile",
+		     e->name, (unsigned long long)e->next_pos, (unsigned long long)head,
+		     (unsigned long long)(e->next_pos * 100 / head), (double)e->next_pos / s);
+}
+
 int ml_host_reload_rebuilds(struct ml_host *h, uint64_t head, uint64_t deadline, uint32_t budget)
 {
 	int more = 0;
@@ -183,6 +200,7 @@ int ml_host_reload_rebuilds(struct ml_host *h, uint64_t head, uint64_t deadline,
 		if (e->next_pos < head && budget > 0 && ml_clock_ns() < deadline)
 			budget -= ml_host_feed_script(h, e, e->next, &e->next_pos, head, deadline,
 						      budget);
+		say_progress(h, e, head);
 		const char *fault = ml_script_fault(e->next);
 		if (fault) {
 			ml_host_line(h,

@@ -7,9 +7,13 @@
  * restart far behind), or "faulted" (with the error and the position).
  * Reloads add `reloads` (versions swapped in), `reload_error` (the last new
  * version that did not load; the old one runs on) and `rebuild_position`
- * (how far a new version replaying beside the old one has got).
+ * (how far a new version replaying beside the old one has got). On a log
+ * shared by several nodes a handler runs on one of them (lease.c): elsewhere
+ * its state is "standby", and every node's status has `lease` ("running here",
+ * "taking over", "standby") and `holder` (the node id that runs it).
  */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "host/host_internal.h"
@@ -19,6 +23,8 @@ static const char *state_of(const struct ml_hosted *e)
 {
 	if (e->s == NULL || e->error || ml_script_fault(e->s))
 		return "faulted";
+	if (!ml_lease_runs(e))
+		return "standby";
 	if (!e->caught_up)
 		return "catching up";
 	return "running";
@@ -43,7 +49,9 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 	uint64_t pos = position_of(h, e, head);
 	if (e->s)
 		ml_script_stats(e->s, &st);
-	uint32_t extra = (why ? 2 : 0) + (e->reload_error ? 1 : 0) + (e->next ? 1 : 0);
+	const char *lease = ml_lease_name(e);
+	uint32_t extra =
+	    (why ? 2 : 0) + (e->reload_error ? 1 : 0) + (e->next ? 1 : 0) + (lease ? 2 : 0);
 	ml_msgpack_put_map(b, 12 + extra);
 	ml_msgpack_put_cstr(b, "name");
 	ml_msgpack_put_cstr(b, e->name);
@@ -83,6 +91,15 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 		ml_msgpack_put_cstr(b, "rebuild_position");
 		ml_msgpack_put_uint(b, e->next_pos);
 	}
+	if (lease) { /* a handler on a shared log: where it runs */
+		ml_msgpack_put_cstr(b, "lease");
+		ml_msgpack_put_cstr(b, lease);
+		ml_msgpack_put_cstr(b, "holder");
+		if (e->lease.holder[0])
+			ml_msgpack_put_cstr(b, e->lease.holder);
+		else
+			ml_msgpack_put_nil(b);
+	}
 	if (why) {
 		ml_msgpack_put_cstr(b, "error");
 		ml_msgpack_put_cstr(b, why);
@@ -99,6 +116,14 @@ void ml_host_status(struct ml_host *h, struct ml_buf *out)
 		one(h, h->v[i], head, out);
 }
 
+/* A handler's parked events, as many as $parked-NAME holds: the same on every node. */
+static uint64_t parked_count(struct ml_host *h, const struct ml_hosted *e)
+{
+	char stream[300];
+	int n = snprintf(stream, sizeof(stream), "$parked-%s", e->name);
+	return e->kind == ML_SCRIPT_HANDLER ? ml_log_stream_version(h->log, stream, (size_t)n) : 0;
+}
+
 void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 {
 	static const struct {
@@ -110,6 +135,9 @@ void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 	    {"memory_bytes", "bytes of Lua memory"},
 	    {"faulted", "1 when the script is faulted"},
 	    {"catching_up", "1 until the script first reaches the head"},
+	    {"standby", "1 when the handler runs on another node of the shared log"},
+	    {"reload_failed", "1 when the script's last new version did not load (the old runs)"},
+	    {"parked", "events the handler has parked in $parked-NAME, ever (from the log)"},
 	};
 	uint64_t head = ml_log_head(h->log);
 	for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
@@ -140,8 +168,17 @@ void ml_host_metrics(struct ml_host *h, struct ml_buf *b)
 			case 4:
 				ml_buf_addf(b, "%d\n", strcmp(state, "faulted") == 0);
 				break;
-			default:
+			case 5:
 				ml_buf_addf(b, "%d\n", strcmp(state, "catching up") == 0);
+				break;
+			case 6:
+				ml_buf_addf(b, "%d\n", strcmp(state, "standby") == 0);
+				break;
+			case 7:
+				ml_buf_addf(b, "%d\n", e->reload_error != NULL);
+				break;
+			default:
+				ml_buf_addf(b, "%" PRIu64 "\n", parked_count(h, e));
 			}
 		}
 	}

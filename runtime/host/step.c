@@ -12,6 +12,8 @@
  * fed again once the batch has settled. Events that emit nothing move the
  * handler on without an append; a checkpoint-only batch is written every
  * checkpoint_events events, or after checkpoint_ms when some were handled.
+ * On a shared log, a handler is fed only on the node that holds its lease
+ * (lease.c, looked after at each step).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +63,7 @@ void ml_host_save(struct ml_host *h, struct ml_hosted *e)
 	if (e->s == NULL || e->error || e->pos <= e->saved || e->kind == ML_SCRIPT_DECIDER)
 		return;
 	if (e->kind == ML_SCRIPT_HANDLER) {
-		if (!e->inflight)
+		if (!e->inflight && ml_lease_runs(e))
 			ml_host_submit_batch(h, e, 1);
 		return;
 	}
@@ -135,7 +137,7 @@ static int feed_one(const struct ml_event *ev, void *arg)
 static int stopped(const struct ml_hosted *e)
 {
 	return e->s == NULL || e->error || ml_script_fault(e->s) || e->inflight || e->removed ||
-	       e->kind == ML_SCRIPT_DECIDER;
+	       e->kind == ML_SCRIPT_DECIDER || !ml_lease_runs(e);
 }
 
 uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
@@ -162,14 +164,27 @@ static uint32_t feed(struct ml_host *h, struct ml_hosted *e, uint64_t head, uint
 	return n;
 }
 
+/*
+ * The events a handler went past since its checkpoint, its own last batch not
+ * counted: that batch holds the checkpoint, an event like any other, and counting
+ * it would checkpoint the checkpoint (forever, at --checkpoint-events 1).
+ */
+static uint64_t passed(const struct ml_hosted *e)
+{
+	uint64_t n = e->pos - e->saved;
+	if (e->own_first > e->saved && e->own_first <= e->pos)
+		n -= (e->own_last < e->pos ? e->own_last : e->pos) - e->own_first + 1;
+	return n;
+}
+
 static void maybe_save(struct ml_host *h, struct ml_hosted *e, uint64_t now_ms)
 {
 	if (e->pos <= e->saved || e->inflight)
 		return;
 	uint64_t age = now_ms - e->saved_ms;
 	if (e->kind == ML_SCRIPT_HANDLER) {
-		if (e->pos - e->saved >= h->o.checkpoint_events ||
-		    (e->since && age >= h->o.checkpoint_ms))
+		uint64_t n = passed(e);
+		if ((n && n >= h->o.checkpoint_events) || (e->since && age >= h->o.checkpoint_ms))
 			ml_host_submit_batch(h, e, 0);
 		return;
 	}
@@ -235,6 +250,7 @@ static int step(struct ml_host *h)
 		ml_host_settle(h, e, 0);
 		if (e->pending && !e->inflight)
 			ml_host_swap_pending(h, e);
+		ml_lease_tick(h, e, now_ms);
 		if (stopped(e))
 			continue;
 		if (e->pos < head && budget > 0 && ml_clock_ns() < deadline)
@@ -264,11 +280,16 @@ void ml_host_drain(struct ml_host *h)
 {
 	for (;;) {
 		int busy = step(h);
-		for (size_t i = 0; i < h->n; i++)
+		for (size_t i = 0; i < h->n; i++) {
+			if (h->v[i]->lease.inflight) {
+				ml_lease_settle(h, h->v[i], 1);
+				busy = 1;
+			}
 			if (h->v[i]->inflight) {
 				ml_host_settle(h, h->v[i], 1);
 				busy = 1;
 			}
+		}
 		if (!busy)
 			return;
 	}

@@ -144,6 +144,12 @@ out:
 
 int ml_log_check(const char *dir, int repair, struct ml_check_report *r)
 {
+	return ml_log_check_progress(dir, repair, r, NULL, NULL);
+}
+
+int ml_log_check_progress(const char *dir, int repair, struct ml_check_report *r,
+			  ml_check_progress_fn progress, void *arg)
+{
 	char logdir[4096];
 	uint64_t *firsts = NULL, next = 1;
 	size_t n = 0;
@@ -156,8 +162,11 @@ int ml_log_check(const char *dir, int repair, struct ml_check_report *r)
 	struct check_ctx x = {logdir, open(logdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0, 0};
 	x.have_seed = x.dirfd >= 0 && ml_index_read_seed(x.dirfd, &x.seed) == 0;
 	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++)
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (progress)
+			progress(r, i, n, arg);
 		rc = check_segment(&x, firsts[i], i + 1 == n, repair, &next, r);
+	}
 	if (rc == 0 && x.dirfd >= 0)
 		rc = ml_check_runs(x.dirfd, logdir, x.seed, x.have_seed, repair, r);
 	if (x.dirfd >= 0)

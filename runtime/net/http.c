@@ -54,11 +54,45 @@ static int status_of(enum ml_err code)
 	}
 }
 
+/*
+ * What a person is told: the message without Lua's traceback and without the
+ * positions in moonlog's own Lua modules ("moonlog.host:59: "), which say
+ * nothing to a script's author; positions in the user's scripts
+ * ("balances.lua:12: ") stay. The traceback goes to the server's log
+ * (ml_net_script_failed).
+ */
+const char *ml_net_person_message(const char *msg, char *out, size_t n)
+{
+	size_t o = 0;
+	for (const char *p = msg; *p && o + 1 < n;) {
+		if (strncmp(p, "\nstack traceback:", 17) == 0)
+			break;
+		if (strncmp(p, "moonlog.", 8) == 0 && (p == msg || p[-1] == ' ')) {
+			const char *q = p + 8;
+			while ((*q >= 'a' && *q <= 'z') || *q == '_' || *q == '.')
+				q++;
+			const char *d = q;
+			if (*q == ':')
+				while (*++d >= '0' && *d <= '9')
+					;
+			if (*q == ':' && d > q + 1 && d[0] == ':' && d[1] == ' ') {
+				p = d + 2; /* "moonlog.mod:N: " */
+				continue;
+			}
+		}
+		out[o++] = *p++;
+	}
+	out[o] = 0;
+	return out;
+}
+
 /* {"error": {"code": ..., "message": ...}} with the status the code calls for (or `status`). */
 void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int64_t actual,
 		   const char *msg)
 {
 	struct ml_buf b = {0};
+	char text[2048];
+	msg = ml_net_person_message(msg, text, sizeof(text));
 	ml_buf_addf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", ml_err_name(code));
 	ml_json_string(&b, msg, strlen(msg));
 	if (code == ML_ERR_CONFLICT)
@@ -70,11 +104,26 @@ void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int
 
 /* ---- POST /streams/{stream} ---------------------------------------------- */
 
+/* Where the appended events can be read: their page of the stream (p->ctx: its name). */
+static void location(struct evkeyvalq *out, const struct ml_pending *p, uint64_t version)
+{
+	char *enc = evhttp_uriencode(p->ctx, -1, 0);
+	struct ml_buf b = {0};
+	size_t n = p->req.n_events;
+	ml_buf_addf(&b, "/streams/%s?from=%" PRIu64 "&limit=%zu", enc, version + 1 - n, n);
+	ml_buf_add(&b, "", 1);
+	evhttp_add_header(out, "Location", b.data);
+	ml_buf_free(&b);
+	free(enc);
+}
+
 static void finish_append(struct ml_pending *p)
 {
 	struct evhttp_request *req = p->http;
 	if (p->req.err != ML_OK) {
-		ml_http_error(req, 0, p->req.err, p->req.actual_version, p->req.errmsg);
+		/* the only guard an HTTP append has is its If-Match: a failed precondition */
+		int status = p->req.err == ML_ERR_CONFLICT ? 412 : 0;
+		ml_http_error(req, status, p->req.err, p->req.actual_version, p->req.errmsg);
 	} else {
 		uint64_t version = ml_op_append_version(p);
 		struct ml_buf b = {0};
@@ -85,10 +134,14 @@ static void finish_append(struct ml_pending *p)
 			    p->req.duplicate ? "true" : "false");
 		char etag[32];
 		snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", version);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", etag);
+		struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+		evhttp_add_header(out, "ETag", etag);
+		location(out, p, version);
 		ml_http_send(req, p->req.duplicate ? 200 : 201, NULL, &b, NULL);
 		ml_buf_free(&b);
 	}
+	free(p->ctx);
+	p->ctx = NULL;
 	ml_pending_put(p->srv, p);
 }
 
@@ -138,6 +191,8 @@ void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char 
 		ml_pending_put(s, p);
 	} else {
 		p->http = req;
+		p->ctx =
+		    ml_xstrndup(stream, strlen(stream)); /* for Location: the log keeps no copy */
 		p->finish = finish_append;
 		ml_op_append(s, p, stream, strlen(stream), expected);
 	}

@@ -1,5 +1,5 @@
 /*
- * http_internal.h - what http.c, http_route.c and sse.c share.
+ * http_internal.h - what the HTTP files of net/ share (http*.c, sse.c).
  */
 #ifndef ML_NET_HTTP_INTERNAL_H
 #define ML_NET_HTTP_INTERNAL_H
@@ -16,6 +16,12 @@ void ml_http_send(struct evhttp_request *req, int code, const char *reason,
 void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int64_t actual,
 		   const char *msg);
 void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char *stream);
+
+/* http_console.c: GET / and /console/{file}, the web console's files (served without the
+ * token); 0 when the path is not one of them. */
+int ml_http_console_route(struct ml_server *s, struct evhttp_request *req, const char *path);
+/* http_streams.c: GET /streams, the streams matching a pattern. */
+void ml_http_streams(struct ml_server *s, struct evhttp_request *req, struct evkeyvalq *q);
 
 /* sse.c */
 void ml_sse_start(struct ml_server *s, struct evhttp_request *req, struct evkeyvalq *q);

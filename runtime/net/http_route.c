@@ -56,6 +56,50 @@ static int read_json(const struct ml_event *e, void *arg)
 	return ml_event_json(&j->b, e);
 }
 
+/* If-None-Match holds the stream's ETag (or "*"): the client's copy is current. */
+static int not_modified(struct evhttp_request *req, const char *etag)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "If-None-Match");
+	if (h == NULL)
+		return 0;
+	return strcmp(h, "*") == 0 || strstr(h, etag) != NULL; /* in a list, W/ or not */
+}
+
+/*
+ * A page that stops before the end (at `limit`, or at --max-read) says where the
+ * next one starts, as RFC 8288 links do: Link: </all?from=N&limit=L>; rel="next".
+ */
+static void link_next(struct ml_server *s, struct evhttp_request *req, const char *stream,
+		      const struct ml_op_read *rd)
+{
+	uint64_t last =
+	    stream ? ml_log_stream_version(s->log, stream, strlen(stream)) : ml_log_head(s->log);
+	uint64_t next;
+	if (rd->backwards) {
+		if (rd->count >= rd->from)
+			return;
+		next = rd->from - rd->count;
+	} else {
+		next = rd->from + rd->count;
+		if (rd->count == 0 || next > last)
+			return;
+	}
+	struct ml_buf b = {0};
+	ml_buf_add(&b, "<", 1);
+	if (stream) {
+		char *enc = evhttp_uriencode(stream, -1, 0);
+		ml_buf_addf(&b, "/streams/%s", enc);
+		free(enc);
+	} else {
+		ml_buf_add(&b, "/all", 4);
+	}
+	ml_buf_addf(&b, "?from=%" PRIu64 "&limit=%" PRIu64 "%s>; rel=\"next\"", next, rd->limit,
+		    rd->backwards ? "&backwards=true" : "");
+	ml_buf_add(&b, "", 1);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Link", b.data);
+	ml_buf_free(&b);
+}
+
 static void read_route(struct ml_server *s, struct evhttp_request *req, const char *stream,
 		       struct evkeyvalq *q)
 {
@@ -67,17 +111,22 @@ static void read_route(struct ml_server *s, struct evhttp_request *req, const ch
 	if (stream && version == 0)
 		return ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
 				     "no such stream (no events yet)");
+	char etag[32];
+	snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", version);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	if (stream && not_modified(req, etag)) {
+		evhttp_add_header(out, "ETag", etag);
+		return ml_http_send(req, 304, "Not Modified", NULL, NULL);
+	}
 	struct jread j = {0};
 	ml_buf_add(&j.b, "[", 1);
 	if (ml_op_read_plan(s, &rd) != 0 || ml_op_read(s, &rd, read_json, &j) != 0) {
 		ml_http_error(req, 0, ml_diag_code(), 0, ml_diag_last());
 	} else {
 		ml_buf_add(&j.b, "\n]\n", 3);
-		if (stream) {
-			char etag[32];
-			snprintf(etag, sizeof(etag), "\"%" PRIu64 "\"", version);
-			evhttp_add_header(evhttp_request_get_output_headers(req), "ETag", etag);
-		}
+		if (stream)
+			evhttp_add_header(out, "ETag", etag);
+		link_next(s, req, stream, &rd);
 		ml_http_send(req, 200, "OK", &j.b, NULL);
 	}
 	ml_buf_free(&j.b);
@@ -143,6 +192,42 @@ static int authorized(struct ml_server *s, struct evhttp_request *req)
 	return 0;
 }
 
+/*
+ * --cors ORIGIN: a page of that origin (or of any, with "*") may read the
+ * answers. The headers go on every answer to a request that says where it
+ * comes from, errors included, so that a page can read why it failed.
+ */
+static void cors_headers(struct ml_server *s, struct evhttp_request *req)
+{
+	const char *origin = evhttp_find_header(evhttp_request_get_input_headers(req), "Origin");
+	if (s->o.cors == NULL || origin == NULL)
+		return;
+	int any = strcmp(s->o.cors, "*") == 0;
+	if (!any && strcmp(s->o.cors, origin) != 0)
+		return; /* not that page's: the browser keeps the answer from it */
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	evhttp_add_header(out, "Access-Control-Allow-Origin", any ? "*" : origin);
+	if (!any)
+		evhttp_add_header(out, "Vary", "Origin");
+	evhttp_add_header(out, "Access-Control-Expose-Headers", "ETag, Location, Link");
+}
+
+/* OPTIONS: what may be asked here; with --cors, a browser's preflight. No token needed. */
+static void options_route(struct ml_server *s, struct evhttp_request *req)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	const char *methods = "GET, HEAD, POST, OPTIONS";
+	evhttp_add_header(out, "Allow", methods);
+	if (s->o.cors && evhttp_find_header(out, "Access-Control-Allow-Origin")) {
+		evhttp_add_header(out, "Access-Control-Allow-Methods", methods);
+		evhttp_add_header(out, "Access-Control-Allow-Headers",
+				  "Authorization, Content-Type, If-Match, If-None-Match, "
+				  "Last-Event-ID");
+		evhttp_add_header(out, "Access-Control-Max-Age", "600");
+	}
+	ml_http_send(req, 204, "No Content", NULL, NULL);
+}
+
 static void wrong_method(struct evhttp_request *req, const char *allow)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
@@ -155,9 +240,13 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 		  struct evkeyvalq *q)
 {
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
-	int get = m == EVHTTP_REQ_GET;
+	int get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD; /* HEAD: the same, no body */
+	if (m == EVHTTP_REQ_OPTIONS)
+		return options_route(s, req);
 	if (strcmp(path, "/health") == 0)
 		return get ? health_route(s, req) : wrong_method(req, "GET");
+	if (ml_http_console_route(s, req, path)) /* the page: http_console.c */
+		return;
 	if (!authorized(s, req))
 		return;
 	if (strncmp(path, "/streams/", 9) == 0 && path[9]) {
@@ -173,8 +262,10 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 	}
 	if (strcmp(path, "/all") == 0)
 		return get ? read_route(s, req, NULL, q) : wrong_method(req, "GET");
+	if (strcmp(path, "/streams") == 0) /* the list: http_streams.c */
+		return get ? ml_http_streams(s, req, q) : wrong_method(req, "GET");
 	if (strcmp(path, "/subscribe") == 0)
-		return get ? ml_sse_start(s, req, q) : wrong_method(req, "GET");
+		return m == EVHTTP_REQ_GET ? ml_sse_start(s, req, q) : wrong_method(req, "GET");
 	if (strcmp(path, "/stats") == 0)
 		return get ? stats_route(s, req) : wrong_method(req, "GET");
 	if (strcmp(path, "/metrics") == 0)
@@ -242,6 +333,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const char *bad;
 	s->requests++;
 	ml_hconn_busy(s, req); /* no deadline while the server answers (http_conn.c) */
+	cors_headers(s, req);
 	if ((bad = framing_error(req)) != NULL) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		ml_http_error(req, 400, ML_ERR_USAGE, 0, bad);
@@ -271,7 +363,8 @@ int ml_http_start(struct ml_server *s)
 	evhttp_set_max_body_size(s->http, s->o.max_request);
 	evhttp_set_max_headers_size(s->http, 64 << 10);
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+						EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+						EVHTTP_REQ_OPTIONS);
 	evhttp_set_gencb(s->http, on_request, s);
 	evhttp_set_bevcb(s->http, ml_hconn_new, s); /* counted and timed: http_conn.c */
 	s->adopt_ev = event_new(s->base, -1, 0, on_adopt, s);

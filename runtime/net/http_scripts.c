@@ -48,10 +48,11 @@ static void send_mp(struct evhttp_request *req, int status, const struct ml_buf 
 	ml_buf_free(&json);
 }
 
-static void script_error(struct evhttp_request *req)
+static void script_error(struct ml_server *s, struct evhttp_request *req)
 {
 	enum ml_err code = ml_diag_code();
 	const char *why = ml_diag_last();
+	ml_net_script_failed(s, why);
 	if (strstr(why, "unknown query") || strstr(why, "unknown command"))
 		code = ML_ERR_NOT_FOUND;
 	ml_http_error(req, code == ML_ERR_SCRIPT ? 500 : 0, code ? code : ML_ERR_SCRIPT, 0, why);
@@ -147,7 +148,7 @@ static void query_route(struct ml_server *s, struct evhttp_request *req, struct 
 	if (vals.len)
 		ml_buf_add(&args, vals.data, vals.len);
 	if (ml_net_query(s, sc, name, args.data, args.len, &out) != 0)
-		script_error(req);
+		script_error(s, req);
 	else
 		send_mp(req, 200, &out, t, sc);
 	ml_buf_free(&args);
@@ -184,7 +185,7 @@ static void read_route(struct ml_server *s, struct evhttp_request *req, const ch
 		int rc =
 		    key ? ml_script_get(sc, key, strlen(key), &out) : ml_script_state(sc, &out);
 		if (rc != 0)
-			script_error(req);
+			script_error(s, req);
 		else
 			send_mp(req, 200, &out, t, sc);
 	}

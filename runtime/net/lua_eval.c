@@ -370,12 +370,21 @@ void ml_eval_complete(struct ml_eval *e, struct ml_conn *c, uint64_t msgid, cons
 	lua_State *L = e->L;
 	struct ml_buf *b = &c->out;
 	int top = lua_gettop(L);
+	/* A run of its own while it completes: the scripts API finds the server through
+	 * it (balan<Tab>, balances:<Tab>), and a chunk's __index met on the way is
+	 * bounded by the same budget as an eval. */
+	struct run r = {.ev = e, .conn = c};
+	struct run **slot = (struct run **)lua_getextraspace(L), *was = *slot;
+	*slot = &r;
+	lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
 	repl_fn(e, "complete");
 	int ok = env_of(e, c) == 0;
 	if (ok) {
 		lua_pushlstring(L, line, len);
 		ok = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_istable(L, -1);
 	}
+	lua_sethook(L, NULL, 0, 0);
+	*slot = was;
 	ml_msgpack_put_array(b, 4);
 	ml_msgpack_put_uint(b, 1);
 	ml_msgpack_put_uint(b, msgid);

@@ -58,6 +58,7 @@ enum ml_warn_cause {
 	ML_WARN_TIMEOUT,  /* a slow client closed by a timeout */
 	ML_WARN_AUTH,	  /* a wrong token */
 	ML_WARN_LIBEVENT, /* libevent's own warnings */
+	ML_WARN_SCRIPT,	  /* a request failed in a script: its traceback */
 	ML_WARN_N
 };
 
@@ -122,6 +123,11 @@ struct ml_server {
 	struct ml_server_scripts scripts; /* the hosted scripts; find is NULL when none */
 	struct ml_command *waiting;	  /* commands waiting for a stream (rpc_scripts.c) */
 };
+
+/* http.c: msg for a person, into out: no traceback, no positions in moonlog's own modules. */
+const char *ml_net_person_message(const char *msg, char *out, size_t n);
+/* rpc_scripts.c: a request failed in a script: its traceback, if any, to the server's log. */
+void ml_net_script_failed(struct ml_server *s, const char *full);
 
 /* metrics.c: an HTTP answer went out with `code` (counted, and in errors if >= 400). */
 void ml_net_http_answered(struct ml_server *s, int code);
@@ -231,7 +237,8 @@ struct ml_hconn *ml_hconn_of(struct ml_server *s, struct evhttp_request *req);
 struct ml_hconn *ml_hconn_busy(struct ml_server *s, struct evhttp_request *req);
 void ml_hconn_set_sse(struct ml_hconn *h, struct ml_sse *x); /* told when the client leaves */
 void ml_sse_gone(struct ml_sse *x);			     /* sse.c: the client left */
-void ml_sse_flush(struct ml_server *s); /* sse.c: send what the streams gathered */
+void ml_sse_flush(struct ml_server *s);	    /* sse.c: send what the streams gathered */
+void ml_sse_heartbeat(struct ml_server *s); /* sse.c: a comment on streams idle for 15 s */
 void ml_http_free(struct ml_server *s);
 
 /* ml_script_query, timed for the query histogram (rpc_scripts.c). */

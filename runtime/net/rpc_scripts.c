@@ -226,6 +226,12 @@ static void retry_waiting(struct ml_server *s, void *arg)
 	}
 }
 
+void ml_net_script_failed(struct ml_server *s, const char *full)
+{
+	if (strstr(full, "\nstack traceback:"))
+		ml_server_warn(s, ML_WARN_SCRIPT, "%s", full);
+}
+
 int ml_net_query(struct ml_server *s, struct ml_script *sc, const char *name, const void *args,
 		 size_t len, struct ml_buf *out)
 {
@@ -253,11 +259,12 @@ static void reply(struct ml_conn *c, uint64_t msgid, enum ml_err code, const cha
 		ml_msgpack_put_nil(&c->out); /* the caller writes the result */
 		return;
 	}
+	char text[2048];
 	ml_msgpack_put_map(&c->out, 2);
 	ml_msgpack_put_cstr(&c->out, "code");
 	ml_msgpack_put_cstr(&c->out, ml_err_name(code));
 	ml_msgpack_put_cstr(&c->out, "message");
-	ml_msgpack_put_cstr(&c->out, msg);
+	ml_msgpack_put_cstr(&c->out, ml_net_person_message(msg, text, sizeof(text)));
 	ml_msgpack_put_nil(&c->out);
 	c->srv->errors++;
 }
@@ -357,6 +364,7 @@ int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
 	ml_buf_add(&args, r->p, (size_t)(r->end - r->p));
 	char *name = ml_xstrndup(n, nl);
 	if (ml_net_query(c->srv, s, name, args.data, args.len, &out) != 0) {
+		ml_net_script_failed(c->srv, ml_diag_last());
 		int unknown = strstr(ml_diag_last(), "unknown query") != NULL;
 		reply(c, msgid, unknown ? ML_ERR_NOT_FOUND : ml_diag_code(), ml_diag_last());
 	} else {
@@ -372,9 +380,10 @@ int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
 /* Answers with out, or the diag of the call that failed. */
 static void answer(struct ml_conn *c, uint64_t msgid, int rc, struct ml_buf *out)
 {
-	if (rc != 0)
+	if (rc != 0) {
+		ml_net_script_failed(c->srv, ml_diag_last());
 		reply(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_SCRIPT, ml_diag_last());
-	else
+	} else
 		reply(c, msgid, ML_OK, NULL), ml_buf_add(&c->out, out->data, out->len);
 	ml_buf_free(out);
 }

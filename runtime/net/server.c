@@ -51,6 +51,7 @@ void ml_server_options_init(struct ml_server_options *o)
 	    .idle_timeout_ms = 60000,
 	    .frame_timeout_ms = 10000,
 	    .rpc_idle_timeout_ms = 0,
+	    .sse_heartbeat_ms = 15000,
 	};
 }
 
@@ -197,6 +198,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	struct ml_server *s = arg;
 	ml_router_tick(s->router);
 	ml_net_warn_tick(s);
+	ml_sse_heartbeat(s);
 	ml_server_settle(s);
 }
 

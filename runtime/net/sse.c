@@ -2,14 +2,21 @@
  * sse.c - GET /subscribe: a subscription as server-sent events.
  *
  * Query: pattern (default "*"; several separated by commas), types
- * (comma-separated), from (a position; absent = only new events). A
+ * (comma-separated), from (a position; absent = only new events), typed. A
  * Last-Event-ID header resumes after that position, so a browser's
- * EventSource reconnects without a gap. Each event is
+ * EventSource reconnects without a gap (after `retry:` ms, said first). Each
+ * event is
  *   id: POSITION
+ *   event: TYPE          (with typed=true only)
  *   data: {"position": ..., "stream": ..., ...}
- * Events gather in a buffer during a turn and go out as one chunk. While more
- * than max_outbuf bytes wait in the socket, the subscription pauses and falls
- * back to catching up from the log once the client has read them.
+ * `event:` is asked for rather than always sent because an EventSource hands
+ * typed events only to listeners of that type: onmessage, the one way to take
+ * every event, would then get none. A comment line goes out after
+ * --sse-heartbeat ms (15 s) without events, so that proxies, which cut idle streams
+ * after 30-60 s, keep it open. Events gather in a buffer during a turn and go
+ * out as one chunk. While more than max_outbuf bytes wait in the socket, the
+ * subscription pauses and falls back to catching up from the log once the
+ * client has read them.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -22,6 +29,8 @@
 
 #include "net/http_internal.h"
 
+#define SSE_RETRY_MS 2000
+
 struct ml_sse {
 	struct ml_server *srv;
 	struct evhttp_request *req;
@@ -30,6 +39,8 @@ struct ml_sse {
 	struct ml_sub *sub;
 	struct ml_buf buf;
 	int full;
+	int typed;	  /* an `event: TYPE` line per event */
+	uint64_t sent_ms; /* when the last chunk went out (ml_clock) */
 	struct ml_sse *next, *prev;
 };
 
@@ -42,7 +53,13 @@ static size_t queued(struct ml_sse *x)
 static int deliver(struct ml_sub *sub, const struct ml_event *e, uint32_t deliveries, void *arg)
 {
 	struct ml_sse *x = arg;
-	ml_buf_addf(&x->buf, "id: %" PRIu64 "\ndata: ", e->position);
+	ml_buf_addf(&x->buf, "id: %" PRIu64 "\n", e->position);
+	if (x->typed) { /* a type holds no line break: names are checked at append */
+		ml_buf_add(&x->buf, "event: ", 7);
+		ml_buf_add(&x->buf, e->type, e->type_len);
+		ml_buf_add(&x->buf, "\n", 1);
+	}
+	ml_buf_add(&x->buf, "data: ", 6);
 	if (ml_event_json(&x->buf, e) != 0)
 		ml_buf_add(&x->buf, "null", 4);
 	ml_buf_add(&x->buf, "\n\n", 2);
@@ -84,11 +101,27 @@ static void on_sent(struct evhttp_connection *evcon, void *arg)
 	}
 }
 
+static uint64_t now_ms(void)
+{
+	return ml_clock_ns() / 1000000;
+}
+
+void ml_sse_heartbeat(struct ml_server *s)
+{
+	uint64_t now = now_ms();
+	for (struct ml_sse *x = s->sses; x; x = x->next)
+		if (x->buf.len == 0 && s->o.sse_heartbeat_ms &&
+		    now - x->sent_ms >= s->o.sse_heartbeat_ms)
+			ml_buf_add(&x->buf, ": keep-alive\n\n", 14);
+	ml_sse_flush(s);
+}
+
 void ml_sse_flush(struct ml_server *s)
 {
 	for (struct ml_sse *x = s->sses; x; x = x->next) {
 		if (x->buf.len == 0)
 			continue;
+		x->sent_ms = now_ms();
 		struct evbuffer *chunk = evbuffer_new();
 		evbuffer_add(chunk, x->buf.data, x->buf.len);
 		x->buf.len = 0;
@@ -144,6 +177,8 @@ void ml_sse_start(struct ml_server *s, struct evhttp_request *req, struct evkeyv
 	struct ml_sse *x = ml_xcalloc(1, sizeof(*x));
 	x->srv = s;
 	x->req = req;
+	const char *typed = evhttp_find_header(q, "typed");
+	x->typed = typed && (strcmp(typed, "true") == 0 || strcmp(typed, "1") == 0);
 	x->evcon = evhttp_request_get_connection(req);
 	x->hconn = hc;
 	struct ml_sink sink = {deliver, x};
@@ -157,7 +192,7 @@ void ml_sse_start(struct ml_server *s, struct evhttp_request *req, struct evkeyv
 	evhttp_add_header(h, "Cache-Control", "no-cache");
 	evhttp_send_reply_start(req, 200, "OK");
 	ml_hconn_set_sse(hc, x);
-	ml_buf_add(&x->buf, ": subscribed\n\n", 14);
+	ml_buf_addf(&x->buf, "retry: %d\n: subscribed\n\n", SSE_RETRY_MS);
 }
 
 void ml_sse_free_all(struct ml_server *s)

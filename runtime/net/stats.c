@@ -5,6 +5,7 @@
  * text format.
  */
 #include <inttypes.h>
+#include <string.h>
 
 #include <moonlog/log_writer.h>
 
@@ -44,7 +45,11 @@ static size_t rows(struct ml_server *s, struct stat_row *out)
 	    {"groups", "consumer groups", rs.groups, 0},
 	    {"delivered", "events delivered to subscribers", rs.delivered, 1},
 	    {"redelivered", "group events delivered again", rs.redelivered, 1},
-	    {"parked", "group events parked after max_deliveries", rs.parked, 1},
+	    {"parked",
+	     "group events parked after max_deliveries (a handler's: moonlog_script_parked)",
+	     rs.parked, 1},
+	    {"group_takeovers", "group ranges taken over from a node gone (a shared log)",
+	     rs.taken_over, 1},
 	    {"uptime_ms", NULL, (uint64_t)ml_time_ms() - s->started_ms, 0},
 	};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -72,6 +77,16 @@ void ml_op_stats(struct ml_server *s, struct ml_buf *b)
 	}
 }
 
+/* A figure's name in /metrics, where it must say more than in stats: what it counts. */
+static const char *metric_name(const char *name)
+{
+	if (strcmp(name, "parked") == 0)
+		return "group_parked";
+	if (strcmp(name, "redelivered") == 0)
+		return "group_redelivered";
+	return name;
+}
+
 void ml_op_metrics(struct ml_server *s, struct ml_buf *b)
 {
 	struct stat_row r[32];
@@ -80,10 +95,11 @@ void ml_op_metrics(struct ml_server *s, struct ml_buf *b)
 		const char *suffix = r[i].counter ? "_total" : "";
 		if (r[i].help == NULL)
 			continue;
+		const char *name = metric_name(r[i].name);
 		ml_buf_addf(
 		    b, "# HELP moonlog_%s%s %s\n# TYPE moonlog_%s%s %s\nmoonlog_%s%s %" PRIu64 "\n",
-		    r[i].name, suffix, r[i].help, r[i].name, suffix,
-		    r[i].counter ? "counter" : "gauge", r[i].name, suffix, r[i].v);
+		    name, suffix, r[i].help, name, suffix, r[i].counter ? "counter" : "gauge", name,
+		    suffix, r[i].v);
 	}
 	ml_metrics_more(s, b);
 	const struct ml_server_scripts *sc = ml_net_scripts(s);

@@ -1,14 +1,20 @@
 /*
  * group.c - groups: durable subscriptions shared by competing consumers.
  *
- * A group walks the log with one cursor and hands each matching event to one
+ * A group walks the log with a cursor and hands each matching event to one
  * member with room (round robin), remembering it as in flight until acked.
  * An event not acked within the timeout goes back for redelivery, to any
- * member; after max_deliveries it is appended to $parked-GROUP with the reason
- * and counts as done. The acked position (everything at or before it is
- * settled) is written to DATA/groups/NAME.pos a few times a second and at
- * shutdown, so a restart redelivers at most what was in flight: delivery is
- * at least once.
+ * member; after max_deliveries it is parked: copied to $parked-GROUP with the
+ * reason, and it counts as done.
+ *
+ * Where the cursor may go, and where the settled position is kept, depends on
+ * the log. A log that is this node's alone: the cursor walks to the head, and
+ * the acked position (everything at or before it is settled) is written to
+ * DATA/groups/NAME.pos a few times a second and at shutdown, so a restart
+ * redelivers at most what was in flight: delivery is at least once. A log that
+ * several nodes share (ml_log_node): the group is kept in the log, and this
+ * node walks only the ranges it claimed there (group_claims.c); a parked
+ * event's copy goes out with the Settled that covers it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,7 @@
 #include <unistd.h>
 
 #include <moonlog/diag.h>
+#include <moonlog/msgpack.h>
 
 #include "route/route_internal.h"
 
@@ -36,6 +43,8 @@ static int valid_name(const char *name)
 	}
 	return 1;
 }
+
+/* ---- the acked position in DATA/groups/NAME.pos (a log of this node's alone) ---- */
 
 static void pos_path(struct ml_router *r, const char *name, char *out, size_t n)
 {
@@ -63,6 +72,8 @@ static uint64_t floor_of(const struct ml_group *g)
 /* Writes the acked position atomically (temporary file, fsync, rename) if it moved. */
 void ml_group_store(struct ml_router *r, struct ml_group *g)
 {
+	if (g->sh) /* kept in the log: group_claims.c settles */
+		return;
 	uint64_t fl = floor_of(g);
 	if (fl == g->stored_floor)
 		return;
@@ -80,6 +91,8 @@ void ml_group_store(struct ml_router *r, struct ml_group *g)
 	if (ok && rename(tmp, path) == 0)
 		g->stored_floor = fl;
 }
+
+/* ---- joining and leaving ------------------------------------------------------------ */
 
 struct ml_group *ml_group_join(struct ml_router *r, const char *name, struct ml_filter *f,
 			       uint64_t from, const struct ml_group_options *go)
@@ -102,14 +115,14 @@ struct ml_group *ml_group_join(struct ml_router *r, const char *name, struct ml_
 	g->o.ack_timeout_ms = o.ack_timeout_ms ? o.ack_timeout_ms : r->o.ack_timeout_ms;
 	g->o.max_deliveries = o.max_deliveries ? o.max_deliveries : r->o.max_deliveries;
 	g->o.max_inflight = o.max_inflight ? o.max_inflight : r->o.max_inflight;
-	int64_t stored = load_floor(r, name);
-	if (stored >= 0)
-		g->cursor = (uint64_t)stored;
-	else if (from == UINT64_MAX)
-		g->cursor = ml_log_head(r->log);
-	else
-		g->cursor = from ? from - 1 : 0;
-	g->stored_floor = stored >= 0 ? (uint64_t)stored : UINT64_MAX;
+	uint64_t start = from == UINT64_MAX ? ml_log_head(r->log) : from ? from - 1 : 0;
+	if (r->node) {
+		ml_group_state_open(r, g, start);
+	} else {
+		int64_t stored = load_floor(r, name);
+		g->cursor = stored >= 0 ? (uint64_t)stored : start;
+		g->stored_floor = stored >= 0 ? (uint64_t)stored : UINT64_MAX;
+	}
 	g->next = r->groups;
 	r->groups = g;
 	return g;
@@ -134,13 +147,34 @@ void ml_group_leave(struct ml_router *r, struct ml_sub *s)
 		}
 }
 
-void ml_group_free(struct ml_group *g)
+void ml_group_free(struct ml_router *r, struct ml_group *g)
 {
+	if (g->sh)
+		ml_group_claims_stop(r, g);
+	else
+		ml_group_store(r, g);
+	ml_group_state_free(g);
 	ml_filter_free(g->f);
 	free(g->members);
 	free(g->inf);
 	free(g->name);
 	free(g);
+}
+
+/* ---- handing events to members ------------------------------------------------------ */
+
+int ml_group_match(const struct ml_group *g, const struct ml_event *e)
+{
+	/* A group's own bookkeeping is never work: a group on "$all" would otherwise
+	 * claim the events of its claims, for ever. */
+	if (e->stream_len >= 7 && memcmp(e->stream, "$group-", 7) == 0)
+		return 0;
+	return ml_filter_match(g->f, e->stream, e->stream_len, e->type, e->type_len);
+}
+
+static int member_has_room(const struct ml_group *g, const struct ml_sub *m)
+{
+	return !m->full && m->inflight < g->o.max_inflight;
 }
 
 /* A member with room for one more event, round robin; NULL if none. */
@@ -149,7 +183,7 @@ static struct ml_sub *pick(struct ml_group *g)
 	for (size_t k = 0; k < g->nmembers; k++) {
 		size_t i = (g->rr + k) % g->nmembers;
 		struct ml_sub *m = g->members[i];
-		if (!m->full && m->inflight < g->o.max_inflight) {
+		if (member_has_room(g, m)) {
 			g->rr = i + 1;
 			return m;
 		}
@@ -157,12 +191,56 @@ static struct ml_sub *pick(struct ml_group *g)
 	return NULL;
 }
 
-static int has_room(const struct ml_group *g)
+uint64_t ml_group_room(const struct ml_group *g)
 {
+	uint64_t room = 0;
 	for (size_t i = 0; i < g->nmembers; i++)
-		if (!g->members[i]->full && g->members[i]->inflight < g->o.max_inflight)
-			return 1;
-	return 0;
+		if (member_has_room(g, g->members[i]))
+			room += g->o.max_inflight - g->members[i]->inflight;
+	return room;
+}
+
+size_t ml_group_inflight_at(const struct ml_group *g, uint64_t pos)
+{
+	size_t lo = 0, hi = g->ninf;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (g->inf[mid].pos < pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* A new in-flight entry at its place by position (a shared group walks several ranges). */
+static struct ml_inflight *inflight_add(struct ml_group *g, uint64_t pos)
+{
+	if (g->ninf == g->cap) {
+		g->cap = g->cap ? g->cap * 2 : 64;
+		g->inf = ml_xrealloc(g->inf, g->cap * sizeof(*g->inf));
+	}
+	size_t i = ml_group_inflight_at(g, pos);
+	memmove(&g->inf[i + 1], &g->inf[i], (g->ninf - i) * sizeof(*g->inf));
+	g->ninf++;
+	g->inf[i] = (struct ml_inflight){.pos = pos};
+	return &g->inf[i];
+}
+
+static void drop(struct ml_group *g, size_t i)
+{
+	memmove(&g->inf[i], &g->inf[i + 1], (g->ninf - i - 1) * sizeof(*g->inf));
+	g->ninf--;
+}
+
+void ml_group_forget(struct ml_group *g, uint64_t from, uint64_t to)
+{
+	size_t i = ml_group_inflight_at(g, from + 1);
+	while (i < g->ninf && g->inf[i].pos <= to) {
+		if (g->inf[i].member)
+			g->inf[i].member->inflight--;
+		drop(g, i);
+	}
 }
 
 static void give(struct ml_router *r, struct ml_group *g, struct ml_inflight *in, struct ml_sub *m,
@@ -182,28 +260,23 @@ static void give(struct ml_router *r, struct ml_group *g, struct ml_inflight *in
 struct gctx {
 	struct ml_router *r;
 	struct ml_group *g;
-	struct ml_inflight *in; /* redelivery: the entry; NULL for new events */
+	struct ml_inflight *in; /* redelivery: the entry */
+	uint64_t *cursor;	/* new events: the cursor they move */
 };
 
 static int feed_new(const struct ml_event *e, void *arg)
 {
 	struct gctx *c = arg;
 	struct ml_group *g = c->g;
-	if (!ml_filter_match(g->f, e->stream, e->stream_len, e->type, e->type_len)) {
-		g->cursor = e->position;
+	if (!ml_group_match(g, e)) {
+		*c->cursor = e->position;
 		return 0;
 	}
 	struct ml_sub *m = pick(g);
 	if (m == NULL)
 		return 1; /* nobody has room: stop before this event */
-	if (g->ninf == g->cap) {
-		g->cap = g->cap ? g->cap * 2 : 64;
-		g->inf = ml_xrealloc(g->inf, g->cap * sizeof(*g->inf));
-	}
-	struct ml_inflight *in = &g->inf[g->ninf++];
-	*in = (struct ml_inflight){.pos = e->position};
-	g->cursor = e->position;
-	give(c->r, g, in, m, e);
+	*c->cursor = e->position;
+	give(c->r, g, inflight_add(g, e->position), m, e);
 	return 0;
 }
 
@@ -216,29 +289,32 @@ static int feed_again(const struct ml_event *e, void *arg)
 	return 1;
 }
 
+void ml_group_dispatch(struct ml_router *r, struct ml_group *g, uint64_t *cursor, uint64_t to)
+{
+	if (*cursor >= to)
+		return;
+	uint64_t n = to - *cursor < r->o.batch ? to - *cursor : r->o.batch;
+	struct gctx c = {r, g, NULL, cursor};
+	ml_log_read_all(r->log, *cursor + 1, n, feed_new, &c);
+}
+
 int ml_group_pump(struct ml_router *r, struct ml_group *g, uint64_t head)
 {
-	struct gctx c = {r, g, NULL};
+	struct gctx c = {r, g, NULL, NULL};
+	if (g->sh) /* first: what is no longer this node's is not delivered again */
+		ml_group_state_catch_up(r, g);
 	for (size_t i = 0; i < g->ninf; i++) {
-		if (g->inf[i].member)
+		if (g->inf[i].member || g->inf[i].parked)
 			continue;
 		c.in = &g->inf[i];
 		if (ml_log_read_all(r->log, g->inf[i].pos, 1, feed_again, &c) < 0 ||
 		    !g->inf[i].member)
 			return 0; /* nobody has room (or a read failed): wait */
 	}
-	if (g->cursor >= head)
-		return 0;
-	c.in = NULL;
-	if (ml_log_read_all(r->log, g->cursor + 1, r->o.batch, feed_new, &c) < 0)
-		return 0;
-	return g->cursor < head && has_room(g);
-}
-
-static void drop(struct ml_group *g, size_t i)
-{
-	memmove(&g->inf[i], &g->inf[i + 1], (g->ninf - i - 1) * sizeof(*g->inf));
-	g->ninf--;
+	if (g->sh)
+		return ml_group_claims_pump(r, g, head);
+	ml_group_dispatch(r, g, &g->cursor, head);
+	return g->cursor < head && ml_group_room(g) > 0;
 }
 
 int ml_router_ack(struct ml_router *r, const char *group, size_t len, uint64_t position)
@@ -250,41 +326,52 @@ int ml_router_ack(struct ml_router *r, const char *group, size_t len, uint64_t p
 	if (g == NULL)
 		return ml_diag_set(ML_ERR_NOT_FOUND, "no group named \"%.*s\"",
 				   (int)(len > 100 ? 100 : len), group);
-	size_t lo = 0, hi = g->ninf;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (g->inf[mid].pos < position)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo < g->ninf && g->inf[lo].pos == position) {
-		if (g->inf[lo].member)
-			g->inf[lo].member->inflight--;
-		drop(g, lo);
+	size_t i = ml_group_inflight_at(g, position);
+	if (i < g->ninf && g->inf[i].pos == position) {
+		if (g->inf[i].parked)
+			return 0; /* too late: its copy goes to $parked-GROUP */
+		if (g->inf[i].member)
+			g->inf[i].member->inflight--;
+		drop(g, i);
 		return 0;
 	}
-	if (position <= g->cursor)
+	if (g->sh ? ml_group_claims_acked(g, position) : position <= g->cursor)
 		return 0; /* already settled: acking twice is harmless */
 	return ml_diag_set(ML_ERR_NOT_FOUND, "group %s has not delivered position %" PRIu64 " yet",
 			   g->name, position);
 }
 
-/* msgpack for the parked event's meta: a few fixed-format writers. */
-static void mp_str(struct ml_buf *b, const char *s, size_t n)
+/* ---- parking ---------------------------------------------------------------------- */
+
+void ml_parked_make(struct ml_parked *p, const struct ml_group *g, const struct ml_event *e,
+		    uint32_t deliveries)
 {
-	uint8_t h[5] = {0xdb, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
-			(uint8_t)n};
-	ml_buf_add(b, h, 5);
-	ml_buf_add(b, s, n);
+	memset(p, 0, sizeof(*p));
+	int slen = snprintf(p->stream, sizeof(p->stream), "$parked-%s", g->name);
+	char reason[160];
+	int rlen = snprintf(reason, sizeof(reason),
+			    "not acknowledged after %u deliveries (ack timeout %u ms)", deliveries,
+			    g->o.ack_timeout_ms);
+	struct ml_buf *m = &p->meta;
+	ml_msgpack_put_map(m, e->meta_len ? 6 : 5);
+	ml_msgpack_put_cstr(m, "reason"), ml_msgpack_put_str(m, reason, (size_t)rlen);
+	ml_msgpack_put_cstr(m, "stream"), ml_msgpack_put_str(m, e->stream, e->stream_len);
+	ml_msgpack_put_cstr(m, "position"), ml_msgpack_put_uint(m, e->position);
+	ml_msgpack_put_cstr(m, "id"), ml_msgpack_put_str(m, e->id, e->id_len);
+	ml_msgpack_put_cstr(m, "deliveries"), ml_msgpack_put_uint(m, deliveries);
+	if (e->meta_len)
+		ml_msgpack_put_cstr(m, "meta"), ml_buf_add(m, e->meta, e->meta_len);
+	ml_buf_add(&p->type, e->type, e->type_len);
+	ml_buf_add(&p->data, e->data, e->data_len);
+	p->in = (struct ml_event_in){p->stream, (size_t)slen, p->type.data, p->type.len, NULL,
+				     0,		p->data.data, p->data.len,  m->data,	 m->len};
 }
 
-static void mp_uint(struct ml_buf *b, uint64_t v)
+void ml_parked_free(struct ml_parked *p)
 {
-	uint8_t h[9] = {0xcf};
-	for (int i = 0; i < 8; i++)
-		h[1 + i] = (uint8_t)(v >> (56 - 8 * i));
-	ml_buf_add(b, h, 9);
+	ml_buf_free(&p->type);
+	ml_buf_free(&p->data);
+	ml_buf_free(&p->meta);
 }
 
 static void park_done(struct ml_append *req)
@@ -298,35 +385,20 @@ struct park {
 	uint32_t deliveries;
 };
 
-/* Appends the event to $parked-GROUP with why; the original meta rides along. */
+/* Appends the event to $parked-GROUP at once (a log of this node's alone). */
 static int park_one(const struct ml_event *e, void *arg)
 {
 	struct park *p = arg;
-	struct ml_buf meta = {0};
-	char stream[128], reason[160];
-	int slen = snprintf(stream, sizeof(stream), "$parked-%s", p->g->name);
-	int rlen = snprintf(reason, sizeof(reason),
-			    "not acknowledged after %u deliveries (ack timeout %u ms)",
-			    p->deliveries, p->g->o.ack_timeout_ms);
-	ml_buf_add(&meta, e->meta_len ? "\x86" : "\x85", 1);
-	mp_str(&meta, "reason", 6), mp_str(&meta, reason, (size_t)rlen);
-	mp_str(&meta, "stream", 6), mp_str(&meta, e->stream, e->stream_len);
-	mp_str(&meta, "position", 8), mp_uint(&meta, e->position);
-	mp_str(&meta, "id", 2), mp_str(&meta, e->id, e->id_len);
-	mp_str(&meta, "deliveries", 10), mp_uint(&meta, p->deliveries);
-	if (e->meta_len)
-		mp_str(&meta, "meta", 4), ml_buf_add(&meta, e->meta, e->meta_len);
-	struct ml_event_in in = {stream, (size_t)slen, e->type,	    e->type_len, NULL,
-				 0,	 e->data,      e->data_len, meta.data,	 meta.len};
+	struct ml_parked copy;
+	ml_parked_make(&copy, p->g, e, p->deliveries);
 	struct ml_append *req = ml_xcalloc(1, sizeof(*req));
-	req->events = &in;
+	req->events = &copy.in;
 	req->n_events = 1;
 	req->system = 1;
 	req->done = park_done;
 	if (ml_log_submit(p->r->log, req) != 0)
 		free(req); /* refused (logged nowhere else): the event is still settled */
-	ml_buf_free(&meta);
-	p->r->st.parked++;
+	ml_parked_free(&copy);
 	return 1;
 }
 
@@ -344,8 +416,16 @@ void ml_group_tick(struct ml_router *r, struct ml_group *g, uint64_t now_ns)
 			i++;
 			continue;
 		}
+		r->st.parked++;
+		if (g->sh) { /* its copy goes with the Settled that covers it */
+			in->parked = 1;
+			i++;
+			continue;
+		}
 		struct park p = {r, g, in->deliveries};
 		ml_log_read_all(r->log, in->pos, 1, park_one, &p);
 		drop(g, i);
 	}
+	if (g->sh)
+		ml_group_claims_tick(r, g);
 }

@@ -30,6 +30,7 @@ struct ml_router *ml_router_new(struct ml_log *log, const struct ml_router_optio
 	if (!r->o.max_inflight)
 		r->o.max_inflight = 64;
 	r->next_id = 1;
+	r->node = ml_log_node(log);
 	return r;
 }
 
@@ -41,8 +42,7 @@ void ml_router_free(struct ml_router *r)
 		ml_sub_free(r->subs);
 	for (struct ml_group *g = r->groups, *n; g; g = n) {
 		n = g->next;
-		ml_group_store(r, g);
-		ml_group_free(g);
+		ml_group_free(r, g);
 	}
 	free(r->dir);
 	free(r);
@@ -162,7 +162,9 @@ void ml_router_tick(struct ml_router *r)
 void ml_router_stats(struct ml_router *r, struct ml_router_stats *out)
 {
 	*out = r->st;
-	out->groups = 0;
-	for (struct ml_group *g = r->groups; g; g = g->next)
+	out->groups = out->taken_over = 0;
+	for (struct ml_group *g = r->groups; g; g = g->next) {
 		out->groups++;
+		out->taken_over += g->sh ? g->sh->taken_over : 0;
+	}
 }

@@ -14,10 +14,13 @@
  *   a failed write: ML_ERR_IO is no outcome; once every apply in flight has
  *     ended, the tail asks the log where it stands (ml_log_apply_resume) and
  *     applies again from the entry after it, and requests still wait;
- *   a restart: the tail starts after ml_log_applied_seq.
+ *   a restart: the tail starts after ml_log_applied_seq;
+ *   who is there: this node's id, and what it believes of another one (here
+ *     the test's word, journal_node_state, in place of heartbeats).
  * The head is never touched here: the log moves it as applies are written.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +50,8 @@ struct journal {
 	struct node *nodes[JOURNAL_NODES];
 	void (*on_complete)(struct ml_append *req, uint64_t seq);
 	void (*on_applied)(int node, uint64_t seq);
-	uint64_t apply_limit; /* journal_apply_limit */
+	uint64_t apply_limit;			 /* journal_apply_limit */
+	enum ml_node_state state[JOURNAL_NODES]; /* journal_node_state */
 };
 
 /* A request the node took, waiting for its entry's apply. */
@@ -82,6 +86,8 @@ struct node {
 	int outstanding;   /* applies not ended yet */
 	int rewind;	   /* a write failed: apply again from where the log stands */
 	int stopping;
+	int held;      /* journal_node_hold: cut off, it applies nothing */
+	char name[16]; /* "node-ID" */
 };
 
 /* One apply in flight. */
@@ -95,6 +101,8 @@ struct apply {
 struct journal *journal_new(void)
 {
 	struct journal *j = ml_xcalloc(1, sizeof(*j));
+	for (int i = 0; i < JOURNAL_NODES; i++)
+		j->state[i] = ML_NODE_ALIVE;
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
 	return j;
@@ -139,12 +147,29 @@ void journal_apply_limit(struct journal *j, uint64_t seq)
 {
 	pthread_mutex_lock(&j->mu);
 	j->apply_limit = seq;
+	pthread_cond_broadcast(&j->cv); /* a limit lifted: the tails go on */
 	pthread_mutex_unlock(&j->mu);
 }
 
 void journal_on_applied(struct journal *j, void (*fn)(int node, uint64_t seq))
 {
 	j->on_applied = fn;
+}
+
+void journal_node_state(struct journal *j, int id, enum ml_node_state st)
+{
+	pthread_mutex_lock(&j->mu);
+	j->state[id] = st;
+	pthread_mutex_unlock(&j->mu);
+}
+
+void journal_node_hold(struct journal *j, int id, int hold)
+{
+	pthread_mutex_lock(&j->mu);
+	if (j->nodes[id])
+		j->nodes[id]->held = hold;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 }
 
 /* Appends an entry, taking its bytes (journal's mutex held). */
@@ -226,12 +251,43 @@ static void node_free(struct ml_log_writer *w)
 	free(n);
 }
 
+static const char *node_name(struct ml_log_writer *w)
+{
+	return ((struct node *)w)->name;
+}
+
+/* "node-ID": what the test said of it; any other name is no node of this journal. */
+static enum ml_node_state node_state(struct ml_log_writer *w, const char *id, size_t len)
+{
+	struct node *n = (struct node *)w;
+	char name[16];
+	if (len >= sizeof(name))
+		return ML_NODE_GONE;
+	memcpy(name, id, len);
+	name[len] = '\0';
+	int k = -1, end = 0;
+	if (sscanf(name, "node-%d%n", &k, &end) != 1 || end != (int)len || k < 0 ||
+	    k >= JOURNAL_NODES)
+		return ML_NODE_GONE;
+	pthread_mutex_lock(&n->j->mu);
+	enum ml_node_state st = k == n->id ? ML_NODE_ALIVE : n->j->state[k];
+	pthread_mutex_unlock(&n->j->mu);
+	return st;
+}
+
+void journal_node_gone(struct journal *j, int id, int gone)
+{
+	journal_node_state(j, id, gone ? ML_NODE_GONE : ML_NODE_ALIVE);
+}
+
 static const struct ml_log_writer_ops journal_ops = {
     .name = "journal (tests)",
     .submit = node_submit,
     .kick = node_kick,
     .stop = node_stop,
     .free = node_free,
+    .node = node_name,
+    .node_state = node_state,
 };
 
 /* ---- the tail: applying the journal --------------------------------------- */
@@ -328,7 +384,7 @@ static void *tail_main(void *arg)
 			continue;
 		}
 		uint64_t last = j->apply_limit && j->apply_limit < j->n ? j->apply_limit : j->n;
-		if (!n->rewind && n->cursor <= last) {
+		if (!n->rewind && !n->held && n->cursor <= last) {
 			uint64_t from = n->cursor,
 				 to = last < from + RUN_MAX ? last : from + RUN_MAX - 1;
 			struct entry *run = ml_xmalloc((size_t)(to - from + 1) * sizeof(*run));
@@ -357,6 +413,7 @@ int journal_node_start(struct journal *j, int id, struct ml_log *log)
 	n->w.ops = &journal_ops;
 	n->j = j, n->id = id, n->log = log;
 	n->kept_end = &n->kept;
+	snprintf(n->name, sizeof(n->name), "node-%d", id);
 	n->cursor = ml_log_applied_seq(log) + 1; /* where it stands after a restart */
 	pthread_mutex_init(&n->mu, NULL);
 	if (ml_log_set_writer(log, &n->w) != 0) {

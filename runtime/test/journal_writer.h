@@ -11,6 +11,12 @@
  * (ml_log_apply). A submitter's request completes when its own node's apply
  * reaches its entry, with the outcome that apply found. Nothing here knows
  * the server, the scripts or the routing: only log.h and log_writer.h.
+ *
+ * Who is there (ml_log_node, ml_log_node_state): node `id` is "node-ID", and
+ * the test decides what every node believes of it (journal_node_state), as
+ * heartbeats would; a node can be cut off (journal_node_hold): what it
+ * publishes still goes in, but it applies nothing, as a node that lost the
+ * journal's feed while it still runs.
  */
 #ifndef ML_TEST_JOURNAL_WRITER_H
 #define ML_TEST_JOURNAL_WRITER_H
@@ -62,5 +68,13 @@ void journal_on_complete(struct journal *j, void (*fn)(struct ml_append *req, ui
 void journal_on_applied(struct journal *j, void (*fn)(int node, uint64_t seq));
 /* Nodes apply no entry past `seq` (0: no limit): a crash test's node stops short of the end. */
 void journal_apply_limit(struct journal *j, uint64_t seq);
+
+/* What every node believes of node `id` from now on (ML_NODE_ALIVE until set). */
+void journal_node_state(struct journal *j, int id, enum ml_node_state st);
+/* Cuts node `id` off (1: it applies nothing more) or lets it go on (0). Let it go before its
+ * log closes: closing waits for the node to apply what it published. */
+void journal_node_hold(struct journal *j, int id, int hold);
+/* journal_node_state's two common cases: node `id` is gone (1), or alive (0). */
+void journal_node_gone(struct journal *j, int id, int gone);
 
 #endif

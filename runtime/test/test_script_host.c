@@ -205,9 +205,41 @@ static void test_batches(void)
 	free(dir);
 }
 
+/*
+ * A handler checkpointing after every event (--checkpoint-events 1) does not count
+ * its own batch as events to checkpoint: its checkpoint is an event in the log, and
+ * counting it wrote a checkpoint for the checkpoint, forever.
+ */
+static void test_checkpoint_every_event(void)
+{
+	char *dir = unit_tmpdir("host-checkpoint-1");
+	char scripts[1100];
+	scripts_folder(dir, scripts, sizeof(scripts));
+	write_script(scripts, "echo.lua", echo);
+	struct ml_log *log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+	struct ml_host_options ho;
+	ml_host_options_init(&ho);
+	ho.scripts_dir = scripts, ho.data_dir = dir, ho.quiet = 1, ho.checkpoint_events = 1;
+	struct ml_host *h = ml_host_open(log, &ho);
+	ok(h != NULL, "a host: %s", h ? "" : ml_diag_last());
+	ping(log, "ping-1");
+	ok(step_until(h, log, "$checkpoint-echo", 1, 3000), "the handler's batch and checkpoint");
+	ping(log, "other-1"); /* not for the handler: passed over, and counted */
+	for (int i = 0; i < 100; i++)
+		ml_host_step(h), usleep(1000);
+	int64_t n = count(log, "$checkpoint-echo");
+	ok(n >= 1 && n <= 2,
+	   "a checkpoint for the event and one for the passed event, no more (%lld)", (long long)n);
+	ml_host_close(h);
+	ml_log_close(log);
+	rm_rf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	test_retry();
 	test_batches();
+	test_checkpoint_every_event();
 	return done_testing();
 }

@@ -27,6 +27,8 @@ describe("moonlog-peerbench against moonlog serve", function()
     local kv, out = pb(s, "append --conns 2 --window 4 --seconds 0.2")
     assert.equal(0, kv.exit, out)
     assert.is_true(kv.events > 0, out)
+    -- each append's time from its send to its answer
+    assert.is_true(kv.p50_us > 0 and kv.p99_us >= kv.p50_us, out)
     local before = assert(s.client:stats()).head
     assert.equal(before, kv.events)
     kv, out = pb(s, "load --count 3000 --conns 2 --window 8")
@@ -46,6 +48,21 @@ describe("moonlog-peerbench against moonlog serve", function()
     kv, out = pb(s, "latency --count 40 --rate 400")
     assert.equal(0, kv.exit, out)
     assert.is_true(kv.p50_us > 0 and kv.p99_us >= kv.p50_us, out)
+  end)
+
+  it("spreads its connections over several servers given as --port A,B", function()
+    local a, b = server.start(), server.start()
+    local out = server.sh(("%s moonlog append --port %d,%d --conns 4 --window 4 --seconds 0.2 2>&1; echo \"exit=$?\"")
+      :format(server.quote(PB), a.rpc_port, b.rpc_port))
+    local kv = {}
+    for k, v in out:gmatch("([%w_]+)=([%d%.]+)") do kv[k] = tonumber(v) end
+    assert.equal(0, kv.exit, out)
+    local ha, hb = assert(a.client:stats()).head, assert(b.client:stats()).head
+    assert.is_true(ha > 0 and hb > 0, "both servers took appends: " .. ha .. ", " .. hb)
+    assert.equal(kv.events, ha + hb)
+    out = server.sh(("%s moonlog wait --port %d,%d --seconds 5 2>&1; echo \"exit=$?\""):format(
+      server.quote(PB), a.rpc_port, b.rpc_port))
+    assert.matches("exit=0", out)
   end)
 
   it("fails, saying why, when the log holds fewer events than asked", function()

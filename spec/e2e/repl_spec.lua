@@ -22,10 +22,11 @@ end
 
 function Term:screen() return sh(("tmux capture-pane -p -t %s -S -200"):format(self.name)) end
 
--- Waits (bounded) until the screen matches pattern; returns the screen.
+-- Waits (bounded: 300 looks, 30 s or more on a loaded machine) until the screen matches
+-- pattern; returns the screen.
 function Term:wait_for(pattern, plain)
   local screen
-  for _ = 1, 100 do
+  for _ = 1, 300 do
     screen = self:screen()
     if screen:find(pattern, 1, plain) then return screen end
     sleep(0.1)
@@ -122,6 +123,12 @@ describe("moonlog repl on a running server", function()
     status, out = run(("printf 'error(\"nope\")\\n' | env -u LD_PRELOAD %s repl --data %s"):format(q(BIN), q(s.data)))
     assert.equal(1, status)
     assert.matches("nope", out)
+    -- an expression that lacks its end goes on to the next line, and at the end says so
+    status, out = run(("printf '1 +\\n 2\\n' | env -u LD_PRELOAD %s repl --data %s"):format(q(BIN), q(s.data)))
+    assert.same({ 0, "3\n" }, { status, out })
+    status, out = run(("echo '1+' | env -u LD_PRELOAD %s repl --data %s"):format(q(BIN), q(s.data)))
+    assert.equal(1, status)
+    assert.equal("moonlog repl: the input ended inside an unfinished chunk: repl:1: unexpected symbol near <eof>\n", out)
   end)
 
   it("moonlog eval runs one chunk; status 1 on error", function()
@@ -196,8 +203,30 @@ describe("moonlog repl with scripts running in the server", function()
     local term = Term.open("--data " .. q(s.data), home)
     term:line('at(2, "balances")', '{accounts={["account-1"]=100}, open=1, total=100}')
     term:line('balances:query("total")', "\n70\n")
+    -- Tab completes the scripts' names and, after ':', their methods
+    term:type("balan")
+    term:key("Tab")
+    term:type(":que")
+    term:key("Tab", "balances:query")
+    term:type('("total")')
+    term:key("Enter", 'balances:query("total")\n70\n')
     term:close()
     sh("rm -rf " .. q(home))
+  end)
+end)
+
+describe("moonlog repl completion in a server", function()
+  after_each(server.stop_all)
+
+  it("is bounded like an eval: a looping __index met while completing fails that completion only", function()
+    local s = server.start { args = { "--eval-budget", "1000000" } }
+    local a = s:admin()
+    assert(a:call("eval", "trap = setmetatable({}, { __index = function() while true do end end })"))
+    local got = a:call("complete", "trap.x.")
+    assert.same({}, got)
+    assert.equal(2, a:call("eval", "1 + 1").values[1]) -- and the server goes on
+    assert.same({ "trap" }, a:call("complete", "tra"))
+    a:close()
   end)
 end)
 

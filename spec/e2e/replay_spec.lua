@@ -95,3 +95,28 @@ return ml.projection { name = "bad", from = "*", init = {},
     assert.matches("needs one SCRIPT", out, 1, true)
   end)
 end)
+
+describe("moonlog replay and check on a terminal", function()
+  it("say how far they are on stderr, and leave the result alone on stdout", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    -- 100,000 events: a progress line shows from the 65,536th on
+    local out, code = sh(("%s bench replay --events 100000 --dir %s --keep"):format(q(bin), q(dir)))
+    assert.equal(0, code, out)
+    local count = dir .. "/count.lua"
+    -- `script` gives the command a terminal; its output is what that terminal got
+    out, code = sh(("script -qec %s /dev/null"):format(q(("%s replay --data %s %s"):format(q(bin), q(dir), q(count)))))
+    assert.equal(0, code, out)
+    assert.matches("\rmoonlog replay: %d+ of 100000 events %(%d+%%%)", out)
+    -- and check, segment by segment
+    out, code = sh(("script -qec %s /dev/null"):format(q(("%s check --data %s"):format(q(bin), q(dir)))))
+    assert.equal(0, code, out)
+    assert.matches("\rmoonlog check: segment 1 of %d+ %(0%%%), 0 events so far", out)
+    assert.matches("ok: %d+ segments, 100000 events", out)
+    -- piped, no such line
+    out, code = sh(("%s replay --data %s %s 2>&1 | cat"):format(q(bin), q(dir), q(count)))
+    assert.equal(0, code, out)
+    assert.is_nil(out:find("moonlog replay:", 1, true))
+    os.execute("rm -rf " .. q(dir))
+  end)
+end)

@@ -190,6 +190,22 @@ describe("scripts in the server", function()
     local _, metrics = s:curl("GET", "/metrics")
     assert.matches('moonlog_script_lag{script="echo",kind="handler"} 0', metrics, 1, true)
     assert.matches('moonlog_script_faulted{script="broken",kind="unknown"} 1', metrics, 1, true)
+    assert.matches('moonlog_script_parked{script="echo",kind="handler"} 1\n', metrics, 1, true)
+    assert.matches('moonlog_script_reload_failed{script="echo",kind="handler"} 0\n', metrics, 1, true)
+    assert.matches("moonlog_group_parked_total 0\n", metrics, 1, true)
+    -- a parked event is said in the server's log, with why
+    local log = server.sh("cat " .. server.quote(s.log))
+    assert.matches("script echo parked the event at position %d+ %(ping%-13 Ping%) in %$parked%-echo: [^\n]*unlucky number", log)
+    -- and from a shell: moonlog scripts
+    local out = server.sh(("%s scripts --data %s 2>&1"):format(server.quote(os.getenv("MOONLOG_BIN")),
+      server.quote(s.data)))
+    assert.matches("NAME%s+KIND%s+STATE%s+POSITION%s+LAG%s+EVENTS/S\n", out)
+    assert.matches("\necho%s+handler%s+running%s+%d+%s+0%s", out)
+    assert.matches("\nbroken%s+%-%s+faulted", out)
+    assert.matches("\n  error: [^\n]*broken", out)
+    out = server.sh(("%s scripts --json --data %s"):format(server.quote(os.getenv("MOONLOG_BIN")),
+      server.quote(s.data)))
+    assert.matches('^{"name":"', out)
   end)
 
   it("continues from snapshots and checkpoints after a restart, and rebuilds on new code", function()

@@ -14,7 +14,8 @@ describe("moonlog serve over HTTP", function()
     assert.equal(201, code)
     assert.matches('"last_position":3', body)
     code, body = s:curl("POST", "/streams/account-1", '{"type":"C"}', { "-H", "If-Match: 1" })
-    assert.equal(409, code)
+    assert.equal(412, code) -- a failed precondition (RFC 9110), with the version found
+    assert.matches('"code":"conflict"', body)
     assert.matches('"actual_version":3', body)
     local rc, events = s:curl_json("GET", "/streams/account-1?from=1&limit=10")
     assert.equal(200, rc)
@@ -124,7 +125,7 @@ describe("moonlog serve over HTTP", function()
     assert.same({ requests = 1, errors = 1 }, moved())
     assert.equal(201, (s:curl("POST", "/streams/n-2", '{"type":"T"}')))
     assert.same({ requests = 1, errors = 0 }, moved())
-    assert.equal(409, (s:curl("POST", "/streams/n-2", '{"type":"T"}', { "-H", "If-Match: no_stream" })))
+    assert.equal(412, (s:curl("POST", "/streams/n-2", '{"type":"T"}', { "-H", "If-Match: no_stream" })))
     assert.same({ requests = 1, errors = 1 }, moved())
   end)
 
@@ -135,15 +136,84 @@ describe("moonlog serve over HTTP", function()
     local socket = require "socket"
     local c = assert(socket.connect("127.0.0.1", s.http_port))
     c:settimeout(5)
-    assert(c:send("HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
-    local head = {}
-    repeat
-      local line = assert(c:receive("*l"))
-      head[#head + 1] = line
-    until line == "" or line == "\r"
-    assert.matches("^HTTP/1.1 405", head[1])
+    assert(c:send("HEAD /subscribe HTTP/1.1\r\nHost: x\r\n\r\nHEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local function head()
+      local lines = {}
+      repeat
+        local line = assert(c:receive("*l"))
+        lines[#lines + 1] = line
+      until line == "" or line == "\r"
+      return lines
+    end
+    assert.matches("^HTTP/1.1 405", head()[1]) -- an event stream has no HEAD
+    assert.matches("^HTTP/1.1 200", head()[1]) -- HEAD is GET without the body
     assert.equal("HTTP/1.1 200 OK", (assert(c:receive("*l")):gsub("\r$", "")))
     c:close()
+  end)
+
+  it("speaks HTTP as browsers, caches and proxies expect: CORS, 304, Location, Link", function()
+    local s = server.start { args = { "--cors", "https://app.example", "--max-read", "3" } }
+    local function headers(args)
+      return server.sh("curl -s -D - -o /dev/null " .. args)
+    end
+    -- a preflight, answered without the token, for the one origin given
+    local h = headers("-X OPTIONS -H 'Origin: https://app.example' -H 'Access-Control-Request-Method: POST' "
+      .. s:url("/streams/c-1"))
+    assert.matches("^HTTP/1.1 204", h)
+    assert.matches("Access%-Control%-Allow%-Origin: https://app.example", h)
+    assert.matches("Access%-Control%-Allow%-Headers: [^\n]*If%-Match", h)
+    h = headers("-H 'Origin: https://evil.example' " .. s:url("/all"))
+    assert.is_nil(h:find("Access-Control-Allow-Origin", 1, true))
+    -- 201 with where the events are; their page has them
+    h = server.sh("curl -s -D - -o /dev/null -X POST --data-binary '[{\"type\":\"A\"},{\"type\":\"B\"}]' "
+      .. "-H 'Origin: https://app.example' " .. s:url("/streams/c-1"))
+    assert.matches("^HTTP/1.1 201", h)
+    assert.matches("Access%-Control%-Allow%-Origin: https://app.example", h)
+    local loc = assert(h:match("Location: ([^\r\n]+)"))
+    assert.equal("/streams/c-1?from=1&limit=2", loc)
+    local _, page = s:curl_json("GET", loc)
+    assert.same({ "A", "B" }, { page[1].type, page[2].type })
+    -- a cached copy that is current: 304, no body
+    assert.equal(304, (s:curl("GET", "/streams/c-1", nil, { "-H", 'If-None-Match: "2"' })))
+    assert.equal(200, (s:curl("GET", "/streams/c-1", nil, { "-H", 'If-None-Match: "1"' })))
+    -- a page that stops before the end (at --max-read here) says where the next begins
+    assert(s.client:append("c-1", { type = "C" }))
+    assert(s.client:append("c-1", { type = "D" }))
+    h = headers(s:url("/all?limit=20000"))
+    assert.matches('Link: </all%?from=4&limit=3>; rel="next"', h)
+    h = headers(s:url("/all?from=4"))
+    assert.is_nil(h:find("Link:", 1, true))
+    h = headers(server.quote(s:url("/streams/c-1?backwards=true&limit=2")))
+    assert.matches('Link: </streams/c%-1%?from=2&limit=2&backwards=true>; rel="next"', h)
+  end)
+
+  it("sends event streams with retry, typed events when asked, and keep-alive comments", function()
+    local s = server.start { args = { "--sse-heartbeat", "200" } }
+    local out = s.root .. "/sse"
+    -- (without the sanitizer preload the spec runner gives lua5.4: curl hangs under it)
+    os.execute(("env -u LD_PRELOAD curl -s -N -m 3 %s > %s &"):format(server.quote(s:url("/subscribe?pattern=t-*&typed=true")), out))
+    server.eventually(function() return server.sh("cat " .. out):find("subscribed", 1, true) end, 10, "the stream")
+    assert(s.client:append("t-1", { type = "Opened" }))
+    server.eventually(function() return server.sh("cat " .. out):find("keep-alive", 1, true) end, 10, "a heartbeat")
+    local text = server.sh("cat " .. out)
+    assert.matches("^retry: %d+\n", text)
+    assert.matches("id: 1\nevent: Opened\ndata: {", text)
+  end)
+
+  it("names the user's script in errors, never the runtime's own Lua files", function()
+    local s = server.start { args = { "--scripts", server.source "examples/bank/scripts" } }
+    local code, body = s:curl_json("GET", "/projections/balances/totl")
+    assert.equal(404, code)
+    assert.equal('script balances failed: projection "balances": unknown query "totl" (did you mean "total"?)',
+      body.error.message)
+    code, body = s:curl_json("POST", "/commands/account/Nope", "{}")
+    assert.equal(404, code)
+    assert.equal('script account failed: decider "account": unknown command "Nope" (did you mean "Open"?)',
+      body.error.message)
+    local _, err = s.client:call("query", "balances", "totl")
+    assert.is_nil(err.message:find("traceback", 1, true))
+    assert.is_nil(err.message:find("moonlog.", 1, true))
   end)
 
   it("writes error messages that echo a path as UTF-8 JSON", function()

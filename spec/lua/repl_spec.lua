@@ -107,9 +107,10 @@ describe("repl.complete", function()
     assert.same({ "log.append" }, repl.complete(env, "log.app"))
     assert.same({ "x = streams.count" }, repl.complete(env, "x = streams.co"))
     assert.same({ "string.format" }, repl.complete(env, "string.form"))
-    local s = setmetatable({}, { __index = { query = 1, get = 2 } })
+    local s = setmetatable({ queue = 3 }, { __index = { query = function() end, get = function() end } })
     env.balances = s
-    assert.same({ "balances:query" }, repl.complete(env, "balances:qu"))
+    assert.same({ "balances:query" }, repl.complete(env, "balances:qu")) -- after ':' methods only
+    assert.same({ "balances.query", "balances.queue" }, repl.complete(env, "balances.qu"))
     assert.same({}, repl.complete(env, "nothing.he"))
     log.close(); files.remove(dir)
   end)

@@ -300,5 +300,11 @@ struct ml_check_report {
 	uint64_t index_removed;
 };
 ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);
+/* The same, calling progress before each segment: the report so far, the segment's index
+ * (from 0) and how many there are (for a progress line). */
+typedef void (*ml_check_progress_fn)(const struct ml_check_report *r, size_t segment,
+				     size_t segments, void *arg);
+ML_API int ml_log_check_progress(const char *dir, int repair, struct ml_check_report *r,
+				 ml_check_progress_fn progress, void *arg);
 
 #endif

@@ -32,4 +32,12 @@ struct ml_replicate_options {
 typedef int (*ml_replicate_start_fn)(struct ml_log *log, const struct ml_replicate_options *o);
 #define ML_REPLICATE_START "ml_replicate_start"
 
+/*
+ * Optional: deletes the journal o->stream at o->urls with every entry in it,
+ * once no node uses it. Only for a journal made for one run (`moonlog bench
+ * cluster` makes its own); 0, or -1 with diag.
+ */
+typedef int (*ml_replicate_drop_fn)(const struct ml_replicate_options *o);
+#define ML_REPLICATE_DROP "ml_replicate_drop"
+
 #endif

@@ -9,6 +9,13 @@
  * following live are one path (no gap, no duplicate at the switch), and a
  * sink that stops taking events costs a cursor, not memory. Everything here
  * runs on one thread (the server's loop).
+ *
+ * A group's members may sit on several nodes that share one log (log.h,
+ * ml_log_node): the group is then kept in the log itself, in the system stream
+ * $group-NAME, where each node claims ranges of positions to deliver to its own
+ * members, settles them as they are acked, and takes over the ranges of a node
+ * that is gone (docs/scale-out.md). On a log of its own, a group's acked
+ * position is a file in DATA/groups/.
  */
 #ifndef MOONLOG_ROUTE_H
 #define MOONLOG_ROUTE_H
@@ -61,7 +68,7 @@ struct ml_sink {
 };
 
 struct ml_router_options {
-	const char *dir;	 /* DATA: group positions live in DATA/groups/ */
+	const char *dir;	 /* DATA: group positions live in DATA/groups/ (a log not shared) */
 	uint32_t batch;		 /* events read per subscription per turn (default 4096) */
 	uint32_t ack_timeout_ms; /* group default: redeliver after this (default 30000) */
 	uint32_t max_deliveries; /* group default: park after this many (default 5) */
@@ -69,7 +76,11 @@ struct ml_router_options {
 };
 
 ML_API struct ml_router *ml_router_new(struct ml_log *log, const struct ml_router_options *o);
-/* Writes every group's acked position, frees the subscriptions and the router. */
+/*
+ * Writes every group's acked position (a shared log: settles this node's ranges
+ * and gives back the rest, without waiting), frees the subscriptions and the
+ * router. Call it before the log closes.
+ */
 ML_API void ml_router_free(struct ml_router *r);
 
 /* Group settings given by the first member; 0 fields take the router's defaults. */
@@ -103,11 +114,13 @@ ML_API int ml_router_ack(struct ml_router *r, const char *group, size_t len, uin
  */
 ML_API int ml_router_pump(struct ml_router *r);
 /* Time passes: redelivers expired group events, parks those past max_deliveries,
- * writes changed group positions. Call a few times a second. */
+ * writes changed group positions (or settles what moved in a shared log's group).
+ * Call a few times a second. */
 ML_API void ml_router_tick(struct ml_router *r);
 
 struct ml_router_stats {
 	uint64_t subs, groups, delivered, redelivered, parked;
+	uint64_t taken_over; /* shared log: group ranges taken over from a node gone */
 };
 ML_API void ml_router_stats(struct ml_router *r, struct ml_router_stats *out);
 

@@ -39,7 +39,9 @@ struct ml_server_options {
 	uint32_t idle_timeout_ms;     /* HTTP: an idle keep-alive connection is closed (60000) */
 	uint32_t frame_timeout_ms;    /* RPC: part of a request, then silence this long (10000) */
 	uint32_t rpc_idle_timeout_ms; /* RPC over TCP: nothing subscribed or pending (0) */
-	int quiet;		      /* no log lines on stderr */
+	uint32_t sse_heartbeat_ms;    /* SSE: a comment after this long without events (15000) */
+	const char *cors; /* HTTP: the origin (or "*") whose pages may call the API; NULL = none */
+	int quiet;	  /* no log lines on stderr */
 };
 
 ML_API void ml_server_options_init(struct ml_server_options *o);
