@@ -75,6 +75,11 @@ struct ml_log *cli_open_log(const char *cmd, const char *dir, int readonly, enum
 	struct ml_log *log = ml_log_open(&o);
 	if (log == NULL)
 		cli_diag(cmd);
+	else if (ml_log_recovered(log)[0]) { /* what the open cut or built: say so */
+		char prefix[64];
+		snprintf(prefix, sizeof(prefix), "moonlog %s", cmd);
+		ml_line(prefix, "the log in %s: %s", dir, ml_log_recovered(log));
+	}
 	return log;
 }
 

@@ -37,7 +37,8 @@ static const char overview[] =
     "In process, on a scratch log (removed after):\n"
     "  append      appends of 100-byte events under each fsync mode, beside the raw\n"
     "              write+fdatasync rate of the same disk\n"
-    "  open        opening a log of --events events, and what its index costs in memory\n"
+    "  open        a log of --events events over --streams streams: the time to open it,\n"
+    "              its memory, version lookups, reads, old ids' retries, appends/s\n"
     "  replay      Lua folds over a log, beside plain lua5.4 with lua-messagepack\n"
     "  reload      the pause a handler's hot reload costs, and a rebuild projection's swap\n"
     "  commands    Deposit commands through examples/bank over 64 RPC connections\n"
@@ -358,103 +359,9 @@ static int bench_append(int argc, char **argv)
 	return rc;
 }
 
-static const char open_help[] =
-    "usage: moonlog bench open [--dir DIR] [--events N] [--streams N]\n"
-    "\n"
-    "Builds a log of N 100-byte events (default 10,000,000) over a number of streams\n"
-    "(default 10,000), then reports how long opening it takes (recovery and the stream\n"
-    "index) and how much memory the index holds, per event and per stream.\n";
-
-static int bench_open(int argc, char **argv)
-{
-	static const struct option opts[] = {
-	    {"dir", required_argument, 0, 'd'},
-	    {"events", required_argument, 0, 'e'},
-	    {"streams", required_argument, 0, 's'},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
-	};
-	const char *dir = "./moonlog-bench";
-	uint64_t events = 10000000, streams = 10000;
-	int c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			dir = optarg;
-			break;
-		case 'e':
-			if (cli_uint("bench", "--events", optarg, &events) != 0)
-				return CLI_USAGE;
-			break;
-		case 's':
-			if (cli_uint("bench", "--streams", optarg, &streams) != 0 || streams == 0)
-				return CLI_USAGE;
-			break;
-		case 'h':
-			fputs(open_help, stdout);
-			return CLI_OK;
-		default:
-			return cli_fail("bench", CLI_USAGE, "see moonlog bench open --help");
-		}
-	}
-	make_payload();
-	rm_log(dir);
-	struct ml_log_options o;
-	ml_log_options_init(&o);
-	o.dir = dir;
-	o.fsync = ML_FSYNC_NEVER;
-	struct ml_log *log = ml_log_open(&o);
-	if (log == NULL)
-		return cli_diag("bench");
-	uint64_t t0 = ml_clock_ns();
-	enum { BATCH = 1000 };
-	static struct ml_event_in evs[BATCH];
-	static char names[BATCH][24];
-	for (uint64_t done = 0; done < events;) {
-		size_t n = events - done < BATCH ? (size_t)(events - done) : BATCH;
-		for (size_t i = 0; i < n; i++) {
-			int len = snprintf(names[i], sizeof(names[i]), "stream-%llu",
-					   (unsigned long long)((done + i) % streams));
-			evs[i] =
-			    (struct ml_event_in){names[i], (size_t)len, "Measured",	 8,    NULL,
-						 0,	   payload,	sizeof(payload), NULL, 0};
-		}
-		struct ml_append req = {.events = evs, .n_events = n};
-		if (ml_log_append(log, &req) != 0) {
-			ml_log_close(log);
-			return cli_diag("bench");
-		}
-		done += n;
-	}
-	double build_s = (double)(ml_clock_ns() - t0) / 1e9;
-	ml_log_close(log);
-	printf("built %llu events over %llu streams in %.1f s (%.0f events/s, fsync never)\n",
-	       (unsigned long long)events, (unsigned long long)streams, build_s,
-	       (double)events / build_s);
-
-	o.fsync = ML_FSYNC_ALWAYS;
-	log = ml_log_open(&o);
-	if (log == NULL)
-		return cli_diag("bench");
-	struct ml_log_stats st;
-	ml_log_stats(log, &st);
-	ml_log_close(log);
-	uint64_t per_stream_fixed = 0; /* struct, name and slots, without positions */
-	printf("open: %.3f s for %llu events in %llu segments (%.1f MB on disk)\n",
-	       (double)st.open_ns / 1e9, (unsigned long long)st.head,
-	       (unsigned long long)st.segments, (double)st.bytes / 1e6);
-	printf("index memory: %.1f MB in all, %.1f bytes per event (including %llu streams)\n",
-	       (double)st.index_bytes / 1e6,
-	       (double)st.index_bytes / (double)(st.head ? st.head : 1),
-	       (unsigned long long)st.streams);
-	(void)per_stream_fixed;
-	rm_log(dir);
-	rmdir(dir);
-	return CLI_OK;
-}
-
 int cli_bench_scripts(int argc, char **argv); /* cmd_bench_scripts.c */
 int cli_bench_reload(int argc, char **argv);  /* cmd_bench_reload.c */
+int cli_bench_open(int argc, char **argv);    /* cmd_bench_open.c */
 
 int cmd_bench(int argc, char **argv)
 {
@@ -462,7 +369,7 @@ int cmd_bench(int argc, char **argv)
 			  strcmp(argv[1], "orders") == 0))
 		return cli_bench_scripts(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "open") == 0)
-		return bench_open(argc - 1, argv + 1);
+		return cli_bench_open(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "reload") == 0)
 		return cli_bench_reload(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "replay") == 0)

@@ -19,12 +19,22 @@ static const char help[] =
     "its batch. Reports the first bad record with its segment file and offset; exit\n"
     "status 1 if there is one. A torn tail (the last batch not completely written\n"
     "before a crash: it was never acknowledged, and the next open cuts it off) is not\n"
-    "damage: check prints a line that starts with 'torn tail:' and exits 0.\n"
+    "damage: check prints a line that starts with 'torn tail:' and exits 0. Nor is\n"
+    "damage in the last write with whole batches after it that all say they were\n"
+    "written before the damaged records were synced (a power loss, with the disk\n"
+    "writing pages out of order): check prints 'lost write:' and exits 0, and the\n"
+    "next open cuts it off too.\n"
+    "\n"
+    "The index files (DIR/log/*.idx, *.run) are verified against the records too. A\n"
+    "damaged one fails the check; --repair removes it, and the next open builds it\n"
+    "again from the segments. Records no index file holds yet (the next open walks\n"
+    "them, or indexes their segment) are counted, and are not damage.\n"
     "\n"
     "  --data DIR   the data folder (default ./moonlog-data)\n"
-    "  --repair     cut off a torn tail now; other damage is only reported\n"
+    "  --repair     cut off a torn tail now, and remove damaged index files; other\n"
+    "               damage is only reported\n"
     "  --force      with --repair: also cut the last segment at damage that good records\n"
-    "               follow (a power loss can leave it; the records after it are lost)\n"
+    "               follow even when they say it was synced (the records after it are lost)\n"
     "\n"
     "On a terminal, a line on stderr says which segment it is at.\n";
 
@@ -82,14 +92,33 @@ int cmd_check(int argc, char **argv)
 		return cli_diag("check");
 	if (r.cut_bytes)
 		printf("repaired: cut %s of %" PRIu64 " bytes off %s\n",
-		       r.torn_tail ? "a torn tail" : "the damaged end", r.cut_bytes, r.bad_segment);
+		       r.lost_write  ? "the last write's records"
+		       : r.torn_tail ? "a torn tail"
+				     : "the damaged end",
+		       r.cut_bytes, r.bad_segment);
+	else if (r.lost_write)
+		printf("lost write: the last write's records from offset %" PRIu64
+		       " of segment %s were damaged at offset %" PRIu64
+		       " by a power loss, with %" PRIu64
+		       " whole batches after the damage that every one says was written before the "
+		       "damage was synced; none of it was acknowledged, and the next open cuts it "
+		       "off\n",
+		       r.torn_offset, r.bad_segment, r.bad_offset, r.lost_batches);
 	else if (r.torn_tail)
 		printf("torn tail: the last batch (%" PRIu64 " bytes at offset %" PRIu64
 		       " of segment %s) was not completely written before a crash; it was never "
 		       "acknowledged, and the next open cuts it off\n",
 		       r.torn_bytes, r.torn_offset, r.bad_segment);
+	if (r.index_removed)
+		printf("repaired: removed %" PRIu64
+		       " damaged index file%s (first %s); the next open "
+		       "builds %s again\n",
+		       r.index_removed, r.index_removed == 1 ? "" : "s", r.bad_index,
+		       r.index_removed == 1 ? "it" : "them");
 	printf("ok: %" PRIu64 " segments, %" PRIu64 " events in %" PRIu64
-	       " batches, last position %" PRIu64 "\n",
-	       r.segments, r.records, r.batches, r.last_position);
+	       " batches, last position %" PRIu64 "; index: %" PRIu64 " blocks and %" PRIu64
+	       " runs verified, %" PRIu64 " events left for the next open to index\n",
+	       r.segments, r.records, r.batches, r.last_position, r.index_blocks, r.index_runs,
+	       r.unindexed);
 	return CLI_OK;
 }

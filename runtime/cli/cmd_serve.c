@@ -318,6 +318,8 @@ int cmd_serve(int argc, char **argv)
 	struct ml_log *log = ml_log_open(&lo);
 	if (log == NULL)
 		return cli_diag("serve");
+	if (ml_log_recovered(log)[0] && !o.quiet) /* what the open cut or built, in its line */
+		ml_line("moonlog serve", "the log in %s: %s", lo.dir, ml_log_recovered(log));
 	if (sc.rep.urls) { /* the shared log: caught up before anything reads this one */
 		sc.rep.quiet = o.quiet;
 		if (cli_replicate_start(log, &sc.rep) != 0) {

@@ -23,6 +23,7 @@
 #include <moonlog/codec.h>
 
 #include "log/entry.h"
+#include "log/index.h"
 #include "log/log_internal.h"
 #include "log/record.h"
 
@@ -130,7 +131,7 @@ static int same_stream_and_id(const struct ml_event_in *a, const struct ml_event
 }
 
 /* One id twice in one stream within a batch is a mistake: sort the keys to find it. */
-static int check_ids_unique(struct ml_append *req)
+static int check_ids_unique(struct ml_log *log, struct ml_append *req)
 {
 	struct keyed *k = ml_xmalloc(req->n_events * sizeof(*k));
 	size_t n = 0;
@@ -138,7 +139,7 @@ static int check_ids_unique(struct ml_append *req)
 		const struct ml_event_in *e = &req->events[i];
 		if (e->id_len)
 			k[n++] = (struct keyed){
-			    ml_idem_key(e->stream, e->stream_len, e->id, e->id_len), i};
+			    ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len), i};
 	}
 	qsort(k, n, sizeof(*k), cmp_keyed);
 	for (size_t i = 1; i < n; i++)
@@ -169,7 +170,7 @@ static int check_request(struct ml_log *log, struct ml_append *req)
 		    req, ML_ERR_REFUSED,
 		    "this batch holds %llu bytes of data, over the maximum of %u; split it",
 		    (unsigned long long)total, ML_BATCH_MAX);
-	if (req->n_events > 1 && check_ids_unique(req) != 0)
+	if (req->n_events > 1 && check_ids_unique(log, req) != 0)
 		return -1;
 	for (size_t i = 0; i < req->n_expect; i++) {
 		const struct ml_expect_in *x = &req->expect[i];

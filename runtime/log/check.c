@@ -2,12 +2,13 @@
  * check.c - `moonlog check`: verify every record of every segment.
  *
  * Unlike recovery at open, check reads every byte and verifies every
- * checksum, in every segment. A torn tail of the last segment (what a crash
- * leaves, decided by the same rule as open: ml_scan_torn_tail) is reported
- * but is not a failure: it was never acknowledged and the next open cuts it
- * off. With repair it cuts that torn tail and nothing else; with repair 2
- * (--force) it also cuts the last segment at damage that good records
- * follow, which a power loss can leave when the disk wrote pages out of order.
+ * checksum, in every segment. A torn tail of the last segment, or a lost
+ * write (what a crash or a power loss leaves, decided by the same rule as
+ * open: ml_scan_torn_tail) is reported but is not a failure: it was never
+ * acknowledged and the next open cuts it off. With repair it cuts that tail
+ * and nothing else; with repair 2 (--force) it also cuts the last segment at
+ * damage that good records follow.
+ * The index files are verified against the records too (check_index.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
 #include "log/scan.h"
 
@@ -59,9 +61,17 @@ static uint64_t written_end(const uint8_t *p, uint64_t from, uint64_t size)
 	return size;
 }
 
-static int check_segment(const char *logdir, uint64_t first, int last, int repair, uint64_t *next,
-			 struct ml_check_report *r)
+/* What the index files are checked with: the log folder, and the seed of the index. */
+struct check_ctx {
+	const char *logdir;
+	int dirfd, have_seed;
+	uint64_t seed;
+};
+
+static int check_segment(const struct check_ctx *x, uint64_t first, int last, int repair,
+			 uint64_t *next, struct ml_check_report *r)
 {
+	const char *logdir = x->logdir;
 	char name[32], path[4096 + 64];
 	ml_seg_name(name, first);
 	snprintf(path, sizeof(path), "%s/%s", logdir, name);
@@ -98,6 +108,8 @@ static int check_segment(const char *logdir, uint64_t first, int last, int repai
 	r->last_position = sc.next_position - 1;
 	if (sc.status == ML_SCAN_CLEAN) {
 		r->bad_segment[0] = '\0';
+		rc = ml_check_index(x->dirfd, x->seed, x->have_seed, first, p, size, *next, repair,
+				    r);
 		goto out;
 	}
 	r->bad_offset = sc.bad_offset;
@@ -106,7 +118,11 @@ static int check_segment(const char *logdir, uint64_t first, int last, int repai
 		/* what a crash leaves, not damage: the next open cuts it off at good_end */
 		r->torn_offset = sc.good_end;
 		r->torn_bytes = written_end(p, sc.good_end, size) - sc.good_end;
-		if (repair >= 1)
+		r->lost_write = sc.status == ML_SCAN_FLUSH;
+		r->lost_batches = sc.after_batches;
+		rc = ml_check_index(x->dirfd, x->seed, x->have_seed, first, p, size, *next, repair,
+				    r);
+		if (rc == 0 && repair >= 1)
 			rc = repair_tail(logdir, name, sc.good_end, size, r);
 		goto out;
 	}
@@ -114,11 +130,12 @@ static int check_segment(const char *logdir, uint64_t first, int last, int repai
 		rc = repair_tail(logdir, name, sc.good_end, size, r);
 		goto out;
 	}
-	rc = ml_diag_set(
-	    ML_ERR_CORRUPT, "%s, offset %" PRIu64 ": %s%s", path, sc.bad_offset, sc.why,
-	    last ? " (good records follow it: this is not what a crash leaves; "
-		   "'moonlog check --repair --force' cuts the segment there, losing them)"
-		 : "");
+	rc =
+	    ml_diag_set(ML_ERR_CORRUPT, "%s, offset %" PRIu64 ": %s%s", path, sc.bad_offset, sc.why,
+			last ? " (good records follow it, written after it was synced: this is "
+			       "not what a crash or a power loss leaves; 'moonlog check --repair "
+			       "--force' cuts the segment there, losing them)"
+			     : "");
 out:
 	if (size)
 		munmap(p, size);
@@ -140,12 +157,20 @@ int ml_log_check_progress(const char *dir, int repair, struct ml_check_report *r
 	snprintf(logdir, sizeof(logdir), "%s/log", dir);
 	if (ml_seg_list(logdir, 0, &firsts, &n) != 0)
 		return -1;
+	if (n > 0 && firsts[0] > 0) /* the first segments may have been dropped */
+		next = firsts[0];
+	struct check_ctx x = {logdir, open(logdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0, 0};
+	x.have_seed = x.dirfd >= 0 && ml_index_read_seed(x.dirfd, &x.seed) == 0;
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (progress)
 			progress(r, i, n, arg);
-		rc = check_segment(logdir, firsts[i], i + 1 == n, repair, &next, r);
+		rc = check_segment(&x, firsts[i], i + 1 == n, repair, &next, r);
 	}
+	if (rc == 0 && x.dirfd >= 0)
+		rc = ml_check_runs(x.dirfd, logdir, x.seed, x.have_seed, repair, r);
+	if (x.dirfd >= 0)
+		close(x.dirfd);
 	free(firsts);
 	return rc;
 }

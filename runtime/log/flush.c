@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
 #include "log/record.h"
 #ifdef ML_FAULT_INJECTION
@@ -148,24 +149,6 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 	return 0;
 }
 
-/* Undo the index entries of the records in a buffer (the mutex is held). */
-static void unindex(struct ml_log *log, struct ml_flushbuf *fb)
-{
-	for (struct ml_append *r = fb->head; r; r = ml_req_of(r)->next) {
-		struct ml_req *q = ml_req_of(r);
-		const uint8_t *p = (const uint8_t *)fb->bytes.data + q->buf_offset;
-		struct ml_rec rec;
-		for (uint64_t o = 0; o < q->nbytes; o += rec.len) {
-			ml_rec_parse(p + o, q->nbytes - o, 0, &rec);
-			struct ml_stream *s =
-			    ml_streams_find(&log->streams, rec.ev.stream, rec.ev.stream_len,
-					    ml_stream_hash(rec.ev.stream, rec.ev.stream_len));
-			if (s && --s->count == 0)
-				ml_streams_remove(&log->streams, s);
-		}
-	}
-}
-
 /* Ends the requests of a buffer (mutex held), moving them to `done` for complete(). */
 static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append **done)
 {
@@ -223,9 +206,7 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	char msg[256];
 	snprintf(msg, sizeof(msg), "cannot write to the log in %s: %s; the append was not stored",
 		 log->dir, strerror(err));
-	unindex(log, &log->inflight);
-	unindex(log, &log->pending);
-	ml_idem_rollback(&log->idem, log->head);
+	ml_index_rollback(log, log->head);
 	log->next_position = log->head + 1;
 	if (log->inflight.last_seq || log->pending.last_seq) /* entries of a journal: the */
 		log->apply_stalled = 1; /* writer applies them again, from applied_seq on */
@@ -257,7 +238,7 @@ static struct ml_append *acknowledge(struct ml_log *log)
 		log->head = log->inflight.last_position;
 	if (log->inflight.last_seq)
 		log->applied_seq = log->inflight.last_seq;
-	ml_idem_trim(&log->idem);
+	ml_indexer_poke(log);
 	finish(&log->inflight, NULL, &async);
 	return async;
 }

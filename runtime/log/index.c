@@ -1,256 +1,361 @@
 /*
- * index.c - the in-memory stream index and the window of recent ids.
+ * index.c - the index's answers, from its parts (index.h): the chunks in
+ * memory first, newest first, then the runs, newest first; and the blocks for
+ * where a position is and for a stream's older events.
  *
- * The stream index maps a stream name to the positions of its events, so that
- * reading a stream or knowing its version never scans the log. It costs 8
- * bytes per event (a position) plus, per stream, the struct, its name and two
- * table slots. The offsets array of log.c adds 4 bytes per event for $all.
- *
- * The id window remembers the (stream, id) pairs of the last `cap`
- * client-chosen ids (a generated id cannot be retried: the client never saw
- * it) as 64-bit hashes; after a restart, those among the last `cap` events; a hit is confirmed
- * against the stored record, so a hash collision can never turn an append into a false duplicate.
+ * A stream's events are a chain: its entry in the newest chunk or block that
+ * holds any, with their positions and versions, links to the position of its
+ * event before them, and so on back. So its version and its last events are
+ * one lookup away, and reading it from version v walks back only over the
+ * blocks that hold its events after v. Everything here runs under the log's
+ * mutex; the files are mapped and never change once written.
  */
-#include <pthread.h>
 #include <stdlib.h>
-#include <sys/random.h>
 #include <string.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
 
-/* A seed per process: client-chosen names cannot be picked to collide in the tables. */
-static uint64_t seed;
-static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
-
-static void seed_init(void)
+uint64_t ml_index_hash(const struct ml_log *log, const char *name, size_t len)
 {
-	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = ml_clock_ns();
+	return ml_index_hash_seed(log->seed, name, len);
 }
 
-uint64_t ml_stream_hash(const char *name, size_t len)
+uint64_t ml_index_id_key(const struct ml_log *log, const char *stream, size_t slen, const char *id,
+			 size_t ilen)
 {
-	pthread_once(&seed_once, seed_init);
-	uint64_t h = ml_hash64(name, len, seed ^ 0x6d6f6f6e6c6f67ull);
-	return h ? h : 1; /* 0 marks an empty slot; the low bits index the table */
+	return ml_index_id_key_seed(log->seed, stream, slen, id, ilen);
 }
 
-void ml_streams_init(struct ml_stream_table *t)
+/* ---- chunks ---- */
+
+struct ml_chunk *ml_index_chunk_for(struct ml_log *log, struct ml_seg *seg, uint64_t position,
+				    uint32_t off, int batch_start)
 {
-	t->mask = 1023;
-	t->slots = ml_xcalloc(t->mask + 1, sizeof(*t->slots));
-	t->used = 0;
-	t->bytes = (t->mask + 1) * sizeof(*t->slots);
+	struct ml_chunk *c = log->chunk_newest;
+	if (c && !c->frozen && c->seg == seg && (c->count < log->index_block || !batch_start))
+		return c;
+	struct ml_chunk *n =
+	    ml_chunk_new(seg, position, off, log->index_block < 65536 ? log->index_block : 65536);
+	n->older = c;
+	if (c)
+		c->next = n;
+	else
+		log->chunks = n;
+	log->chunk_newest = n;
+	return n;
 }
 
-void ml_streams_free(struct ml_stream_table *t)
+static void chunk_unlink_newest(struct ml_log *log)
 {
-	for (size_t i = 0; t->slots && i <= t->mask; i++)
-		if (t->slots[i]) {
-			free(t->slots[i]->pos);
-			free(t->slots[i]);
-		}
-	free(t->slots);
-	memset(t, 0, sizeof(*t));
+	struct ml_chunk *c = log->chunk_newest;
+	log->chunk_newest = c->older;
+	if (c->older)
+		c->older->next = NULL;
+	else
+		log->chunks = NULL;
+	ml_chunk_free(c);
 }
 
-struct ml_stream *ml_streams_find(struct ml_stream_table *t, const char *name, size_t len,
-				  uint64_t hash)
+void ml_index_rollback(struct ml_log *log, uint64_t position)
 {
-	for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
-		struct ml_stream *s = t->slots[i];
+	while (log->chunk_newest && log->chunk_newest->first > position)
+		chunk_unlink_newest(log);
+	if (log->chunk_newest)
+		ml_chunk_pop_to(log->chunk_newest, position);
+}
+
+uint64_t ml_index_memory(const struct ml_log *log)
+{
+	uint64_t n = 0;
+	for (const struct ml_chunk *c = log->chunks; c; c = c->next)
+		n += ml_chunk_bytes(c);
+	return n;
+}
+
+/* ---- finding a stream ---- */
+
+/* Where a stream's newest entry is: in a chunk, or in a block (through a run). */
+struct found {
+	const struct ml_chunk *chunk;
+	const struct ml_cstream *cs;
+	const struct ml_block *block;
+	const uint8_t *e;	    /* the block's stream entry */
+	uint64_t version, position; /* its last version, and that event's position */
+};
+
+static struct ml_block *block_at(const struct ml_log *log, uint64_t position)
+{
+	size_t lo = 0, hi = log->nblocks;
+	if (hi == 0 || position < log->blocks[0]->t.first)
+		return NULL;
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+		if (log->blocks[mid]->t.first <= position)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	struct ml_block *b = log->blocks[lo];
+	return position <= b->t.last ? b : NULL;
+}
+
+static const struct ml_chunk *chunk_at(const struct ml_log *log, uint64_t position)
+{
+	for (const struct ml_chunk *c = log->chunk_newest; c; c = c->older)
+		if (position >= c->first)
+			return position <= ml_chunk_last(c) ? c : NULL;
+	return NULL;
+}
+
+static void found_in_block(struct found *f, const struct ml_block *b, const uint8_t *e)
+{
+	f->block = b;
+	f->e = e;
+	f->version = ml_se_version(e);
+	f->position = ml_block_pos(b, e, ml_se_count(e) - 1);
+}
+
+static void found_in_chunk(struct found *f, const struct ml_chunk *c, const struct ml_cstream *s)
+{
+	f->chunk = c;
+	f->cs = s;
+	f->version = s->first_version + s->count - 1;
+	f->position = s->count ? c->first + s->last : s->prev;
+}
+
+/* The stream's entry in the chunk or block that holds `position`. 0, or -1 if none does. */
+static int find_at(const struct ml_log *log, uint64_t position, uint64_t hash, const char *name,
+		   size_t len, struct found *f)
+{
+	memset(f, 0, sizeof(*f));
+	const struct ml_chunk *c =
+	    log->chunks && position >= log->chunks->first ? chunk_at(log, position) : NULL;
+	if (c) {
+		const struct ml_cstream *s = ml_chunk_stream(c, hash, name, len);
 		if (s == NULL)
-			return NULL;
-		if (s->hash == hash && s->name_len == len && memcmp(s->name, name, len) == 0)
-			return s;
+			return -1;
+		found_in_chunk(f, c, s);
+		return 0;
 	}
-}
-
-static void table_put(struct ml_stream **slots, size_t mask, struct ml_stream *s)
-{
-	size_t i = s->hash & mask;
-	while (slots[i])
-		i = (i + 1) & mask;
-	slots[i] = s;
-}
-
-static void table_grow(struct ml_stream_table *t)
-{
-	size_t mask = t->mask * 2 + 1;
-	struct ml_stream **slots = ml_xcalloc(mask + 1, sizeof(*slots));
-	for (size_t i = 0; i <= t->mask; i++)
-		if (t->slots[i])
-			table_put(slots, mask, t->slots[i]);
-	free(t->slots);
-	t->bytes += (mask - t->mask) * sizeof(*slots);
-	t->slots = slots;
-	t->mask = mask;
-}
-
-struct ml_stream *ml_streams_add(struct ml_stream_table *t, const char *name, size_t len,
-				 uint64_t hash)
-{
-	if ((t->used + 1) * 4 > (t->mask + 1) * 3)
-		table_grow(t);
-	struct ml_stream *s = ml_xcalloc(1, sizeof(*s) + len + 1);
-	s->hash = hash;
-	s->name_len = (uint8_t)len;
-	memcpy(s->name, name, len);
-	table_put(t->slots, t->mask, s);
-	t->used++;
-	t->bytes += sizeof(*s) + len + 1;
-	return s;
-}
-
-/* Linear probing with backward-shift deletion keeps lookups tombstone-free. */
-void ml_streams_remove(struct ml_stream_table *t, struct ml_stream *s)
-{
-	size_t i = s->hash & t->mask;
-	while (t->slots[i] != s)
-		i = (i + 1) & t->mask;
-	for (size_t j = (i + 1) & t->mask; t->slots[j]; j = (j + 1) & t->mask) {
-		size_t home = t->slots[j]->hash & t->mask;
-		if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
-			t->slots[i] = t->slots[j];
-			i = j;
-		}
-	}
-	t->slots[i] = NULL;
-	t->used--;
-	t->bytes -= sizeof(*s) + s->name_len + 1 + (uint64_t)s->cap * sizeof(*s->pos);
-	free(s->pos);
-	free(s);
-}
-
-void ml_stream_push(struct ml_stream_table *t, struct ml_stream *s, uint64_t position)
-{
-	if (s->count == s->cap) {
-		uint64_t cap = s->cap ? s->cap * 2 : 4;
-		s->pos = ml_xrealloc(s->pos, (size_t)cap * sizeof(*s->pos));
-		t->bytes += (uint64_t)(cap - s->cap) * sizeof(*s->pos);
-		s->cap = cap;
-	}
-	s->pos[s->count++] = position;
-}
-
-uint64_t ml_idem_key(const char *stream, size_t slen, const char *id, size_t ilen)
-{
-	pthread_once(&seed_once, seed_init);
-	uint64_t h = ml_hash64(id, ilen, ml_hash64(stream, slen, seed ^ 0x1de));
-	return h ? h : 1;
-}
-
-void ml_idem_init(struct ml_idem *w, size_t cap)
-{
-	size_t slots = 16;
-	while (slots < cap * 2)
-		slots *= 2;
-	w->cap = cap ? cap : 1;
-	w->ring_cap = w->cap;
-	w->ring = ml_xcalloc(w->ring_cap, sizeof(*w->ring));
-	w->table = ml_xcalloc(slots, sizeof(*w->table));
-	w->mask = slots - 1;
-	w->head = w->count = 0;
-}
-
-void ml_idem_free(struct ml_idem *w)
-{
-	free(w->ring);
-	free(w->table);
-	memset(w, 0, sizeof(*w));
-}
-
-uint64_t ml_idem_find(const struct ml_idem *w, uint64_t key)
-{
-	for (size_t i = key & w->mask; w->table[i].key; i = (i + 1) & w->mask)
-		if (w->table[i].key == key)
-			return w->table[i].position;
+	const struct ml_block *b = block_at(log, position);
+	const uint8_t *e = b ? ml_table_stream(&b->t, hash, name, len) : NULL;
+	if (e == NULL)
+		return -1;
+	found_in_block(f, b, e);
 	return 0;
 }
 
-static void idem_table_del(struct ml_idem *w, uint64_t key, uint64_t position)
+/* The stream's newest entry: 0, or -1 for a stream the log does not know. */
+static int find_newest(const struct ml_log *log, uint64_t hash, const char *name, size_t len,
+		       struct found *f)
 {
-	size_t i = key & w->mask;
-	while (w->table[i].key && !(w->table[i].key == key && w->table[i].position == position))
-		i = (i + 1) & w->mask;
-	if (w->table[i].key == 0)
-		return;
-	for (size_t j = (i + 1) & w->mask; w->table[j].key; j = (j + 1) & w->mask) {
-		size_t home = w->table[j].key & w->mask;
-		if (((j - home) & w->mask) >= ((j - i) & w->mask)) {
-			w->table[i] = w->table[j];
-			i = j;
+	memset(f, 0, sizeof(*f));
+	for (const struct ml_chunk *c = log->chunk_newest; c; c = c->older) {
+		const struct ml_cstream *s = ml_chunk_stream(c, hash, name, len);
+		if (s) {
+			found_in_chunk(f, c, s);
+			return 0;
 		}
 	}
-	w->table[i].key = 0;
+	for (size_t i = log->nruns; i-- > 0;) {
+		const struct ml_run *r = log->runs[i];
+		const uint8_t *e = ml_table_stream(&r->t, hash, name, len);
+		if (e == NULL)
+			continue;
+		if (r->block) {
+			found_in_block(f, r->block, e);
+			return 0;
+		}
+		/* a run says where its last event is; the block there holds its entry */
+		if (find_at(log, ml_se_link(e), hash, name, len, f) == 0)
+			return 0;
+		f->version = ml_se_version(e); /* its events are gone: its version stays */
+		f->position = ml_se_link(e);
+		return 0;
+	}
+	return -1;
 }
 
-static void idem_table_put(struct ml_idem *w, uint64_t key, uint64_t position)
+struct ml_latest ml_index_latest(struct ml_log *log, uint64_t hash, const char *name, size_t len)
 {
-	size_t i = key & w->mask;
-	while (w->table[i].key && w->table[i].key != key)
-		i = (i + 1) & w->mask;
-	w->table[i].key = key; /* a newer entry for the same key replaces the older */
-	w->table[i].position = position;
+	struct found f;
+	if (find_newest(log, hash, name, len, &f) != 0)
+		return (struct ml_latest){0, 0};
+	return (struct ml_latest){f.version, f.position};
 }
 
-/* The ring's i-th oldest entry. */
-static size_t ring_at(const struct ml_idem *w, size_t i)
+uint64_t ml_index_version(struct ml_log *log, uint64_t hash, const char *name, size_t len)
 {
-	return (w->head + w->ring_cap - w->count + i) % w->ring_cap;
+	struct found f;
+	if (find_newest(log, hash, name, len, &f) != 0)
+		return 0;
+	return f.cs ? ml_chunk_version_at(f.chunk, f.cs, log->head) : f.version;
 }
 
-/* More room while appends are in flight: the ring and the table double. */
-static void idem_grow(struct ml_idem *w)
+uint64_t ml_index_event(struct ml_log *log, struct ml_seg *seg, uint64_t position, uint32_t off,
+			uint32_t len, int batch_start, const char *stream, size_t slen,
+			uint64_t hash, uint64_t id_key, uint64_t version)
 {
-	size_t cap = w->ring_cap * 2;
-	__typeof__(w->ring) ring = ml_xcalloc(cap, sizeof(*ring));
-	for (size_t i = 0; i < w->count; i++)
-		ring[i] = w->ring[ring_at(w, i)];
-	free(w->ring);
-	w->ring = ring;
-	w->ring_cap = cap;
-	w->head = w->count;
-	free(w->table);
-	w->mask = w->mask * 2 + 1;
-	w->table = ml_xcalloc(w->mask + 1, sizeof(*w->table));
-	for (size_t i = 0; i < w->count; i++)
-		idem_table_put(w, w->ring[i].key, w->ring[i].position);
+	struct ml_chunk *c = ml_index_chunk_for(log, seg, position, off, batch_start);
+	struct ml_cstream *s = ml_chunk_stream(c, hash, stream, slen);
+	if (s == NULL) {
+		/* Versions count a stream's events; a record's own version is taken only for a
+		 * stream whose earlier events may be gone with the log's first segments. */
+		struct ml_latest l = ml_index_latest(log, hash, stream, slen);
+		int gone = version && l.version == 0 && log->first > 1;
+		s = ml_chunk_stream_add(c, hash, stream, slen, gone ? version : l.version + 1,
+					l.position);
+	}
+	uint64_t v = s->first_version + s->count;
+	ml_chunk_push(c, s, off, len);
+	if (id_key)
+		ml_chunk_add_id(c, id_key, position);
+	return v;
 }
 
-/*
- * Adds an id at reservation. Nothing is forgotten here: the oldest ids are
- * evicted only once newer ones are acknowledged (ml_idem_trim), so a write
- * that fails and is rolled back leaves the window as it was.
- */
-void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position)
+size_t ml_index_ids(struct ml_log *log, uint64_t key, uint64_t *out, size_t max)
 {
-	if (w->count == w->ring_cap)
-		idem_grow(w);
-	w->ring[w->head].key = key;
-	w->ring[w->head].position = position;
-	w->head = (w->head + 1) % w->ring_cap;
-	w->count++;
-	idem_table_put(w, key, position);
+	size_t n = 0;
+	for (const struct ml_chunk *c = log->chunk_newest; c; c = c->older)
+		n += ml_chunk_ids(c, key, out + (n < max ? n : max), n < max ? max - n : 0);
+	for (size_t i = log->nruns; i-- > 0;)
+		n += ml_table_ids(&log->runs[i]->t, key, out + (n < max ? n : max),
+				  n < max ? max - n : 0);
+	return n;
 }
 
-void ml_idem_trim(struct ml_idem *w)
+struct ml_loc ml_index_locate(struct ml_log *log, uint64_t position)
 {
-	while (w->count > w->cap) {
-		size_t oldest = ring_at(w, 0);
-		idem_table_del(w, w->ring[oldest].key, w->ring[oldest].position);
-		w->count--;
+	const struct ml_chunk *c =
+	    log->chunks && position >= log->chunks->first ? chunk_at(log, position) : NULL;
+	if (c) {
+		uint64_t i = position - c->first;
+		uint64_t end = i + 1 < c->count ? c->ev[i + 1].off : c->end;
+		return (struct ml_loc){c->seg, c->ev[i].off, end - c->ev[i].off};
+	}
+	const struct ml_block *b = block_at(log, position);
+	if (b == NULL)
+		return (struct ml_loc){NULL, 0, 0};
+	uint64_t off = ml_block_offset(b, position);
+	uint64_t end = position < b->t.last ? ml_block_offset(b, position + 1) : b->data_end;
+	return (struct ml_loc){b->seg, off, end - off};
+}
+
+/* ---- a stream's positions, for a read ---- */
+
+/* The positions of entry f's events, oldest first, into out (its count of them). */
+static uint32_t piece_positions(const struct found *f, uint64_t *out)
+{
+	if (f->cs) {
+		uint32_t n = f->cs->count, k = n;
+		for (uint32_t i = f->cs->last; i != UINT32_MAX; i = f->chunk->ev[i].prev)
+			out[--k] = f->chunk->first + i;
+		return n;
+	}
+	uint32_t n = ml_se_count(f->e);
+	for (uint32_t i = 0; i < n; i++)
+		out[i] = ml_block_pos(f->block, f->e, i);
+	return n;
+}
+
+static uint32_t piece_count(const struct found *f)
+{
+	return f->cs ? f->cs->count : ml_se_count(f->e);
+}
+
+static uint64_t piece_prev(const struct found *f)
+{
+	return f->cs ? f->cs->prev : ml_se_link(f->e);
+}
+
+/* Adds the versions of piece f in [a, b] to out, in reading order, until `limit`. */
+static void emit(const struct found *f, uint64_t a, uint64_t b, uint64_t limit, int backwards,
+		 uint64_t **out, size_t *n, size_t *cap, uint64_t *scratch)
+{
+	uint32_t count = piece_positions(f, scratch);
+	for (uint32_t k = 0; k < count && (!limit || *n < limit); k++) {
+		uint32_t i = backwards ? count - 1 - k : k;
+		uint64_t v = f->version - count + 1 + i;
+		if (v < a || v > b)
+			continue;
+		if (*n == *cap)
+			*out = ml_xrealloc(*out, (*cap = *cap ? *cap * 2 : 16) * sizeof(**out));
+		(*out)[(*n)++] = scratch[i];
 	}
 }
 
-void ml_idem_rollback(struct ml_idem *w, uint64_t position)
+size_t ml_index_stream_positions(struct ml_log *log, const char *name, size_t len, uint64_t from,
+				 uint64_t limit, int backwards, uint64_t **out)
 {
-	while (w->count > 0) {
-		size_t last = (w->head + w->ring_cap - 1) % w->ring_cap;
-		if (w->ring[last].position <= position)
+	*out = NULL;
+	uint64_t hash = ml_index_hash(log, name, len);
+	struct found f;
+	if (find_newest(log, hash, name, len, &f) != 0 || (!f.cs && !f.e))
+		return 0;
+	uint64_t top = f.cs ? ml_chunk_version_at(f.chunk, f.cs, log->head) : f.version;
+	uint64_t a = backwards ? 1 : from ? from : 1;
+	uint64_t b = backwards && from && from < top ? from : top;
+	if (a > b)
+		return 0;
+	/* The chain from the newest entry back to the one holding version a, or to its start
+	 * (older events may be gone); the versions between a and b are in these pieces. */
+	struct found *chain = NULL;
+	size_t nchain = 0, chain_cap = 0, most = 0;
+	for (;;) {
+		if (nchain == chain_cap)
+			chain = ml_xrealloc(chain, (chain_cap = chain_cap ? chain_cap * 2 : 8) *
+						       sizeof(*chain));
+		chain[nchain++] = f;
+		if (piece_count(&f) > most)
+			most = piece_count(&f);
+		uint64_t prev = piece_prev(&f), lo = f.version - piece_count(&f) + 1;
+		if (lo <= a || prev == 0 || prev < log->first ||
+		    (backwards && limit && lo <= b && b - lo + 1 >= limit) ||
+		    find_at(log, prev, hash, name, len, &f) != 0)
 			break;
-		idem_table_del(w, w->ring[last].key, w->ring[last].position);
-		w->head = last;
-		w->count--;
 	}
+	uint64_t *scratch = ml_xmalloc((most ? most : 1) * sizeof(*scratch));
+	size_t n = 0, cap = 0;
+	for (size_t k = 0; k < nchain && (!limit || n < limit); k++)
+		emit(&chain[backwards ? k : nchain - 1 - k], a, b, limit, backwards, out, &n, &cap,
+		     scratch);
+	free(scratch);
+	free(chain);
+	return n;
+}
+
+/* ---- the tables of blocks and runs ---- */
+
+void ml_index_add_block(struct ml_log *log, struct ml_block *b)
+{
+	if (log->nblocks == log->blocks_cap) {
+		log->blocks_cap = log->blocks_cap ? log->blocks_cap * 2 : 64;
+		log->blocks = ml_xrealloc(log->blocks, log->blocks_cap * sizeof(*log->blocks));
+	}
+	log->blocks[log->nblocks++] = b;
+}
+
+void ml_index_add_run(struct ml_log *log, struct ml_run *r)
+{
+	if (log->nruns == log->runs_cap) {
+		log->runs_cap = log->runs_cap ? log->runs_cap * 2 : 64;
+		log->runs = ml_xrealloc(log->runs, log->runs_cap * sizeof(*log->runs));
+	}
+	log->runs[log->nruns++] = r;
+}
+
+void ml_index_free(struct ml_log *log)
+{
+	while (log->chunk_newest)
+		chunk_unlink_newest(log);
+	for (size_t i = 0; i < log->nruns; i++)
+		ml_run_free(log->runs[i]);
+	for (size_t i = 0; i < log->nblocks; i++)
+		ml_block_free(log->blocks[i]);
+	free(log->runs);
+	free(log->blocks);
+	log->runs = NULL;
+	log->blocks = NULL;
+	log->nruns = log->nblocks = 0;
 }

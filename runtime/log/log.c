@@ -1,39 +1,16 @@
 /*
- * log.c - the reserved index shared by recovery and appends, and the log's
- * small queries (head, versions, stream listing, stats).
+ * log.c - the log's small queries: the segment of a position, the head, a
+ * stream's version, the listing of streams, stats.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
-
-void ml_log_offsets_reserve(struct ml_log *log, uint64_t position)
-{
-	if (position <= log->offsets_cap)
-		return;
-	size_t cap = log->offsets_cap ? log->offsets_cap : 4096;
-	while (cap < position)
-		cap *= 2;
-	log->offsets = ml_xrealloc(log->offsets, cap * sizeof(*log->offsets));
-	log->offsets_cap = cap;
-}
-
-void ml_log_index_event(struct ml_log *log, const struct ml_event *e, uint8_t flags,
-			uint64_t offset)
-{
-	(void)flags;
-	uint64_t h = ml_stream_hash(e->stream, e->stream_len);
-	struct ml_stream *s = ml_streams_find(&log->streams, e->stream, e->stream_len, h);
-	if (s == NULL)
-		s = ml_streams_add(&log->streams, e->stream, e->stream_len, h);
-	ml_stream_push(&log->streams, s, e->position);
-	ml_log_offsets_reserve(log, e->position);
-	log->offsets[e->position - 1] = (uint32_t)offset;
-}
 
 size_t ml_log_seg_index(struct ml_log *log, uint64_t position)
 {
-	size_t lo = 0, hi = log->nsegs;
+	size_t lo = 0, hi = log->nsegs; /* a position before the first segment: the first */
 	while (hi - lo > 1) {
 		size_t mid = (lo + hi) / 2;
 		if (log->segs[mid]->first <= position)
@@ -57,54 +34,103 @@ uint64_t ml_log_head(struct ml_log *log)
 	return h;
 }
 
-/* The number of a stream's positions that are visible (at or below the head). */
-static uint64_t visible_count(const struct ml_stream *s, uint64_t head)
+uint64_t ml_log_first(struct ml_log *log)
 {
-	uint64_t n = s->count;
-	while (n > 0 && s->pos[n - 1] > head)
-		n--;
-	return n;
+	pthread_mutex_lock(&log->mu);
+	uint64_t first = log->first;
+	pthread_mutex_unlock(&log->mu);
+	return first;
 }
 
 uint64_t ml_log_stream_version(struct ml_log *log, const char *stream, size_t len)
 {
 	pthread_mutex_lock(&log->mu);
-	struct ml_stream *s =
-	    ml_streams_find(&log->streams, stream, len, ml_stream_hash(stream, len));
-	uint64_t v = s ? visible_count(s, log->head) : 0;
+	uint64_t v = ml_index_version(log, ml_index_hash(log, stream, len), stream, len);
 	pthread_mutex_unlock(&log->mu);
 	return v;
 }
 
+/* One stream as a listing finds it: its name, version, and how new the part that says so is. */
+struct listed {
+	uint64_t hash, version;
+	const char *name;
+	uint8_t len;
+	uint32_t age; /* 0 for the newest chunk, then older chunks, then runs newest first */
+};
+
+static int cmp_listed(const void *a, const void *b)
+{
+	const struct listed *x = a, *y = b;
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+	if (c || x->len != y->len)
+		return c ? c : x->len < y->len ? -1 : 1;
+	return (x->age > y->age) - (x->age < y->age);
+}
+
+static void list_add(struct listed **l, size_t *n, size_t *cap, struct listed e, const char *prefix,
+		     size_t plen)
+{
+	if (e.len < plen || (plen && memcmp(e.name, prefix, plen) != 0))
+		return;
+	if (*n == *cap)
+		*l = ml_xrealloc(*l, (*cap = *cap ? *cap * 2 : 256) * sizeof(**l));
+	(*l)[(*n)++] = e;
+}
+
 int ml_log_streams(struct ml_log *log, const char *prefix, ml_stream_fn fn, void *arg)
 {
-	size_t plen = prefix ? strlen(prefix) : 0;
-	struct {
+	size_t plen = prefix ? strlen(prefix) : 0, n = 0, cap = 0;
+	struct listed *l = NULL;
+	struct out {
 		char name[256];
 		uint8_t len;
 		uint64_t version;
 	} *list = NULL;
-	size_t n = 0, cap = 0;
+	size_t nout = 0;
 
-	/* Copy out under the lock, call back without it. */
+	/* Every part's entries, the newest first for each stream; copied out under the lock. */
 	pthread_mutex_lock(&log->mu);
-	for (size_t i = 0; i <= log->streams.mask; i++) {
-		struct ml_stream *s = log->streams.slots[i];
-		if (s == NULL || s->name_len < plen || (plen && memcmp(s->name, prefix, plen) != 0))
+	uint32_t age = 0;
+	for (const struct ml_chunk *c = log->chunk_newest; c; c = c->older, age++)
+		for (uint32_t i = 0; i < c->nstreams; i++) {
+			const struct ml_cstream *s = &c->streams[i];
+			list_add(&l, &n, &cap,
+				 (struct listed){s->hash, ml_chunk_version_at(c, s, log->head),
+						 c->names + s->name, s->name_len, age},
+				 prefix, plen);
+		}
+	for (size_t r = log->nruns; r-- > 0; age++) {
+		const struct ml_table *t = &log->runs[r]->t;
+		for (uint64_t i = 0; i < t->nstreams; i++) {
+			const uint8_t *e = t->streams + ML_SENTRY * i;
+			size_t len;
+			const char *name = ml_se_name(t, e, &len);
+			list_add(&l, &n, &cap,
+				 (struct listed){ml_se_hash(e), ml_se_version(e), name,
+						 (uint8_t)len, age},
+				 prefix, plen);
+		}
+	}
+	if (n)
+		qsort(l, n, sizeof(*l), cmp_listed);
+	list = ml_xmalloc((n ? n : 1) * sizeof(*list));
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && l[i].hash == l[i - 1].hash && l[i].len == l[i - 1].len &&
+		    memcmp(l[i].name, l[i - 1].name, l[i].len) == 0)
+			continue; /* an older part's word on a stream already listed */
+		if (l[i].version == 0)
 			continue;
-		uint64_t v = visible_count(s, log->head);
-		if (v == 0)
-			continue;
-		if (n == cap)
-			list = ml_xrealloc(list, (cap = cap ? cap * 2 : 64) * sizeof(*list));
-		memcpy(list[n].name, s->name, s->name_len);
-		list[n].len = s->name_len;
-		list[n].version = v;
-		n++;
+		memcpy(list[nout].name, l[i].name, l[i].len);
+		list[nout].len = l[i].len;
+		list[nout].version = l[i].version;
+		nout++;
 	}
 	pthread_mutex_unlock(&log->mu);
+	free(l);
 	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++)
+	for (size_t i = 0; i < nout && rc == 0; i++)
 		rc = fn(list[i].name, list[i].len, list[i].version, arg);
 	free(list);
 	return rc < 0 ? -1 : 0;
@@ -132,14 +158,25 @@ void ml_log_stats(struct ml_log *log, struct ml_log_stats *out)
 	pthread_mutex_lock(&log->mu);
 	*out = log->stats;
 	out->head = log->head;
-	out->streams = log->streams.used;
+	out->streams = 0; /* the streams that start in each part */
+	for (const struct ml_chunk *c = log->chunks; c; c = c->next)
+		out->streams += c->new_streams;
+	for (size_t i = 0; i < log->nruns; i++)
+		out->streams += log->runs[i]->t.new_streams;
 	out->segments = log->nsegs;
 	out->bytes = 0;
 	for (size_t i = 0; i < log->nsegs; i++)
 		out->bytes += log->segs[i]->durable_end;
-	out->index_bytes = log->streams.bytes + log->offsets_cap * sizeof(*log->offsets) +
-			   (log->idem.cap + log->idem.mask + 1) * 16;
+	out->index_bytes = ml_index_memory(log);
+	out->index_blocks = log->nblocks;
+	out->index_runs = log->nruns;
+	out->index_pending = ml_indexer_pending(log);
 	pthread_mutex_unlock(&log->mu);
+}
+
+const char *ml_log_recovered(struct ml_log *log)
+{
+	return log->recovered;
 }
 
 int ml_expect_parse(const char *s, int64_t *out)

@@ -17,33 +17,6 @@
 #include <moonlog/log_writer.h>
 #include <moonlog/util.h>
 
-/* One stream: its name, and the positions of its events (its version is their count). */
-struct ml_stream {
-	uint64_t hash;
-	uint64_t *pos;
-	uint64_t count, cap;
-	uint8_t name_len;
-	char name[];
-};
-
-/* Stream name -> stream, open addressing. */
-struct ml_stream_table {
-	struct ml_stream **slots;
-	size_t mask, used;
-	uint64_t bytes; /* memory held by streams and position lists */
-};
-
-/* The recent (stream, id) pairs, for duplicate detection: a ring of the last
- * `cap` entries and a hash table over them. */
-struct ml_idem {
-	struct {
-		uint64_t key, position;
-	} * ring, *table;
-	size_t cap;		      /* ids kept once acknowledged */
-	size_t ring_cap, head, count; /* ring: `count` entries ending before `head` */
-	size_t mask;		      /* table: mask + 1 slots, key 0 = empty */
-};
-
 struct ml_seg {
 	uint64_t first;	      /* position of its first record */
 	uint64_t end;	      /* bytes reserved: where the next record goes */
@@ -53,7 +26,11 @@ struct ml_seg {
 	uint64_t claim_end;   /* zeros.c is filling [zeroed_end, claim_end); 0 when idle */
 	int sealed;	      /* finished (or no zeros to be had): zeros.c leaves it alone */
 	int fd;		      /* -1 until the flusher has created the file */
-	uint8_t *rmap;	      /* read.c: the file mapped read-only from 0 (NULL: not yet) */
+	int full;	      /* takes no more records: the next batch starts a new segment */
+	uint32_t format;      /* its header's format version (record.h) */
+	int idx_fd;	  /* idxfile.c: the temporary index file while it is built whole, or -1 */
+	uint64_t idx_end; /* idxfile.c: where the next block goes in its index file (0: none) */
+	uint8_t *rmap;	  /* read.c: the file mapped read-only from 0 (NULL: not yet) */
 	uint64_t rmap_len;
 };
 
@@ -93,7 +70,12 @@ struct ml_flushbuf {
 	size_t requests;
 	uint64_t last_position;
 	uint64_t last_seq; /* of the last batch in it applied from a journal, or 0 */
+	uint64_t synced;   /* the synced position its batches carry (store.c) */
 };
+
+struct ml_chunk;
+struct ml_block;
+struct ml_run;
 
 struct ml_log {
 	struct ml_log_options opt;
@@ -114,13 +96,25 @@ struct ml_log {
 	uint64_t cycle_ns; /* how long the last cycle took */
 
 	/* reserved state: includes appends not yet acknowledged */
+	uint64_t first; /* the first position the log holds (its first segment's) */
 	uint64_t next_position;
 	struct ml_seg **segs; /* each allocated once: the flusher holds pointers */
 	size_t nsegs, segs_cap;
-	uint32_t *offsets; /* position - 1 -> offset in its segment */
-	size_t offsets_cap;
-	struct ml_stream_table streams;
-	struct ml_idem idem;
+
+	/* the index (index.h): chunks in memory, blocks and runs in files */
+	uint64_t seed;	      /* of every hash the index files hold (index.seed) */
+	uint32_t index_block; /* events in a chunk */
+	struct ml_chunk *chunks, *chunk_newest; /* oldest first */
+	struct ml_block **blocks;		/* in position order */
+	size_t nblocks, blocks_cap;
+	struct ml_run **runs; /* oldest first; each covers the blocks after the one before */
+	size_t nruns, runs_cap;
+	uint64_t indexed_seq; /* the journal sequence the last block written carries */
+	pthread_t indexer, merger;
+	int indexer_running, merger_running, index_stopping;
+	int merging; /* the merger is merging two runs */
+	pthread_cond_t index_cv, merge_cv;
+	char index_error[256]; /* the last failure to write the index (retried), or "" */
 
 	uint64_t last_seq; /* the journal sequence of the last batch applied, or 0 */
 	int apply_stalled; /* a write failed: applies wait for ml_log_apply_resume */
@@ -142,7 +136,8 @@ struct ml_log {
 
 	struct ml_old_map *old_maps; /* read.c */
 
-	char broken[256]; /* set when a failed write could not be undone: refuse appends */
+	char broken[256];    /* set when a failed write could not be undone: refuse appends */
+	char recovered[512]; /* what the open cut or built again, for a log line; or "" */
 #ifdef ML_FAULT_INJECTION
 	int fault_write, fault_sync; /* faults.h: injected errno for the next write / sync */
 #endif
@@ -152,33 +147,7 @@ struct ml_log {
 /* read.c: unmaps every read mapping (at close) */
 void ml_log_unmap_all(struct ml_log *log);
 
-/* index.c */
-void ml_streams_init(struct ml_stream_table *t);
-void ml_streams_free(struct ml_stream_table *t);
-struct ml_stream *ml_streams_find(struct ml_stream_table *t, const char *name, size_t len,
-				  uint64_t hash);
-struct ml_stream *ml_streams_add(struct ml_stream_table *t, const char *name, size_t len,
-				 uint64_t hash);
-void ml_streams_remove(struct ml_stream_table *t, struct ml_stream *s);
-void ml_stream_push(struct ml_stream_table *t, struct ml_stream *s, uint64_t position);
-uint64_t ml_stream_hash(const char *name, size_t len);
-
-void ml_idem_init(struct ml_idem *w, size_t cap);
-void ml_idem_free(struct ml_idem *w);
-uint64_t ml_idem_key(const char *stream, size_t slen, const char *id, size_t ilen);
-/* The position stored for key, or 0. */
-uint64_t ml_idem_find(const struct ml_idem *w, uint64_t key);
-void ml_idem_add(struct ml_idem *w, uint64_t key, uint64_t position);
-/* Forgets the oldest ids beyond the window's size (after an acknowledgement). */
-void ml_idem_trim(struct ml_idem *w);
-/* Forgets the entries added for positions above `position` (a rolled-back write). */
-void ml_idem_rollback(struct ml_idem *w, uint64_t position);
-
-/* Index one record's event (reserved state); used by recovery and by appends. */
-void ml_log_index_event(struct ml_log *log, const struct ml_event *e, uint8_t flags,
-			uint64_t offset);
-void ml_log_offsets_reserve(struct ml_log *log, uint64_t position);
-/* The segment holding a position (which must be reserved). */
+/* log.c: the segment holding a position (which must be reserved). */
 size_t ml_log_seg_index(struct ml_log *log, uint64_t position); /* its index in segs */
 struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position);
 

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
 #include "log/record.h"
 
@@ -29,13 +30,8 @@ struct loc {
 /* Where the record of a reserved position is, and how long it is (mutex held). */
 static struct loc locate(struct ml_log *log, uint64_t p)
 {
-	struct ml_seg *seg = ml_log_seg_of(log, p);
-	struct loc l = {.fd = seg->fd, .off = log->offsets[p - 1]};
-	if (p + 1 < log->next_position && ml_log_seg_of(log, p + 1) == seg)
-		l.len = log->offsets[p] - l.off;
-	else
-		l.len = seg->end - l.off;
-	return l;
+	struct ml_loc l = ml_index_locate(log, p);
+	return (struct loc){l.seg ? l.seg->fd : -1, l.off, l.len};
 }
 
 static int read_exact(int fd, void *buf, size_t n, uint64_t off)
@@ -56,8 +52,12 @@ static int read_exact(int fd, void *buf, size_t n, uint64_t off)
 /* Copies a reserved record into buf, from its file or, if not yet written, its buffer. */
 int ml_log_record_at(struct ml_log *log, uint64_t position, struct ml_buf *buf)
 {
-	struct ml_seg *seg = ml_log_seg_of(log, position);
-	struct loc l = locate(log, position);
+	struct ml_loc il = ml_index_locate(log, position);
+	struct ml_seg *seg = il.seg;
+	if (seg == NULL)
+		return ml_diag_set(ML_ERR_NOT_FOUND, "position %llu is not in the log",
+				   (unsigned long long)position);
+	struct loc l = {seg->fd, il.off, il.len};
 	ml_buf_reserve(buf, l.len);
 	if (l.off + l.len <= seg->durable_end) {
 		if (read_exact(l.fd, buf->data + buf->len, l.len, l.off) != 0)
@@ -96,6 +96,19 @@ static int deliver(const uint8_t *p, size_t n, ml_event_fn fn, void *arg, int64_
 			return rc;
 	}
 	return 0;
+}
+
+/* One record of a stream: it must be of that stream, or the index is wrong. */
+static int deliver_checked(const uint8_t *p, size_t n, const char *stream, size_t len,
+			   ml_event_fn fn, void *arg, int64_t *count)
+{
+	struct ml_rec r;
+	if (ml_rec_parse(p, n, 0, &r) != ML_REC_OK || r.len != n || r.ev.stream_len != len ||
+	    memcmp(r.ev.stream, stream, len) != 0)
+		return ml_diag_set(ML_ERR_CORRUPT, "the log's index points at a record of another "
+						   "stream; run 'moonlog check'");
+	(*count)++;
+	return fn(&r.ev, arg);
 }
 
 /*
@@ -151,9 +164,9 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 	struct ml_buf buf = {0};
 	int64_t count = 0;
 	int rc = 0;
-	if (from == 0)
-		from = 1;
 	pthread_mutex_lock(&log->mu);
+	if (from < log->first) /* what is before the first segment kept is gone */
+		from = log->first;
 	uint64_t end = log->head;
 	if (limit && from <= end && limit - 1 < end - from)
 		end = from + limit - 1;
@@ -162,13 +175,15 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 		size_t si = ml_log_seg_index(log, from);
 		struct ml_seg *seg = log->segs[si];
 		uint64_t last = run_end(log, si, end);
-		uint64_t off = log->offsets[from - 1];
-		uint64_t stop = locate(log, last).off + locate(log, last).len;
+		uint64_t off = locate(log, from).off;
+		struct loc lastl = locate(log, last);
+		uint64_t stop = lastl.off + lastl.len;
 		const uint8_t *map = seg_map(log, seg, stop);
 		if (map == NULL && stop - off > READ_CHUNK) { /* pread it a chunk at a time */
-			while (last > from && log->offsets[last - 1] - off > READ_CHUNK)
+			while (last > from && locate(log, last).off - off > READ_CHUNK)
 				last = from + (last - from) / 2;
-			stop = locate(log, last).off + locate(log, last).len;
+			lastl = locate(log, last);
+			stop = lastl.off + lastl.len;
 		}
 		int fd = seg->fd;
 		pthread_mutex_unlock(&log->mu);
@@ -187,52 +202,35 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 	return rc < 0 ? -1 : count;
 }
 
-/* The locations of the stream's events to read, in reading order (mutex held). */
-static size_t stream_slice(struct ml_log *log, struct ml_stream *s, uint64_t from, uint64_t limit,
-			   int backwards, struct loc **out)
-{
-	uint64_t n = s->count;
-	while (n > 0 && s->pos[n - 1] > log->head)
-		n--;
-	uint64_t first, count;
-	if (!backwards) {
-		first = from ? from : 1;
-		count = first > n ? 0 : n - first + 1;
-	} else {
-		uint64_t top = (from == 0 || from > n) ? n : from;
-		count = top;
-		first = top;
-	}
-	if (limit && count > limit)
-		count = limit;
-	*out = ml_xmalloc((count ? count : 1) * sizeof(**out));
-	for (uint64_t i = 0; i < count; i++) {
-		uint64_t v = backwards ? first - i : first + i;
-		(*out)[i] = locate(log, s->pos[v - 1]);
-	}
-	return count;
-}
-
 int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream_len, uint64_t from,
 			   uint64_t limit, int backwards, ml_event_fn fn, void *arg)
 {
-	struct loc *locs = NULL;
-	size_t n = 0;
+	uint64_t *pos = NULL;
 	pthread_mutex_lock(&log->mu);
-	struct ml_stream *s =
-	    ml_streams_find(&log->streams, stream, stream_len, ml_stream_hash(stream, stream_len));
-	if (s)
-		n = stream_slice(log, s, from, limit, backwards, &locs);
+	size_t n = ml_index_stream_positions(log, stream, stream_len, from, limit, backwards, &pos);
+	struct loc *locs = ml_xmalloc((n ? n : 1) * sizeof(*locs));
+	for (size_t i = 0; i < n; i++)
+		locs[i] = locate(log, pos[i]);
 	pthread_mutex_unlock(&log->mu);
+	free(pos);
 
 	struct ml_buf buf = {0};
 	int64_t count = 0;
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (locs[i].fd < 0) {
+			rc = ml_diag_set(
+			    ML_ERR_CORRUPT,
+			    "the index of the log in %s disagrees with its segments; run "
+			    "'moonlog check'",
+			    log->dir);
+			break;
+		}
 		ml_buf_reserve(&buf, locs[i].len);
 		rc = read_exact(locs[i].fd, buf.data, locs[i].len, locs[i].off);
 		if (rc == 0)
-			rc = deliver((uint8_t *)buf.data, locs[i].len, fn, arg, &count);
+			rc = deliver_checked((uint8_t *)buf.data, locs[i].len, stream, stream_len,
+					     fn, arg, &count);
 	}
 	free(locs);
 	ml_buf_free(&buf);

@@ -28,9 +28,10 @@ static uint32_t rec_crc(const uint8_t *p, uint32_t len)
 
 void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, size_t id_len,
 		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time,
-		   uint64_t seq)
+		   uint64_t seq, uint64_t synced)
 {
-	uint32_t len = (uint32_t)ml_rec_size(e, id_len) + (seq ? ML_REC_SEQ_SIZE : 0);
+	uint32_t len = (uint32_t)ml_rec_size(e, id_len) + (seq ? ML_REC_SEQ_SIZE : 0) +
+		       (flags & ML_REC_SYNCED ? ML_REC_SYNCED_SIZE : 0);
 	uint8_t *p = out + ML_REC_HEADER;
 
 	ml_put32(out, len);
@@ -52,7 +53,9 @@ void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, si
 	if (e->data_len)
 		memcpy(p, e->data, e->data_len), p += e->data_len;
 	if (seq)
-		ml_put64(p, seq);
+		ml_put64(p, seq), p += ML_REC_SEQ_SIZE;
+	if (flags & ML_REC_SYNCED)
+		ml_put64(p, synced);
 	ml_put32(out + 4, rec_crc(out, len));
 }
 
@@ -66,7 +69,8 @@ enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, stru
 		return ML_REC_SHORT;
 	uint32_t meta_len = ml_le32(p + 12), data_len = ml_le32(p + 16);
 	uint64_t want = (uint64_t)ML_REC_HEADER + p[9] + p[10] + p[11] + meta_len + data_len +
-			(p[8] & ML_REC_SEQ ? ML_REC_SEQ_SIZE : 0);
+			(p[8] & ML_REC_SEQ ? ML_REC_SEQ_SIZE : 0) +
+			(p[8] & ML_REC_SYNCED ? ML_REC_SYNCED_SIZE : 0);
 	if (len < ML_REC_HEADER || len > ML_REC_MAX || want != len || p[9] == 0 || p[10] == 0)
 		return ML_REC_BAD;
 	if (len > avail)
@@ -117,9 +121,9 @@ int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position
 		return ml_diag_set(ML_ERR_CORRUPT, "not a moonlog segment (bad magic)");
 	if (ml_crc32c(0, p, 60) != ml_le32(p + 60))
 		return ml_diag_set(ML_ERR_CORRUPT, "segment header checksum mismatch");
-	if (ml_le32(p + 8) != ML_FORMAT_VERSION)
+	if (ml_le32(p + 8) != ML_FORMAT_VERSION && ml_le32(p + 8) != 1)
 		return ml_diag_set(ML_ERR_CORRUPT,
-				   "segment format version %u; this moonlog reads version %d",
+				   "segment format version %u; this moonlog reads versions 1 to %d",
 				   ml_le32(p + 8), ML_FORMAT_VERSION);
 	*first_position = ml_le64(p + 16);
 	return 0;
@@ -148,7 +152,8 @@ int ml_seg_list(const char *logdir, int remove_tmp, uint64_t **out, size_t *n)
 	for (struct dirent *de; (de = readdir(d)) != NULL;) {
 		uint64_t first;
 		char tail[8];
-		if (remove_tmp && strstr(de->d_name, ".seg.tmp")) {
+		if (remove_tmp &&
+		    (strstr(de->d_name, ".seg.tmp") || strstr(de->d_name, ".idx.tmp"))) {
 			unlinkat(dirfd(d), de->d_name, 0);
 			continue;
 		}

@@ -3,7 +3,8 @@
  *
  * A segment file starts with a 64-byte header:
  *   0  "MOONLOG\0"          magic
- *   8  u32 format version   (ML_FORMAT_VERSION)
+ *   8  u32 format version   (ML_FORMAT_VERSION; 1 is read too: no record has
+ *                           ML_REC_SYNCED)
  *   12 u32 header size      (64)
  *   16 u64 first position   (also the file name)
  *   24 i64 created, ms
@@ -14,16 +15,21 @@
  *   0  u32 length of the whole record
  *   4  u32 crc32c of bytes 0..3 and 8..length
  *   8  u8  flags  (ML_REC_FIRST, ML_REC_LAST: the record opens / closes a batch;
- *                  ML_REC_GEN_ID: the id was generated, not client-chosen)
+ *                  ML_REC_GEN_ID: the id was generated, not client-chosen;
+ *                  ML_REC_SEQ, ML_REC_SYNCED: the trailers below follow)
  *   9  u8  stream length  10 u8 type length  11 u8 id length
  *   12 u32 meta length    16 u32 data length
  *   20 u32 events left in the batch after this one
  *   24 u64 position       32 u64 version      40 i64 time, ms
  *   48 stream, type, id, meta, data
  *   then, with ML_REC_SEQ: u64 the journal sequence of the entry the batch was
- *   applied from (the last record of a batch applied by ml_log_apply)
+ *   applied from (the last record of a batch applied by ml_log_apply);
+ *   then, with ML_REC_SYNCED: u64 the last position known to be on disk when
+ *   the batch was reserved: nothing of its write began before every event up
+ *   to it was synced (the first record of every batch, from format 2 on)
  * A batch is the records from one with ML_REC_FIRST to one with ML_REC_LAST;
- * recovery keeps only whole batches.
+ * recovery keeps only whole batches, and tells from ML_REC_SYNCED whether
+ * damage lies in records that were never synced (scan.c).
  */
 #ifndef ML_LOG_RECORD_H
 #define ML_LOG_RECORD_H
@@ -33,13 +39,14 @@
 
 #include <moonlog/log.h>
 
-#define ML_FORMAT_VERSION 1
-#define ML_SEG_HEADER	  64
-#define ML_REC_HEADER	  48
-#define ML_REC_SEQ_SIZE	  8
-#define ML_REC_MAX	  (ML_REC_HEADER + 3 * 255 + (64u << 20) + ML_REC_SEQ_SIZE)
+#define ML_FORMAT_VERSION  2
+#define ML_SEG_HEADER	   64
+#define ML_REC_HEADER	   48
+#define ML_REC_SEQ_SIZE	   8
+#define ML_REC_SYNCED_SIZE 8
+#define ML_REC_MAX	   (ML_REC_HEADER + 3 * 255 + (64u << 20) + ML_REC_SEQ_SIZE + ML_REC_SYNCED_SIZE)
 
-enum { ML_REC_FIRST = 1, ML_REC_LAST = 2, ML_REC_GEN_ID = 4, ML_REC_SEQ = 8 };
+enum { ML_REC_FIRST = 1, ML_REC_LAST = 2, ML_REC_GEN_ID = 4, ML_REC_SEQ = 8, ML_REC_SYNCED = 16 };
 
 struct ml_rec {
 	uint32_t len, crc;
@@ -70,18 +77,27 @@ static inline void ml_put64(uint8_t *p, uint64_t v)
 	ml_put32(p + 4, (uint32_t)(v >> 32));
 }
 
-/* The encoded size of an event (without a journal sequence: ML_REC_SEQ_SIZE more with one). */
+/* The encoded size of an event (without trailers: ML_REC_SEQ_SIZE more with a journal
+ * sequence, ML_REC_SYNCED_SIZE more with the synced position). */
 size_t ml_rec_size(const struct ml_event_in *e, size_t id_len);
-/* Encodes one record into out (ml_rec_size bytes, and ML_REC_SEQ_SIZE more when seq is not 0:
- * then ML_REC_SEQ is set), computing its crc. */
+/* Encodes one record into out, computing its crc: ml_rec_size bytes, ML_REC_SEQ_SIZE more when
+ * seq is not 0 (ML_REC_SEQ is then set), and ML_REC_SYNCED_SIZE more with `synced` when flags
+ * has ML_REC_SYNCED. */
 void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, size_t id_len,
 		   uint8_t flags, uint32_t left, uint64_t position, uint64_t version, int64_t time,
-		   uint64_t seq);
+		   uint64_t seq, uint64_t synced);
 
 /* The journal sequence a parsed record carries (ML_REC_SEQ), or 0. */
 static inline uint64_t ml_rec_seq(const struct ml_rec *r)
 {
 	return r->flags & ML_REC_SEQ ? ml_le64(r->ev.data + r->ev.data_len) : 0;
+}
+
+/* The synced position a parsed record carries (ML_REC_SYNCED), or UINT64_MAX: unknown. */
+static inline uint64_t ml_rec_synced(const struct ml_rec *r)
+{
+	const uint8_t *p = r->ev.data + r->ev.data_len + (r->flags & ML_REC_SEQ ? 8 : 0);
+	return r->flags & ML_REC_SYNCED ? ml_le64(p) : UINT64_MAX;
 }
 
 enum ml_rec_status { ML_REC_OK, ML_REC_SHORT, ML_REC_BAD };
@@ -93,8 +109,13 @@ enum ml_rec_status { ML_REC_OK, ML_REC_SHORT, ML_REC_BAD };
 enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r);
 
 void ml_seg_header_encode(uint8_t out[ML_SEG_HEADER], uint64_t first_position);
-/* 0 and the first position, or -1 with diag when the header is not a valid one. */
+/* 0 and the first position, or -1 with diag when the header is not a valid one. The format
+ * version is then ml_seg_format(p): 1 or 2. */
 int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position);
+static inline uint32_t ml_seg_format(const uint8_t *header)
+{
+	return ml_le32(header + 8);
+}
 /* The file name of a segment: 20 digits of its first position and ".seg". */
 void ml_seg_name(char out[32], uint64_t first_position);
 

@@ -3,18 +3,33 @@
  */
 #include "log/scan.h"
 
-/* Is there, anywhere after `from`, a valid record that opens a batch later than the damage? */
-static int valid_batch_after(const uint8_t *p, uint64_t size, uint64_t from, uint64_t after_pos)
+/*
+ * What follows damage at `from`, whose records are past position `good` (the
+ * last one of a complete batch before it): TORN if no valid batch does, FLUSH
+ * if every one that does says it was written before `good` + 1 was synced,
+ * DAMAGED if one says otherwise (or says nothing: format 1).
+ */
+static enum ml_scan_status after_damage(const uint8_t *p, uint64_t size, uint64_t from,
+					uint64_t good, struct ml_scan *s)
 {
 	struct ml_rec r;
-	for (uint64_t o = from; o + ML_REC_HEADER <= size; o++) {
+	enum ml_scan_status st = ML_SCAN_TORN;
+	for (uint64_t o = from; o + ML_REC_HEADER <= size;) {
 		const uint8_t *q = p + o;
-		if (!(q[8] & ML_REC_FIRST) || ml_le64(q + 24) <= after_pos)
+		if (!(q[8] & ML_REC_FIRST) || ml_le64(q + 24) <= good ||
+		    ml_rec_parse(q, size - o, 1, &r) != ML_REC_OK) {
+			o++;
 			continue;
-		if (ml_rec_parse(q, size - o, 1, &r) == ML_REC_OK)
-			return 1;
+		}
+		if (ml_rec_synced(&r) > good) /* it was written after `good` + 1 was synced */
+			return ML_SCAN_DAMAGED;
+		st = ML_SCAN_FLUSH;
+		s->after_batches++;
+		if (r.ev.position + r.left > s->after_last)
+			s->after_last = r.ev.position + r.left;
+		o += r.len;
 	}
-	return 0;
+	return st;
 }
 
 static int all_zero(const uint8_t *p, uint64_t n)
@@ -54,7 +69,7 @@ static const char *misplaced(const struct ml_rec *r, uint64_t want_pos, int in_b
 void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan *s, ml_scan_fn fn,
 		     void *arg)
 {
-	uint64_t o = ML_SEG_HEADER, batch_start = o, pos = s->next_position;
+	uint64_t o = s->start ? s->start : ML_SEG_HEADER, batch_start = o, pos = s->next_position;
 	uint32_t left = 0, in_batch = 0, batch_records = 0;
 	struct ml_rec r;
 
@@ -95,6 +110,5 @@ void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan
 	if (!s->why)
 		s->why = "last batch cut short";
 	s->bad_offset = o < size ? o : batch_start;
-	s->status =
-	    valid_batch_after(p, size, o, s->next_position - 1) ? ML_SCAN_DAMAGED : ML_SCAN_TORN;
+	s->status = after_damage(p, size, o, s->next_position - 1, s);
 }

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
 #include "log/record.h"
 
@@ -101,9 +102,9 @@ static int walk(const struct scan_seg *s, uint64_t *pos, uint64_t last, ml_event
 
 int64_t ml_log_scan(struct ml_log *log, uint64_t from, uint64_t until, ml_event_fn fn, void *arg)
 {
-	if (from == 0)
-		from = 1;
 	pthread_mutex_lock(&log->mu);
+	if (from < log->first)
+		from = log->first;
 	uint64_t last = log->head;
 	if (until && until < last)
 		last = until;
@@ -124,7 +125,7 @@ int64_t ml_log_scan(struct ml_log *log, uint64_t from, uint64_t until, ml_event_
 		struct ml_seg *sg = log->segs[i0 + i];
 		segs[i] = (struct scan_seg){sg->fd, ML_SEG_HEADER, sg->durable_end};
 	}
-	segs[0].start = log->offsets[from - 1];
+	segs[0].start = ml_index_locate(log, from).off;
 	pthread_mutex_unlock(&log->mu);
 
 	int64_t count = 0;

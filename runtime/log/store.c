@@ -13,20 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log/index.h"
 #include "log/log_internal.h"
 #include "log/record.h"
-
-static struct ml_stream *find_stream(struct ml_log *log, const char *name, size_t len)
-{
-	return ml_streams_find(&log->streams, name, len, ml_stream_hash(name, len));
-}
 
 static int check_expected(struct ml_log *log, struct ml_append *req)
 {
 	for (size_t i = 0; i < req->n_expect; i++) {
 		const struct ml_expect_in *x = &req->expect[i];
-		struct ml_stream *s = find_stream(log, x->stream, x->stream_len);
-		int64_t v = s ? s->count : 0;
+		int64_t v =
+		    (int64_t)ml_index_latest(log, ml_index_hash(log, x->stream, x->stream_len),
+					     x->stream, x->stream_len)
+			.version;
 		int ok = x->expected == ML_EXPECT_ANY ||
 			 (x->expected == ML_EXPECT_EXISTS && v > 0) || x->expected == v;
 		if (ok)
@@ -57,8 +55,8 @@ static int same_event(struct ml_log *log, uint64_t position, const struct ml_eve
 {
 	struct ml_rec r;
 	scratch->len = 0;
-	if (position == 0 || position >= log->next_position)
-		return 0;
+	if (position < log->first || position >= log->next_position)
+		return 0; /* (an event dropped with its segment cannot be compared: not a match) */
 	if (ml_log_record_at(log, position, scratch) != 0 ||
 	    ml_rec_parse((uint8_t *)scratch->data, scratch->len, 0, &r) != ML_REC_OK)
 		return -1;
@@ -95,26 +93,15 @@ static void note_stored(struct ml_append *req, size_t i, uint64_t p, uint64_t v,
 }
 
 /*
- * The position at or below which a found id does not count, for a batch applied
- * from a journal: the window is then the last `id_window` positions, which is
- * what a node that has just restarted remembers (open.c: load_ids), so that
- * every node, restarted or not, finds the same duplicates. (A node that ran on
- * remembers at least those: the last id_window client ids.) 0 for a local
- * append, which counts every id the window holds.
- */
-static uint64_t id_floor(const struct ml_log *log, const struct ml_stamp *st)
-{
-	uint64_t top = log->next_position - 1;
-	return st && top > log->idem.cap ? top - log->idem.cap : 0;
-}
-
-/*
  * Finds the events of the batch whose id is already stored in their stream,
- * filling positions and versions with the stored ones. -1 if a record could not
- * be read (the append is refused rather than risk storing an event twice).
+ * filling positions and versions with the stored ones. Every client-chosen id
+ * is remembered, however old (the index's chunks and runs hold them all), so
+ * every node that applies the same journal finds the same duplicates, restarted
+ * or not. A key the index holds is only a candidate: the stored record must
+ * have the same stream and id. -1 if a record could not be read (the append is
+ * refused rather than risk storing an event twice).
  */
-static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dups *d,
-			   uint64_t floor)
+static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dups *d)
 {
 	struct ml_buf scratch = {0};
 	int rc = 0;
@@ -124,14 +111,18 @@ static int find_duplicates(struct ml_log *log, struct ml_append *req, struct dup
 		if (e->id_len == 0)
 			continue;
 		d->with_id++;
-		uint64_t p = ml_idem_find(&log->idem,
-					  ml_idem_key(e->stream, e->stream_len, e->id, e->id_len));
-		uint64_t v = 0;
-		int same = p > floor ? same_event(log, p, e, &scratch, &v) : 0;
-		if (same < 0)
-			rc = -1;
-		else if (same)
-			note_stored(req, i, p, v, d);
+		uint64_t cand[8], v = 0;
+		size_t n = ml_index_ids(
+		    log, ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len), cand, 8);
+		for (size_t k = 0; k < n && k < 8 && rc == 0; k++) {
+			int same = same_event(log, cand[k], e, &scratch, &v);
+			if (same < 0)
+				rc = -1;
+			else if (same) {
+				note_stored(req, i, cand[k], v, d);
+				break;
+			}
+		}
 	}
 	ml_buf_free(&scratch);
 	return rc;
@@ -164,7 +155,8 @@ static int match_generated(struct ml_log *log, struct ml_append *req, struct dup
 static struct ml_seg *seg_for(struct ml_log *log, uint64_t bytes)
 {
 	struct ml_seg *seg = log->nsegs ? log->segs[log->nsegs - 1] : NULL;
-	if (seg && (seg->end == ML_SEG_HEADER || seg->end + bytes <= log->opt.segment_size))
+	if (seg && !seg->full &&
+	    (seg->end == ML_SEG_HEADER || seg->end + bytes <= log->opt.segment_size))
 		return seg;
 	if (log->nsegs == log->segs_cap) {
 		log->segs_cap = log->segs_cap ? log->segs_cap * 2 : 8;
@@ -173,21 +165,38 @@ static struct ml_seg *seg_for(struct ml_log *log, uint64_t bytes)
 	seg = ml_xcalloc(1, sizeof(*seg));
 	seg->first = log->next_position;
 	seg->end = seg->durable_end = ML_SEG_HEADER;
-	seg->fd = -1;
+	seg->fd = seg->idx_fd = -1;
 	log->segs[log->nsegs++] = seg;
 	return seg;
 }
 
 /*
+ * The last position known to be on disk before any record of the pending
+ * buffer is written, which its first record of each batch carries (recovery
+ * tells by it whether damage lies only in records never synced: scan.c).
+ * Under --fsync always everything reserved before the buffer was started is
+ * synced (or rolled back) before the flush that writes the buffer begins:
+ * one write-and-sync cycle runs at a time. Under batch and never, only what a
+ * sync has covered.
+ */
+static uint64_t pending_synced(struct ml_log *log)
+{
+	if (log->pending.bytes.len == 0)
+		log->pending.synced = log->opt.fsync == ML_FSYNC_ALWAYS ? log->next_position - 1
+									: log->synced_position;
+	return log->pending.synced;
+}
+
+/*
  * Gives the batch its positions and versions and encodes it into the pending
  * buffer. A batch from a journal keeps the time its submitter gave it, and its
- * last record carries the entry's sequence.
+ * last record carries the entry's sequence; its first, the synced position.
  */
 static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		    const struct ml_stamp *st)
 {
-	uint64_t seq = st ? st->seq : 0;
-	uint64_t bytes = seq ? ML_REC_SEQ_SIZE : 0;
+	uint64_t seq = st ? st->seq : 0, synced = pending_synced(log);
+	uint64_t bytes = (seq ? ML_REC_SEQ_SIZE : 0) + ML_REC_SYNCED_SIZE;
 	for (size_t i = 0; i < req->n_events; i++)
 		bytes += ml_rec_size(&req->events[i],
 				     req->events[i].id_len ? req->events[i].id_len : 36);
@@ -206,23 +215,22 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		const struct ml_event_in *e = &req->events[i];
 		const char *id = e->id_len ? e->id : ids[i];
 		size_t id_len = e->id_len ? e->id_len : 36;
-		uint64_t h = ml_stream_hash(e->stream, e->stream_len);
-		struct ml_stream *s = ml_streams_find(&log->streams, e->stream, e->stream_len, h);
-		if (s == NULL)
-			s = ml_streams_add(&log->streams, e->stream, e->stream_len, h);
-		uint64_t pos = log->next_position++, ver = (uint64_t)s->count + 1;
+		uint64_t pos = log->next_position++;
 		int last = i + 1 == req->n_events;
-		uint8_t flags = (i == 0 ? ML_REC_FIRST : 0) | (last ? ML_REC_LAST : 0) |
-				(e->id_len ? 0 : ML_REC_GEN_ID);
+		uint32_t n =
+		    (uint32_t)(ml_rec_size(e, id_len) + (last && seq ? ML_REC_SEQ_SIZE : 0) +
+			       (i == 0 ? ML_REC_SYNCED_SIZE : 0));
+		/* a generated id is unknown to the client until acknowledged: not remembered */
+		uint64_t key =
+		    e->id_len ? ml_index_id_key(log, e->stream, e->stream_len, id, id_len) : 0;
+		uint64_t ver = ml_index_event(log, seg, pos, (uint32_t)seg->end, n, i == 0,
+					      e->stream, e->stream_len,
+					      ml_index_hash(log, e->stream, e->stream_len), key, 0);
+		uint8_t flags = (i == 0 ? ML_REC_FIRST | ML_REC_SYNCED : 0) |
+				(last ? ML_REC_LAST : 0) | (e->id_len ? 0 : ML_REC_GEN_ID);
 		ml_rec_encode((uint8_t *)buf->data + buf->len, e, id, id_len, flags,
-			      (uint32_t)(req->n_events - 1 - i), pos, ver, now, last ? seq : 0);
-		ml_stream_push(&log->streams, s, pos);
-		ml_log_offsets_reserve(log, pos);
-		log->offsets[pos - 1] = (uint32_t)seg->end;
-		if (e->id_len) /* a generated id is unknown to the client until acknowledged */
-			ml_idem_add(&log->idem, ml_idem_key(e->stream, e->stream_len, id, id_len),
-				    pos);
-		size_t n = ml_rec_size(e, id_len) + (last && seq ? ML_REC_SEQ_SIZE : 0);
+			      (uint32_t)(req->n_events - 1 - i), pos, ver, now, last ? seq : 0,
+			      synced);
 		buf->len += n;
 		seg->end += n;
 		if (req->positions)
@@ -230,6 +238,8 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		if (req->versions)
 			req->versions[i] = ver;
 	}
+	if (seq)
+		log->chunk_newest->last_seq = seq;
 	req->last_position = log->next_position - 1;
 	if (seq)
 		log->last_seq = log->pending.last_seq = seq;
@@ -284,7 +294,7 @@ static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[
 	if ((st || log->last_seq) && check_origin(log, req, st) != 0)
 		return -1;
 	struct dups d;
-	if (find_duplicates(log, req, &d, id_floor(log, st)) != 0)
+	if (find_duplicates(log, req, &d) != 0)
 		return ml_append_refuse(req, ML_ERR_IO,
 					"cannot check this batch's ids against the log: %s",
 					ml_diag_last());

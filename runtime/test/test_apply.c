@@ -64,13 +64,14 @@ static int same_outcome(const struct ml_append *a, const struct ml_append *b)
 	       a->duplicate == b->duplicate && a->actual_version == b->actual_version;
 }
 
-static struct ml_log *open_window(const char *dir, uint32_t id_window)
+/* A log whose index writes a block every `block` events (0: the default). */
+static struct ml_log *open_node(const char *dir, uint32_t block)
 {
 	struct ml_log_options o;
 	ml_log_options_init(&o);
 	o.dir = dir;
 	o.fsync = ML_FSYNC_NEVER;
-	o.id_window = id_window;
+	o.index_block = block;
 	return ml_log_open(&o);
 }
 
@@ -86,7 +87,7 @@ static void test_same(const char *dir)
 	char a_dir[300], b_dir[300];
 	snprintf(a_dir, sizeof(a_dir), "%s/a", dir);
 	snprintf(b_dir, sizeof(b_dir), "%s/b", dir);
-	struct ml_log *a = open_window(a_dir, 1000), *b = open_window(b_dir, 1000);
+	struct ml_log *a = open_node(a_dir, 0), *b = open_node(b_dir, 0);
 
 	struct ml_event_in open2[2] = {ev("acct-1", "Opened", NULL),
 				       ev("acct-1", "Deposited", "d-1")};
@@ -141,7 +142,7 @@ static void test_same(const char *dir)
 	ml_log_close(b);
 	ok(same_records(a_dir, b_dir), "the segment files hold the same records, byte for byte");
 
-	a = open_window(a_dir, 1000);
+	a = open_node(a_dir, 0);
 	is_int(ml_log_applied_seq(a), 2, "reopened, the log knows where it stands");
 	ok(append1(a, "acct-3", NULL, ML_EXPECT_ANY) == 0 && ml_diag_code() == ML_ERR_REFUSED &&
 	       strstr(ml_diag_last(), "replicated journal"),
@@ -155,47 +156,56 @@ static void test_same(const char *dir)
 }
 
 /*
- * The duplicate window of an apply is the last id_window positions, which a
- * restarted log remembers just as one that ran on: an id that left it is new
- * on both, whatever events without client ids came in between.
+ * Every node remembers every id, however old: a retry of an id hundreds of
+ * events back (written down in the index's blocks and merged into its runs) is
+ * a duplicate with the stored position on a log that ran on and on one that
+ * restarted, whatever events without client ids came in between.
  */
-static void test_window(const char *dir)
+static void test_ids_forever(const char *dir)
 {
 	char a_dir[300], b_dir[300];
 	snprintf(a_dir, sizeof(a_dir), "%s/a", dir);
 	snprintf(b_dir, sizeof(b_dir), "%s/b", dir);
-	struct ml_log *a = open_window(a_dir, 4), *b = open_window(b_dir, 4);
+	struct ml_log *a = open_node(a_dir, 4), *b = open_node(b_dir, 4);
 	struct ml_event_in with_id = ev("w-1", "Deposited", "a"), made = ev("w-2", "Noted", NULL);
-	struct ml_buf entries[7];
+	enum { N = 403 };
+	static struct ml_buf entries[N];
 	entries[0] = entry_of(&with_id, 1, NULL, 0, T0);
-	for (int i = 1; i <= 4; i++)
+	for (int i = 1; i < N - 2; i++)
 		entries[i] = entry_of(&made, 1, NULL, 0, T0);
-	entries[5] = entry_of(&with_id, 1, NULL, 0, T0); /* its id is 5 positions back */
-	entries[6] = entry_of(&with_id, 1, NULL, 0, T0); /* and now 1 */
-	struct ml_append oa[7], ob[7];
-	for (int i = 0; i < 7; i++) {
-		if (i == 5) { /* b restarts here; a runs on */
+	entries[N - 2] = entry_of(&with_id, 1, NULL, 0, T0); /* its id is 400 positions back */
+	entries[N - 1] = entry_of(&with_id, 1, NULL, 0, T0); /* and again */
+	static struct ml_append oa[N], ob[N];
+	for (int i = 0; i < N; i++) {
+		if (i == N - 2) { /* b restarts here; a runs on */
 			ml_log_close(b);
-			b = open_window(b_dir, 4);
+			b = open_node(b_dir, 4);
 		}
 		apply_wait(a, &entries[i], (uint64_t)i + 1, &oa[i]);
 		apply_wait(b, &entries[i], (uint64_t)i + 1, &ob[i]);
 	}
-	ok(same_outcome(&oa[5], &ob[5]) && !oa[5].duplicate && oa[5].first_position == 6,
-	   "an id past the window is new on a log that ran on and on one that restarted");
-	ok(same_outcome(&oa[6], &ob[6]) && oa[6].duplicate && oa[6].first_position == 6,
-	   "an id within it is a duplicate on both");
-	ok(same_events(a, b), "and both hold the same events");
+	struct ml_log_stats st;
+	ml_log_stats(a, &st);
+	ok(st.index_blocks > 50, "the id is in a block long written down (%llu blocks)",
+	   (unsigned long long)st.index_blocks);
+	ok(same_outcome(&oa[N - 2], &ob[N - 2]) && oa[N - 2].duplicate &&
+	       oa[N - 2].first_position == 1,
+	   "an id 400 positions back is a duplicate of position 1 on a log that ran on and on "
+	   "one that restarted");
+	ok(same_outcome(&oa[N - 1], &ob[N - 1]) && oa[N - 1].duplicate &&
+	       oa[N - 1].first_position == 1,
+	   "and again");
+	ok(same_events(a, b) && ml_log_head(a) == N - 2, "both hold the same events, once each");
 	ml_log_close(a);
 	ml_log_close(b);
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < N; i++)
 		ml_buf_free(&entries[i]);
 }
 
 /* A crash in the middle of a batch's write takes the batch and its sequence away. */
 static void test_torn(const char *dir)
 {
-	struct ml_log *log = open_window(dir, 1000);
+	struct ml_log *log = open_node(dir, 0);
 	struct ml_event_in e1 = ev("t-1", "A", "x-1"), e2 = ev("t-1", "B", "x-2");
 	struct ml_buf x = entry_of(&e1, 1, NULL, 0, T0), y = entry_of(&e2, 1, NULL, 0, T0);
 	struct ml_append out;
@@ -208,7 +218,7 @@ static void test_torn(const char *dir)
 	struct ml_buf recs = segment_records(path);
 	ok(truncate(path, (off_t)(64 + recs.len - 3)) == 0, "the last batch is torn");
 	ml_buf_free(&recs);
-	log = open_window(dir, 1000);
+	log = open_node(dir, 0);
 	is_int(ml_log_head(log), 1, "reopened, the torn batch is cut off");
 	is_int(ml_log_applied_seq(log), 10, "and the log stands at the entry before it");
 	apply_wait(log, &y, 12, &out);
@@ -228,7 +238,7 @@ static void test_failed_write(const char *dir)
 	char a_dir[300], b_dir[300];
 	snprintf(a_dir, sizeof(a_dir), "%s/a", dir);
 	snprintf(b_dir, sizeof(b_dir), "%s/b", dir);
-	struct ml_log *a = open_window(a_dir, 1000), *ref = open_window(b_dir, 1000);
+	struct ml_log *a = open_node(a_dir, 0), *ref = open_node(b_dir, 0);
 	struct ml_buf entries[6];
 	struct ml_append out;
 	for (int i = 0; i < 6; i++) {
@@ -264,7 +274,7 @@ int main(void)
 	signal(SIGXFSZ, SIG_IGN);
 	static const struct unit_dir_test tests[] = {
 	    {"apply-same", test_same},
-	    {"apply-window", test_window},
+	    {"apply-ids", test_ids_forever},
 	    {"apply-torn", test_torn},
 	    {"apply-failed", test_failed_write},
 	};

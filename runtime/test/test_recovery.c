@@ -4,7 +4,9 @@
  * and check must call it a torn tail at the offset open cuts (not a failure),
  * then pass. Damage before the last batch (every bit of a middle batch, a
  * torn end of a segment that is not the last) must stop the open and fail
- * check, not be called a torn tail.
+ * check, not be called a torn tail. A power loss that wrote the last write's
+ * pages out of order (a page of it lost, later ones on disk) is cut by the open
+ * by itself; damage in an earlier, synced write still stops it.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -161,6 +163,223 @@ static void torn_sealed_segment(void)
 	free(dir);
 }
 
+/* ---- a power loss ---- */
+
+struct rec_at {
+	size_t off, len;
+	uint64_t position, synced;
+	int first;
+};
+
+/* The records of a segment's bytes, in order (at most max). */
+static size_t records_of(const uint8_t *p, size_t n, struct rec_at *out, size_t max)
+{
+	size_t k = 0;
+	for (size_t o = SEG_HEADER; o + 48 <= n && k < max;) {
+		size_t len = (size_t)p[o] | (size_t)p[o + 1] << 8 | (size_t)p[o + 2] << 16 |
+			     (size_t)p[o + 3] << 24;
+		if (len < 48 || len > n - o)
+			break;
+		uint64_t pos = 0, synced = UINT64_MAX;
+		for (int b = 7; b >= 0; b--)
+			pos = pos << 8 | p[o + 24 + b];
+		if (p[o + 8] & 16) { /* the synced position: the record's last 8 bytes here */
+			synced = 0;
+			for (int b = 7; b >= 0; b--)
+				synced = synced << 8 | p[o + len - 8 + b];
+		}
+		out[k++] = (struct rec_at){o, len, pos, synced, p[o + 8] & 1};
+		o += len;
+	}
+	return k;
+}
+
+static struct ml_event_in big_event(const char *stream)
+{
+	static uint8_t data[3 + 1200];
+	data[0] = 0xc5, data[1] = 1200 >> 8, data[2] = 1200 & 0xff; /* bin 16 */
+	memset(data + 3, 'p', 1200);
+	return (struct ml_event_in){stream, strlen(stream), "Paged",	  5,	NULL,
+				    0,	    data,	    sizeof(data), NULL, 0};
+}
+
+struct queued {
+	struct ml_append req;
+	struct ml_event_in ev;
+	int done;
+};
+
+static void queued_done(struct ml_append *req)
+{
+	__atomic_store_n(&((struct queued *)req->arg)->done, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * Eight batches of about 1.3 KB queued together and written by one write and
+ * one sync: the last write, spread over several pages. Returns the index of
+ * its first record among n, or -1 (the flusher took them in two writes: the
+ * caller tries again, within a generous bound).
+ */
+static long last_write(struct ml_log *log, const char *dir, uint8_t **seg, size_t *seg_len,
+		       struct rec_at *recs, size_t *n)
+{
+	struct queued q[8];
+	for (int i = 0; i < 8; i++) {
+		q[i] = (struct queued){.ev = big_event("power-1")};
+		q[i].req = (struct ml_append){.events = &q[i].ev,
+					      .n_events = 1,
+					      .done = queued_done,
+					      .arg = &q[i],
+					      .kick_later = 1};
+		ml_log_submit(log, &q[i].req);
+	}
+	ml_log_kick(log);
+	for (int i = 0; i < 8; i++)
+		while (!__atomic_load_n(&q[i].done, __ATOMIC_ACQUIRE))
+			usleep(1000);
+	struct ml_log_stats st;
+	ml_log_stats(log, &st);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/log/" SEG1, dir);
+	FILE *f = fopen(path, "rb");
+	free(*seg);
+	*seg = malloc(st.bytes);
+	*seg_len = f ? fread(*seg, 1, st.bytes, f) : 0;
+	if (f)
+		fclose(f);
+	*n = records_of(*seg, *seg_len, recs, 64);
+	long w = (long)*n - 8;
+	for (size_t i = (size_t)w; w >= 0 && i < *n; i++)
+		if (recs[i].synced != recs[w].synced) /* one write: one synced position */
+			return -1;
+	return w;
+}
+
+static void power_loss(void)
+{
+	char *dir = unit_tmpdir("recovery-power");
+	snprintf(seg_path, sizeof(seg_path), "%s/log/" SEG1, dir); /* for write_seg */
+	struct ml_log *log = open_log(dir, 0);
+	for (int i = 0; i < 3; i++) { /* written and synced one at a time: acknowledged */
+		struct ml_event_in e = big_event("power-0");
+		struct ml_append req = {.events = &e, .n_events = 1};
+		ml_log_append(log, &req);
+	}
+	uint8_t *seg = NULL;
+	size_t seg_len = 0, n = 0;
+	struct rec_at recs[64];
+	long w = -1;
+	for (int tries = 0; tries < 5 && w < 0; tries++)
+		w = last_write(log, dir, &seg, &seg_len, recs, &n);
+	ml_log_close(log);
+	ok(w >= 3 && recs[w].synced == recs[w].position - 1,
+	   "a last write of 8 batches, each saying what was synced before it (%llu)",
+	   (unsigned long long)(w >= 0 ? recs[w].synced : 0));
+	if (w < 3) {
+		free(seg);
+		rm_rf(dir);
+		free(dir);
+		return;
+	}
+	size_t wstart = recs[w].off, wend = seg_len;
+	/* The disk wrote the write's pages out of order and lost power: the page that holds its
+	 * third batch was never written (it still holds the zeros written ahead), the pages
+	 * after it were. */
+	size_t page = recs[w + 2].off & ~(size_t)4095, lost_from = page > wstart ? page : wstart;
+	size_t lost_to = page + 4096 < wend ? page + 4096 : wend;
+	uint8_t *copy = malloc(seg_len);
+	memcpy(copy, seg, seg_len);
+	memset(copy + lost_from, 0, lost_to - lost_from);
+	write_seg(copy, seg_len);
+	long first_bad = w;
+	while (recs[first_bad].off + recs[first_bad].len <= lost_from)
+		first_bad++;
+	uint64_t keep = recs[first_bad].position - 1;
+	struct ml_check_report r;
+	ok(ml_log_check(dir, 0, &r) == 0 && r.torn_tail && r.lost_write && r.lost_batches >= 4 &&
+	       r.torn_offset == recs[first_bad].off,
+	   "check: a lost write from offset %llu, %llu whole batches after the damage (not "
+	   "damage)",
+	   (unsigned long long)r.torn_offset, (unsigned long long)r.lost_batches);
+	log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+	ok(log && ml_log_head(log) == keep && strstr(ml_log_recovered(log), "power loss"),
+	   "the open cuts it by itself, keeping positions to %llu: %s", (unsigned long long)keep,
+	   log ? ml_log_recovered(log) : ml_diag_last());
+	ok(log && append1(log, "power-2", NULL, ML_EXPECT_ANY) == keep + 1,
+	   "and appends go on from there");
+	ml_log_close(log);
+	ok(ml_log_check(dir, 0, &r) == 0 && !r.torn_tail && r.last_position == keep + 1,
+	   "then check finds the log clean");
+
+	/* Damage in an earlier write, synced and acknowledged, with the last write whole: the
+	 * batches after it say they were written after it was synced. */
+	memcpy(copy, seg, seg_len);
+	copy[recs[1].off + 60] ^= 0x08;
+	write_seg(copy, seg_len);
+	ok(ml_log_check(dir, 0, &r) != 0 && !r.torn_tail && !r.lost_write &&
+	       r.bad_offset == recs[1].off,
+	   "damage in an acknowledged write fails check: %s", ml_diag_last());
+	log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+	ok(log == NULL && ml_diag_code() == ML_ERR_CORRUPT, "and stops the open: %s",
+	   ml_diag_last());
+	ml_log_close(log);
+	/* The same in the last write's first batch, with its later batches whole: cut. */
+	memcpy(copy, seg, seg_len);
+	copy[recs[w].off + 60] ^= 0x08;
+	write_seg(copy, seg_len);
+	log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+	ok(log && ml_log_head(log) == recs[w].position - 1,
+	   "damage in the last write's first batch is cut with the whole write: %s",
+	   log ? ml_log_recovered(log) : ml_diag_last());
+	ml_log_close(log);
+	free(copy);
+	free(seg);
+	rm_rf(dir);
+	free(dir);
+}
+
+/* A log of the format before this one (a segment of format 1, no index files, written by the
+ * moonlog before): it opens, is indexed once, and new records go to a segment of format 2. */
+static void old_format(void)
+{
+	char *dir = unit_tmpdir("recovery-v1"), cmd[1024], path[512];
+	snprintf(cmd, sizeof(cmd), "cp -r '%s/runtime/test/data/v1-log/log' '%s/'", ML_SOURCE_DIR,
+		 dir);
+	ok(system(cmd) == 0, "a data folder of format 1");
+	struct ml_log *log = open_log(dir, 0);
+	ok(log && ml_log_head(log) == 8 && strstr(ml_log_recovered(log), "format 1"), "opens: %s",
+	   log ? ml_log_recovered(log) : ml_diag_last());
+	ok(log && ml_log_stream_version(log, "account-0", 9) == 3 &&
+	       ml_log_stream_version(log, "order-1", 7) == 2,
+	   "with its streams' versions");
+	struct ml_event_in e = ev("account-1", "Deposited", "dep-1");
+	struct ml_append req = {.events = &e, .n_events = 1};
+	ok(log && ml_log_append(log, &req) == 0 && req.duplicate && req.first_position == 1,
+	   "and its ids: a retry is a duplicate of position 1");
+	ok(log && append1(log, "account-1", NULL, 3) == 9, "appends go on at position 9");
+	ml_log_close(log);
+	snprintf(path, sizeof(path), "%s/log/00000000000000000009.seg", dir);
+	FILE *f = fopen(path, "rb");
+	uint8_t hdr[12] = {0};
+	ok(f && fread(hdr, 1, 12, f) == 12 && hdr[8] == 2, "in a new segment, of format 2");
+	if (f)
+		fclose(f);
+	snprintf(cmd, sizeof(cmd),
+		 "cmp -s '%s/runtime/test/data/v1-log/log/" SEG1 "' '%s/log/" SEG1 "'",
+		 ML_SOURCE_DIR, dir);
+	ok(system(cmd) == 0, "the old segment is left as it was");
+	struct ml_check_report r;
+	ok(ml_log_check(dir, 0, &r) == 0 && r.records == 9, "check passes");
+	log = open_log(dir, 0);
+	struct collect c = {0};
+	ok(log && ml_log_recovered(log)[0] == '\0' &&
+	       ml_log_read_all(log, 1, 0, collect_fn, &c) == 9,
+	   "and the next open has nothing to redo ('%s')", log ? ml_log_recovered(log) : "");
+	ml_log_close(log);
+	rm_rf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
@@ -274,6 +493,8 @@ int main(void)
 	free(pristine);
 	rm_rf(dir);
 	torn_sealed_segment();
+	power_loss();
+	old_format();
 	free(dir);
 	return done_testing();
 }

@@ -188,7 +188,7 @@ describe("moonlog append and read", function()
     local st, out, err = run { "check", "--data", dir }
     assert.equal(1, st)
     assert.equal("", out)
-    assert.matches("00000000000000000001.seg, offset 64: bad record .*not what a crash leaves", err)
+    assert.matches("00000000000000000001.seg, offset 64: bad record .*not what a crash or a power loss leaves", err)
     assert.is_nil(err:find("torn tail", 1, true))
     local st2, _, err2 = run { "read", "--data", dir, "s-1" }
     assert.equal(1, st2)

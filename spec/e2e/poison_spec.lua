@@ -121,7 +121,7 @@ local function rewrite(data, patch)
       local meta, body = rec:sub(m0 + 1, m0 + ml), rec:sub(m0 + ml + 1, m0 + ml + dl)
       if p.meta then meta = p.meta(meta) end
       if p.data then body = p.data(body) end
-      rec = rec:sub(1, m0) .. meta .. body
+      rec = rec:sub(1, m0) .. meta .. body .. rec:sub(m0 + ml + dl + 1) -- and its trailers
       assert(#rec == len)
       rec = rec:sub(1, 4) .. string.pack("<I4", crc32c(rec:sub(1, 4) .. rec:sub(9))) .. rec:sub(9)
       seg = seg:sub(1, off) .. rec .. seg:sub(off + len + 1)

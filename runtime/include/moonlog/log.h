@@ -46,7 +46,8 @@ struct ml_log_options {
 	unsigned batch_sync_ms;	 /* ML_FSYNC_BATCH: the sync interval (default 5) */
 	uint64_t segment_size;	 /* a segment is rolled past this size (default 256 MiB) */
 	uint32_t max_event_size; /* data + meta of one event (default 1 MiB, at most 64 MiB) */
-	uint32_t id_window;	 /* how many recent ids the duplicate check remembers (131072) */
+	uint32_t index_block;	 /* events the index holds in memory before it writes them to a
+				    file as one block (default 131072; tests use small ones) */
 	int readonly;		 /* open without the lock and never write (for inspection) */
 };
 
@@ -60,6 +61,9 @@ ML_API int ml_fsync_parse(const char *s, enum ml_fsync *out);
  * the log open for writing, or if damage is found that is not a torn tail.
  */
 ML_API struct ml_log *ml_log_open(const struct ml_log_options *o);
+/* What the open cut off or built again, in one line for a person (a torn batch cut, index
+ * files rebuilt); "" when it found the log as it was left. */
+ML_API const char *ml_log_recovered(struct ml_log *log);
 /* Waits for pending appends, syncs, stops the flusher and frees the log. NULL is fine. */
 ML_API void ml_log_close(struct ml_log *log);
 
@@ -219,6 +223,14 @@ ML_API enum ml_fsync ml_log_fsync(struct ml_log *log);
 
 /* The last acknowledged position (0 for an empty log). */
 ML_API uint64_t ml_log_head(struct ml_log *log);
+/*
+ * The first position the log holds: 1, unless its first segments were dropped
+ * (retention): positions and versions go on where they were, and reads start
+ * here (reading $all from 1 gives the events from here; a stream read from
+ * version 1 gives its events from the first one kept). head + 1 when it holds
+ * none.
+ */
+ML_API uint64_t ml_log_first(struct ml_log *log);
 /* A stream's version: its number of visible events; 0 when it does not exist. */
 ML_API uint64_t ml_log_stream_version(struct ml_log *log, const char *stream, size_t len);
 
@@ -238,9 +250,13 @@ ML_API void ml_log_on_head(struct ml_log *log, void (*fn)(uint64_t head, void *a
 struct ml_log_stats {
 	uint64_t head, streams, segments, bytes;
 	uint64_t appends, events, syncs, groups; /* since open */
-	uint64_t index_bytes;			 /* memory held by the stream index */
-	uint64_t open_ns;			 /* how long opening (recovery, index) took */
-	uint64_t truncated_bytes;		 /* cut off by recovery at open */
+	uint64_t index_bytes;			 /* memory the index holds (the events not yet in
+						    its files) */
+	uint64_t index_blocks, index_runs;	 /* its blocks and runs in files */
+	uint64_t index_pending;	  /* its work waiting: chunks ready to write, runs to merge */
+	uint64_t open_ns;	  /* how long opening (recovery, index) took */
+	uint64_t truncated_bytes; /* cut off by recovery at open */
+	uint64_t index_rebuilt;	  /* segments indexed again at open */
 };
 ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
 
@@ -252,19 +268,36 @@ ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
  * A torn tail (an unfinished last batch at the end of the last segment, what a
  * crash in the middle of a write leaves) is not damage: it was never
  * acknowledged and the next open cuts it off (the same rule decides both).
- * check returns 0 for it and sets torn_tail, torn_offset and torn_bytes. With
- * `repair` 1, that torn tail is cut off (and only a torn tail: damage followed
- * by good records is reported, not cut); with 2, damage in the last segment is
- * cut off even when good records follow it (they are lost).
+ * Nor is a lost write: damage in the last segment with whole batches after it
+ * that all say (by the synced position each batch carries) that they were
+ * written before the damaged records were synced, which a power loss leaves
+ * when the disk wrote the last write's pages out of order. check returns 0 for
+ * either and sets torn_tail, torn_offset and torn_bytes (and lost_write and
+ * lost_batches for the second). With `repair` 1, that tail is cut off (and
+ * only it: damage that a later batch says was synced is reported, not cut);
+ * with 2, damage in the last segment is cut off even then (what follows it is
+ * lost).
+ *
+ * The index files are verified too, against the records: a damaged one fails
+ * the check (bad_index names it) and, with repair, is removed, for the next
+ * open to build again from the segment.
  */
 struct ml_check_report {
 	uint64_t segments, records, batches, last_position;
-	uint64_t bad_offset;  /* of the first bad record */
-	char bad_segment[64]; /* its file name, empty if none */
-	int torn_tail;	      /* the last segment ends in a torn batch (not damage) */
-	uint64_t torn_offset; /* where that batch starts: open cuts the segment there */
-	uint64_t torn_bytes;  /* how much of it was written (zeros after it not counted) */
-	uint64_t cut_bytes;   /* removed by --repair */
+	uint64_t bad_offset;   /* of the first bad record */
+	char bad_segment[64];  /* its file name, empty if none */
+	int torn_tail;	       /* the last segment ends in a torn batch (not damage) */
+	uint64_t torn_offset;  /* where that batch starts: open cuts the segment there */
+	uint64_t torn_bytes;   /* how much of it was written (zeros after it not counted) */
+	int lost_write;	       /* that tail is the last write's, damaged by a power loss */
+	uint64_t lost_batches; /* the whole batches of that write after the damage */
+	uint64_t cut_bytes;    /* removed by --repair */
+	/* the index files (docs/log.md): blocks and runs verified, records no block holds
+	 * yet (the next open walks them, or indexes their segment again), the first damaged
+	 * index file, and how many damaged ones --repair removed (the next open builds them) */
+	uint64_t index_blocks, index_runs, unindexed;
+	char bad_index[64];
+	uint64_t index_removed;
 };
 ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);
 /* The same, calling progress before each segment: the report so far, the segment's index

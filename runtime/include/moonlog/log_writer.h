@@ -135,9 +135,10 @@ ML_API void ml_log_entry_encode(const struct ml_append *req, char (*ids)[37], in
  * An outcome is the same on every node that applies the same entries: an
  * append at the same positions, a duplicate of the same events, or a refusal
  * (ML_ERR_CONFLICT, ML_ERR_USAGE, ML_ERR_REFUSED, ML_ERR_CORRUPT for bytes that
- * are not an entry) with the same message; the duplicate window is the last
- * id_window positions, which every node, restarted or not, remembers alike
- * (nodes must share max_event_size and id_window). ML_ERR_IO is not an
+ * are not an entry) with the same message. Duplicates are found alike because
+ * every node remembers every client-chosen id it applied, however old, whether
+ * it ran on or restarted (the index keeps them all; nodes must share
+ * max_event_size). ML_ERR_IO is not an
  * outcome but this node's failure (a full disk): every entry not yet durable
  * is undone, later applies are refused until ml_log_apply_resume, and the
  * writer applies again from the entry after the sequence that returns.
