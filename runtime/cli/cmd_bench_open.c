@@ -33,7 +33,8 @@ static const char open_help[] =
     "n mod M, with the client id id-n unless --no-ids), with --fsync never, then in a\n"
     "fresh process opens it with --fsync always and reports:\n"
     "  the time to open, and the process's anonymous memory (RssAnon) after it;\n"
-    "  a stream's version lookup, and its last 10 events read, p50/p99 (random streams);\n"
+    "  a stream's version lookup, and its last 10 events read, p50/p99 (random streams;\n"
+    "  the reads twice: cold, then warm);\n"
     "  RssAnon after those reads;\n"
     "  the duplicate check of an old id: an append that retries the id of an event from\n"
     "  the first 1% of the log, p50/p99, and how many were answered duplicate;\n"
@@ -153,14 +154,20 @@ static int build(const struct opts *o)
 		size_t n = o->events - done < BATCH ? (size_t)(o->events - done) : BATCH;
 		for (size_t i = 0; i < n; i++) {
 			uint64_t e = done + i;
-			int len = snprintf(names[i], sizeof(names[i]), "stream-%" PRIu64,
-					   e % o->streams);
+			int len =
+			    snprintf(names[i], sizeof(names[i]), "stream-%" PRIu64, e % o->streams);
 			int ilen = snprintf(ids[i], sizeof(ids[i]), "id-%" PRIu64, e);
 			size_t dlen = event_data(data[i], o->size, e);
-			evs[i] = (struct ml_event_in){names[i], (size_t)len, "Measured",     8,
+			evs[i] = (struct ml_event_in){names[i],
+						      (size_t)len,
+						      "Measured",
+						      8,
 						      o->ids ? ids[i] : NULL,
 						      o->ids ? (size_t)ilen : 0,
-						      data[i],	  dlen,		"\x80",	       1};
+						      data[i],
+						      dlen,
+						      "\x80",
+						      1};
 		}
 		struct ml_append req = {.events = evs, .n_events = n};
 		if (ml_log_append(log, &req) != 0) {
@@ -206,18 +213,39 @@ static void stream_name(char out[32], uint64_t s, int *len)
 	*len = snprintf(out, 32, "stream-%" PRIu64, s);
 }
 
-/* Random streams: each version lookup, then each read of its last 10 events. */
+/* A stream's last 10 events, read for each stream of `sample`: latencies into lat. */
+static uint64_t read_last(struct ml_log *log, const uint64_t *sample, size_t n, uint64_t *lat)
+{
+	uint64_t events = 0;
+	for (size_t i = 0; i < n; i++) {
+		char name[32];
+		int len;
+		stream_name(name, sample[i], &len);
+		uint64_t t0 = ml_clock_ns();
+		ml_log_read_stream(log, name, (size_t)len, 0, 10, 1, noop, &events);
+		lat[i] = ml_clock_ns() - t0;
+	}
+	return events;
+}
+
+/*
+ * Random streams: each version lookup, then each read of its last 10 events,
+ * twice over the same streams: first as the open left the page cache and the
+ * process (cold: the pages mapped for the first time, maybe read from disk),
+ * then again (warm: what a server that has run a while sees).
+ */
 static void lookups(struct ml_log *log, const struct opts *o)
 {
-	enum { MAX = 200000 };
-	uint64_t *lat = ml_xmalloc(MAX * sizeof(*lat)), wrong = 0;
+	enum { MAX = 20000 };
+	uint64_t *lat = ml_xmalloc(MAX * sizeof(*lat)), *sample = ml_xmalloc(MAX * sizeof(*sample));
+	uint64_t wrong = 0, per_stream = o->events / o->streams;
 	size_t n = 0;
 	uint64_t until = ml_clock_ns() + (uint64_t)(o->seconds * 1e9);
-	uint64_t per_stream = o->events / o->streams;
 	while (n < MAX && ml_clock_ns() < until) {
 		char name[32];
 		int len;
-		stream_name(name, rnd() % o->streams, &len);
+		sample[n] = rnd() % o->streams;
+		stream_name(name, sample[n], &len);
 		uint64_t t0 = ml_clock_ns();
 		uint64_t v = ml_log_stream_version(log, name, (size_t)len);
 		lat[n++] = ml_clock_ns() - t0;
@@ -225,20 +253,14 @@ static void lookups(struct ml_log *log, const struct opts *o)
 	}
 	printf("version lookup: p50 %.1f us, p99 %.1f us (%zu random streams%s)\n",
 	       pct_us(lat, n, 0.5), pct_us(lat, n, 0.99), n, wrong ? ", SOME WRONG" : "");
-	n = 0;
-	until = ml_clock_ns() + (uint64_t)(o->seconds * 1e9);
-	uint64_t events = 0;
-	while (n < MAX && ml_clock_ns() < until) {
-		char name[32];
-		int len;
-		stream_name(name, rnd() % o->streams, &len);
-		uint64_t t0 = ml_clock_ns();
-		ml_log_read_stream(log, name, (size_t)len, 0, 10, 1, noop, &events);
-		lat[n++] = ml_clock_ns() - t0;
+	for (int pass = 0; pass < 2; pass++) {
+		uint64_t events = read_last(log, sample, n, lat);
+		printf("last 10 events of a stream, %s: p50 %.1f us, p99 %.1f us (%zu reads, %.1f "
+		       "events each)\n",
+		       pass ? "warm (the same streams again)" : "cold", pct_us(lat, n, 0.5),
+		       pct_us(lat, n, 0.99), n, n ? (double)events / (double)n : 0);
 	}
-	printf("last 10 events of a stream: p50 %.1f us, p99 %.1f us (%zu reads, %.1f events "
-	       "each)\n",
-	       pct_us(lat, n, 0.5), pct_us(lat, n, 0.99), n, n ? (double)events / (double)n : 0);
+	free(sample);
 	free(lat);
 }
 
@@ -256,8 +278,11 @@ static void old_ids(struct ml_log *log, const struct opts *o)
 		char name[32], id[32];
 		int len, ilen = snprintf(id, sizeof(id), "id-%" PRIu64, e);
 		stream_name(name, e % o->streams, &len);
-		struct ml_event_in ev = {name, (size_t)len, "Measured", 8, id, (size_t)ilen,
-					 data, event_data(data, o->size, e), "\x80", 1};
+		struct ml_event_in ev = {name,	     (size_t)len,
+					 "Measured", 8,
+					 id,	     (size_t)ilen,
+					 data,	     event_data(data, o->size, e),
+					 "\x80",     1};
 		struct ml_append req = {.events = &ev, .n_events = 1};
 		uint64_t t0 = ml_clock_ns();
 		if (ml_log_append(log, &req) != 0)
@@ -320,9 +345,16 @@ static void slot_submit(struct slot *s)
 	stream_name(s->name, stream, &len);
 	if (a->ids)
 		ilen = snprintf(s->id, sizeof(s->id), "new-%" PRIu64, k);
-	s->ev = (struct ml_event_in){s->name, (size_t)len, "Measured", 8, a->ids ? s->id : NULL,
-				     (size_t)ilen, s->data, event_data(s->data, a->o->size, k),
-				     "\x80", 1};
+	s->ev = (struct ml_event_in){s->name,
+				     (size_t)len,
+				     "Measured",
+				     8,
+				     a->ids ? s->id : NULL,
+				     (size_t)ilen,
+				     s->data,
+				     event_data(s->data, a->o->size, k),
+				     "\x80",
+				     1};
 	s->req = (struct ml_append){.events = &s->ev, .n_events = 1, .done = slot_done, .arg = s};
 	if (ml_log_submit(a->log, &s->req) != 0) /* refused at once: count it, stop the slot */
 		slot_done(&s->req);
@@ -361,6 +393,7 @@ static int measure(const struct opts *o)
 	ml_log_options_init(&lo);
 	lo.dir = o->dir;
 	lo.fsync = ML_FSYNC_ALWAYS;
+	sync(); /* the build's writeback done: appends are not measured behind it */
 	uint64_t anon0 = status_kb("RssAnon"), t0 = ml_clock_ns();
 	struct ml_log *log = ml_log_open(&lo);
 	uint64_t open_ns = ml_clock_ns() - t0;
@@ -401,8 +434,8 @@ static int measure_fresh(const struct opts *o)
 	snprintf(streams, sizeof(streams), "%" PRIu64, o->streams);
 	snprintf(size, sizeof(size), "%" PRIu64, o->size);
 	snprintf(seconds, sizeof(seconds), "%g", o->seconds);
-	char *argv[20] = {"moonlog", "bench",	      "open",	 "--measure", "--dir",
-			  (char *)o->dir, "--events", events,	 "--streams", streams,
+	char *argv[20] = {"moonlog",	  "bench",    "open",	   "--measure", "--dir",
+			  (char *)o->dir, "--events", events,	   "--streams", streams,
 			  "--size",	  size,	      "--seconds", seconds};
 	int n = 14;
 	if (!o->ids)
@@ -419,11 +452,16 @@ static int measure_fresh(const struct opts *o)
 int cli_bench_open(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"dir", required_argument, 0, 'd'},	   {"events", required_argument, 0, 'e'},
-	    {"streams", required_argument, 0, 's'}, {"size", required_argument, 0, 'z'},
-	    {"seconds", required_argument, 0, 't'}, {"no-ids", no_argument, 0, 'n'},
-	    {"reuse", no_argument, 0, 'r'},	   {"keep", no_argument, 0, 'k'},
-	    {"measure", no_argument, 0, 'm'},	   {"help", no_argument, 0, 'h'},
+	    {"dir", required_argument, 0, 'd'},
+	    {"events", required_argument, 0, 'e'},
+	    {"streams", required_argument, 0, 's'},
+	    {"size", required_argument, 0, 'z'},
+	    {"seconds", required_argument, 0, 't'},
+	    {"no-ids", no_argument, 0, 'n'},
+	    {"reuse", no_argument, 0, 'r'},
+	    {"keep", no_argument, 0, 'k'},
+	    {"measure", no_argument, 0, 'm'},
+	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	struct opts o = {"./moonlog-bench", 10000000, 100000, 200, 3, 1, 0, 0, 0};
@@ -438,7 +476,8 @@ int cli_bench_open(int argc, char **argv)
 				return CLI_USAGE;
 			break;
 		case 's':
-			if (cli_uint("bench", "--streams", optarg, &o.streams) != 0 || o.streams == 0)
+			if (cli_uint("bench", "--streams", optarg, &o.streams) != 0 ||
+			    o.streams == 0)
 				return CLI_USAGE;
 			break;
 		case 'z':
