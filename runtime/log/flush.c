@@ -43,18 +43,7 @@ static int write_all(int fd, const char *p, size_t n, uint64_t off, int fault)
 		errno = fault;
 		return -1;
 	}
-	while (n > 0) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = ENOSPC;
-			return -1;
-		}
-		p += w, n -= (size_t)w, off += (uint64_t)w;
-	}
-	return 0;
+	return ml_pwrite_all(fd, p, n, off);
 }
 
 static int sync_fd(int fd, int fault)

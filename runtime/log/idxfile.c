@@ -57,7 +57,7 @@ static int header_ok(const uint8_t *p, uint64_t first, uint64_t seed)
 	       ml_le32(p + 8) == IDX_FORMAT && ml_le64(p + 16) == first && ml_le64(p + 24) == seed;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
+int ml_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
 {
 	const char *p = buf;
 	while (n > 0) {
@@ -164,7 +164,7 @@ static int create_file(struct ml_log *log, struct ml_seg *seg, int keep_tmp)
 	idx_name(tmp, seg->first, 1);
 	header_encode(head, seg->first, log->seed);
 	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, ML_FILE_MODE);
-	if (fd < 0 || pwrite_all(fd, head, sizeof(head), 0) != 0 ||
+	if (fd < 0 || ml_pwrite_all(fd, head, sizeof(head), 0) != 0 ||
 	    (!keep_tmp && (fdatasync(fd) != 0 || renameat(log->dirfd, tmp, log->dirfd, name) != 0 ||
 			   fsync(log->dirfd) != 0))) {
 		int e = errno;
@@ -234,9 +234,10 @@ struct ml_block *ml_idx_write(struct ml_log *log, const struct ml_chunk *c, uint
 	}
 	uint64_t at = seg->idx_end;
 	/* The sections, then (once they are on disk) the header that stands for them. */
-	if (pwrite_all(fd, buf.data + ML_TABLE_HEADER, buf.len - ML_TABLE_HEADER,
-		       at + ML_TABLE_HEADER) != 0 ||
-	    (!whole && fdatasync(fd) != 0) || pwrite_all(fd, buf.data, ML_TABLE_HEADER, at) != 0 ||
+	if (ml_pwrite_all(fd, buf.data + ML_TABLE_HEADER, buf.len - ML_TABLE_HEADER,
+			  at + ML_TABLE_HEADER) != 0 ||
+	    (!whole && fdatasync(fd) != 0) ||
+	    ml_pwrite_all(fd, buf.data, ML_TABLE_HEADER, at) != 0 ||
 	    (!whole && fdatasync(fd) != 0)) {
 		ml_diag_set(ML_ERR_IO, "cannot write the index file %s: %s", name, strerror(errno));
 		if (!whole)

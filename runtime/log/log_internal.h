@@ -154,6 +154,9 @@ struct ml_seg *ml_log_seg_of(struct ml_log *log, uint64_t position);
 /* open.c */
 /* Creates a segment's file (header, sync, rename, sync the folder): its fd, or -1. */
 int ml_log_create_segment(struct ml_log *log, uint64_t first);
+/* pwrite of all n bytes at off, through EINTR and short writes; 0, or -1 with errno (ENOSPC
+ * for a write of nothing). idxfile.c. */
+int ml_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 
 /* append.c: blocking appenders wait on their own request */
 void ml_append_wait(struct ml_append *req);
