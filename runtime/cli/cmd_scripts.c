@@ -37,11 +37,19 @@ struct row {
 	char lease[32], holder[64]; /* a handler's on a shared log (docs/scale-out.md) */
 };
 
-/* A value as text: a string without its quotes, nil as "-", anything else as JSON. */
+/* A value as text: a string without its quotes, nil as "-", a rate as a whole number,
+ * anything else as JSON. */
 static void value_text(const uint8_t *raw, size_t len, char *out, size_t n)
 {
 	struct ml_buf j = {0};
+	struct ml_msgpack_reader r;
+	struct ml_msgpack_obj o;
+	ml_msgpack_reader_init(&r, raw, len);
 	out[0] = 0;
+	if (ml_msgpack_read(&r, &o) == 0 && (o.kind == ML_MP_FLOAT64 || o.kind == ML_MP_FLOAT32)) {
+		snprintf(out, n, "%.0f", o.kind == ML_MP_FLOAT64 ? o.v.d : (double)o.v.f);
+		return;
+	}
 	if (ml_msgpack_to_json(raw, len, &j) == 0) {
 		const char *s = j.data;
 		size_t l = j.len;

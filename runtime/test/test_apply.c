@@ -161,6 +161,18 @@ static void test_same(const char *dir)
  * a duplicate with the stored position on a log that ran on and on one that
  * restarted, whatever events without client ids came in between.
  */
+/* Waits (up to 10 s) until the index has written down every full chunk and merged its runs. */
+static void wait_indexed(struct ml_log *log)
+{
+	struct ml_log_stats st;
+	for (int i = 0; i < 10000; i++) {
+		ml_log_stats(log, &st);
+		if (st.index_pending == 0)
+			return;
+		usleep(1000);
+	}
+}
+
 static void test_ids_forever(const char *dir)
 {
 	char a_dir[300], b_dir[300];
@@ -177,9 +189,10 @@ static void test_ids_forever(const char *dir)
 	entries[N - 1] = entry_of(&with_id, 1, NULL, 0, T0); /* and again */
 	static struct ml_append oa[N], ob[N];
 	for (int i = 0; i < N; i++) {
-		if (i == N - 2) { /* b restarts here; a runs on */
+		if (i == N - 2) { /* b restarts here; a runs on, its index written down */
 			ml_log_close(b);
 			b = open_node(b_dir, 4);
+			wait_indexed(a);
 		}
 		apply_wait(a, &entries[i], (uint64_t)i + 1, &oa[i]);
 		apply_wait(b, &entries[i], (uint64_t)i + 1, &ob[i]);

@@ -200,7 +200,7 @@ describe("scripts in the server", function()
     local out = server.sh(("%s scripts --data %s 2>&1"):format(server.quote(os.getenv("MOONLOG_BIN")),
       server.quote(s.data)))
     assert.matches("NAME%s+KIND%s+STATE%s+POSITION%s+LAG%s+EVENTS/S\n", out)
-    assert.matches("\necho%s+handler%s+running%s+%d+%s+0%s", out)
+    assert.matches("\necho%s+handler%s+running%s+%d+%s+0%s+%d+\n", out) -- events/s: a whole number
     assert.matches("\nbroken%s+%-%s+faulted", out)
     assert.matches("\n  error: [^\n]*broken", out)
     out = server.sh(("%s scripts --json --data %s"):format(server.quote(os.getenv("MOONLOG_BIN")),
