@@ -128,12 +128,14 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   NAME:query(q, ...), NAME:get(stream), NAME:state(), NAME:command(cmd, args)
                                  a loaded script, by its name
   at(position, NAME)             a script's state as of an earlier position (NAME:at(p))
+  NAME:dry_run(path)             what a new version in path would change, not swapped in
   stats()                        the log's and the server's figures
   help(name)                     more on one of these]==],
   log = "log.append(stream, event or {events...}, expected) appends; an event is {type =, data =,\nmeta =, id =}; expected is any, no_stream, exists or a version. A refused append\nreturns nil, the message and the code. log.read(stream, {from, limit, backwards})\nreturns events (100 unless limit says); log.read('$all', {from, limit}) the whole log.\nlog.version(stream), log.head(), log.stats(). log.tail(pattern, from) follows new events.",
   streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
   scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors;\non a shared log (--replicate) a handler's lease: running here, or standby\nbehind its holder (a node id).\nscripts.reload(name) reloads one from its file (no name: the whole folder);\nscripts.errors() the scripts that failed to load or faulted.\nparked(name) lists a handler's parked events; replay_parked(name) handles them\nagain with the current code.",
   at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched.",
+  dry_run = "NAME:dry_run(path [, {events =, examples =}]) builds the new version in path\n(a file the server reads, outside the scripts folder) beside the live NAME, runs it\nover the log and returns, once done, what would change: a projection's or reducer's\nkeys added, removed and changed (old -> new), a handler's emits added, dropped and\nchanged over the last events, and every fault with its event and line. Nothing is\nswapped in or written; NAME:dry_run(path, {apply = true}) swaps in what was previewed.",
   stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs)\nand, in a server, the server's (connections, requests, errors, ...), as GET /stats.",
 }
 
@@ -300,6 +302,9 @@ function repl.local_scripts(core, log, paths)
   function methods:position() catch_up(self.script); return self.script:info().position end
   function methods:command()
     error("commands run in a server (moonlog serve --scripts DIR); this REPL opened the log itself", 2)
+  end
+  function methods:dry_run()
+    error("dry runs run in a server (moonlog serve --scripts DIR); this REPL opened the log itself", 2)
   end
   function methods:at(position) return repl.last_scripts.at(position, self.name) end
   methods.__tostring = function(o) return "script " .. o.name end

@@ -30,6 +30,7 @@ int bench_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_scripts(int argc, char **argv);
+int cmd_reload(int argc, char **argv);
 int cmd_lint(int argc, char **argv);
 int cmd_new(int argc, char **argv);
 int cmd_repl(int argc, char **argv);

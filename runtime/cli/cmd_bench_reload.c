@@ -15,7 +15,11 @@
  *     here the reload is asked for at once, so the figure is the host's part.
  * Then a projection with reload = "rebuild" over a log of --events events: the
  * time from its rewrite until the new version, replayed beside the old one in
- * slices while the producer goes on, swaps in at the head.
+ * slices while the producer goes on, swaps in at the head. Last, a dry run of
+ * another version of that projection over the same log (moonlog reload
+ * --dry-run): the time until its report is ready, and meanwhile how long each
+ * step of the host held the loop (what a query arriving then waits at most)
+ * and how long a query of the live version took.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -24,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <moonlog/codec.h>
 #include <moonlog/diag.h>
 #include <moonlog/host.h>
 
@@ -35,8 +40,9 @@ static const char help[] =
     "Rewrites a handler --reloads times under a steady --rate of appends and prints the\n"
     "pause each reload holds the loop (p50/p99/max) and the time from the save to the new\n"
     "version's first event; then the time a rebuild projection takes to swap over a log\n"
-    "of --events events (0 = skip). DIR is a scratch folder (default ./moonlog-bench-reload;\n"
-    "removed after).\n";
+    "of --events events (0 = skip), and a dry run of another version of it over the same\n"
+    "log: its time, and meanwhile each step's hold of the loop and a live query's time.\n"
+    "DIR is a scratch folder (default ./moonlog-bench-reload; removed after).\n";
 
 struct bench {
 	struct ml_log *log;
@@ -162,7 +168,8 @@ static int bench_handler(struct bench *b, int reloads)
 static const char tally[] = "local ml = require 'moonlog'\n"
 			    "return ml.projection { name = 'tally', from = 'ping-*',\n"
 			    "  init = function() return { n = 0 } end,\n"
-			    "  on = { Ping = function(s) s.n = s.n + %d end } }\n";
+			    "  on = { Ping = function(s) s.n = s.n + %d end },\n"
+			    "  queries = { n = function(s) return s.n end } }\n";
 
 static int bench_rebuild(struct bench *b, uint64_t events)
 {
@@ -192,6 +199,84 @@ static int bench_rebuild(struct bench *b, uint64_t events)
 	return 0;
 }
 
+/* Whether the answer of a dry run says it is still running. */
+static int still_running(const struct ml_buf *out)
+{
+	struct ml_buf j = {0};
+	ml_msgpack_to_json(out->data, out->len, &j);
+	ml_buf_add(&j, "", 1);
+	int yes = strstr(j.data, "\"state\":\"running\"") != NULL;
+	ml_buf_free(&j);
+	return yes;
+}
+
+struct samples {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static void sample(struct samples *s, uint64_t ns)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 4096;
+		s->v = ml_xrealloc(s->v, s->cap * sizeof(*s->v));
+	}
+	s->v[s->n++] = ns;
+}
+
+static int bench_dry_run(struct bench *b)
+{
+	char draft[1200], path[1300], src[512];
+	snprintf(draft, sizeof(draft), "%s/draft", b->dir);
+	snprintf(path, sizeof(path), "%s/tally.lua", draft);
+	snprintf(src, sizeof(src), tally, 3);
+	if (mkdir(draft, 0700) != 0 || write_file(path, src) != 0)
+		return ml_diag_set(ML_ERR_IO, "cannot write %s", path);
+	struct ml_buf opts = {0}, out = {0}, answer = {0};
+	ml_msgpack_put_map(&opts, 1);
+	ml_msgpack_put_cstr(&opts, "file");
+	ml_msgpack_put_cstr(&opts, path);
+	struct samples steps = {0}, queries = {0};
+	b->t0 = ml_clock_ns(), b->sent = 0;
+	uint64_t t = ml_clock_ns(), head = ml_log_head(b->log);
+	int rc = ml_host_dry_run(b->h, "tally", 5, opts.data, opts.len, &out);
+	for (uint64_t i = 0; rc == 0 && still_running(&out); i++) {
+		uint64_t due = (ml_clock_ns() - b->t0) * b->rate / 1000000000u;
+		if (due > b->sent && (rc = append_n(b, due - b->sent)) == 0)
+			b->sent = due;
+		uint64_t s0 = ml_clock_ns();
+		ml_host_step(b->h);
+		uint64_t q0 = ml_clock_ns();
+		struct ml_script *live = ml_host_script(b->h, "tally", 5);
+		answer.len = 0;
+		if (live == NULL || ml_script_query(live, "n", NULL, 0, &answer) != 0)
+			rc = -1;
+		sample(&steps, q0 - s0);
+		sample(&queries, ml_clock_ns() - q0);
+		out.len = 0;
+		if (rc == 0 && (i & 63) == 63)
+			rc = ml_host_dry_run(b->h, "tally", 5, opts.data, opts.len, &out);
+		else if (rc == 0)
+			ml_buf_add(&out, "\x81\xa5state\xa7running", 15);
+	}
+	double secs = (double)(ml_clock_ns() - t) / 1e9;
+	if (rc == 0 && steps.n)
+		printf("reload: a dry run of another version over %" PRIu64
+		       " events done in %.2f s "
+		       "(%.2f M events/s, %" PRIu64 " appended meanwhile)\n"
+		       "  meanwhile each step held the loop p50 %.3f ms  p99 %.3f ms  max %.3f ms; "
+		       "a query of the live version p99 %.3f ms\n",
+		       head, secs, (double)head / secs / 1e6, b->sent,
+		       pct_ms(steps.v, steps.n, 0.5), pct_ms(steps.v, steps.n, 0.99),
+		       pct_ms(steps.v, steps.n, 1.0), pct_ms(queries.v, queries.n, 0.99));
+	free(steps.v);
+	free(queries.v);
+	ml_buf_free(&opts);
+	ml_buf_free(&out);
+	ml_buf_free(&answer);
+	return rc;
+}
+
 static int run(struct bench *b, int reloads, uint64_t events)
 {
 	struct ml_log_options lo;
@@ -213,6 +298,8 @@ static int run(struct bench *b, int reloads, uint64_t events)
 	int rc = bench_handler(b, reloads);
 	if (rc == 0 && events)
 		rc = bench_rebuild(b, events);
+	if (rc == 0 && events)
+		rc = bench_dry_run(b);
 	ml_host_close(b->h);
 	ml_log_close(b->log);
 	return rc;

@@ -20,7 +20,8 @@ static const char help[] =
     "between its position and the log's head) and events per second, and under each the\n"
     "error it faulted with or the reason its last reload failed. On a log shared by\n"
     "several nodes (--replicate), a handler runs on one of them: under it, where (\"lease:\n"
-    "running here\", or \"lease: standby, node ID runs it\").\n"
+    "running here\", or \"lease: standby, node ID runs it\"). A script with a dry run of a\n"
+    "new version beside it (moonlog reload --dry-run) says how far that is.\n"
     "\n"
     "  --connect ADDR  the server's RPC port, HOST:PORT (default: the admin socket of\n"
     "                  --data, else 127.0.0.1:7420)\n"
@@ -35,7 +36,46 @@ struct row {
 	char cell[COLS][64];
 	struct ml_buf errors;	    /* "  NAME: error\n" lines */
 	char lease[32], holder[64]; /* a handler's on a shared log (docs/scale-out.md) */
+	char dry[600];		    /* "  dry run of FILE: state ..." (moonlog reload --dry-run) */
 };
+
+/* A dry run's progress {state, file, position, of} as a line under its script. */
+static void dry_line(const uint8_t *raw, size_t len, char *out, size_t n)
+{
+	struct ml_msgpack_reader m;
+	uint32_t k;
+	char state[32] = "", file[400] = "";
+	uint64_t pos = 0, of = 0;
+	ml_msgpack_reader_init(&m, raw, len);
+	if (ml_msgpack_get_map(&m, &k) != 0)
+		return;
+	for (uint32_t i = 0; i < k; i++) {
+		const char *key, *s;
+		uint32_t kl, sl;
+		if (ml_msgpack_get_str(&m, &key, &kl) != 0)
+			return;
+		if (kl == 5 && memcmp(key, "state", 5) == 0 && ml_msgpack_get_str(&m, &s, &sl) == 0)
+			snprintf(state, sizeof(state), "%.*s", (int)sl, s);
+		else if (kl == 4 && memcmp(key, "file", 4) == 0 &&
+			 ml_msgpack_get_str(&m, &s, &sl) == 0)
+			snprintf(file, sizeof(file), "%.*s", (int)sl, s);
+		else if (kl == 8 && memcmp(key, "position", 8) == 0 &&
+			 ml_msgpack_get_uint(&m, &pos) == 0)
+			;
+		else if (kl == 2 && memcmp(key, "of", 2) == 0 && ml_msgpack_get_uint(&m, &of) == 0)
+			;
+		else if (ml_msgpack_skip(&m, NULL, NULL) != 0)
+			return;
+	}
+	if (strcmp(state, "running") == 0 && of)
+		snprintf(out, n, "  dry run of %s: at %llu of %llu (%llu%%)\n", file,
+			 (unsigned long long)pos, (unsigned long long)of,
+			 (unsigned long long)(pos * 100 / of));
+	else
+		snprintf(out, n,
+			 "  dry run of %s: %s (moonlog reload --dry-run shows its report)\n", file,
+			 state);
+}
 
 /* A value as text: a string without its quotes, nil as "-", a rate as a whole number,
  * anything else as JSON. */
@@ -82,6 +122,8 @@ static int read_row(struct ml_msgpack_reader *m, struct row *r)
 		if ((kl == 5 && memcmp(k, "error", 5) == 0) ||
 		    (kl == 12 && memcmp(k, "reload_error", 12) == 0))
 			ml_buf_addf(&r->errors, "  %.*s: %s\n", (int)kl, k, text);
+		if (kl == 7 && memcmp(k, "dry_run", 7) == 0)
+			dry_line(raw, len, r->dry, sizeof(r->dry));
 		if (kl == 5 && memcmp(k, "lease", 5) == 0)
 			snprintf(r->lease, sizeof(r->lease), "%s", text);
 		if (kl == 6 && memcmp(k, "holder", 6) == 0)
@@ -131,6 +173,7 @@ static int show(struct ml_msgpack_reader *m, int json)
 		printf("%-20s %-11s %-12s %10s %10s %10s\n", r.cell[0], r.cell[1], r.cell[2],
 		       r.cell[3], r.cell[4], r.cell[5]);
 		show_lease(&r);
+		fputs(r.dry, stdout);
 		if (r.errors.len)
 			fwrite(r.errors.data, 1, r.errors.len, stdout);
 		ml_buf_free(&r.errors);

@@ -28,6 +28,9 @@ static const char help[] =
     "\n"
     "  --data DIR          the data folder (default ./moonlog-data; made mode 0700)\n"
     "  --scripts DIR       the scripts folder (default ./scripts, when it exists)\n"
+    "  --reload MODE       auto (default): a script reloads when its file is saved;\n"
+    "                      manual: only when asked (moonlog reload, reload(), SIGHUP), so\n"
+    "                      that moonlog reload --dry-run can preview the file first\n"
     "  --checkpoint-events N  handlers: checkpoint after N events (default 10000)\n"
     "  --checkpoint-ms MS  handlers: checkpoint after MS with events handled (default 5000)\n"
     "  --snapshot-events N projections, reducers: snapshot after N events (default 1000000)\n"
@@ -150,6 +153,7 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 	    {"script-time", required_argument, 0, 21},
 	    {"script-instructions", required_argument, 0, 22},
 	    {"stuck-after", required_argument, 0, 23},
+	    {"reload", required_argument, 0, 24},
 	    {"header-timeout", required_argument, 0, 13},
 	    {"idle-timeout", required_argument, 0, 14},
 	    {"frame-timeout", required_argument, 0, 15},
@@ -250,6 +254,13 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 			break;
 		case 23:
 			bad = num("--stuck-after", optarg, &sc->ho.stuck_ms);
+			break;
+		case 24:
+			if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "manual") != 0)
+				return cli_fail("serve", CLI_USAGE,
+						"--reload takes auto (a saved script reloads) or "
+						"manual (only when asked)");
+			sc->ho.manual_reload = strcmp(optarg, "manual") == 0;
 			break;
 		case 13:
 			bad = ms("--header-timeout", optarg, &o->header_timeout_ms);

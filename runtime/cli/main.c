@@ -24,6 +24,7 @@ static const struct cli_command commands[] = {
     {"serve", cmd_serve, "serve the log: msgpack-RPC, HTTP and subscriptions"},
     {"tail", cmd_tail, "follow the events of a running server (a pattern, catching up first)"},
     {"scripts", cmd_scripts, "the scripts a running server hosts: state, position, lag, errors"},
+    {"reload", cmd_reload, "reload a script of a running server, or preview it first (--dry-run)"},
     {"bench", cmd_bench, "measure speed (moonlog bench --help lists the scenarios)"},
     {"help", NULL, "show this help (--version: the version)"},
 };

@@ -6,8 +6,9 @@
  * buffers and the log's read buffers change with the next event. When the
  * slice ends (at the head, at the step's budget, at BATCH_EVENTS handled events
  * with output, at BATCH_BYTES, or at a fault), everything gathered goes to the
- * log as one batch with a checkpoint event {position, hash} on
- * $checkpoint-NAME (system = 1), submitted without waiting. The batch is
+ * log as one batch with a checkpoint event {position, hash, events} on
+ * $checkpoint-NAME (system = 1), submitted without waiting (`events`: how many
+ * events of the batch come before the checkpoint). The batch is
  * all-or-nothing, so after a crash the handler resumes after the last batch
  * that was written, and each event it handled has its emits stored exactly
  * once. One batch per slice instead of one per emitting event is what lets a
@@ -201,11 +202,15 @@ static void build(struct ml_hosted *e)
 	struct ml_buf *b = &e->bytes;
 	b->len = e->gathered_bytes; /* a retry builds its checkpoint again */
 	size_t ck = b->len;
-	ml_msgpack_put_map(b, 2);
+	ml_msgpack_put_map(b, 3);
 	ml_msgpack_put_cstr(b, "position");
 	ml_msgpack_put_uint(b, e->inflight_pos);
 	ml_msgpack_put_cstr(b, "hash");
 	ml_msgpack_put_cstr(b, ml_script_hash(e->s));
+	/* how many events of the batch come before the checkpoint: a dry run reads them as
+	 * what the handler emitted (dryrun_emits.c) */
+	ml_msgpack_put_cstr(b, "events");
+	ml_msgpack_put_uint(b, e->n_gathered);
 	size_t n = e->n_gathered + 1;
 	if (n > e->evs_cap) {
 		e->evs = ml_xrealloc(e->evs, n * sizeof(*e->evs));

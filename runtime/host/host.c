@@ -226,6 +226,7 @@ static void entry_free(struct ml_host *h, struct ml_hosted *e)
 	}
 	ml_lease_free(e);
 	ml_hosted_free_reload(e);
+	ml_dryrun_free(e->dry);
 	ml_script_free(e->s);
 	free(e->name);
 	free(e->file);
@@ -424,6 +425,12 @@ static int parked(void *h, const char *name, size_t len, int replay, struct ml_b
 		      : ml_host_parked(h, name, len, out);
 }
 
+static int dry_run(void *h, const char *name, size_t len, const void *options, size_t olen,
+		   struct ml_buf *out)
+{
+	return ml_host_dry_run(h, name, len, options, olen, out);
+}
+
 /* The one place where a server and the script host meet: the host is stepped by a turn
  * hook, wakes the loop when a handler's append is done, watches the scripts folder on
  * the server's loop, and answers the server's questions about scripts. */
@@ -440,9 +447,13 @@ void ml_host_serve(struct ml_host *h, struct ml_server *s)
 							     .status = status,
 							     .metrics = metrics,
 							     .reload = reload,
-							     .parked = parked});
+							     .parked = parked,
+							     .dry_run = dry_run});
 	if (ml_host_watch_start(h, ml_server_event_base(s)) != 0)
 		ml_host_line(h, "not watching %s for changes: %s (reload with SIGHUP or reload())",
 			     h->scripts_dir, ml_diag_last());
+	else if (h->o.manual_reload)
+		ml_host_line(h, "scripts reload only when asked (--reload manual): moonlog reload, "
+				"reload() or SIGHUP");
 	ml_server_again(s);
 }

@@ -100,6 +100,8 @@ struct ml_hosted {
 	int removed;		   /* the file is gone: unload once its batch has settled */
 
 	struct ml_lease lease; /* handlers on a shared log (lease.c) */
+
+	struct ml_dryrun *dry; /* a dry run of a new version beside this one (dryrun.c) */
 };
 
 struct ml_host {
@@ -150,6 +152,15 @@ void ml_hosted_free_reload(struct ml_hosted *e);
 struct event_base;
 int ml_host_watch_start(struct ml_host *h, struct event_base *base);
 void ml_host_watch_stop(struct ml_host *h);
+/* Whether a saved script reloads by itself (the folder is watched, not --reload manual). */
+int ml_host_watching(struct ml_host *h);
+
+/* dryrun.c */
+/* Feeds the dry runs a slice each and compares those at the end; 1 if more to do. */
+int ml_host_dry_runs(struct ml_host *h, uint64_t head, uint64_t deadline, uint32_t budget);
+/* A dry run's progress for the status: {state, file, position, of}. */
+void ml_dryrun_put_status(const struct ml_hosted *e, uint64_t head, struct ml_buf *b);
+void ml_dryrun_free(struct ml_dryrun *d);
 
 /* batch.c */
 /* Sets e's fault: fmt takes the script's name, the position and `why`. */

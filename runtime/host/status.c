@@ -50,8 +50,8 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 	if (e->s)
 		ml_script_stats(e->s, &st);
 	const char *lease = ml_lease_name(e);
-	uint32_t extra =
-	    (why ? 2 : 0) + (e->reload_error ? 1 : 0) + (e->next ? 1 : 0) + (lease ? 2 : 0);
+	uint32_t extra = (why ? 2 : 0) + (e->reload_error ? 1 : 0) + (e->next ? 1 : 0) +
+			 (lease ? 2 : 0) + (e->dry ? 1 : 0);
 	ml_msgpack_put_map(b, 12 + extra);
 	ml_msgpack_put_cstr(b, "name");
 	ml_msgpack_put_cstr(b, e->name);
@@ -90,6 +90,10 @@ static void one(struct ml_host *h, const struct ml_hosted *e, uint64_t head, str
 	if (e->next) { /* a new version replaying the log beside this one */
 		ml_msgpack_put_cstr(b, "rebuild_position");
 		ml_msgpack_put_uint(b, e->next_pos);
+	}
+	if (e->dry) { /* a dry run of a new version beside this one */
+		ml_msgpack_put_cstr(b, "dry_run");
+		ml_dryrun_put_status(e, head, b);
 	}
 	if (lease) { /* a handler on a shared log: where it runs */
 		ml_msgpack_put_cstr(b, "lease");

@@ -153,6 +153,8 @@ int ml_host_watch_start(struct ml_host *h, struct event_base *base)
 	w->hup = evsignal_new(base, SIGHUP, on_hup, w);
 	if (w->hup)
 		evsignal_add(w->hup, NULL);
+	if (h->o.manual_reload) /* --reload manual: SIGHUP and reload() only */
+		return 0;
 	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
 			IN_MODIFY | IN_ONLYDIR;
@@ -224,6 +226,11 @@ int ml_host_rescan(struct ml_host *h, struct ml_buf *out)
 	ml_buf_free(&items);
 	wake(h);
 	return 0;
+}
+
+int ml_host_watching(struct ml_host *h)
+{
+	return h->watch && h->watch->fd >= 0;
 }
 
 uint64_t ml_host_last_swap_ns(struct ml_host *h)

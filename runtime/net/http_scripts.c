@@ -10,6 +10,8 @@
  *   POST /scripts/{name}/reload          reload one (422 when the new version fails)
  *   GET  /scripts/{name}/parked          a handler's parked events, not yet replayed
  *   POST /scripts/{name}/parked/replay   handle them again with the current code
+ *   POST /scripts/{name}/dry-run         a dry run of a new version; body: its options,
+ *                                        {"file", "events", "examples", "apply", "cancel"}
  *
  * A query argument is read as JSON when it is JSON (42, true, null, "text",
  * {"a":1}), otherwise as a string (account-1), so ?arg=account-1&arg=3 calls
@@ -222,7 +224,30 @@ static void host_answer(struct evhttp_request *req, int rc, struct ml_buf *out)
 	ml_buf_free(out);
 }
 
-/* rest: what follows "/scripts/": "reload", "{name}/reload", "{name}/parked[/replay]". */
+/* POST /scripts/{name}/dry-run: the body (a JSON object, or nothing) is the options. */
+static void dry_run_route(const struct ml_server_scripts *t, struct evhttp_request *req,
+			  const char *name)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *body = (const char *)evbuffer_pullup(in, -1);
+	struct ml_buf mp = {0}, out = {0};
+	if (len && (ml_json_to_msgpack(body, len, &mp) != 0 || !ml_msgpack_is_map(mp.data, mp.len)))
+		ml_http_error(req, 400, ML_ERR_USAGE, 0,
+			      "the body is the dry run's options: a JSON object such as "
+			      "{\"file\": \"/path/to/new.lua\"}");
+	else
+		host_answer(req, t->dry_run(t->arg, name, strlen(name), mp.data, mp.len, &out),
+			    &out);
+	ml_buf_free(&mp);
+}
+
+#define ADMIN_ROUTES                                                                               \
+	"POST /scripts/{name}/reload, GET /scripts/{name}/parked, POST "                           \
+	"/scripts/{name}/parked/replay, POST /scripts/{name}/dry-run"
+
+/* rest: what follows "/scripts/": "reload", "{name}/reload", "{name}/parked[/replay]",
+ * "{name}/dry-run". */
 static void admin_route(const struct ml_server_scripts *t, struct evhttp_request *req,
 			const char *rest)
 {
@@ -234,9 +259,7 @@ static void admin_route(const struct ml_server_scripts *t, struct evhttp_request
 	}
 	const char *slash = strchr(rest, '/');
 	if (slash == NULL || slash == rest)
-		return ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
-				     "POST /scripts/{name}/reload, GET /scripts/{name}/parked, "
-				     "POST /scripts/{name}/parked/replay");
+		return ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0, ADMIN_ROUTES);
 	char *raw = ml_xstrndup(rest, (size_t)(slash - rest));
 	char *name = evhttp_uridecode(raw, 0, NULL);
 	free(raw);
@@ -251,10 +274,11 @@ static void admin_route(const struct ml_server_scripts *t, struct evhttp_request
 	} else if (strcmp(what, "parked/replay") == 0) {
 		if (want(req, EVHTTP_REQ_POST, "POST"))
 			host_answer(req, t->parked(t->arg, name, n, 1, &out), &out);
+	} else if (strcmp(what, "dry-run") == 0) {
+		if (want(req, EVHTTP_REQ_POST, "POST"))
+			dry_run_route(t, req, name);
 	} else {
-		ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
-			      "POST /scripts/{name}/reload, GET /scripts/{name}/parked, "
-			      "POST /scripts/{name}/parked/replay");
+		ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0, ADMIN_ROUTES);
 	}
 	free(name);
 }

@@ -8,6 +8,8 @@
  *   account:command("Deposit", { id = 1, amount = 5 })   runs a decider (yields)
  *   at(1000, "balances")         (or balances:at(1000)) the state as of position 1000, replayed
  * into a scratch copy of the script (yields between slices)
+ *   balances:dry_run("new.lua")  a dry run of a new version: waits (yields) until its report
+ *   balances:dry_run("new.lua", { apply = true })   swaps the previewed version in
  *
  * Answers from the scripts come as msgpack and are decoded into plain tables.
  * Long work yields, and the chunk's coroutine is resumed on a later turn of
@@ -319,6 +321,92 @@ static int l_replay_parked(lua_State *L)
 	return parked(L, 1);
 }
 
+/* ---- dry_run(path [, options]): the host's dry run, waited for ---- */
+
+#define DRY_POLL_MS 20 /* how often a waiting chunk looks at its dry run */
+
+struct dry_wait {
+	char *name;
+	struct ml_buf opts;  /* msgpack: {file?, ...options}, restart = true unless told */
+	struct ml_buf again; /* the same with restart = false: to follow it */
+};
+
+static int dry_k(lua_State *L, int status, lua_KContext ctx)
+{
+	(void)status;
+	struct dry_wait *w = (struct dry_wait *)ctx;
+	struct run *r = ml_eval_run_of(L);
+	const struct ml_server_scripts *t = scripts_of(L);
+	struct ml_buf out = {0};
+	int rc = t ? t->dry_run(t->arg, w->name, strlen(w->name), w->opts.data, w->opts.len, &out)
+		   : ml_diag_set(ML_ERR_NOT_FOUND, "this server hosts no scripts");
+	if (w->again.len) { /* from now on, follow the dry run this call started */
+		ml_buf_free(&w->opts);
+		w->opts = w->again;
+		w->again = (struct ml_buf){0};
+	}
+	if (rc == 0 && ml_lua_push_msgpack(L, out.data, out.len) == 0) {
+		lua_getfield(L, -1, "state");
+		int running = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "running") == 0;
+		lua_pop(L, 2);
+		if (running) { /* not done yet: look again a little later */
+			ml_buf_free(&out);
+			struct timeval later = {0, DRY_POLL_MS * 1000};
+			event_base_once(r->ev->srv->base, -1, EV_TIMEOUT, resume_later, r, &later);
+			return lua_yieldk(L, 0, ctx, dry_k);
+		}
+	}
+	free(w->name);
+	ml_buf_free(&w->opts);
+	ml_buf_free(&w->again);
+	free(w);
+	return push_answer(L, rc, &out);
+}
+
+/* balances:dry_run([path [, options]]) -> the report once the dry run is done (or the
+ * outcome of { apply = true }); options as ml_host_dry_run takes them. */
+static int m_dry_run(lua_State *L)
+{
+	check_script(L, 1);
+	const char *path = luaL_optstring(L, 2, NULL);
+	if (!lua_isnoneornil(L, 3))
+		luaL_checktype(L, 3, LUA_TTABLE);
+	lua_settop(L, 3);
+	lua_newtable(L); /* 4: the options, the caller's table left as it is */
+	if (lua_istable(L, 3))
+		for (lua_pushnil(L); lua_next(L, 3);) { /* key, value */
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);  /* key, key, value */
+			lua_settable(L, 4); /* key: for lua_next */
+		}
+	lua_replace(L, 3);
+	if (path) {
+		lua_pushvalue(L, 2);
+		lua_setfield(L, 3, "file");
+	}
+	lua_getfield(L, 3, "restart"); /* a fresh dry run, unless told to follow one */
+	if (lua_isnil(L, -1)) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, 3, "restart");
+	}
+	lua_pop(L, 1);
+	struct dry_wait *w = ml_xcalloc(1, sizeof(*w));
+	int rc = ml_lua_to_msgpack_named(L, 3, &w->opts, "options");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, 3, "restart");
+	if (rc != 0 || ml_lua_to_msgpack_named(L, 3, &w->again, "options") != 0 ||
+	    ml_eval_can_wait(L, "dry_run") != 0) { /* it yields until the report is ready */
+		ml_buf_free(&w->opts);
+		ml_buf_free(&w->again);
+		free(w);
+		return luaL_error(L, "%s", ml_diag_last());
+	}
+	lua_getfield(L, 1, "name");
+	w->name = ml_xstrndup(lua_tostring(L, -1), strlen(lua_tostring(L, -1)));
+	lua_pop(L, 1);
+	return dry_k(L, LUA_OK, (lua_KContext)w);
+}
+
 /* balances:at(position) is at(position, "balances") */
 static int m_at(lua_State *L)
 {
@@ -332,8 +420,10 @@ static int m_at(lua_State *L)
 void ml_eval_push_scripts_api(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
-	    {"query", m_query},	      {"get", m_get}, {"state", m_state}, {"command", m_command},
-	    {"position", m_position}, {"at", m_at},   {NULL, NULL},
+	    {"query", m_query},	      {"get", m_get},
+	    {"state", m_state},	      {"command", m_command},
+	    {"position", m_position}, {"at", m_at},
+	    {"dry_run", m_dry_run},   {NULL, NULL},
 	};
 	if (luaL_newmetatable(L, SCRIPT_MT)) {
 		luaL_newlib(L, methods);

@@ -246,8 +246,9 @@ struct ml_script;
 int ml_net_query(struct ml_server *s, struct ml_script *sc, const char *name, const void *args,
 		 size_t len, struct ml_buf *out);
 
-/* rpc_scripts.c: the methods command, query, get, state, scripts, reload, parked and
- * replay_parked, in rpc.c's method table: -1 when a param is not of the kind they take. */
+/* rpc_scripts.c: the methods command, query, get, state, scripts, reload, parked,
+ * replay_parked and dry_run, in rpc.c's method table: -1 when a param is not of the kind
+ * they take. */
 int ml_rpc_command(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_query(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
@@ -255,6 +256,7 @@ int ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
 int ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_dry_run(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
 			 uint32_t np);
 /* The table of the hosted scripts (server.h), or NULL when the server hosts none. */

@@ -613,6 +613,8 @@ static const struct rpc_method {
     {"reload", ml_rpc_reload, 0, 1, 0, "reload(name): a script's name or file; reload() for all"},
     {"parked", ml_rpc_parked, 1, 1, 0, "parked(handler): the handler's name"},
     {"replay_parked", ml_rpc_replay_parked, 1, 1, 0, "replay_parked(handler): the handler's name"},
+    {"dry_run", ml_rpc_dry_run, 1, 3, 0,
+     "dry_run(name, file, options): a script's name, the candidate's path (or nil), a map"},
 };
 #define N_METHODS (sizeof(methods) / sizeof(methods[0]))
 

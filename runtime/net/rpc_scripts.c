@@ -1,7 +1,7 @@
 /*
  * rpc_scripts.c - the hosted scripts on the wire: a decider's command run
  * (shared with HTTP), and the RPC methods command, query, get, state,
- * scripts, reload, parked and replay_parked. The server finds the scripts
+ * scripts, reload, parked, replay_parked and dry_run. The server finds the scripts
  * only through the table their host gave it (struct ml_server_scripts in
  * server.h; ml_net_scripts), and runs them through their public API (script.h).
  *
@@ -489,4 +489,37 @@ int ml_rpc_replay_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_re
 			 uint32_t np)
 {
 	return parked_method(c, msgid, r, 1);
+}
+
+/* dry_run(name [, file [, options]]): the options map with `file` put in; see host.h. */
+int ml_rpc_dry_run(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+{
+	const char *name, *file = NULL;
+	uint32_t n, fl = 0, no = 0;
+	const uint8_t *pairs = NULL;
+	const struct ml_server_scripts *t;
+	if (ml_msgpack_get_str(r, &name, &n) != 0)
+		return -1;
+	if (np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_str(r, &file, &fl) != 0)
+		return -1;
+	if (np > 2 && ml_msgpack_get_nil(r) != 0) {
+		if (ml_msgpack_get_map(r, &no) != 0)
+			return -1;
+		pairs = r->p;
+		if (ml_msgpack_skip_n(r, 2 * (uint64_t)no) != 0)
+			return -1;
+	}
+	if ((t = scripts_or_reply(c, msgid)) == NULL)
+		return 0;
+	struct ml_buf o = {0}, out = {0};
+	ml_msgpack_put_map(&o, no + (file ? 1 : 0));
+	if (no)
+		ml_buf_add(&o, pairs, (size_t)(r->p - pairs));
+	if (file) { /* last: it wins over a `file` in the options */
+		ml_msgpack_put_cstr(&o, "file");
+		ml_msgpack_put_str(&o, file, fl);
+	}
+	answer(c, msgid, t->dry_run(t->arg, name, n, o.data, o.len, &out), &out);
+	ml_buf_free(&o);
+	return 0;
 }

@@ -212,6 +212,35 @@ return ml.projection { name = "count", from = "ping-*", reload = %q, %s
     assert.equal(2200, c:call("query", "count", "n"))
   end)
 
+  it("answers clients while a slow rebuild runs: the loop looks at its sockets between slices", function()
+    local s = server.start { scripts = { server.source("examples/bank/scripts") } }
+    local c = s.client
+    assert(c:call("command", "account", "Open", { id = 1, owner = "o" }))
+    local admin = s:admin()
+    assert(admin:eval([[
+      for b = 1, 60 do
+        local evs = {}
+        for i = 1, 1000 do evs[i] = { type = "Deposited", data = { amount = 1 } } end
+        assert(log.append("account-1", evs))
+      end]]))
+    admin:close()
+    at_head(c, "balances", 60)
+    -- a new version that spins on each deposit, so that its rebuild takes a while
+    local file = s.scripts .. "/balances.lua"
+    local text = assert(io.open(file)):read("a")
+    write(file, (text:gsub("Deposited = function%(s, e%)", "Deposited = function(s, e) for _ = 1, 2000 do end", 1)))
+    -- every status asked for while it rebuilds is answered between two of its slices
+    -- (the loop used to run the slices back to back and answer once the rebuild was done)
+    local answered = 0
+    server.eventually(function()
+      local st = status_of(c, "balances")
+      if st.rebuild_position then answered = answered + 1 end
+      return st.reloads == 1
+    end, 60, "the rebuilt version")
+    assert.is_true(answered >= 5, ("only %d answers came while it rebuilt"):format(answered))
+    assert.are.equal(60000, assert(c:call("query", "balances", "balance", "account-1")))
+  end)
+
   it("lists parked events with their error and traceback, and replays them with fixed code", function()
     local poisoned = handler(1, 'assert(e.data.n % 2 == 1, "even numbers are poison")')
     local s, c, file = serve("echo", poisoned, 6)

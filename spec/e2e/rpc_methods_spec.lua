@@ -7,7 +7,7 @@ local client = require "moonlog.client"
 
 local METHODS = { "append", "read", "subscribe", "unsubscribe", "ack", "stats", "auth", "eval",
                   "complete", "command", "query", "get", "state", "scripts", "reload", "parked",
-                  "replay_parked" }
+                  "replay_parked", "dry_run" }
 
 -- Each method's usage, which names it.
 local USAGE = {}
@@ -27,6 +27,7 @@ for _, usage in ipairs {
   "reload(name): a script's name or file; reload() for all",
   "parked(handler): the handler's name",
   "replay_parked(handler): the handler's name",
+  "dry_run(name, file, options): a script's name, the candidate's path (or nil), a map",
 } do USAGE[usage:match("^[%w_]+")] = usage end
 
 local NO_SCRIPTS = "this server hosts no scripts (start it with --scripts DIR)"
@@ -58,6 +59,7 @@ describe("the RPC method table", function()
     usage("state")
     usage("parked")
     usage("replay_parked")
+    usage("dry_run")
     refused_as(admin, "bad_request", USAGE.eval, "eval")
     refused_as(admin, "bad_request", USAGE.complete, "complete")
     -- too many, where a method has a bound
@@ -65,6 +67,7 @@ describe("the RPC method table", function()
     usage("reload", "a", "b")
     usage("parked", "a", "b")
     usage("replay_parked", "a", nil)
+    usage("dry_run", "a", nil, nil, nil)
     -- of the wrong kind
     usage("append", 42, { { type = "T" } })
     usage("read", 1)
@@ -78,6 +81,9 @@ describe("the RPC method table", function()
     usage("state", true)
     usage("reload", 1)
     usage("parked", 1)
+    usage("dry_run", 1)
+    usage("dry_run", "balances", 1)
+    usage("dry_run", "balances", nil, "apply")
     refused_as(admin, "bad_request", USAGE.eval, "eval", 1)
     refused_as(admin, "bad_request", USAGE.complete, "complete", {})
     -- the right count and kinds reach the method, which finds no scripts here
@@ -85,6 +91,7 @@ describe("the RPC method table", function()
     refused_as(c, "not_found", NO_SCRIPTS, "state", "counter")
     refused_as(c, "not_found", NO_SCRIPTS, "reload")
     refused_as(c, "not_found", NO_SCRIPTS, "replay_parked", "echo")
+    refused_as(c, "not_found", NO_SCRIPTS, "dry_run", "balances", "/tmp/b.lua", { events = 5 })
     refused_as(c, "not_found", "this server hosts no scripts", "get", "ping-1")
     -- params past those a method reads are ignored, as they always were
     assert(c:call("append", "s-1", { type = "T" }, nil, "more", "and more"))

@@ -46,6 +46,9 @@ struct ml_host_options {
 	void (*wake)(void *arg);
 	void *wake_arg;
 	int quiet; /* no log lines on stderr */
+	/* Served: scripts reload only when asked (reload(), SIGHUP), not when their file is
+	 * saved, so that a script's own file can be previewed with a dry run. */
+	int manual_reload;
 };
 
 ML_API void ml_host_options_init(struct ml_host_options *o);
@@ -98,6 +101,33 @@ ML_API int ml_host_reload(struct ml_host *h, const char *name, size_t len, struc
 ML_API int ml_host_rescan(struct ml_host *h, struct ml_buf *out);
 /* How long the last swap held the loop, in nanoseconds (for moonlog bench reload). */
 ML_API uint64_t ml_host_last_swap_ns(struct ml_host *h);
+
+/*
+ * A dry run of a reload (docs/scripts-in-server.md): a new version of the
+ * script `name`, from a file, is built beside the live one and compared with
+ * it, writing nothing. `options` is a msgpack map (or NULL/0):
+ *   file      the candidate (a path the server reads; default: the script's
+ *             own file, allowed only with manual_reload)
+ *   events    handlers: how many of the last events to run it over (1000)
+ *   examples  how many differences of each kind to show (10)
+ *   restart   true: start again even when a dry run of the same text is kept
+ *   apply     true: swap in the version a finished dry run previewed, if its
+ *             file still holds that text and the live version has not changed
+ *   cancel    true: drop the dry run
+ * A projection or reducer folds the whole log in slices (ml_host_step), a
+ * handler runs over the last events: the call answers at once with where it
+ * is, {name, kind, file, hash, live_hash, state = "running" | "done" |
+ * "faulted", position, of, events, events_per_second, elapsed_ms}, and, once
+ * done, the report: for a state {at, keys = {added, removed, changed, same},
+ * added, removed, changed = [{key, old, new}]}, for a handler {from, to,
+ * handled, emits = {added, dropped, changed, same}, added, dropped, changed},
+ * and {fault_count, faults = [{position, stream, type, error, line}]}. A call
+ * with the same file and text follows the same dry run; changed text starts
+ * again. Applying answers {name, file, outcome = "applied", hash}. -1 with a
+ * diag. On the loop's thread.
+ */
+ML_API int ml_host_dry_run(struct ml_host *h, const char *name, size_t len, const void *options,
+			   size_t options_len, struct ml_buf *out);
 
 /*
  * Handlers' parked events (on_error = "park"): parked() lists those not yet

@@ -83,7 +83,7 @@ ML_API struct event_base *ml_server_event_base(struct ml_server *s);
 
 /*
  * The scripts the server serves: the RPC methods command, query, get, state,
- * scripts, reload, parked and replay_parked, the HTTP routes /commands,
+ * scripts, reload, parked, replay_parked and dry_run, the HTTP routes /commands,
  * /projections, /reducers and /scripts, and eval's scripts() reach them only
  * through this table, which whoever hosts them fills in (the script host, in
  * ml_host_serve). Every call comes on the loop's thread and passes `arg`.
@@ -108,6 +108,10 @@ struct ml_server_scripts {
 	int (*reload)(void *arg, const char *name, size_t len, struct ml_buf *out);
 	/* A handler's parked events, or with `replay` handles them again; the outcome. */
 	int (*parked)(void *arg, const char *name, size_t len, int replay, struct ml_buf *out);
+	/* A dry run of a new version of `name`: options is a msgpack map (ml_host_dry_run in
+	 * host.h); the dry run's state or report, or the outcome of applying it. */
+	int (*dry_run)(void *arg, const char *name, size_t len, const void *options,
+		       size_t options_len, struct ml_buf *out);
 };
 /* Serves the scripts of `t` (copied) from now on; before ml_server_run. */
 ML_API void ml_server_set_scripts(struct ml_server *s, const struct ml_server_scripts *t);
