@@ -15,6 +15,8 @@ static const struct cli_command commands[] = {
     {"append", cmd_append, "append an event to a stream"},
     {"read", cmd_read, "print the events of a stream or of $all"},
     {"check", cmd_check, "verify every record of the log (--repair cuts a torn tail)"},
+    {"export", cmd_export, "write the log's events as JSON Lines, every field kept"},
+    {"import", cmd_import, "append the events of an export to a log, ids and times kept"},
     {"replay", cmd_replay, "fold the log through a script and print its final state"},
     {"test", cmd_test, "run busted specs with the moonlog Lua modules of this moonlog"},
     {"lint", cmd_lint, "check scripts as the server loads them: file:line: message"},

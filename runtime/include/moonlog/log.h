@@ -170,6 +170,13 @@ ML_API enum ml_node_state ml_log_node_state(struct ml_log *log, const char *node
 /* Submits and waits: 0 once acknowledged, -1 with diag on any failure. Ignores req->done. */
 ML_API int ml_log_append(struct ml_log *log, struct ml_append *req);
 
+/*
+ * Like ml_log_append, but its events get time_ms (ms since the epoch) as their time
+ * instead of the clock's: what `moonlog import` uses to keep the times an export
+ * shows. Only with the local writer (a replicated log stamps its journal's entries).
+ */
+ML_API int ml_log_append_at(struct ml_log *log, struct ml_append *req, int64_t time_ms);
+
 /* A stored event as read back. The pointers are valid only during the callback. */
 struct ml_event {
 	uint64_t position;
