@@ -23,6 +23,8 @@ int cmd_append(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cli_bench_cluster(int argc, char **argv); /* bench cluster (cmd_bench_cluster.c) */

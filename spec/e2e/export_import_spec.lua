@@ -143,3 +143,88 @@ describe("moonlog export and import", function()
     end
   end)
 end)
+
+describe("moonlog backup and restore", function()
+  local dir
+  before_each(function() dir = files.tmpdir() end)
+  after_each(function()
+    files.write(dir .. "/stop", "")
+    server.stop_all()
+    files.remove(dir)
+  end)
+
+  it("a backup under steady appends restores to exactly the acknowledged prefix up to its position", function()
+    local s = server.start {}
+    for i = 1, 200 do assert(s.client:append("seed-" .. (i % 4), { { type = "T", data = { i = i } } })) end
+    -- a producer in its own process: one acknowledged append after another, each noted
+    local loop = ("i=0; while [ ! -f %s ]; do %s append --connect 127.0.0.1:%d s-$((i %% 3)) T "
+      .. "\"{\\\"i\\\":$i}\" >> %s || break; i=$((i+1)); done; touch %s")
+      :format(q(dir .. "/stop"), q(BIN), s.rpc_port, q(dir .. "/acked"), q(dir .. "/done"))
+    os.execute(("unset LD_PRELOAD; sh -c %s >/dev/null 2>&1 &"):format(q(loop)))
+    local function acked()
+      local f = io.open(dir .. "/acked")
+      if not f then return {} end
+      local t = {}
+      for l in f:lines() do
+        local stream, v, pos = l:match("^appended (%S+)@(%d+) at position (%d+)$")
+        if stream then t[#t + 1] = { stream = stream, version = tonumber(v), position = tonumber(pos) } end
+      end
+      f:close()
+      return t
+    end
+    server.eventually(function() return #acked() >= 20 end, 60, "the producer appending")
+    local st, out, err = run(("backup --data %s %s"):format(q(s.data), q(dir .. "/bk")))
+    assert.equal(0, st, err)
+    local pos = tonumber(out:match("up to position (%d+)"))
+    assert.truthy(pos, out)
+    local n_before = #acked()
+    server.eventually(function() return #acked() >= n_before + 20 end, 60, "appends after the backup")
+    files.write(dir .. "/stop", "")
+    server.eventually(function() return io.open(dir .. "/done") end, 60, "the producer stopping")
+    local all = acked()
+    assert.truthy(all[#all].position > pos, "appends went on past the backup's position")
+
+    local st2, chk, cerr = run(("check --data %s"):format(q(dir .. "/bk")))
+    assert.equal(0, st2, cerr)
+    assert.matches("last position " .. pos .. ";", chk, 1, true)
+    local st3, rout, rerr = run(("restore %s %s"):format(q(dir .. "/bk"), q(dir .. "/restored")))
+    assert.equal(0, st3, rerr)
+    assert.matches("last position " .. pos, rout, 1, true)
+    -- a restore refuses a folder that holds anything
+    local st4, _, rerr2 = run(("restore %s %s"):format(q(dir .. "/bk"), q(dir .. "/restored")))
+    assert.equal(1, st4)
+    assert.matches("is not empty", rerr2, 1, true)
+
+    local _, original = run(("export --data %s --to %d"):format(q(s.data), pos))
+    local s2 = server.start { data = dir .. "/restored" }
+    local _, restored = run(("export --connect 127.0.0.1:%d"):format(s2.rpc_port))
+    assert.equal(pos, #lines(restored))
+    assert.equal(original, restored)
+    -- every acknowledged append at or before the position is there, and none after it
+    local by_pos = {}
+    for _, l in ipairs(lines(restored)) do
+      by_pos[tonumber(l:match('"position":(%d+)'))] = l
+    end
+    for _, a in ipairs(all) do
+      if a.position <= pos then
+        assert.matches(('"stream":"%s","version":%d,'):format(a.stream, a.version), by_pos[a.position], 1, true)
+      else
+        assert.is_nil(by_pos[a.position])
+      end
+    end
+    assert(s2.client:append("after-restore", { { type = "T" } }))
+    local got = assert(s2.client:read("after-restore", 1, 10))
+    assert.equal(pos + 1, got[1].position)
+  end)
+
+  it("refuses a DEST that is not empty, and says so when no server runs", function()
+    local s = server.start {}
+    files.write(dir .. "/x", "")
+    local st, _, err = run(("backup --data %s %s"):format(q(s.data), q(dir)))
+    assert.equal(1, st)
+    assert.matches("is not empty", err, 1, true)
+    local st2, _, err2 = run(("backup --data %s %s"):format(q(dir .. "/none"), q(dir .. "/bk")))
+    assert.equal(1, st2)
+    assert.matches("no server answers", err2, 1, true)
+  end)
+end)

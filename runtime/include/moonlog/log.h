@@ -268,6 +268,29 @@ struct ml_log_stats {
 ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
 
 /*
+ * A consistent copy of a running log (moonlog backup, docs/operations.md): the
+ * files that hold it up to `position`, the head when it was called. A file with
+ * `whole` 1 never changes again and may be hard-linked or copied whole (a .run
+ * may be removed by a merge before it is copied: leave it out then, the copy's
+ * first open builds it); one with `whole` 0 (the last segment) is copied up to
+ * `size` bytes, which never change. The files are in `dir`, the log's folder
+ * (DATA/log). 0 always (the call cannot fail); free with ml_backup_free.
+ */
+struct ml_backup_file {
+	char name[64];
+	uint64_t size; /* whole 0: the bytes to copy */
+	int whole;
+};
+struct ml_backup {
+	uint64_t position, first; /* the last position the files hold; the first */
+	char dir[4096];
+	struct ml_backup_file *files;
+	size_t n;
+};
+ML_API int ml_log_backup_files(struct ml_log *log, struct ml_backup *out);
+ML_API void ml_backup_free(struct ml_backup *b);
+
+/*
  * Verifies every record of every segment in DIR/log without opening the log
  * for writing. Prints nothing; fills the report. Returns 0 if all is well, -1
  * with diag naming the first bad record (segment file and offset).
