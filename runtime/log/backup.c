@@ -16,19 +16,23 @@
  * missing of the index, the open builds from the segments.
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "log/index.h"
 #include "log/log_internal.h"
 
-/* The last position the .idx of segment i holds blocks for (0: none), mutex held. */
-static uint64_t indexed_to(struct ml_log *log, size_t i)
+/*
+ * The last position the .idx of segment i holds blocks for (0: none), mutex held.
+ * Called for each segment in order: the blocks are in position order, so *b walks
+ * them once.
+ */
+static uint64_t indexed_to(struct ml_log *log, size_t i, size_t *b)
 {
 	uint64_t last = 0;
-	for (size_t b = 0; b < log->nblocks; b++)
-		if (log->blocks[b]->seg == log->segs[i])
-			last = log->blocks[b]->t.last;
+	while (*b < log->nblocks && log->blocks[*b]->seg == log->segs[i])
+		last = log->blocks[(*b)++]->t.last;
 	return last;
 }
 
@@ -55,6 +59,7 @@ int ml_log_backup_files(struct ml_log *log, struct ml_backup *out)
 	out->position = head;
 	out->first = log->first;
 	int index_whole = 1; /* every .idx so far is final: the runs over them may be taken */
+	size_t block = 0;
 	for (size_t i = 0; i < log->nsegs && head >= log->segs[i]->first; i++) {
 		struct ml_seg *s = log->segs[i];
 		int sealed = i + 1 < log->nsegs && log->segs[i + 1]->first <= head;
@@ -65,7 +70,8 @@ int ml_log_backup_files(struct ml_log *log, struct ml_backup *out)
 		}
 		snprintf(name, sizeof(name), "%020" PRIu64 ".seg", s->first);
 		add(&out->files, &out->n, &cap, name, size, sealed);
-		if (sealed && index_whole && indexed_to(log, i) + 1 == log->segs[i + 1]->first) {
+		uint64_t to = indexed_to(log, i, &block);
+		if (sealed && index_whole && to + 1 == log->segs[i + 1]->first) {
 			snprintf(name, sizeof(name), "%020" PRIu64 ".idx", s->first);
 			add(&out->files, &out->n, &cap, name, 0, 1);
 			indexed = log->segs[i + 1]->first - 1;
@@ -84,7 +90,10 @@ int ml_log_backup_files(struct ml_log *log, struct ml_backup *out)
 	if (out->n)
 		add(&out->files, &out->n, &cap, "index.seed", 0, 1);
 	pthread_mutex_unlock(&log->mu);
-	snprintf(out->dir, sizeof(out->dir), "%s", log->logdir);
+	/* absolute: the copier's folder is not the server's */
+	char *abs = realpath(log->logdir, NULL);
+	snprintf(out->dir, sizeof(out->dir), "%s", abs ? abs : log->logdir);
+	free(abs);
 	return 0;
 }
 
