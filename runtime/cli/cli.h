@@ -22,6 +22,10 @@ struct cli_command {
 int cmd_append(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cli_bench_cluster(int argc, char **argv); /* bench cluster (cmd_bench_cluster.c) */
 int cmd_replay(int argc, char **argv);

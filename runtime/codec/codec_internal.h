@@ -70,10 +70,6 @@ int ml_codec_format_double(char *buf, size_t size, double d);
 int ml_codec_format_float(char *buf, size_t size, float f);
 /* strtod in the C locale, whatever the process locale is. */
 double ml_codec_strtod(const char *s);
-/* The base64 size of n bytes. */
-#define ML_BASE64_SIZE(n) (((n) + 2) / 3 * 4)
-/* Writes bytes[0..n) in base64 (standard alphabet, '=' padding) to out; returns the length. */
-size_t ml_codec_base64(char *out, const void *bytes, size_t n);
 
 /*
  * Paths name a value in messages the way Lua would write it: the root's name,

@@ -120,6 +120,46 @@ size_t ml_codec_base64(char *out, const void *bytes, size_t n)
 	return (size_t)(o - out);
 }
 
+/* The value of a base64 character, or -1. */
+static int unbase64_char(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int ml_codec_unbase64(struct ml_buf *out, const char *s, size_t n)
+{
+	if (n % 4 != 0)
+		return ml_diag_set(ML_ERR_USAGE,
+				   "base64 text is %zu characters long, not a multiple of 4", n);
+	size_t start = out->len;
+	ml_buf_reserve(out, n / 4 * 3);
+	for (size_t i = 0; i < n; i += 4) {
+		int pad = (s[i + 3] == '=') + (s[i + 2] == '=' && s[i + 3] == '=');
+		uint32_t v = 0;
+		for (size_t j = 0; j < 4; j++) {
+			int d = j >= (size_t)(4 - pad) ? 0 : unbase64_char(s[i + j]);
+			if (d < 0 || (pad && i + 4 < n)) {
+				out->len = start;
+				return ml_diag_set(
+				    ML_ERR_USAGE,
+				    "base64 text has '%c' at character %zu; it "
+				    "holds only A-Z, a-z, 0-9, + and /, and = at the end",
+				    s[i + j], i + j + 1);
+			}
+			v = v << 6 | (uint32_t)d;
+		}
+		uint8_t b[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+		ml_buf_add(out, b, (size_t)(3 - pad));
+	}
+	return 0;
+}
+
 /* ---- paths in messages ---- */
 
 static int is_name(const char *s, size_t n)

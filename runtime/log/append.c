@@ -313,6 +313,40 @@ void ml_append_wake(struct ml_append *req)
 	syscall(SYS_futex, state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/*
+ * An import's append: the checks and ids of ml_log_submit, but straight to the
+ * store with the time it was given (a stamp with no journal sequence), then a
+ * wait as in ml_log_append. A replicated writer orders and stamps its own
+ * batches, so only the local one takes it.
+ */
+int ml_log_append_at(struct ml_log *log, struct ml_append *req, int64_t time_ms)
+{
+	clear_results(req);
+	req->done = NULL;
+	if (log->opt.readonly)
+		return ml_append_refuse(req, ML_ERR_REFUSED, "the log was opened read-only");
+	if (log->writer != &log->local_writer)
+		return ml_append_refuse(req, ML_ERR_REFUSED,
+					"the log in %s is written through a replicated journal, "
+					"which stamps its own times: import into a log alone",
+					log->dir);
+	if (check_request(log, req) != 0)
+		return -1;
+	char(*ids)[37] = ml_xmalloc(req->n_events * 37);
+	for (size_t i = 0; i < req->n_events; i++)
+		if (req->events[i].id_len == 0)
+			ml_uuid7(ids[i]);
+	int rc = ml_store_submit(log, req, ids, &(struct ml_stamp){time_ms, 0});
+	free(ids);
+	if (rc != 0)
+		return rc < 0 ? -1 : 0;
+	ml_store_kick(log);
+	ml_append_wait(req);
+	if (req->err != ML_OK)
+		return ml_diag_set(req->err, "%s", req->errmsg);
+	return 0;
+}
+
 int ml_log_append(struct ml_log *log, struct ml_append *req)
 {
 	req->done = NULL;

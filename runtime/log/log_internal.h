@@ -162,11 +162,12 @@ int ml_pwrite_all(int fd, const void *buf, size_t n, uint64_t off);
 void ml_append_wait(struct ml_append *req);
 void ml_append_wake(struct ml_append *req);
 
-/* How a batch reaches the store: NULL for a local append (stamped now), or this for an
- * entry of a replicated journal (entry.c, ml_log_apply). */
+/* How a batch reaches the store: NULL for a local append (stamped now), this for an
+ * entry of a replicated journal (entry.c, ml_log_apply), or this with seq 0 for a local
+ * append that keeps a time it was given (ml_log_append_at: an import). */
 struct ml_stamp {
 	int64_t time; /* its events' time, as its submitter gave it */
-	uint64_t seq; /* the entry's sequence in the journal, > 0 */
+	uint64_t seq; /* the entry's sequence in the journal, > 0; 0 for a local append */
 };
 
 /* store.c: checks a batch against the log (ids, expected versions), reserves and queues

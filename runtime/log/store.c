@@ -264,7 +264,7 @@ static void enqueue(struct ml_log *log, struct ml_append *req)
  * to a log that never applied one? 0, or -1 refused. */
 static int check_origin(struct ml_log *log, struct ml_append *req, const struct ml_stamp *st)
 {
-	if (st == NULL && log->last_seq)
+	if ((st == NULL || st->seq == 0) && log->last_seq)
 		return ml_append_refuse(
 		    req, ML_ERR_REFUSED,
 		    "the log in %s holds batches applied from a replicated journal (up to "
@@ -291,7 +291,7 @@ static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[
 {
 	if (log->broken[0])
 		return ml_append_refuse(req, ML_ERR_IO, "%s", log->broken);
-	if ((st || log->last_seq) && check_origin(log, req, st) != 0)
+	if (((st && st->seq) || log->last_seq) && check_origin(log, req, st) != 0)
 		return -1;
 	struct dups d;
 	if (find_duplicates(log, req, &d) != 0)
@@ -336,7 +336,8 @@ int ml_store_submit(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 {
 	pthread_mutex_lock(&log->mu);
 	int rc = submit_locked(log, req, ids, st); /* 0: queued */
-	if (st) /* an entry's events were decoded for the call: the caller gets none of them */
+	if (st && st->seq) /* an entry's events were decoded for the call: the caller gets
+			      none of them */
 		req->events = NULL, req->n_events = 0, req->expect = NULL, req->n_expect = 0;
 	int wake = rc == 0 && !req->kick_later && log->flusher_waiting;
 	pthread_mutex_unlock(&log->mu);

@@ -669,6 +669,32 @@ static void test_from_json_random(void)
 	ml_buf_free(&j), ml_buf_free(&mp), ml_buf_free(&j2), ml_buf_free(&mp2);
 }
 
+/* base64 and back (export's data_msgpack, import's reading of it): every length, and refusals. */
+static void test_base64(void)
+{
+	uint8_t bytes[64];
+	char text[ML_BASE64_SIZE(sizeof(bytes))];
+	int same = 0;
+	for (size_t n = 0; n <= sizeof(bytes); n++) {
+		for (size_t i = 0; i < n; i++)
+			bytes[i] = (uint8_t)(i * 37 + n);
+		size_t len = ml_codec_base64(text, bytes, n);
+		struct ml_buf back = {0};
+		same += ml_codec_unbase64(&back, text, len) == 0 && back.len == n &&
+			(n == 0 || memcmp(back.data, bytes, n) == 0);
+		ml_buf_free(&back);
+	}
+	is_int(same, (int)sizeof(bytes) + 1, "base64 and back gives the bytes, at every length");
+	struct ml_buf b = {0};
+	ml_buf_add(&b, "x", 1);
+	ok(ml_codec_unbase64(&b, "AAE", 3) != 0 && b.len == 1, "a length not a multiple of 4");
+	ok(ml_codec_unbase64(&b, "AA@A", 4) != 0 && strstr(ml_diag_last(), "'@' at character 3"),
+	   "a character outside the alphabet, named: %s", ml_diag_last());
+	ok(ml_codec_unbase64(&b, "AA==AAAA", 8) != 0 && b.len == 1,
+	   "padding before the end, and the buffer left as it was");
+	ml_buf_free(&b);
+}
+
 int main(void)
 {
 	msgpack_sbuffer_init(&sbuf);
@@ -684,6 +710,7 @@ int main(void)
 	test_from_json_duplicates();
 	test_from_json_errors();
 	test_from_json_random();
+	test_base64();
 	msgpack_sbuffer_destroy(&sbuf);
 	return done_testing();
 }

@@ -6,7 +6,7 @@ local server = require "support.server"
 local client = require "moonlog.client"
 
 local METHODS = { "append", "read", "subscribe", "unsubscribe", "ack", "stats", "auth", "eval",
-                  "complete", "command", "query", "get", "state", "scripts", "reload", "parked",
+                  "complete", "backup", "command", "query", "get", "state", "scripts", "reload", "parked",
                   "replay_parked", "dry_run" }
 
 -- Each method's usage, which names it.
@@ -103,9 +103,9 @@ describe("the RPC method table", function()
     admin:close()
   end)
 
-  it("keeps eval and complete to the admin socket", function()
+  it("keeps eval, complete and backup to the admin socket", function()
     local s = server.start()
-    for _, m in ipairs { "eval", "complete" } do
+    for _, m in ipairs { "eval", "complete", "backup" } do
       -- refused before its params are looked at
       refused_as(s.client, "refused",
         m .. " is only available on the admin socket (DATA/moonlog.sock), not over TCP", m)

@@ -52,6 +52,17 @@ ML_API int ml_msgpack_to_json(const void *mp, size_t len, struct ml_buf *out);
  */
 ML_API void ml_json_string(struct ml_buf *out, const char *s, size_t n);
 
+/* The base64 size of n bytes. */
+#define ML_BASE64_SIZE(n) (((n) + 2) / 3 * 4)
+/* Writes bytes[0..n) in base64 (standard alphabet, '=' padding) to out; returns the length. */
+ML_API size_t ml_codec_base64(char *out, const void *bytes, size_t n);
+/*
+ * Decodes base64 text s[0..n) (standard alphabet, '=' padding, no spaces) and appends
+ * the bytes to out. 0, or -1 with a diag (ML_ERR_USAGE) naming the first bad character;
+ * out is then as it was.
+ */
+ML_API int ml_codec_unbase64(struct ml_buf *out, const char *s, size_t n);
+
 /*
  * JSON text -> msgpack appended to out. Integers that fit int64/uint64 stay
  * integers, other numbers become float64. A number too large for a double and a

@@ -170,6 +170,13 @@ ML_API enum ml_node_state ml_log_node_state(struct ml_log *log, const char *node
 /* Submits and waits: 0 once acknowledged, -1 with diag on any failure. Ignores req->done. */
 ML_API int ml_log_append(struct ml_log *log, struct ml_append *req);
 
+/*
+ * Like ml_log_append, but its events get time_ms (ms since the epoch) as their time
+ * instead of the clock's: what `moonlog import` uses to keep the times an export
+ * shows. Only with the local writer (a replicated log stamps its journal's entries).
+ */
+ML_API int ml_log_append_at(struct ml_log *log, struct ml_append *req, int64_t time_ms);
+
 /* A stored event as read back. The pointers are valid only during the callback. */
 struct ml_event {
 	uint64_t position;
@@ -259,6 +266,29 @@ struct ml_log_stats {
 	uint64_t index_rebuilt;	  /* segments indexed again at open */
 };
 ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
+
+/*
+ * A consistent copy of a running log (moonlog backup, docs/operations.md): the
+ * files that hold it up to `position`, the head when it was called. A file with
+ * `whole` 1 never changes again and may be hard-linked or copied whole (a .run
+ * may be removed by a merge before it is copied: leave it out then, the copy's
+ * first open builds it); one with `whole` 0 (the last segment) is copied up to
+ * `size` bytes, which never change. The files are in `dir`, the log's folder
+ * (DATA/log). 0 always (the call cannot fail); free with ml_backup_free.
+ */
+struct ml_backup_file {
+	char name[64];
+	uint64_t size; /* whole 0: the bytes to copy */
+	int whole;
+};
+struct ml_backup {
+	uint64_t position, first; /* the last position the files hold; the first */
+	char dir[4096];
+	struct ml_backup_file *files;
+	size_t n;
+};
+ML_API int ml_log_backup_files(struct ml_log *log, struct ml_backup *out);
+ML_API void ml_backup_free(struct ml_backup *b);
 
 /*
  * Verifies every record of every segment in DIR/log without opening the log
