@@ -256,13 +256,12 @@ static int finish_sealed(struct ml_log *log, struct ml_seg *seg, const struct ml
 	char name[32];
 	ml_seg_name(name, seg->first);
 	if (sc->status != ML_SCAN_CLEAN || sc->next_position != next_first)
-		return ml_diag_set(ML_ERR_CORRUPT,
-				   "segment %s/%s is damaged at offset %" PRIu64
-				   " (%s); run 'moonlog check --data %s' for details",
-				   log->logdir, name,
-				   sc->status == ML_SCAN_CLEAN ? sc->good_end : sc->bad_offset,
-				   sc->why ? sc->why : "it ends before the next segment starts",
-				   log->dir);
+		return ml_diag_set(
+		    ML_ERR_CORRUPT,
+		    "segment %s/%s is damaged at offset %" PRIu64
+		    " (%s); run 'moonlog check --data %s' for details",
+		    log->logdir, name, sc->status == ML_SCAN_CLEAN ? sc->good_end : sc->bad_offset,
+		    sc->why ? sc->why : "it ends before the next segment starts", log->dir);
 	seg->sealed = 1;
 	while (log->chunks)
 		if (write_chunk(log) != 0)
