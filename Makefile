@@ -2,6 +2,7 @@
 #   make run     install what is missing, build, start moonlog on the bank example
 #   make test    install what is missing, build, run every test under one ctest summary
 #   make bench   moonlog beside Redis, JetStream, Tarantool (~10 min; QUICK=1 ~2 min; bench/README.md)
+#   make count   the hot paths in instructions per event under callgrind (~3 min; bench/count.sh)
 #   make fuzz    every fuzz target for FUZZ_SECONDS each (default 60; FUZZ_TARGET=rpc for one),
 #                with libFuzzer and ASan+UBSan in build-fuzz; docs/fuzzing.md
 #   make soak    kill -9 rounds against the real server under load (ROUNDS=1000, ~0.7 s a round),
@@ -20,7 +21,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGET  ?=
 ROUNDS   ?= 1000
 
-.PHONY: all deps build test run bench fuzz soak install clean format
+.PHONY: all deps build test run bench count fuzz soak install clean format
 
 all: build
 
@@ -42,6 +43,9 @@ run: build
 bench: build
 	@tools/deps.sh bench
 	lua5.4 bench/run.lua --build $(BUILD) $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+count: deps
+	bench/count.sh --build $(BUILD) $(COUNT_ARGS)
 
 fuzz: deps
 	@[ -f $(FUZZ_BUILD)/CMakeCache.txt ] || cmake -S . -B $(FUZZ_BUILD) \

@@ -15,6 +15,8 @@ pkgs+=(lua-check)
 # promtool, which checks GET /metrics in spec/e2e/server_http (Debian ships it with prometheus).
 pkgs+=(prometheus)
 [ "${1:-}" = bench ] && pkgs+=(redis-server tarantool)
+# valgrind: bench/count.sh counts instructions per event under callgrind (make count).
+[ "${1:-}" = count ] && pkgs+=(valgrind)
 # Wanted where the distribution has them for this machine, not needed to build: chromium,
 # headless, drives the web console in spec/e2e/console_spec.lua (skipped, saying so, without).
 optional=(chromium)

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# count.sh - the hot paths of moonlog counted in instructions per event under callgrind.
+#
+# Wall-clock figures on a shared machine move 10-30% between runs; instructions
+# counted by valgrind's callgrind do not move with the load. This script builds
+# what it needs, makes the logs, and runs each path twice under callgrind, over N
+# and over 2N events: the difference of the two totals divided by N is the cost
+# of one event, with every fixed cost (starting, opening the log, loading the
+# script, printing the state, stopping) taken out.
+#
+#   fold    `moonlog replay` of the sum-by-stream script of `moonlog bench replay`
+#           (every event reaches Lua: s[e.stream] = (s[e.stream] or 0) + e.data.amount)
+#           over a log that command builds (100-byte data, 10,000 streams)
+#   read    the server's side of read("$all", from, 1000), page after page with one
+#           request in flight (moonlog-peerbench moonlog read, as `make bench` does),
+#           over a log of the bench's events (moonlog-peerbench moonlog load)
+#   append  the server's side of durable appends over the network (64 connections,
+#           32 in flight on each, --fsync always); the runs are timed, so the two
+#           totals are divided by the difference of the events each one acknowledged
+#
+# Usage: bench/count.sh [--build DIR] [--events N] [--only fold,read,append] [--keep]
+#        make count [COUNT_ARGS='--events 50000']
+# Only user-space instructions are counted (not the kernel's work in system calls).
+# Takes about 3 minutes with the default N = 100000 on 2 cores.
+set -euo pipefail
+
+build=build events=100000 only=fold,read,append keep=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--build) build=$2; shift 2 ;;
+	--events) events=$2; shift 2 ;;
+	--only) only=$2; shift 2 ;;
+	--keep) keep=1; shift ;;
+	-h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "count.sh: unknown option $1; see bench/count.sh --help" >&2; exit 2 ;;
+	esac
+done
+case "$events" in '' | *[!0-9]*) echo "count.sh: --events takes a number of events" >&2; exit 2 ;; esac
+[ "$events" -ge 1000 ] || { echo "count.sh: --events must be at least 1000" >&2; exit 2; }
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+tools/deps.sh count
+[ -f "$build/CMakeCache.txt" ] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" --target moonlog moonlog-peerbench >/dev/null
+moonlog=$(cd "$build" && pwd)/moonlog
+peerbench=$(cd "$build" && pwd)/moonlog-peerbench
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/moonlog-count.XXXXXX")
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	if [ "$keep" = 1 ]; then echo "count.sh: kept $tmp" >&2; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+# The total of a callgrind output file (its "totals:" line).
+total() { awk '/^totals:/ { print $2 }' "$1"; }
+callgrind() { valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}"; }
+wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+per_event() { echo $(((($2) - ($1) + ($3) / 2) / ($3))); }
+
+results=()
+
+# A server on a free port in data folder $1, under callgrind into $2 when given: sets $port, $pid.
+serve() {
+	port=$("$peerbench" freeport)
+	local cmd=("$moonlog" serve --data "$1" --listen "127.0.0.1:$port" --http off --admin off
+		--fsync always --quiet)
+	if [ -n "${2:-}" ]; then
+		valgrind --tool=callgrind --callgrind-out-file="$2" "${cmd[@]}" 2>>"$tmp/valgrind.log" &
+	else
+		"${cmd[@]}" &
+	fi
+	pid=$!
+	pids+=("$pid")
+	"$peerbench" moonlog wait --port "$port" --seconds 120 >/dev/null
+}
+stop() {
+	kill -TERM "$pid"
+	wait "$pid" || { echo "count.sh: the server in $1 did not stop cleanly" >&2; exit 1; }
+}
+
+if wants fold; then
+	echo "count.sh: fold: building a log of $((2 * events)) events..." >&2
+	"$moonlog" bench replay --events $((2 * events)) --baseline 1000 --keep --dir "$tmp/fold" >/dev/null 2>&1
+	for n in "$events" $((2 * events)); do
+		callgrind "$tmp/fold.$n.out" "$moonlog" replay --data "$tmp/fold" --until "$n" \
+			"$tmp/fold/sum.lua" >/dev/null 2>>"$tmp/valgrind.log"
+	done
+	results+=("fold (moonlog replay, sum data.amount by stream)|$(per_event "$(total "$tmp/fold.$events.out")" "$(total "$tmp/fold.$((2 * events)).out")" "$events")")
+fi
+
+if wants read; then
+	echo "count.sh: read: loading $((2 * events)) events into a server..." >&2
+	serve "$tmp/read"
+	"$peerbench" moonlog load --port "$port" --count $((2 * events)) --conns 4 >/dev/null
+	stop "$tmp/read"
+	for n in "$events" $((2 * events)); do
+		serve "$tmp/read" "$tmp/read.$n.out"
+		"$peerbench" moonlog read --port "$port" --count "$n" --chunk 1000 >/dev/null
+		stop "$tmp/read"
+	done
+	results+=("read (\$all in pages of 1000, server side)|$(per_event "$(total "$tmp/read.$events.out")" "$(total "$tmp/read.$((2 * events)).out")" "$events")")
+fi
+
+if wants append; then
+	echo "count.sh: append: two timed runs of 64 connections x 32 in flight..." >&2
+	declare -A acked
+	for s in 2 6; do
+		serve "$tmp/append.$s" "$tmp/append.$s.out"
+		line=$("$peerbench" moonlog append --port "$port" --conns 64 --window 32 --seconds "$s")
+		acked[$s]=$(echo "$line" | sed -n 's/.*events=\([0-9]*\).*/\1/p')
+		stop "$tmp/append.$s"
+	done
+	d=$((acked[6] - acked[2]))
+	[ "$d" -gt 0 ] || { echo "count.sh: the longer append run acknowledged no more events" >&2; exit 1; }
+	results+=("append (64 conns x 32 in flight, durable, server side)|$(per_event "$(total "$tmp/append.2.out")" "$(total "$tmp/append.6.out")" "$d")")
+fi
+
+printf '%-56s %s\n' "path ($events and $((2 * events)) events; difference / events)" "instructions/event"
+for r in "${results[@]}"; do printf '%-56s %18s\n' "${r%%|*}" "${r##*|}"; done
