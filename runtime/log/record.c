@@ -21,7 +21,7 @@ size_t ml_rec_size(const struct ml_event_in *e, size_t id_len)
 	return ML_REC_HEADER + e->stream_len + e->type_len + id_len + e->meta_len + e->data_len;
 }
 
-static uint32_t rec_crc(const uint8_t *p, uint32_t len)
+uint32_t ml_rec_crc(const uint8_t *p, uint32_t len)
 {
 	return ml_crc32c(ml_crc32c(0, p, 4), p + 8, len - 8);
 }
@@ -56,49 +56,7 @@ void ml_rec_encode(uint8_t *out, const struct ml_event_in *e, const char *id, si
 		ml_put64(p, seq), p += ML_REC_SEQ_SIZE;
 	if (flags & ML_REC_SYNCED)
 		ml_put64(p, synced);
-	ml_put32(out + 4, rec_crc(out, len));
-}
-
-enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r)
-{
-	if (avail < ML_REC_HEADER)
-		return avail >= 4 && ml_le32(p) != 0 && ml_le32(p) < ML_REC_HEADER ? ML_REC_BAD
-										   : ML_REC_SHORT;
-	uint32_t len = ml_le32(p);
-	if (len == 0)
-		return ML_REC_SHORT;
-	uint32_t meta_len = ml_le32(p + 12), data_len = ml_le32(p + 16);
-	uint64_t want = (uint64_t)ML_REC_HEADER + p[9] + p[10] + p[11] + meta_len + data_len +
-			(p[8] & ML_REC_SEQ ? ML_REC_SEQ_SIZE : 0) +
-			(p[8] & ML_REC_SYNCED ? ML_REC_SYNCED_SIZE : 0);
-	if (len < ML_REC_HEADER || len > ML_REC_MAX || want != len || p[9] == 0 || p[10] == 0)
-		return ML_REC_BAD;
-	if (len > avail)
-		return ML_REC_SHORT;
-	if (verify && rec_crc(p, len) != ml_le32(p + 4))
-		return ML_REC_BAD;
-
-	r->len = len;
-	r->crc = ml_le32(p + 4);
-	r->flags = p[8];
-	r->left = ml_le32(p + 20);
-	struct ml_event *e = &r->ev;
-	e->id_generated = (p[8] & ML_REC_GEN_ID) != 0;
-	e->stream_len = p[9];
-	e->type_len = p[10];
-	e->id_len = p[11];
-	e->meta_len = meta_len;
-	e->data_len = data_len;
-	e->position = ml_le64(p + 24);
-	e->version = ml_le64(p + 32);
-	e->time = (int64_t)ml_le64(p + 40);
-	const uint8_t *q = p + ML_REC_HEADER;
-	e->stream = (const char *)q, q += e->stream_len;
-	e->type = (const char *)q, q += e->type_len;
-	e->id = (const char *)q, q += e->id_len;
-	e->meta = q, q += meta_len;
-	e->data = q;
-	return ML_REC_OK;
+	ml_put32(out + 4, ml_rec_crc(out, len));
 }
 
 void ml_seg_header_encode(uint8_t out[ML_SEG_HEADER], uint64_t first_position)

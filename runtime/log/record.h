@@ -100,13 +100,58 @@ static inline uint64_t ml_rec_synced(const struct ml_rec *r)
 	return r->flags & ML_REC_SYNCED ? ml_le64(p) : UINT64_MAX;
 }
 
+/* The crc32c a record's header holds: of bytes 0..3 and 8..len. */
+uint32_t ml_rec_crc(const uint8_t *p, uint32_t len);
+
 enum ml_rec_status { ML_REC_OK, ML_REC_SHORT, ML_REC_BAD };
 /*
  * Parses the record at p (avail bytes there). ML_REC_SHORT: the record runs
  * past avail (or its length field is zero: unwritten space). ML_REC_BAD: the
  * header is inconsistent or, when verify is set, the crc does not match.
+ * Inline: reads and scans run it once per record.
  */
-enum ml_rec_status ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r);
+static inline __attribute__((always_inline)) enum ml_rec_status
+ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r)
+{
+	if (avail < ML_REC_HEADER)
+		return avail >= 4 && ml_le32(p) != 0 && ml_le32(p) < ML_REC_HEADER ? ML_REC_BAD
+										   : ML_REC_SHORT;
+	uint32_t len = ml_le32(p);
+	if (len == 0)
+		return ML_REC_SHORT;
+	uint32_t meta_len = ml_le32(p + 12), data_len = ml_le32(p + 16);
+	uint64_t want = (uint64_t)ML_REC_HEADER + p[9] + p[10] + p[11] + meta_len + data_len +
+			(p[8] & ML_REC_SEQ ? ML_REC_SEQ_SIZE : 0) +
+			(p[8] & ML_REC_SYNCED ? ML_REC_SYNCED_SIZE : 0);
+	if (len < ML_REC_HEADER || len > ML_REC_MAX || want != len || p[9] == 0 || p[10] == 0)
+		return ML_REC_BAD;
+	if (len > avail)
+		return ML_REC_SHORT;
+	if (verify && ml_rec_crc(p, len) != ml_le32(p + 4))
+		return ML_REC_BAD;
+
+	r->len = len;
+	r->crc = ml_le32(p + 4);
+	r->flags = p[8];
+	r->left = ml_le32(p + 20);
+	struct ml_event *e = &r->ev;
+	e->id_generated = (p[8] & ML_REC_GEN_ID) != 0;
+	e->stream_len = p[9];
+	e->type_len = p[10];
+	e->id_len = p[11];
+	e->meta_len = meta_len;
+	e->data_len = data_len;
+	e->position = ml_le64(p + 24);
+	e->version = ml_le64(p + 32);
+	e->time = (int64_t)ml_le64(p + 40);
+	const uint8_t *q = p + ML_REC_HEADER;
+	e->stream = (const char *)q, q += e->stream_len;
+	e->type = (const char *)q, q += e->type_len;
+	e->id = (const char *)q, q += e->id_len;
+	e->meta = q, q += meta_len;
+	e->data = q;
+	return ML_REC_OK;
+}
 
 void ml_seg_header_encode(uint8_t out[ML_SEG_HEADER], uint64_t first_position);
 /* 0 and the first position, or -1 with diag when the header is not a valid one. The format
