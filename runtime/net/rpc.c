@@ -83,41 +83,77 @@ void ml_rpc_notify_error(struct ml_conn *c, const char *why)
  * Every event read or delivered goes through here, so it writes into space
  * reserved once with the writer's cursor functions instead of a checked append
  * per field (reading $all spent a quarter of the server's time in those checks).
- * The keys are fixstrs of constant length, so each is one header byte and a
- * fixed-size copy.
+ * Each key is written together with the header byte of the value after it, as
+ * one constant block. position, version and time are always 64-bit (uint 64,
+ * or int 64 for a time before 1970): one store each instead of a choice of
+ * width, and the same values in msgpack as the shortest form, which every
+ * reader decodes alike (the CLI, moonlog.client and the REPL through the
+ * codec, moonlog-peerbench through ml_msgpack_frame; test_rpc_event).
  */
-void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries)
+#define KEY(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+
+/* v in 8 bytes, big-endian, after a tag written with the key. */
+static inline uint8_t *be64(uint8_t *p, uint64_t v)
+{
+	uint64_t be = __builtin_bswap64(v);
+	memcpy(p, &be, 8);
+	return p + 8;
+}
+
+/* A str header and its bytes: names are at most 255 bytes (a fixstr or a str 8). */
+static inline uint8_t *put_name(uint8_t *p, const char *s, uint8_t n)
+{
+	if (n <= 31) {
+		*p++ = (uint8_t)(0xa0 | n);
+	} else {
+		*p++ = 0xd9;
+		*p++ = n;
+	}
+	return ml_msgpack_write_bytes(p, s, n);
+}
+
+/* A part's msgpack bytes, copied: a call to memcpy beyond 64 bytes (data is often 100). */
+static inline uint8_t *put_part(uint8_t *p, const uint8_t *bytes, uint32_t n)
+{
+	if (n == 0) {
+		*p = 0xc0; /* nil */
+		return p + 1;
+	}
+	if (n < 64)
+		return ml_msgpack_write_bytes(p, bytes, n);
+	memcpy(p, bytes, n);
+	return p + n;
+}
+
+/* (inlined into read_one, the loop of a read's answer) */
+static inline __attribute__((always_inline)) void
+put_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries)
 {
 	uint8_t *p = ml_msgpack_room(b, 128 + e->stream_len + e->type_len + e->id_len +
 					    e->data_len + e->meta_len);
 	*p++ = deliveries ? 0x89 : 0x88; /* a map of 9 or 8 */
-	p = ml_msgpack_write_str(p, "position", 8);
-	p = ml_msgpack_write_uint(p, e->position);
-	p = ml_msgpack_write_str(p, "stream", 6);
-	p = ml_msgpack_write_str(p, e->stream, e->stream_len);
-	p = ml_msgpack_write_str(p, "version", 7);
-	p = ml_msgpack_write_uint(p, e->version);
-	p = ml_msgpack_write_str(p, "type", 4);
-	p = ml_msgpack_write_str(p, e->type, e->type_len);
-	p = ml_msgpack_write_str(p, "id", 2);
-	p = ml_msgpack_write_str(p, e->id, e->id_len);
-	p = ml_msgpack_write_str(p, "time", 4);
-	p = ml_msgpack_write_int(p, e->time);
-	p = ml_msgpack_write_str(p, "data", 4);
-	if (e->data_len)
-		p = ml_msgpack_write_bytes(p, e->data, e->data_len);
-	else
-		*p++ = 0xc0;
-	p = ml_msgpack_write_str(p, "meta", 4);
-	if (e->meta_len)
-		p = ml_msgpack_write_bytes(p, e->meta, e->meta_len);
-	else
-		*p++ = 0xc0;
-	if (deliveries) {
-		p = ml_msgpack_write_str(p, "deliveries", 10);
-		p = ml_msgpack_write_uint(p, deliveries);
-	}
+	p = be64(KEY(p, "\xa8position\xcf"), e->position);
+	p = put_name(KEY(p, "\xa6stream"), e->stream, e->stream_len);
+	p = be64(KEY(p, "\xa7version\xcf"), e->version);
+	p = put_name(KEY(p, "\xa4type"), e->type, e->type_len);
+	p = put_name(KEY(p, "\xa2id"), e->id, e->id_len);
+	p = KEY(p, "\xa4time\xcf");
+	p[-1] = e->time >= 0 ? 0xcf : 0xd3;
+	p = be64(p, (uint64_t)e->time);
+	p = put_part(KEY(p, "\xa4"
+			    "data"),
+		     e->data, e->data_len);
+	p = put_part(KEY(p, "\xa4meta"), e->meta, e->meta_len);
+	if (deliveries)
+		p = ml_msgpack_write_uint(KEY(p, "\xaa"
+						 "deliveries"),
+					  deliveries);
 	ml_msgpack_done(b, p);
+}
+
+void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries)
+{
+	put_event(b, e, deliveries);
 }
 
 /* ---- append ------------------------------------------------------------- */
@@ -286,19 +322,16 @@ static int m_append(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader 
 
 struct read_ctx {
 	struct ml_conn *c;
-	size_t tried; /* c->out.len at the last early send */
-	int tried_once;
+	size_t send_at; /* c->out.len at which to hand the socket what there is */
 };
 
 static int read_one(const struct ml_event *e, void *arg)
 {
 	struct read_ctx *rc = arg;
-	ml_rpc_event(&rc->c->out, e, 0);
-	/* the first piece small, so the reader starts early; then larger ones */
-	if (rc->c->out.len - rc->tried >= (rc->tried_once ? STREAM_BYTES : STREAM_BYTES / 4)) {
-		rc->tried_once = 1;
+	put_event(&rc->c->out, e, 0);
+	if (rc->c->out.len >= rc->send_at) {
 		ml_conn_send_early(rc->c);
-		rc->tried = rc->c->out.len;
+		rc->send_at = rc->c->out.len + STREAM_BYTES;
 	}
 	return 0;
 }
@@ -323,7 +356,8 @@ static int m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r
 	size_t start = c->out.len;
 	reply_ok(c, msgid);
 	ml_msgpack_put_array(&c->out, (uint32_t)rd.count);
-	struct read_ctx rc = {c, c->out.len, 0};
+	/* the first piece small, so the reader starts early; then larger ones */
+	struct read_ctx rc = {c, c->out.len + STREAM_BYTES / 4};
 	if (ml_op_read(c->srv, &rd, read_one, &rc) == 0)
 		return 0;
 	if (c->out_off <= start) { /* nothing of the answer went out: take it back, say why */
