@@ -296,7 +296,9 @@ static void takeover(const char *dir)
 	ok(UNTIL(&w, ack_all(&a) == 5), "and what comes next");
 	struct ml_router_stats st;
 	ml_router_stats(w.r[0], &st);
-	is_int(st.taken_over, 1, "node 0 took one range over");
+	/* one range per claim node 1 made: one, or more when its events came apart under load */
+	ok(st.taken_over >= 1 && st.taken_over <= 3, "node 0 took node 1's ranges over (%llu)",
+	   (unsigned long long)st.taken_over);
 	/* node 1 comes back: its range is gone, and its late acks are harmless */
 	w.paused[1] = 0;
 	journal_node_gone(w.j, 1, 0);
