@@ -174,10 +174,11 @@ static void print_stats(struct ml_script *s, struct replay *r, int64_t n, uint64
 	double secs = (double)ns / 1e9;
 	fprintf(stderr,
 		"moonlog replay: %s: %" PRId64 " events read, %" PRIu64 " passed the filter, in "
-		"%.3f s (%.3f s of CPU): %.0f events/s; position %" PRIu64
+		"%.3f s (%.3f s of CPU): %.0f events/s; position %" PRIu64 "; %" PRIu64
+		" given as plain fields, %" PRIu64 " handled without the count hook"
 		"; Lua memory %.1f MiB (peak %.1f)",
 		ml_script_name(s), n, st.delivered, secs, (double)cpu / 1e9,
-		secs > 0 ? (double)n / secs : 0.0, ml_script_position(s),
+		secs > 0 ? (double)n / secs : 0.0, ml_script_position(s), st.plain, st.unhooked,
 		(double)st.memory / 1048576, (double)st.memory_peak / 1048576);
 	if (ml_script_kind(s) == ML_SCRIPT_HANDLER)
 		fprintf(stderr, "; %" PRIu64 " events emitted (not appended)", r->emitted);

@@ -94,61 +94,6 @@ int ml_feed_trampoline(lua_State *L)
 	return 0;
 }
 
-/*
- * Does the handler at h read its second argument, the event? A handler written
- * function(s) ... end (say, one that counts) never gets a view built for it.
- * The answer is kept per function in upvalue 6.
- */
-static int takes_event(lua_State *L, int h)
-{
-	lua_pushvalue(L, h);
-	if (lua_rawget(L, lua_upvalueindex(6)) == LUA_TNIL) {
-		lua_Debug ar;
-		lua_pop(L, 1);
-		lua_pushvalue(L, h);
-		lua_pushvalue(L, h);
-		lua_getinfo(L, ">u", &ar);
-		lua_pushboolean(L, ar.nparams >= 2 || ar.isvararg);
-		lua_pushvalue(L, -1);
-		lua_insert(L, -3);
-		lua_rawset(L, lua_upvalueindex(6));
-	}
-	int yes = lua_toboolean(L, -1);
-	lua_pop(L, 1);
-	return yes;
-}
-
-/*
- * The same for a plain (unpartitioned) projection, which is what replays
- * spend their time in: the handler is found from the type's bytes, without a
- * Lua call to dispatch nor a view to read e.type from, and the view is built
- * only when there is a handler. Upvalues: 1 the event metatable, 2 the
- * script, 3 the `on` table, 4 the "*" handler or nil, 5 the state's cell, 6 a
- * table of which handlers take the event.
- */
-int ml_feed_projection(lua_State *L)
-{
-	const struct ml_event *e = lua_touserdata(L, 1);
-	lua_pushlstring(L, e->type, e->type_len);
-	if (lua_rawget(L, lua_upvalueindex(3)) == LUA_TNIL) {
-		lua_pop(L, 1);
-		if (lua_isnil(L, lua_upvalueindex(4)))
-			return 0;
-		lua_pushvalue(L, lua_upvalueindex(4));
-	}
-	int h = lua_gettop(L);
-	lua_rawgeti(L, lua_upvalueindex(5), 1);
-	if (takes_event(L, h)) {
-		ml_view_push_event(L, e);
-		lua_pushvalue(L, lua_upvalueindex(1));
-		lua_setmetatable(L, -2);
-	}
-	lua_call(L, lua_gettop(L) - h, 1);
-	if (!lua_isnil(L, -1))
-		lua_rawseti(L, lua_upvalueindex(5), 1);
-	return 0;
-}
-
 static void reset_outcome(struct ml_script *s)
 {
 	s->n_emits = 0;
@@ -207,7 +152,10 @@ int ml_script_feed(struct ml_script *s, const struct ml_event *e)
 	s->current = e;
 	lua_pushvalue(L, SLOT_TRAMPOLINE);
 	lua_pushlightuserdata(L, (void *)e);
-	ml_script_arm(s, e->position);
+	if (s->fold)
+		ml_script_arm_feed(s, e->position);
+	else
+		ml_script_arm(s, e->position);
 	int rc = lua_pcall(L, 1, 0, SLOT_MSGH);
 	ml_script_disarm(s);
 	if (rc == LUA_OK && s->stop == ML_STOP_NONE) {

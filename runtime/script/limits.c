@@ -14,6 +14,15 @@
  * takes them off the call's instruction budget and reads the watchdog's mark.
  * The library's own loops in C (bounded.c, pattern.c) read the mark too.
  *
+ * A count hook makes Lua 5.4 trace every instruction, which is a tenth of what
+ * a replay costs. So a projection's handler that runs straight through (no
+ * backward jump: shape.c) runs without it: it cannot run more instructions
+ * than it has, nor for long. It runs under a hook on calls only, and the first
+ * call it makes (a function, a metamethod, anything but the host's own two
+ * calls: the feed and the handler) turns the count hook back on at once, with
+ * the handler's whole length taken off the budget: the budget holds exactly as
+ * before, one call earlier at most by that length, and the same on every run.
+ *
  * Stopping. Once a limit is reached the script is *stopping*: the hook fires at
  * every instruction and raises, so no loop survives by catching the error with
  * pcall, and the allocator lets the unwinding use a little memory past the
@@ -54,7 +63,13 @@ void ml_script_stop(struct ml_script *s, lua_State *L, enum ml_stop why)
 	}
 	/* From now on every instruction raises: see the hook. */
 	lua_sethook(L ? L : s->L, ml_script_hook, LUA_MASKCOUNT, 1);
-	s->hooked = 0;
+	s->hook = ML_HOOK_STOPPING;
+}
+
+static void count_hook(struct ml_script *s)
+{
+	lua_sethook(s->L, ml_script_hook, LUA_MASKCOUNT, HOOK_STEP);
+	s->hook = ML_HOOK_COUNT;
 }
 
 static void *refuse(struct ml_script *s, size_t grow)
@@ -141,10 +156,27 @@ static int raise_stop(struct ml_script *s, lua_State *L)
 	return lua_error(L);
 }
 
+/* ML_HOOK_CALL: a call. The host's own pass; anything else turns the count hook on. */
+static void call_hook(struct ml_script *s, lua_State *L)
+{
+	if (s->entry_pending > 0 && L == s->L) {
+		s->entry_pending--;
+		return;
+	}
+	s->budget_left = s->insn_limit - s->unhooked_len; /* unhooked_len <= insn_limit */
+	lua_sethook(L, ml_script_hook, LUA_MASKCOUNT, HOOK_STEP);
+	if (L != s->L)
+		count_hook(s);
+	s->hook = ML_HOOK_COUNT;
+}
+
 void ml_script_hook(lua_State *L, lua_Debug *ar)
 {
 	struct ml_script *s = ml_script_of(L);
-	(void)ar;
+	if (ar->event == LUA_HOOKCALL || ar->event == LUA_HOOKTAILCALL) {
+		call_hook(s, L);
+		return;
+	}
 	if (s->stop == ML_STOP_NONE) {
 		uint64_t step = (uint64_t)lua_gethookcount(L);
 		int late = ml_watch_expired(&s->clock);
@@ -176,11 +208,48 @@ void ml_script_arm(struct ml_script *s, uint64_t position)
 {
 	s->budget_left = s->insn_limit;
 	s->refused = 0;
-	if (!s->hooked) {
-		lua_sethook(s->L, ml_script_hook, LUA_MASKCOUNT, HOOK_STEP);
-		s->hooked = 1;
-	}
+	if (s->hook != ML_HOOK_COUNT)
+		count_hook(s);
 	ml_watch_begin(&s->clock, position);
+}
+
+void ml_script_arm_feed(struct ml_script *s, uint64_t position)
+{
+	s->budget_left = s->insn_limit;
+	s->refused = 0;
+	if (s->hook == ML_HOOK_CALL)
+		s->entry_pending = 1; /* the call of the feed itself (after a handler's error) */
+	else if (s->hook == ML_HOOK_STOPPING)
+		count_hook(s);
+	ml_watch_begin(&s->clock, position);
+}
+
+void ml_script_hook_for(struct ml_script *s, uint32_t unhooked_len)
+{
+	if (s->stop != ML_STOP_NONE)
+		return;
+	if (unhooked_len == 0) {
+		if (s->hook != ML_HOOK_COUNT)
+			count_hook(s);
+		return;
+	}
+	if (s->hook != ML_HOOK_CALL) {
+		lua_sethook(s->L, ml_script_hook, LUA_MASKCALL, 0);
+		s->hook = ML_HOOK_CALL;
+	}
+	s->entry_pending = 1; /* the call of the handler */
+	s->unhooked_len = unhooked_len;
+}
+
+void ml_script_hook_done(struct ml_script *s)
+{
+	/* No hook until the next handler: the host's own calls into C need none, and the
+	 * next feed's call then costs no hook call either. */
+	if (s->hook == ML_HOOK_CALL) {
+		lua_sethook(s->L, NULL, 0, 0);
+		s->hook = ML_HOOK_NONE;
+		s->fed_unhooked++; /* it called nothing: the count hook never came on */
+	}
 }
 
 int ml_script_recover(struct ml_script *s)
@@ -191,8 +260,7 @@ int ml_script_recover(struct ml_script *s)
 	s->stop_where[0] = 0;
 	s->refused = 0;
 	s->mem_cap = s->mem_limit;
-	lua_sethook(s->L, ml_script_hook, LUA_MASKCOUNT, HOOK_STEP);
-	s->hooked = 1;
+	count_hook(s);
 	if (why == ML_STOP_MEMORY)
 		lua_gc(s->L, LUA_GCCOLLECT); /* what the call built is garbage now */
 	if (s->mem > s->mem_limit || nearly_full(s, 0)) {

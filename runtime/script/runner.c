@@ -83,15 +83,11 @@ int ml_runner_open(lua_State *L, int env, int def)
 	lua_call(L, 2, 1);	     /* SLOT_RUNNER */
 	lua_getfield(L, -1, "feed"); /* SLOT_FEED */
 	if (lua_getfield(L, -2, "cell") == LUA_TTABLE) {
-		/* A plain projection: C dispatches on the type itself (ml_feed_projection). */
+		/* A plain projection: fed from C (fold.c). */
+		lua_getfield(L, -3, "on");
+		ml_fold_open(L, s, -1, -2); /* SLOT_TRAMPOLINE */
+		lua_replace(L, -3);
 		lua_pop(L, 1);
-		lua_pushvalue(L, SLOT_EVENT_MT);
-		lua_pushlightuserdata(L, s);
-		lua_getfield(L, -4, "on");
-		lua_getfield(L, -5, "any");
-		lua_getfield(L, -6, "cell");
-		lua_newtable(L);
-		lua_pushcclosure(L, ml_feed_projection, 6); /* SLOT_TRAMPOLINE */
 		return 0;
 	}
 	lua_pop(L, 1);

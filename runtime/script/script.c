@@ -269,6 +269,7 @@ void ml_script_free(struct ml_script *s)
 	if (s->L)
 		lua_close(s->L);
 	ml_decider_free(s->decider);
+	ml_fold_free(s->fold);
 	ml_filter_free(s->filter);
 	ml_buf_free(&s->emit_bytes);
 	free(s->emits);
@@ -326,6 +327,8 @@ void ml_script_stats(const struct ml_script *s, struct ml_script_stats *out)
 {
 	out->events = s->events;
 	out->delivered = s->delivered;
+	out->plain = s->fed_plain;
+	out->unhooked = s->fed_unhooked;
 	out->memory = s->mem;
 	out->memory_peak = s->mem_peak;
 	out->memory_limit = s->mem_limit;

@@ -36,6 +36,14 @@ enum {
 /* Why a call into the script is being stopped (limits.c). */
 enum ml_stop { ML_STOP_NONE, ML_STOP_BUDGET, ML_STOP_TIME, ML_STOP_MEMORY };
 
+/* Which hook the script's main thread has (limits.c). */
+enum ml_hook {
+	ML_HOOK_NONE,	  /* between the events fed through fold.c, which runs no Lua */
+	ML_HOOK_COUNT,	  /* the count hook, every HOOK_STEP instructions */
+	ML_HOOK_CALL,	  /* a handler runs straight through: the hook on calls only */
+	ML_HOOK_STOPPING, /* every instruction raises */
+};
+
 /* The wall clock of a script's calls, shared with the watchdog thread (watchdog.c). */
 struct ml_script_clock {
 	_Atomic uint64_t seq;	   /* the number of the latest call (from 1) */
@@ -77,12 +85,16 @@ struct ml_script {
 	enum ml_stop stop;    /* sticky until the call's end: the host faults or recovers */
 	char stop_where[192]; /* "in string.find at balances.lua:12" */
 	size_t refused;	      /* the size the allocator refused: Lua collects, asks again */
-	int hooked;	      /* the count hook is installed with its step */
+	enum ml_hook hook;
+	int entry_pending;     /* ML_HOOK_CALL: calls that are the host's own (see limits.c) */
+	uint32_t unhooked_len; /* ML_HOOK_CALL: the handler's length, charged when it calls */
 	struct ml_script_clock clock;
 
 	uint64_t position;
 	uint64_t events, delivered;
-	const struct ml_event *current; /* the event being fed, for the trampoline */
+	uint64_t fed_plain, fed_unhooked; /* of them: as plain fields, without the count hook */
+	struct ml_fold *fold;		  /* a plain projection's handlers (fold.c) */
+	const struct ml_event *current;	  /* the event being fed, for the trampoline */
 	char *fault;
 	int fault_limit; /* the fault is a limit reached, not an error raised */
 
@@ -111,6 +123,13 @@ void *ml_script_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 void ml_script_hook(lua_State *L, lua_Debug *ar);
 /* Arms the limits for one call (position: the event fed, or 0). */
 void ml_script_arm(struct ml_script *s, uint64_t position);
+/* The same for feeding an event through fold.c, which sets the hook per handler. */
+void ml_script_arm_feed(struct ml_script *s, uint64_t position);
+/* Before the host calls a handler: without the count hook when unhooked_len (the handler's
+ * length) is not 0, else with it. */
+void ml_script_hook_for(struct ml_script *s, uint32_t unhooked_len);
+/* After the handler has returned: the hook on calls is taken off. */
+void ml_script_hook_done(struct ml_script *s);
 static inline void ml_script_disarm(struct ml_script *s);
 void ml_script_stop(struct ml_script *s, lua_State *L, enum ml_stop why);
 /* For C functions that may run long: raises the time limit's error once the call is past
@@ -187,9 +206,27 @@ int ml_runner_open(lua_State *L, int env, int def);
 /* feed.c: the C function that builds an event's view and feeds it (upvalues: the event
  * metatable, the runner's feed, the script). */
 int ml_feed_trampoline(lua_State *L);
-/* feed.c: the same for a plain projection (upvalues: the event metatable, the script, `on`,
- * the "*" handler, the state's cell). */
-int ml_feed_projection(lua_State *L);
+/* fold.c: reads the handlers of a plain projection's `on` (at index on) into s->fold, and
+ * pushes its trampoline, which feeds the state in the table at cell ({state}). */
+void ml_fold_open(lua_State *L, struct ml_script *s, int on, int cell);
+void ml_fold_free(struct ml_fold *f);
+
+/* shape.c: what a handler does with its event, read from its bytecode. */
+#define ML_SHAPE_MAX_KEYS 32
+struct ml_shape {
+	uint32_t length;  /* instructions */
+	int takes_event;  /* it has a second parameter (or varargs) */
+	int straight;	  /* no backward jump: runs each instruction at most once */
+	int plain;	  /* reads the event's fields by name only and keeps nothing */
+	unsigned fields;  /* plain: the event fields it reads, in view.c's order (bits) */
+	char **data_keys; /* plain: the names it reads of e.data, of e.meta */
+	char **meta_keys;
+	size_t n_data, n_meta;
+};
+/* Reads the shape of the function at fn: 0, or -1 when it cannot (a C function, or bytecode
+ * this does not know; *out then says: takes the event, not plain, not straight). */
+int ml_shape_read(lua_State *L, int fn, struct ml_shape *out);
+void ml_shape_clear_keys(struct ml_shape *s);
 
 /* decide.c */
 void ml_decider_free(struct ml_decider *d);

@@ -176,6 +176,8 @@ ML_API int ml_script_snapshot_load(struct ml_script *s, const char *data_dir);
 struct ml_script_stats {
 	uint64_t events;	    /* fed */
 	uint64_t delivered;	    /* of them, passed the filter and ran in Lua */
+	uint64_t plain;		    /* of them, given to a handler as plain fields (no view) */
+	uint64_t unhooked;	    /* handlers run without the count hook (straight code) */
 	size_t memory, memory_peak; /* bytes of Lua memory */
 	size_t memory_limit;
 	uint64_t instruction_limit;
