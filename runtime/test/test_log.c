@@ -155,6 +155,39 @@ static void test_bad_input(const char *dir)
 		ok(ml_log_append(log, &req) != 0 && ml_diag_code() == ML_ERR_USAGE,
 		   "refuses %s: %s", bad[i].what, ml_diag_last());
 	}
+	/* A bad byte at each place of a 17-byte name: the first two words are checked as
+	 * words, the last byte alone; every place must still be seen. */
+	static const char bad_bytes[] = {0x01, 0x1f, 0x7f, (char)0x80, (char)0xff};
+	int refused = 0, tried = 0;
+	for (size_t b = 0; b < sizeof(bad_bytes); b++)
+		for (int at = 0; at < 17; at++, tried++) {
+			char name[18];
+			memset(name, 'a', 17);
+			name[17] = 0;
+			name[at] = bad_bytes[b];
+			struct ml_event_in e = ev(name, "T", NULL);
+			struct ml_append req = {.events = &e, .n_events = 1};
+			refused += ml_log_append(log, &req) != 0 && ml_diag_code() == ML_ERR_USAGE;
+		}
+	is_int(refused, tried, "refuses a control character or a bad byte at any place of a name");
+	char printable[96];
+	for (int c = 0x20; c < 0x7f; c++)
+		printable[c - 0x20] = (char)c;
+	printable[95] = 0;
+	const char *good[] = {printable,
+			      "\xc3\xbcnic\xc3\xb6"
+			      "de-stream-with-a-long-name",
+			      "account-1234567\xc3\xa9"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct ml_event_in e = ev(good[i], "T", NULL);
+		struct ml_append req = {.events = &e, .n_events = 1};
+		ok(ml_log_append(log, &req) == 0, "takes a name of printable ASCII or UTF-8 (%zu)",
+		   i);
+	}
+	struct ml_event_in c1 = ev("abcdefgh\xc2\x85", "T", NULL);
+	struct ml_append c1req = {.events = &c1, .n_events = 1};
+	ok(ml_log_append(log, &c1req) != 0, "refuses a C1 control character (U+0085) after a word");
+	head += 3;
 	char longname[300];
 	memset(longname, 'x', sizeof(longname) - 1);
 	longname[299] = '\0';

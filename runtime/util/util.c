@@ -3,8 +3,8 @@
  */
 #include <moonlog/util.h>
 
-#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,45 +160,56 @@ static uint64_t random64(void)
 	return state * 0x2545f4914f6cdd1dull;
 }
 
+/* Two hex digits a byte: a table, so that an id is written without a branch a digit. */
+static const char hex_pairs[] = "000102030405060708090a0b0c0d0e0f"
+				"101112131415161718191a1b1c1d1e1f"
+				"202122232425262728292a2b2c2d2e2f"
+				"303132333435363738393a3b3c3d3e3f"
+				"404142434445464748494a4b4c4d4e4f"
+				"505152535455565758595a5b5c5d5e5f"
+				"606162636465666768696a6b6c6d6e6f"
+				"707172737475767778797a7b7c7d7e7f"
+				"808182838485868788898a8b8c8d8e8f"
+				"909192939495969798999a9b9c9d9e9f"
+				"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
+				"b0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+				"c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+				"d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+				"e0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+				"f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 /*
- * UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Within one
- * millisecond a counter in the random part keeps ids from one process ordered.
+ * UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, a 12-bit counter, then 62
+ * random bits. The counter keeps the ids of one process ordered (RFC 9562's
+ * method 1): it starts at a random value below 1024 in each new millisecond,
+ * and past 4095 it carries into the millisecond, which keeps the order when a
+ * millisecond holds more ids than the counter counts. The last (millisecond,
+ * counter) is one atomic word, taken with a compare-and-swap rather than a lock:
+ * an append generates one id an event.
  */
 void ml_uuid7(char out[37])
 {
-	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-	static uint64_t last_ms, seq;
+	static _Atomic uint64_t last; /* ms << 12 | counter */
+	uint64_t ms = (uint64_t)ml_time_ms(), r = random64();
+	uint64_t was = atomic_load_explicit(&last, memory_order_relaxed), now;
+	do {
+		now = was >> 12 >= ms ? was + 1 : ms << 12 | (random64() & 0x3ff);
+	} while (!atomic_compare_exchange_weak_explicit(&last, &was, now, memory_order_relaxed,
+							memory_order_relaxed));
 	uint8_t b[16];
-	uint64_t ms = (uint64_t)ml_time_ms(), r1 = random64(), r2 = random64();
-
-	memcpy(b, &r1, 8);
-	memcpy(b + 8, &r2, 8);
-	pthread_mutex_lock(&lock);
-	if (ms <= last_ms) {
-		ms = last_ms;
-		seq++;
-	} else {
-		last_ms = ms;
-		seq = r1 & 0x3ff;
-	}
-	uint64_t s = seq;
-	pthread_mutex_unlock(&lock);
-
+	ms = now >> 12;
 	for (int i = 0; i < 6; i++)
 		b[i] = (uint8_t)(ms >> (40 - 8 * i));
-	b[6] = (uint8_t)(0x70 | ((s >> 8) & 0x0f));
-	b[7] = (uint8_t)s;
+	b[6] = (uint8_t)(0x70 | ((now >> 8) & 0x0f));
+	b[7] = (uint8_t)now;
+	memcpy(b + 8, &r, 8);
 	b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
 
-	static const char hex[] = "0123456789abcdef";
-	char *o = out;
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*o++ = '-';
-		*o++ = hex[b[i] >> 4];
-		*o++ = hex[b[i] & 15];
-	}
-	*o = '\0';
+	static const uint8_t at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+	for (int i = 0; i < 16; i++)
+		memcpy(out + at[i], hex_pairs + 2 * b[i], 2);
+	out[8] = out[13] = out[18] = out[23] = '-';
+	out[36] = '\0';
 }
 
 uint64_t ml_raise_fd_limit(void)

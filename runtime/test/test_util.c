@@ -1,0 +1,98 @@
+/*
+ * The small helpers of util/: UUIDv7 ids (their form, their time, their order
+ * within and across threads).
+ */
+#include <pthread.h>
+
+#include <moonlog/util.h>
+
+#include "test/unit.h"
+
+#define PER_THREAD 100000
+
+static int is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* 8-4-4-4-12 lowercase hex, version 7, variant 10. */
+static int well_formed(const char *id)
+{
+	if (strlen(id) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? id[i] != '-' : !is_hex(id[i]))
+			return 0;
+	return id[14] == '7' && strchr("89ab", id[19]) != NULL;
+}
+
+static uint64_t ms_of(const char *id)
+{
+	char hex[13];
+	memcpy(hex, id, 8);
+	memcpy(hex + 8, id + 9, 4);
+	hex[12] = 0;
+	return strtoull(hex, NULL, 16);
+}
+
+struct run {
+	char (*ids)[37];
+	int ordered;
+};
+
+static void *generate(void *arg)
+{
+	struct run *r = arg;
+	r->ordered = 1;
+	for (int i = 0; i < PER_THREAD; i++) {
+		ml_uuid7(r->ids[i]);
+		if (i > 0 && strcmp(r->ids[i - 1], r->ids[i]) >= 0)
+			r->ordered = 0;
+	}
+	return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+int main(void)
+{
+	plan(6);
+	char id[37];
+	uint64_t before = (uint64_t)ml_time_ms();
+	ml_uuid7(id);
+	uint64_t after = (uint64_t)ml_time_ms();
+	ok(well_formed(id), "a UUIDv7 is 8-4-4-4-12 lowercase hex, version 7, variant 10: %s", id);
+	ok(ms_of(id) >= before && ms_of(id) <= after, "its first 48 bits are the time in ms");
+
+	/* Two threads at once: each one's ids in order, none twice, all well formed. */
+	struct run runs[2];
+	pthread_t t[2];
+	char(*all)[37] = malloc(2 * PER_THREAD * 37);
+	for (int i = 0; i < 2; i++) {
+		runs[i].ids = all + i * PER_THREAD;
+		pthread_create(&t[i], NULL, generate, &runs[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	after = (uint64_t)ml_time_ms();
+	ok(runs[0].ordered && runs[1].ordered,
+	   "each thread's %d ids are in order (the counter carries into the ms)", PER_THREAD);
+	int formed = 1;
+	for (int i = 0; i < 2 * PER_THREAD; i++)
+		formed &= well_formed(all[i]);
+	ok(formed, "all %d are well formed", 2 * PER_THREAD);
+	/* A counter of 4096 a ms that carries can run ahead of the clock, by at most this. */
+	uint64_t ahead = 2 * PER_THREAD / 3072 + 1;
+	ok(ms_of(all[PER_THREAD - 1]) <= after + ahead && ms_of(all[0]) >= before,
+	   "their times are the clock's, or ahead of it by the carries only");
+	qsort(all, 2 * PER_THREAD, 37, cmp_id);
+	int twice = 0;
+	for (int i = 1; i < 2 * PER_THREAD; i++)
+		twice += strcmp(all[i - 1], all[i]) == 0;
+	is_int(twice, 0, "no id is made twice");
+	free(all);
+	return done_testing();
+}
