@@ -86,27 +86,48 @@ int ml_msgpack_get_nil(struct ml_msgpack_reader *r)
 /* ---- walking whole objects ---- */
 
 /*
- * The size of the head at buf[0..n) when it is one of those an answer of events
- * is made of (fixint, nil, booleans, fixmap and fixarray, fixstr, uint 8 to 64,
- * str 8), with the objects it opens in *kids; else 0. These are sized without
- * their values being read: framing a long answer is mostly this.
+ * The heads an answer of events or an append is mostly made of, sized from
+ * their first byte alone (fixint, nil, booleans, fixmap and fixarray, fixstr,
+ * uint 8 to 64), and str 8 from its next byte: for each first byte, the head's
+ * size with its payload (bits 0-7; 0 when it must be read), the objects it
+ * opens (bits 8-12), and bit 15 for str 8. Framing a long answer or a batch of
+ * requests is mostly a look-up in this.
  */
+#define QUICK(size, kids) ((uint16_t)((size) | (kids) << 8))
+#define QUICK_STR8	  0x8000
+#define FIXMAP(i)	  [0x80 + (i)] = QUICK(1, 2 * (i))
+#define FIXARRAY(i)	  [0x90 + (i)] = QUICK(1, (i))
+#define FIXSTR(i)	  [0xa0 + (i)] = QUICK(1 + (i), 0)
+#define EACH16(M, at)                                                                              \
+	M(at + 0), M(at + 1), M(at + 2), M(at + 3), M(at + 4), M(at + 5), M(at + 6), M(at + 7),    \
+	    M(at + 8), M(at + 9), M(at + 10), M(at + 11), M(at + 12), M(at + 13), M(at + 14),      \
+	    M(at + 15)
+static const uint16_t quick[256] = {
+    [0x00 ... 0x7f] = QUICK(1, 0),
+    EACH16(FIXMAP, 0),
+    EACH16(FIXARRAY, 0),
+    EACH16(FIXSTR, 0),
+    EACH16(FIXSTR, 16),
+    [0xc0] = QUICK(1, 0), /* nil */
+    [0xc2] = QUICK(1, 0), /* false */
+    [0xc3] = QUICK(1, 0), /* true */
+    [0xcc] = QUICK(2, 0), /* uint 8 to 64 */
+    [0xcd] = QUICK(3, 0),
+    [0xce] = QUICK(5, 0),
+    [0xcf] = QUICK(9, 0),
+    [0xd9] = QUICK_STR8,
+    [0xe0 ... 0xff] = QUICK(1, 0),
+};
+
+/* The size of the head at buf[0..n) (n > 0) from the table, with the objects it opens in
+ * *kids; else 0. */
 static inline size_t quick_size(const uint8_t *buf, size_t n, uint64_t *kids)
 {
-	uint8_t c = buf[0];
-	if ((c & 0xe0) == 0xa0)
-		return 1 + (size_t)(c & 0x1f);
-	if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-		return 1;
-	if ((c & 0xe0) == 0x80) {
-		*kids = c & 0x10 ? (uint64_t)(c & 0x0f) : 2 * (uint64_t)(c & 0x0f);
-		return 1;
-	}
-	if (c >= 0xcc && c <= 0xcf)
-		return 1 + ((size_t)1 << (c - 0xcc));
-	if (c == 0xd9 && n >= 2)
-		return 2 + (size_t)buf[1];
-	return 0;
+	uint16_t q = quick[buf[0]];
+	*kids = (q >> 8) & 0x1f;
+	if (q & QUICK_STR8)
+		return n >= 2 ? 2 + (size_t)buf[1] : 0;
+	return q & 0xff;
 }
 
 /*

@@ -160,23 +160,24 @@ static uint64_t random64(void)
 	return state * 0x2545f4914f6cdd1dull;
 }
 
-/* Two hex digits a byte: a table, so that an id is written without a branch a digit. */
-static const char hex_pairs[] = "000102030405060708090a0b0c0d0e0f"
-				"101112131415161718191a1b1c1d1e1f"
-				"202122232425262728292a2b2c2d2e2f"
-				"303132333435363738393a3b3c3d3e3f"
-				"404142434445464748494a4b4c4d4e4f"
-				"505152535455565758595a5b5c5d5e5f"
-				"606162636465666768696a6b6c6d6e6f"
-				"707172737475767778797a7b7c7d7e7f"
-				"808182838485868788898a8b8c8d8e8f"
-				"909192939495969798999a9b9c9d9e9f"
-				"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
-				"b0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-				"c0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
-				"d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-				"e0e1e2e3e4e5e6e7e8e9eaebecedeeef"
-				"f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+/*
+ * The 8 hex digits of x, most significant first, as 8 bytes to store: each
+ * nibble is spread into a byte of its own, then made a digit, all at once ('0'
+ * + n, and 39 more for n over 9, which reaches 'a').
+ */
+static inline uint64_t hex8(uint32_t x)
+{
+	const uint64_t ones = 0x0101010101010101ull;
+	uint64_t v = x;
+	v = (v | v << 16) & 0x0000ffff0000ffffull;
+	v = (v | v << 8) & 0x00ff00ff00ff00ffull;
+	v = (v | v << 4) & 0x0f0f0f0f0f0f0f0full;
+	v += 0x30 * ones + (((v + 6 * ones) >> 4) & ones) * 39;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v); /* the first digit in the first byte */
+#endif
+	return v;
+}
 
 /*
  * UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, a 12-bit counter, then 62
@@ -196,18 +197,17 @@ void ml_uuid7(char out[37])
 		now = was >> 12 >= ms ? was + 1 : ms << 12 | (random64() & 0x3ff);
 	} while (!atomic_compare_exchange_weak_explicit(&last, &was, now, memory_order_relaxed,
 							memory_order_relaxed));
-	uint8_t b[16];
-	ms = now >> 12;
-	for (int i = 0; i < 6; i++)
-		b[i] = (uint8_t)(ms >> (40 - 8 * i));
-	b[6] = (uint8_t)(0x70 | ((now >> 8) & 0x0f));
-	b[7] = (uint8_t)now;
-	memcpy(b + 8, &r, 8);
-	b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
-
-	static const uint8_t at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
-	for (int i = 0; i < 16; i++)
-		memcpy(out + at[i], hex_pairs + 2 * b[i], 2);
+	/* ms, version 7, counter | variant 10, random */
+	uint64_t hi = (now >> 12) << 16 | 0x7000 | (now & 0xfff);
+	uint64_t lo = (r >> 2) | 0x8000000000000000ull;
+	uint64_t digits[4] = {hex8((uint32_t)(hi >> 32)), hex8((uint32_t)hi),
+			      hex8((uint32_t)(lo >> 32)), hex8((uint32_t)lo)};
+	const char *d = (const char *)digits;
+	memcpy(out, d, 8);
+	memcpy(out + 9, d + 8, 4);
+	memcpy(out + 14, d + 12, 4);
+	memcpy(out + 19, d + 16, 4);
+	memcpy(out + 24, d + 20, 12);
 	out[8] = out[13] = out[18] = out[23] = '-';
 	out[36] = '\0';
 }
