@@ -88,13 +88,11 @@ int ml_msgpack_get_nil(struct ml_msgpack_reader *r)
 /*
  * The heads an answer of events or an append is mostly made of, sized from
  * their first byte alone (fixint, nil, booleans, fixmap and fixarray, fixstr,
- * uint 8 to 64), and str 8 from its next byte: for each first byte, the head's
- * size with its payload (bits 0-7; 0 when it must be read), the objects it
- * opens (bits 8-12), and bit 15 for str 8. Framing a long answer or a batch of
- * requests is mostly a look-up in this.
+ * uint 8 to 64): for each first byte, the head's size with its payload (bits
+ * 0-7; 0 when it must be read) and the objects it opens (bits 8-12). Framing a
+ * long answer or a batch of requests is mostly a look-up in this.
  */
 #define QUICK(size, kids) ((uint16_t)((size) | (kids) << 8))
-#define QUICK_STR8	  0x8000
 #define FIXMAP(i)	  [0x80 + (i)] = QUICK(1, 2 * (i))
 #define FIXARRAY(i)	  [0x90 + (i)] = QUICK(1, (i))
 #define FIXSTR(i)	  [0xa0 + (i)] = QUICK(1 + (i), 0)
@@ -115,20 +113,8 @@ static const uint16_t quick[256] = {
     [0xcd] = QUICK(3, 0),
     [0xce] = QUICK(5, 0),
     [0xcf] = QUICK(9, 0),
-    [0xd9] = QUICK_STR8,
     [0xe0 ... 0xff] = QUICK(1, 0),
 };
-
-/* The size of the head at buf[0..n) (n > 0) from the table, with the objects it opens in
- * *kids; else 0. */
-static inline size_t quick_size(const uint8_t *buf, size_t n, uint64_t *kids)
-{
-	uint16_t q = quick[buf[0]];
-	*kids = (q >> 8) & 0x1f;
-	if (q & QUICK_STR8)
-		return n >= 2 ? 2 + (size_t)buf[1] : 0;
-	return q & 0xff;
-}
 
 /*
  * Walks w->todo objects (1 when 0) from buf + w->off: 0 with *len the bytes to
@@ -142,8 +128,15 @@ int ml_msgpack_frame_resume(const uint8_t *buf, size_t n, struct ml_msgpack_walk
 	size_t off = w->off;
 	uint64_t todo = w->todo ? w->todo : 1;
 	while (todo > 0) {
+		size_t step = 0;
 		uint64_t kids = 0;
-		size_t step = off < n ? quick_size(buf + off, n - off, &kids) : 0;
+		if (off < n) {
+			uint16_t q = quick[buf[off]];
+			step = q & 0xff, kids = q >> 8;
+			if (buf[off] == 0xd9 &&
+			    n - off >= 2) /* str 8, the most common of the others */
+				step = 2 + (size_t)buf[off + 1];
+		}
 		if (step == 0 || step > n - off) {
 			struct ml_msgpack_reader r = {buf, buf + off, buf + n};
 			struct ml_msgpack_obj o;

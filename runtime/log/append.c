@@ -61,18 +61,6 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
-/*
- * Whether the 8 bytes of w are all printable ASCII (0x20 to 0x7e), a word at a
- * time: a byte below 0x20 borrows into its top bit when 0x20 is taken from it,
- * and one above 0x7e (or with its top bit set) has it set once 1 is added.
- * Names are mostly such bytes; the others are checked one by one.
- */
-static inline int all_printable_ascii(uint64_t w)
-{
-	const uint64_t ones = 0x0101010101010101ull, tops = 0x8080808080808080ull;
-	return (((w - 0x20 * ones) & ~w) | (w + ones) | w) & tops ? 0 : 1;
-}
-
 /* Stream names, types and ids: 1-255 bytes of UTF-8 without control characters. */
 static const char *name_problem(const char *s, size_t len, int system, int reserve_dollar)
 {
@@ -82,10 +70,7 @@ static const char *name_problem(const char *s, size_t len, int system, int reser
 		return "is longer than 255 bytes";
 	if (reserve_dollar && s[0] == '$' && !system)
 		return "starts with '$', which is reserved for moonlog's own streams";
-	size_t i = 0;
-	for (uint64_t w; i + 8 <= len && (memcpy(&w, s + i, 8), all_printable_ascii(w));)
-		i += 8;
-	while (i < len) {
+	for (size_t i = ml_printable_ascii(s, len); i < len;) {
 		size_t n = utf8_len((const unsigned char *)s + i, len - i);
 		if (n == 0)
 			return "is not UTF-8 text without control characters";

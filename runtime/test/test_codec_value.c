@@ -285,6 +285,112 @@ static void test_random(void)
 	is_int(again, accepted, "and that JSON reads back into a value the log stores");
 }
 
+/* One value of a map that is mostly of the shape the check takes in one pass. */
+static void put_value(struct ml_buf *b, uint64_t r)
+{
+	static const char *const values[] = {
+	    "\x05",
+	    "\xe0",
+	    "\xc0",
+	    "\xc3",
+	    "\xa3"
+	    "abc",
+	    "\xd9\x03xyz",
+	    "\xcd\x01\x02",
+	    "\xd2\xff\xff\xff\xfe",
+	    "\xca\x3f\x80\x00\x00",		    /* 1.0f */
+	    "\xca\x7f\xc0\x00\x00",		    /* NaN */
+	    "\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00", /* infinity */
+	    "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", /* 1.0 */
+	    "\xd4\x01\x02",			    /* fixext 1 */
+	    "\xc4\x02\x00\x01",			    /* bin 8 */
+	    "\x81\xa1k\x01",			    /* a map */
+	    "\x92\x01\x02",			    /* an array */
+	    "\xcf\xff\xff\xff\xff\xff\xff\xff\xff", /* 2^64-1 */
+	};
+	static const size_t sizes[] = {1, 1, 1, 1, 4, 5, 3, 5, 5, 5, 9, 9, 3, 4, 4, 3, 9};
+	size_t i = r % (sizeof(sizes) / sizeof(sizes[0]));
+	ml_buf_add(b, values[i], sizes[i]);
+}
+
+/* A key: mostly short printable names, now and then one twice, not ASCII, or not a string. */
+static void put_key(struct ml_buf *b, uint64_t r, int i)
+{
+	static const char *const keys[] = {"a",
+					   "b",
+					   "amount",
+					   "note",
+					   "",
+					   "k\x1f",
+					   "\xc3\xa9t\xc3\xa9",
+					   "x\x7f",
+					   "a-long-key-of-twenty"};
+	switch (r % 12) {
+	case 0:
+		ml_buf_add(b, "\x07", 1); /* an integer key */
+		return;
+	case 1:
+		ml_buf_add(b, "\xd9\x01z", 3); /* str 8 */
+		return;
+	default: {
+		const char *k = r % 5 == 0 ? keys[(r >> 8) % 9] : NULL;
+		char own[4];
+		if (k == NULL) {
+			snprintf(own, sizeof(own), "k%d", i);
+			k = own;
+		}
+		size_t n = strlen(k);
+		uint8_t head = (uint8_t)(0xa0 | n);
+		ml_buf_add(b, &head, 1);
+		ml_buf_add(b, k, n);
+	}
+	}
+}
+
+/*
+ * The check takes a map of scalars with short ASCII keys in one pass, and every
+ * other value through its walk. Both must agree: a value inside an array of one
+ * is refused exactly when the value alone is (the array always takes the walk).
+ */
+static void test_one_pass_agrees(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15u;
+	int same = 0, accepted = 0;
+	const int rounds = 200000;
+	struct ml_buf b = {0}, wrapped = {0};
+	for (int round = 0; round < rounds; round++) {
+		b.len = 0;
+		int pairs = (int)(xorshift(&x) % 16);
+		uint8_t head = (uint8_t)(0x80 | pairs);
+		ml_buf_add(&b, &head, 1);
+		for (int i = 0; i < pairs; i++) {
+			put_key(&b, xorshift(&x), i);
+			put_value(&b, xorshift(&x));
+		}
+		uint64_t r = xorshift(&x);
+		if (r % 10 == 0 && b.len > 1) /* cut short */
+			b.len -= 1 + (r >> 8) % (b.len - 1);
+		else if (r % 10 == 1) /* a byte more */
+			ml_buf_add(&b, "\x01", 1);
+		else if (r % 10 == 2) /* a byte changed */
+			b.data[(r >> 8) % b.len] = (char)(r >> 16);
+		unsigned char *exact = malloc(b.len); /* of its exact size, for ASan */
+		memcpy(exact, b.data, b.len);
+		wrapped.len = 0;
+		ml_buf_add(&wrapped, "\x91", 1);
+		ml_buf_add(&wrapped, b.data, b.len);
+		int alone = ml_msgpack_check_value(exact, b.len, "data") == 0;
+		int inside = ml_msgpack_check_value(wrapped.data, wrapped.len, "data") == 0;
+		same += alone == inside;
+		accepted += alone;
+		free(exact);
+	}
+	ml_buf_free(&b), ml_buf_free(&wrapped);
+	is_int(same, rounds, "a map alone and inside an array are taken or refused alike");
+	ok(accepted > rounds / 20 && accepted < rounds - rounds / 20, "(%d of %d taken)", accepted,
+	   rounds);
+}
+
 int main(void)
 {
 	msgpack_sbuffer_init(&sbuf);
@@ -296,6 +402,7 @@ int main(void)
 	test_paths();
 	test_structure();
 	test_random();
+	test_one_pass_agrees();
 	msgpack_sbuffer_destroy(&sbuf);
 	return done_testing();
 }

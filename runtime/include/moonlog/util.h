@@ -42,6 +42,28 @@ ML_API uint64_t ml_hash64(const void *p, size_t len, uint64_t seed);
 ML_API int64_t ml_time_ms(void);
 ML_API uint64_t ml_clock_ns(void);
 
+/*
+ * How many of the first bytes of s[0..n) are printable ASCII (0x20 to 0x7e).
+ * Names and map keys are mostly such bytes: this checks them a word at time (a
+ * byte below 0x20 borrows into its top bit when 0x20 is taken from it; one
+ * above 0x7e, or with its top bit set, has it set once 1 is added), and the
+ * callers check what follows, if anything, as UTF-8.
+ */
+static inline size_t ml_printable_ascii(const void *s, size_t n)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	const uint64_t ones = 0x0101010101010101ull, tops = 0x8080808080808080ull;
+	size_t i = 0;
+	for (uint64_t w; i + 8 <= n; i += 8) {
+		__builtin_memcpy(&w, p + i, 8);
+		if ((((w - 0x20 * ones) & ~w) | (w + ones) | w) & tops)
+			break;
+	}
+	while (i < n && p[i] >= 0x20 && p[i] < 0x7f)
+		i++;
+	return i;
+}
+
 /* A new UUIDv7 in its 36-character text form, written to out[37]. */
 ML_API void ml_uuid7(char out[37]);
 
