@@ -127,30 +127,30 @@ int ml_msgpack_frame_resume(const uint8_t *buf, size_t n, struct ml_msgpack_walk
 {
 	size_t off = w->off;
 	uint64_t todo = w->todo ? w->todo : 1;
-	while (todo > 0) {
-		size_t step = 0;
-		uint64_t kids = 0;
-		if (off < n) {
+	for (;;) {
+		/* the heads the table sizes, in a loop of a few instructions each */
+		while (todo > 0 && off < n) {
 			uint16_t q = quick[buf[off]];
-			step = q & 0xff, kids = q >> 8;
-			if (buf[off] == 0xd9 &&
-			    n - off >= 2) /* str 8, the most common of the others */
-				step = 2 + (size_t)buf[off + 1];
+			size_t step = q & 0xff;
+			if (step == 0 || step > n - off)
+				break;
+			off += step;
+			todo += (uint64_t)(q >> 8) - 1;
 		}
-		if (step == 0 || step > n - off) {
-			struct ml_msgpack_reader r = {buf, buf + off, buf + n};
-			struct ml_msgpack_obj o;
-			if (ml_msgpack_head(&r, &o) != 0) {
-				w->off = off, w->todo = todo;
-				return o.v.u == 0 ? -1 : 1;
-			}
-			step = (size_t)(r.p - buf) - off;
-			kids = o.kind == ML_MP_ARRAY ? o.n
-			       : o.kind == ML_MP_MAP ? 2 * (uint64_t)o.n
-						     : 0;
+		if (todo == 0)
+			break;
+		/* any other head, or one cut short */
+		struct ml_msgpack_reader r = {buf, buf + off, buf + n};
+		struct ml_msgpack_obj o;
+		if (ml_msgpack_head(&r, &o) != 0) {
+			w->off = off, w->todo = todo;
+			return o.v.u == 0 ? -1 : 1;
 		}
-		off += step;
-		todo += kids - 1;
+		off = (size_t)(r.p - buf);
+		todo += (o.kind == ML_MP_ARRAY ? o.n
+			 : o.kind == ML_MP_MAP ? 2 * (uint64_t)o.n
+					       : 0) -
+			1;
 	}
 	*len = off;
 	return 0;

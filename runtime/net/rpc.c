@@ -163,14 +163,20 @@ static int key_is(const char *k, uint32_t n, const char *want)
 	return strlen(want) == n && memcmp(k, want, n) == 0;
 }
 
-/* Which of the event's own keys k is (a bit), or 0 for another key. */
+enum { KEY_TYPE = 1, KEY_ID = 2, KEY_DATA = 4, KEY_META = 8 };
+
+/* Which of the event's own keys k is (a bit), or 0 for another key. (Compared with
+ * memcmp of a constant size, which the compiler makes one load and compare.) */
 static unsigned event_key(const char *k, uint32_t n)
 {
-	static const char *const keys[] = {"type", "id", "data", "meta"};
-	for (unsigned i = 0; i < 4; i++)
-		if (key_is(k, n, keys[i]))
-			return 1u << i;
-	return 0;
+	if (n == 2)
+		return memcmp(k, "id", 2) == 0 ? KEY_ID : 0;
+	if (n != 4)
+		return 0;
+	return memcmp(k, "type", 4) == 0   ? KEY_TYPE
+	       : memcmp(k, "data", 4) == 0 ? KEY_DATA
+	       : memcmp(k, "meta", 4) == 0 ? KEY_META
+					   : 0;
 }
 
 /* One event map: type (required), data, meta (a map), id; each at most once. */
@@ -194,11 +200,11 @@ static int parse_event(struct ml_msgpack_reader *r, struct ml_event_in *e, uint3
 					   "event %u has the key %.*s twice; give it once", i + 1,
 					   (int)klen, key);
 		seen |= bit;
-		if (key_is(key, klen, "type") || key_is(key, klen, "id")) {
+		if (bit & (KEY_TYPE | KEY_ID)) {
 			if (ml_msgpack_get_str(r, &s, &slen) != 0 && ml_msgpack_get_nil(r) != 0)
 				return ml_diag_set(ML_ERR_USAGE, "event %u: %.*s must be a string",
 						   i + 1, (int)klen, key);
-			if (key[0] == 't')
+			if (bit == KEY_TYPE)
 				e->type = s, e->type_len = slen;
 			else if (s)
 				e->id = s, e->id_len = slen;
@@ -207,9 +213,9 @@ static int parse_event(struct ml_msgpack_reader *r, struct ml_event_in *e, uint3
 		if (ml_msgpack_skip(r, &raw, &rlen) != 0)
 			return ml_diag_set(ML_ERR_USAGE, "event %u: a value is cut short", i + 1);
 		int nil = rlen == 1 && raw[0] == 0xc0;
-		if (key_is(key, klen, "data")) {
+		if (bit == KEY_DATA) {
 			e->data = nil ? NULL : raw, e->data_len = nil ? 0 : rlen;
-		} else if (key_is(key, klen, "meta")) {
+		} else if (bit == KEY_META) {
 			if (!nil && (raw[0] & 0xf0) != 0x80 && raw[0] != 0xde && raw[0] != 0xdf)
 				return ml_diag_set(ML_ERR_USAGE, "event %u: meta must be a map",
 						   i + 1);
