@@ -88,11 +88,12 @@ int ml_msgpack_get_nil(struct ml_msgpack_reader *r)
 /*
  * The heads an answer of events or an append is mostly made of, sized from
  * their first byte alone (fixint, nil, booleans, fixmap and fixarray, fixstr,
- * uint 8 to 64): for each first byte, the head's size with its payload (bits
- * 0-7; 0 when it must be read) and the objects it opens (bits 8-12). Framing a
- * long answer or a batch of requests is mostly a look-up in this.
+ * uint 8 to 64): for each first byte, the head's size with its payload (the
+ * low 16 bits; 0 when it must be read) and the objects it opens less the one
+ * it is (the high 16 bits, signed). Framing a long answer or a batch of requests is mostly a
+ * look-up in this.
  */
-#define QUICK(size, kids) ((uint16_t)((size) | (kids) << 8))
+#define QUICK(size, kids) ((int32_t)((uint32_t)((kids)-1) << 16 | (size)))
 #define FIXMAP(i)	  [0x80 + (i)] = QUICK(1, 2 * (i))
 #define FIXARRAY(i)	  [0x90 + (i)] = QUICK(1, (i))
 #define FIXSTR(i)	  [0xa0 + (i)] = QUICK(1 + (i), 0)
@@ -100,19 +101,22 @@ int ml_msgpack_get_nil(struct ml_msgpack_reader *r)
 	M(at + 0), M(at + 1), M(at + 2), M(at + 3), M(at + 4), M(at + 5), M(at + 6), M(at + 7),    \
 	    M(at + 8), M(at + 9), M(at + 10), M(at + 11), M(at + 12), M(at + 13), M(at + 14),      \
 	    M(at + 15)
-static const uint16_t quick[256] = {
+static const int32_t quick[256] = {
     [0x00 ... 0x7f] = QUICK(1, 0),
     EACH16(FIXMAP, 0),
     EACH16(FIXARRAY, 0),
     EACH16(FIXSTR, 0),
     EACH16(FIXSTR, 16),
-    [0xc0] = QUICK(1, 0), /* nil */
-    [0xc2] = QUICK(1, 0), /* false */
-    [0xc3] = QUICK(1, 0), /* true */
-    [0xcc] = QUICK(2, 0), /* uint 8 to 64 */
+    [0xc0] = QUICK(1, 0),	   /* nil */
+    [0xc1] = QUICK(0, 0),	   /* (never used: ml_msgpack_head says so) */
+    [0xc2] = QUICK(1, 0),	   /* false */
+    [0xc3] = QUICK(1, 0),	   /* true */
+    [0xc4 ... 0xcb] = QUICK(0, 0), /* bin, ext, float: read by ml_msgpack_head */
+    [0xcc] = QUICK(2, 0),	   /* uint 8 to 64 */
     [0xcd] = QUICK(3, 0),
     [0xce] = QUICK(5, 0),
     [0xcf] = QUICK(9, 0),
+    [0xd0 ... 0xdf] = QUICK(0, 0), /* int, fixext, str, array 16+, map 16+: read */
     [0xe0 ... 0xff] = QUICK(1, 0),
 };
 
@@ -130,12 +134,12 @@ int ml_msgpack_frame_resume(const uint8_t *buf, size_t n, struct ml_msgpack_walk
 	for (;;) {
 		/* the heads the table sizes, in a loop of a few instructions each */
 		while (todo > 0 && off < n) {
-			uint16_t q = quick[buf[off]];
-			size_t step = q & 0xff;
-			if (step == 0 || step > n - off)
+			int32_t q = quick[buf[off]];
+			size_t step = (uint16_t)q;
+			if (step - 1 >= n - off) /* 0 (read it), or past the end: one compare */
 				break;
 			off += step;
-			todo += (uint64_t)(q >> 8) - 1;
+			todo += (uint64_t)(int64_t)(q >> 16);
 		}
 		if (todo == 0)
 			break;

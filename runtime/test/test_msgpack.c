@@ -245,6 +245,20 @@ static void framing(void)
 	ok(ml_msgpack_frame((uint8_t *)b.data, b.len, &len) == 0 && len == full,
 	   "the next message is left alone");
 	ok(ml_msgpack_frame((const uint8_t *)"\xc1", 1, &len) == -1, "0xc1 is malformed");
+	/* Heads read apart from the table (each with a size in its next bytes), in a buffer
+	 * longer than 64 KiB: each is sized by what it says, whatever the buffer's length. */
+	static const char *const heads[] = {"\xc4\x01", "\xd9\x01", "\xd0", "\xca",
+					    "\xcb",	"\xd4\x01", "\xc0"};
+	static const size_t head_len[] = {2, 2, 1, 1, 1, 2, 1},
+			    object_len[] = {3, 3, 2, 5, 9, 3, 1};
+	uint8_t *wide = calloc(70000, 1);
+	int sized = 1;
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		memcpy(wide, heads[i], head_len[i]);
+		sized &= ml_msgpack_frame(wide, 70000, &len) == 0 && len == object_len[i];
+	}
+	ok(sized, "an object whose head is read is sized by it in a buffer of 70,000 bytes");
+	free(wide);
 	ok(ml_msgpack_frame((const uint8_t *)"\xdd\xff\xff\xff\xff", 5, &len) == 1,
 	   "a huge announced array is only incomplete (the size limit cuts it)");
 
