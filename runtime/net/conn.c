@@ -223,6 +223,11 @@ static void parse(struct ml_conn *c)
 		size_t n = c->in.len - c->in_off, len;
 		if (n == 0)
 			break;
+		/* an append that is all there needs no framing (see ml_rpc_append_whole) */
+		if (c->walk.todo == 0 && (len = ml_rpc_append_whole(c, p, n)) > 0) {
+			c->in_off += len;
+			continue;
+		}
 		/* resumed: a large request arriving in pieces is walked once */
 		int rc = ml_msgpack_frame_resume(p, n, &c->walk, &len);
 		if (rc < 0)

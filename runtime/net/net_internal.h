@@ -216,6 +216,8 @@ void ml_net_limits_free(struct ml_server *s);
 
 /* rpc.c */
 void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len);
+/* An append whole in buf[0..n) submitted without framing: its length, or 0 (frame it). */
+size_t ml_rpc_append_whole(struct ml_conn *c, const uint8_t *buf, size_t n);
 /* Writes an `error` notification [2, "error", [why]] (for a message that is no request). */
 void ml_rpc_notify_error(struct ml_conn *c, const char *why);
 /* Answers an auth call whose token was wrong (after the penalty, conn.c). */

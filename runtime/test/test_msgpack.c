@@ -291,7 +291,7 @@ static void framing(void)
 
 int main(void)
 {
-	plan(23);
+	plan(24);
 	writer_bytes();
 	reader_headers();
 	reader_errors();

@@ -59,6 +59,38 @@ describe("moonlog serve over msgpack-RPC", function()
     assert.equal("always", st.fsync)
   end)
 
+  -- An append that is all there is taken without framing it first (rpc.c, ml_rpc_append_whole);
+  -- one that is not must wait for the rest, whatever part of it has come.
+  it("takes an append arriving in pieces as one request: a byte at a time, or cut just "
+     .. "before its expected version", function()
+    local socket = require "socket"
+    local request = require("moonlog.client").request
+    local s = server.start()
+    local c = s:connect()
+    local whole = request(101, "append", 3, "drip-1", { type = "T", data = { n = 1 } }, "no_stream")
+    for i = 1, #whole do
+      assert(c.sock:send(whole:sub(i, i)))
+      socket.sleep(0.001)
+    end
+    assert.equal(1, assert(c:wait(101)).version)
+    -- Without its last param this is a whole append with no expected version; it must not
+    -- be taken as one.
+    local again = request(102, "append", 3, "drip-1", { type = "T" }, "no_stream")
+    local cut = #again - #"\xa9no_stream"
+    assert(c.sock:send(again:sub(1, cut)))
+    socket.sleep(0.2)
+    assert(c.sock:send(again:sub(cut + 1)))
+    local ok, err = c:wait(102)
+    assert.is_nil(ok)
+    assert.equal("conflict", err.code)
+    -- Params past those append reads are skipped, and the next request follows them.
+    assert(c.sock:send(request(103, "append", 5, "drip-1", { type = "T" }, 1, "more", { x = { 1 } })
+                       .. request(104, "stats", 0)))
+    assert.equal(2, assert(c:wait(103)).version)
+    assert.is_table(assert(c:wait(104)))   -- (answered when read: perhaps before 103)
+    assert.equal(2, #assert(c:read_all("drip-1")))
+  end)
+
   it("syncs together the appends of many clients that arrive in one turn, over RPC and HTTP", function()
     -- Each connection's read used to end its own turn, and its lone append was synced on
     -- the spot: 64 clients with one append each in flight got no more than one client.
