@@ -242,17 +242,24 @@ int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p)
 	return 0;
 }
 
+/* {position, last_position, version, duplicate} at p: constant blocks and three stores. */
+static inline uint8_t *put_append_result(uint8_t *p, const struct ml_append *req)
+{
+	*p++ = 0x84;
+	p = be64(KEY(p, "\xa8position\xcf"), req->first_position);
+	p = be64(KEY(p, "\xadlast_position\xcf"), req->last_position);
+	p = be64(KEY(p, "\xa7version\xcf"), req->versions ? req->versions[req->n_events - 1] : 0);
+	p = KEY(p, "\xa9"
+		   "duplicate");
+	*p++ = req->duplicate ? 0xc3 : 0xc2;
+	return p;
+}
+
+#define APPEND_RESULT_SIZE 70 /* 1 + (10 + 8) + (15 + 8) + (9 + 8) + (10 + 1) */
+
 void ml_rpc_append_result(struct ml_buf *b, const struct ml_append *req)
 {
-	ml_msgpack_put_map(b, 4);
-	ml_msgpack_put_str(b, "position", 8);
-	ml_msgpack_put_uint(b, req->first_position);
-	ml_msgpack_put_str(b, "last_position", 13);
-	ml_msgpack_put_uint(b, req->last_position);
-	ml_msgpack_put_str(b, "version", 7);
-	ml_msgpack_put_uint(b, req->versions ? req->versions[req->n_events - 1] : 0);
-	ml_msgpack_put_str(b, "duplicate", 9);
-	ml_msgpack_put_bool(b, req->duplicate);
+	ml_msgpack_done(b, put_append_result(ml_msgpack_room(b, APPEND_RESULT_SIZE), req));
 }
 
 static void finish_append(struct ml_pending *p)
@@ -262,9 +269,13 @@ static void finish_append(struct ml_pending *p)
 		if (p->req.err != ML_OK) {
 			reply_err(c, p->msgid, p->req.err, p->req.actual_version, "%s",
 				  p->req.errmsg);
-		} else {
-			reply_ok(c, p->msgid);
-			ml_rpc_append_result(&c->out, &p->req);
+		} else { /* [1, msgid (uint 32, as msgids are), nil, result] */
+			uint8_t *at = ml_msgpack_room(&c->out, 8 + APPEND_RESULT_SIZE);
+			uint32_t id = __builtin_bswap32((uint32_t)p->msgid);
+			at = KEY(at, "\x94\x01\xce");
+			memcpy(at, &id, 4);
+			at[4] = 0xc0;
+			ml_msgpack_done(&c->out, put_append_result(at + 5, &p->req));
 		}
 		ml_conn_mark(c);
 	}

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,7 +65,14 @@ struct ml_pending *ml_pending_get(struct ml_server *s)
 		s->free_pending = p->qnext;
 	else
 		p = ml_xmalloc(sizeof(*p));
-	memset(p, 0, sizeof(*p));
+	/* All but the request's message buffer (256 bytes, which ml_append_refuse writes whole
+	 * when it is used) is cleared: zeroing it too was a fifth of the work of a lone append's
+	 * bookkeeping. */
+	const size_t msg = offsetof(struct ml_pending, req.errmsg),
+		     after = msg + sizeof(p->req.errmsg);
+	memset(p, 0, msg);
+	p->req.errmsg[0] = 0;
+	memset((char *)p + after, 0, sizeof(*p) - after);
 	p->srv = s;
 	return p;
 }
