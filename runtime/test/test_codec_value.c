@@ -293,8 +293,7 @@ static void put_value(struct ml_buf *b, uint64_t r)
 	    "\xe0",
 	    "\xc0",
 	    "\xc3",
-	    "\xa3"
-	    "abc",
+	    "\xa3\x61\x62\x63",
 	    "\xd9\x03xyz",
 	    "\xcd\x01\x02",
 	    "\xd2\xff\xff\xff\xfe",

@@ -174,9 +174,7 @@ static void test_bad_input(const char *dir)
 	for (int c = 0x20; c < 0x7f; c++)
 		printable[c - 0x20] = (char)c;
 	printable[95] = 0;
-	const char *good[] = {printable,
-			      "\xc3\xbcnic\xc3\xb6"
-			      "de-stream-with-a-long-name",
+	const char *good[] = {printable, "\xc3\xbcnic\xc3\xb6\x64\x65-stream-with-a-long-name",
 			      "account-1234567\xc3\xa9"};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		struct ml_event_in e = ev(good[i], "T", NULL);
