@@ -109,6 +109,36 @@ static int push_map(lua_State *L, struct ml_msgpack_reader *r, uint32_t n, const
 	return 0;
 }
 
+int ml_lua_push_scalar(lua_State *L, const struct ml_msgpack_obj *o)
+{
+	switch (o->kind) {
+	case ML_MP_STR:
+	case ML_MP_BIN:
+		lua_pushlstring(L, o->ptr, o->n);
+		return 0;
+	case ML_MP_INT:
+		lua_pushinteger(L, o->v.i);
+		return 0;
+	case ML_MP_NIL:
+		lua_pushnil(L);
+		return 0;
+	case ML_MP_BOOL:
+		lua_pushboolean(L, o->v.b);
+		return 0;
+	case ML_MP_FLOAT64:
+		lua_pushnumber(L, o->v.d);
+		return 0;
+	case ML_MP_FLOAT32:
+		lua_pushnumber(L, o->v.f);
+		return 0;
+	case ML_MP_UINT:
+		lua_pushnumber(L, (lua_Number)o->v.u);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
 static int push_value(lua_State *L, struct ml_msgpack_reader *r, int depth)
 {
 	struct ml_msgpack_obj o;
@@ -116,35 +146,15 @@ static int push_value(lua_State *L, struct ml_msgpack_reader *r, int depth)
 	if (ml_msgpack_read(r, &o) != 0)
 		return -1;
 	switch (o.kind) {
-	case ML_MP_STR:
-	case ML_MP_BIN:
-		lua_pushlstring(L, o.ptr, o.n);
-		return 0;
-	case ML_MP_INT:
-		lua_pushinteger(L, o.v.i);
-		return 0;
 	case ML_MP_MAP:
 		return push_map(L, r, o.n, at, depth);
 	case ML_MP_ARRAY:
 		return push_array(L, r, o.n, at, depth);
-	case ML_MP_NIL:
-		lua_pushnil(L);
-		return 0;
-	case ML_MP_BOOL:
-		lua_pushboolean(L, o.v.b);
-		return 0;
-	case ML_MP_FLOAT64:
-		lua_pushnumber(L, o.v.d);
-		return 0;
-	case ML_MP_FLOAT32:
-		lua_pushnumber(L, o.v.f);
-		return 0;
-	case ML_MP_UINT:
-		lua_pushnumber(L, (lua_Number)o.v.u);
-		return 0;
-	default:
+	case ML_MP_EXT:
 		ml_lua_push_ext(L, o.ext_type, o.ptr, o.n);
 		return 0;
+	default:
+		return ml_lua_push_scalar(L, &o);
 	}
 }
 

@@ -82,6 +82,14 @@ ML_API int ml_json_to_msgpack(const char *json, size_t len, struct ml_buf *out);
 ML_API int ml_lua_push_msgpack(struct lua_State *L, const void *mp, size_t len);
 
 /*
+ * Pushes the Lua value of a msgpack scalar already read (nil, a boolean, a
+ * number, a string or bin): 0, or -1 with nothing pushed for a map, an array or
+ * an ext value, which the caller pushes its own way.
+ */
+struct ml_msgpack_obj;
+ML_API int ml_lua_push_scalar(struct lua_State *L, const struct ml_msgpack_obj *o);
+
+/*
  * Pushes the Lua form of an ext value of `type` holding bytes[0..n): the table
  * { ["$ext"] = type, base64 = "..." }, the same shape as its JSON form.
  */
