@@ -219,6 +219,9 @@ function Client:read(stream, from, limit, backwards) return self:call("read", st
 function Client:subscribe(pattern, from, group) return self:call("subscribe", pattern, from, group) end
 function Client:unsubscribe(id) return self:call("unsubscribe", id) end
 function Client:ack(group, position) return self:call("ack", group, position) end
+function Client:delete(stream, expected, hard) return self:call("delete", stream, expected, hard) end
+function Client:set_metadata(stream, meta, expected) return self:call("set_metadata", stream, meta, expected) end
+function Client:metadata(stream) return self:call("metadata", stream) end
 function Client:stats() return self:call("stats") end
 function Client:auth(token) return self:call("auth", token) end
 function Client:eval(chunk) return self:call("eval", chunk) end

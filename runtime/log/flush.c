@@ -30,6 +30,7 @@
 
 #include "log/index.h"
 #include "log/log_internal.h"
+#include "log/retention.h"
 #include "log/record.h"
 #ifdef ML_FAULT_INJECTION
 #include "log/faults.h"
@@ -196,6 +197,7 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	snprintf(msg, sizeof(msg), "cannot write to the log in %s: %s; the append was not stored",
 		 log->dir, strerror(err));
 	ml_index_rollback(log, log->head);
+	ml_ret_rollback(log, log->head);
 	log->next_position = log->head + 1;
 	if (log->inflight.last_seq || log->pending.last_seq) /* entries of a journal: the */
 		log->apply_stalled = 1; /* writer applies them again, from applied_seq on */
@@ -227,6 +229,7 @@ static struct ml_append *acknowledge(struct ml_log *log)
 		log->head = log->inflight.last_position;
 	if (log->inflight.last_seq)
 		log->applied_seq = log->inflight.last_seq;
+	ml_ret_ack(log, log->head);
 	ml_indexer_poke(log);
 	finish(&log->inflight, NULL, &async);
 	return async;

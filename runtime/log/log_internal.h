@@ -135,6 +135,7 @@ struct ml_log {
 	pthread_cond_t head_cv;		    /* the last running call returned */
 
 	struct ml_old_map *old_maps; /* read.c */
+	struct ml_retention *ret;    /* retention.c: deletions and metadata */
 
 	char broken[256];    /* set when a failed write could not be undone: refuse appends */
 	char recovered[512]; /* what the open cut or built again, for a log line; or "" */

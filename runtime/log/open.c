@@ -29,6 +29,7 @@
 
 #include "log/index.h"
 #include "log/log_internal.h"
+#include "log/retention.h"
 #include "log/scan.h"
 
 void ml_log_options_init(struct ml_log_options *o)
@@ -430,6 +431,7 @@ static void log_free(struct ml_log *log)
 {
 	ml_log_unmap_all(log);
 	ml_index_free(log);
+	ml_ret_free(log->ret);
 	for (size_t i = 0; i < log->nsegs; i++) {
 		struct ml_seg *seg = log->segs[i];
 		if (seg->fd >= 0)
@@ -494,6 +496,7 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	pthread_cond_init(&log->merge_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	ml_log_writer_local_init(log);
+	log->ret = ml_ret_new(log);
 
 	uint64_t *firsts = NULL;
 	size_t n = 0;
@@ -517,6 +520,8 @@ struct ml_log *ml_log_open(const struct ml_log_options *o)
 	free(firsts);
 	firsts = NULL;
 	log->head = log->synced_position = log->next_position - 1;
+	if (ml_ret_open(log) != 0)
+		goto fail;
 	if (!o->readonly && (ml_log_flusher_start(log) != 0 || ml_indexer_start(log) != 0))
 		goto fail;
 	log->stats.open_ns = ml_clock_ns() - t0;

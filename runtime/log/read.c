@@ -98,15 +98,22 @@ static int deliver(const uint8_t *p, size_t n, ml_event_fn fn, void *arg, int64_
 	return 0;
 }
 
-/* One record of a stream: it must be of that stream, or the index is wrong. */
-static int deliver_checked(const uint8_t *p, size_t n, const char *stream, size_t len,
-			   ml_event_fn fn, void *arg, int64_t *count)
+struct keep;
+static int kept(struct ml_log *log, const struct ml_event *e, const struct keep *k);
+
+/* One record of a stream: it must be of that stream, or the index is wrong. Skipped when k
+ * is given and the predicate removes it. */
+static int deliver_checked(struct ml_log *log, const uint8_t *p, size_t n, const char *stream,
+			   size_t len, const struct keep *k, ml_event_fn fn, void *arg,
+			   int64_t *count)
 {
 	struct ml_rec r;
 	if (ml_rec_parse(p, n, 0, &r) != ML_REC_OK || r.len != n || r.ev.stream_len != len ||
 	    memcmp(r.ev.stream, stream, len) != 0)
 		return ml_diag_set(ML_ERR_CORRUPT, "the log's index points at a record of another "
 						   "stream; run 'moonlog check'");
+	if (k && !kept(log, &r.ev, k))
+		return 0;
 	(*count)++;
 	return fn(&r.ev, arg);
 }
@@ -202,10 +209,54 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 	return rc < 0 ? -1 : count;
 }
 
+/*
+ * What a stream read leaves out (retention.c): versions below the floor that
+ * deletion, truncation and max count set are never asked of the index; max age
+ * is asked of the predicate per event (inexact), the read then going on until
+ * `limit` events are kept.
+ */
+struct keep {
+	int filter;	/* ask the predicate of each event */
+	uint64_t limit; /* 0: all */
+	int64_t now;
+};
+
+static int kept(struct ml_log *log, const struct ml_event *e, const struct keep *k)
+{
+	return !ml_log_removed(log, e->stream, e->stream_len, e->version, e->time, k->now);
+}
+
+/* Narrows a read to the versions kept from floor on: 0, or 1 when none is left. */
+static int narrow(struct ml_log *log, const char *stream, size_t len, uint64_t *from,
+		  uint64_t *limit, int backwards, struct keep *k)
+{
+	int exact;
+	uint64_t floor = ml_log_stream_floor(log, stream, len, &exact);
+	k->filter = !exact, k->limit = *limit, k->now = ml_time_ms();
+	if (!backwards && *from < floor)
+		*from = floor;
+	if (backwards) {
+		uint64_t v = ml_log_stream_version(log, stream, len);
+		uint64_t top = *from == 0 || *from > v ? v : *from;
+		if (top < floor)
+			return 1;
+		if (*limit == 0 || *limit > top - floor + 1)
+			*limit = top - floor + 1;
+		k->limit = *limit;
+	}
+	if (k->filter)
+		*limit = backwards ? *limit : 0; /* forward: as many as it takes to keep `limit` */
+	return 0;
+}
+
 int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream_len, uint64_t from,
 			   uint64_t limit, int backwards, ml_event_fn fn, void *arg)
 {
 	uint64_t *pos = NULL;
+	struct keep k = {0};
+	if (ml_log_any_removed(log) &&
+	    narrow(log, stream, stream_len, &from, &limit, backwards, &k) != 0)
+		return 0;
 	pthread_mutex_lock(&log->mu);
 	size_t n = ml_index_stream_positions(log, stream, stream_len, from, limit, backwards, &pos);
 	struct loc *locs = ml_xmalloc((n ? n : 1) * sizeof(*locs));
@@ -217,7 +268,7 @@ int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream
 	struct ml_buf buf = {0};
 	int64_t count = 0;
 	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++) {
+	for (size_t i = 0; i < n && rc == 0 && (!k.limit || count < (int64_t)k.limit); i++) {
 		if (locs[i].fd < 0) {
 			rc = ml_diag_set(
 			    ML_ERR_CORRUPT,
@@ -229,8 +280,8 @@ int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream
 		ml_buf_reserve(&buf, locs[i].len);
 		rc = read_exact(locs[i].fd, buf.data, locs[i].len, locs[i].off);
 		if (rc == 0)
-			rc = deliver_checked((uint8_t *)buf.data, locs[i].len, stream, stream_len,
-					     fn, arg, &count);
+			rc = deliver_checked(log, (uint8_t *)buf.data, locs[i].len, stream,
+					     stream_len, k.filter ? &k : NULL, fn, arg, &count);
 	}
 	free(locs);
 	ml_buf_free(&buf);

@@ -16,6 +16,7 @@
 #include "log/index.h"
 #include "log/log_internal.h"
 #include "log/record.h"
+#include "log/retention.h"
 
 static int check_expected(struct ml_log *log, struct ml_append *req)
 {
@@ -226,6 +227,8 @@ static void reserve(struct ml_log *log, struct ml_append *req, char (*ids)[37],
 		uint64_t ver = ml_index_event(log, seg, pos, (uint32_t)seg->end, n, i == 0,
 					      e->stream, e->stream_len,
 					      ml_index_hash(log, e->stream, e->stream_len), key, 0);
+		if (e->type_len && e->type[0] == '$') /* a deletion or metadata? */
+			ml_ret_note(log, e, pos, ver);
 		uint8_t flags = (i == 0 ? ML_REC_FIRST | ML_REC_SYNCED : 0) |
 				(last ? ML_REC_LAST : 0) | (e->id_len ? 0 : ML_REC_GEN_ID);
 		ml_rec_encode((uint8_t *)buf->data + buf->len, e, id, id_len, flags,
@@ -324,7 +327,7 @@ static int submit_locked(struct ml_log *log, struct ml_append *req, char (*ids)[
 		    "in the same stream) and the others were not; retry the batch exactly "
 		    "as it was first sent",
 		    dups, req->n_events);
-	if (check_expected(log, req) != 0)
+	if (ml_ret_check(log, req) != 0 || check_expected(log, req) != 0)
 		return -1;
 	reserve(log, req, ids, st);
 	enqueue(log, req);

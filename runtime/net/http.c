@@ -146,7 +146,7 @@ static void finish_append(struct ml_pending *p)
 }
 
 /* If-Match: a version (quoted or not), no_stream, exists or any; absent = any. */
-static int if_match(struct evhttp_request *req, int64_t *out)
+int ml_http_if_match(struct evhttp_request *req, int64_t *out)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "If-Match");
 	*out = ML_EXPECT_ANY;
@@ -172,7 +172,7 @@ void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char 
 	const char *body = (const char *)evbuffer_pullup(in, -1);
 	struct ml_buf mp = {0};
 	int64_t expected;
-	if (if_match(req, &expected) != 0)
+	if (ml_http_if_match(req, &expected) != 0)
 		return ml_http_error(req, 400, ML_ERR_USAGE, 0, ml_diag_last());
 	if (len == 0 || ml_json_to_msgpack(body, len, &mp) != 0) {
 		char why[400];

@@ -16,6 +16,14 @@ void ml_http_send(struct evhttp_request *req, int code, const char *reason,
 void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int64_t actual,
 		   const char *msg);
 void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char *stream);
+/* If-Match: a version (quoted or not), no_stream, exists, * or any; absent = any. 0, or -1
+ * with diag. */
+int ml_http_if_match(struct evhttp_request *req, int64_t *out);
+
+/* http_retention.c: DELETE /streams/{stream}, and GET/PUT /streams/{stream}/metadata */
+void ml_http_delete(struct ml_server *s, struct evhttp_request *req, const char *stream,
+		    struct evkeyvalq *q);
+void ml_http_metadata(struct ml_server *s, struct evhttp_request *req, const char *stream);
 
 /* http_console.c: GET / and /console/{file}, the web console's files (served without the
  * token); 0 when the path is not one of them. */

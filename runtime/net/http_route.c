@@ -44,12 +44,15 @@ static int query_bool(struct evkeyvalq *q, const char *name)
 struct jread {
 	struct ml_buf b;
 	uint64_t n;
+	uint64_t last; /* the version (a stream) or position ($all) of the last event sent */
+	int all;
 	int failed;
 };
 
 static int read_json(const struct ml_event *e, void *arg)
 {
 	struct jread *j = arg;
+	j->last = j->all ? e->position : e->version;
 	if (j->n++)
 		ml_buf_add(&j->b, ",", 1);
 	ml_buf_add(&j->b, "\n", 1);
@@ -70,18 +73,20 @@ static int not_modified(struct evhttp_request *req, const char *etag)
  * next one starts, as RFC 8288 links do: Link: </all?from=N&limit=L>; rel="next".
  */
 static void link_next(struct ml_server *s, struct evhttp_request *req, const char *stream,
-		      const struct ml_op_read *rd)
+		      const struct ml_op_read *rd, const struct jread *j)
 {
 	uint64_t last =
 	    stream ? ml_log_stream_version(s->log, stream, strlen(stream)) : ml_log_head(s->log);
 	uint64_t next;
+	if (j->n == 0 || (!rd->exact && j->n < rd->count)) /* removed events left out: the end */
+		return;
 	if (rd->backwards) {
-		if (rd->count >= rd->from)
+		if (j->last <= 1)
 			return;
-		next = rd->from - rd->count;
+		next = j->last - 1;
 	} else {
-		next = rd->from + rd->count;
-		if (rd->count == 0 || next > last)
+		next = j->last + 1;
+		if (next > last)
 			return;
 	}
 	struct ml_buf b = {0};
@@ -118,15 +123,15 @@ static void read_route(struct ml_server *s, struct evhttp_request *req, const ch
 		evhttp_add_header(out, "ETag", etag);
 		return ml_http_send(req, 304, "Not Modified", NULL, NULL);
 	}
-	struct jread j = {0};
+	struct jread j = {.all = stream == NULL};
 	ml_buf_add(&j.b, "[", 1);
-	if (ml_op_read_plan(s, &rd) != 0 || ml_op_read(s, &rd, read_json, &j) != 0) {
+	if (ml_op_read_plan(s, &rd) != 0 || ml_op_read(s, &rd, read_json, &j) < 0) {
 		ml_http_error(req, 0, ml_diag_code(), 0, ml_diag_last());
 	} else {
 		ml_buf_add(&j.b, "\n]\n", 3);
 		if (stream)
 			evhttp_add_header(out, "ETag", etag);
-		link_next(s, req, stream, &rd);
+		link_next(s, req, stream, &rd, &j);
 		ml_http_send(req, 200, "OK", &j.b, NULL);
 	}
 	ml_buf_free(&j.b);
@@ -216,7 +221,7 @@ static void cors_headers(struct ml_server *s, struct evhttp_request *req)
 static void options_route(struct ml_server *s, struct evhttp_request *req)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	const char *methods = "GET, HEAD, POST, OPTIONS";
+	const char *methods = "GET, HEAD, POST, PUT, DELETE, OPTIONS";
 	evhttp_add_header(out, "Allow", methods);
 	if (s->o.cors && evhttp_find_header(out, "Access-Control-Allow-Origin")) {
 		evhttp_add_header(out, "Access-Control-Allow-Methods", methods);
@@ -249,14 +254,26 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 		return;
 	if (!authorized(s, req))
 		return;
+	size_t plen = strlen(path);
+	if (strncmp(path, "/streams/", 9) == 0 && plen > 18 &&
+	    strcmp(path + plen - 9, "/metadata") == 0) { /* http_retention.c */
+		char *raw = ml_xstrndup(path + 9, plen - 18);
+		char *stream = evhttp_uridecode(raw, 0, NULL);
+		ml_http_metadata(s, req, stream);
+		free(stream);
+		free(raw);
+		return;
+	}
 	if (strncmp(path, "/streams/", 9) == 0 && path[9]) {
 		char *stream = evhttp_uridecode(path + 9, 0, NULL);
 		if (m == EVHTTP_REQ_POST)
 			ml_http_append(s, req, stream);
+		else if (m == EVHTTP_REQ_DELETE)
+			ml_http_delete(s, req, stream, q); /* http_retention.c */
 		else if (get)
 			read_route(s, req, stream, q);
 		else
-			wrong_method(req, "GET, POST");
+			wrong_method(req, "GET, POST, DELETE");
 		free(stream);
 		return;
 	}

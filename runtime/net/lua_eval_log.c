@@ -65,10 +65,10 @@ static int64_t op_read(void *ctx, const char *stream, size_t stream_len, uint64_
 		       uint64_t limit, int backwards, ml_event_fn fn, void *arg)
 {
 	struct ml_eval *e = ctx;
-	struct ml_op_read rd = {stream, stream_len, from, limit, backwards, 0};
-	if (ml_op_read_plan(e->srv, &rd) != 0 || ml_op_read(e->srv, &rd, fn, arg) != 0)
+	struct ml_op_read rd = {stream, stream_len, from, limit, backwards, 0, 0};
+	if (ml_op_read_plan(e->srv, &rd) != 0)
 		return -1;
-	return (int64_t)rd.count;
+	return ml_op_read(e->srv, &rd, fn, arg);
 }
 
 static void op_stats(void *ctx, struct ml_buf *out)

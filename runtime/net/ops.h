@@ -40,6 +40,28 @@ void ml_op_append(struct ml_server *s, struct ml_pending *p, const char *stream,
 /* The stream's version after a finished append: its last event's. */
 uint64_t ml_op_append_version(const struct ml_pending *p);
 
+/* ---- delete and metadata (ops_retention.c) -------------------------------- */
+
+/*
+ * Deletes a stream: appends its `$deleted` event ({hard = bool}; hard: a
+ * tombstone, the name is never written again), guarded by `expected`
+ * (ML_EXPECT_ANY here means the stream must exist). As ml_op_append: p->finish
+ * runs with the outcome, also for a refusal (a `$` name, a bad name).
+ */
+void ml_op_delete(struct ml_server *s, struct ml_pending *p, const char *stream, size_t len,
+		  int64_t expected, int hard);
+/*
+ * Sets a stream's retention metadata: the keys of the msgpack map (max_age in
+ * seconds, max_count, truncate_before; nil or 0 removes one) over the ones it
+ * has, appended as a `$metadata` event to `$meta-<stream>` guarded by `expected`
+ * (that stream's version). As ml_op_delete.
+ */
+void ml_op_set_meta(struct ml_server *s, struct ml_pending *p, const char *stream, size_t len,
+		    const void *map, size_t map_len, int64_t expected);
+/* A stream's metadata as a msgpack map {max_age, max_count, truncate_before, deleted,
+ * deleted_version, hard}: what the log applies now. */
+void ml_op_meta_put(struct ml_server *s, const char *stream, size_t len, struct ml_buf *out);
+
 /* ---- read ---------------------------------------------------------------- */
 
 /* A read, as a front decoded it. */
@@ -49,7 +71,10 @@ struct ml_op_read {
 	uint64_t from;	/* 0: from the first event (the last one, backwards) */
 	uint64_t limit; /* 0, or more than --max-read: --max-read */
 	int backwards;
-	uint64_t count; /* set by ml_op_read_plan: how many events the read delivers */
+	uint64_t count; /* set by ml_op_read_plan: how many events the read delivers, or at most
+			   that many when `exact` is 0 */
+	int exact;	/* set by ml_op_read_plan: 0 when removed events (docs/log.md) may be
+			   left out, so that the count is known only once it is done */
 };
 
 /*
@@ -60,11 +85,12 @@ struct ml_op_read {
 int ml_op_read_plan(struct ml_server *s, struct ml_op_read *rd);
 
 /*
- * Delivers the planned events to fn, in order. 0 once all rd->count of them
- * went out; -1 with diag when fn failed or stopped, or the log could not read
- * them all.
+ * Delivers the planned events to fn, in order, leaving out the removed ones
+ * (ml_log_removed): a read of $all then goes on past them until it has
+ * rd->count events or reaches the head. The number delivered, or -1 with diag
+ * when fn failed or stopped, or (exact) the log could not read them all.
  */
-int ml_op_read(struct ml_server *s, const struct ml_op_read *rd, ml_event_fn fn, void *arg);
+int64_t ml_op_read(struct ml_server *s, const struct ml_op_read *rd, ml_event_fn fn, void *arg);
 
 /* ---- stats (stats.c) ----------------------------------------------------- */
 

@@ -374,6 +374,67 @@ size_t ml_rpc_append_whole(struct ml_conn *c, const uint8_t *buf, size_t n)
 	return (size_t)(r.p - buf);
 }
 
+/* ---- delete and metadata (ops_retention.c) ------------------------------- */
+
+/* delete(stream, expected, hard): a $deleted event; the answer is append's */
+static int m_delete(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+{
+	const char *stream;
+	uint32_t slen;
+	int64_t expected = ML_EXPECT_ANY;
+	int hard = 0;
+	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
+		return -1;
+	if ((np > 1 && parse_expected(r, &expected) != 0))
+		return reply_diag(c, msgid);
+	if (np > 2 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_bool(r, &hard) != 0)
+		return -1; /* the usage */
+	struct ml_pending *p = ml_pending_get(c->srv);
+	p->conn = c;
+	p->msgid = msgid;
+	p->finish = finish_append;
+	c->inflight++;
+	ml_op_delete(c->srv, p, stream, slen, expected, hard);
+	return 0;
+}
+
+/* set_metadata(stream, {max_age=, max_count=, truncate_before=}, expected) */
+static int m_set_metadata(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+			  uint32_t np)
+{
+	const char *stream;
+	uint32_t slen;
+	const uint8_t *map;
+	size_t mlen;
+	int64_t expected = ML_EXPECT_ANY;
+	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
+		return -1;
+	if (!ml_msgpack_is_map(r->p, ml_msgpack_left(r)) || ml_msgpack_skip(r, &map, &mlen) != 0)
+		return -1; /* the usage */
+	if (np > 2 && parse_expected(r, &expected) != 0)
+		return reply_diag(c, msgid);
+	struct ml_pending *p = ml_pending_get(c->srv);
+	p->conn = c;
+	p->msgid = msgid;
+	p->finish = finish_append;
+	c->inflight++;
+	ml_op_set_meta(c->srv, p, stream, slen, map, mlen, expected);
+	return 0;
+}
+
+/* metadata(stream) -> {max_age, max_count, truncate_before, deleted, deleted_version, hard} */
+static int m_metadata(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
+{
+	const char *stream;
+	uint32_t slen;
+	(void)np;
+	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
+		return -1;
+	reply_ok(c, msgid);
+	ml_op_meta_put(c->srv, stream, slen, &c->out);
+	return 0;
+}
+
 /* ---- read ---------------------------------------------------------------- */
 
 /*
@@ -421,10 +482,23 @@ static int m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r
 		return reply_diag(c, msgid);
 	size_t start = c->out.len;
 	reply_ok(c, msgid);
-	ml_msgpack_put_array(&c->out, (uint32_t)rd.count);
-	/* the first piece small, so the reader starts early; then larger ones */
-	struct read_ctx rc = {c, c->out.len + STREAM_BYTES / 4};
-	if (ml_op_read(c->srv, &rd, read_one, &rc) == 0)
+	size_t count_at = c->out.len;
+	if (rd.exact) {
+		ml_msgpack_put_array(&c->out, (uint32_t)rd.count);
+	} else { /* removed events are left out: the count is written once known (array 32) */
+		ml_msgpack_done(&c->out,
+				ml_msgpack_write_tagged(ml_msgpack_room(&c->out, 5), 0xdd, 0, 4));
+	}
+	/* the first piece small, so the reader starts early; then larger ones (an inexact count
+	 * goes out whole, once known) */
+	struct read_ctx rc = {c, rd.exact ? c->out.len + STREAM_BYTES / 4 : SIZE_MAX};
+	int64_t n = ml_op_read(c->srv, &rd, read_one, &rc);
+	if (n >= 0 && !rd.exact) {
+		uint8_t be[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+				 (uint8_t)n};
+		memcpy(c->out.data + count_at + 1, be, 4);
+	}
+	if (n >= 0)
 		return 0;
 	if (c->out_off <= start) { /* nothing of the answer went out: take it back, say why */
 		c->out.len = start;
@@ -699,6 +773,11 @@ static const struct rpc_method {
      "subscribe(pattern, from, group): give a pattern such as \"*\""},
     {"unsubscribe", m_unsubscribe, 1, ANY, 0, "unsubscribe(id): id is a number"},
     {"ack", m_ack, 2, ANY, 0, "ack(group, position): a group name and a position"},
+    {"delete", m_delete, 1, 3, 0,
+     "delete(stream, expected, hard): stream must be a string, hard a boolean"},
+    {"set_metadata", m_set_metadata, 2, 3, 0,
+     "set_metadata(stream, meta, expected): stream must be a string, meta a map"},
+    {"metadata", m_metadata, 1, 1, 0, "metadata(stream): stream must be a string"},
     {"stats", m_stats, 0, ANY, 0, "stats()"},
     {"auth", m_auth, 1, ANY, BEFORE_AUTH, "auth(token): the token is a string"},
     {"eval", m_eval, 1, ANY, ADMIN, "eval(chunk): the chunk is a string"},
@@ -729,7 +808,7 @@ static const struct rpc_method *method_named(const char *m, uint32_t len)
 
 static int reply_unknown(struct ml_conn *c, uint64_t msgid, const char *m, uint32_t len)
 {
-	char names[256];
+	char names[512];
 	size_t at = 0;
 	for (size_t i = 0; i < N_METHODS && at < sizeof(names); i++)
 		at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "",

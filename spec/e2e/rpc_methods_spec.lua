@@ -5,7 +5,8 @@
 local server = require "support.server"
 local client = require "moonlog.client"
 
-local METHODS = { "append", "read", "subscribe", "unsubscribe", "ack", "stats", "auth", "eval",
+local METHODS = { "append", "read", "subscribe", "unsubscribe", "ack", "delete", "set_metadata", "metadata",
+                  "stats", "auth", "eval",
                   "complete", "backup", "command", "query", "get", "state", "scripts", "reload", "parked",
                   "replay_parked", "dry_run" }
 
@@ -17,6 +18,9 @@ for _, usage in ipairs {
   'subscribe(pattern, from, group): give a pattern such as "*"',
   "unsubscribe(id): id is a number",
   "ack(group, position): a group name and a position",
+  "delete(stream, expected, hard): stream must be a string, hard a boolean",
+  "set_metadata(stream, meta, expected): stream must be a string, meta a map",
+  "metadata(stream): stream must be a string",
   "auth(token): the token is a string",
   "eval(chunk): the chunk is a string",
   "complete(line): the line is a string",
@@ -52,6 +56,9 @@ describe("the RPC method table", function()
     usage("subscribe")
     usage("unsubscribe")
     usage("ack", "g")
+    usage("delete")
+    usage("set_metadata", "s-1")
+    usage("metadata")
     usage("auth")
     usage("command", "account")
     usage("query", "balances")
@@ -64,6 +71,9 @@ describe("the RPC method table", function()
     refused_as(admin, "bad_request", USAGE.complete, "complete")
     -- too many, where a method has a bound
     usage("get", "a", "b", "c")
+    usage("delete", "a", nil, false, 1)
+    usage("set_metadata", "a", {}, nil, 1)
+    usage("metadata", "a", "b")
     usage("reload", "a", "b")
     usage("parked", "a", "b")
     usage("replay_parked", "a", nil)
@@ -73,6 +83,10 @@ describe("the RPC method table", function()
     usage("read", 1)
     usage("unsubscribe", "1")
     usage("ack", "g", "1")
+    usage("delete", 1)
+    usage("delete", "s-1", nil, "yes")
+    usage("set_metadata", "s-1", 5)
+    usage("metadata", 1)
     usage("auth", 5)
     usage("command", "account", 5)
     usage("command", "account", "Open", { 1, 2 })

@@ -241,6 +241,80 @@ ML_API uint64_t ml_log_first(struct ml_log *log);
 /* A stream's version: its number of visible events; 0 when it does not exist. */
 ML_API uint64_t ml_log_stream_version(struct ml_log *log, const char *stream, size_t len);
 
+/*
+ * Deletion and retention (docs/log.md, "Removed events"). A stream is deleted by
+ * a `$deleted` event appended to it (data {hard = bool}: a hard delete is a
+ * tombstone, and the name is never written again); its retention limits are the
+ * latest `$metadata` event of its metadata stream `$meta-<stream>` (data
+ * {max_age = seconds, max_count = n, truncate_before = version}, 0 for none).
+ * Both are ordinary events, appended with `system` set, so they replicate and
+ * recover like any other; the log keeps what they say as it indexes them.
+ */
+#define ML_DELETED_TYPE	 "$deleted"
+#define ML_METADATA_TYPE "$metadata"
+#define ML_META_PREFIX	 "$meta-"
+
+struct ml_stream_meta {
+	int64_t max_age;	  /* seconds: events older are removed; 0 none */
+	uint64_t max_count;	  /* only the last max_count versions are kept; 0 none */
+	uint64_t truncate_before; /* versions below are removed; 0 none */
+	uint64_t deleted_before;  /* the version of its last $deleted event (those below are
+				     removed); 0: never deleted */
+	int hard;		  /* hard-deleted: a tombstone */
+};
+
+/*
+ * THE predicate: is version `version` of `stream`, appended at time_ms, removed
+ * as of now_ms (deleted, truncated, past max count or max age)? 1 removed, 0
+ * kept. Every reader asks it (stream reads, $all reads and scans through their
+ * callers, subscriptions, script rebuilds), and a scavenger drops what it says.
+ * A function of the log's retention state (the acknowledged deletions and
+ * metadata, and for max_count the stream's version), the event and now only.
+ * Safe from any thread; do not call it holding a log callback's lock.
+ */
+ML_API int ml_log_removed(struct ml_log *log, const char *stream, size_t len, uint64_t version,
+			  int64_t time_ms, int64_t now_ms);
+/* 0 when no stream of the log has a deletion or metadata, so that nothing is removed:
+ * a reader checks this once per read (or batch) and skips the predicate then. */
+ML_API int ml_log_any_removed(struct ml_log *log);
+/* A stream's deletion and limits as acknowledged: 1 and *out, or 0 (zeros) when it has none. */
+ML_API int ml_log_stream_meta(struct ml_log *log, const char *stream, size_t len,
+			      struct ml_stream_meta *out);
+/* The first version of a stream that deletion, truncation and max count keep (1 when none);
+ * *exact 0 when max age may remove some of the versions after it too. */
+ML_API uint64_t ml_log_stream_floor(struct ml_log *log, const char *stream, size_t len,
+				    int *exact);
+/*
+ * The append that deletes a stream, or sets its metadata, by the log's rules:
+ * every front builds it here and submits a->req like any append (`system` is
+ * set; the event's bytes live in *a). Refused (-1 with diag ML_ERR_USAGE): a
+ * name starting with '$' (moonlog's own streams), an empty or too long one,
+ * metadata that is not a map of max_age, max_count, truncate_before with whole
+ * numbers >= 0. A delete's "any" expected version means "the stream exists".
+ * Metadata keys not given keep the stream's current value (nil or 0 removes
+ * one); its guard is on the metadata stream's version.
+ */
+struct ml_retention_append {
+	struct ml_append req;
+	struct ml_event_in ev;
+	struct ml_expect_in guard;
+	uint64_t position, version;
+	char stream[256];
+	uint8_t data[64];
+};
+ML_API int ml_log_prepare_delete(struct ml_retention_append *a, const char *stream, size_t len,
+				 int64_t expected, int hard);
+ML_API int ml_log_prepare_meta(struct ml_log *log, struct ml_retention_append *a,
+			       const char *stream, size_t len, const void *map, size_t map_len,
+			       int64_t expected);
+/* A $metadata event's data from its limits, and back (0, or -1 with diag ML_ERR_USAGE when it
+ * is not a map of those keys with whole numbers >= 0; nil is "none"). */
+ML_API void ml_stream_meta_encode(const struct ml_stream_meta *m, struct ml_buf *out);
+ML_API int ml_stream_meta_decode(const void *data, size_t len, struct ml_stream_meta *m);
+/* The same, setting only the keys the map holds (nil or 0: that limit removed); the others
+ * keep their value in m. */
+ML_API int ml_stream_meta_merge(const void *data, size_t len, struct ml_stream_meta *m);
+
 /* Lists streams whose name starts with `prefix` (NULL for all), in no set order. */
 typedef int (*ml_stream_fn)(const char *name, size_t len, uint64_t version, void *arg);
 ML_API int ml_log_streams(struct ml_log *log, const char *prefix, ml_stream_fn fn, void *arg);

@@ -1,0 +1,64 @@
+/*
+ * ops_retention.c - deleting a stream and setting its retention metadata, for
+ * every front of the server (RPC, HTTP, the eval API): the append the log
+ * builds for it (ml_log_prepare_delete, ml_log_prepare_meta: what is refused
+ * is decided there once), submitted like any other.
+ */
+#include <string.h>
+
+#include <moonlog/diag.h>
+#include <moonlog/log_writer.h>
+
+#include "net/ops.h"
+
+/* Submits a prepared append through p; a refusal goes to p->finish like the log's. */
+static void submit(struct ml_server *s, struct ml_pending *p, struct ml_retention_append *a,
+		   int prepared)
+{
+	if (ml_op_append_room(p, 1) != 0)
+		return;
+	if (prepared != 0) {
+		ml_append_refuse(&p->req, ml_diag_code(), "%s", ml_diag_last());
+		p->finish(p);
+		return;
+	}
+	p->evs[0] = a->ev;
+	p->req.system = 1;
+	ml_op_append(s, p, a->ev.stream, a->ev.stream_len,
+		     a->req.n_expect ? a->guard.expected : ML_EXPECT_ANY); /* the log copies a */
+}
+
+void ml_op_delete(struct ml_server *s, struct ml_pending *p, const char *stream, size_t len,
+		  int64_t expected, int hard)
+{
+	struct ml_retention_append a;
+	submit(s, p, &a, ml_log_prepare_delete(&a, stream, len, expected, hard));
+}
+
+void ml_op_set_meta(struct ml_server *s, struct ml_pending *p, const char *stream, size_t len,
+		    const void *map, size_t map_len, int64_t expected)
+{
+	struct ml_retention_append a;
+	submit(s, p, &a, ml_log_prepare_meta(s->log, &a, stream, len, map, map_len, expected));
+}
+
+void ml_op_meta_put(struct ml_server *s, const char *stream, size_t len, struct ml_buf *out)
+{
+	struct ml_stream_meta m;
+	ml_log_stream_meta(s->log, stream, len, &m);
+	ml_msgpack_put_map(out, 6);
+	ml_msgpack_put_cstr(out, "max_age");
+	ml_msgpack_put_int(out, m.max_age);
+	ml_msgpack_put_cstr(out, "max_count");
+	ml_msgpack_put_uint(out, m.max_count);
+	ml_msgpack_put_cstr(out, "truncate_before");
+	ml_msgpack_put_uint(out, m.truncate_before);
+	ml_msgpack_put_cstr(out, "deleted"); /* reads as deleted: nothing appended since */
+	ml_msgpack_put_bool(out, m.hard || (m.deleted_before > 0 &&
+					    ml_log_stream_version(s->log, stream, len) ==
+						m.deleted_before));
+	ml_msgpack_put_cstr(out, "deleted_version");
+	ml_msgpack_put_uint(out, m.deleted_before);
+	ml_msgpack_put_cstr(out, "hard");
+	ml_msgpack_put_bool(out, m.hard);
+}
