@@ -120,6 +120,9 @@ moonlog REPL. Type Lua; an expression alone prints its value.
       log.append("account-1", {type = "Opened", data = {owner = "ada"}}, "no_stream")
   log.read(stream | "$all" [, {from=, limit=, backwards=}])   read events
   log.tail([pattern [, from]])   follow new events (Ctrl-C stops)
+  log.delete(stream [, {hard=, expected=}])   delete a stream (hard: for good)
+  log.set_metadata(stream, {max_age=, max_count=, truncate_before=})   retention
+  log.metadata(stream)           a stream's retention and deletion
   log.head()                     the last position
   streams([pattern])             streams and their versions
   streams.count([pattern]), streams.version(stream)
@@ -131,7 +134,7 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   NAME:dry_run(path)             what a new version in path would change, not swapped in
   stats()                        the log's and the server's figures
   help(name)                     more on one of these]==],
-  log = "log.append(stream, event or {events...}, expected) appends; an event is {type =, data =,\nmeta =, id =}; expected is any, no_stream, exists or a version. A refused append\nreturns nil, the message and the code. log.read(stream, {from, limit, backwards})\nreturns events (100 unless limit says); log.read('$all', {from, limit}) the whole log.\nlog.version(stream), log.head(), log.stats(). log.tail(pattern, from) follows new events.",
+  log = "log.append(stream, event or {events...}, expected) appends; an event is {type =, data =,\nmeta =, id =}; expected is any, no_stream, exists or a version. A refused append\nreturns nil, the message and the code. log.read(stream, {from, limit, backwards})\nreturns events (100 unless limit says); log.read('$all', {from, limit}) the whole log.\nlog.version(stream), log.head(), log.stats(). log.tail(pattern, from) follows new events.\nlog.delete(stream, {hard =, expected =}) deletes a stream (a $deleted event; hard: the name\nis never written again); log.set_metadata(stream, {max_age = seconds, max_count =,\ntruncate_before =}) sets its retention; log.metadata(stream) reads it. Reads leave out what\nthey remove (docs/log.md).",
   streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
   scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors;\non a shared log (--replicate) a handler's lease: running here, or standby\nbehind its holder (a node id).\nscripts.reload(name) reloads one from its file (no name: the whole folder);\nscripts.errors() the scripts that failed to load or faulted.\nparked(name) lists a handler's parked events; replay_parked(name) handles them\nagain with the current code.",
   at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched.",
@@ -164,7 +167,8 @@ end
 -- The session's `log`: the Lua log's functions, and tail (the REPL front end follows).
 local function make_log(log)
   local t = {}
-  for _, k in ipairs { "append", "read", "head", "version", "streams", "stats" } do t[k] = log[k] end
+  for _, k in ipairs { "append", "read", "head", "version", "streams", "stats", "delete", "set_metadata",
+                       "metadata" } do t[k] = log[k] end
   t.tail = function(pattern, from)
     -- The caller (the REPL front end) follows the log; evaluation only says so.
     return setmetatable({ pattern = pattern or "*", from = from or log.head() + 1 }, {

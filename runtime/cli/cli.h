@@ -20,6 +20,8 @@ struct cli_command {
 };
 
 int cmd_append(int argc, char **argv);
+int cmd_delete(int argc, char **argv); /* cmd_delete.c, with cmd_meta */
+int cmd_meta(int argc, char **argv);
 int cmd_read(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_export(int argc, char **argv);

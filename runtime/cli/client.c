@@ -281,8 +281,7 @@ int cli_client_event(struct ml_msgpack_reader *r, struct ml_event *e)
 	return 0;
 }
 
-/* Opens the connection a command asked for: --connect ADDR, else DIR's admin socket. */
-static int open_remote(struct cli_client *c, const char *addr, const char *dir)
+int cli_remote_open(struct cli_client *c, const char *addr, const char *dir)
 {
 	if (addr)
 		return cli_client_connect(c, addr) == 0 ? 1 : -1;
@@ -293,7 +292,7 @@ int cli_remote_append(const char *addr, const char *dir, const struct ml_event_i
 		      int64_t expect, int json)
 {
 	struct cli_client c;
-	int rc = open_remote(&c, addr, dir);
+	int rc = cli_remote_open(&c, addr, dir);
 	if (rc <= 0)
 		return rc < 0 ? cli_diag("append") : -1;
 	struct ml_buf p = {0};
@@ -389,7 +388,7 @@ int cli_remote_read(const char *addr, const char *dir, const char *stream, uint6
 		    uint64_t limit, int back, int json)
 {
 	struct cli_client c;
-	int rc = open_remote(&c, addr, dir);
+	int rc = cli_remote_open(&c, addr, dir);
 	if (rc <= 0)
 		return rc < 0 ? cli_diag("read") : -1;
 	uint64_t done = 0, last = 0, start = from;

@@ -95,7 +95,7 @@ int cmd_read(int argc, char **argv)
 	struct ml_log *log = cli_open_log("read", dir, 1, ML_FSYNC_NEVER);
 	if (log == NULL)
 		return cli_status();
-	int64_t n = all ? ml_log_read_all(log, from, limit, print_event, &ctx)
+	int64_t n = all ? ml_log_read_all_kept(log, from, limit, print_event, &ctx)
 			: ml_log_read_stream(log, stream, strlen(stream), from, limit, backwards,
 					     print_event, &ctx);
 	fwrite(ctx.out.data, 1, ctx.out.len, stdout);

@@ -14,6 +14,8 @@
 static const struct cli_command commands[] = {
     {"append", cmd_append, "append an event to a stream"},
     {"read", cmd_read, "print the events of a stream or of $all"},
+    {"delete", cmd_delete, "delete a stream (--hard: for good), as a $deleted event"},
+    {"meta", cmd_meta, "read or set a stream's retention: max age, max count, truncate"},
     {"check", cmd_check, "verify every record of the log (--repair cuts a torn tail)"},
     {"export", cmd_export, "write the log's events as JSON Lines, every field kept"},
     {"import", cmd_import, "append the events of an export to a log, ids and times kept"},

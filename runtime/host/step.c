@@ -88,12 +88,20 @@ struct slice {
 	uint32_t budget; /* events left in this step */
 	uint32_t n;
 	uint64_t slow; /* ml_script_slow_call_ns() when the slice began */
+	int keep;      /* the log has deletions or retention: ask ml_log_removed of each event */
+	int64_t now;
 };
 
 static int feed_one(const struct ml_event *ev, void *arg)
 {
 	struct slice *sl = arg;
 	struct ml_hosted *e = sl->e;
+	if (sl->keep &&
+	    ml_log_removed(sl->h->log, ev->stream, ev->stream_len, ev->version, ev->time,
+			   sl->now)) { /* removed (docs/log.md): passed over */
+		*sl->pos = ev->position;
+		return ++sl->n >= sl->budget;
+	}
 	int live = sl->s == e->s;
 	int handler = live && e->kind == ML_SCRIPT_HANDLER;
 	int takes = handler && ml_filter_match(ml_script_filter(sl->s), ev->stream, ev->stream_len,
@@ -144,7 +152,16 @@ static int stopped(const struct ml_hosted *e)
 uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
 			     uint64_t *pos, uint64_t head, uint64_t deadline, uint32_t budget)
 {
-	struct slice sl = {h, e, s, pos, deadline, budget, 0, ml_script_slow_call_ns()};
+	struct slice sl = {h,
+			   e,
+			   s,
+			   pos,
+			   deadline,
+			   budget,
+			   0,
+			   ml_script_slow_call_ns(),
+			   ml_log_any_removed(h->log),
+			   ml_time_ms()};
 	uint64_t behind = head - *pos;
 	if (behind > h->o.scan_from) {
 		uint64_t until = *pos + (budget < behind ? budget : behind);

@@ -168,11 +168,26 @@ static int push_appended(lua_State *L, const struct ml_append *req)
 	return 1;
 }
 
-/* After the yield of an append whose outcome came later. */
+/* After the yield of an append whose outcome came later (ctx: its request). */
 static int append_k(lua_State *L, int status, lua_KContext ctx)
 {
 	(void)status;
-	return push_appended(L, &((struct append_call *)ctx)->req);
+	return push_appended(L, (struct ml_append *)ctx);
+}
+
+/* Appends req (in a userdata on the stack: it lives across a yield) and pushes the outcome. */
+static int run_append(lua_State *L, struct lua_log *l, struct ml_append *req)
+{
+	if (l->ops == NULL) {
+		ml_log_append(l->log, req); /* blocks until durable; req says how it went */
+		return push_appended(L, req);
+	}
+	int rc = l->ops->append(l->ctx, L, req);
+	if (rc < 0)
+		return luaL_error(L, "%s", ml_diag_last());
+	if (rc > 0)
+		return lua_yieldk(L, 0, (lua_KContext)req, append_k);
+	return push_appended(L, req);
 }
 
 /* log.append(stream, event | { events... }[, expected]) */
@@ -214,16 +229,70 @@ static int l_append(lua_State *L)
 		a->req.expect = &a->guard;
 		a->req.n_expect = 1;
 	}
-	if (l->ops == NULL) {
-		ml_log_append(l->log, &a->req); /* blocks until durable; req says how it went */
-		return push_appended(L, &a->req);
+	return run_append(L, l, &a->req);
+}
+
+/* ---- log.delete, log.set_metadata, log.metadata (docs/lua-api.md) -------- */
+
+/* log.delete(stream[, { hard = bool, expected = v }]) -> as log.append */
+static int l_delete(lua_State *L)
+{
+	struct lua_log *l = bound(L);
+	size_t slen;
+	const char *stream = check_stream(L, 1, &slen, "delete");
+	int64_t expected = ML_EXPECT_ANY;
+	int hard = 0;
+	lua_settop(L, 2);
+	if (!lua_isnil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		lua_getfield(L, 2, "hard");
+		hard = lua_toboolean(L, -1);
+		lua_getfield(L, 2, "expected");
+		expected = check_expected(L, -1);
+		lua_settop(L, 2);
 	}
-	int rc = l->ops->append(l->ctx, L, &a->req);
-	if (rc < 0)
-		return luaL_error(L, "%s", ml_diag_last());
-	if (rc > 0)
-		return lua_yieldk(L, 0, (lua_KContext)a, append_k);
-	return push_appended(L, &a->req);
+	struct ml_retention_append *a = lua_newuserdatauv(L, sizeof(*a), 0);
+	if (ml_log_prepare_delete(a, stream, slen, expected, hard) != 0)
+		return fail(L, ml_diag_code(), ml_diag_last());
+	return run_append(L, l, &a->req);
+}
+
+/* log.set_metadata(stream, { max_age =, max_count =, truncate_before = }[, expected]) */
+static int l_set_metadata(lua_State *L)
+{
+	struct lua_log *l = bound(L);
+	size_t slen;
+	const char *stream = check_stream(L, 1, &slen, "set_metadata");
+	luaL_checktype(L, 2, LUA_TTABLE);
+	int64_t expected = check_expected(L, 3);
+	lua_settop(L, 3);
+	struct ml_retention_append *a = lua_newuserdatauv(L, sizeof(*a), 0);
+	struct ml_buf b = {0};
+	int rc = ml_lua_to_msgpack_named(L, 2, &b, "metadata");
+	if (rc == 0)
+		rc = ml_log_prepare_meta(l->log, a, stream, slen, b.data, b.len, expected);
+	ml_buf_free(&b);
+	if (rc != 0)
+		return fail(L, ml_diag_code(), ml_diag_last());
+	return run_append(L, l, &a->req);
+}
+
+/* log.metadata(stream) -> { max_age, max_count, truncate_before, deleted_version, hard } */
+static int l_metadata(lua_State *L)
+{
+	struct lua_log *l = bound(L);
+	size_t slen;
+	const char *stream = check_stream(L, 1, &slen, "metadata");
+	struct ml_stream_meta m;
+	ml_log_stream_meta(l->log, stream, slen, &m);
+	lua_createtable(L, 0, 5);
+	set_int(L, "max_age", (lua_Integer)m.max_age);
+	set_int(L, "max_count", (lua_Integer)m.max_count);
+	set_int(L, "truncate_before", (lua_Integer)m.truncate_before);
+	set_int(L, "deleted_version", (lua_Integer)m.deleted_before);
+	lua_pushboolean(L, m.hard);
+	lua_setfield(L, -2, "hard");
+	return 1;
 }
 
 /* ---- log.read ------------------------------------------------------------ */
@@ -312,7 +381,7 @@ static int l_read(lua_State *L)
 		rc = l->ops->read(l->ctx, all ? NULL : stream, slen, from, limit, back,
 				  collect_event, &c);
 	else if (all)
-		rc = ml_log_read_all(l->log, from, limit, collect_event, &c);
+		rc = ml_log_read_all_kept(l->log, from, limit, collect_event, &c);
 	else
 		rc = ml_log_read_stream(l->log, stream, slen, from, limit, back, collect_event, &c);
 	if (c.failed)
@@ -418,10 +487,12 @@ static int l_tostring(lua_State *L)
 static struct lua_log *push_bound(lua_State *L, int owned)
 {
 	static const luaL_Reg fns[] = {
-	    {"append", l_append},   {"read", l_read},	{"head", l_head},   {"version", l_version},
-	    {"streams", l_streams}, {"stats", l_stats}, {"close", l_close}, {NULL, NULL},
+	    {"append", l_append},     {"read", l_read},	      {"head", l_head},
+	    {"version", l_version},   {"streams", l_streams}, {"stats", l_stats},
+	    {"close", l_close},	      {"delete", l_delete},   {"set_metadata", l_set_metadata},
+	    {"metadata", l_metadata}, {NULL, NULL},
 	};
-	lua_createtable(L, 0, 7);
+	lua_createtable(L, 0, 10);
 	struct lua_log *l = lua_newuserdatauv(L, sizeof(*l), 0);
 	*l = (struct lua_log){.owned = owned};
 	if (luaL_newmetatable(L, LOG_MT)) {

@@ -287,3 +287,43 @@ int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream
 	ml_buf_free(&buf);
 	return rc < 0 ? -1 : count;
 }
+
+/* A read of $all that leaves the removed events out and goes on past them. */
+struct kept_all {
+	struct ml_log *log;
+	ml_event_fn fn;
+	void *arg;
+	uint64_t next, want, got;
+	int64_t now;
+	int stop; /* fn stopped the read (1) or failed it (-1) */
+};
+
+static int keep_one(const struct ml_event *e, void *arg)
+{
+	struct kept_all *k = arg;
+	k->next = e->position + 1;
+	if (ml_log_removed(k->log, e->stream, e->stream_len, e->version, e->time, k->now))
+		return 0;
+	k->got++;
+	int rc = k->fn(e, k->arg);
+	if (rc != 0)
+		return k->stop = rc;
+	return k->want && k->got == k->want;
+}
+
+int64_t ml_log_read_all_kept(struct ml_log *log, uint64_t from, uint64_t limit, ml_event_fn fn,
+			     void *arg)
+{
+	if (!ml_log_any_removed(log))
+		return ml_log_read_all(log, from, limit, fn, arg);
+	struct kept_all k = {log, fn, arg, from, limit, 0, ml_time_ms(), 0};
+	uint64_t head = ml_log_head(log);
+	while ((k.want == 0 || k.got < k.want) && k.next <= head && k.stop == 0) {
+		int64_t n = ml_log_read_all(log, k.next, k.want ? k.want - k.got : 0, keep_one, &k);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+	}
+	return (int64_t)k.got;
+}

@@ -163,8 +163,9 @@ int ml_stream_meta_merge(const void *data, size_t len, struct ml_stream_meta *m)
 		return 0;
 	ml_msgpack_reader_init(&r, data, len);
 	if (ml_msgpack_get_map(&r, &n) != 0)
-		return ml_diag_set(ML_ERR_USAGE, "stream metadata must be a map {max_age = seconds, "
-						 "max_count = n, truncate_before = version}");
+		return ml_diag_set(ML_ERR_USAGE,
+				   "stream metadata must be a map {max_age = seconds, "
+				   "max_count = n, truncate_before = version}");
 	for (uint32_t i = 0; i < n; i++) {
 		const char *k;
 		uint32_t kl;
@@ -183,10 +184,11 @@ int ml_stream_meta_merge(const void *data, size_t len, struct ml_stream_meta *m)
 		else if (kl == 15 && memcmp(k, "truncate_before", 15) == 0)
 			m->truncate_before = (uint64_t)v;
 		else
-			return ml_diag_set(ML_ERR_USAGE,
-					   "stream metadata has no key %.*s: use max_age (seconds), "
-					   "max_count or truncate_before",
-					   (int)kl, k);
+			return ml_diag_set(
+			    ML_ERR_USAGE,
+			    "stream metadata has no key %.*s: use max_age (seconds), "
+			    "max_count or truncate_before",
+			    (int)kl, k);
 	}
 	if (m->max_age > INT64_MAX / 1000)
 		return ml_diag_set(ML_ERR_USAGE, "stream metadata: max_age is too large");
@@ -226,7 +228,7 @@ static int is_hard(const void *data, size_t len)
 }
 
 #define LIT_IS(s, n, lit) ((n) == sizeof(lit) - 1 && memcmp((s), (lit), sizeof(lit) - 1) == 0)
-#define META_PREFIX_LEN (sizeof(ML_META_PREFIX) - 1)
+#define META_PREFIX_LEN	  (sizeof(ML_META_PREFIX) - 1)
 
 /* The change an event makes, into c: 1, or 0 when it makes none. */
 static int change_of(const char *stream, size_t slen, const char *type, size_t tlen,
@@ -432,7 +434,7 @@ void ml_ret_cover(struct ml_log *log, uint64_t position)
  * u32 crc32c of bytes 0..27. Then per stream: u8 name length, u8 hard, u16 0,
  * u64 deleted_before, u64 truncate_before, u64 max_count, i64 max_age, name.
  */
-#define FILE_MAGIC "MLRETN\0\0"
+#define FILE_MAGIC  "MLRETN\0\0"
 #define FILE_HEADER 32
 #define ENTRY_FIXED 36
 
@@ -512,8 +514,8 @@ static int store(struct ml_log *log, const struct table *t, uint64_t position)
 {
 	struct ml_buf b = {0};
 	encode(t, position, &b);
-	int fd = openat(log->dirfd, ML_RET_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			0600);
+	int fd =
+	    openat(log->dirfd, ML_RET_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int rc = fd < 0 || ml_pwrite_all(fd, b.data, b.len, 0) != 0 || fdatasync(fd) != 0 ||
 			 renameat(log->dirfd, ML_RET_FILE ".tmp", log->dirfd, ML_RET_FILE) != 0 ||
 			 fsync(log->dirfd) != 0
@@ -582,7 +584,8 @@ int ml_ret_open(struct ml_log *log)
 	}
 	for (size_t i = 0; rt->snap.slots && i <= rt->snap.mask; i++)
 		if (rt->snap.slots[i].hash) {
-			struct entry *e = get(&rt->cur, rt->snap.slots[i].name, rt->snap.slots[i].len);
+			struct entry *e =
+			    get(&rt->cur, rt->snap.slots[i].name, rt->snap.slots[i].len);
 			e->m = rt->snap.slots[i].m;
 			rt->any = 1;
 		}

@@ -9,6 +9,7 @@
 
 #include <moonlog/diag.h>
 #include <moonlog/log.h>
+#include <moonlog/msgpack.h>
 #include <moonlog/util.h>
 
 #define META_PREFIX_LEN (sizeof(ML_META_PREFIX) - 1)
@@ -88,4 +89,25 @@ int ml_log_prepare_meta(struct ml_log *log, struct ml_retention_append *a, const
 	memcpy(a->stream + META_PREFIX_LEN, stream, len);
 	one_event(a, len + META_PREFIX_LEN, ML_METADATA_TYPE, n, expected);
 	return 0;
+}
+
+void ml_log_stream_meta_put(struct ml_log *log, const char *stream, size_t len, struct ml_buf *out)
+{
+	struct ml_stream_meta m;
+	ml_log_stream_meta(log, stream, len, &m);
+	ml_msgpack_put_map(out, 6);
+	ml_msgpack_put_cstr(out, "max_age");
+	ml_msgpack_put_int(out, m.max_age);
+	ml_msgpack_put_cstr(out, "max_count");
+	ml_msgpack_put_uint(out, m.max_count);
+	ml_msgpack_put_cstr(out, "truncate_before");
+	ml_msgpack_put_uint(out, m.truncate_before);
+	ml_msgpack_put_cstr(out, "deleted"); /* reads as deleted: nothing appended since */
+	ml_msgpack_put_bool(out, m.hard ||
+				     (m.deleted_before > 0 &&
+				      ml_log_stream_version(log, stream, len) == m.deleted_before));
+	ml_msgpack_put_cstr(out, "deleted_version");
+	ml_msgpack_put_uint(out, m.deleted_before);
+	ml_msgpack_put_cstr(out, "hard");
+	ml_msgpack_put_bool(out, m.hard);
 }

@@ -54,8 +54,8 @@ void ml_http_delete(struct ml_server *s, struct evhttp_request *req, const char 
 	struct ml_pending *p = ml_pending_get(s);
 	p->http = req;
 	p->finish = finish;
-	ml_op_delete(s, p, stream, strlen(stream),
-		     expected, h && (strcmp(h, "true") == 0 || strcmp(h, "1") == 0));
+	ml_op_delete(s, p, stream, strlen(stream), expected,
+		     h && (strcmp(h, "true") == 0 || strcmp(h, "1") == 0));
 }
 
 static void get_meta(struct ml_server *s, struct evhttp_request *req, const char *stream)

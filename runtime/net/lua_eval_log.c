@@ -51,6 +51,7 @@ static int op_append(void *ctx, lua_State *L, struct ml_append *req)
 		return 0;
 	}
 	memcpy(p->evs, req->events, req->n_events * sizeof(*p->evs));
+	p->req.system = req->system; /* a delete or metadata (ml_log_prepare_delete) */
 	p->ctx = r;
 	p->finish = appended;
 	r->append = req;

@@ -65,7 +65,8 @@ int ml_op_read_plan(struct ml_server *s, struct ml_op_read *rd)
 				   : ml_log_head(s->log);
 	if (ml_log_any_removed(s->log)) {
 		struct ml_stream_meta m;
-		rd->exact = rd->stream && !ml_log_stream_meta(s->log, rd->stream, rd->stream_len, &m);
+		rd->exact =
+		    rd->stream && !ml_log_stream_meta(s->log, rd->stream, rd->stream_len, &m);
 	}
 	if (rd->backwards) {
 		if (rd->from == 0 || rd->from > last)
@@ -81,46 +82,6 @@ int ml_op_read_plan(struct ml_server *s, struct ml_op_read *rd)
 	return 0;
 }
 
-/* A read of $all that leaves the removed events out and goes on past them. */
-struct kept_all {
-	struct ml_log *log;
-	ml_event_fn fn;
-	void *arg;
-	uint64_t next, want, got;
-	int64_t now;
-	int stop; /* fn stopped the read */
-};
-
-static int keep_one(const struct ml_event *e, void *arg)
-{
-	struct kept_all *k = arg;
-	k->next = e->position + 1;
-	if (ml_log_removed(k->log, e->stream, e->stream_len, e->version, e->time, k->now))
-		return 0;
-	k->got++;
-	int rc = k->fn(e, k->arg);
-	if (rc != 0)
-		return k->stop = rc;
-	return k->got == k->want;
-}
-
-static int64_t read_all_kept(struct ml_server *s, const struct ml_op_read *rd, ml_event_fn fn,
-			     void *arg)
-{
-	struct kept_all k = {s->log, fn, arg, rd->from, rd->count, 0, ml_time_ms(), 0};
-	uint64_t head = ml_log_head(s->log);
-	while (k.got < k.want && k.next <= head && !k.stop) {
-		int64_t n = ml_log_read_all(s->log, k.next, k.want - k.got, keep_one, &k);
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-	}
-	if (k.stop > 0)
-		return ml_diag_set(ML_ERR_USAGE, "the read was stopped");
-	return (int64_t)k.got;
-}
-
 int64_t ml_op_read(struct ml_server *s, const struct ml_op_read *rd, ml_event_fn fn, void *arg)
 {
 	if (rd->count == 0)
@@ -128,7 +89,7 @@ int64_t ml_op_read(struct ml_server *s, const struct ml_op_read *rd, ml_event_fn
 	if (!rd->exact)
 		return rd->stream ? ml_log_read_stream(s->log, rd->stream, rd->stream_len, rd->from,
 						       rd->count, rd->backwards, fn, arg)
-				  : read_all_kept(s, rd, fn, arg);
+				  : ml_log_read_all_kept(s->log, rd->from, rd->count, fn, arg);
 	int64_t n = rd->stream ? ml_log_read_stream(s->log, rd->stream, rd->stream_len, rd->from,
 						    rd->count, rd->backwards, fn, arg)
 			       : ml_log_read_all(s->log, rd->from, rd->count, fn, arg);

@@ -44,21 +44,5 @@ void ml_op_set_meta(struct ml_server *s, struct ml_pending *p, const char *strea
 
 void ml_op_meta_put(struct ml_server *s, const char *stream, size_t len, struct ml_buf *out)
 {
-	struct ml_stream_meta m;
-	ml_log_stream_meta(s->log, stream, len, &m);
-	ml_msgpack_put_map(out, 6);
-	ml_msgpack_put_cstr(out, "max_age");
-	ml_msgpack_put_int(out, m.max_age);
-	ml_msgpack_put_cstr(out, "max_count");
-	ml_msgpack_put_uint(out, m.max_count);
-	ml_msgpack_put_cstr(out, "truncate_before");
-	ml_msgpack_put_uint(out, m.truncate_before);
-	ml_msgpack_put_cstr(out, "deleted"); /* reads as deleted: nothing appended since */
-	ml_msgpack_put_bool(out, m.hard || (m.deleted_before > 0 &&
-					    ml_log_stream_version(s->log, stream, len) ==
-						m.deleted_before));
-	ml_msgpack_put_cstr(out, "deleted_version");
-	ml_msgpack_put_uint(out, m.deleted_before);
-	ml_msgpack_put_cstr(out, "hard");
-	ml_msgpack_put_bool(out, m.hard);
+	ml_log_stream_meta_put(s->log, stream, len, out);
 }

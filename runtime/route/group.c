@@ -268,7 +268,7 @@ static int feed_new(const struct ml_event *e, void *arg)
 {
 	struct gctx *c = arg;
 	struct ml_group *g = c->g;
-	if (!ml_group_match(g, e)) {
+	if (!ml_group_match(g, e) || ml_route_removed(c->r->log, e)) {
 		*c->cursor = e->position;
 		return 0;
 	}

@@ -123,6 +123,8 @@ void ml_group_store(struct ml_router *r, struct ml_group *g);
 void ml_group_free(struct ml_router *r, struct ml_group *g);
 /* Does the group take this event? (Never the events of $group-... streams.) */
 int ml_group_match(const struct ml_group *g, const struct ml_event *e);
+/* router.c: is e removed by the log's retention (ml_log_removed), as of now? */
+int ml_route_removed(struct ml_log *log, const struct ml_event *e);
 /* Hands the matching events after *cursor, through `to`, to members with room. */
 void ml_group_dispatch(struct ml_router *r, struct ml_group *g, uint64_t *cursor, uint64_t to);
 /* Room for more events: the unacked events the members may still take. */

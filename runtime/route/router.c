@@ -115,11 +115,21 @@ void ml_sub_set_data(struct ml_sub *s, void *p)
 	s->data = p;
 }
 
+/* Is e removed (deleted, truncated, past max count or age: docs/log.md)? Subscribers,
+ * groups and scripts leave it out, as every reader does; with no deletion or metadata in
+ * the log, one load. */
+int ml_route_removed(struct ml_log *log, const struct ml_event *e)
+{
+	return ml_log_any_removed(log) &&
+	       ml_log_removed(log, e->stream, e->stream_len, e->version, e->time, ml_time_ms());
+}
+
 static int feed(const struct ml_event *e, void *arg)
 {
 	struct ml_sub *s = arg;
 	s->cursor = e->position;
-	if (!ml_filter_match(s->f, e->stream, e->stream_len, e->type, e->type_len))
+	if (!ml_filter_match(s->f, e->stream, e->stream_len, e->type, e->type_len) ||
+	    ml_route_removed(s->r->log, e))
 		return 0;
 	s->r->st.delivered++;
 	if (s->sink.deliver(s, e, 0, s->sink.arg) == 0)

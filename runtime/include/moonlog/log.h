@@ -217,6 +217,17 @@ ML_API int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit
 			       void *arg);
 
 /*
+ * Reads $all forward like ml_log_read_all, but leaves out the events that
+ * ml_log_removed says are removed (as of the call), and goes on past them until
+ * `limit` events are delivered (0: to the head) or the head is reached: what a
+ * person reading $all is shown. ml_log_read_all and ml_log_scan deliver every
+ * stored event: their callers that show or fold events ask ml_log_removed
+ * themselves (checking ml_log_any_removed once per batch).
+ */
+ML_API int64_t ml_log_read_all_kept(struct ml_log *log, uint64_t from, uint64_t limit,
+				    ml_event_fn fn, void *arg);
+
+/*
  * Reads $all forward like ml_log_read_all, from `from` (inclusive) to `until`
  * (inclusive; 0 = the head when called), but straight from the segment files
  * mapped a window at a time: the fast path for replays. The event's pointers
@@ -282,8 +293,7 @@ ML_API int ml_log_stream_meta(struct ml_log *log, const char *stream, size_t len
 			      struct ml_stream_meta *out);
 /* The first version of a stream that deletion, truncation and max count keep (1 when none);
  * *exact 0 when max age may remove some of the versions after it too. */
-ML_API uint64_t ml_log_stream_floor(struct ml_log *log, const char *stream, size_t len,
-				    int *exact);
+ML_API uint64_t ml_log_stream_floor(struct ml_log *log, const char *stream, size_t len, int *exact);
 /*
  * The append that deletes a stream, or sets its metadata, by the log's rules:
  * every front builds it here and submits a->req like any append (`system` is
@@ -304,6 +314,11 @@ struct ml_retention_append {
 };
 ML_API int ml_log_prepare_delete(struct ml_retention_append *a, const char *stream, size_t len,
 				 int64_t expected, int hard);
+/* A stream's metadata as one msgpack map appended to out: {max_age, max_count,
+ * truncate_before, deleted (it reads as deleted: nothing appended since its last $deleted, or
+ * hard), deleted_version, hard}, what metadata() and GET .../metadata answer. */
+ML_API void ml_log_stream_meta_put(struct ml_log *log, const char *stream, size_t len,
+				   struct ml_buf *out);
 ML_API int ml_log_prepare_meta(struct ml_log *log, struct ml_retention_append *a,
 			       const char *stream, size_t len, const void *map, size_t map_len,
 			       int64_t expected);
