@@ -40,6 +40,9 @@ struct replay {
 	int progress;		 /* stderr is a terminal: a progress line */
 	uint64_t first, last;	 /* the positions the replay goes over */
 	uint64_t seen, shown_ns; /* events fed; when the line was last redrawn */
+	struct ml_log *log;	 /* when it has deletions or retention: removed events are
+				    passed over (docs/log.md), as the server's scripts do */
+	int64_t now;
 };
 
 /* "moonlog replay: 1234567 of 10000000 events (12%)", from the 65,536th event on,
@@ -66,6 +69,8 @@ static int feed(const struct ml_event *e, void *arg)
 	struct replay *r = arg;
 	if (r->progress && (++r->seen & 0xffff) == 0)
 		show_progress(r, e->position, 0);
+	if (r->log && ml_log_removed(r->log, e->stream, e->stream_len, e->version, e->time, r->now))
+		return 0;
 	if (ml_script_feed(r->script, e) != 0)
 		return -1;
 	if (ml_script_kind(r->script) == ML_SCRIPT_HANDLER) {
@@ -235,7 +240,10 @@ int cmd_replay(int argc, char **argv)
 		ml_script_free(s);
 		return cli_status();
 	}
-	struct replay r = {.script = s, .progress = isatty(STDERR_FILENO)};
+	struct replay r = {.script = s,
+			   .progress = isatty(STDERR_FILENO),
+			   .log = ml_log_any_removed(log) ? log : NULL,
+			   .now = ml_time_ms()};
 	rc = a.snapshot ? restore(s, a.dir, a.stats) : 0;
 	r.first = ml_script_position(s) + 1;
 	r.last = a.until && a.until < ml_log_head(log) ? a.until : ml_log_head(log);

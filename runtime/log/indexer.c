@@ -83,10 +83,9 @@ int ml_indexer_write_oldest(struct ml_log *log)
 	if (sync && ml_chunk_last(c) > log->synced_position)
 		log->synced_position = ml_chunk_last(c);
 	pthread_cond_signal(&log->merge_cv);
-	ml_ret_cover(log, ml_chunk_last(c)); /* the retention file follows the blocks */
 	pthread_mutex_unlock(&log->mu);
 	ml_chunk_free(c);
-	ml_ret_save(log);
+	ml_ret_save(log); /* the retention file follows the blocks */
 	pthread_mutex_lock(&log->mu);
 	return 0;
 }

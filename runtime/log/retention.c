@@ -2,15 +2,15 @@
  * retention.c - the streams with a deletion or retention metadata, and the
  * one predicate every reader asks whether an event is removed (ml_log_removed).
  *
- * Three copies of the state, each guarded as it is used:
+ * Two parts, each guarded as it is used:
  *   cur      what readers see: every change up to the head (its own mutex, so
  *            that a reader on any thread asks without the log's).
- *   journal  the changes after the last retention file, reserved ones
- *            included (the log's mutex): the acknowledged ones are already in
- *            cur; a failed write drops the rest.
- *   snap     the state as of the last index block, what DATA/log/retention
- *            holds (file_mu): a block stands only for records on disk, so the
- *            file never claims a change a crash can take back.
+ *   pending  the changes reserved and not yet acknowledged (the log's mutex):
+ *            the head moving applies them to cur; a failed write drops them.
+ * Each time the index writes a block, cur is written to DATA/log/retention
+ * with the head it stands for; an open reads it and scans the records after
+ * that head. A file whose head is past the log's (a power loss took records
+ * it counted) is not used: the open scans the whole log instead.
  * With no deletion and no metadata anywhere, `any` is 0 and every reader
  * skips the predicate: the cost of all this is one load per read.
  */
@@ -59,14 +59,11 @@ struct ml_retention {
 	struct table cur;
 	int any; /* cur holds an entry (read without mu: a stale 0 only misses a change
 		    that is being acknowledged right now) */
-	struct change *journal; /* log->mu */
-	size_t njournal, cap, applied;
-	int ready; /* ml_ret_open has run: the blocks' changes go to the file from now on */
-	pthread_mutex_t file_mu; /* snap, and the file */
-	struct table snap;
-	uint64_t snap_pos, cover_pos; /* the file's position; the blocks' */
-	struct change *tosnap;	      /* covered by a block, waiting for the file (log->mu) */
-	size_t ntosnap, tosnap_cap;
+	struct change *journal; /* pending: log->mu */
+	size_t njournal, cap;
+	int ready;		 /* ml_ret_open has run: blocks write the file from now on */
+	pthread_mutex_t file_mu; /* one writer of the file at a time */
+	uint64_t file_pos;	 /* the head the file last written stands for */
 };
 
 /* ---- the table ---- */
@@ -91,10 +88,13 @@ static struct entry *find(const struct table *t, const char *s, size_t n)
 	}
 }
 
-static void grow(struct table *t)
+/* Makes room for at least `want` entries (at most 3/4 full). */
+static void grow_to(struct table *t, size_t want)
 {
 	struct table old = *t;
 	size_t slots = old.slots ? (old.mask + 1) * 2 : 64;
+	while (want * 4 > slots * 3)
+		slots *= 2;
 	t->slots = ml_xcalloc(slots, sizeof(*t->slots));
 	t->mask = slots - 1;
 	for (size_t i = 0; old.slots && i <= old.mask; i++) {
@@ -115,7 +115,7 @@ static struct entry *get(struct table *t, const char *s, size_t n)
 	if (e)
 		return e;
 	if (t->slots == NULL || (t->n + 1) * 4 > (t->mask + 1) * 3)
-		grow(t);
+		grow_to(t, t->n + 1);
 	uint64_t h = name_hash(s, n);
 	size_t i = h & t->mask;
 	while (t->slots[i].hash)
@@ -329,21 +329,10 @@ void ml_ret_free(struct ml_retention *rt)
 	if (rt == NULL)
 		return;
 	table_free(&rt->cur);
-	table_free(&rt->snap);
 	free(rt->journal);
-	free(rt->tosnap);
 	pthread_mutex_destroy(&rt->mu);
 	pthread_mutex_destroy(&rt->file_mu);
 	free(rt);
-}
-
-static void push(struct change **v, size_t *n, size_t *cap, const struct change *c)
-{
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 8;
-		*v = ml_xrealloc(*v, *cap * sizeof(**v));
-	}
-	(*v)[(*n)++] = *c;
 }
 
 static void apply_cur(struct ml_retention *rt, const struct change *c)
@@ -359,16 +348,21 @@ void ml_ret_note(struct ml_log *log, const struct ml_event_in *e, uint64_t posit
 {
 	struct change c;
 	struct ml_retention *rt = log->ret;
-	if (change_of(e->stream, e->stream_len, e->type, e->type_len, e->data, e->data_len,
-		      position, version, &c))
-		push(&rt->journal, &rt->njournal, &rt->cap, &c);
+	if (!change_of(e->stream, e->stream_len, e->type, e->type_len, e->data, e->data_len,
+		       position, version, &c))
+		return;
+	if (rt->njournal == rt->cap) {
+		rt->cap = rt->cap ? rt->cap * 2 : 8;
+		rt->journal = ml_xrealloc(rt->journal, rt->cap * sizeof(*rt->journal));
+	}
+	rt->journal[rt->njournal++] = c;
 }
 
 /* Is the stream hard-deleted, by an acknowledged change or one in flight? (mutex held) */
 static int tombstoned(struct ml_log *log, const char *s, size_t n)
 {
 	struct ml_retention *rt = log->ret;
-	for (size_t i = rt->applied; i < rt->njournal; i++) {
+	for (size_t i = 0; i < rt->njournal; i++) {
 		const struct change *c = &rt->journal[i];
 		if (c->kind == CH_DELETED && c->hard && c->len == n && !memcmp(c->name, s, n))
 			return 1;
@@ -380,7 +374,7 @@ static int tombstoned(struct ml_log *log, const char *s, size_t n)
 int ml_ret_check(struct ml_log *log, struct ml_append *req)
 {
 	struct ml_retention *rt = log->ret;
-	if (!ml_log_any_removed(log) && rt->applied == rt->njournal)
+	if (!ml_log_any_removed(log) && rt->njournal == 0)
 		return 0;
 	for (size_t i = 0; i < req->n_events; i++) {
 		const struct ml_event_in *e = &req->events[i];
@@ -401,36 +395,27 @@ int ml_ret_check(struct ml_log *log, struct ml_append *req)
 void ml_ret_ack(struct ml_log *log, uint64_t head)
 {
 	struct ml_retention *rt = log->ret;
-	while (rt->applied < rt->njournal && rt->journal[rt->applied].position <= head)
-		apply_cur(rt, &rt->journal[rt->applied++]);
+	size_t k = 0;
+	while (k < rt->njournal && rt->journal[k].position <= head)
+		apply_cur(rt, &rt->journal[k++]);
+	if (k == 0)
+		return;
+	memmove(rt->journal, rt->journal + k, (rt->njournal - k) * sizeof(*rt->journal));
+	rt->njournal -= k;
 }
 
 void ml_ret_rollback(struct ml_log *log, uint64_t position)
 {
 	struct ml_retention *rt = log->ret;
-	while (rt->njournal > rt->applied && rt->journal[rt->njournal - 1].position > position)
+	while (rt->njournal > 0 && rt->journal[rt->njournal - 1].position > position)
 		rt->njournal--;
-}
-
-void ml_ret_cover(struct ml_log *log, uint64_t position)
-{
-	struct ml_retention *rt = log->ret;
-	if (!rt->ready || position <= rt->cover_pos)
-		return;
-	size_t k = 0;
-	while (k < rt->applied && rt->journal[k].position <= position)
-		push(&rt->tosnap, &rt->ntosnap, &rt->tosnap_cap, &rt->journal[k++]);
-	memmove(rt->journal, rt->journal + k, (rt->njournal - k) * sizeof(*rt->journal));
-	rt->njournal -= k;
-	rt->applied -= k;
-	rt->cover_pos = position;
 }
 
 /* ---- the file: DATA/log/retention ---- */
 
 /*
  * All integers little-endian. A 32-byte header: "MLRETN\0\0", u32 format (1),
- * u32 entries, u64 the position the state is as of, u32 crc32c of the entries,
+ * u32 entries, u64 the head the state stands for, u32 crc32c of the entries,
  * u32 crc32c of bytes 0..27. Then per stream: u8 name length, u8 hard, u16 0,
  * u64 deleted_before, u64 truncate_before, u64 max_count, i64 max_age, name.
  */
@@ -440,7 +425,7 @@ void ml_ret_cover(struct ml_log *log, uint64_t position)
 
 static void encode(const struct table *t, uint64_t position, struct ml_buf *out)
 {
-	ml_buf_reserve(out, FILE_HEADER);
+	ml_buf_reserve(out, FILE_HEADER + t->n * (ENTRY_FIXED + 32));
 	memset(out->data, 0, FILE_HEADER);
 	out->len = FILE_HEADER;
 	for (size_t i = 0; t->slots && i <= t->mask; i++) {
@@ -464,17 +449,17 @@ static void encode(const struct table *t, uint64_t position, struct ml_buf *out)
 	ml_put32(h + 28, ml_crc32c(0, h, 28));
 }
 
-/* Reads the file into t: the position it is as of, or 0 when there is none (or it does not
- * read: the open then scans the whole log, and the next block writes it again). */
-static uint64_t load(struct ml_log *log, struct table *t)
+/* Reads the file into t: 1 and *position (the head it stands for), or 0 when there is none
+ * or it does not read (t is then empty: the open scans the whole log). */
+static int load(struct ml_log *log, struct table *t, uint64_t *position)
 {
 	int fd = openat(log->dirfd, ML_RET_FILE, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	struct ml_buf b = {0};
 	for (;;) {
-		ml_buf_reserve(&b, 1 << 16);
-		ssize_t n = read(fd, b.data + b.len, 1 << 16);
+		ml_buf_reserve(&b, 1 << 20);
+		ssize_t n = read(fd, b.data + b.len, 1 << 20);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -483,15 +468,18 @@ static uint64_t load(struct ml_log *log, struct table *t)
 	}
 	close(fd);
 	const uint8_t *p = (const uint8_t *)b.data;
-	uint64_t pos = 0;
-	if (b.len >= FILE_HEADER && memcmp(p, FILE_MAGIC, 8) == 0 && ml_le32(p + 8) == 1 &&
-	    ml_le32(p + 28) == ml_crc32c(0, p, 28) &&
-	    ml_le32(p + 24) == ml_crc32c(0, p + FILE_HEADER, b.len - FILE_HEADER)) {
+	int good = b.len >= FILE_HEADER && memcmp(p, FILE_MAGIC, 8) == 0 && ml_le32(p + 8) == 1 &&
+		   ml_le32(p + 28) == ml_crc32c(0, p, 28) &&
+		   ml_le32(p + 24) == ml_crc32c(0, p + FILE_HEADER, b.len - FILE_HEADER);
+	if (good) {
 		uint32_t n = ml_le32(p + 12);
 		size_t off = FILE_HEADER;
-		for (uint32_t i = 0; i < n && off + ENTRY_FIXED <= b.len; i++) {
+		grow_to(t, n);
+		for (uint32_t i = 0; i < n && good; i++) {
 			const uint8_t *q = p + off;
-			if (off + ENTRY_FIXED + q[0] > b.len || q[0] == 0)
+			good = off + ENTRY_FIXED <= b.len && q[0] > 0 &&
+			       off + ENTRY_FIXED + q[0] <= b.len;
+			if (!good)
 				break;
 			struct entry *e = get(t, (const char *)q + ENTRY_FIXED, q[0]);
 			e->m.hard = q[1];
@@ -501,19 +489,29 @@ static uint64_t load(struct ml_log *log, struct table *t)
 			e->m.max_age = (int64_t)ml_le64(q + 28);
 			off += ENTRY_FIXED + q[0];
 		}
-		pos = off == b.len ? ml_le64(p + 16) : 0;
+		good = good && off == b.len;
+		*position = ml_le64(p + 16);
 	}
 	ml_buf_free(&b);
-	if (pos == 0)
+	if (!good)
 		table_free(t);
-	return pos;
+	return good;
 }
 
-/* Writes t as of position: a temporary file, synced, renamed. 0, or -1 with diag. */
-static int store(struct ml_log *log, const struct table *t, uint64_t position)
+/* Writes the state readers see with the head it stands for: a temporary file, synced,
+ * renamed. 0, or -1 with diag. (file_mu held) */
+static int store(struct ml_log *log)
 {
+	struct ml_retention *rt = log->ret;
 	struct ml_buf b = {0};
-	encode(t, position, &b);
+	/* under the log's mutex every change up to the head is in cur; holding cur's then
+	 * keeps it so (an acknowledgement waits for it) while it is copied */
+	pthread_mutex_lock(&log->mu);
+	uint64_t head = log->head;
+	pthread_mutex_lock(&rt->mu);
+	pthread_mutex_unlock(&log->mu);
+	encode(&rt->cur, head, &b);
+	pthread_mutex_unlock(&rt->mu);
 	int fd =
 	    openat(log->dirfd, ML_RET_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int rc = fd < 0 || ml_pwrite_all(fd, b.data, b.len, 0) != 0 || fdatasync(fd) != 0 ||
@@ -524,6 +522,8 @@ static int store(struct ml_log *log, const struct table *t, uint64_t position)
 	if (rc != 0)
 		ml_diag_set(ML_ERR_IO, "cannot write %s/%s: %s", log->logdir, ML_RET_FILE,
 			    strerror(errno));
+	else
+		rt->file_pos = head;
 	if (fd >= 0)
 		close(fd);
 	ml_buf_free(&b);
@@ -533,42 +533,24 @@ static int store(struct ml_log *log, const struct table *t, uint64_t position)
 void ml_ret_save(struct ml_log *log)
 {
 	struct ml_retention *rt = log->ret;
+	if (!rt->ready || log->opt.readonly)
+		return;
 	pthread_mutex_lock(&rt->file_mu);
-	pthread_mutex_lock(&log->mu);
-	struct change *list = rt->tosnap;
-	size_t n = rt->ntosnap;
-	uint64_t pos = rt->cover_pos;
-	rt->tosnap = NULL, rt->ntosnap = rt->tosnap_cap = 0;
-	pthread_mutex_unlock(&log->mu);
-	for (size_t i = 0; i < n; i++)
-		apply(&rt->snap, &list[i]);
-	free(list);
-	if (pos > rt->snap_pos && !log->opt.readonly && store(log, &rt->snap, pos) == 0)
-		rt->snap_pos = pos;
+	if (store(log) != 0) /* the next block tries again; an open scans what it lacks */
+		snprintf(log->index_error, sizeof(log->index_error), "%s", ml_diag_last());
 	pthread_mutex_unlock(&rt->file_mu);
 }
 
 /* ---- at open ---- */
 
-struct open_scan {
-	struct ml_log *log;
-	int to_snap; /* the records up to the last block: into snap too */
-};
-
 static int scan_one(const struct ml_event *e, void *arg)
 {
-	struct open_scan *os = arg;
-	struct ml_retention *rt = os->log->ret;
+	struct ml_retention *rt = arg;
 	struct change c;
-	if (!change_of(e->stream, e->stream_len, e->type, e->type_len, e->data, e->data_len,
-		       e->position, e->version, &c))
-		return 0;
-	apply_cur(rt, &c);
-	if (os->to_snap) {
-		apply(&rt->snap, &c);
-	} else {
-		push(&rt->journal, &rt->njournal, &rt->cap, &c);
-		rt->applied = rt->njournal;
+	if (change_of(e->stream, e->stream_len, e->type, e->type_len, e->data, e->data_len,
+		      e->position, e->version, &c)) {
+		apply(&rt->cur, &c);
+		rt->any = 1;
 	}
 	return 0;
 }
@@ -576,30 +558,22 @@ static int scan_one(const struct ml_event *e, void *arg)
 int ml_ret_open(struct ml_log *log)
 {
 	struct ml_retention *rt = log->ret;
-	uint64_t head = log->head;
-	uint64_t pos = load(log, &rt->snap);
-	if (pos > head) { /* not of this log as it is (a copy restored from before it) */
-		table_free(&rt->snap);
+	uint64_t head = log->head, pos = 0;
+	if (load(log, &rt->cur, &pos) && pos > head) {
+		table_free(&rt->cur); /* it counts records the log no longer holds */
 		pos = 0;
 	}
-	for (size_t i = 0; rt->snap.slots && i <= rt->snap.mask; i++)
-		if (rt->snap.slots[i].hash) {
-			struct entry *e =
-			    get(&rt->cur, rt->snap.slots[i].name, rt->snap.slots[i].len);
-			e->m = rt->snap.slots[i].m;
-			rt->any = 1;
-		}
-	/* the records the blocks hold that the file does not, then the ones no block holds */
-	uint64_t blocked = log->chunks ? log->chunks->first - 1 : head;
-	struct open_scan os = {log, 1};
-	if (blocked > pos && ml_log_scan(log, pos + 1, blocked, scan_one, &os) < 0)
-		return -1;
-	rt->snap_pos = rt->cover_pos = blocked > pos ? blocked : pos;
-	if (blocked > pos && !log->opt.readonly && store(log, &rt->snap, blocked) != 0)
-		return -1;
-	os.to_snap = 0;
-	if (head > rt->snap_pos && ml_log_scan(log, rt->snap_pos + 1, head, scan_one, &os) < 0)
+	rt->any = rt->cur.n > 0;
+	rt->file_pos = pos;
+	if (head > pos && ml_log_scan(log, pos + 1, head, scan_one, rt) < 0)
 		return -1;
 	rt->ready = 1;
+	/* a scan longer than a block's worth is not done again at the next open */
+	if (head - pos > log->index_block && !log->opt.readonly) {
+		pthread_mutex_lock(&rt->file_mu);
+		int rc = store(log);
+		pthread_mutex_unlock(&rt->file_mu);
+		return rc;
+	}
 	return 0;
 }

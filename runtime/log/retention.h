@@ -8,9 +8,9 @@
  * (data {max_age = seconds, max_count = n, truncate_before = version}). The
  * log notes them as they are reserved (store.c), applies them to the state
  * that readers see once they are acknowledged (flush.c), forgets them when a
- * write fails, and writes the state as of the last index block to
- * DATA/log/retention (indexer.c), so that an open reads that file and scans
- * only the records after it.
+ * write fails, and writes that state with its head to DATA/log/retention each
+ * time the index writes a block (indexer.c), so that an open reads that file
+ * and scans only the records after it.
  */
 #ifndef ML_LOG_RETENTION_H
 #define ML_LOG_RETENTION_H
@@ -43,9 +43,8 @@ int ml_ret_check(struct ml_log *log, struct ml_append *req);
 void ml_ret_ack(struct ml_log *log, uint64_t head);
 /* A failed write: forgets the changes after `position` (mutex held). */
 void ml_ret_rollback(struct ml_log *log, uint64_t position);
-/* A block up to `position` is written (mutex held); then, without the mutex, ml_ret_save
- * writes the state as of it to the retention file. */
-void ml_ret_cover(struct ml_log *log, uint64_t position);
+/* The index wrote a block (no lock held): writes the state readers see, with the head it
+ * stands for, to the retention file. */
 void ml_ret_save(struct ml_log *log);
 
 #endif
