@@ -231,7 +231,11 @@ static void resume_later(evutil_socket_t fd, short what, void *arg)
 static int feed_one(const struct ml_event *e, void *arg)
 {
 	struct at_replay *a = arg;
+	struct ml_log *log = a->r->ev->srv->log;
 	a->next = e->position + 1;
+	if (ml_log_any_removed(log) && /* as the live script: removed events passed over */
+	    ml_log_removed(log, e->stream, e->stream_len, e->version, e->time, ml_time_ms()))
+		return 0;
 	if (ml_script_feed(a->scratch, e) != 0) {
 		a->failed = 1;
 		return 1;

@@ -271,6 +271,11 @@ describe("subscriptions and scripts", function()
     server.at_head(c, "counts")
     assert.equal(2, assert(c:call("query", "counts", "n")))
     assert.equal(0, assert(c:call("query", "counts", "per", "acct-1")))
+    -- a state as of a position is replayed the same way
+    local admin = s:admin()
+    local at = assert(admin:eval(("return at(%d, 'counts').n"):format(assert(c:stats()).head)))
+    assert.same({ 2 }, at.values)
+    admin:close()
     -- and the one that reacts folds the same after a rebuild as it did live
     files.write(s.scripts .. "/reacts.lua", PROJ:format("reacts", REACTS, "v2"))
     server.eventually(function() return server.status_of(c, "reacts").reloads == 1 end, 30, "the rebuild")
