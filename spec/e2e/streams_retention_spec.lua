@@ -229,8 +229,30 @@ return ml.projection {
 ]]
 local REACTS = [=[["$deleted"] = function(s, e) s.deleted = s.deleted + 1; s.n = s.n - (s.per[e.stream] or 0); s.per[e.stream] = nil end,]=]
 
+-- A handler that closes an account's card when the account is deleted.
+local CLOSER = [[
+local ml = require "moonlog"
+return ml.handler { name = "closer", from = "acct-*",
+  on = { ["$deleted"] = function(e, ctx)
+    ctx.emit("card-" .. e.stream, "CardClosed", { hard = e.data.hard, at = e.version })
+  end } }
+]]
+
 describe("subscriptions and scripts", function()
   after_each(server.stop_all)
+
+  it("a handler reacts to the deletion event, once", function()
+    local s = server.start { scripts = { ["closer.lua"] = CLOSER } }
+    local c = s.client
+    assert(c:append("acct-1", { type = "Opened" }))
+    assert(c:delete("acct-1", 1, true))
+    local closed = server.eventually(function()
+      local evs = assert(c:read("card-acct-1"))
+      return evs[1] and evs
+    end, 20, "the handler's emit")
+    assert.equal(1, #closed)
+    assert.same({ hard = true, at = 2 }, closed[1].data)
+  end)
 
   it("a subscription sees the deletion event, live and in its catch-up without the removed events", function()
     local s = server.start()
