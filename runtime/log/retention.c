@@ -63,7 +63,6 @@ struct ml_retention {
 	size_t njournal, cap;
 	int ready;		 /* ml_ret_open has run: blocks write the file from now on */
 	pthread_mutex_t file_mu; /* one writer of the file at a time */
-	uint64_t file_pos;	 /* the head the file last written stands for */
 };
 
 /* ---- the table ---- */
@@ -522,8 +521,6 @@ static int store(struct ml_log *log)
 	if (rc != 0)
 		ml_diag_set(ML_ERR_IO, "cannot write %s/%s: %s", log->logdir, ML_RET_FILE,
 			    strerror(errno));
-	else
-		rt->file_pos = head;
 	if (fd >= 0)
 		close(fd);
 	ml_buf_free(&b);
@@ -564,7 +561,6 @@ int ml_ret_open(struct ml_log *log)
 		pos = 0;
 	}
 	rt->any = rt->cur.n > 0;
-	rt->file_pos = pos;
 	if (head > pos && ml_log_scan(log, pos + 1, head, scan_one, rt) < 0)
 		return -1;
 	rt->ready = 1;

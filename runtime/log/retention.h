@@ -20,6 +20,7 @@
 
 struct ml_log;
 struct ml_event_in;
+struct ml_append;
 
 #define ML_RET_FILE "retention"
 
@@ -37,7 +38,6 @@ void ml_ret_note(struct ml_log *log, const struct ml_event_in *e, uint64_t posit
 		 uint64_t version);
 /* Refuses (ml_append_refuse, -1) a batch that writes to a hard-deleted stream, or to the
  * metadata of one (mutex held). */
-struct ml_append;
 int ml_ret_check(struct ml_log *log, struct ml_append *req);
 /* The head moved: the changes up to it are what readers see now (mutex held). */
 void ml_ret_ack(struct ml_log *log, uint64_t head);
