@@ -542,6 +542,7 @@ void ml_log_close(struct ml_log *log)
 	log->writer->ops->stop(log->writer); /* what it took is complete, or queued here */
 	ml_log_flusher_stop(log);
 	ml_indexer_stop(log); /* after the flusher: the blocks that became ready are written */
+	ml_ret_save(log);     /* so that the next open scans nothing for the retention state */
 	log_free(log);
 	if (set)
 		set->ops->free(set);

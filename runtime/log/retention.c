@@ -7,9 +7,10 @@
  *            that a reader on any thread asks without the log's).
  *   pending  the changes reserved and not yet acknowledged (the log's mutex):
  *            the head moving applies them to cur; a failed write drops them.
- * Each time the index writes a block, cur is written to DATA/log/retention
- * with the head it stands for; an open reads it and scans the records after
- * that head. A file whose head is past the log's (a power loss took records
+ * Each time the index writes a block, and at close, cur is written to
+ * DATA/log/retention with the head it stands for; an open reads it and scans
+ * the records after that head (none after a clean close, at most about a
+ * block's worth after a crash). A file whose head is past the log's (a power loss took records
  * it counted) is not used: the open scans the whole log instead.
  * With no deletion and no metadata anywhere, `any` is 0 and every reader
  * skips the predicate: the cost of all this is one load per read.
@@ -255,10 +256,14 @@ static int change_of(const char *stream, size_t slen, const char *type, size_t t
 
 /* ---- the predicate ---- */
 
-/* Is version `version` of a stream at `stream_version`, at `time`, removed by m? */
+/* Is version `version` of a stream at `stream_version`, at `time`, removed by m? A hard
+ * delete's tombstone never is: a scavenge keeps it, so that the name stays refused even for
+ * a state built again from the log. */
 static int removes(const struct ml_stream_meta *m, uint64_t version, int64_t time, int64_t now,
 		   uint64_t stream_version)
 {
+	if (m->hard && version == m->deleted_before)
+		return 0;
 	if (version < m->deleted_before || version < m->truncate_before)
 		return 1;
 	if (m->max_count && version + m->max_count <= stream_version)

@@ -43,8 +43,8 @@ int ml_ret_check(struct ml_log *log, struct ml_append *req);
 void ml_ret_ack(struct ml_log *log, uint64_t head);
 /* A failed write: forgets the changes after `position` (mutex held). */
 void ml_ret_rollback(struct ml_log *log, uint64_t position);
-/* The index wrote a block (no lock held): writes the state readers see, with the head it
- * stands for, to the retention file. */
+/* The index wrote a block, or the log closes (no lock held): writes the state readers see,
+ * with the head it stands for, to the retention file. */
 void ml_ret_save(struct ml_log *log);
 
 #endif

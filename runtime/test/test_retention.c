@@ -135,6 +135,8 @@ static void test_predicate(const char *dir)
 	   "refuses every later append: %s", ml_diag_last());
 	ok(del(log, "a-1", ML_EXPECT_ANY, 0) != 0 && set_meta(log, "a-1", "\x80", 1) != 0,
 	   "and every later delete or metadata of it");
+	ok(!ml_log_removed(log, "a-1", 3, 6, 0, ml_time_ms()),
+	   "its tombstone is never removed, however old: a scavenge keeps it");
 
 	append_n(log, "t-1", 6);
 	ok(set_meta(log, "t-1", "\x81\xa9max_count\xff", 12) != 0 && ml_diag_code() == ML_ERR_USAGE,
