@@ -478,7 +478,9 @@ static int load(struct ml_log *log, struct table *t, uint64_t *position)
 	if (good) {
 		uint32_t n = ml_le32(p + 12);
 		size_t off = FILE_HEADER;
-		grow_to(t, n);
+		good = n <= (b.len - FILE_HEADER) / (ENTRY_FIXED + 1); /* before sizing by it */
+		if (good)
+			grow_to(t, n);
 		for (uint32_t i = 0; i < n && good; i++) {
 			const uint8_t *q = p + off;
 			good = off + ENTRY_FIXED <= b.len && q[0] > 0 &&
