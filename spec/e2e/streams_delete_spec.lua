@@ -76,6 +76,11 @@ describe("delete over RPC", function()
     assert.equal("bad_request", err.code)
     _, err = c:delete("acct-1", nil, "yes")
     assert.equal("bad_request", err.code)
+    -- a client cannot write the events these methods write, before or after one of them
+    _, err = c:append("acct-1", { type = "$deleted", data = { hard = true } })
+    assert.equal("bad_request", err.code)
+    _, err = c:append("$meta-acct-1", { type = "$metadata", data = { max_count = 1 } })
+    assert.equal("bad_request", err.code)
     -- deleting twice: the second is a deletion of what is left (nothing), versions go on
     assert(c:delete("acct-1"))
     local r = assert(c:delete("acct-1"))
