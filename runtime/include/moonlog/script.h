@@ -50,9 +50,20 @@ struct ml_script_options {
 	/* ... and while the script's Lua memory stays under this many bytes (0 = half of
 	 * memory_limit): past it, the least recently used quarter goes. */
 	size_t decider_cache_memory;
+	/* The folder's upcasters (the text of its upcasters.lua, returning ml.upcaster {...}),
+	 * or NULL: every script loaded with these options gets them, before its own
+	 * (docs/scripts-in-server.md). The text is copied; its hash is part of the script's. */
+	const char *upcasters;
+	size_t upcasters_len;
 };
 
 ML_API void ml_script_options_init(struct ml_script_options *o);
+
+/* The name of a scripts folder's upcasters file, which is not a script itself. */
+#define ML_SCRIPT_UPCASTERS_FILE "upcasters.lua"
+/* Reads DIR/upcasters.lua into out (emptied first): 1 when there is one, 0 when there is
+ * none, -1 with a diag when it cannot be read. */
+ML_API int ml_script_upcasters_read(const char *dir, struct ml_buf *out);
 
 /*
  * Loads and validates the script in `path` (o may be NULL for the defaults).
