@@ -112,9 +112,10 @@ struct ml_host {
 	size_t n;
 	size_t turn; /* which script goes first in the next step */
 	atomic_int inflight;
-	struct ml_watch *watch; /* inotify on the scripts folder, SIGHUP (watch.c) */
-	uint64_t swap_ns_last;	/* the last swap's pause, for bench reload */
-	uint64_t rest_until;	/* after a long step, no feeding before this (step.c) */
+	struct ml_watch *watch;	 /* inotify on the scripts folder, SIGHUP (watch.c) */
+	uint64_t swap_ns_last;	 /* the last swap's pause, for bench reload */
+	uint64_t rest_until;	 /* after a long step, no feeding before this (step.c) */
+	struct ml_buf upcasters; /* the text of the folder's upcasters.lua (upcasters.c) */
 };
 
 /* A line on stderr, "moonlog serve: ...", unless the host is quiet. */
@@ -154,6 +155,14 @@ int ml_host_watch_start(struct ml_host *h, struct event_base *base);
 void ml_host_watch_stop(struct ml_host *h);
 /* Whether a saved script reloads by itself (the folder is watched, not --reload manual). */
 int ml_host_watching(struct ml_host *h);
+
+/* upcasters.c: the folder's upcasters.lua */
+/* Reads it into h->upcasters and the options every script is loaded with; -1 with a diag. */
+int ml_host_upcasters_load(struct ml_host *h);
+/* Is `file` (a name in the scripts folder) the upcasters file? */
+int ml_host_is_upcasters(const char *file);
+/* Reads it again and reloads every script with it; the outcome as a msgpack map. */
+int ml_host_upcasters_reload(struct ml_host *h, struct ml_buf *out);
 
 /* dryrun.c */
 /* Feeds the dry runs a slice each and compares those at the end; 1 if more to do. */

@@ -308,6 +308,8 @@ static int add_new(struct ml_host *h, const char *file, struct ml_script *s, str
 
 int ml_host_reload_file(struct ml_host *h, const char *file, struct ml_buf *out)
 {
+	if (ml_host_is_upcasters(file)) /* not a script: every script, with it */
+		return ml_host_upcasters_reload(h, out);
 	char path[4096];
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/%s", h->scripts_dir, file);
