@@ -217,6 +217,7 @@ struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o
 	for (size_t i = 0; i < h->n; i++)
 		if (h->v[i]->s) {
 			ml_host_restore(h, h->v[i]);
+			ml_host_history_check(h, h->v[i], 1);
 			ok++;
 		}
 	ml_host_line(h, "hosting %zu scripts from %s%s", ok, h->scripts_dir,

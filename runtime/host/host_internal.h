@@ -97,6 +97,9 @@ struct ml_hosted {
 	uint64_t next_ms;	   /* when its rebuild started */
 	char *reload_error;	   /* the last version that did not load (the old one runs) */
 	uint64_t reloads;	   /* versions swapped in since the host opened */
+	int applied;		   /* the version swapping in is a dry run's, applied */
+	int unrecorded;		   /* its version is not in $code-NAME yet (history.c) ... */
+	uint64_t loaded_at;	   /* ... and went live at this position */
 	int removed;		   /* the file is gone: unload once its batch has settled */
 
 	struct ml_lease lease; /* handlers on a shared log (lease.c) */
@@ -155,6 +158,18 @@ int ml_host_watch_start(struct ml_host *h, struct event_base *base);
 void ml_host_watch_stop(struct ml_host *h);
 /* Whether a saved script reloads by itself (the folder is watched, not --reload manual). */
 int ml_host_watching(struct ml_host *h);
+
+/* history.c: the versions that went live, in $code-NAME */
+/* Records s (e's script, or the one it replaces) as live from `position` (why: "reloaded",
+ * "applied", ...). */
+void ml_host_history_record(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
+			    const char *reason, uint64_t position);
+/* A script just loaded (at start, or from a new file): recorded when its history is not
+ * empty and it is not the version recorded last; noted as unrecorded when it is empty. */
+void ml_host_history_check(struct ml_host *h, struct ml_hosted *e, int at_start);
+/* e's new script swapped in for `old` at `position` (the old one first, if unrecorded). */
+void ml_host_history_swap(struct ml_host *h, struct ml_hosted *e, struct ml_script *old,
+			  uint64_t position);
 
 /* upcasters.c: the folder's upcasters.lua */
 /* Reads it into h->upcasters and the options every script is loaded with; -1 with a diag. */

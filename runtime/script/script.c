@@ -355,6 +355,27 @@ struct ml_script *ml_script_load_again(const struct ml_script *s)
 	return ml_script_load_buffer(s->chunkname, s->src, s->src_len, &s->opts);
 }
 
+struct ml_script *ml_script_load_version(const struct ml_script *s, const char *src, size_t len,
+					 const char *up, size_t up_len)
+{
+	struct ml_script_options o = s->opts;
+	o.upcasters = up;
+	o.upcasters_len = up ? up_len : 0;
+	return ml_script_load_buffer(s->chunkname, src, len, &o);
+}
+
+const char *ml_script_source(const struct ml_script *s, size_t *len)
+{
+	*len = s->src_len;
+	return s->src;
+}
+
+const char *ml_script_upcasters(const struct ml_script *s, size_t *len)
+{
+	*len = s->up_len;
+	return s->up_src;
+}
+
 const char *ml_script_name(const struct ml_script *s)
 {
 	return s->name;

@@ -80,6 +80,13 @@ ML_API struct ml_script *ml_script_load_buffer(const char *chunkname, const char
 ML_API struct ml_script *ml_script_load_again(const struct ml_script *s);
 /* Closes the script's lua_State. NULL is fine. */
 ML_API void ml_script_free(struct ml_script *s);
+/* Another version of a loaded script's code (`src`, with the folder's upcasters `up`, or
+ * NULL), loaded with s's limits: a version of its history (docs/scripts-in-server.md). */
+ML_API struct ml_script *ml_script_load_version(const struct ml_script *s, const char *src,
+						size_t len, const char *up, size_t up_len);
+/* The code a script was loaded from, and the folder's upcasters it was given (NULL: none). */
+ML_API const char *ml_script_source(const struct ml_script *s, size_t *len);
+ML_API const char *ml_script_upcasters(const struct ml_script *s, size_t *len);
 
 ML_API const char *ml_script_name(const struct ml_script *s);
 ML_API enum ml_script_kind ml_script_kind(const struct ml_script *s);
