@@ -6,19 +6,22 @@
 -- `def:fold(state, event)`, `def:initial(key)`, `def:replay(events)`. The per-kind modules
 -- (moonlog.decider, moonlog.projection, moonlog.handler) add their own.
 
-local check  = require "moonlog.check"
-local filter = require "moonlog.filter"
+local check    = require "moonlog.check"
+local filter   = require "moonlog.filter"
+local upcaster = require "moonlog.upcaster"
 
 local dsl = {}
 
 local fmt <const> = string.format
 
 dsl.KEYS = {
-  reducer    = { "name", "from", "init", "on", "reload", "snapshot_every", "description" },
-  decider    = { "name", "from", "stream", "init", "on", "decide", "description", "retries" },
+  reducer    = { "name", "from", "init", "on", "reload", "snapshot_every", "description",
+                 "upcasters" },
+  decider    = { "name", "from", "stream", "init", "on", "decide", "description", "retries",
+                 "upcasters" },
   projection = { "name", "from", "init", "on", "queries", "partition", "reload", "migrate",
-                 "snapshot_every", "description" },
-  handler    = { "name", "from", "on", "on_error", "start", "description" },
+                 "snapshot_every", "description", "upcasters" },
+  handler    = { "name", "from", "on", "on_error", "start", "description", "upcasters" },
 }
 
 dsl.ON_EXPECTED = "a table mapping event types to functions"
@@ -111,6 +114,12 @@ function dsl.common(kind, t, opts)
   end
   def.on = on
   def._any = on["*"]
+  if t.upcasters ~= nil then
+    -- the script's own upcasters (ml.upcaster { ... }, or the table it takes)
+    local ok, u = pcall(upcaster.build, t.upcasters)
+    if not ok then c:fail("upcasters: %s", (tostring(u):gsub("^ml%.upcaster: ", ""))) end
+    def.upcasters = u
+  end
   def.from, def._matchers, def._types = filter.normalise(t.from, on,
     function(...) c:fail(...) end)
   if opts.init then

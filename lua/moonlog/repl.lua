@@ -130,14 +130,17 @@ moonlog REPL. Type Lua; an expression alone prints its value.
   parked(name), replay_parked(name)   a handler's parked events, and their repair
   NAME:query(q, ...), NAME:get(stream), NAME:state(), NAME:command(cmd, args)
                                  a loaded script, by its name
-  at(position, NAME)             a script's state as of an earlier position (NAME:at(p))
+  at(position, NAME)             a script's state as of an earlier position (NAME:at(p));
+      at(position, NAME, {history = true}) with the code that was live then
+  history(NAME)                  the versions of a script that went live ($code-NAME)
   NAME:dry_run(path)             what a new version in path would change, not swapped in
   stats()                        the log's and the server's figures
   help(name)                     more on one of these]==],
   log = "log.append(stream, event or {events...}, expected) appends; an event is {type =, data =,\nmeta =, id =}; expected is any, no_stream, exists or a version. A refused append\nreturns nil, the message and the code. log.read(stream, {from, limit, backwards})\nreturns events (100 unless limit says); log.read('$all', {from, limit}) the whole log.\nlog.version(stream), log.head(), log.stats(). log.tail(pattern, from) follows new events.\nlog.delete(stream, {hard =, expected =}) deletes a stream (a $deleted event; hard: the name\nis never written again); log.set_metadata(stream, {max_age = seconds, max_count =,\ntruncate_before =}) sets its retention; log.metadata(stream) reads it. Reads leave out what\nthey remove (docs/log.md).",
   streams = "streams(pattern) lists streams matching pattern ('account-*', a category, '*')\nwith their versions; streams.count(pattern); streams.version(stream).",
   scripts = "scripts() lists the loaded scripts: kind, position, lag, state, errors;\non a shared log (--replicate) a handler's lease: running here, or standby\nbehind its holder (a node id).\nscripts.reload(name) reloads one from its file (no name: the whole folder);\nscripts.errors() the scripts that failed to load or faulted.\nparked(name) lists a handler's parked events; replay_parked(name) handles them\nagain with the current code.",
-  at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched.",
+  at = "at(position, name), or NAME:at(position), replays the log up to position into a\nscratch copy of the projection or reducer and returns its state then; the live\nscript is untouched. It folds with today's code; at(position, name, {history = true})\nfolds with the version that was live at position, from the script's code history.",
+  history = "history(name) lists the versions of a script that went live, oldest first, from\nits code history (the stream $code-NAME): {version, position (live after it), time,\nhash, file, reason, text}.",
   dry_run = "NAME:dry_run(path [, {events =, examples =}]) builds the new version in path\n(a file the server reads, outside the scripts folder) beside the live NAME, runs it\nover the log and returns, once done, what would change: a projection's or reducer's\nkeys added, removed and changed (old -> new), a handler's emits added, dropped and\nchanged over the last events, and every fault with its event and line. Nothing is\nswapped in or written; NAME:dry_run(path, {apply = true}) swaps in what was previewed.",
   stats = "stats() returns the log's figures (head, streams, segments, bytes, appends, syncs)\nand, in a server, the server's (connections, requests, errors, ...), as GET /stats.",
 }
@@ -237,10 +240,11 @@ function repl.env(backend)
   env.streams = make_streams(log)
   env.scripts = make_scripts(backend)
   env.stats = log.stats
-  env.at = function(position, name)
+  env.at = function(position, name, options)
     if not (backend.scripts and backend.scripts.at) then no_scripts() end
-    return backend.scripts.at(position, name)
+    return backend.scripts.at(position, name, options)
   end
+  env.history = function(name) return repl.history(log, name) end
   env.parked = env.scripts.parked
   env.replay_parked = env.scripts.replay_parked
   env.help = help
@@ -263,10 +267,54 @@ end
 ---------------------------------------------------------------------------
 
 -- core: require("moonlog.core"); log: a Lua log (core.log.open); paths: the script files.
+-- The versions of script `name` that went live, from its code history ($code-NAME).
+function repl.history(log, name)
+  if type(name) ~= "string" then error("history(name): name the script, e.g. history(\"balances\")", 2) end
+  local out, from = {}, 1
+  while true do
+    local evs = assert(log.read("$code-" .. name, { from = from, limit = 1000 }))
+    for _, e in ipairs(evs) do
+      local d = e.data or {}
+      out[#out + 1] = { version = e.version, position = d.position, time = e.time, hash = d.hash,
+                        file = d.file, kind = d.kind, reason = d.reason, text = d.text,
+                        upcasters = d.upcasters }
+    end
+    if #evs < 1000 then break end
+    from = evs[#evs].version + 1
+  end
+  return out
+end
+
+-- The version of `name` live at `position` (the last that took over before it), or raises.
+function repl.version_at(log, name, position)
+  local found, first
+  for _, v in ipairs(repl.history(log, name)) do
+    first = first or v.position
+    if v.position < position or (position == 0 and v.position == 0) then found = v end
+  end
+  if found then return found end
+  if not first then
+    error(("%s has no code history ($code-%s is empty: it starts at the script's first reload): "
+      .. "at(position, %q) without {history = true} folds with the current code"):format(name, name, name), 3)
+  end
+  error(("no version of %s was live at position %d: its code history starts after position %d")
+    :format(name, position, first), 3)
+end
+
+-- The text of the upcasters.lua beside a script (the server gives it to every script of
+-- the folder), or nil.
+local function folder_upcasters(path)
+  local f = io.open((path:match("^(.*)/[^/]*$") or ".") .. "/upcasters.lua", "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
 function repl.local_scripts(core, log, paths)
   local loaded, order, failed = {}, {}, {}
   for _, path in ipairs(paths) do
-    local ok, s = pcall(core.script.load, path)
+    local ok, s = pcall(core.script.load, path, { upcasters = folder_upcasters(path) })
     if ok then
       local name = s:info().name
       loaded[name] = { script = s, path = path }
@@ -310,7 +358,7 @@ function repl.local_scripts(core, log, paths)
   function methods:dry_run()
     error("dry runs run in a server (moonlog serve --scripts DIR); this REPL opened the log itself", 2)
   end
-  function methods:at(position) return repl.last_scripts.at(position, self.name) end
+  function methods:at(position, options) return repl.last_scripts.at(position, self.name, options) end
   methods.__tostring = function(o) return "script " .. o.name end
 
   local api = {}
@@ -332,10 +380,16 @@ function repl.local_scripts(core, log, paths)
     for _, f in ipairs(failed) do out[#out + 1] = f end
     return out
   end
-  function api.at(position, name)
+  function api.at(position, name, options)
     local e = loaded[name]
     if not e then error("no script named " .. tostring(name) .. " is loaded", 2) end
-    local scratch = core.script.load(e.path)
+    local scratch
+    if type(options) == "table" and options.history then
+      local v = repl.version_at(log, name, position)
+      scratch = core.script.load(e.path, { source = v.text, upcasters = v.upcasters })
+    else
+      scratch = core.script.load(e.path, { upcasters = folder_upcasters(e.path) })
+    end
     if not fed[scratch:info().kind] then error("at() replays projections and reducers", 2) end
     catch_up(scratch, position)
     local state = scratch:state()

@@ -13,6 +13,7 @@ local ml     = require "moonlog"
 local pretty = require "moonlog.pretty"
 local check  = require "moonlog.check"
 local filter = require "moonlog.filter"
+local upcaster = require "moonlog.upcaster"
 
 local t = {}
 
@@ -140,9 +141,57 @@ Scenario.__index = Scenario
 local Query = {}
 Query.__index = Query
 
+-- The folder's upcasters (t.upcasters), for the scenarios that follow.
+local folder_upcaster = nil
+
+-- t.upcasters(u): the upcasters of the scripts folder (what its upcasters.lua returns, or the
+-- table ml.upcaster takes), used with each definition's own by the scenarios that follow, as
+-- the server uses them; t.upcasters(nil) forgets them.
+function t.upcasters(u)
+  if u == nil then folder_upcaster = nil return end
+  local ok, built = pcall(upcaster.build, u)
+  if not ok then fail("t.upcasters: " .. tostring(built):gsub("^ml%.upcaster: ", "")) end
+  folder_upcaster = built
+end
+
+-- A stored event as the definition sees it: a copy in its current shape when an upcaster
+-- names its type (the log keeps the stored one). Raises what the upcaster raises.
+local function upcast(s, e)
+  if s.up == nil or s.up.current[e.type] == nil then return e end
+  local ok, r = pcall(s.up.upcast, s.up, deep_copy(e))
+  if not ok then
+    error(fmt("the upcaster failed at %s (position %d): %s", pretty.event(e, true), e.position,
+      tostring(r)), 0)
+  end
+  return r
+end
+
+-- Copies of stored events as the definition sees them, for a fold.
+local function as_seen(s, list)
+  local out = {}
+  for i, e in ipairs(list) do out[i] = upcast(s, deep_copy(e)) end
+  return out
+end
+
 -- Deliver a stored event to a reducer, projection or handler, as the host would.
 local function deliver(s, e)
   local def = s.def
+  if not def:matches(e.stream) then return nil end
+  if def.kind == "handler" and s.up then
+    local ok, r = pcall(upcast, s, e)
+    if not ok then
+      if def.on_error == "stop" then
+        return fmt("%s failed at %s (position %d) and stops there (on_error = \"stop\"): %s",
+          tostring(def), pretty.event(e, true), e.position, tostring(r))
+      elseif def.on_error == "park" then
+        s._parked[#s._parked + 1] = e
+      end
+      return nil
+    end
+    e = r
+  else
+    e = upcast(s, e)
+  end
   if not def:matches(e.stream, e.type) then return nil end
   if def.kind == "reducer" then
     local st = s.states[e.stream]
@@ -157,6 +206,7 @@ local function deliver(s, e)
     if math.type(def.start) == "integer" and e.position <= def.start then return nil end
     local ok, res = pcall(def.handle, def, e)
     if ok then
+      if s.up then s.up:stamp(res) end
       for _, x in ipairs(res) do s._emitted[#s._emitted + 1] = x end
     elseif def.on_error == "stop" then
       return fmt("%s failed at %s (position %d) and stops there (on_error = \"stop\"): %s",
@@ -188,6 +238,7 @@ function t.given(def, events)
   if not list then fail(err) end
   local s = setmetatable({
     def = def,
+    up = upcaster.merge(folder_upcaster, def.upcasters),
     log = { position = 0, versions = {}, streams = {}, order = {} },
     states = {},
     folded = {},
@@ -244,10 +295,11 @@ function Scenario:when(command, args)
   local ok, stream = pcall(def.target, def, command, args)
   if not ok then fail(tostring(stream)) end
   flush(self, stream)
-  local state = def:replay(deep_copy(self.log.streams[stream] or {}), def:initial(stream))
+  local state = def:replay(as_seen(self, self.log.streams[stream] or {}), def:initial(stream))
   local result = def:decide(state, command, args)
   if not ml.is_rejection(result) then
-    for _, e in ipairs(result) do state = def:fold(state, append(self, e, stream)) end
+    if self.up then self.up:stamp(result) end
+    for _, e in ipairs(result) do state = def:fold(state, upcast(self, append(self, e, stream))) end
   end
   self.states[stream] = state
   self.last = { command = command, args = args, stream = stream, result = result }
@@ -342,7 +394,7 @@ local function current_state(s)
       return nil, fmt("%s: the given events are in several streams (%s): use "
         .. ":state_of(stream, expected)", tostring(def), table.concat(copy.log.order, ", "))
     end
-    return def:replay(copy.log.streams[only] or {}, def:initial(only))
+    return def:replay(as_seen(s, copy.log.streams[only] or {}), def:initial(only))
   end
   local order = s.folded
   if #order > 1 then
@@ -389,7 +441,7 @@ function Scenario:state_of(stream, expected)
   if def.kind == "decider" then flush(self, filter.example_stream(def.from)) end
   local st = self.states[stream]
   if st == nil or def.kind == "decider" then
-    st = def:replay(deep_copy(self.log.streams[stream] or {}), def:initial(stream))
+    st = def:replay(as_seen(self, self.log.streams[stream] or {}), def:initial(stream))
   end
   local msg = compare_state(fmt("state of %s", stream), expected, st)
   if msg then fail(msg) end

@@ -36,6 +36,7 @@ int bench_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_scripts(int argc, char **argv);
+int cli_scripts_history(int argc, char **argv); /* scripts history NAME (cmd_scripts_history.c) */
 int cmd_reload(int argc, char **argv);
 int cmd_lint(int argc, char **argv);
 int cmd_new(int argc, char **argv);

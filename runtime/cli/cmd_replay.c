@@ -5,6 +5,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +21,8 @@ static const char help[] =
     "Loads SCRIPT (a reducer, decider, projection or handler), feeds it every event of\n"
     "the log in order, and prints its final state as JSON. Events the script does not\n"
     "subscribe to are skipped without reaching Lua. A handler's state is null; it is run\n"
-    "as a dry run (what it emits is counted, not appended).\n"
+    "as a dry run (what it emits is counted, not appended). The upcasters.lua beside\n"
+    "SCRIPT, if there is one, upcasts old events for it as the server does.\n"
     "\n"
     "  --data DIR          the data folder (default ./moonlog-data)\n"
     "  --until POSITION    stop after the event at POSITION (default: the last)\n"
@@ -232,7 +234,22 @@ int cmd_replay(int argc, char **argv)
 	if (a.time_ms)
 		o.time_limit_ms = (uint32_t)a.time_ms;
 	ml_script_on_stuck(stuck, NULL, 0);
+	/* the folder's upcasters, as the server gives them to the scripts of its folder */
+	struct ml_buf up = {0};
+	char *dir = ml_xstrndup(a.path, strlen(a.path));
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	int has_up = ml_script_upcasters_read(slash ? dir : ".", &up);
+	free(dir);
+	if (has_up < 0) {
+		ml_buf_free(&up);
+		return cli_diag("replay");
+	}
+	o.upcasters = has_up ? up.data : NULL;
+	o.upcasters_len = up.len;
 	struct ml_script *s = ml_script_load(a.path, &o);
+	ml_buf_free(&up);
 	if (s == NULL)
 		return cli_diag("replay");
 	struct ml_log *log = cli_open_log("replay", a.dir, 1, ML_FSYNC_NEVER);

@@ -15,6 +15,7 @@
 
 static const char help[] =
     "usage: moonlog scripts [--connect ADDR | --data DIR] [--json]\n"
+    "       moonlog scripts history NAME [--show N]   the versions of NAME that went live\n"
     "\n"
     "Shows the scripts a running server hosts: name, kind, state, position, lag (events\n"
     "between its position and the log's head) and events per second, and under each the\n"
@@ -192,6 +193,8 @@ int cmd_scripts(int argc, char **argv)
 	};
 	const char *addr = NULL, *dir = "./moonlog-data";
 	int json = 0, c;
+	if (argc > 1 && strcmp(argv[1], "history") == 0)
+		return cli_scripts_history(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

@@ -58,7 +58,8 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Pushes the sorted paths of the *.lua files of dir (an empty list if it has none). */
+/* Pushes the sorted paths of the *.lua files of dir but its upcasters.lua (an empty list if it
+ * has none). */
 static void push_script_paths(lua_State *L, const char *dir)
 {
 	lua_newtable(L);
@@ -69,7 +70,8 @@ static void push_script_paths(lua_State *L, const char *dir)
 	size_t n = 0;
 	for (struct dirent *de; (de = readdir(d)) != NULL;) {
 		size_t len = strlen(de->d_name);
-		if (len > 4 && de->d_name[0] != '.' && strcmp(de->d_name + len - 4, ".lua") == 0) {
+		if (len > 4 && de->d_name[0] != '.' && strcmp(de->d_name + len - 4, ".lua") == 0 &&
+		    strcmp(de->d_name, ML_SCRIPT_UPCASTERS_FILE) != 0) { /* not a script */
 			names = ml_xrealloc(names, (n + 1) * sizeof(*names));
 			names[n++] = ml_xstrndup(de->d_name, len);
 		}

@@ -521,9 +521,11 @@ static int apply(struct ml_host *h, struct ml_hosted *e, const char *path, struc
 			return -1;
 		ml_script_free(e->pending);
 		e->pending = s;
+		e->applied = 1; /* what its code history says (history.c) */
 		if (!e->inflight)
 			ml_host_swap_pending(h, e);
 	} else { /* it follows the log: it swaps in at the next step, both at the head */
+		e->applied = 1;
 		ml_script_free(e->next);
 		e->next = d->s;
 		e->next_pos = d->pos;

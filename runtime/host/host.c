@@ -48,7 +48,8 @@ static int by_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The *.lua files of dir, sorted; -1 with diag if the folder cannot be read. */
+/* The *.lua files of dir but upcasters.lua, sorted; -1 with diag if the folder cannot be
+ * read. */
 static int list_scripts(const char *dir, char ***out, size_t *n)
 {
 	DIR *d = opendir(dir);
@@ -62,7 +63,8 @@ static int list_scripts(const char *dir, char ***out, size_t *n)
 	size_t k = 0;
 	while ((de = readdir(d)) != NULL) {
 		size_t len = strlen(de->d_name);
-		if (len < 5 || de->d_name[0] == '.' || strcmp(de->d_name + len - 4, ".lua") != 0)
+		if (len < 5 || de->d_name[0] == '.' || strcmp(de->d_name + len - 4, ".lua") != 0 ||
+		    strcmp(de->d_name, ML_SCRIPT_UPCASTERS_FILE) == 0) /* not a script */
 			continue;
 		v = ml_xrealloc(v, (k + 1) * sizeof(*v));
 		v[k++] = ml_xstrndup(de->d_name, len);
@@ -190,6 +192,13 @@ struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o
 	h->data_dir = ml_xstrndup(o->data_dir, strlen(o->data_dir));
 	h->o.scripts_dir = h->scripts_dir;
 	h->o.data_dir = h->data_dir;
+	if (ml_host_upcasters_load(h) != 0) {
+		for (size_t i = 0; i < nfiles; i++)
+			free(files[i]);
+		free(files);
+		ml_host_close(h);
+		return NULL;
+	}
 	for (size_t i = 0; i < nfiles; i++) {
 		add_file(h, files[i]);
 		free(files[i]);
@@ -208,6 +217,7 @@ struct ml_host *ml_host_open(struct ml_log *log, const struct ml_host_options *o
 	for (size_t i = 0; i < h->n; i++)
 		if (h->v[i]->s) {
 			ml_host_restore(h, h->v[i]);
+			ml_host_history_check(h, h->v[i], 1);
 			ok++;
 		}
 	ml_host_line(h, "hosting %zu scripts from %s%s", ok, h->scripts_dir,
@@ -259,6 +269,7 @@ void ml_host_close(struct ml_host *h)
 		entry_free(h, h->v[i]);
 	ml_host_quiesce(h);
 	free(h->v);
+	ml_buf_free(&h->upcasters);
 	free(h->scripts_dir);
 	free(h->data_dir);
 	free(h);

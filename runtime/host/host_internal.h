@@ -97,6 +97,9 @@ struct ml_hosted {
 	uint64_t next_ms;	   /* when its rebuild started */
 	char *reload_error;	   /* the last version that did not load (the old one runs) */
 	uint64_t reloads;	   /* versions swapped in since the host opened */
+	int applied;		   /* the version swapping in is a dry run's, applied */
+	int unrecorded;		   /* its version is not in $code-NAME yet (history.c) ... */
+	uint64_t loaded_at;	   /* ... and went live at this position */
 	int removed;		   /* the file is gone: unload once its batch has settled */
 
 	struct ml_lease lease; /* handlers on a shared log (lease.c) */
@@ -112,9 +115,10 @@ struct ml_host {
 	size_t n;
 	size_t turn; /* which script goes first in the next step */
 	atomic_int inflight;
-	struct ml_watch *watch; /* inotify on the scripts folder, SIGHUP (watch.c) */
-	uint64_t swap_ns_last;	/* the last swap's pause, for bench reload */
-	uint64_t rest_until;	/* after a long step, no feeding before this (step.c) */
+	struct ml_watch *watch;	 /* inotify on the scripts folder, SIGHUP (watch.c) */
+	uint64_t swap_ns_last;	 /* the last swap's pause, for bench reload */
+	uint64_t rest_until;	 /* after a long step, no feeding before this (step.c) */
+	struct ml_buf upcasters; /* the text of the folder's upcasters.lua (upcasters.c) */
 };
 
 /* A line on stderr, "moonlog serve: ...", unless the host is quiet. */
@@ -154,6 +158,26 @@ int ml_host_watch_start(struct ml_host *h, struct event_base *base);
 void ml_host_watch_stop(struct ml_host *h);
 /* Whether a saved script reloads by itself (the folder is watched, not --reload manual). */
 int ml_host_watching(struct ml_host *h);
+
+/* history.c: the versions that went live, in $code-NAME */
+/* Records s (e's script, or the one it replaces) as live from `position` (why: "reloaded",
+ * "applied", ...). */
+void ml_host_history_record(struct ml_host *h, struct ml_hosted *e, struct ml_script *s,
+			    const char *reason, uint64_t position);
+/* A script just loaded (at start, or from a new file): recorded when its history is not
+ * empty and it is not the version recorded last; noted as unrecorded when it is empty. */
+void ml_host_history_check(struct ml_host *h, struct ml_hosted *e, int at_start);
+/* e's new script swapped in for `old` at `position` (the old one first, if unrecorded). */
+void ml_host_history_swap(struct ml_host *h, struct ml_hosted *e, struct ml_script *old,
+			  uint64_t position);
+
+/* upcasters.c: the folder's upcasters.lua */
+/* Reads it into h->upcasters and the options every script is loaded with; -1 with a diag. */
+int ml_host_upcasters_load(struct ml_host *h);
+/* Is `file` (a name in the scripts folder) the upcasters file? */
+int ml_host_is_upcasters(const char *file);
+/* Reads it again and reloads every script with it; the outcome as a msgpack map. */
+int ml_host_upcasters_reload(struct ml_host *h, struct ml_buf *out);
 
 /* dryrun.c */
 /* Feeds the dry runs a slice each and compares those at the end; 1 if more to do. */

@@ -134,6 +134,9 @@ int ml_host_reload_swaps(struct ml_host *h)
 
 static void swapped(struct ml_host *h, struct ml_hosted *e, struct ml_script *old, uint64_t t0)
 {
+	/* where it took over: a decider is not fed, so the head */
+	ml_host_history_swap(h, e, old,
+			     e->kind == ML_SCRIPT_DECIDER ? ml_log_head(h->log) : e->pos);
 	ml_script_free(old);
 	free(e->error); /* the host's fault of the old version (an append refused) */
 	e->error = NULL;
@@ -142,6 +145,7 @@ static void swapped(struct ml_host *h, struct ml_hosted *e, struct ml_script *ol
 	set_str(&e->reload_error, NULL);
 	e->reloads++;
 	h->swap_ns_last = ml_clock_ns() - t0;
+
 	ml_host_line(h, "script %s reloaded (code %s), at position %llu", e->name,
 		     ml_script_hash(e->s), (unsigned long long)e->pos);
 }
@@ -300,6 +304,7 @@ static int add_new(struct ml_host *h, const char *file, struct ml_script *s, str
 		unload(h, e, "its file now holds another script");
 	e = ml_host_add(h, file, s, NULL);
 	ml_host_restore(h, e);
+	ml_host_history_check(h, e, 0);
 	ml_host_line(h, "script %s (%s) loaded from %s", e->name, ml_script_kind_name(e->kind),
 		     file);
 	outcome(out, e->name, file, "loaded", NULL);
@@ -308,6 +313,8 @@ static int add_new(struct ml_host *h, const char *file, struct ml_script *s, str
 
 int ml_host_reload_file(struct ml_host *h, const char *file, struct ml_buf *out)
 {
+	if (ml_host_is_upcasters(file)) /* not a script: every script, with it */
+		return ml_host_upcasters_reload(h, out);
 	char path[4096];
 	struct stat st;
 	snprintf(path, sizeof(path), "%s/%s", h->scripts_dir, file);

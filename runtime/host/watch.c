@@ -199,6 +199,8 @@ int ml_host_rescan(struct ml_host *h, struct ml_buf *out)
 {
 	char **files;
 	size_t nfiles;
+	if (ml_host_upcasters_load(h) != 0) /* every script is loaded again with its text */
+		ml_host_line(h, "%s (the scripts keep the upcasters they have)", ml_diag_last());
 	if (ml_host_list_files(h, &files, &nfiles) != 0)
 		return -1;
 	struct ml_buf items = {0};

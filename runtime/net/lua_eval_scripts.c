@@ -7,7 +7,8 @@
  *   account:get("account-1")     a reducer's or decider's state of one stream
  *   account:command("Deposit", { id = 1, amount = 5 })   runs a decider (yields)
  *   at(1000, "balances")         (or balances:at(1000)) the state as of position 1000, replayed
- * into a scratch copy of the script (yields between slices)
+ * into a scratch copy of the script (yields between slices); at(1000, "balances", {history =
+ * true}) with the version of its code that was live then ($code-balances)
  *   balances:dry_run("new.lua")  a dry run of a new version: waits (yields) until its report
  *   balances:dry_run("new.lua", { apply = true })   swaps the previewed version in
  *
@@ -15,6 +16,7 @@
  * Long work yields, and the chunk's coroutine is resumed on a later turn of
  * the loop, so the server goes on answering meanwhile.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,8 @@
 #include <lauxlib.h>
 
 #include <moonlog/codec.h>
+#include <moonlog/diag.h>
+#include <moonlog/msgpack.h>
 #include <moonlog/script.h>
 
 #include "net/eval_internal.h"
@@ -263,6 +267,120 @@ static int at_k(lua_State *L, int status, lua_KContext ctx)
 	return push_answer(L, rc, &out);
 }
 
+/* The version of a script that was live at a position, from its code history ($code-NAME:
+ * the last CodeVersion that took over before it, and so handled the event there;
+ * history.c). */
+struct at_version {
+	uint64_t position;	 /* asked for */
+	uint64_t first;		 /* the earliest recorded (UINT64_MAX: none) */
+	uint64_t took_over, nth; /* the one found, and its number in the stream */
+	int found, has_up;
+	struct ml_buf text, up;
+};
+
+/* One CodeVersion: its position, text and upcasters (pointers into the event's data). */
+static int read_version(const uint8_t *p, size_t n, uint64_t *pos, const char **text, uint32_t *tn,
+			const char **up, uint32_t *un)
+{
+	struct ml_msgpack_reader r;
+	uint32_t k;
+	int seen = 0;
+	*up = NULL;
+	if (n == 0)
+		return -1;
+	ml_msgpack_reader_init(&r, p, n);
+	if (ml_msgpack_get_map(&r, &k) != 0)
+		return -1;
+	for (uint32_t i = 0; i < k; i++) {
+		const char *key;
+		uint32_t kn;
+		if (ml_msgpack_get_str(&r, &key, &kn) != 0)
+			return -1;
+		if (kn == 8 && memcmp(key, "position", 8) == 0 && ml_msgpack_get_uint(&r, pos) == 0)
+			seen |= 1;
+		else if (kn == 4 && memcmp(key, "text", 4) == 0 &&
+			 ml_msgpack_get_str(&r, text, tn) == 0)
+			seen |= 2;
+		else if (kn == 9 && memcmp(key, "upcasters", 9) == 0 &&
+			 ml_msgpack_get_str(&r, up, un) == 0)
+			continue;
+		else if (ml_msgpack_skip_n(&r, 1) != 0)
+			return -1;
+	}
+	return seen == 3 ? 0 : -1;
+}
+
+static int pick_version(const struct ml_event *ev, void *arg)
+{
+	struct at_version *v = arg;
+	uint64_t pos;
+	const char *text, *up;
+	uint32_t tn, un;
+	if (read_version(ev->data, ev->data_len, &pos, &text, &tn, &up, &un) != 0)
+		return 0;
+	if (pos < v->first)
+		v->first = pos;
+	/* live at X: took over before X (it handled event X), or from 0 for at(0) */
+	if ((pos >= v->position && !(pos == 0 && v->position == 0)) ||
+	    (v->found && pos < v->took_over))
+		return 0;
+	v->found = 1;
+	v->took_over = pos;
+	v->nth = ev->version;
+	v->text.len = v->up.len = 0;
+	ml_buf_add(&v->text, text, tn);
+	v->has_up = up != NULL;
+	if (up)
+		ml_buf_add(&v->up, up, un);
+	return 0;
+}
+
+/* A scratch copy of the version of s live at `position`, or NULL with a diag. */
+static struct ml_script *load_live_at(struct ml_log *log, struct ml_script *s, uint64_t position)
+{
+	const char *name = ml_script_name(s);
+	char stream[300];
+	snprintf(stream, sizeof(stream), "$code-%s", name);
+	struct at_version v = {.position = position, .first = UINT64_MAX};
+	struct ml_script *old = NULL;
+	if (ml_log_read_stream(log, stream, strlen(stream), 0, 0, 0, pick_version, &v) < 0) {
+		ml_buf_free(&v.text);
+		ml_buf_free(&v.up);
+		return NULL;
+	}
+	if (!v.found && v.first == UINT64_MAX)
+		ml_diag_set(ML_ERR_NOT_FOUND,
+			    "%s has no code history (%s is empty: it starts at the script's first "
+			    "reload): at(position, \"%s\") without {history = true} folds with the "
+			    "current code",
+			    name, stream, name);
+	else if (!v.found)
+		ml_diag_set(ML_ERR_NOT_FOUND,
+			    "no version of %s was live at position %llu: its code history starts "
+			    "after position %llu (at(position, \"%s\") without {history = true} "
+			    "folds with the current code)",
+			    name, (unsigned long long)position, (unsigned long long)v.first, name);
+	else
+		old = ml_script_load_version(s, v.text.data ? v.text.data : "", v.text.len,
+					     v.has_up ? (v.up.data ? v.up.data : "") : NULL,
+					     v.up.len);
+	if (old &&
+	    (ml_script_kind(old) != ml_script_kind(s) || strcmp(ml_script_name(old), name) != 0)) {
+		ml_diag_set(ML_ERR_REFUSED,
+			    "version %llu of %s in %s is a %s named %s: at() folds projections "
+			    "and reducers of that name",
+			    (unsigned long long)v.nth, name, stream,
+			    ml_script_kind_name(ml_script_kind(old)), ml_script_name(old));
+		ml_script_free(old);
+		old = NULL;
+	}
+	ml_buf_free(&v.text);
+	ml_buf_free(&v.up);
+	return old;
+}
+
+/* at(position, name [, {history = true}]): the state as of position, folded with the
+ * current code, or with the version that was live then. */
 static int l_at(lua_State *L)
 {
 	struct run *r = ml_eval_run_of(L);
@@ -285,7 +403,18 @@ static int l_at(lua_State *L)
 	a->r = r;
 	a->next = 1;
 	a->until = (uint64_t)position;
-	a->scratch = ml_script_load_again(s);
+	int history = 0;
+	if (lua_istable(L, 3)) {
+		lua_getfield(L, 3, "history");
+		history = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+	} else if (!lua_isnoneornil(L, 3)) {
+		free(a);
+		return luaL_error(L, "at(position, name, options): options must be a table such "
+				     "as {history = true}");
+	}
+	a->scratch = history ? load_live_at(r->ev->srv->log, s, (uint64_t)position)
+			     : ml_script_load_again(s);
 	if (a->scratch == NULL) {
 		free(a);
 		return luaL_error(L, "%s", ml_diag_last());
@@ -411,13 +540,16 @@ static int m_dry_run(lua_State *L)
 	return dry_k(L, LUA_OK, (lua_KContext)w);
 }
 
-/* balances:at(position) is at(position, "balances") */
+/* balances:at(position [, options]) is at(position, "balances" [, options]) */
 static int m_at(lua_State *L)
 {
 	check_script(L, 1);
+	lua_settop(L, 3);
 	lua_getfield(L, 1, "name");
-	lua_replace(L, 1);
-	lua_insert(L, 1); /* (position, name) */
+	lua_replace(L, 1); /* (name, position, options) */
+	lua_pushvalue(L, 1);
+	lua_remove(L, 1);
+	lua_insert(L, 2); /* (position, name, options) */
 	return l_at(L);
 }
 

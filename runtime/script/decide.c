@@ -126,17 +126,32 @@ static uint64_t fold_from(lua_State *L, struct decide_call *c, const char *strea
 	for (size_t i = 0; i < h->n; i++) {
 		const struct ml_event *e = &h->events[i];
 		version = e->version;
-		/* def:fold: on[e.type] or the "*" handler, which may return a new state */
-		lua_pushlstring(L, e->type, e->type_len);
+		/* An old shape goes through the upcasters first (upcast.c): a plain table */
+		int upcast = c->s->up && ml_upcast_wanted(c->s->up, e);
+		if (upcast) {
+			ml_upcast_push(L, 1, e);
+			lua_getfield(L, -1, "type");
+		} else {
+			lua_pushlstring(L, e->type, e->type_len);
+		}
+		/* def:fold: on[type] or the "*" handler, which may return a new state */
 		if (lua_rawget(L, on) == LUA_TNIL) {
 			lua_pop(L, 1);
-			if (lua_isnil(L, any))
+			if (lua_isnil(L, any)) {
+				lua_pop(L, upcast); /* the upcast event */
 				continue;
+			}
 			lua_pushvalue(L, any);
 		}
-		lua_pushvalue(L, state);
-		ml_view_push_event(L, e);
-		ml_view_set_event_mt(L);
+		if (upcast) { /* [event, fn] -> [fn, state, event] */
+			lua_rotate(L, -2, 1);
+			lua_pushvalue(L, state);
+			lua_rotate(L, -2, 1);
+		} else {
+			lua_pushvalue(L, state);
+			ml_view_push_event(L, e);
+			ml_view_set_event_mt(L);
+		}
 		lua_call(L, 2, 1);
 		if (lua_isnil(L, -1))
 			lua_pop(L, 1);

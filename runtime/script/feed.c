@@ -94,6 +94,34 @@ int ml_feed_trampoline(lua_State *L)
 	return 0;
 }
 
+/*
+ * (event, runner, feed) -> (): an event an upcaster must see first (upcast.c). It reaches
+ * the upcaster as
+ * a plain table, and what comes out is fed to the runner's feed when the filter takes its
+ * type (an upcaster may rename a type), for a handler with its emits collected. The stream
+ * was matched already.
+ */
+int ml_feed_upcast(lua_State *L)
+{
+	const struct ml_event *e = lua_touserdata(L, 1);
+	struct ml_script *s = ml_script_of(L);
+	ml_upcast_push(L, 2, e);
+	lua_getfield(L, -1, "type");
+	size_t n;
+	const char *type = lua_tolstring(L, -1, &n);
+	int takes = type && ml_filter_match(s->filter, e->stream, e->stream_len, type, n);
+	lua_pop(L, 1);
+	if (!takes)
+		return 0;
+	s->delivered++;
+	lua_pushvalue(L, 3);
+	lua_insert(L, -2);
+	lua_call(L, 1, 1);
+	if (s->kind == ML_SCRIPT_HANDLER)
+		collect_emits(L, s);
+	return 0;
+}
+
 static void reset_outcome(struct ml_script *s)
 {
 	s->n_emits = 0;
@@ -134,30 +162,11 @@ static int handler_forgives(struct ml_script *s)
 	return 1;
 }
 
-int ml_script_feed(struct ml_script *s, const struct ml_event *e)
+/* After the pcall of a feed: 0, or -1 when the script faulted (a handler that skips or parks
+ * forgives itself). */
+static int feed_done(struct ml_script *s, int rc)
 {
-	if (s->fault)
-		return ml_diag_set(ML_ERR_SCRIPT, "%s", s->fault);
-	if (e->position != 0 && e->position <= s->position)
-		return 0;
-	if (s->n_emits || s->skipped)
-		reset_outcome(s);
-	s->position = e->position ? e->position : s->position;
-	s->events++;
-	if (!ml_filter_match(s->filter, e->stream, e->stream_len, e->type, e->type_len))
-		return 0;
-	s->delivered++;
-
 	lua_State *L = s->L;
-	s->current = e;
-	lua_pushvalue(L, SLOT_TRAMPOLINE);
-	lua_pushlightuserdata(L, (void *)e);
-	if (s->fold)
-		ml_script_arm_feed(s, e->position);
-	else
-		ml_script_arm(s, e->position);
-	int rc = lua_pcall(L, 1, 0, SLOT_MSGH);
-	ml_script_disarm(s);
 	if (rc == LUA_OK && s->stop == ML_STOP_NONE) {
 		s->current = NULL;
 		return 0;
@@ -172,6 +181,53 @@ int ml_script_feed(struct ml_script *s, const struct ml_event *e)
 	lua_settop(L, SLOT_COUNT);
 	s->current = NULL;
 	return -1;
+}
+
+/* An event of a type the upcasters name, at an old schema: upcast before the filter looks at
+ * its type (ml_feed_upcast), when the filter takes its stream. */
+static int feed_upcast(struct ml_script *s, const struct ml_event *e)
+{
+	if (!ml_filter_match_stream(s->filter, e->stream, e->stream_len))
+		return 0;
+	lua_State *L = s->L;
+	s->current = e;
+	lua_pushcfunction(L, ml_feed_upcast);
+	lua_pushlightuserdata(L, (void *)e);
+	lua_pushvalue(L, SLOT_RUNNER);
+	lua_pushvalue(L, SLOT_FEED);
+	ml_script_arm(s, e->position);
+	int rc = lua_pcall(L, 3, 0, SLOT_MSGH);
+	ml_script_disarm(s);
+	return feed_done(s, rc);
+}
+
+int ml_script_feed(struct ml_script *s, const struct ml_event *e)
+{
+	if (s->fault)
+		return ml_diag_set(ML_ERR_SCRIPT, "%s", s->fault);
+	if (e->position != 0 && e->position <= s->position)
+		return 0;
+	if (s->n_emits || s->skipped)
+		reset_outcome(s);
+	s->position = e->position ? e->position : s->position;
+	s->events++;
+	if (s->up && ml_upcast_wanted(s->up, e)) /* a script without upcasters: one test */
+		return feed_upcast(s, e);
+	if (!ml_filter_match(s->filter, e->stream, e->stream_len, e->type, e->type_len))
+		return 0;
+	s->delivered++;
+
+	lua_State *L = s->L;
+	s->current = e;
+	lua_pushvalue(L, SLOT_TRAMPOLINE);
+	lua_pushlightuserdata(L, (void *)e);
+	if (s->fold)
+		ml_script_arm_feed(s, e->position);
+	else
+		ml_script_arm(s, e->position);
+	int rc = lua_pcall(L, 1, 0, SLOT_MSGH);
+	ml_script_disarm(s);
+	return feed_done(s, rc);
 }
 
 int ml_script_pass(struct ml_script *s, const struct ml_event *e, const char *why)

@@ -6,7 +6,8 @@
  *
  *   local host = require("moonlog.core").script
  *   local s = host.load("balances.lua", { memory = 1 << 20, instructions = 1e6,
- *                                         time_limit_ms = 100 })
+ *                                         time_limit_ms = 100,
+ *                                         upcasters = "return ml.upcaster {...}" })
  *   assert(s:feed { stream = "account-1", type = "Deposited", data = { amount = 5 } })
  *   s:state(), s:get(key), s:query(name, ...), s:emitted(), s:fault(), s:stats()
  *
@@ -57,6 +58,8 @@ static int l_load(lua_State *L)
 			o.time_limit_ms = (uint32_t)luaL_checkinteger(L, -1);
 		if (lua_getfield(L, 2, "lua_dir") != LUA_TNIL)
 			o.lua_dir = luaL_checkstring(L, -1);
+		if (lua_getfield(L, 2, "upcasters") != LUA_TNIL) /* the text of upcasters.lua */
+			o.upcasters = luaL_checklstring(L, -1, &o.upcasters_len);
 		if (lua_getfield(L, 2, "source") != LUA_TNIL) {
 			size_t n;
 			const char *src = luaL_checklstring(L, -1, &n);

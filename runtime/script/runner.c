@@ -67,7 +67,17 @@ static void check_definition(lua_State *L, struct ml_script *s, int env, int def
 			   s->chunkname, luaL_typename(L, def));
 }
 
-int ml_runner_open(lua_State *L, int env, int def)
+/* The runner's upcast_types (at the top) as the script's C set: upcast.c. */
+static void set_upcasts(lua_State *L, struct ml_script *s)
+{
+	ml_upcast_set_free(s->up);
+	s->up = NULL;
+	if (lua_getfield(L, -1, "upcast_types") == LUA_TTABLE)
+		s->up = ml_upcast_set_load(L, -1);
+	lua_pop(L, 1);
+}
+
+int ml_runner_open(lua_State *L, int env, int def, int up)
 {
 	struct ml_script *s = ml_script_of(L);
 	check_definition(L, s, env, def);
@@ -80,7 +90,12 @@ int ml_runner_open(lua_State *L, int env, int def)
 		return lua_error(L);
 	lua_pushvalue(L, def);
 	lua_getfield(L, env, "require");
-	lua_call(L, 2, 1);	     /* SLOT_RUNNER */
+	if (up)
+		lua_pushvalue(L, up);
+	else
+		lua_pushnil(L);
+	lua_call(L, 3, 1); /* SLOT_RUNNER */
+	set_upcasts(L, s);
 	lua_getfield(L, -1, "feed"); /* SLOT_FEED */
 	if (lua_getfield(L, -2, "cell") == LUA_TTABLE) {
 		/* A plain projection: fed from C (fold.c). */

@@ -1,11 +1,12 @@
 -- runner.lua - the host's Lua side, run inside each script's state (runtime/script/runner.c).
 --
 -- It holds the script's state and answers the few verbs the C host asks for (feed, state,
--- set, get, query, stream, target, initial, decide, show), so C never needs to know how a
--- projection's state differs from a reducer's table of states by stream. Trusted host code:
--- built into the library at build time, run with the definition and the sandbox's require
--- as arguments, touching no global. Not a module scripts can require.
-local def, require = ...
+-- set, get, query, stream, target, initial, decide, show, upcast), so C never needs to know
+-- how a projection's state differs from a reducer's table of states by stream. Trusted host
+-- code: built into the library at build time, run with the definition, the sandbox's require
+-- and the folder's upcaster (or nil) as arguments, touching no global. Not a module scripts
+-- can require.
+local def, require, folder_upcaster = ...
 local kind, R = def.kind, {}
 local ml = require 'moonlog'
 local pretty = require 'moonlog.pretty'
@@ -59,6 +60,25 @@ if kind == 'decider' then
     local result = def:decide(state, command, args)
     if ml.is_rejection(result) then return false, result.reason, result.details end
     return true, result
+  end
+end
+-- Upcasters: the folder's and the script's own. C looks at `upcast_types` (type -> current
+-- schema) and calls `upcast` only for an event of such a type below its current schema
+-- (upcast.c); what the script writes is stamped with the current schema of its types.
+local up = require('moonlog.upcaster').merge(folder_upcaster, def.upcasters)
+if up and next(up.current) ~= nil then
+  R.upcast_types = up.current
+  function R.upcast(e) return up:upcast(e) end
+  if kind == 'handler' then
+    local feed = R.feed
+    function R.feed(e) return up:stamp(feed(e)) end
+  elseif kind == 'decider' then
+    local decide = R.decide
+    function R.decide(state, command, args)
+      local ok, result, details = decide(state, command, args)
+      if ok then up:stamp(result) end
+      return ok, result, details
+    end
   end
 end
 -- Readable Lua: one key per line, sorted, nested tables indented.

@@ -141,7 +141,39 @@ int ml_script_pcall(struct ml_script *s, lua_CFunction fn, void *ud, int nresult
 struct load_args {
 	const char *chunkname, *src, *lua_dir;
 	size_t len;
+	const char *up_src; /* the folder's upcasters.lua, or NULL */
+	size_t up_len;
 };
+
+/* Runs the folder's upcasters.lua in the sandbox and pushes what it returns, checked to be
+ * an upcaster (ml.upcaster { ... }). */
+static void push_folder_upcaster(lua_State *L, int env, const struct load_args *a)
+{
+	if (luaL_loadbufferx(L, a->up_src, a->up_len, "@" ML_SCRIPT_UPCASTERS_FILE, "t") != LUA_OK)
+		lua_error(L);
+	lua_pushvalue(L, env);
+	lua_setupvalue(L, -2, 1);
+	if (lua_pcall(L, 0, 1, 0) != LUA_OK) { /* say which file, when Lua did not */
+		const char *msg = lua_tostring(L, -1);
+		if (msg && strncmp(msg, ML_SCRIPT_UPCASTERS_FILE ":", 14) != 0)
+			luaL_error(L, ML_SCRIPT_UPCASTERS_FILE ": %s", msg);
+		lua_error(L);
+	}
+	lua_getfield(L, env, "require");
+	lua_pushliteral(L, "moonlog");
+	lua_call(L, 1, 1);
+	lua_getfield(L, -1, "is_upcaster");
+	lua_pushvalue(L, -3);
+	lua_call(L, 1, 1);
+	int ok = lua_toboolean(L, -1);
+	lua_pop(L, 2);
+	if (!ok)
+		luaL_error(L,
+			   ML_SCRIPT_UPCASTERS_FILE
+			   " must return the folder's upcasters (return "
+			   "ml.upcaster { Type = function(e) ... return e end }), got %s",
+			   luaL_typename(L, -1));
+}
 
 /* Builds the host stack (slots 1 to 6) and the script's definition: runs in pcall. */
 static int l_setup(lua_State *L)
@@ -152,6 +184,11 @@ static int l_setup(lua_State *L)
 	ml_view_open(L);	      /* SLOT_EVENT_MT, SLOT_VIEW_MT */
 	ml_sandbox_open(L, a->lua_dir);
 	int env = lua_gettop(L);
+	int up = 0;
+	if (a->up_src) {
+		push_folder_upcaster(L, env, a);
+		up = lua_gettop(L);
+	}
 	lua_pushfstring(L, "@%s", a->chunkname); /* messages say "balances.lua:3:" */
 	if (luaL_loadbufferx(L, a->src, a->len, lua_tostring(L, -1), "t") != LUA_OK)
 		return lua_error(L);
@@ -160,8 +197,10 @@ static int l_setup(lua_State *L)
 	lua_setupvalue(L, -2, 1); /* the chunk's _ENV */
 	lua_call(L, 0, 1);
 	int def = lua_gettop(L);
-	ml_runner_open(L, env, def); /* SLOT_RUNNER, SLOT_FEED, SLOT_TRAMPOLINE */
+	ml_runner_open(L, env, def, up); /* SLOT_RUNNER, SLOT_FEED, SLOT_TRAMPOLINE */
 	lua_remove(L, def);
+	if (up)
+		lua_remove(L, up);
 	lua_remove(L, env);
 	return SLOT_COUNT;
 }
@@ -186,9 +225,12 @@ static struct ml_script *script_new(const char *chunkname, const struct ml_scrip
 	return s;
 }
 
+/* The code's hash: the script's text, the library's and the folder's upcasters'. */
 static void make_hash(struct ml_script *s, const char *src, size_t len, const char *lua_dir)
 {
 	uint64_t h = ml_hash64(src, len, ml_sandbox_library_hash(lua_dir));
+	if (s->up_src)
+		h = ml_hash64(s->up_src, s->up_len, h);
 	snprintf(s->hash, sizeof(s->hash), "%016" PRIx64, h);
 }
 
@@ -209,7 +251,11 @@ struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, 
 	lua_atpanic(s->L, NULL);
 	if (o->lua_dir)
 		s->lua_dir = ml_xstrndup(o->lua_dir, strlen(o->lua_dir));
-	struct load_args a = {chunkname, src, s->lua_dir, len};
+	if (o->upcasters) {
+		s->up_src = ml_xstrndup(o->upcasters, o->upcasters_len);
+		s->up_len = o->upcasters_len;
+	}
+	struct load_args a = {chunkname, src, s->lua_dir, len, s->up_src, s->up_len};
 	lua_pushcfunction(s->L, l_setup);
 	lua_pushlightuserdata(s->L, &a);
 	ml_script_arm(s, 0);
@@ -232,33 +278,53 @@ struct ml_script *ml_script_load_buffer(const char *chunkname, const char *src, 
 	s->src_len = len;
 	s->opts = *o;
 	s->opts.lua_dir = s->lua_dir;
+	s->opts.upcasters = s->up_src;
 	/* Events and their views die young: the generational collector suits them. */
 	lua_gc(s->L, LUA_GCGEN, 0, 0);
 	return s;
 }
 
-struct ml_script *ml_script_load(const char *path, const struct ml_script_options *o)
+/* Reads the file at path into b: 0, or -1 with a diag (ML_ERR_NOT_FOUND when it is not there). */
+static int read_file(const char *path, const char *what, struct ml_buf *b)
 {
 	FILE *f = fopen(path, "rb");
 	if (f == NULL)
 		return ml_diag_set(errno == ENOENT ? ML_ERR_NOT_FOUND : ML_ERR_SCRIPT,
-				   "cannot read the script %s: %s", path, strerror(errno)),
-		       NULL;
-	struct ml_buf b = {0};
+				   "cannot read the %s %s: %s", what, path, strerror(errno));
 	char chunk[65536];
 	size_t n;
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		ml_buf_add(&b, chunk, n);
+		ml_buf_add(b, chunk, n);
 	int err = ferror(f);
 	fclose(f);
-	if (err) {
+	if (err)
+		return ml_diag_set(ML_ERR_SCRIPT, "cannot read the %s %s", what, path);
+	return 0;
+}
+
+struct ml_script *ml_script_load(const char *path, const struct ml_script_options *o)
+{
+	struct ml_buf b = {0};
+	if (read_file(path, "script", &b) != 0) {
 		ml_buf_free(&b);
-		ml_diag_set(ML_ERR_SCRIPT, "cannot read the script %s", path);
 		return NULL;
 	}
 	struct ml_script *s = ml_script_load_buffer(path, b.data ? b.data : "", b.len, o);
 	ml_buf_free(&b);
 	return s;
+}
+
+int ml_script_upcasters_read(const char *dir, struct ml_buf *out)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, ML_SCRIPT_UPCASTERS_FILE);
+	out->len = 0;
+	if (read_file(path, "upcasters file", out) == 0) {
+		ml_buf_add(out, "", 1); /* a text, never NULL even when empty */
+		out->len--;
+		return 1;
+	}
+	return ml_diag_code() == ML_ERR_NOT_FOUND ? 0 : -1;
 }
 
 void ml_script_free(struct ml_script *s)
@@ -271,6 +337,8 @@ void ml_script_free(struct ml_script *s)
 	ml_decider_free(s->decider);
 	ml_fold_free(s->fold);
 	ml_filter_free(s->filter);
+	ml_upcast_set_free(s->up);
+	free(s->up_src);
 	ml_buf_free(&s->emit_bytes);
 	free(s->emits);
 	free(s->handler_error);
@@ -285,6 +353,27 @@ void ml_script_free(struct ml_script *s)
 struct ml_script *ml_script_load_again(const struct ml_script *s)
 {
 	return ml_script_load_buffer(s->chunkname, s->src, s->src_len, &s->opts);
+}
+
+struct ml_script *ml_script_load_version(const struct ml_script *s, const char *src, size_t len,
+					 const char *up, size_t up_len)
+{
+	struct ml_script_options o = s->opts;
+	o.upcasters = up;
+	o.upcasters_len = up ? up_len : 0;
+	return ml_script_load_buffer(s->chunkname, src, len, &o);
+}
+
+const char *ml_script_source(const struct ml_script *s, size_t *len)
+{
+	*len = s->src_len;
+	return s->src;
+}
+
+const char *ml_script_upcasters(const struct ml_script *s, size_t *len)
+{
+	*len = s->up_len;
+	return s->up_src;
 }
 
 const char *ml_script_name(const struct ml_script *s)

@@ -69,7 +69,10 @@ struct ml_script {
 	enum ml_script_kind kind;
 	char hash[17];
 	struct ml_filter *filter; /* `from`, compiled (filter.c) */
-	int on_error;		  /* handlers: 0 stop, 1 skip, 2 park */
+	struct ml_upcast_set *up; /* the types its upcasters take (upcast.c), or NULL */
+	char *up_src;		  /* the folder's upcasters.lua, kept for ml_script_load_again */
+	size_t up_len;
+	int on_error; /* handlers: 0 stop, 1 skip, 2 park */
 	/* what the definition asks of the host: ml_script_retries, ml_script_snapshot_every */
 	int retries;
 	uint64_t snapshot_every;
@@ -194,6 +197,8 @@ void ml_view_set_event_mt(lua_State *L);
 int ml_view_kind(lua_State *L, int idx);
 /* Pushes the view at idx decoded into plain tables. */
 void ml_view_push_decoded(lua_State *L, int idx);
+/* Pushes the event as a plain table of its fields (data and meta decoded). */
+void ml_view_push_table(lua_State *L, const struct ml_event *e);
 /* plain.c: pushes the value at idx with every view in it decoded into tables (the same
  * value when it holds none). */
 void ml_view_push_plain(lua_State *L, int idx);
@@ -201,8 +206,8 @@ void ml_view_push_plain(lua_State *L, int idx);
 void ml_view_encode(lua_State *L, int idx, struct ml_buf *out, const char *name);
 
 /* runner.c: checks the definition at def and pushes the runner, its feed and the
- * trampoline (SLOT_RUNNER .. SLOT_TRAMPOLINE). */
-int ml_runner_open(lua_State *L, int env, int def);
+ * trampoline (SLOT_RUNNER .. SLOT_TRAMPOLINE). up: the index of the folder's upcaster, or 0. */
+int ml_runner_open(lua_State *L, int env, int def, int up);
 /* feed.c: the C function that builds an event's view and feeds it (upvalues: the event
  * metatable, the runner's feed, the script). */
 int ml_feed_trampoline(lua_State *L);
@@ -227,6 +232,21 @@ struct ml_shape {
  * this does not know; *out then says: takes the event, not plain, not straight). */
 int ml_shape_read(lua_State *L, int fn, struct ml_shape *out);
 void ml_shape_clear_keys(struct ml_shape *s);
+
+/* feed.c: an event that an upcaster must see first (upcast.c): upcast, then fed when the
+ * filter takes its type. (event as a light userdata, the runner, its feed) -> (). */
+int ml_feed_upcast(lua_State *L);
+
+/* upcast.c: the set of types a script upcasts, each with its current schema */
+struct ml_upcast_set;
+/* From the table at idx ({type = current schema}); NULL when it is empty. */
+struct ml_upcast_set *ml_upcast_set_load(lua_State *L, int idx);
+void ml_upcast_set_free(struct ml_upcast_set *u);
+/* Is e of a type in the set, with a meta.schema below its current one? */
+int ml_upcast_wanted(const struct ml_upcast_set *u, const struct ml_event *e);
+/* Pushes e through the upcast of the runner at index `runner` (a plain table in its
+ * current shape); raises. */
+void ml_upcast_push(lua_State *L, int runner, const struct ml_event *e);
 
 /* decide.c */
 void ml_decider_free(struct ml_decider *d);

@@ -538,6 +538,28 @@ static void push_decoded(lua_State *L, const uint8_t *p, size_t n)
 		luaL_error(L, "cannot decode the event's msgpack: %s", ml_diag_last());
 }
 
+/* Pushes an event as a plain table of its fields, data and meta decoded. */
+static void push_table(lua_State *L, const struct ml_event *e)
+{
+	lua_createtable(L, 0, 8);
+	lua_pushinteger(L, (lua_Integer)e->position);
+	lua_setfield(L, -2, "position");
+	lua_pushinteger(L, (lua_Integer)e->version);
+	lua_setfield(L, -2, "version");
+	lua_pushinteger(L, e->time);
+	lua_setfield(L, -2, "time");
+	lua_pushlstring(L, e->stream, e->stream_len);
+	lua_setfield(L, -2, "stream");
+	lua_pushlstring(L, e->type, e->type_len);
+	lua_setfield(L, -2, "type");
+	lua_pushlstring(L, e->id, e->id_len);
+	lua_setfield(L, -2, "id");
+	push_decoded(L, e->data, e->data_len);
+	lua_setfield(L, -2, "data");
+	push_decoded(L, e->meta, e->meta_len);
+	lua_setfield(L, -2, "meta");
+}
+
 /* Pushes a plain Lua value for the view at idx: tables instead of views. */
 void ml_view_push_decoded(lua_State *L, int idx)
 {
@@ -549,21 +571,28 @@ void ml_view_push_decoded(lua_State *L, int idx)
 	}
 	struct ev *e = lua_touserdata(L, idx);
 	const char *b = (const char *)e->bytes;
-	lua_createtable(L, 0, 8);
-	lua_pushinteger(L, (lua_Integer)e->position);
-	lua_setfield(L, -2, "position");
-	lua_pushinteger(L, (lua_Integer)e->version);
-	lua_setfield(L, -2, "version");
-	lua_pushinteger(L, e->time);
-	lua_setfield(L, -2, "time");
-	lua_pushlstring(L, b, e->stream_len);
-	lua_setfield(L, -2, "stream");
-	lua_pushlstring(L, b + e->stream_len, e->type_len);
-	lua_setfield(L, -2, "type");
-	lua_pushlstring(L, b + e->stream_len + e->type_len, e->id_len);
-	lua_setfield(L, -2, "id");
-	push_decoded(L, EV_DATA(e), e->data_len);
-	lua_setfield(L, -2, "data");
-	push_decoded(L, EV_META(e), e->meta_len);
-	lua_setfield(L, -2, "meta");
+	struct ml_event in = {
+	    .position = e->position,
+	    .version = e->version,
+	    .time = e->time,
+	    .stream = b,
+	    .type = b + e->stream_len,
+	    .id = b + e->stream_len + e->type_len,
+	    .meta = EV_META(e),
+	    .data = EV_DATA(e),
+	    .stream_len = e->stream_len,
+	    .type_len = e->type_len,
+	    .id_len = e->id_len,
+	    .meta_len = e->meta_len,
+	    .data_len = e->data_len,
+	};
+	push_table(L, &in);
+}
+
+/* Pushes the event as a plain table that the script may change (an upcaster's argument). */
+void ml_view_push_table(lua_State *L, const struct ml_event *e)
+{
+	if (!lua_checkstack(L, 8))
+		luaL_error(L, "no room on the Lua stack for an event");
+	push_table(L, e);
 }

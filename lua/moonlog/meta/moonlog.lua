@@ -47,6 +47,29 @@ function Context.emit(stream, type, data, meta) end
 ---@field name string          Unique among the scripts of a folder; [%w_.-], 1 to 100 characters.
 ---@field description? string
 ---@field from moonlog.From    The events it reads.
+---@field upcasters? moonlog.Upcaster|moonlog.UpcasterSpec  This script's own upcasters (they replace the folder's upcasters.lua for the types they name).
+
+---An event in an old shape, as an upcaster step receives it: a plain table it may change
+---(type, data, meta; the other fields are the stored event's). meta.schema is its shape's
+---version (1 when absent).
+---@class moonlog.OldEvent: moonlog.Event
+---@field data any
+---@field meta table
+
+---One step: an event at schema i in, the same event at schema i + 1 out (or a renamed type).
+---@alias moonlog.UpcastStep fun(e: moonlog.OldEvent): moonlog.OldEvent|nil
+
+---Upcasters by event type: one step (schema 1 -> 2) or a list of them (1 -> 2, 2 -> 3, ...).
+---@alias moonlog.UpcasterSpec table<string, moonlog.UpcastStep|moonlog.UpcastStep[]>
+
+---Upcasters built by ml.upcaster.
+---@class moonlog.Upcaster
+---@field current table<string, integer>  The current schema of each type it names.
+local Upcaster = {}
+---The event in its current shape.
+---@param e moonlog.OldEvent
+---@return moonlog.OldEvent
+function Upcaster:upcast(e) end
 
 ---@class moonlog.ReducerSpec: moonlog.Definition
 ---@field init? table|fun(stream: string): table    The state of a stream before its first event.
@@ -123,6 +146,17 @@ function ml.is_rejection(x) end
 ---@param x any
 ---@return boolean
 function ml.is_definition(x) end
+
+---Upcasters: turn old shapes of events into the current one before a script sees them
+---(meta.schema: 1 when absent; a type with n steps is current at n + 1). In a definition's
+---`upcasters`, or returned by the scripts folder's upcasters.lua for every script.
+---@param spec moonlog.UpcasterSpec
+---@return moonlog.Upcaster
+function ml.upcaster(spec) end
+
+---@param x any
+---@return boolean
+function ml.is_upcaster(x) end
 
 ---Does the stream pattern take this stream?
 ---@param pattern string

@@ -2,7 +2,9 @@
 -- (moonlog.core's script.load: the same sandbox, the same checks of the definition), then
 -- looks across the files given for what loads but cannot be right, and prints what it finds
 -- as `file:line: message` lines, which editors (vim's quickfix, VS Code's problem matchers,
--- Emacs' compile mode) jump to. Exit status 1 when a file does not load, else 0.
+-- Emacs' compile mode) jump to. Exit status 1 when a file does not load, else 0. A folder's
+-- upcasters.lua is loaded as the server loads it (with a probe script), and each script with
+-- the upcasters.lua of its folder.
 --
 -- The checks past loading (warnings):
 --   * from.types names a type that `on` does not handle: the script subscribes to events it
@@ -62,6 +64,28 @@ local function emitted_types(text, into)
   for t in text:gmatch("type%s*=%s*[\"']([^\"']+)[\"']") do into[t] = true end
 end
 
+-- A script that takes every event, to load a folder's upcasters.lua with, as the server does.
+local PROBE <const> = "local ml = require 'moonlog' return ml.handler { name = 'upcasters', " ..
+  "from = '$all', on = { ['*'] = function() end } }"
+
+-- The text of the upcasters.lua beside `path` (the server gives it to every script of the
+-- folder), or nil.
+local function folder_upcasters(path)
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  return read(dir .. "/upcasters.lua")
+end
+
+-- Loads a file as the server would: upcasters.lua with a probe script, any other with the
+-- upcasters of its folder. Returns the script or raises.
+local function load(path, text)
+  local probe = path:match("([^/]+)$") == "upcasters.lua"
+  -- through pcall, so that the message carries no position of this file
+  local ok, s = pcall(core.script.load, path, probe and { source = PROBE, upcasters = text }
+    or { upcasters = folder_upcasters(path) })
+  if not ok then error(s, 0) end
+  return s, probe
+end
+
 -- Lints the files; returns the findings ({file, line, message, warning}) and how many failed.
 function lint.run(paths)
   local findings, failed, scripts, emitted, emitters = {}, 0, {}, {}, 0
@@ -71,10 +95,12 @@ function lint.run(paths)
       findings[#findings + 1] = { file = path, line = 1, message = "cannot read it: " .. tostring(err) }
       failed = failed + 1
     else
-      local ok, s = pcall(core.script.load, path)
+      local ok, s, only_upcasters = pcall(load, path, text)
       if not ok then
         findings[#findings + 1] = load_error(path, text, s)
         failed = failed + 1
+      elseif only_upcasters then
+        s:close()
       else
         local info = s:info()
         s:close()
@@ -127,7 +153,9 @@ function lint.main(args)
         "Loads each script as the server would (syntax, the definition and its keys) and\n",
         "checks the files together: types named in from.types but not handled, types\n",
         "handled that no decider or handler among the files emits. Prints file:line:\n",
-        "message lines (warnings say so); exits 1 when a file does not load.\n")
+        "message lines (warnings say so); exits 1 when a file does not load. A folder's\n",
+        "upcasters.lua is checked as the server loads it, and every script is loaded with\n",
+        "the upcasters.lua of its own folder.\n")
       return 0
     end
     paths[#paths + 1] = a

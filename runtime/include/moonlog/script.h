@@ -50,9 +50,20 @@ struct ml_script_options {
 	/* ... and while the script's Lua memory stays under this many bytes (0 = half of
 	 * memory_limit): past it, the least recently used quarter goes. */
 	size_t decider_cache_memory;
+	/* The folder's upcasters (the text of its upcasters.lua, returning ml.upcaster {...}),
+	 * or NULL: every script loaded with these options gets them, before its own
+	 * (docs/scripts-in-server.md). The text is copied; its hash is part of the script's. */
+	const char *upcasters;
+	size_t upcasters_len;
 };
 
 ML_API void ml_script_options_init(struct ml_script_options *o);
+
+/* The name of a scripts folder's upcasters file, which is not a script itself. */
+#define ML_SCRIPT_UPCASTERS_FILE "upcasters.lua"
+/* Reads DIR/upcasters.lua into out (emptied first): 1 when there is one, 0 when there is
+ * none, -1 with a diag when it cannot be read. */
+ML_API int ml_script_upcasters_read(const char *dir, struct ml_buf *out);
 
 /*
  * Loads and validates the script in `path` (o may be NULL for the defaults).
@@ -69,6 +80,13 @@ ML_API struct ml_script *ml_script_load_buffer(const char *chunkname, const char
 ML_API struct ml_script *ml_script_load_again(const struct ml_script *s);
 /* Closes the script's lua_State. NULL is fine. */
 ML_API void ml_script_free(struct ml_script *s);
+/* Another version of a loaded script's code (`src`, with the folder's upcasters `up`, or
+ * NULL), loaded with s's limits: a version of its history (docs/scripts-in-server.md). */
+ML_API struct ml_script *ml_script_load_version(const struct ml_script *s, const char *src,
+						size_t len, const char *up, size_t up_len);
+/* The code a script was loaded from, and the folder's upcasters it was given (NULL: none). */
+ML_API const char *ml_script_source(const struct ml_script *s, size_t *len);
+ML_API const char *ml_script_upcasters(const struct ml_script *s, size_t *len);
 
 ML_API const char *ml_script_name(const struct ml_script *s);
 ML_API enum ml_script_kind ml_script_kind(const struct ml_script *s);

@@ -17,6 +17,11 @@ function t.event(type, data, meta) end
 ---@return moonlog.NewEvent[]
 function t.stream(name, events) end
 
+---The scripts folder's upcasters (what its upcasters.lua returns) for the scenarios that
+---follow, used with each definition's own; nil forgets them.
+---@param u moonlog.Upcaster|moonlog.UpcasterSpec|nil
+function t.upcasters(u) end
+
 ---A scenario: `def` after the given events.
 ---@param def moonlog.Script
 ---@param events moonlog.NewEvent[]
