@@ -28,14 +28,22 @@ static const uint64_t bounds_us[ML_HIST_BUCKETS] = {
 
 void ml_hist_observe(struct ml_hist *h, uint64_t since_ns)
 {
-	uint64_t ns = ml_clock_ns() - since_ns;
+	ml_hist_add(h, ml_clock_ns() - since_ns);
+}
+
+void ml_hist_add(struct ml_hist *h, uint64_t ns)
+{
 	h->count++;
 	h->sum_ns += ns;
-	for (int i = 0; i < ML_HIST_BUCKETS; i++)
-		if (ns <= bounds_us[i] * 1000) {
-			h->bucket[i]++; /* not cumulative here: summed as it is written */
-			break;
-		}
+	/* The first bucket whose bound holds it, by halving (16 bounds: 4 steps); none past
+	 * the last, which only +Inf holds. ns <= bound * 1000 is us <= bound, us rounded up. */
+	uint64_t us = (ns + 999) / 1000;
+	size_t i = 0;
+	for (size_t step = ML_HIST_BUCKETS / 2; step > 0; step /= 2)
+		if (us > bounds_us[i + step - 1])
+			i += step;
+	if (i < ML_HIST_BUCKETS && us <= bounds_us[i])
+		h->bucket[i]++; /* not cumulative here: summed as it is written */
 }
 
 static void put_hist(struct ml_buf *b, const char *name, const char *help, const struct ml_hist *h)

@@ -76,6 +76,8 @@ struct ml_hist {
 };
 /* Counts one observation: the time since `since_ns` (ml_clock_ns). */
 void ml_hist_observe(struct ml_hist *h, uint64_t since_ns);
+/* The same for a duration of ns. */
+void ml_hist_add(struct ml_hist *h, uint64_t ns);
 
 struct ml_server {
 	struct ml_server_options o;

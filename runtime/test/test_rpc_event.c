@@ -82,8 +82,40 @@ static int json(const struct ml_buf *b, struct ml_buf *out)
 	return ml_msgpack_to_json(b->data, b->len, out);
 }
 
+/* A duration goes to the first bucket whose bound holds it (bounds included), none past 10 s. */
+static void test_hist(void)
+{
+	static const struct {
+		uint64_t ns;
+		int bucket; /* -1: only +Inf */
+	} cases[] = {
+	    {0, 0},
+	    {100000, 0},
+	    {100001, 1},
+	    {250000, 1},
+	    {999999, 3},
+	    {1000000, 3},
+	    {1000001, 4},
+	    {7000000, 6},
+	    {10000000000ull, 15},
+	    {10000000001ull, -1},
+	    {UINT64_MAX / 2, -1},
+	};
+	int right = 1;
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct ml_hist h;
+		memset(&h, 0, sizeof(h));
+		ml_hist_add(&h, cases[k].ns);
+		for (int i = 0; i < ML_HIST_BUCKETS; i++)
+			right &= h.bucket[i] == (uint64_t)(i == cases[k].bucket);
+		right &= h.count == 1 && h.sum_ns == cases[k].ns;
+	}
+	ok(right, "a latency goes to the first bucket whose bound holds it, and none past 10 s");
+}
+
 int main(void)
 {
+	test_hist();
 	static const uint64_t uints[] = {0,	    1,	       127,   128,	   255,
 					 256,	    65535,     65536, 0xffffffffu, 0x100000000ull,
 					 INT64_MAX, UINT64_MAX};

@@ -1,6 +1,6 @@
 /*
  * The small helpers of util/: UUIDv7 ids (their form, their time, their order
- * within and across threads).
+ * within and across threads), and the printable-ASCII scan of names and keys.
  */
 #include <pthread.h>
 
@@ -57,9 +57,30 @@ static int cmp_id(const void *a, const void *b)
 	return strcmp(a, b);
 }
 
+/* For every length to 24 and every place of one other byte (or none): the count of the
+ * printable bytes before it, whichever of the scan's paths (words, halves, bytes) it takes. */
+static void test_printable(void)
+{
+	static const uint8_t others[] = {0x00, 0x1f, 0x7f, 0x80, 0xc3, 0xff};
+	int right = 1;
+	for (size_t n = 0; n <= 24; n++)
+		for (size_t at = 0; at <= n; at++)
+			for (size_t k = 0; k < sizeof(others); k++) {
+				uint8_t *buf = malloc(n ? n : 1); /* its exact size, for ASan */
+				for (size_t i = 0; i < n; i++)
+					buf[i] = (uint8_t)(0x20 + (i * 7) % 95);
+				if (at < n)
+					buf[at] = others[k];
+				right &= ml_printable_ascii(buf, n) == at;
+				free(buf);
+			}
+	ok(right, "ml_printable_ascii counts the printable bytes before the first other one");
+}
+
 int main(void)
 {
-	plan(6);
+	plan(7);
+	test_printable();
 	char id[37];
 	uint64_t before = (uint64_t)ml_time_ms();
 	ml_uuid7(id);

@@ -49,17 +49,36 @@ ML_API uint64_t ml_clock_ns(void);
  * above 0x7e, or with its top bit set, has it set once 1 is added), and the
  * callers check what follows, if anything, as UTF-8.
  */
+static inline int ml_printable_word(uint64_t w)
+{
+	const uint64_t ones = 0x0101010101010101ull, tops = 0x8080808080808080ull;
+	return ((((w - 0x20 * ones) & ~w) | (w + ones) | w) & tops) == 0;
+}
+
 static inline size_t ml_printable_ascii(const void *s, size_t n)
 {
 	const uint8_t *p = (const uint8_t *)s;
-	const uint64_t ones = 0x0101010101010101ull, tops = 0x8080808080808080ull;
 	size_t i = 0;
-	for (uint64_t w; i + 8 <= n; i += 8) {
-		__builtin_memcpy(&w, p + i, 8);
-		if ((((w - 0x20 * ones) & ~w) | (w + ones) | w) & tops)
-			break;
+	uint64_t w;
+	uint32_t lo, hi;
+	if (n >= 8) { /* whole words, then the last 8 bytes, overlapping */
+		for (; i + 8 <= n; i += 8) {
+			__builtin_memcpy(&w, p + i, 8);
+			if (!ml_printable_word(w))
+				break;
+		}
+		if (i + 8 > n) {
+			__builtin_memcpy(&w, p + n - 8, 8);
+			if (ml_printable_word(w))
+				return n;
+		}
+	} else if (n >= 4) { /* two 4-byte halves, overlapping */
+		__builtin_memcpy(&lo, p, 4);
+		__builtin_memcpy(&hi, p + n - 4, 4);
+		if (ml_printable_word((uint64_t)hi << 32 | lo))
+			return n;
 	}
-	while (i < n && p[i] >= 0x20 && p[i] < 0x7f)
+	while (i < n && p[i] >= 0x20 && p[i] < 0x7f) /* short, or to find the first other byte */
 		i++;
 	return i;
 }
