@@ -361,6 +361,10 @@ static int caused_by(const struct ml_dry_emits *d, const struct live *l, const s
 static int input_one(const struct ml_event *ev, void *arg)
 {
 	struct ml_dry_emits *d = arg;
+	if (ev->position > d->to) { /* past removed events a read goes on to the next kept */
+		d->next = d->to + 1;
+		return 1;
+	}
 	d->next = ev->position + 1;
 	d->n++;
 	/* The live output for ev: the run of batch events it caused, from the first one on

@@ -165,7 +165,9 @@ uint32_t ml_host_feed_script(struct ml_host *h, struct ml_hosted *e, struct ml_s
 	uint64_t behind = head - *pos;
 	if (behind > h->o.scan_from) {
 		uint64_t until = *pos + (budget < behind ? budget : behind);
-		ml_log_scan(h->log, *pos + 1, until, feed_one, &sl);
+		/* nothing delivered: every position up to until was a removed event's stub */
+		if (ml_log_scan(h->log, *pos + 1, until, feed_one, &sl) == 0)
+			*pos = until;
 	} else {
 		ml_log_read_all(h->log, *pos + 1, behind, feed_one, &sl);
 	}

@@ -68,6 +68,13 @@ struct check_ctx {
 	uint64_t seed;
 };
 
+static int count_stub(const struct ml_rec *rec, uint64_t offset, void *arg)
+{
+	(void)offset;
+	((struct ml_check_report *)arg)->stubs += (rec->flags & ML_REC_REMOVED) != 0;
+	return 0;
+}
+
 static int check_segment(const struct check_ctx *x, uint64_t first, int last, int repair,
 			 uint64_t *next, struct ml_check_report *r)
 {
@@ -99,9 +106,11 @@ static int check_segment(const struct check_ctx *x, uint64_t first, int last, in
 				 path, hdr_first, *next);
 		goto out;
 	}
-	struct ml_scan sc = {.next_position = first};
-	ml_scan_segment(p, size, 1, &sc, NULL, NULL);
+	struct ml_scan sc = {.next_position = first,
+			     .scavenged = ml_seg_format(p) == ML_FORMAT_SCAVENGED};
+	ml_scan_segment(p, size, 1, &sc, sc.scavenged ? count_stub : NULL, r);
 	r->segments++;
+	r->scavenged += sc.scavenged;
 	r->records += sc.records;
 	r->batches += sc.batches;
 	*next = sc.next_position;

@@ -40,7 +40,9 @@ static uint64_t align_up(uint64_t v)
 	return (v + ML_IDX_ALIGN - 1) & ~(uint64_t)(ML_IDX_ALIGN - 1);
 }
 
-static void header_encode(uint8_t out[IDX_HEADER], uint64_t first, uint64_t seed)
+/* The header; `scavenges`: the rewrite of the segment it indexes (record.h), 0 for none. */
+static void header_encode(uint8_t out[IDX_HEADER], uint64_t first, uint64_t seed,
+			  uint32_t scavenges)
 {
 	memset(out, 0, IDX_HEADER);
 	memcpy(out, idx_magic, 8);
@@ -48,13 +50,17 @@ static void header_encode(uint8_t out[IDX_HEADER], uint64_t first, uint64_t seed
 	ml_put32(out + 12, IDX_HEADER);
 	ml_put64(out + 16, first);
 	ml_put64(out + 24, seed);
+	ml_put32(out + 32, scavenges);
 	ml_put32(out + 60, ml_crc32c(0, out, 60));
 }
 
-static int header_ok(const uint8_t *p, uint64_t first, uint64_t seed)
+/* An index file of another rewrite of its segment (a crash between a scavenge's renames, or
+ * files copied at different moments) is built again, as one of another seed is. */
+static int header_ok(const uint8_t *p, uint64_t first, uint64_t seed, uint32_t scavenges)
 {
 	return memcmp(p, idx_magic, 8) == 0 && ml_le32(p + 60) == ml_crc32c(0, p, 60) &&
-	       ml_le32(p + 8) == IDX_FORMAT && ml_le64(p + 16) == first && ml_le64(p + 24) == seed;
+	       ml_le32(p + 8) == IDX_FORMAT && ml_le64(p + 16) == first &&
+	       ml_le64(p + 24) == seed && ml_le32(p + 32) == scavenges;
 }
 
 int ml_pwrite_all(int fd, const void *buf, size_t n, uint64_t off)
@@ -119,7 +125,7 @@ size_t ml_idx_load(struct ml_log *log, struct ml_seg *seg, uint64_t seg_size, in
 	if (fd < 0)
 		return 0;
 	if (fstat(fd, &st) != 0 || pread(fd, head, sizeof(head), 0) != sizeof(head) ||
-	    !header_ok(head, seg->first, log->seed)) {
+	    !header_ok(head, seg->first, log->seed, seg->scavenges)) {
 		close(fd);
 		return 0; /* built again whole, over it */
 	}
@@ -162,7 +168,7 @@ static int create_file(struct ml_log *log, struct ml_seg *seg, int keep_tmp)
 	uint8_t head[IDX_HEADER];
 	idx_name(name, seg->first, 0);
 	idx_name(tmp, seg->first, 1);
-	header_encode(head, seg->first, log->seed);
+	header_encode(head, seg->first, log->seed, seg->scavenges);
 	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, ML_FILE_MODE);
 	if (fd < 0 || ml_pwrite_all(fd, head, sizeof(head), 0) != 0 ||
 	    (!keep_tmp && (fdatasync(fd) != 0 || renameat(log->dirfd, tmp, log->dirfd, name) != 0 ||
@@ -258,4 +264,66 @@ struct ml_block *ml_idx_write(struct ml_log *log, const struct ml_chunk *c, uint
 fail:
 	ml_buf_free(&buf);
 	return NULL;
+}
+
+/* ---- a scavenged segment's index file (scavenge.c) ---- */
+
+int ml_idx_rewrite(struct ml_log *log, const struct ml_seg *seg, uint32_t scavenges,
+		   struct ml_block *const *blocks, size_t n, const uint32_t *off, uint64_t npos,
+		   uint64_t seg_end, int *fd_out, uint64_t *at_out)
+{
+	char tmp[48];
+	uint8_t head[IDX_HEADER];
+	idx_name(tmp, seg->first, 1);
+	header_encode(head, seg->first, log->seed, scavenges);
+	int fd = openat(log->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, ML_FILE_MODE);
+	int rc = fd >= 0 && ml_pwrite_all(fd, head, sizeof(head), 0) == 0 ? 0 : -1;
+	uint64_t at = ML_IDX_ALIGN;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		/* The block as it was, with each position's new offset, sealed again. */
+		const struct ml_block *b = blocks[i];
+		uint64_t len = b->t.length, count = b->t.last - b->t.first + 1;
+		uint8_t *p = ml_xmalloc(len);
+		memcpy(p, b->map, len);
+		uint8_t *offs = p + (b->offsets - (const uint8_t *)b->map);
+		for (uint64_t k = 0; k < count; k++)
+			ml_put32(offs + 4 * k, off[b->t.first + k - seg->first]);
+		uint64_t after = b->t.last + 1 - seg->first;
+		uint64_t end = after < npos ? off[after] : seg_end;
+		ml_put32(p + 84, off[b->t.first - seg->first]);
+		ml_put64(p + 88, end);
+		ml_table_seal(p, len);
+		at_out[i] = at;
+		rc = ml_pwrite_all(fd, p, len, at);
+		free(p);
+		at = align_up(at + len);
+	}
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -1;
+	if (rc != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		unlinkat(log->dirfd, tmp, 0);
+		return ml_diag_set(ML_ERR_IO, "cannot write the index file %s: %s", tmp,
+				   strerror(e));
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+struct ml_block *ml_idx_map_block(struct ml_log *log, int fd, uint64_t at, uint64_t avail)
+{
+	return map_block(log, fd, at, avail);
+}
+
+int ml_idx_rename_tmp(struct ml_log *log, uint64_t first)
+{
+	char name[48], tmp[48];
+	idx_name(name, first, 0);
+	idx_name(tmp, first, 1);
+	if (renameat(log->dirfd, tmp, log->dirfd, name) != 0)
+		return ml_diag_set(ML_ERR_IO, "cannot rename the index file %s: %s", tmp,
+				   strerror(errno));
+	return 0;
 }

@@ -288,6 +288,19 @@ struct ml_block *ml_idx_write(struct ml_log *log, const struct ml_chunk *c, uint
 int ml_idx_whole_begin(struct ml_log *log, struct ml_seg *seg);
 int ml_idx_whole_end(struct ml_log *log, struct ml_seg *seg);
 void ml_block_free(struct ml_block *b);
+/*
+ * A scavenged segment's index file: seg's blocks (blocks[0..n), every one it has) as they
+ * are, but for each record's offset, off[position - seg->first] (npos positions; seg_end:
+ * the new segment's size), with its header naming the segment's rewrite `scavenges`; written
+ * to <first>.idx.tmp and synced. 0 with its fd and each block's place in it (at_out), or -1
+ * with diag (nothing left behind). ml_idx_rename_tmp renames it over the index file.
+ */
+int ml_idx_rewrite(struct ml_log *log, const struct ml_seg *seg, uint32_t scavenges,
+		   struct ml_block *const *blocks, size_t n, const uint32_t *off, uint64_t npos,
+		   uint64_t seg_end, int *fd_out, uint64_t *at_out);
+int ml_idx_rename_tmp(struct ml_log *log, uint64_t first);
+/* Maps the block at `at` of an index file (avail bytes from there): the block, or NULL. */
+struct ml_block *ml_idx_map_block(struct ml_log *log, int fd, uint64_t at, uint64_t avail);
 
 /* ---- runs (run.c) ---- */
 

@@ -28,6 +28,7 @@ struct ml_seg {
 	int fd;		      /* -1 until the flusher has created the file */
 	int full;	      /* takes no more records: the next batch starts a new segment */
 	uint32_t format;      /* its header's format version (record.h) */
+	uint32_t scavenges;   /* how many times a scavenge rewrote it (its header says) */
 	int idx_fd;	  /* idxfile.c: the temporary index file while it is built whole, or -1 */
 	uint64_t idx_end; /* idxfile.c: where the next block goes in its index file (0: none) */
 	uint8_t *rmap;	  /* read.c: the file mapped read-only from 0 (NULL: not yet) */
@@ -39,6 +40,15 @@ struct ml_old_map {
 	void *p;
 	size_t len;
 	struct ml_old_map *next;
+};
+
+/* A segment's file descriptor and mapping replaced by a scavenge: readers that took them before
+ * may still be in them; freed when the last reader leaves (read.c). */
+struct ml_retired {
+	int fd;
+	void *map;
+	size_t len;
+	struct ml_retired *next;
 };
 
 /*
@@ -136,17 +146,35 @@ struct ml_log {
 
 	struct ml_old_map *old_maps; /* read.c */
 	struct ml_retention *ret;    /* retention.c: deletions and metadata */
+	int readers; /* read.c: reads using segments' fds or maps outside the mutex */
+	struct ml_retired *retired; /* read.c: what they may still use, freed when none does */
+
+	int scavenging;		       /* scavenge.c: a scavenge runs */
+	struct ml_scavenge_stats scav; /* its progress, or the last one's result */
 
 	char broken[256];    /* set when a failed write could not be undone: refuse appends */
 	char recovered[512]; /* what the open cut or built again, for a log line; or "" */
 #ifdef ML_FAULT_INJECTION
 	int fault_write, fault_sync; /* faults.h: injected errno for the next write / sync */
+	void (*scavenge_step)(int step, uint64_t first, void *arg); /* faults.h */
+	void *scavenge_step_arg;
 #endif
 	struct ml_log_stats stats;
 };
 
 /* read.c: unmaps every read mapping (at close) */
 void ml_log_unmap_all(struct ml_log *log);
+/* read.c: a read that will use segments' fds or mappings outside the mutex enters before it
+ * lets go of the mutex and leaves after taking it again (mutex held for both); what a
+ * scavenge replaced is closed when the last reader leaves. */
+static inline void ml_log_reader_enter(struct ml_log *log)
+{
+	log->readers++;
+}
+void ml_log_reader_leave(struct ml_log *log);
+/* read.c: hands a segment's old fd and mapping (either may be -1 / NULL) to the readers that
+ * may still use them: freed at once if there are none (mutex held). */
+void ml_log_retire(struct ml_log *log, int fd, void *map, size_t len);
 
 /* log.c: the segment holding a position (which must be reserved). */
 size_t ml_log_seg_index(struct ml_log *log, uint64_t position); /* its index in segs */

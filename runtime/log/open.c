@@ -161,6 +161,7 @@ static struct ml_seg *add_segment(struct ml_log *log, uint64_t first, uint64_t *
 	seg->fd = fd;
 	seg->idx_fd = -1;
 	seg->format = ml_seg_format(hdr);
+	seg->scavenges = ml_seg_scavenges(hdr);
 	seg->end = seg->durable_end = seg->zeroed_end = seg->data_end = ML_SEG_HEADER;
 	return seg;
 }
@@ -205,8 +206,9 @@ static int index_record(const struct ml_rec *r, uint64_t offset, void *arg)
 	struct walk *w = arg;
 	struct ml_log *log = w->log;
 	const struct ml_event *e = &r->ev;
-	uint64_t key =
-	    e->id_generated ? 0 : ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len);
+	uint64_t key = e->id_generated || (r->flags & ML_REC_REMOVED)
+			   ? 0 /* a removed event's stub keeps no id */
+			   : ml_index_id_key(log, e->stream, e->stream_len, e->id, e->id_len);
 	ml_index_event(log, w->seg, e->position, (uint32_t)offset, r->len, r->flags & ML_REC_FIRST,
 		       e->stream, e->stream_len, ml_index_hash(log, e->stream, e->stream_len), key,
 		       e->version);
@@ -299,8 +301,10 @@ static int walk_segment(struct ml_log *log, struct ml_seg *seg, uint64_t size, i
 {
 	const struct ml_block *lb = last_block_of(log, seg);
 	uint64_t start = lb ? lb->data_end : ML_SEG_HEADER;
-	if (!last && indexed_to(log, seg, next_first))
+	if (!last && indexed_to(log, seg, next_first)) {
+		seg->sealed = 1; /* finished: a scavenge may rewrite it */
 		return 0;
+	}
 	if (lb) { /* its blocks hold its records up to there */
 		log->next_position = lb->t.last + 1;
 		log->indexed_seq = lb->t.last_seq;
@@ -317,7 +321,9 @@ static int walk_segment(struct ml_log *log, struct ml_seg *seg, uint64_t size, i
 		return -1;
 	}
 	struct walk w = {log, seg, !last, 0};
-	struct ml_scan sc = {.next_position = log->next_position, .start = start};
+	struct ml_scan sc = {.next_position = log->next_position,
+			     .start = start,
+			     .scavenged = seg->format == ML_FORMAT_SCAVENGED};
 	ml_scan_segment(p, size, 1, &sc, index_record, &w);
 	if (size)
 		munmap(p, size);

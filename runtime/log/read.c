@@ -8,7 +8,15 @@
  * stream's scattered records, or a segment that cannot be mapped, are read
  * with pread. Either way outside the mutex, so readers never hold up
  * appenders. Only acknowledged events are read, and acknowledged bytes never
- * change.
+ * change, except by a scavenge (scavenge.c), which swaps a finished segment's
+ * file for one where removed events are stubs: a read counts itself in
+ * (ml_log_reader_enter) while it uses a segment's fd or mapping without the
+ * mutex, and what a scavenge replaced is closed only once no read is in.
+ *
+ * A removed event's stub is never delivered. A read of $all counts positions,
+ * stubs included, but one that found only stubs goes on to the next event
+ * kept, so that a reader that moves its cursor to the last event it got always
+ * moves on (the head's event is never a stub: its segment is never scavenged).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -82,14 +90,20 @@ int ml_log_record_at(struct ml_log *log, uint64_t position, struct ml_buf *buf)
 			   (unsigned long long)position);
 }
 
-/* Parses the records in buf and calls fn for each; returns fn's verdict. */
-static int deliver(const uint8_t *p, size_t n, ml_event_fn fn, void *arg, int64_t *count)
+/* Parses the records in buf and calls fn for each but stubs (counted in *stubs); returns fn's
+ * verdict. */
+static int deliver(const uint8_t *p, size_t n, ml_event_fn fn, void *arg, int64_t *count,
+		   uint64_t *stubs)
 {
 	struct ml_rec r;
 	for (size_t o = 0; o < n; o += r.len) {
 		if (ml_rec_parse(p + o, n - o, 0, &r) != ML_REC_OK)
 			return ml_diag_set(ML_ERR_CORRUPT, "the log holds a bad record; run "
 							   "'moonlog check'");
+		if (__builtin_expect(r.flags & ML_REC_REMOVED, 0)) {
+			(*stubs)++;
+			continue;
+		}
 		(*count)++;
 		int rc = fn(&r.ev, arg);
 		if (rc != 0)
@@ -101,18 +115,20 @@ static int deliver(const uint8_t *p, size_t n, ml_event_fn fn, void *arg, int64_
 struct keep;
 static int kept(struct ml_log *log, const struct ml_event *e, const struct keep *k);
 
-/* One record of a stream: it must be of that stream, or the index is wrong. Skipped when k
- * is given and the predicate removes it. */
+/* One record of a stream: it must be of that stream, or the index is wrong. A stub is not
+ * delivered, nor, when k is given, an event the predicate removes; *version is the record's
+ * either way. */
 static int deliver_checked(struct ml_log *log, const uint8_t *p, size_t n, const char *stream,
 			   size_t len, const struct keep *k, ml_event_fn fn, void *arg,
-			   int64_t *count)
+			   int64_t *count, uint64_t *version)
 {
 	struct ml_rec r;
 	if (ml_rec_parse(p, n, 0, &r) != ML_REC_OK || r.len != n || r.ev.stream_len != len ||
 	    memcmp(r.ev.stream, stream, len) != 0)
 		return ml_diag_set(ML_ERR_CORRUPT, "the log's index points at a record of another "
 						   "stream; run 'moonlog check'");
-	if (k && !kept(log, &r.ev, k))
+	*version = r.ev.version;
+	if ((r.flags & ML_REC_REMOVED) || (k && !kept(log, &r.ev, k)))
 		return 0;
 	(*count)++;
 	return fn(&r.ev, arg);
@@ -155,6 +171,42 @@ void ml_log_unmap_all(struct ml_log *log)
 		munmap(o->p, o->len);
 		free(o);
 	}
+	log->readers = 0;
+	ml_log_reader_leave(log);
+}
+
+static void retired_free(struct ml_retired *r)
+{
+	while (r) {
+		struct ml_retired *next = r->next;
+		if (r->map)
+			munmap(r->map, r->len);
+		if (r->fd >= 0)
+			close(r->fd);
+		free(r);
+		r = next;
+	}
+}
+
+void ml_log_reader_leave(struct ml_log *log)
+{
+	if (log->readers > 0)
+		log->readers--;
+	if (log->readers == 0 && log->retired) {
+		retired_free(log->retired);
+		log->retired = NULL;
+	}
+}
+
+void ml_log_retire(struct ml_log *log, int fd, void *map, size_t len)
+{
+	struct ml_retired *r = ml_xmalloc(sizeof(*r));
+	*r = (struct ml_retired){fd, map, len, log->retired};
+	log->retired = r;
+	if (log->readers == 0) {
+		retired_free(log->retired);
+		log->retired = NULL;
+	}
 }
 
 /* The last position of the run from `from` to `end` that lies in from's segment (mutex held). */
@@ -165,18 +217,14 @@ static uint64_t run_end(struct ml_log *log, size_t si, uint64_t end)
 	return end;
 }
 
-int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_event_fn fn,
-			void *arg)
+/*
+ * Delivers the records of positions from..end (mutex held, let go while reading); returns fn's
+ * verdict. *count: events delivered; *stubs: removed events' stubs passed over.
+ */
+static int read_range(struct ml_log *log, uint64_t from, uint64_t end, struct ml_buf *buf,
+		      ml_event_fn fn, void *arg, int64_t *count, uint64_t *stubs)
 {
-	struct ml_buf buf = {0};
-	int64_t count = 0;
 	int rc = 0;
-	pthread_mutex_lock(&log->mu);
-	if (from < log->first) /* what is before the first segment kept is gone */
-		from = log->first;
-	uint64_t end = log->head;
-	if (limit && from <= end && limit - 1 < end - from)
-		end = from + limit - 1;
 	while (rc == 0 && from <= end) {
 		/* The run of records from `from` within one segment. */
 		size_t si = ml_log_seg_index(log, from);
@@ -193,16 +241,51 @@ int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_ev
 			stop = lastl.off + lastl.len;
 		}
 		int fd = seg->fd;
+		ml_log_reader_enter(log);
 		pthread_mutex_unlock(&log->mu);
 		if (map == NULL) {
-			ml_buf_reserve(&buf, stop - off);
-			rc = read_exact(fd, buf.data, stop - off, off);
+			ml_buf_reserve(buf, stop - off);
+			rc = read_exact(fd, buf->data, stop - off, off);
 		}
 		if (rc == 0)
-			rc = deliver(map ? map + off : (uint8_t *)buf.data, stop - off, fn, arg,
-				     &count);
+			rc = deliver(map ? map + off : (uint8_t *)buf->data, stop - off, fn, arg,
+				     count, stubs);
 		from = last + 1;
 		pthread_mutex_lock(&log->mu);
+		ml_log_reader_leave(log);
+	}
+	return rc;
+}
+
+/* Passes one event on and stops: the read that goes on past removed events. */
+struct first_kept {
+	ml_event_fn fn;
+	void *arg;
+};
+
+static int deliver_first(const struct ml_event *e, void *arg)
+{
+	struct first_kept *k = arg;
+	int rc = k->fn(e, k->arg);
+	return rc ? rc : 1;
+}
+
+int64_t ml_log_read_all(struct ml_log *log, uint64_t from, uint64_t limit, ml_event_fn fn,
+			void *arg)
+{
+	struct ml_buf buf = {0};
+	int64_t count = 0;
+	uint64_t stubs = 0;
+	pthread_mutex_lock(&log->mu);
+	if (from < log->first) /* what is before the first segment kept is gone */
+		from = log->first;
+	uint64_t end = log->head;
+	if (limit && from <= end && limit - 1 < end - from)
+		end = from + limit - 1;
+	int rc = read_range(log, from, end, &buf, fn, arg, &count, &stubs);
+	if (rc == 0 && count == 0 && stubs && end < log->head) { /* only stubs: to the next kept */
+		struct first_kept k = {fn, arg};
+		rc = read_range(log, end + 1, log->head, &buf, deliver_first, &k, &count, &stubs);
 	}
 	pthread_mutex_unlock(&log->mu);
 	ml_buf_free(&buf);
@@ -249,26 +332,22 @@ static int narrow(struct ml_log *log, const char *stream, size_t len, uint64_t *
 	return 0;
 }
 
-int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream_len, uint64_t from,
-			   uint64_t limit, int backwards, ml_event_fn fn, void *arg)
+/*
+ * Delivers the events of the stream at the positions the index gave for one read (mutex held,
+ * let go while reading). *version: the version of the last record read, stubs included.
+ */
+static int read_positions(struct ml_log *log, const uint64_t *pos, size_t n, const char *stream,
+			  size_t stream_len, const struct keep *k, struct ml_buf *buf,
+			  ml_event_fn fn, void *arg, int64_t *count, uint64_t *version)
 {
-	uint64_t *pos = NULL;
-	struct keep k = {0};
-	if (ml_log_any_removed(log) &&
-	    narrow(log, stream, stream_len, &from, &limit, backwards, &k) != 0)
-		return 0;
-	pthread_mutex_lock(&log->mu);
-	size_t n = ml_index_stream_positions(log, stream, stream_len, from, limit, backwards, &pos);
 	struct loc *locs = ml_xmalloc((n ? n : 1) * sizeof(*locs));
 	for (size_t i = 0; i < n; i++)
 		locs[i] = locate(log, pos[i]);
+	ml_log_reader_enter(log);
 	pthread_mutex_unlock(&log->mu);
-	free(pos);
-
-	struct ml_buf buf = {0};
-	int64_t count = 0;
 	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0 && (!k.limit || count < (int64_t)k.limit); i++) {
+	for (size_t i = 0; i < n && rc == 0 && (!k || !k->limit || *count < (int64_t)k->limit);
+	     i++) {
 		if (locs[i].fd < 0) {
 			rc = ml_diag_set(
 			    ML_ERR_CORRUPT,
@@ -277,13 +356,44 @@ int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream
 			    log->dir);
 			break;
 		}
-		ml_buf_reserve(&buf, locs[i].len);
-		rc = read_exact(locs[i].fd, buf.data, locs[i].len, locs[i].off);
+		ml_buf_reserve(buf, locs[i].len);
+		rc = read_exact(locs[i].fd, buf->data, locs[i].len, locs[i].off);
 		if (rc == 0)
-			rc = deliver_checked(log, (uint8_t *)buf.data, locs[i].len, stream,
-					     stream_len, k.filter ? &k : NULL, fn, arg, &count);
+			rc = deliver_checked(log, (uint8_t *)buf->data, locs[i].len, stream,
+					     stream_len, k, fn, arg, count, version);
 	}
 	free(locs);
+	pthread_mutex_lock(&log->mu);
+	ml_log_reader_leave(log);
+	return rc;
+}
+
+int64_t ml_log_read_stream(struct ml_log *log, const char *stream, size_t stream_len, uint64_t from,
+			   uint64_t limit, int backwards, ml_event_fn fn, void *arg)
+{
+	struct keep k = {0};
+	if (ml_log_any_removed(log) &&
+	    narrow(log, stream, stream_len, &from, &limit, backwards, &k) != 0)
+		return 0;
+	struct ml_buf buf = {0};
+	int64_t count = 0;
+	int rc = 0;
+	pthread_mutex_lock(&log->mu);
+	for (;;) {
+		/* A limited read whose positions held stubs asks again from after the last. */
+		uint64_t *pos = NULL, want = limit ? limit - (uint64_t)count : 0, version = 0;
+		int64_t before = count;
+		size_t n =
+		    ml_index_stream_positions(log, stream, stream_len, from, want, backwards, &pos);
+		rc = read_positions(log, pos, n, stream, stream_len, k.filter ? &k : NULL, &buf, fn,
+				    arg, &count, &version);
+		free(pos);
+		if (rc != 0 || !limit || n < want || (uint64_t)(count - before) == n ||
+		    (uint64_t)count >= limit || (backwards && version <= 1))
+			break;
+		from = backwards ? version - 1 : version + 1;
+	}
+	pthread_mutex_unlock(&log->mu);
 	ml_buf_free(&buf);
 	return rc < 0 ? -1 : count;
 }

@@ -70,6 +70,16 @@ void ml_seg_header_encode(uint8_t out[ML_SEG_HEADER], uint64_t first_position)
 	ml_put32(out + 60, ml_crc32c(0, out, 60));
 }
 
+void ml_seg_header_encode_scavenged(uint8_t out[ML_SEG_HEADER], uint64_t first_position,
+				    int64_t created, uint32_t scavenges)
+{
+	ml_seg_header_encode(out, first_position);
+	ml_put32(out + 8, ML_FORMAT_SCAVENGED);
+	ml_put64(out + 24, (uint64_t)created);
+	ml_put32(out + 32, scavenges);
+	ml_put32(out + 60, ml_crc32c(0, out, 60));
+}
+
 int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position)
 {
 	if (avail < ML_SEG_HEADER)
@@ -79,10 +89,10 @@ int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position
 		return ml_diag_set(ML_ERR_CORRUPT, "not a moonlog segment (bad magic)");
 	if (ml_crc32c(0, p, 60) != ml_le32(p + 60))
 		return ml_diag_set(ML_ERR_CORRUPT, "segment header checksum mismatch");
-	if (ml_le32(p + 8) != ML_FORMAT_VERSION && ml_le32(p + 8) != 1)
+	if (ml_le32(p + 8) < 1 || ml_le32(p + 8) > ML_FORMAT_SCAVENGED)
 		return ml_diag_set(ML_ERR_CORRUPT,
 				   "segment format version %u; this moonlog reads versions 1 to %d",
-				   ml_le32(p + 8), ML_FORMAT_VERSION);
+				   ml_le32(p + 8), ML_FORMAT_SCAVENGED);
 	*first_position = ml_le64(p + 16);
 	return 0;
 }

@@ -4,11 +4,14 @@
  * A segment file starts with a 64-byte header:
  *   0  "MOONLOG\0"          magic
  *   8  u32 format version   (ML_FORMAT_VERSION; 1 is read too: no record has
- *                           ML_REC_SYNCED)
+ *                           ML_REC_SYNCED; 3 is a segment rewritten by a
+ *                           scavenge, format 2 plus ML_REC_REMOVED stubs)
  *   12 u32 header size      (64)
  *   16 u64 first position   (also the file name)
  *   24 i64 created, ms
- *   32 .. 59 reserved, zero
+ *   32 u32 scavenges         (format 3 only: how many times a scavenge rewrote
+ *                           it; its index file names the same number)
+ *   36 .. 59 reserved, zero
  *   60 u32 crc32c of bytes 0..59
  * followed by records, back to back. A record is a 48-byte header and the
  * variable fields, all little-endian:
@@ -16,7 +19,11 @@
  *   4  u32 crc32c of bytes 0..3 and 8..length
  *   8  u8  flags  (ML_REC_FIRST, ML_REC_LAST: the record opens / closes a batch;
  *                  ML_REC_GEN_ID: the id was generated, not client-chosen;
- *                  ML_REC_SEQ, ML_REC_SYNCED: the trailers below follow)
+ *                  ML_REC_SEQ, ML_REC_SYNCED: the trailers below follow;
+ *                  ML_REC_REMOVED: a stub, in a scavenged segment only, that
+ *                  stands for a removed event: its stream, type, position,
+ *                  version, time and batch bookkeeping, and nothing else: no
+ *                  id, meta or data. Readers skip it; the index counts it)
  *   9  u8  stream length  10 u8 type length  11 u8 id length
  *   12 u32 meta length    16 u32 data length
  *   20 u32 events left in the batch after this one
@@ -39,14 +46,22 @@
 
 #include <moonlog/log.h>
 
-#define ML_FORMAT_VERSION  2
-#define ML_SEG_HEADER	   64
-#define ML_REC_HEADER	   48
-#define ML_REC_SEQ_SIZE	   8
-#define ML_REC_SYNCED_SIZE 8
-#define ML_REC_MAX	   (ML_REC_HEADER + 3 * 255 + (64u << 20) + ML_REC_SEQ_SIZE + ML_REC_SYNCED_SIZE)
+#define ML_FORMAT_VERSION   2
+#define ML_FORMAT_SCAVENGED 3 /* format 2 with ML_REC_REMOVED stubs (scavenge.c) */
+#define ML_SEG_HEADER	    64
+#define ML_REC_HEADER	    48
+#define ML_REC_SEQ_SIZE	    8
+#define ML_REC_SYNCED_SIZE  8
+#define ML_REC_MAX	    (ML_REC_HEADER + 3 * 255 + (64u << 20) + ML_REC_SEQ_SIZE + ML_REC_SYNCED_SIZE)
 
-enum { ML_REC_FIRST = 1, ML_REC_LAST = 2, ML_REC_GEN_ID = 4, ML_REC_SEQ = 8, ML_REC_SYNCED = 16 };
+enum {
+	ML_REC_FIRST = 1,
+	ML_REC_LAST = 2,
+	ML_REC_GEN_ID = 4,
+	ML_REC_SEQ = 8,
+	ML_REC_SYNCED = 16,
+	ML_REC_REMOVED = 32
+};
 
 struct ml_rec {
 	uint32_t len, crc;
@@ -154,12 +169,21 @@ ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r)
 }
 
 void ml_seg_header_encode(uint8_t out[ML_SEG_HEADER], uint64_t first_position);
+/* The header of a segment rewritten by a scavenge: format 3, its `scavenges`th rewrite, and
+ * the creation time of the segment it replaces. */
+void ml_seg_header_encode_scavenged(uint8_t out[ML_SEG_HEADER], uint64_t first_position,
+				    int64_t created, uint32_t scavenges);
 /* 0 and the first position, or -1 with diag when the header is not a valid one. The format
- * version is then ml_seg_format(p): 1 or 2. */
+ * version is then ml_seg_format(p): 1, 2 or 3. */
 int ml_seg_header_parse(const uint8_t *p, size_t avail, uint64_t *first_position);
 static inline uint32_t ml_seg_format(const uint8_t *header)
 {
 	return ml_le32(header + 8);
+}
+/* How many times a scavenge rewrote the segment (0: never; its index file must say the same). */
+static inline uint32_t ml_seg_scavenges(const uint8_t *header)
+{
+	return ml_seg_format(header) == ML_FORMAT_SCAVENGED ? ml_le32(header + 32) : 0;
 }
 /* The file name of a segment: 20 digits of its first position and ".seg". */
 void ml_seg_name(char out[32], uint64_t first_position);

@@ -51,10 +51,15 @@ static int deliver_batch(const uint8_t *p, uint64_t from, uint64_t to, ml_scan_f
 	return 0;
 }
 
-/* Checks that a record follows its predecessor: position, and the batch bookkeeping. */
+/* Checks that a record follows its predecessor: position, and the batch bookkeeping; and that a
+ * stub of a removed event is in a scavenged segment and holds nothing of the event's bytes. */
 static const char *misplaced(const struct ml_rec *r, uint64_t want_pos, int in_batch,
-			     uint32_t want_left)
+			     uint32_t want_left, int scavenged)
 {
+	if ((r->flags & ML_REC_REMOVED) && !scavenged)
+		return "a removed event's stub in a segment no scavenge wrote";
+	if ((r->flags & ML_REC_REMOVED) && (r->ev.id_len || r->ev.meta_len || r->ev.data_len))
+		return "a removed event's stub that still holds its bytes";
 	if (r->ev.position != want_pos)
 		return "position out of sequence";
 	if (in_batch && ((r->flags & ML_REC_FIRST) || r->left != want_left))
@@ -86,7 +91,7 @@ void ml_scan_segment(const uint8_t *p, uint64_t size, int verify, struct ml_scan
 		s->why = st == ML_REC_SHORT ? "record cut short"
 			 : st == ML_REC_BAD
 			     ? (verify ? "bad record (checksum or header)" : "bad record header")
-			     : misplaced(&r, pos, in_batch, left);
+			     : misplaced(&r, pos, in_batch, left, s->scavenged);
 		if (s->why)
 			break;
 		if (!in_batch)

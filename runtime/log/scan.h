@@ -29,6 +29,7 @@ enum ml_scan_status {
 
 struct ml_scan {
 	uint64_t start;		/* in: the offset to start at (0: after the segment's header) */
+	int scavenged;		/* in: the segment is of format 3: its stubs are valid */
 	uint64_t next_position; /* in: the position the first record must have; out: after */
 	uint64_t good_end;	/* offset just past the last complete batch (zeros may follow) */
 	uint64_t bad_offset;	/* where the walk stopped, if not clean */

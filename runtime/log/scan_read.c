@@ -7,7 +7,10 @@
  * records of each segment in place through a read-only mapping, a window at a
  * time (so the process never maps more than one window, whatever the size of
  * the log), and hands out pointers into it. Acknowledged bytes never change, so
- * the walk needs no lock.
+ * the walk needs no lock; a scavenge may swap a segment's file meanwhile, so
+ * the scan counts itself as a reader (read.c) and keeps the fds it took open.
+ * Removed events' stubs are walked over, not delivered: a scan covers every
+ * position up to `until` unless its callback stops it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +94,11 @@ static int walk(const struct scan_seg *s, uint64_t *pos, uint64_t last, ml_event
 					 "the log holds a bad record; run 'moonlog check'");
 			break;
 		}
-		(*count)++;
 		(*pos)++;
 		off += r.len;
+		if (r.flags & ML_REC_REMOVED)
+			continue;
+		(*count)++;
 		rc = fn(&r.ev, arg);
 	}
 	unmap(&w);
@@ -126,6 +131,7 @@ int64_t ml_log_scan(struct ml_log *log, uint64_t from, uint64_t until, ml_event_
 		segs[i] = (struct scan_seg){sg->fd, ML_SEG_HEADER, sg->durable_end};
 	}
 	segs[0].start = ml_index_locate(log, from).off;
+	ml_log_reader_enter(log);
 	pthread_mutex_unlock(&log->mu);
 
 	int64_t count = 0;
@@ -134,5 +140,8 @@ int64_t ml_log_scan(struct ml_log *log, uint64_t from, uint64_t until, ml_event_
 	for (size_t i = 0; i < n && rc == 0 && pos <= last; i++)
 		rc = walk(&segs[i], &pos, last, fn, arg, &count);
 	free(segs);
+	pthread_mutex_lock(&log->mu);
+	ml_log_reader_leave(log);
+	pthread_mutex_unlock(&log->mu);
 	return rc < 0 ? -1 : count;
 }

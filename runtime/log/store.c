@@ -62,6 +62,8 @@ static int same_event(struct ml_log *log, uint64_t position, const struct ml_eve
 	    ml_rec_parse((uint8_t *)scratch->data, scratch->len, 0, &r) != ML_REC_OK)
 		return -1;
 	*version = r.ev.version;
+	if (r.flags & ML_REC_REMOVED) /* removed by a scavenge: cannot be compared, not a match */
+		return 0;
 	if (r.ev.stream_len != e->stream_len || memcmp(r.ev.stream, e->stream, e->stream_len))
 		return 0;
 	if (e->id_len == 0)

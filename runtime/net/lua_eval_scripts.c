@@ -236,6 +236,10 @@ static int feed_one(const struct ml_event *e, void *arg)
 {
 	struct at_replay *a = arg;
 	struct ml_log *log = a->r->ev->srv->log;
+	if (e->position > a->until) { /* past removed events a read goes on to the next kept */
+		a->next = a->until + 1;
+		return 1;
+	}
 	a->next = e->position + 1;
 	if (ml_log_any_removed(log) && /* as the live script: removed events passed over */
 	    ml_log_removed(log, e->stream, e->stream_len, e->version, e->time, ml_time_ms()))

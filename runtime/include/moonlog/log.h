@@ -380,6 +380,35 @@ ML_API int ml_log_backup_files(struct ml_log *log, struct ml_backup *out);
 ML_API void ml_backup_free(struct ml_backup *b);
 
 /*
+ * Scavenging (docs/log.md, Scavenged segments): rewrites the log's finished
+ * segments without the bytes of removed events, while appends, reads and
+ * subscriptions go on. `removed` says of each stored event whether it is
+ * removed (1) or kept (0); it is called on the scavenging thread, without the
+ * log's lock. A removed event leaves a stub in the rewritten segment (its stream,
+ * type, position, version and time: no id, meta or data), so that positions and
+ * versions never change, the index can always be built again from the segment,
+ * and every reader skips it. Segments are rewritten one at a time to temporary
+ * files, synced and renamed over the old ones: a crash at any moment leaves
+ * either segment whole. The segment being written to, and one whose index is
+ * not yet in its file, are left for a later scavenge. One scavenge runs at a
+ * time: 0 and the result, or -1 with diag (ML_ERR_BUSY when one runs already).
+ */
+typedef int (*ml_removed_fn)(const struct ml_event *e, void *arg);
+struct ml_scavenge_stats {
+	int running;			  /* a scavenge is running now */
+	uint64_t segments, segments_done; /* the finished segments it looks at; done so far */
+	uint64_t rewritten;		  /* segments rewritten (with at least one event removed) */
+	uint64_t events_removed;	  /* events that became stubs in this scavenge */
+	uint64_t bytes_read, bytes_written; /* of segments, so far */
+	uint64_t bytes_reclaimed;	    /* disk given back: old files' sizes minus the new */
+	uint64_t started_ms, elapsed_ms;    /* when it started (wall clock); how long it took */
+};
+ML_API int ml_log_scavenge(struct ml_log *log, ml_removed_fn removed, void *arg,
+			   struct ml_scavenge_stats *out);
+/* The running scavenge's progress, or the last one's result (all 0 before the first). */
+ML_API void ml_log_scavenge_progress(struct ml_log *log, struct ml_scavenge_stats *out);
+
+/*
  * Verifies every record of every segment in DIR/log without opening the log
  * for writing. Prints nothing; fills the report. Returns 0 if all is well, -1
  * with diag naming the first bad record (segment file and offset).
@@ -417,6 +446,7 @@ struct ml_check_report {
 	uint64_t index_blocks, index_runs, unindexed;
 	char bad_index[64];
 	uint64_t index_removed;
+	uint64_t scavenged, stubs; /* segments a scavenge rewrote; the removed events' stubs */
 };
 ML_API int ml_log_check(const char *dir, int repair, struct ml_check_report *r);
 /* The same, calling progress before each segment: the report so far, the segment's index
