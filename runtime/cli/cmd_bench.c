@@ -44,6 +44,7 @@ static const char overview[] =
     "  commands    Deposit commands through examples/bank over 64 RPC connections\n"
     "  orders      the examples/orders saga end to end (orders completed per second)\n"
     "  catchup     the balances projection caught up in slices, beside a plain replay\n"
+    "  scavenge    a scavenge's MB/s, and append latency while it runs beside without\n"
     "Against a running server:\n"
     "  append --connect ADDR      durable appends over msgpack-RPC, then $all read back\n"
     "  subscribe --connect ADDR   append-to-delivery latency on a live subscription\n"
@@ -359,9 +360,10 @@ static int bench_append(int argc, char **argv)
 	return rc;
 }
 
-int cli_bench_scripts(int argc, char **argv); /* cmd_bench_scripts.c */
-int cli_bench_reload(int argc, char **argv);  /* cmd_bench_reload.c */
-int cli_bench_open(int argc, char **argv);    /* cmd_bench_open.c */
+int cli_bench_scripts(int argc, char **argv);  /* cmd_bench_scripts.c */
+int cli_bench_reload(int argc, char **argv);   /* cmd_bench_reload.c */
+int cli_bench_open(int argc, char **argv);     /* cmd_bench_open.c */
+int cli_bench_scavenge(int argc, char **argv); /* cmd_bench_scavenge.c */
 
 int cmd_bench(int argc, char **argv)
 {
@@ -372,6 +374,8 @@ int cmd_bench(int argc, char **argv)
 		return cli_bench_open(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "reload") == 0)
 		return cli_bench_reload(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "scavenge") == 0)
+		return cli_bench_scavenge(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "replay") == 0)
 		return bench_replay(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "subscribe") == 0)
