@@ -120,5 +120,9 @@ int cmd_check(int argc, char **argv)
 	       " runs verified, %" PRIu64 " events left for the next open to index\n",
 	       r.segments, r.records, r.batches, r.last_position, r.index_blocks, r.index_runs,
 	       r.unindexed);
+	if (r.scavenged)
+		printf("scavenged: %" PRIu64 " segment%s rewritten by a scavenge, with %" PRIu64
+		       " stubs of removed events (docs/log.md, scavenged segments)\n",
+		       r.scavenged, r.scavenged == 1 ? "" : "s", r.stubs);
 	return CLI_OK;
 }

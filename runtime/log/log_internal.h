@@ -150,6 +150,7 @@ struct ml_log {
 	struct ml_retired *retired; /* read.c: what they may still use, freed when none does */
 
 	int scavenging;		       /* scavenge.c: a scavenge runs */
+	int scavenge_stop;	       /* scavenge.c: it is asked to stop */
 	struct ml_scavenge_stats scav; /* its progress, or the last one's result */
 
 	char broken[256];    /* set when a failed write could not be undone: refuse appends */

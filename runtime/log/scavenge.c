@@ -357,6 +357,13 @@ int ml_log_scavenge(struct ml_log *log, ml_removed_fn removed, void *arg,
 	int rc = 0;
 	for (size_t k = 0; k < n && rc == 0; k++) {
 		struct target t = {0};
+		if (__atomic_load_n(&log->scavenge_stop, __ATOMIC_RELAXED)) {
+			rc = ml_diag_set(ML_ERR_BUSY,
+					 "the scavenge stopped after %zu of %zu segments: the log "
+					 "is closing; run it again to finish",
+					 k, n);
+			break;
+		}
 		pthread_mutex_lock(&log->mu);
 		size_t i = ml_log_seg_index(log, firsts[k]);
 		int ok = log->segs[i]->first == firsts[k] && take_target(log, i, &t);
@@ -379,11 +386,22 @@ int ml_log_scavenge(struct ml_log *log, ml_removed_fn removed, void *arg,
 	pthread_mutex_lock(&log->mu);
 	log->scav.running = 0;
 	log->scav.elapsed_ms = (ml_clock_ns() - t0) / 1000000;
+	if (rc != 0)
+		snprintf(log->scav.error, sizeof(log->scav.error), "%s", ml_diag_last());
 	log->scavenging = 0;
+	log->scavenge_stop = 0;
 	if (out)
 		*out = log->scav;
 	pthread_mutex_unlock(&log->mu);
 	return rc;
+}
+
+void ml_log_scavenge_stop(struct ml_log *log)
+{
+	pthread_mutex_lock(&log->mu);
+	if (log->scavenging)
+		__atomic_store_n(&log->scavenge_stop, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&log->mu);
 }
 
 void ml_log_scavenge_progress(struct ml_log *log, struct ml_scavenge_stats *out)

@@ -573,6 +573,44 @@ static void kill_round(const char *dir, int step, unsigned seed)
 	list_free(&after);
 }
 
+/* ---- stopping: a closing server asks a running scavenge to stop ---- */
+
+static void stop_after_first(int step, uint64_t first, void *arg)
+{
+	(void)first;
+	if (step == ML_SCAV_SWAPPED)
+		ml_log_scavenge_stop(arg);
+}
+
+static void test_stop(const char *dir)
+{
+	struct ml_log *log = open_small(dir);
+	fill(log, 1200);
+	uint64_t vmixed = ml_log_stream_version(log, "mixed", 5);
+	roll(log, 400);
+	wait_indexed(log);
+	struct evlist before = read_list(log);
+	int64_t expect = 0;
+	for (size_t i = 0; i < before.n; i++)
+		expect += before.removed[i];
+	ml_log_scavenge_steps(log, stop_after_first, log);
+	struct ml_scavenge_stats st;
+	int rc = ml_log_scavenge(log, is_removed, NULL, &st);
+	ok(rc == -1 && ml_diag_code() == ML_ERR_BUSY && st.rewritten == 1 && st.error[0],
+	   "asked to stop, a scavenge stops after the segment it rewrites: %s", st.error);
+	ml_log_scavenge_steps(log, NULL, NULL);
+	struct evlist mid = read_list(log);
+	int64_t gone = compare(&before, &mid);
+	ok(gone > 0 && gone < expect, "what it did stays (%lld of %lld removed)", (long long)gone,
+	   (long long)expect);
+	ok(ml_log_scavenge(log, is_removed, NULL, &st) == 0 && st.error[0] == 0,
+	   "the next one finishes");
+	check_views(log, &before, expect, vmixed, "stopped, then finished");
+	ml_log_close(log);
+	list_free(&before);
+	list_free(&mid);
+}
+
 static void test_kill(const char *dir)
 {
 	for (int step = ML_SCAV_SEG_WRITTEN; step <= ML_SCAV_SWAPPED; step++)
@@ -586,6 +624,7 @@ int main(void)
 	const struct unit_dir_test tests[] = {
 	    {"scavenge", test_basic},
 	    {"scavenge-online", test_online},
+	    {"scavenge-stop", test_stop},
 	    {"scavenge-kill", test_kill},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));

@@ -402,11 +402,16 @@ struct ml_scavenge_stats {
 	uint64_t bytes_read, bytes_written; /* of segments, so far */
 	uint64_t bytes_reclaimed;	    /* disk given back: old files' sizes minus the new */
 	uint64_t started_ms, elapsed_ms;    /* when it started (wall clock); how long it took */
+	char error[256];		    /* why it failed or stopped, or "" */
 };
 ML_API int ml_log_scavenge(struct ml_log *log, ml_removed_fn removed, void *arg,
 			   struct ml_scavenge_stats *out);
 /* The running scavenge's progress, or the last one's result (all 0 before the first). */
 ML_API void ml_log_scavenge_progress(struct ml_log *log, struct ml_scavenge_stats *out);
+/* Asks a running scavenge to stop once the segment it is rewriting is in (it then fails
+ * with ML_ERR_BUSY); call it before ml_log_close when a scavenge may run on another thread,
+ * and wait for that to return. */
+ML_API void ml_log_scavenge_stop(struct ml_log *log);
 
 /*
  * Verifies every record of every segment in DIR/log without opening the log
