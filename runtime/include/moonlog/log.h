@@ -406,6 +406,9 @@ struct ml_scavenge_stats {
 };
 ML_API int ml_log_scavenge(struct ml_log *log, ml_removed_fn removed, void *arg,
 			   struct ml_scavenge_stats *out);
+/* A scavenge that removes what the log's own predicate says is removed now (ml_log_removed:
+ * deleted, truncated, past max count or max age): `moonlog scavenge`. */
+ML_API int ml_log_scavenge_removed(struct ml_log *log, struct ml_scavenge_stats *out);
 /* The running scavenge's progress, or the last one's result (all 0 before the first). */
 ML_API void ml_log_scavenge_progress(struct ml_log *log, struct ml_scavenge_stats *out);
 /* Asks a running scavenge to stop once the segment it is rewriting is in (it then fails
