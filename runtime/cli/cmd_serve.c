@@ -41,6 +41,9 @@ static const char help[] =
     "                      web console is at http://HOST:PORT/ (docs/console.md)\n"
     "  --admin PATH        the admin socket (default DIR/moonlog.sock; 'off' for none)\n"
     "  --fsync MODE        always (default), batch or never\n"
+    "  --segment-size N    roll the log to a new segment file past N bytes (default\n"
+    "                      268435456, 4096 to 2147483648); only finished segments are\n"
+    "                      scavenged (moonlog scavenge)\n"
     "  --token FILE        require this token: 'Authorization: Bearer' on HTTP, auth() on TCP\n"
     "  --max-request N     bytes in one request or HTTP body (default 16777216)\n"
     "  --max-conns N       open TCP and HTTP connections; past it a new one is refused at\n"
@@ -163,6 +166,7 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 	    {"replicate", required_argument, 0, 30},
 	    {"replicate-stream", required_argument, 0, 31},
 	    {"replicate-replicas", required_argument, 0, 32},
+	    {"segment-size", required_argument, 0, 33},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -197,6 +201,10 @@ static int parse(int argc, char **argv, struct ml_server_options *o, struct ml_l
 		case 'f':
 			if (ml_fsync_parse(optarg, &lo->fsync) != 0)
 				return cli_diag("serve");
+			break;
+		case 33:
+			bad = cli_uint("serve", "--segment-size", optarg, &v);
+			lo->segment_size = v;
 			break;
 		case 1:
 			bad = num("--max-request", optarg, &o->max_request);

@@ -21,6 +21,7 @@ static const struct cli_command commands[] = {
     {"import", cmd_import, "append the events of an export to a log, ids and times kept"},
     {"backup", cmd_backup, "a consistent copy of a running server's log (hard links where it can)"},
     {"restore", cmd_restore, "make a data folder from a backup, and check it"},
+    {"scavenge", cmd_scavenge, "give back the disk of removed events (online or on a closed log)"},
     {"replay", cmd_replay, "fold the log through a script and print its final state"},
     {"test", cmd_test, "run busted specs with the moonlog Lua modules of this moonlog"},
     {"lint", cmd_lint, "check scripts as the server loads them: file:line: message"},

@@ -30,6 +30,8 @@ void ml_http_metadata(struct ml_server *s, struct evhttp_request *req, const cha
 int ml_http_console_route(struct ml_server *s, struct evhttp_request *req, const char *path);
 /* http_streams.c: GET /streams, the streams matching a pattern. */
 void ml_http_streams(struct ml_server *s, struct evhttp_request *req, struct evkeyvalq *q);
+/* ops_scavenge.c: POST /scavenge (start: 202) and GET /scavenge (its progress). */
+void ml_http_scavenge(struct ml_server *s, struct evhttp_request *req, int start);
 
 /* sse.c */
 void ml_sse_start(struct ml_server *s, struct evhttp_request *req, struct evkeyvalq *q);

@@ -287,6 +287,9 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 		return get ? stats_route(s, req) : wrong_method(req, "GET");
 	if (strcmp(path, "/metrics") == 0)
 		return get ? metrics_route(s, req) : wrong_method(req, "GET");
+	if (strcmp(path, "/scavenge") == 0) /* ops_scavenge.c */
+		return get || m == EVHTTP_REQ_POST ? ml_http_scavenge(s, req, !get)
+						   : wrong_method(req, "GET, POST");
 	if (ml_http_scripts_route(s, req, path, q)) /* http_scripts.c */
 		return;
 	if (strcmp(path, "/eval") == 0)
@@ -295,7 +298,7 @@ static void route(struct ml_server *s, struct evhttp_request *req, const char *p
 				     "(DATA/moonlog.sock), not over HTTP");
 	ml_http_error(req, 404, ML_ERR_NOT_FOUND, 0,
 		      "no such route; see docs/protocol.md (/streams/NAME, /all, /subscribe, "
-		      "/stats, /metrics, /health)");
+		      "/stats, /metrics, /health, /scavenge)");
 }
 
 /* A Content-Length that is all digits: its value, or -1. */

@@ -124,6 +124,7 @@ struct ml_server {
 	uint64_t started_ms;
 	struct ml_server_scripts scripts; /* the hosted scripts; find is NULL when none */
 	struct ml_command *waiting;	  /* commands waiting for a stream (rpc_scripts.c) */
+	struct ml_scavenger *scavenger;	  /* the scavenge started last (ops_scavenge.c) */
 };
 
 /* http.c: msg for a person, into out: no traceback, no positions in moonlog's own modules. */
@@ -259,6 +260,8 @@ int ml_rpc_get(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, u
 int ml_rpc_state(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_scripts(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_backup(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
+int ml_rpc_scavenge(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
+		    uint32_t np); /* ops_scavenge.c */
 int ml_rpc_reload(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_parked(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 int ml_rpc_dry_run(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);

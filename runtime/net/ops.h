@@ -99,4 +99,14 @@ void ml_op_stats(struct ml_server *s, struct ml_buf *out);
 /* The same figures in the Prometheus text format, with the hosted scripts' own. */
 void ml_op_metrics(struct ml_server *s, struct ml_buf *out);
 
+/* ---- scavenging (ops_scavenge.c) ----------------------------------------- */
+
+/* Starts a scavenge of the log on a thread of its own: 0, or -1 with diag (ML_ERR_BUSY when
+ * one runs). */
+int ml_op_scavenge_start(struct ml_server *s);
+/* Its progress, or the last one's result, as one msgpack map (the `scavenge` of stats). */
+void ml_op_scavenge_status(struct ml_server *s, struct ml_buf *out);
+/* Stops a running one after its segment, and waits for it (before the log closes). */
+void ml_op_scavenge_stop(struct ml_server *s);
+
 #endif

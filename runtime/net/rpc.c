@@ -782,7 +782,8 @@ static const struct rpc_method {
     {"auth", m_auth, 1, ANY, BEFORE_AUTH, "auth(token): the token is a string"},
     {"eval", m_eval, 1, ANY, ADMIN, "eval(chunk): the chunk is a string"},
     {"complete", m_complete, 1, ANY, ADMIN, "complete(line): the line is a string"},
-    {"backup", ml_rpc_backup, 0, ANY, ADMIN, "backup()"}, /* rpc_backup.c */
+    {"backup", ml_rpc_backup, 0, ANY, ADMIN, "backup()"},   /* rpc_backup.c */
+    {"scavenge", ml_rpc_scavenge, 0, ANY, 0, "scavenge()"}, /* ops_scavenge.c */
     /* rpc_scripts.c: the hosted scripts */
     {"command", ml_rpc_command, 2, ANY, 0,
      "command(decider, name, args): names are strings, args a map"},

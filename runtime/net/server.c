@@ -34,6 +34,7 @@
 #include <moonlog/diag.h>
 
 #include "net/net_internal.h"
+#include "net/ops.h"
 
 void ml_server_options_init(struct ml_server_options *o)
 {
@@ -543,6 +544,7 @@ void ml_server_free(struct ml_server *s)
 		return;
 	if (s->log) /* after this, the log calls nothing of s */
 		let_go_of_log(s);
+	ml_op_scavenge_stop(s); /* the log closes after the server */
 	while (s->conns)
 		ml_conn_close(s->conns);
 	ml_eval_free(s->eval);

@@ -62,7 +62,7 @@ void ml_op_stats(struct ml_server *s, struct ml_buf *b)
 	struct stat_row r[32];
 	size_t n = rows(s, r);
 	const char *node = ml_log_node(s->log); /* a node of several (docs/scale-out.md) */
-	ml_msgpack_put_map(b, (uint32_t)n + 2 + (node != NULL));
+	ml_msgpack_put_map(b, (uint32_t)n + 3 + (node != NULL));
 	for (size_t i = 0; i < n; i++) {
 		ml_msgpack_put_cstr(b, r[i].name);
 		ml_msgpack_put_uint(b, r[i].v);
@@ -71,6 +71,8 @@ void ml_op_stats(struct ml_server *s, struct ml_buf *b)
 	ml_msgpack_put_cstr(b, ml_fsync_name(ml_log_fsync(s->log)));
 	ml_msgpack_put_cstr(b, "writer");
 	ml_msgpack_put_cstr(b, ml_log_writer_name(s->log));
+	ml_msgpack_put_cstr(b, "scavenge"); /* running, or the last one's result */
+	ml_op_scavenge_status(s, b);
 	if (node) {
 		ml_msgpack_put_cstr(b, "node");
 		ml_msgpack_put_cstr(b, node);

@@ -7,7 +7,7 @@ local client = require "moonlog.client"
 
 local METHODS = { "append", "read", "subscribe", "unsubscribe", "ack", "delete", "set_metadata", "metadata",
                   "stats", "auth", "eval",
-                  "complete", "backup", "command", "query", "get", "state", "scripts", "reload", "parked",
+                  "complete", "backup", "scavenge", "command", "query", "get", "state", "scripts", "reload", "parked",
                   "replay_parked", "dry_run" }
 
 -- Each method's usage, which names it.
