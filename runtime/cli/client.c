@@ -288,6 +288,24 @@ int cli_remote_open(struct cli_client *c, const char *addr, const char *dir)
 	return cli_client_admin(c, dir) == 0 ? 1 : 0;
 }
 
+void cli_append_result(struct ml_msgpack_reader *r, uint64_t *pos, uint64_t *ver, int *dup)
+{
+	uint32_t n, kl;
+	const char *k;
+	if (ml_msgpack_get_map(r, &n) != 0)
+		return;
+	for (uint32_t i = 0; i < n && ml_msgpack_get_str(r, &k, &kl) == 0; i++) {
+		if (kl == 8 && memcmp(k, "position", 8) == 0)
+			ml_msgpack_get_uint(r, pos);
+		else if (kl == 7 && memcmp(k, "version", 7) == 0)
+			ml_msgpack_get_uint(r, ver);
+		else if (kl == 9 && memcmp(k, "duplicate", 9) == 0)
+			ml_msgpack_get_bool(r, dup);
+		else
+			ml_msgpack_skip(r, NULL, NULL);
+	}
+}
+
 int cli_remote_append(const char *addr, const char *dir, const struct ml_event_in *e,
 		      int64_t expect, int json)
 {
@@ -323,19 +341,7 @@ int cli_remote_append(const char *addr, const char *dir, const struct ml_event_i
 	}
 	uint64_t pos = 0, ver = 0;
 	int dup = 0;
-	uint32_t n, kl;
-	const char *k;
-	if (ml_msgpack_get_map(&r, &n) == 0)
-		for (uint32_t i = 0; i < n && ml_msgpack_get_str(&r, &k, &kl) == 0; i++) {
-			if (kl == 8 && memcmp(k, "position", 8) == 0)
-				ml_msgpack_get_uint(&r, &pos);
-			else if (kl == 7 && memcmp(k, "version", 7) == 0)
-				ml_msgpack_get_uint(&r, &ver);
-			else if (kl == 9 && memcmp(k, "duplicate", 9) == 0)
-				ml_msgpack_get_bool(&r, &dup);
-			else
-				ml_msgpack_skip(&r, NULL, NULL);
-		}
+	cli_append_result(&r, &pos, &ver, &dup);
 	if (json) {
 		struct ml_buf out = {0};
 		ml_buf_add(&out, "{\"stream\":", 10);

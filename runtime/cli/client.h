@@ -63,6 +63,8 @@ int cli_client_event(struct ml_msgpack_reader *r, struct ml_event *e);
 /* The connection a command asked for: --connect ADDR (1, or -1 with diag), else the admin
  * socket of the server holding dir (1), or 0 when none does. */
 int cli_remote_open(struct cli_client *c, const char *addr, const char *dir);
+/* Reads an append's answer {position, version, duplicate, ...}: what it holds of them. */
+void cli_append_result(struct ml_msgpack_reader *r, uint64_t *pos, uint64_t *ver, int *dup);
 int cli_remote_append(const char *addr, const char *dir, const struct ml_event_in *e,
 		      int64_t expect, int json);
 int cli_remote_read(const char *addr, const char *dir, const char *stream, uint64_t from,

@@ -217,19 +217,7 @@ static int remote(const struct args *a)
 	} else {
 		uint64_t pos = 0, ver = 0;
 		int dup = 0;
-		uint32_t n, kl;
-		const char *k;
-		if (ml_msgpack_get_map(&r, &n) == 0)
-			for (uint32_t i = 0; i < n && ml_msgpack_get_str(&r, &k, &kl) == 0; i++) {
-				if (kl == 8 && memcmp(k, "position", 8) == 0)
-					ml_msgpack_get_uint(&r, &pos);
-				else if (kl == 7 && memcmp(k, "version", 7) == 0)
-					ml_msgpack_get_uint(&r, &ver);
-				else if (kl == 9 && memcmp(k, "duplicate", 9) == 0)
-					ml_msgpack_get_bool(&r, &dup);
-				else
-					ml_msgpack_skip(&r, NULL, NULL);
-			}
+		cli_append_result(&r, &pos, &ver, &dup);
 		report(a, a->stream, pos, ver, dup);
 	}
 	cli_client_close(&c);
