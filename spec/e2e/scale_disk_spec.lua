@@ -123,9 +123,12 @@ describe("a node whose disk is full, on a replicated log", function()
     assert.equal(1, won.version)
     assert.equal("b", assert(cb:read("race-1"))[1].data.by)
     assert.is_true(ids["during-1"] ~= nil)
-    -- one line when writes began to fail, one when they work again
-    assert.equal(1, said(b, "this node cannot write its log ("))
-    assert.equal(1, said(b, "this node writes its log again"))
+    -- one line when writes begin to fail, one when they work again: once each, or (when an
+    -- entry small enough for the space zeroed ahead was written between two that were not,
+    -- as happened under ASan's timing) once each per time writes failed, never a flood
+    local failed, recovered = said(b, "this node cannot write its log ("), said(b, "this node writes its log again")
+    assert.is_true(failed >= 1 and failed <= 3, "times writes began to fail: " .. failed)
+    assert.equal(failed, recovered, "each time writes failed, a line when they work again")
     -- and B takes appends again at once
     assert(cb:append("after-1", { type = "Done", data = {} }))
     eventually(function() return #assert(ca:read("after-1")) == 1 end, 30, "A applied B's new append")
