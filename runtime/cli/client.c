@@ -288,6 +288,13 @@ int cli_remote_open(struct cli_client *c, const char *addr, const char *dir)
 	return cli_client_admin(c, dir) == 0 ? 1 : 0;
 }
 
+int cli_server_open(struct cli_client *c, const char *addr, const char *dir)
+{
+	if (addr)
+		return cli_client_connect(c, addr);
+	return cli_client_admin(c, dir) == 0 ? 0 : cli_client_connect(c, "127.0.0.1:7420");
+}
+
 void cli_append_result(struct ml_msgpack_reader *r, uint64_t *pos, uint64_t *ver, int *dup)
 {
 	uint32_t n, kl;

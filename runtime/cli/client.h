@@ -63,6 +63,9 @@ int cli_client_event(struct ml_msgpack_reader *r, struct ml_event *e);
 /* The connection a command asked for: --connect ADDR (1, or -1 with diag), else the admin
  * socket of the server holding dir (1), or 0 when none does. */
 int cli_remote_open(struct cli_client *c, const char *addr, const char *dir);
+/* For commands that need a running server: --connect ADDR, else the admin socket of the
+ * server holding dir, else the default 127.0.0.1:7420. 0, or -1 with diag. */
+int cli_server_open(struct cli_client *c, const char *addr, const char *dir);
 /* Reads an append's answer {position, version, duplicate, ...}: what it holds of them. */
 void cli_append_result(struct ml_msgpack_reader *r, uint64_t *pos, uint64_t *ver, int *dup);
 int cli_remote_append(const char *addr, const char *dir, const struct ml_event_in *e,

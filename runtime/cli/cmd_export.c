@@ -129,9 +129,8 @@ static int export_remote(struct cli_client *cl, uint64_t from, struct export_ctx
 static int export_from(const char *connect, const char *dir, uint64_t from, struct export_ctx *c)
 {
 	struct cli_client cl;
-	int remote =
-	    connect ? cli_client_connect(&cl, connect) == 0 : cli_client_admin(&cl, dir) == 0;
-	if (connect && !remote)
+	int remote = cli_remote_open(&cl, connect, dir);
+	if (remote < 0)
 		return cli_diag("export");
 	if (remote) {
 		int rc = export_remote(&cl, from, c);

@@ -521,9 +521,7 @@ int cmd_reload(int argc, char **argv)
 	if (rc != CLI_OK)
 		return rc < 0 ? CLI_OK : rc;
 	struct cli_client cl;
-	if (o.addr ? cli_client_connect(&cl, o.addr) != 0
-		   : (cli_client_admin(&cl, o.dir) != 0 &&
-		      cli_client_connect(&cl, "127.0.0.1:7420") != 0))
+	if (cli_server_open(&cl, o.addr, o.dir) != 0)
 		return cli_diag("reload");
 	struct ml_buf a = {0};
 	if (o.dry) {

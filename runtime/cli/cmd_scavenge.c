@@ -231,9 +231,10 @@ int cmd_scavenge(int argc, char **argv)
 		return cli_fail("scavenge", CLI_USAGE,
 				"give --data DIR or --connect ADDR (not both), and nothing else");
 	struct cli_client cl;
-	if (addr && cli_client_connect(&cl, addr) != 0)
+	int remote = cli_remote_open(&cl, addr, dir);
+	if (remote < 0)
 		return cli_diag("scavenge");
-	if (addr || cli_client_admin(&cl, dir) == 0) {
+	if (remote) {
 		int rc = online(&cl, json);
 		cli_client_close(&cl);
 		return rc;

@@ -217,9 +217,7 @@ int cmd_scripts(int argc, char **argv)
 		return cli_fail("scripts", CLI_USAGE,
 				"takes no arguments; see moonlog scripts --help");
 	struct cli_client cl;
-	if (addr ? cli_client_connect(&cl, addr) != 0
-		 : (cli_client_admin(&cl, dir) != 0 &&
-		    cli_client_connect(&cl, "127.0.0.1:7420") != 0))
+	if (cli_server_open(&cl, addr, dir) != 0)
 		return cli_diag("scripts");
 	struct ml_buf p = {0};
 	struct ml_msgpack_reader r;

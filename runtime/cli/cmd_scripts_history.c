@@ -184,12 +184,12 @@ int cli_scripts_history(int argc, char **argv)
 	char stream[300];
 	snprintf(stream, sizeof(stream), "$code-%s", argv[optind]);
 	struct cli_client cl;
-	int rc;
-	if (addr ? cli_client_connect(&cl, addr) == 0 : cli_client_admin(&cl, dir) == 0) {
+	int rc = cli_remote_open(&cl, addr, dir);
+	if (rc < 0)
+		return cli_diag("scripts history");
+	if (rc > 0) {
 		rc = read_remote(&cl, stream, &h);
 		cli_client_close(&cl);
-	} else if (addr) {
-		return cli_diag("scripts history");
 	} else { /* no server holds the folder: read it */
 		struct ml_log *log = cli_open_log("scripts history", dir, 1, ML_FSYNC_NEVER);
 		if (log == NULL)

@@ -89,9 +89,7 @@ int cmd_tail(int argc, char **argv)
 	if (optind < argc)
 		return cli_fail("tail", CLI_USAGE, "one PATTERN at most; see moonlog tail --help");
 	struct cli_client cl;
-	if (addr ? cli_client_connect(&cl, addr) != 0
-		 : (cli_client_admin(&cl, dir) != 0 &&
-		    cli_client_connect(&cl, "127.0.0.1:7420") != 0))
+	if (cli_server_open(&cl, addr, dir) != 0)
 		return cli_diag("tail");
 	struct ml_buf p = {0};
 	struct ml_msgpack_reader r;
