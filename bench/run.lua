@@ -60,6 +60,10 @@ local W = {
 	-- the same access for all: pages of P.chunk, one read in flight (JetStream has no such read)
 	paged = { name = "2 read " .. count_name(P.count), metric = "paged", unit = "events/s",
 		better = "higher" },
+	-- the same pages, moonlog's asking for the fields the peers' records hold (position,
+	-- stream, data: read's `fields`), each event an array; the peers send what they sent
+	paged3 = { name = "2 read " .. count_name(P.count), metric = "paged, 3 fields",
+		unit = "events/s", better = "higher" },
 	fold = { name = "3 Lua fold " .. count_name(P.count), metric = "", unit = "events/s",
 		better = "higher" },
 	p50 = { name = "4 live latency", metric = "p50", unit = "us", better = "lower" },
@@ -198,9 +202,11 @@ local function bench_reads(servers)
 			srv.err = err
 			-- pages fill the paged row, and the consumer row of the systems that only page
 			local rows = c == "moonlog" and { W.paged } or c == "nats" and { W.read } or
-				{ W.read, W.paged }
+				{ W.read, W.paged, W.paged3 }
 			jobs[#jobs + 1] = pb_job(srv, rows, "read", args, args)
 			if c == "moonlog" then
+				local fargs = args .. " --fields position,stream,data"
+				jobs[#jobs + 1] = pb_job(srv, { W.paged3 }, "read", fargs, fargs)
 				jobs[#jobs + 1] = pb_job(srv, { W.read }, "consume", args, args)
 			end
 			if srv.cfg.fold then

@@ -66,7 +66,8 @@ struct pb_opts {
 	int replicas; /* nats: the copies of the stream reset makes (a cluster: 3) */
 	uint64_t count;
 	double seconds;
-	const char *arg; /* the fold's function file (Redis) */
+	const char *arg;    /* the fold's function file (Redis) */
+	const char *fields; /* moonlog: the fields a read asks for, comma-separated */
 };
 
 /* The port of connection i: the connections are spread over the ports given. */
@@ -82,7 +83,7 @@ struct pb_proto {
 	int (*reset)(struct pb_conn *c, const struct pb_opts *o); /* empty the log (blocking) */
 	void (*append)(struct pb_conn *c, uint64_t seq);	  /* queue one append */
 	int (*acked)(struct pb_conn *c); /* 1 one ack consumed, 0 need more */
-	int (*read_all)(struct pb_conn *c, uint64_t n, int chunk); /* read n events back */
+	int (*read_all)(struct pb_conn *c, const struct pb_opts *o); /* read o->count back */
 	int (*consume_all)(struct pb_conn *c, uint64_t n); /* as a consumer (NULL: read_all) */
 	int (*fold)(struct pb_conn *c, const char *arg, struct pb_fold *out);
 	int (*sub_open)(struct pb_conn *c);		   /* latency: start a live subscription */

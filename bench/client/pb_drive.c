@@ -167,8 +167,7 @@ static int reads(const struct pb_proto *p, const struct pb_opts *o, int consumer
 	if (pb_connect(&c, pb_port(o, 0), 0) != 0 || p->hello(&c) != 0)
 		return -1;
 	uint64_t t0 = pb_now_ns();
-	int rc = consumer && p->consume_all ? p->consume_all(&c, o->count)
-					    : p->read_all(&c, o->count, o->chunk);
+	int rc = consumer && p->consume_all ? p->consume_all(&c, o->count) : p->read_all(&c, o);
 	double secs = (double)(pb_now_ns() - t0) / 1e9;
 	pb_close(&c);
 	if (rc != 0)

@@ -37,7 +37,9 @@ static const char usage[] =
     "  --chunk N     events per read request (default 1000)\n"
     "  --rate R      events/s for latency (default 1000)\n"
     "  --fold-file F the Redis Function library for fold\n"
-    "  --replicas N  nats: the copies of the stream it makes (default 1; 3 on a cluster)\n";
+    "  --replicas N  nats: the copies of the stream it makes (default 1; 3 on a cluster)\n"
+    "  --fields F,.. moonlog: read asks for these fields of each event (an array of\n"
+    "                them) instead of the whole event map\n";
 
 /* Binds 127.0.0.1:port (0: any); the socket, or -1. *port gets the port bound. */
 static int bind_port(int *port)
@@ -126,11 +128,17 @@ static int wait_ready(const struct pb_proto *p, const struct pb_opts *o)
 static int parse(int argc, char **argv, struct pb_opts *o)
 {
 	static const struct option opts[] = {
-	    {"port", required_argument, 0, 'p'},     {"conns", required_argument, 0, 'c'},
-	    {"window", required_argument, 0, 'w'},   {"seconds", required_argument, 0, 's'},
-	    {"count", required_argument, 0, 'n'},    {"chunk", required_argument, 0, 'k'},
-	    {"rate", required_argument, 0, 'r'},     {"fold-file", required_argument, 0, 'f'},
-	    {"replicas", required_argument, 0, 'R'}, {0, 0, 0, 0},
+	    {"port", required_argument, 0, 'p'},
+	    {"conns", required_argument, 0, 'c'},
+	    {"window", required_argument, 0, 'w'},
+	    {"seconds", required_argument, 0, 's'},
+	    {"count", required_argument, 0, 'n'},
+	    {"chunk", required_argument, 0, 'k'},
+	    {"rate", required_argument, 0, 'r'},
+	    {"fold-file", required_argument, 0, 'f'},
+	    {"replicas", required_argument, 0, 'R'},
+	    {"fields", required_argument, 0, 'F'},
+	    {0, 0, 0, 0},
 	};
 	*o = (struct pb_opts){.conns = 1,
 			      .window = 32,
@@ -169,6 +177,9 @@ static int parse(int argc, char **argv, struct pb_opts *o)
 			break;
 		case 'R':
 			o->replicas = atoi(optarg);
+			break;
+		case 'F':
+			o->fields = optarg;
 			break;
 		default:
 			return -1;

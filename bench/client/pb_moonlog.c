@@ -180,18 +180,39 @@ static int m_acked(struct pb_conn *c)
 	return r;
 }
 
-static int m_read_all(struct pb_conn *c, uint64_t n, int chunk)
+/* The fields param of read: an array of the names in "a,b,c". */
+static void pack_fields(msgpack_packer *pk, const char *list)
 {
-	uint64_t from = 1;
+	uint32_t n = 1;
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	msgpack_pack_array(pk, n);
+	for (const char *p = list;; p++) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		pack_str(pk, p, len);
+		if (end == NULL)
+			return;
+		p = end;
+	}
+}
+
+static int m_read_all(struct pb_conn *c, const struct pb_opts *o)
+{
+	uint64_t n = o->count, from = 1;
 	for (uint64_t got = 0; got < n;) {
 		msgpack_packer pk;
 		struct ml_msgpack_reader m;
 		const uint8_t *events;
 		uint32_t k;
-		request(c, &pk, "read", 3);
+		request(c, &pk, "read", o->fields ? 5 : 3);
 		pack_str(&pk, "$all", 4);
 		msgpack_pack_uint64(&pk, from);
-		msgpack_pack_int(&pk, chunk);
+		msgpack_pack_int(&pk, o->chunk);
+		if (o->fields) {
+			msgpack_pack_nil(&pk);
+			pack_fields(&pk, o->fields);
+		}
 		if (pb_flush(c) != 0 || wait_answer(c, &m, &events) != 0)
 			return -1;
 		struct ml_msgpack_reader r;

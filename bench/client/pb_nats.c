@@ -221,8 +221,10 @@ static void pull(struct pb_conn *c, int chunk)
 	pub(c, "$JS.API.CONSUMER.MSG.NEXT.EV.rd", reply, json, strlen(json));
 }
 
-static int n_read_all(struct pb_conn *c, uint64_t n, int chunk)
+static int n_read_all(struct pb_conn *c, const struct pb_opts *o)
 {
+	uint64_t n = o->count;
+	int chunk = o->chunk;
 	if (consumer(c, "rd", "\"deliver_policy\":\"all\"") != 0)
 		return -1;
 	uint64_t asked = 0, got = 0;

@@ -126,8 +126,10 @@ static long entries(const char *p, const char *e, char *last)
 	return n;
 }
 
-static int r_read_all(struct pb_conn *c, uint64_t n, int chunk)
+static int r_read_all(struct pb_conn *c, const struct pb_opts *o)
 {
+	uint64_t n = o->count;
+	int chunk = o->chunk;
 	struct rstate *st = c->state;
 	char from[64] = "-", count[16];
 	snprintf(count, sizeof(count), "%d", chunk);

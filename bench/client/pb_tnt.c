@@ -259,8 +259,10 @@ static int select_answer(struct pb_conn *c, uint64_t *count, uint64_t *last)
 	return 1;
 }
 
-static int t_read_all(struct pb_conn *c, uint64_t n, int chunk)
+static int t_read_all(struct pb_conn *c, const struct pb_opts *o)
 {
+	uint64_t n = o->count;
+	int chunk = o->chunk;
 	uint64_t last = 0;
 	for (uint64_t got = 0; got < n;) {
 		uint64_t k = 0;

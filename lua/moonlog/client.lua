@@ -215,7 +215,11 @@ function Client:next_notice(timeout)
 end
 
 function Client:append(stream, events, expected) return self:call("append", stream, events, expected) end
-function Client:read(stream, from, limit, backwards) return self:call("read", stream, from, limit, backwards) end
+-- fields (optional): names of the fields to send, e.g. { "position", "data" }: each event is
+-- then an array of those values, in that order (docs/protocol.md, read).
+function Client:read(stream, from, limit, backwards, fields)
+  return self:call("read", stream, from, limit, backwards, fields)
+end
 function Client:subscribe(pattern, from, group) return self:call("subscribe", pattern, from, group) end
 function Client:unsubscribe(id) return self:call("unsubscribe", id) end
 function Client:ack(group, position) return self:call("ack", group, position) end

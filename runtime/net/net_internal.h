@@ -225,8 +225,18 @@ size_t ml_rpc_append_whole(struct ml_conn *c, const uint8_t *buf, size_t n);
 void ml_rpc_notify_error(struct ml_conn *c, const char *why);
 /* Answers an auth call whose token was wrong (after the penalty, conn.c). */
 void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid);
+/* Answers msgid: ok (the caller then writes the result), or an error (code, message; a
+ * conflict's actual version), or the diag's error. The errors return 0: "answered". */
+void ml_rpc_reply_ok(struct ml_conn *c, uint64_t msgid);
+int ml_rpc_reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int ml_rpc_reply_diag(struct ml_conn *c, uint64_t msgid);
+
+/* rpc_read.c */
 /* Writes an event as a msgpack map: position, stream, version, type, id, time, data, meta. */
 void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries);
+/* The read method: read(stream, from, limit, backwards, fields). */
+int ml_rpc_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np);
 /* Reads the events of an append (a map or an array of maps) into p (ops.h); -1 with diag. */
 int ml_rpc_parse_events(struct ml_msgpack_reader *r, struct ml_pending *p);
 /* The result of a finished append as a msgpack map. */

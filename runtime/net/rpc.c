@@ -21,6 +21,7 @@
 #include <moonlog/diag.h>
 
 #include "net/ops.h"
+#include "net/rpc_put.h"
 
 static void reply_head(struct ml_conn *c, uint64_t msgid)
 {
@@ -29,16 +30,15 @@ static void reply_head(struct ml_conn *c, uint64_t msgid)
 	ml_msgpack_put_uint(&c->out, msgid);
 }
 
-static void reply_ok(struct ml_conn *c, uint64_t msgid)
+void ml_rpc_reply_ok(struct ml_conn *c, uint64_t msgid)
 {
 	reply_head(c, msgid);
 	ml_msgpack_put_nil(&c->out); /* then the caller writes the result */
 }
 
-/* An error answer. Returns 0, so that a method can `return reply_err(...)`: it has answered. */
-static int reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
-		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
+/* An error answer. Returns 0, so that a method can `return ml_rpc_reply_err(...)`: it has answered.
+ */
+int ml_rpc_reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_t actual,
 		     const char *fmt, ...)
 {
 	char msg[512];
@@ -61,10 +61,10 @@ static int reply_err(struct ml_conn *c, uint64_t msgid, enum ml_err code, int64_
 	return 0;
 }
 
-static int reply_diag(struct ml_conn *c, uint64_t msgid)
+int ml_rpc_reply_diag(struct ml_conn *c, uint64_t msgid)
 {
-	return reply_err(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_USAGE, 0, "%s",
-			 ml_diag_last());
+	return ml_rpc_reply_err(c, msgid, ml_diag_code() ? ml_diag_code() : ML_ERR_USAGE, 0, "%s",
+				ml_diag_last());
 }
 
 void ml_rpc_notify_error(struct ml_conn *c, const char *why)
@@ -75,85 +75,6 @@ void ml_rpc_notify_error(struct ml_conn *c, const char *why)
 	ml_msgpack_put_array(&c->out, 1);
 	ml_msgpack_put_cstr(&c->out, why);
 	c->srv->errors++;
-}
-
-/* ---- events out ---------------------------------------------------------- */
-
-/*
- * Every event read or delivered goes through here, so it writes into space
- * reserved once with the writer's cursor functions instead of a checked append
- * per field (reading $all spent a quarter of the server's time in those checks).
- * Each key is written together with the header byte of the value after it, as
- * one constant block. position, version and time are always 64-bit (uint 64,
- * or int 64 for a time before 1970): one store each instead of a choice of
- * width, and the same values in msgpack as the shortest form, which every
- * reader decodes alike (the CLI, moonlog.client and the REPL through the
- * codec, moonlog-peerbench through ml_msgpack_frame; test_rpc_event).
- */
-#define KEY(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
-
-/* v in 8 bytes, big-endian, after a tag written with the key. */
-static inline uint8_t *be64(uint8_t *p, uint64_t v)
-{
-	uint64_t be = __builtin_bswap64(v);
-	memcpy(p, &be, 8);
-	return p + 8;
-}
-
-/* A str header and its bytes: names are at most 255 bytes (a fixstr or a str 8). */
-static inline uint8_t *put_name(uint8_t *p, const char *s, uint8_t n)
-{
-	if (n <= 31) {
-		*p++ = (uint8_t)(0xa0 | n);
-	} else {
-		*p++ = 0xd9;
-		*p++ = n;
-	}
-	return ml_msgpack_write_bytes(p, s, n);
-}
-
-/* A part's msgpack bytes, copied: a call to memcpy beyond 64 bytes (data is often 100). */
-static inline uint8_t *put_part(uint8_t *p, const uint8_t *bytes, uint32_t n)
-{
-	if (n == 0) {
-		*p = 0xc0; /* nil */
-		return p + 1;
-	}
-	if (n < 64)
-		return ml_msgpack_write_bytes(p, bytes, n);
-	memcpy(p, bytes, n);
-	return p + n;
-}
-
-/* (inlined into read_one, the loop of a read's answer) */
-static inline __attribute__((always_inline)) void
-put_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries)
-{
-	uint8_t *p = ml_msgpack_room(b, 128 + e->stream_len + e->type_len + e->id_len +
-					    e->data_len + e->meta_len);
-	*p++ = deliveries ? 0x89 : 0x88; /* a map of 9 or 8 */
-	p = be64(KEY(p, "\xa8position\xcf"), e->position);
-	p = put_name(KEY(p, "\xa6stream"), e->stream, e->stream_len);
-	p = be64(KEY(p, "\xa7version\xcf"), e->version);
-	p = put_name(KEY(p, "\xa4type"), e->type, e->type_len);
-	p = put_name(KEY(p, "\xa2id"), e->id, e->id_len);
-	p = KEY(p, "\xa4time\xcf");
-	p[-1] = e->time >= 0 ? 0xcf : 0xd3;
-	p = be64(p, (uint64_t)e->time);
-	p = put_part(KEY(p, "\xa4"
-			    "data"),
-		     e->data, e->data_len);
-	p = put_part(KEY(p, "\xa4meta"), e->meta, e->meta_len);
-	if (deliveries)
-		p = ml_msgpack_write_uint(KEY(p, "\xaa"
-						 "deliveries"),
-					  deliveries);
-	ml_msgpack_done(b, p);
-}
-
-void ml_rpc_event(struct ml_buf *b, const struct ml_event *e, uint32_t deliveries)
-{
-	put_event(b, e, deliveries);
 }
 
 /* ---- append ------------------------------------------------------------- */
@@ -267,8 +188,8 @@ static void finish_append(struct ml_pending *p)
 	struct ml_conn *c = p->conn;
 	if (!c->closed) {
 		if (p->req.err != ML_OK) {
-			reply_err(c, p->msgid, p->req.err, p->req.actual_version, "%s",
-				  p->req.errmsg);
+			ml_rpc_reply_err(c, p->msgid, p->req.err, p->req.actual_version, "%s",
+					 p->req.errmsg);
 		} else { /* [1, msgid (uint 32, as msgids are), nil, result] */
 			uint8_t *at = ml_msgpack_room(&c->out, 8 + APPEND_RESULT_SIZE);
 			uint32_t id = __builtin_bswap32((uint32_t)p->msgid);
@@ -324,7 +245,7 @@ static int m_append(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader 
 	struct ml_pending *p = ml_pending_get(c->srv);
 	if (ml_rpc_parse_events(r, p) != 0 ||
 	    parse_expected(np > 2 ? r : &(struct ml_msgpack_reader){0}, &expected) != 0) {
-		reply_diag(c, msgid);
+		ml_rpc_reply_diag(c, msgid);
 		ml_pending_put(c->srv, p);
 		return 0;
 	}
@@ -386,7 +307,7 @@ static int m_delete(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader 
 	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
 		return -1;
 	if ((np > 1 && parse_expected(r, &expected) != 0))
-		return reply_diag(c, msgid);
+		return ml_rpc_reply_diag(c, msgid);
 	if (np > 2 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_bool(r, &hard) != 0)
 		return -1; /* the usage */
 	struct ml_pending *p = ml_pending_get(c->srv);
@@ -412,7 +333,7 @@ static int m_set_metadata(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_r
 	if (!ml_msgpack_is_map(r->p, ml_msgpack_left(r)) || ml_msgpack_skip(r, &map, &mlen) != 0)
 		return -1; /* the usage */
 	if (np > 2 && parse_expected(r, &expected) != 0)
-		return reply_diag(c, msgid);
+		return ml_rpc_reply_diag(c, msgid);
 	struct ml_pending *p = ml_pending_get(c->srv);
 	p->conn = c;
 	p->msgid = msgid;
@@ -430,83 +351,8 @@ static int m_metadata(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reade
 	(void)np;
 	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
 		return -1;
-	reply_ok(c, msgid);
+	ml_rpc_reply_ok(c, msgid);
 	ml_op_meta_put(c->srv, stream, slen, &c->out);
-	return 0;
-}
-
-/* ---- read ---------------------------------------------------------------- */
-
-/*
- * A read's answer goes out while it is being written: once the count is
- * known (it is, up front: positions are dense and a stream's versions too),
- * every STREAM_BYTES of events are handed to the socket, so the reader
- * decodes the first events while the server encodes the rest. A read that
- * fails after part of its answer went out cannot take it back: the
- * connection is closed instead (docs/protocol.md).
- */
-#define STREAM_BYTES (64u << 10)
-
-struct read_ctx {
-	struct ml_conn *c;
-	size_t send_at; /* c->out.len at which to hand the socket what there is */
-};
-
-static int read_one(const struct ml_event *e, void *arg)
-{
-	struct read_ctx *rc = arg;
-	put_event(&rc->c->out, e, 0);
-	if (rc->c->out.len >= rc->send_at) {
-		ml_conn_send_early(rc->c);
-		rc->send_at = rc->c->out.len + STREAM_BYTES;
-	}
-	return 0;
-}
-
-static int m_read(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
-{
-	const char *stream;
-	uint32_t slen;
-	struct ml_op_read rd = {0};
-	if (ml_msgpack_get_str(r, &stream, &slen) != 0)
-		return -1;
-	if ((np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &rd.from) != 0) ||
-	    (np > 2 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &rd.limit) != 0) ||
-	    (np > 3 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_bool(r, &rd.backwards) != 0))
-		return reply_err(c, msgid, ML_ERR_USAGE, 0,
-				 "read(stream, from, limit, backwards): from and limit are "
-				 "whole numbers, backwards a boolean");
-	if (!(slen == 4 && memcmp(stream, "$all", 4) == 0))
-		rd.stream = stream, rd.stream_len = slen;
-	if (ml_op_read_plan(c->srv, &rd) != 0)
-		return reply_diag(c, msgid);
-	size_t start = c->out.len;
-	reply_ok(c, msgid);
-	size_t count_at = c->out.len;
-	if (rd.exact) {
-		ml_msgpack_put_array(&c->out, (uint32_t)rd.count);
-	} else { /* removed events are left out: the count is written once known (array 32) */
-		ml_msgpack_done(&c->out,
-				ml_msgpack_write_tagged(ml_msgpack_room(&c->out, 5), 0xdd, 0, 4));
-	}
-	/* the first piece small, so the reader starts early; then larger ones (an inexact count
-	 * goes out whole, once known) */
-	struct read_ctx rc = {c, rd.exact ? c->out.len + STREAM_BYTES / 4 : SIZE_MAX};
-	int64_t n = ml_op_read(c->srv, &rd, read_one, &rc);
-	if (n >= 0 && !rd.exact) {
-		uint8_t be[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
-				 (uint8_t)n};
-		memcpy(c->out.data + count_at + 1, be, 4);
-	}
-	if (n >= 0)
-		return 0;
-	if (c->out_off <= start) { /* nothing of the answer went out: take it back, say why */
-		c->out.len = start;
-		return reply_diag(c, msgid);
-	}
-	ml_server_log_line(c->srv, "a read failed half-way; closing its connection: %s",
-			   ml_diag_last());
-	ml_conn_close(c);
 	return 0;
 }
 
@@ -629,24 +475,25 @@ static int m_subscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_read
 	struct ml_group_options go = {0};
 	struct ml_filter *f = parse_filter(r);
 	if (f == NULL)
-		return reply_diag(c, msgid);
+		return ml_rpc_reply_diag(c, msgid);
 	if (np > 1 && ml_msgpack_get_nil(r) != 0 && ml_msgpack_get_uint(r, &from) != 0) {
 		ml_filter_free(f);
-		return reply_err(c, msgid, ML_ERR_USAGE, 0,
-				 "subscribe: from is a position (or nil for new events only)");
+		return ml_rpc_reply_err(
+		    c, msgid, ML_ERR_USAGE, 0,
+		    "subscribe: from is a position (or nil for new events only)");
 	}
 	int g = np > 2 ? parse_group(r, group, sizeof(group), &go) : 0;
 	if (g < 0) {
 		ml_filter_free(f);
-		return reply_diag(c, msgid);
+		return ml_rpc_reply_diag(c, msgid);
 	}
 	struct ml_sink sink = {deliver, c};
 	struct ml_sub *sub = ml_sub_new(c->srv->router, f, from, g ? group : NULL, &go, &sink);
 	if (sub == NULL)
-		return reply_diag(c, msgid);
+		return ml_rpc_reply_diag(c, msgid);
 	c->subs = ml_xrealloc(c->subs, (c->nsubs + 1) * sizeof(*c->subs));
 	c->subs[c->nsubs++] = sub;
-	reply_ok(c, msgid);
+	ml_rpc_reply_ok(c, msgid);
 	ml_msgpack_put_uint(&c->out, ml_sub_id(sub));
 	return 0;
 }
@@ -661,12 +508,12 @@ static int m_unsubscribe(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_re
 		if (ml_sub_id(c->subs[i]) == id) {
 			ml_sub_free(c->subs[i]);
 			c->subs[i] = c->subs[--c->nsubs];
-			reply_ok(c, msgid);
+			ml_rpc_reply_ok(c, msgid);
 			ml_msgpack_put_bool(&c->out, 1);
 			return 0;
 		}
-	return reply_err(c, msgid, ML_ERR_NOT_FOUND, 0,
-			 "no subscription %" PRIu64 " on this connection", id);
+	return ml_rpc_reply_err(c, msgid, ML_ERR_NOT_FOUND, 0,
+				"no subscription %" PRIu64 " on this connection", id);
 }
 
 static int m_ack(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
@@ -677,15 +524,15 @@ static int m_ack(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r,
 	if (ml_msgpack_get_str(r, &g, &gl) != 0 || ml_msgpack_get_uint(r, &pos) != 0)
 		return -1;
 	if (ml_router_ack(c->srv->router, g, gl, pos) != 0)
-		return reply_diag(c, msgid);
-	reply_ok(c, msgid);
+		return ml_rpc_reply_diag(c, msgid);
+	ml_rpc_reply_ok(c, msgid);
 	ml_msgpack_put_bool(&c->out, 1);
 	return 0;
 }
 
 static int m_stats(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r, uint32_t np)
 {
-	reply_ok(c, msgid);
+	ml_rpc_reply_ok(c, msgid);
 	ml_op_stats(c->srv, &c->out);
 	return 0;
 }
@@ -708,7 +555,7 @@ static int m_auth(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r
 	if (s->token && !same_token(t, tl, s->token, s->token_len))
 		return ml_conn_auth_failed(c, msgid), 0; /* answered late: ml_rpc_auth_refused */
 	c->authed = 1;
-	reply_ok(c, msgid);
+	ml_rpc_reply_ok(c, msgid);
 	ml_msgpack_put_bool(&c->out, 1);
 	return 0;
 }
@@ -716,11 +563,11 @@ static int m_auth(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader *r
 void ml_rpc_auth_refused(struct ml_conn *c, uint64_t msgid)
 {
 	if (c->auth_failures >= ML_AUTH_TRIES)
-		reply_err(c, msgid, ML_ERR_REFUSED, 0,
-			  "unauthorized: wrong token, %u times: the connection is closed",
-			  c->auth_failures);
+		ml_rpc_reply_err(c, msgid, ML_ERR_REFUSED, 0,
+				 "unauthorized: wrong token, %u times: the connection is closed",
+				 c->auth_failures);
 	else
-		reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
+		ml_rpc_reply_err(c, msgid, ML_ERR_REFUSED, 0, "unauthorized: wrong token");
 }
 
 /* eval(chunk) and complete(line): a string for the server's Lua (admin socket only: flags). */
@@ -767,8 +614,8 @@ static const struct rpc_method {
 	const char *usage;
 } methods[] = {
     {"append", m_append, 2, ANY, 0, "append(stream, events, expected): stream must be a string"},
-    {"read", m_read, 1, ANY, 0,
-     "read(stream, from, limit, backwards): stream must be a string (or \"$all\")"},
+    {"read", ml_rpc_read, 1, ANY, 0, /* rpc_read.c */
+     "read(stream, from, limit, backwards, fields): stream must be a string (or \"$all\")"},
     {"subscribe", m_subscribe, 1, ANY, 0,
      "subscribe(pattern, from, group): give a pattern such as \"*\""},
     {"unsubscribe", m_unsubscribe, 1, ANY, 0, "unsubscribe(id): id is a number"},
@@ -814,8 +661,8 @@ static int reply_unknown(struct ml_conn *c, uint64_t msgid, const char *m, uint3
 	for (size_t i = 0; i < N_METHODS && at < sizeof(names); i++)
 		at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "",
 				       methods[i].name);
-	return reply_err(c, msgid, ML_ERR_NOT_FOUND, 0, "unknown method '%.*s'; methods: %s",
-			 (int)(len > 64 ? 64 : len), m, names);
+	return ml_rpc_reply_err(c, msgid, ML_ERR_NOT_FOUND, 0, "unknown method '%.*s'; methods: %s",
+				(int)(len > 64 ? 64 : len), m, names);
 }
 
 /* Calls the method named m if its row lets this caller, with these params, in. */
@@ -824,17 +671,18 @@ static int call(struct ml_conn *c, uint64_t msgid, const char *m, uint32_t len,
 {
 	const struct rpc_method *f = method_named(m, len);
 	if (!c->authed && !(f && (f->flags & BEFORE_AUTH)))
-		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
-				 "unauthorized: this server needs auth(token) first");
+		return ml_rpc_reply_err(c, msgid, ML_ERR_REFUSED, 0,
+					"unauthorized: this server needs auth(token) first");
 	if (f == NULL)
 		return reply_unknown(c, msgid, m, len);
 	if ((f->flags & ADMIN) && c->kind != CONN_ADMIN)
-		return reply_err(c, msgid, ML_ERR_REFUSED, 0,
-				 "%s is only available on the admin socket (DATA/moonlog.sock), "
-				 "not over TCP",
-				 f->name);
+		return ml_rpc_reply_err(
+		    c, msgid, ML_ERR_REFUSED, 0,
+		    "%s is only available on the admin socket (DATA/moonlog.sock), "
+		    "not over TCP",
+		    f->name);
 	if (np < f->min || np > f->max || f->fn(c, msgid, r, np) != 0)
-		return reply_err(c, msgid, ML_ERR_USAGE, 0, "%s", f->usage);
+		return ml_rpc_reply_err(c, msgid, ML_ERR_USAGE, 0, "%s", f->usage);
 	return 0;
 }
 
@@ -854,9 +702,9 @@ void ml_rpc_dispatch(struct ml_conn *c, const uint8_t *msg, size_t len)
 	if (ml_msgpack_get_uint(&r, &msgid) != 0 || msgid > UINT32_MAX)
 		return ml_rpc_notify_error(c, "bad msgid: it must be an unsigned 32-bit integer");
 	if (ml_msgpack_get_str(&r, &m, &mlen) != 0)
-		reply_err(c, msgid, ML_ERR_USAGE, 0, "the method name must be a string");
+		ml_rpc_reply_err(c, msgid, ML_ERR_USAGE, 0, "the method name must be a string");
 	else if (ml_msgpack_get_array(&r, &np) != 0)
-		reply_err(c, msgid, ML_ERR_USAGE, 0, "params must be an array");
+		ml_rpc_reply_err(c, msgid, ML_ERR_USAGE, 0, "params must be an array");
 	else
 		call(c, msgid, m, mlen, &r, np);
 }

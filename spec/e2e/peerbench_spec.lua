@@ -42,6 +42,13 @@ describe("moonlog-peerbench against moonlog serve", function()
     kv, out = pb(s, "read --count 2500 --chunk 1000")
     assert.equal(0, kv.exit, out)
     assert.equal(2500, kv.events)
+    -- the same pages asking for three fields (the arrays the bench's "paged, 3 fields" row reads);
+    -- a field the server does not know fails the run
+    kv, out = pb(s, "read --count 2500 --chunk 1000 --fields position,stream,data")
+    assert.equal(0, kv.exit, out)
+    assert.equal(2500, kv.events)
+    kv, out = pb(s, "read --count 10 --fields position,nope")
+    assert.is_not.equal(0, kv.exit, out)
     kv, out = pb(s, "consume --count 2500")
     assert.equal(0, kv.exit, out)
     assert.equal(2500, kv.events)

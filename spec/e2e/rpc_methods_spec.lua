@@ -14,7 +14,7 @@ local METHODS = { "append", "read", "subscribe", "unsubscribe", "ack", "delete",
 local USAGE = {}
 for _, usage in ipairs {
   "append(stream, events, expected): stream must be a string",
-  'read(stream, from, limit, backwards): stream must be a string (or "$all")',
+  'read(stream, from, limit, backwards, fields): stream must be a string (or "$all")',
   'subscribe(pattern, from, group): give a pattern such as "*"',
   "unsubscribe(id): id is a number",
   "ack(group, position): a group name and a position",
@@ -109,7 +109,7 @@ describe("the RPC method table", function()
     refused_as(c, "not_found", "this server hosts no scripts", "get", "ping-1")
     -- params past those a method reads are ignored, as they always were
     assert(c:call("append", "s-1", { type = "T" }, nil, "more", "and more"))
-    assert.equal(1, #assert(c:call("read", "s-1", 1, 10, false, "more")))
+    assert.equal(1, #assert(c:call("read", "s-1", 1, 10, false, nil, "more")))
     assert(c:call("stats", "more"))
     assert.same({}, assert(c:call("scripts", "more")))
     local r = assert(admin:call("eval", "return 1 + 1", "more"))

@@ -158,6 +158,38 @@ describe("moonlog serve over msgpack-RPC", function()
     assert.equal(1000, #assert(c:read("long-2", 1, 5000)))
   end)
 
+  it("reads only the fields asked for, each event an array of them", function()
+    local s = server.start()
+    local c = s.client
+    assert(c:append("acct-1", { { type = "Deposited", data = { amount = 10 } },
+                                { type = "Noted", meta = { by = "ann" } } }))
+    assert(c:append("acct-2", { type = "Deposited", data = { amount = 7 } }))
+    local whole = assert(c:read("$all", 1, 10))
+    local page = assert(c:read("$all", 1, 10, nil, { "position", "stream", "data" }))
+    assert.equal(3, #page)
+    for i, e in ipairs(page) do
+      assert.same({ whole[i].position, whole[i].stream, whole[i].data }, { e[1], e[2], e[3] })
+    end
+    -- every field, in an order of the reader's choosing; a stream read backwards too
+    local all = { "meta", "time", "id", "type", "version", "stream", "data", "position" }
+    local back = assert(c:read("acct-1", nil, 10, true, all))
+    assert.equal(2, #back)
+    for i, e in ipairs(back) do
+      local w = whole[3 - i]
+      assert.same({ w.meta, w.time, w.id, w.type, w.version, w.stream, w.data, w.position },
+                  { e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8] })
+    end
+    -- a subscription and a read without fields still get the maps
+    assert.equal("Deposited", assert(c:read("acct-2"))[1].type)
+    for _, bad in ipairs({ { "nope" }, { "data", "data" }, {}, "data",
+                           { "position", "stream", "version", "type", "id", "time", "data", "meta", "x" } }) do
+      local ok, err = c:read("$all", 1, 10, nil, bad)
+      assert.is_nil(ok)
+      assert.equal("bad_request", err.code)
+      assert.matches("^read: ", err.message)
+    end
+  end)
+
   it("feeds moonlog tail, catching up first", function()
     local s = server.start()
     assert(s.client:append("tail-1", { type = "A", data = { n = 1 } }))
