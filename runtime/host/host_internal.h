@@ -34,10 +34,11 @@ struct ml_lease {
 	struct ml_expect_in guard; /* every batch's: the stream still at `version` */
 	char holder[64];	   /* the holder's node id as last read ("" when none) */
 	char told[64];		   /* the holder the last "stands by" line named */
-	char why[160];		   /* how it came to be free: the takeover's log line */
+	char why[256];		   /* how it came to be free: the takeover's log line */
 	uint64_t seen;		   /* the stream's version when last read (UINT64_MAX: read it) */
 	int released;		   /* its last event is Released */
 	uint64_t look_ms;	   /* a standby looks again then */
+	uint64_t free_ms;	   /* when it was first seen free to take (0: it is not) */
 	/* the Acquired in flight */
 	struct ml_append req;
 	struct ml_event_in ev;
@@ -119,6 +120,7 @@ struct ml_host {
 	uint64_t swap_ns_last;	 /* the last swap's pause, for bench reload */
 	uint64_t rest_until;	 /* after a long step, no feeding before this (step.c) */
 	struct ml_buf upcasters; /* the text of the folder's upcasters.lua (upcasters.c) */
+	uint64_t even_ms;	 /* lease_balance.c looks again then (0: not started) */
 };
 
 /* A line on stderr, "moonlog serve: ...", unless the host is quiet. */
@@ -224,6 +226,15 @@ int ml_lease_fenced(struct ml_host *h, struct ml_hosted *e, const struct ml_appe
 void ml_lease_settle(struct ml_host *h, struct ml_hosted *e, int wait);
 /* At close or unload, after the last batch: appends Released, if held. */
 void ml_lease_release(struct ml_host *h, struct ml_hosted *e);
+/* Appends Acquired {node, from} expecting the version last read: wins, or loses a race.
+ * `from`: the live node it is taken from to even out the load (NULL: it is free). */
+void ml_lease_take(struct ml_host *h, struct ml_hosted *e, const char *from);
+
+/* lease_balance.c: the leases spread over the nodes */
+/* The leases this node holds or is taking. */
+int ml_lease_held_here(struct ml_host *h);
+/* Each step: takes one lease over from a node that holds two or more than this one. */
+void ml_lease_balance(struct ml_host *h, uint64_t now_ms);
 
 /* step.c */
 /* Feeds `s` (the entry's script or its rebuild) from *pos towards head. */

@@ -27,8 +27,11 @@
  *
  * A standby handler is not fed. Its position, in the status, is the holder's
  * last checkpoint, read from the log, and it looks at $lease-NAME every
- * LEASE_LOOK_MS (at once when its version moved). docs/scale-out.md tells it
- * for users.
+ * LEASE_LOOK_MS (at once when its version moved). A free lease is taken at once
+ * by a node that runs none, a little later by one that runs more (the least
+ * loaded wins the race), and lease_balance.c moves a lease from a node that
+ * runs two or more handlers more than this one. docs/scale-out.md tells it for
+ * users.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +44,7 @@
 #include <moonlog/msgpack.h>
 
 #define LEASE_LOOK_MS  100  /* a standby looks at the lease this often */
+#define LEASE_DEFER_MS 1000 /* the longest a node that runs handlers waits to take a free one */
 #define LEASE_RETRY_MS 1000 /* after an Acquired failed for another reason than a race */
 
 void ml_lease_init(struct ml_host *h, struct ml_hosted *e)
@@ -94,6 +98,7 @@ struct last {
 	uint64_t version;
 	int released;
 	char node[64];
+	char from[64]; /* Acquired: the live node it was taken from to even out the load */
 };
 
 static int last_fn(const struct ml_event *ev, void *arg)
@@ -111,11 +116,12 @@ static int last_fn(const struct ml_event *ev, void *arg)
 		uint32_t kl, vl;
 		if (ml_msgpack_get_str(&r, &k, &kl) != 0)
 			return 1;
-		if (kl == 4 && memcmp(k, "node", 4) == 0 && ml_msgpack_get_str(&r, &v, &vl) == 0) {
-			snprintf(t->node, sizeof(t->node), "%.*s", (int)vl, v);
-			return 1;
-		}
-		if (ml_msgpack_skip(&r, NULL, NULL) != 0)
+		char *to = kl == 4 && memcmp(k, "node", 4) == 0	  ? t->node
+			   : kl == 4 && memcmp(k, "from", 4) == 0 ? t->from
+								  : NULL;
+		if (to && ml_msgpack_get_str(&r, &v, &vl) == 0)
+			snprintf(to, sizeof(t->node), "%.*s", (int)vl, v);
+		else if (to || ml_msgpack_skip(&r, NULL, NULL) != 0)
 			return 1;
 	}
 	return 1;
@@ -127,28 +133,42 @@ static void read_last(struct ml_host *h, struct ml_lease *l, struct last *t)
 	ml_log_read_stream(h->log, l->stream, l->stream_len, 0, 1, 1, last_fn, t);
 }
 
-/* {node = this node's id}: the data of Acquired and Released. */
-static void node_data(struct ml_host *h, struct ml_buf *b)
+/* {node = this node's id}: the data of Acquired and Released; {node, from} for an Acquired
+ * that takes the lease from a live node to even out the load. */
+static void node_data(struct ml_host *h, struct ml_buf *b, const char *from)
 {
 	b->len = 0;
-	ml_msgpack_put_map(b, 1);
+	ml_msgpack_put_map(b, from ? 2 : 1);
 	ml_msgpack_put_cstr(b, "node");
 	ml_msgpack_put_cstr(b, ml_log_node(h->log));
+	if (from) {
+		ml_msgpack_put_cstr(b, "from");
+		ml_msgpack_put_cstr(b, from);
+	}
 }
 
 /* ---- losing it ---- */
 
-static void stand_by(struct ml_host *h, struct ml_hosted *e, const char *holder)
+/* Another node's Acquired (`t`, the last event of the lease stream) is in. */
+static void stand_by(struct ml_host *h, struct ml_hosted *e, const struct last *t)
 {
 	struct ml_lease *l = &e->lease;
 	l->state = ML_LEASE_STANDBY;
 	l->seen = UINT64_MAX;
 	l->look_ms = 0;
-	ml_host_line(h,
-		     "script %s (handler) no longer runs here: node %s took its lease over (this "
-		     "node was thought gone); what it handled after position %llu is dropped, "
-		     "for the holder to handle",
-		     e->name, holder[0] ? holder : "(unknown)", (unsigned long long)e->saved);
+	if (strcmp(t->from, ml_log_node(h->log)) == 0)
+		ml_host_line(h,
+			     "script %s (handler) no longer runs here: node %s took its lease over "
+			     "to even out the handlers between the nodes; what it handled after "
+			     "position %llu is handled there",
+			     e->name, t->node, (unsigned long long)e->saved);
+	else
+		ml_host_line(h,
+			     "script %s (handler) no longer runs here: node %s took its lease over "
+			     "(this node was thought gone); what it handled after position %llu is "
+			     "dropped, for the holder to handle",
+			     e->name, t->node[0] ? t->node : "(unknown)",
+			     (unsigned long long)e->saved);
 }
 
 int ml_lease_fenced(struct ml_host *h, struct ml_hosted *e, const struct ml_append *req)
@@ -159,7 +179,7 @@ int ml_lease_fenced(struct ml_host *h, struct ml_hosted *e, const struct ml_appe
 	if (l->state == ML_LEASE_HELD) { /* the guard was the batch's only one */
 		struct last t;
 		read_last(h, l, &t);
-		stand_by(h, e, t.node);
+		stand_by(h, e, &t);
 	}
 	return 1;
 }
@@ -235,11 +255,10 @@ static void taken(struct ml_host *h, struct ml_hosted *e)
 		     e->name, l->req.errmsg, LEASE_RETRY_MS);
 }
 
-/* Appends Acquired {node} expecting the version read: wins, or loses a race. */
-static void take(struct ml_host *h, struct ml_hosted *e)
+void ml_lease_take(struct ml_host *h, struct ml_hosted *e, const char *from)
 {
 	struct ml_lease *l = &e->lease;
-	node_data(h, &l->data);
+	node_data(h, &l->data, from);
 	l->ev = (struct ml_event_in){.stream = l->stream,
 				     .stream_len = l->stream_len,
 				     .type = "Acquired",
@@ -256,6 +275,7 @@ static void take(struct ml_host *h, struct ml_hosted *e)
 				    .done = lease_done,
 				    .arg = e};
 	l->state = ML_LEASE_TAKING;
+	l->free_ms = 0;
 	atomic_store(&l->done, 0);
 	atomic_fetch_add(&h->inflight, 1);
 	if (ml_log_submit(h->log, &l->req) == 0) {
@@ -279,6 +299,17 @@ void ml_lease_settle(struct ml_host *h, struct ml_hosted *e, int wait)
 	taken(h, e);
 }
 
+/* A lease free to take (empty, released, or its holder gone) is taken at once by a node that
+ * runs no handler, and after LEASE_LOOK_MS more for each one it runs (LEASE_DEFER_MS at most):
+ * the least loaded node wins the race, and a lease nobody else wants is still taken. */
+static int may_take(struct ml_host *h, struct ml_lease *l, uint64_t now)
+{
+	if (l->free_ms == 0)
+		l->free_ms = now;
+	uint64_t wait = (uint64_t)ml_lease_held_here(h) * LEASE_LOOK_MS;
+	return now >= l->free_ms + (wait < LEASE_DEFER_MS ? wait : LEASE_DEFER_MS);
+}
+
 /* Standing by: reads the lease when it moved, and takes it when it is free. */
 static void look(struct ml_host *h, struct ml_hosted *e, uint64_t now)
 {
@@ -290,6 +321,7 @@ static void look(struct ml_host *h, struct ml_hosted *e, uint64_t now)
 		read_last(h, l, &t);
 		l->seen = t.version;
 		l->released = t.released;
+		l->free_ms = 0;
 		snprintf(l->holder, sizeof(l->holder), "%s", t.released ? "" : t.node);
 		if (t.released)
 			snprintf(l->why, sizeof(l->why), "node %s released it", t.node);
@@ -300,7 +332,9 @@ static void look(struct ml_host *h, struct ml_hosted *e, uint64_t now)
 	if (l->seen == 0 || l->released) {
 		if (l->seen == 0)
 			snprintf(l->why, sizeof(l->why), "the lease was free");
-		return take(h, e);
+		if (may_take(h, l, now))
+			ml_lease_take(h, e, NULL);
+		return;
 	}
 	const char *me = ml_log_node(h->log);
 	if (strcmp(l->holder, me) == 0) { /* its own Acquired, whose answer was lost */
@@ -312,12 +346,14 @@ static void look(struct ml_host *h, struct ml_hosted *e, uint64_t now)
 			ml_host_line(h, "script %s (handler) stands by: node %s runs it", e->name,
 				     l->holder);
 		snprintf(l->told, sizeof(l->told), "%s", l->holder);
+		l->free_ms = 0;
 		return; /* alive, or not known yet: wait */
 	}
 	snprintf(l->why, sizeof(l->why),
 		 "node %.64s is gone (not heard from); batches it may still send are refused",
 		 l->holder);
-	take(h, e);
+	if (may_take(h, l, now))
+		ml_lease_take(h, e, NULL);
 }
 
 void ml_lease_tick(struct ml_host *h, struct ml_hosted *e, uint64_t now)
@@ -335,7 +371,7 @@ void ml_lease_tick(struct ml_host *h, struct ml_hosted *e, uint64_t now)
 		if (v != l->version) { /* another node's Acquired is in: fenced already */
 			struct last t;
 			read_last(h, l, &t);
-			stand_by(h, e, t.node);
+			stand_by(h, e, &t);
 			ml_host_drop_batch(e);
 		}
 		return;
@@ -351,7 +387,7 @@ void ml_lease_release(struct ml_host *h, struct ml_hosted *e)
 	if (l->state != ML_LEASE_HELD)
 		return;
 	struct ml_buf b = {0};
-	node_data(h, &b);
+	node_data(h, &b, NULL);
 	struct ml_event_in ev = {.stream = l->stream,
 				 .stream_len = l->stream_len,
 				 .type = "Released",

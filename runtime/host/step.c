@@ -13,7 +13,7 @@
  * handler on without an append; a checkpoint-only batch is written every
  * checkpoint_events events, or after checkpoint_ms when some were handled.
  * On a shared log, a handler is fed only on the node that holds its lease
- * (lease.c, looked after at each step).
+ * (lease.c, looked after at each step, and spread over the nodes: lease_balance.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +264,7 @@ static int step(struct ml_host *h)
 	uint32_t budget = h->o.slice_events;
 	uint64_t now_ms = start / 1000000;
 	int more = ml_host_reload_swaps(h);
+	ml_lease_balance(h, now_ms);
 	size_t first = h->turn++ % (h->n ? h->n : 1);
 	for (size_t k = 0; k < h->n; k++) {
 		struct ml_hosted *e = h->v[(first + k) % h->n];

@@ -173,7 +173,7 @@ static int64_t count(struct ml_log *log, const char *stream)
 		met_;                                                                              \
 	})
 
-/* The types and nodes of $lease-echo, in order, as "Acquired node-0,Released node-0,...". */
+/* The types and fields of a lease stream, in order: "Acquired node=node-0,Released ...". */
 static int lease_fn(const struct ml_event *ev, void *arg)
 {
 	struct ml_buf *b = arg;
@@ -182,16 +182,20 @@ static int lease_fn(const struct ml_event *ev, void *arg)
 	uint32_t n = 0, kl, vl;
 	const char *k, *v;
 	ml_buf_addf(b, "%s%.*s", b->len ? "," : "", (int)ev->type_len, ev->type);
-	if (ml_msgpack_get_map(&r, &n) == 0 && n >= 1 && ml_msgpack_get_str(&r, &k, &kl) == 0 &&
-	    ml_msgpack_get_str(&r, &v, &vl) == 0)
+	if (ml_msgpack_get_map(&r, &n) != 0)
+		return 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (ml_msgpack_get_str(&r, &k, &kl) != 0 || ml_msgpack_get_str(&r, &v, &vl) != 0)
+			return 0;
 		ml_buf_addf(b, " %.*s=%.*s", (int)kl, k, (int)vl, v);
+	}
 	return 0;
 }
 
-static void lease_story(struct ml_log *log, char *out, size_t size)
+static void lease_story(struct ml_log *log, const char *stream, char *out, size_t size)
 {
 	struct ml_buf b = {0};
-	ml_log_read_stream(log, "$lease-echo", 11, 0, 0, 0, lease_fn, &b);
+	ml_log_read_stream(log, stream, strlen(stream), 0, 0, 0, lease_fn, &b);
 	snprintf(out, size, "%.*s", (int)b.len, b.data ? b.data : "");
 	ml_buf_free(&b);
 }
@@ -267,7 +271,7 @@ static void test_two_nodes(void)
 	is_int(p0.n, 111, "111 pings, 111 pongs");
 	is_int(p0.twice, 0, "none twice");
 	char story[512];
-	lease_story(n0.log, story, sizeof(story));
+	lease_story(n0.log, "$lease-echo", story, sizeof(story));
 	is_str(
 	    story,
 	    "Acquired node=node-0,Acquired node=node-1,Released node=node-1,Acquired node=node-0",
@@ -305,7 +309,7 @@ static void test_two_nodes(void)
 	p0 = pongs_of(n0.log);
 	is_int(p0.n, 113, "113 pings, 113 pongs");
 	is_int(p0.twice, 0, "none twice");
-	lease_story(n0.log, story, sizeof(story));
+	lease_story(n0.log, "$lease-echo", story, sizeof(story));
 	is_str(
 	    story,
 	    "Acquired node=node-0,Acquired node=node-1,Released node=node-1,Acquired node=node-0,"
@@ -313,6 +317,209 @@ static void test_two_nodes(void)
 	    "the lease stream tells who held it, in order");
 	node_close(&n0);
 	node_close(&n1);
+	journal_free(j);
+}
+
+/* ---- balance: six handlers over the nodes ---- */
+
+#define HANDLERS 6
+
+/* Writes the handlers h1..h6 (each emits Pong to pong-hN for each Ping) into a scripts folder. */
+static void write_handlers(const char *scripts)
+{
+	for (int k = 1; k <= HANDLERS; k++) {
+		char path[1200];
+		snprintf(path, sizeof(path), "%s/h%d.lua", scripts, k);
+		FILE *f = fopen(path, "w");
+		fprintf(f,
+			"local ml = require 'moonlog'\n"
+			"return ml.handler { name = 'h%d', from = 'ping-*',\n"
+			"  on = { Ping = function(e, ctx) ctx.emit('pong-h%d', 'Pong', { p = "
+			"e.position }) end } }\n",
+			k, k);
+		fclose(f);
+	}
+}
+
+/* A node whose scripts folder holds h1..h6 (with_handlers), or only a projection. */
+static void balance_node(struct journal *j, int id, struct node *n, int with_handlers)
+{
+	node_open(j, id, n);
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/echo.lua", n->scripts);
+	unlink(path);
+	if (with_handlers)
+		write_handlers(n->scripts);
+}
+
+/* How many handlers run on h ("running here" in its status). */
+static int running(struct ml_host *h)
+{
+	if (h == NULL)
+		return 0;
+	struct ml_buf b = {0};
+	ml_host_status(h, &b);
+	struct ml_msgpack_reader r;
+	ml_msgpack_reader_init(&r, b.data, b.len);
+	uint32_t n = 0;
+	int count = 0;
+	if (ml_msgpack_get_array(&r, &n) != 0)
+		n = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t m = 0;
+		if (ml_msgpack_get_map(&r, &m) != 0)
+			break;
+		for (uint32_t k = 0; k < m; k++) {
+			const char *key, *v;
+			uint32_t kl, vl;
+			if (ml_msgpack_get_str(&r, &key, &kl) != 0)
+				goto out;
+			if (kl == 5 && memcmp(key, "lease", 5) == 0 &&
+			    ml_msgpack_get_str(&r, &v, &vl) == 0) {
+				count += vl == 12 && memcmp(v, "running here", 12) == 0;
+				continue;
+			}
+			if (ml_msgpack_skip(&r, NULL, NULL) != 0)
+				goto out;
+		}
+	}
+out:
+	ml_buf_free(&b);
+	return count;
+}
+
+/* Events in the lease streams of h1..h6: moves of a lease add to it. */
+static int64_t lease_events(struct ml_log *log)
+{
+	int64_t sum = 0;
+	for (int k = 1; k <= HANDLERS; k++) {
+		char stream[32];
+		snprintf(stream, sizeof(stream), "$lease-h%d", k);
+		sum += count(log, stream);
+	}
+	return sum;
+}
+
+/* Steps every host of ns (NULL ones skipped) until cond holds; 0 after about 60 s. */
+#define STEP_ALL_UNTIL(ns, cnt, cond)                                                              \
+	({                                                                                         \
+		int met_ = 0;                                                                      \
+		for (int i_ = 0; i_ < 30000 && !(met_ = (cond)); i_++) {                           \
+			for (int k_ = 0; k_ < (cnt); k_++)                                         \
+				if ((ns)[k_].h)                                                    \
+					ml_host_step((ns)[k_].h);                                  \
+			usleep(2000);                                                              \
+		}                                                                                  \
+		met_;                                                                              \
+	})
+
+/* Every handler has one pong per ping of the log: `pings` of them, none twice. */
+static int once_each(struct ml_log *log, int pings)
+{
+	for (int k = 1; k <= HANDLERS; k++) {
+		char stream[32];
+		snprintf(stream, sizeof(stream), "pong-h%d", k);
+		struct pongs p;
+		memset(&p, 0, sizeof(p));
+		ml_log_read_stream(log, stream, strlen(stream), 0, 0, 0, pong_fn, &p);
+		if (p.n != pings || p.twice != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Node 0 starts alone and takes all six leases; node 1 starts: the leases
+ * spread, three each, under pings, and every ping has one pong per handler.
+ * A third node without the handlers changes nothing. Then nothing moves any
+ * more. When node 1 stops, node 0 runs all six again.
+ */
+static void test_balance(void)
+{
+	struct journal *j = journal_new();
+	struct node n[3];
+	memset(n, 0, sizeof(n));
+	balance_node(j, 0, &n[0], 1);
+	balance_node(j, 1, &n[1], 1);
+	balance_node(j, 2, &n[2], 0);
+	if (!host_open(&n[0]))
+		return;
+	ok(STEP_ALL_UNTIL(n, 1, running(n[0].h) == HANDLERS), "node 0, alone, runs all six");
+	int pings = 0;
+	for (; pings < 20; pings++)
+		ping(n[0].log, pings);
+	host_open(&n[1]);
+	ok(STEP_ALL_UNTIL(n, 2, running(n[0].h) == 3 && running(n[1].h) == 3),
+	   "node 1 starts: the leases spread, three each (node 0: %d, node 1: %d)", running(n[0].h),
+	   running(n[1].h));
+	for (; pings < 60; pings++)
+		ping(n[pings % 2].log, pings);
+	ok(STEP_ALL_UNTIL(n, 2, once_each(n[0].log, pings)), "every ping has one pong per handler");
+	journal_node_sync(j, 0);
+	is_int(lease_events(n[0].log), HANDLERS + 3, "six Acquired, then three moves");
+	char story[512];
+	for (int k = 1; k <= HANDLERS; k++) { /* the moves name the node they were taken from */
+		char stream[32];
+		snprintf(stream, sizeof(stream), "$lease-h%d", k);
+		lease_story(n[0].log, stream, story, sizeof(story));
+		if (strchr(story, ','))
+			is_str(story, "Acquired node=node-0,Acquired node=node-1 from=node-0", "%s",
+			       stream);
+	}
+
+	/* A node without the handlers joins: nothing moves, for a few seconds of steps. */
+	host_open(&n[2]);
+	journal_node_sync(j, 0), journal_node_sync(j, 1);
+	int64_t moves = lease_events(n[0].log);
+	for (int i = 0; i < 1500; i++) /* 3 s and more: past every delay of lease.c */
+		ml_host_step(n[0].h), ml_host_step(n[1].h), ml_host_step(n[2].h), usleep(2000);
+	journal_node_sync(j, 0), journal_node_sync(j, 1);
+	is_int(lease_events(n[0].log), moves,
+	       "then no lease moves (nor with a node that lacks them)");
+	is_int(running(n[0].h), 3, "node 0 runs three");
+	is_int(running(n[1].h), 3, "node 1 runs three");
+	is_int(running(n[2].h), 0, "node 2 none");
+	ok(once_each(n[0].log, pings) && once_each(n[1].log, pings), "one pong per ping, on both");
+
+	/* Node 1 stops: node 0 runs all six again. */
+	ml_host_close(n[1].h);
+	n[1].h = NULL;
+	for (; pings < 70; pings++)
+		ping(n[0].log, pings);
+	ok(STEP_ALL_UNTIL(n, 1, running(n[0].h) == HANDLERS && once_each(n[0].log, pings)),
+	   "node 1 stops: node 0 runs all six, and handles the rest once");
+	for (int k = 0; k < 3; k++)
+		node_close(&n[k]);
+	journal_free(j);
+}
+
+/* Two nodes start together, with every lease free: they share them, and then keep them. */
+static void test_balance_together(void)
+{
+	struct journal *j = journal_new();
+	struct node n[2];
+	memset(n, 0, sizeof(n));
+	balance_node(j, 0, &n[0], 1);
+	balance_node(j, 1, &n[1], 1);
+	if (!host_open(&n[0]) || !host_open(&n[1]))
+		return;
+	int pings = 0;
+	for (; pings < 30; pings++)
+		ping(n[pings % 2].log, pings);
+	ok(STEP_ALL_UNTIL(n, 2, running(n[0].h) == 3 && running(n[1].h) == 3),
+	   "started together: three each (node 0: %d, node 1: %d)", running(n[0].h),
+	   running(n[1].h));
+	ok(STEP_ALL_UNTIL(n, 2, once_each(n[0].log, pings) && once_each(n[1].log, pings)),
+	   "every ping has one pong per handler");
+	journal_node_sync(j, 0);
+	int64_t moves = lease_events(n[0].log);
+	printf("# %lld events in the six lease streams\n", (long long)moves);
+	for (int i = 0; i < 1500; i++) /* 3 s and more: past every delay of lease.c */
+		ml_host_step(n[0].h), ml_host_step(n[1].h), usleep(2000);
+	journal_node_sync(j, 0);
+	is_int(lease_events(n[0].log), moves, "and then no lease moves");
+	for (int k = 0; k < 2; k++)
+		node_close(&n[k]);
 	journal_free(j);
 }
 
@@ -336,6 +543,8 @@ static void test_alone(void)
 int main(void)
 {
 	test_two_nodes();
+	test_balance();
+	test_balance_together();
 	test_alone();
 	return done_testing();
 }
