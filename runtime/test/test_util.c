@@ -77,10 +77,78 @@ static void test_printable(void)
 	ok(right, "ml_printable_ascii counts the printable bytes before the first other one");
 }
 
+/* ml_uuid_pack takes exactly ml_uuid7's form, and ml_uuid_unpack gives the same text back. */
+static void test_uuid_bytes(void)
+{
+	int back = 1;
+	for (int i = 0; i < 1000; i++) {
+		char id[37], again[37];
+		uint8_t b[16];
+		ml_uuid7(id);
+		back &= ml_uuid_pack(id, 36, b) == 0;
+		ml_uuid_unpack(b, again);
+		back &= strcmp(id, again) == 0;
+	}
+	ok(back, "1000 made ids go to 16 bytes and back to the same text");
+	const uint8_t ff[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+				0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10};
+	char text[37];
+	ml_uuid_unpack(ff, text);
+	is_str(text, "01234567-89ab-cdef-fedc-ba9876543210",
+	       "the bytes in order, as lower-case hex");
+	static const char *const others[] = {
+	    "01234567-89AB-cdef-fedc-ba9876543210", /* upper case: given back otherwise */
+	    "01234567-89ab-cdef-fedc-ba987654321",  /* short */
+	    "0123456789ab-cdef-fedc-ba9876543210-", /* dashes elsewhere */
+	    "01234567-89ab-cdef-fedc-ba987654321g", /* not hex */
+	    "{1234567-89ab-cdef-fedc-ba9876543210",
+	};
+	int refused = 1;
+	uint8_t b[16];
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		refused &= ml_uuid_pack(others[i], strlen(others[i]), b) == -1;
+	ok(refused, "any other text is refused, so that what is packed comes back the same");
+}
+
+/* Varints: every length from 1 to 10 bytes goes and comes back; cut or too long is refused. */
+static void test_varints(void)
+{
+	int back = 1;
+	for (int bits = 0; bits <= 64; bits++) {
+		uint64_t v = bits == 64 ? UINT64_MAX : ((uint64_t)1 << bits) - 1;
+		for (uint64_t k = 0; k < (bits < 64 ? 2u : 1u); k++) {
+			uint64_t w = v + k;
+			struct ml_buf b = {0};
+			ml_buf_add_varint(&b, w);
+			uint64_t got = 0;
+			size_t want = 1;
+			for (uint64_t x = w; x >= 0x80; x >>= 7)
+				want++;
+			back &= b.len == want &&
+				ml_varint_get((const uint8_t *)b.data, b.len, &got) == b.len &&
+				got == w;
+			back &= ml_varint_get((const uint8_t *)b.data, b.len - 1, &got) == 0;
+			ml_buf_free(&b);
+		}
+	}
+	ok(back, "0, 2^k - 1 and 2^k for every k: the fewest bytes, read back the same, and "
+		 "refused when cut short");
+	uint64_t got;
+	is_int(ml_varint_get((const uint8_t *)"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02", 10, &got),
+	       0, "a varint past 64 bits is refused");
+	is_int(ml_varint_get((const uint8_t *)"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 11,
+			     &got),
+	       0, "and so is one of 11 bytes");
+	ok(ml_varint_get((const uint8_t *)"\xac\x02", 2, &got) == 2 && got == 300,
+	   "300 is 0xac 0x02");
+}
+
 int main(void)
 {
-	plan(7);
+	plan(14);
 	test_printable();
+	test_uuid_bytes();
+	test_varints();
 	char id[37];
 	uint64_t before = (uint64_t)ml_time_ms();
 	ml_uuid7(id);

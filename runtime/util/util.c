@@ -1,5 +1,6 @@
 /*
- * util.c - allocation that never fails, lines on stderr, clocks, UUIDv7, the descriptor limit.
+ * util.c - allocation that never fails, lines on stderr, clocks, UUIDs, varints, the descriptor
+ * limit.
  */
 #include <moonlog/util.h>
 
@@ -179,6 +180,21 @@ static inline uint64_t hex8(uint32_t x)
 	return v;
 }
 
+/* The 36-character text of the UUID whose first 8 bytes are hi and last 8 lo (big-endian). */
+static void uuid_text(uint64_t hi, uint64_t lo, char out[37])
+{
+	uint64_t digits[4] = {hex8((uint32_t)(hi >> 32)), hex8((uint32_t)hi),
+			      hex8((uint32_t)(lo >> 32)), hex8((uint32_t)lo)};
+	const char *d = (const char *)digits;
+	memcpy(out, d, 8);
+	memcpy(out + 9, d + 8, 4);
+	memcpy(out + 14, d + 12, 4);
+	memcpy(out + 19, d + 16, 4);
+	memcpy(out + 24, d + 20, 12);
+	out[8] = out[13] = out[18] = out[23] = '-';
+	out[36] = '\0';
+}
+
 /*
  * UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, a 12-bit counter, then 62
  * random bits. The counter keeps the ids of one process ordered (RFC 9562's
@@ -200,16 +216,63 @@ void ml_uuid7(char out[37])
 	/* ms, version 7, counter | variant 10, random */
 	uint64_t hi = (now >> 12) << 16 | 0x7000 | (now & 0xfff);
 	uint64_t lo = (r >> 2) | 0x8000000000000000ull;
-	uint64_t digits[4] = {hex8((uint32_t)(hi >> 32)), hex8((uint32_t)hi),
-			      hex8((uint32_t)(lo >> 32)), hex8((uint32_t)lo)};
-	const char *d = (const char *)digits;
-	memcpy(out, d, 8);
-	memcpy(out + 9, d + 8, 4);
-	memcpy(out + 14, d + 12, 4);
-	memcpy(out + 19, d + 16, 4);
-	memcpy(out + 24, d + 20, 12);
-	out[8] = out[13] = out[18] = out[23] = '-';
-	out[36] = '\0';
+	uuid_text(hi, lo, out);
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int ml_uuid_pack(const char *text, size_t len, uint8_t out[16])
+{
+	if (len != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < 36; i += 2) {
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+			i++; /* a dash: the pairs of digits go on after it */
+		int h = hex_value(text[i]), l = hex_value(text[i + 1]);
+		if (h < 0 || l < 0)
+			return -1;
+		out[n++] = (uint8_t)(h << 4 | l);
+	}
+	return 0;
+}
+
+void ml_uuid_unpack(const uint8_t in[16], char out[37])
+{
+	uint64_t hi = 0, lo = 0;
+	for (int i = 0; i < 8; i++)
+		hi = hi << 8 | in[i], lo = lo << 8 | in[8 + i];
+	uuid_text(hi, lo, out);
+}
+
+void ml_buf_add_varint(struct ml_buf *b, uint64_t v)
+{
+	uint8_t p[10];
+	size_t n = 0;
+	for (; v >= 0x80; v >>= 7)
+		p[n++] = (uint8_t)(v | 0x80);
+	p[n++] = (uint8_t)v;
+	ml_buf_add(b, p, n);
+}
+
+size_t ml_varint_get(const uint8_t *p, size_t n, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (size_t i = 0; i < n && i < 10; i++) {
+		if (i == 9 && p[i] > 1)
+			return 0; /* bits past the 64th */
+		x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*v = x;
+			return i + 1;
+		}
+	}
+	return 0;
 }
 
 uint64_t ml_raise_fd_limit(void)

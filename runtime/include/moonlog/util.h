@@ -1,6 +1,6 @@
 /*
  * util.h - small services every module uses: allocation that never returns NULL,
- * lines on stderr, CRC32C, clocks, UUIDv7, and the data folder's permissions.
+ * lines on stderr, CRC32C, clocks, UUIDv7, varints, and the data folder's permissions.
  */
 #ifndef MOONLOG_UTIL_H
 #define MOONLOG_UTIL_H
@@ -85,6 +85,24 @@ static inline size_t ml_printable_ascii(const void *s, size_t n)
 
 /* A new UUIDv7 in its 36-character text form, written to out[37]. */
 ML_API void ml_uuid7(char out[37]);
+
+/*
+ * A UUID's 16 bytes from its text, when the text is exactly the form ml_uuid7
+ * writes (36 characters: lower-case hex digits, dashes at 8, 13, 18 and 23), so
+ * that ml_uuid_unpack gives the same text back: 0, or -1 for any other text.
+ */
+ML_API int ml_uuid_pack(const char *text, size_t len, uint8_t out[16]);
+/* The 36-character text of a UUID's 16 bytes, to out[37]. */
+ML_API void ml_uuid_unpack(const uint8_t in[16], char out[37]);
+
+/*
+ * Variable-length unsigned integers (LEB128): 7 bits a byte, the lowest first,
+ * the top bit set on every byte but the last; 1 byte below 128, at most 10.
+ * ml_varint_get reads one from p[0..n) to *v: the bytes it took, or 0 when it is
+ * cut short or longer than 64 bits.
+ */
+ML_API void ml_buf_add_varint(struct ml_buf *b, uint64_t v);
+ML_API size_t ml_varint_get(const uint8_t *p, size_t n, uint64_t *v);
 
 /*
  * The data folder is its owner's alone (runtime/util/private.c): folders in it
