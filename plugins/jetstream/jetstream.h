@@ -10,17 +10,14 @@
  *   nodes.c    the heartbeat thread: who is there (ml_log_node_state), by the nodes'
  *              heartbeats on core NATS
  *   waiting.c  the node's published batches waiting for their apply, in token order
+ *   message.c  the body of one message: the entries it carries, written and read
  *
  * One JetStream message carries the entries (batches) that gathered on one node
  * until a kick, or while the previous message waited for its acknowledgement
  * (group commit). Entry i (from 1) of the message with stream sequence S is the
  * journal entry numbered S * JS_ENTRY_SPAN + i for ml_log_apply, so a node that
  * restarts finds, from ml_log_applied_seq, both the message and the entry in it
- * to resume after.
- *
- * A message's body: "MLJ1", the publishing node's id (36 characters, a UUIDv7
- * made at start), a count (u32), then per entry: the node's token for it (u64),
- * the entry's length (u32) and its bytes (ml_log_entry_encode); big-endian.
+ * to resume after. message.h gives a message's body.
  */
 #ifndef MOONLOG_PLUGIN_JETSTREAM_H
 #define MOONLOG_PLUGIN_JETSTREAM_H
@@ -34,13 +31,10 @@
 #include <moonlog/replicate.h>
 #include <moonlog/util.h>
 
+#include "message.h"
 #include "waiting.h"
 
 #define JS_ENTRY_SPAN	   ((uint64_t)1 << 20) /* entries one message may carry, and then some */
-#define JS_MAGIC	   "MLJ1"
-#define JS_NODE_LEN	   36
-#define JS_HEAD_LEN	   (4 + JS_NODE_LEN + 4)
-#define JS_ENTRY_HEAD	   (8 + 4)
 #define JS_PUBLISH_WAIT	   2000	 /* ms a publish waits for its ack before it is sent again */
 #define JS_STOP_GRACE_MS   15000 /* at stop: how long published entries may take to be applied */
 #define JS_HEARTBEAT_MS	   500	 /* a node says it is there this often */
@@ -105,23 +99,5 @@ enum ml_node_state js_node_state(struct js_writer *jw, const char *id, size_t le
 
 /* Lines for the server's log (stderr), unless quiet. */
 void js_log(struct js_writer *jw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static inline void js_put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-static inline uint32_t js_get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline void js_put_u64(uint8_t *p, uint64_t v)
-{
-	js_put_u32(p, (uint32_t)(v >> 32)), js_put_u32(p + 4, (uint32_t)v);
-}
-static inline uint64_t js_get_u64(const uint8_t *p)
-{
-	return (uint64_t)js_get_u32(p) << 32 | js_get_u32(p + 4);
-}
 
 #endif

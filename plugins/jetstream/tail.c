@@ -97,29 +97,23 @@ static void apply_message(struct js_writer *jw, natsMsg *m, uint64_t *cursor)
 	jsMsgMetaData_Destroy(meta);
 	const uint8_t *p = (const uint8_t *)natsMsg_GetData(m);
 	size_t len = (size_t)natsMsg_GetDataLength(m);
-	int own = 0;
-	uint32_t n = 0;
-	if (len >= JS_HEAD_LEN && memcmp(p, JS_MAGIC, 4) == 0) {
-		own = memcmp(p + 4, jw->node, JS_NODE_LEN) == 0;
-		n = js_get_u32(p + 4 + JS_NODE_LEN);
-	} else if (sseq * JS_ENTRY_SPAN + 1 > *cursor) {
+	struct js_message_reader r;
+	if (js_message_open(&r, p, len, jw->node) == 0) {
 		/* Not ours: every node hands it on alike, and the log refuses it (corrupt). */
-		apply_entry(jw, sseq * JS_ENTRY_SPAN + 1, p, len, 0, 0);
-		*cursor = sseq * JS_ENTRY_SPAN + 1;
+		if (sseq * JS_ENTRY_SPAN + 1 > *cursor) {
+			apply_entry(jw, sseq * JS_ENTRY_SPAN + 1, p, len, 0, 0);
+			*cursor = sseq * JS_ENTRY_SPAN + 1;
+		}
 	}
-	size_t off = JS_HEAD_LEN;
-	for (uint32_t i = 1; i <= n && off + JS_ENTRY_HEAD <= len; i++) {
-		uint64_t token = js_get_u64(p + off);
-		uint32_t elen = js_get_u32(p + off + 8);
-		off += JS_ENTRY_HEAD;
-		if (elen > len - off)
-			break;
+	uint64_t token;
+	const uint8_t *entry;
+	size_t elen;
+	for (uint64_t i = 1; i < JS_ENTRY_SPAN && js_message_next(&r, &token, &entry, &elen); i++) {
 		uint64_t seq = sseq * JS_ENTRY_SPAN + i;
 		if (seq > *cursor) {
-			apply_entry(jw, seq, p + off, elen, own, token);
+			apply_entry(jw, seq, entry, elen, r.own, token);
 			*cursor = seq;
 		}
-		off += elen;
 	}
 	pthread_mutex_lock(&jw->mu);
 	if (sseq > jw->seen_seq)

@@ -41,7 +41,8 @@ static int js_submit(struct ml_log_writer *w, struct ml_append *req, char (*ids)
 	struct js_writer *jw = (struct js_writer *)w;
 	struct js_pending *p = ml_xcalloc(1, sizeof(*p));
 	ml_log_entry_encode(req, ids, ml_time_ms(), &p->bytes);
-	if ((int64_t)(p->bytes.len + JS_HEAD_LEN + JS_ENTRY_HEAD) > jw->max_payload) {
+	if ((int64_t)(p->bytes.len + JS_MESSAGE_HEAD_MAX + JS_MESSAGE_ENTRY_HEAD_MAX) >
+	    jw->max_payload) {
 		size_t len = p->bytes.len;
 		ml_buf_free(&p->bytes);
 		free(p);
@@ -182,32 +183,28 @@ const struct ml_log_writer_ops js_writer_ops = {
 
 /*
  * Takes from the ready list what fits in one message (jw->mu held), moves it to
- * the waiting queue (its apply may come before the ack does) and builds the body.
+ * the waiting queue (its apply may come before the ack does) and builds the body
+ * (message.h). The ready list holds the tokens in order, one after the other:
+ * a body names only its first.
  */
 static void take_message(struct js_writer *jw, struct ml_buf *body)
 {
-	body->len = 0;
-	ml_buf_add(body, JS_MAGIC, 4);
-	ml_buf_add(body, jw->node, JS_NODE_LEN);
-	ml_buf_add(body, "\0\0\0\0", 4);
-	uint32_t n = 0;
-	while (jw->ready && n < JS_ENTRY_SPAN - 1) {
+	uint64_t next = jw->ready->token;
+	js_message_begin(body, jw->node, next);
+	for (uint64_t n = 0; jw->ready && n < JS_ENTRY_SPAN - 1; n++, next++) {
 		struct js_pending *p = jw->ready;
-		if (n > 0 && (int64_t)(body->len + JS_ENTRY_HEAD + p->bytes.len) > jw->max_payload)
+		if (p->token != next)
+			break;
+		if (n > 0 && (int64_t)(body->len + JS_MESSAGE_ENTRY_HEAD_MAX + p->bytes.len) >
+				 jw->max_payload)
 			break;
 		jw->ready = p->next;
-		uint8_t head[JS_ENTRY_HEAD];
-		js_put_u64(head, p->token);
-		js_put_u32(head + 8, (uint32_t)p->bytes.len);
-		ml_buf_add(body, head, sizeof(head));
-		ml_buf_add(body, p->bytes.data, p->bytes.len);
+		js_message_add(body, p->bytes.data, p->bytes.len);
 		ml_buf_free(&p->bytes);
 		js_waiting_push(&jw->waiting, p);
-		n++;
 	}
 	if (jw->ready == NULL)
 		jw->ready_end = &jw->ready;
-	js_put_u32((uint8_t *)body->data + 4 + JS_NODE_LEN, n);
 }
 
 /* Sends one message until JetStream acknowledges it; 0, or -1 if told to give up. */

@@ -11,6 +11,42 @@ local function eventually(fn, seconds, what) return server.eventually(fn, second
 
 local describe = cluster.available and describe or function(name) pending(name .. " (" .. cluster.missing .. ")") end
 
+-- A journal entry in format 1, as moonlog wrote them before format 2 (runtime/log/entry1.c):
+-- events { stream, type, id (36 characters when made), made, meta, data }, expected versions
+-- { stream, version }, all little-endian.
+local function format1_entry(events, expect, time)
+  local out = { string.pack("<BBI2I4I4i8", 1, 0, 0, #events, #expect, time) }
+  for _, x in ipairs(expect) do out[#out + 1] = string.pack("<Bi8", #x[1], x[2]) .. x[1] end
+  for _, e in ipairs(events) do
+    local meta, data = e.meta or "", e.data or ""
+    out[#out + 1] = string.pack("<BBBBI4I4", e.made and 1 or 0, #e.stream, #e.type, #e.id, #meta, #data)
+      .. e.stream .. e.type .. e.id .. meta .. data
+  end
+  return table.concat(out)
+end
+
+-- A message as an older moonlog published it (plugins/jetstream/message.h, format 1): "MLJ1",
+-- the node's id, a count, then each entry's token, length and bytes, big-endian.
+local function format1_message(node_id, entries)
+  local out = { "MLJ1", node_id, string.pack(">I4", #entries) }
+  for i, e in ipairs(entries) do out[#out + 1] = string.pack(">I8I4", i, #e) .. e end
+  return table.concat(out)
+end
+
+-- Publishes body on subject through NATS's text protocol; JetStream's acknowledgement.
+local function publish(urls, subject, body)
+  local host, port = urls:match("nats://([%d.]+):(%d+)")
+  local s = assert(require("socket").connect(host, tonumber(port)))
+  s:settimeout(30)
+  assert.matches("^INFO ", assert(s:receive("*l")))
+  assert(s:send(('CONNECT {"verbose":false}\r\nSUB ack.journal 1\r\nPUB %s ack.journal %d\r\n%s\r\n')
+    :format(subject, #body, body)))
+  local n = tonumber(assert(s:receive("*l")):match("^MSG ack%.journal 1 (%d+)$"))
+  local ack = assert(s:receive(n))
+  s:close()
+  return ack
+end
+
 describe("two moonlog nodes on one JetStream stream", function()
   setup(cluster.up)
   teardown(cluster.down)
@@ -98,6 +134,32 @@ return ml.handler {
     local cc = client_of(c)
     assert.equal(300, #all_of(cc))
     assert.same(all_of(ca), all_of(cc))
+  end)
+
+  it("apply a stream an older moonlog wrote (format-1 entries) to the same events on every node", function()
+    local a = node("T9")
+    local ca = client_of(a)
+    local made = "0190d6a3-7c2e-7abc-9def-0123456789ab"
+    local uuid = "0190d6a3-7c2e-7def-8123-456789abcdef"
+    local opened = format1_entry({
+      { stream = "acct-1", type = "Opened", id = made, made = true, meta = "\x81\xa1k\x01", data = "\x80" },
+      { stream = "acct-1", type = "Deposited", id = "d-1", data = "\x81\xa1a\x0a" },
+      { stream = "acct-1", type = "Deposited", id = uuid, data = "\x81\xa1a\x14" },
+    }, { { "acct-1", 0 } }, 1700000000000)
+    local again = format1_entry({ { stream = "acct-1", type = "Deposited", id = "d-1" } }, {}, 1700000000001)
+    local ack = publish(cluster.urls, "moonlog.T9",
+      format1_message("0190d6a3-0000-7000-8000-000000000000", { opened, again }))
+    assert.matches('"stream":"T9"', ack)
+    assert(ca:append("acct-1", { type = "Closed", data = {} }, 3)) -- format 2, after them
+    local b = node("T9") -- catches up from the stream's first message
+    local all = same_all(ca, client_of(b), 4)
+    assert.same({ 1, "acct-1", 1, "Opened", made, 1700000000000, {} }, all[1])
+    assert.same({ 2, "acct-1", 2, "Deposited", "d-1", 1700000000000, { a = 10 } }, all[2])
+    assert.same({ 3, "acct-1", 3, "Deposited", uuid, 1700000000000, { a = 20 } }, all[3])
+    assert.same({ 4, "acct-1", 4, "Closed" }, { all[4][1], all[4][2], all[4][3], all[4][4] })
+    assert.equal(4, #all, "the retried id is a duplicate, on both nodes")
+    local first = assert(ca:read("acct-1", 1, 1))[1]
+    assert.same({ k = 1 }, first.meta)
   end)
 
   it("refuse a stream that does not fit, and say so when NATS is not there", function()
