@@ -304,4 +304,56 @@ local http_seeds = {
 }
 for name, bytes in pairs(http_seeds) do write("http", name, bytes) end
 
+-- ---- journal entries (runtime/log/entry.c; format 1 in entry1.c) --------------------------
+
+local function varint(n)
+  local out = {}
+  repeat
+    local b = n & 0x7f
+    n = n >> 7
+    out[#out + 1] = string.char(n > 0 and (b | 0x80) or b)
+  until n == 0
+  return table.concat(out)
+end
+local function zigzag(n) return (n << 1) ~ (n < 0 and -1 or 0) end
+local function bytes(s) return varint(#s) .. s end
+
+-- format 2: flags then the fields each flag asks for (entry.c)
+local function event2(flags, e)
+  local out = { string.char(flags) }
+  if flags & 4 == 0 then out[#out + 1] = bytes(e.stream) end
+  if flags & 8 == 0 then out[#out + 1] = bytes(e.type) end
+  out[#out + 1] = flags & 2 ~= 0 and e.id or bytes(e.id)
+  if flags & 16 ~= 0 then out[#out + 1] = bytes(e.meta) end
+  if flags & 32 ~= 0 then out[#out + 1] = bytes(e.data) end
+  return table.concat(out)
+end
+local function entry2(system, events, expect, time)
+  local out = { "\x02" .. string.char(system), varint(#events), varint(#expect), varint(zigzag(time)) }
+  for _, x in ipairs(expect) do out[#out + 1] = bytes(x[1]) .. varint(zigzag(x[2])) end
+  for _, e in ipairs(events) do out[#out + 1] = event2(e[1], e[2]) end
+  return table.concat(out)
+end
+local uuid16 = "\x01\x90\xd6\xa3\x7c\x2e\x7a\xbc\x9d\xef\x01\x23\x45\x67\x89\xab"
+local data100 = "\x82\xa1t\xcf" .. ("\0"):rep(8) .. "\xa3pad\xd9\x52" .. ("x"):rep(82)
+
+local entry_seeds = {
+  bench = entry2(0, { { 1 | 2 | 32, { stream = "bench-1", type = "Measured", id = uuid16, data = data100 } } },
+    {}, 1700000000000),
+  batch = entry2(0, {
+    { 1 | 2 | 16 | 32, { stream = "acct-1", type = "Opened", id = uuid16, meta = "\x81\xa1k\x01", data = "\x80" } },
+    { 4 | 32, { type = "Deposited", id = "d-1", data = "\x81\xa1a\x0a" } },
+    { 4 | 8 | 2 | 32, { id = uuid16, data = "\x81\xa1a\x14" } },
+    { 8, { stream = "acct-2", id = "0190D6A3-7C2E-7DEF-8123-456789ABCDEF" } },
+  }, { { "acct-1", 0 }, { "acct-2", -1 }, { "acct-3", -2 }, { "acct-4", 1 << 40 } }, 1700000000000),
+  system = entry2(1, { { 1 | 2, { stream = "$lease-h", type = "Acquired", id = uuid16 } } },
+    { { "$lease-h", 3 } }, -5),
+  format1 = string.pack("<BBI2I4I4i8", 1, 0, 0, 2, 1, 1700000000000)
+    .. string.pack("<Bi8", 6, 0) .. "acct-1"
+    .. string.pack("<BBBBI4I4", 1, 6, 6, 36, 4, 1) .. "acct-1" .. "Opened"
+    .. "0190d6a3-7c2e-7abc-9def-0123456789ab" .. "\x81\xa1k\x01" .. "\x80"
+    .. string.pack("<BBBBI4I4", 0, 6, 9, 3, 0, 4) .. "acct-1" .. "Deposited" .. "d-1" .. "\x81\xa1a\x0a",
+}
+for name, b in pairs(entry_seeds) do write("entry", name, b) end
+
 return { mp = mp, write = write }
