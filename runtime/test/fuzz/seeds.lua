@@ -328,8 +328,11 @@ local function event2(flags, e)
   if flags & 32 ~= 0 then out[#out + 1] = bytes(e.data) end
   return table.concat(out)
 end
-local function entry2(system, events, expect, time)
-  local out = { "\x02" .. string.char(system), varint(#events), varint(#expect), varint(zigzag(time)) }
+-- flags: 1 system, 2 the time is a difference from the first id's, 4 one event and no counts
+local function entry2(flags, events, expect, time)
+  local out = { "\x02" .. string.char(flags) }
+  if flags & 4 == 0 then out[#out + 1] = varint(#events) .. varint(#expect) end
+  out[#out + 1] = varint(zigzag(time))
   for _, x in ipairs(expect) do out[#out + 1] = bytes(x[1]) .. varint(zigzag(x[2])) end
   for _, e in ipairs(events) do out[#out + 1] = event2(e[1], e[2]) end
   return table.concat(out)
@@ -338,8 +341,8 @@ local uuid16 = "\x01\x90\xd6\xa3\x7c\x2e\x7a\xbc\x9d\xef\x01\x23\x45\x67\x89\xab
 local data100 = "\x82\xa1t\xcf" .. ("\0"):rep(8) .. "\xa3pad\xd9\x52" .. ("x"):rep(82)
 
 local entry_seeds = {
-  bench = entry2(0, { { 1 | 2 | 32, { stream = "bench-1", type = "Measured", id = uuid16, data = data100 } } },
-    {}, 1700000000000),
+  bench = entry2(2 | 4, { { 1 | 2 | 32, { stream = "bench-1", type = "Measured", id = uuid16, data = data100 } } },
+    {}, 1),
   batch = entry2(0, {
     { 1 | 2 | 16 | 32, { stream = "acct-1", type = "Opened", id = uuid16, meta = "\x81\xa1k\x01", data = "\x80" } },
     { 4 | 32, { type = "Deposited", id = "d-1", data = "\x81\xa1a\x0a" } },
