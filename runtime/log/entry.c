@@ -73,7 +73,7 @@ static void put_bytes(struct ml_buf *b, const void *p, size_t n)
 
 static int same(const char *a, size_t alen, const char *b, size_t blen)
 {
-	return alen == blen && memcmp(a, b, alen) == 0;
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
 /* One event; prev is the event before it in the batch (NULL for the first), made its made id. */
