@@ -22,12 +22,14 @@ static const char delete_help[] =
     "handlers see. Its events before it read as removed at once; scavenging frees their\n"
     "space later. A soft delete (the default) lets the stream be written again: its\n"
     "versions go on, and reads show the $deleted event and what follows it. --hard leaves\n"
-    "a tombstone: the name can never be written again.\n"
+    "a tombstone: the name can never be written again. Deleting a stream that is\n"
+    "already deleted the same way (and not written since) appends nothing and answers\n"
+    "its deletion (exit status 0); a stream that was never written is an error (1).\n"
     "\n"
     "  --hard         a tombstone: every later append to STREAM is refused\n"
-    "  --expect V     the stream's expected version: exists (the default: the stream must\n"
-    "                 be there) or a number; if the stream is not at V, nothing is deleted\n"
-    "                 and the exit status is 1\n"
+    "  --expect V     the stream's expected version: a number or exists; if the stream\n"
+    "                 is not at V, nothing is deleted and the exit status is 1 (without\n"
+    "                 it: the stream must exist, at any version)\n"
     "  --data DIR     the data folder (default ./moonlog-data); if a server holds it, the\n"
     "                 delete goes through its admin socket\n"
     "  --connect ADDR delete through a running server's RPC port (HOST:PORT)\n"
@@ -177,9 +179,10 @@ static void report(const struct args *a, const char *stream, uint64_t position, 
 		fwrite(out.data, 1, out.len, stdout);
 		ml_buf_free(&out);
 	} else if (strcmp(a->cmd, "delete") == 0) {
-		printf("deleted %s%s: its $deleted event is version %" PRIu64
-		       ", at position %" PRIu64 "\n",
-		       stream, a->hard ? " for good (a tombstone)" : "", version, position);
+		printf("%s %s%s: its $deleted event is version %" PRIu64 ", at position %" PRIu64
+		       "\n",
+		       dup ? "already deleted" : "deleted", stream,
+		       a->hard ? " for good (a tombstone)" : "", version, position);
 	} else {
 		printf("set the metadata of %s: %s%s@%" PRIu64 " at position %" PRIu64 "\n", stream,
 		       ML_META_PREFIX, stream, version, position);
@@ -243,10 +246,11 @@ static int local(const struct args *a)
 	} else {
 		if (!del)
 			limits_map(a, &map);
-		if ((del ? ml_log_prepare_delete(&ra, a->stream, slen, a->expect, a->hard)
-			 : ml_log_prepare_meta(log, &ra, a->stream, slen, map.data, map.len,
-					       a->expect)) != 0 ||
-		    ml_log_append(log, &ra.req) != 0)
+		int done =
+		    del ? ml_log_prepare_delete(log, &ra, a->stream, slen, a->expect, a->hard)
+			: ml_log_prepare_meta(log, &ra, a->stream, slen, map.data, map.len,
+					      a->expect);
+		if (done < 0 || (done == 0 && ml_log_append(log, &ra.req) != 0))
 			rc = cli_diag(a->cmd);
 		else
 			report(a, a->stream, ra.req.first_position, ra.version, ra.req.duplicate);

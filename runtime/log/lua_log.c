@@ -252,8 +252,11 @@ static int l_delete(lua_State *L)
 		lua_settop(L, 2);
 	}
 	struct ml_retention_append *a = lua_newuserdatauv(L, sizeof(*a), 0);
-	if (ml_log_prepare_delete(a, stream, slen, expected, hard) != 0)
+	int rc = ml_log_prepare_delete(l->log, a, stream, slen, expected, hard);
+	if (rc < 0)
 		return fail(L, ml_diag_code(), ml_diag_last());
+	if (rc > 0) /* deleted already: the answer is that deletion's */
+		return push_appended(L, &a->req);
 	return run_append(L, l, &a->req);
 }
 

@@ -2,7 +2,10 @@
  * retention_append.c - the appends that delete a stream or set its retention
  * metadata, built once by the log's rules for every front (the server's RPC,
  * HTTP and eval API, the Lua log of a REPL on a folder): which names may be
- * deleted, what the events hold, what "any" means for a delete.
+ * deleted, what the events hold, what "any" means for a delete: the stream
+ * must exist (else "no such stream"), and one already deleted the same way is
+ * deleted again as a no-op, answered as a duplicate append is (the deletion's
+ * position and version), so that a retried delete succeeds.
  */
 #include <stdio.h>
 #include <string.h>
@@ -50,8 +53,36 @@ static void one_event(struct ml_retention_append *a, size_t stream_len, const ch
 	}
 }
 
-int ml_log_prepare_delete(struct ml_retention_append *a, const char *stream, size_t len,
-			  int64_t expected, int hard)
+static int first_position(const struct ml_event *e, void *arg)
+{
+	*(uint64_t *)arg = e->position;
+	return 1;
+}
+
+/*
+ * A delete with "any" of a stream already deleted the same way (soft, nothing appended since;
+ * or hard) is done: 1 with a's answer that of its $deleted event, as for a duplicate append.
+ * 0 when it is not, or when that event is no longer read (truncated since): it is appended.
+ */
+static int deleted_already(struct ml_log *log, struct ml_retention_append *a, const char *stream,
+			   size_t len, uint64_t version, int hard)
+{
+	struct ml_stream_meta m;
+	if (!ml_log_stream_meta(log, stream, len, &m) || m.deleted_before != version ||
+	    m.hard != hard)
+		return 0;
+	uint64_t position = 0;
+	ml_log_read_stream(log, stream, len, version, 1, 0, first_position, &position);
+	if (position == 0)
+		return 0;
+	a->position = a->req.first_position = a->req.last_position = position;
+	a->version = version;
+	a->req.duplicate = 1;
+	return 1;
+}
+
+int ml_log_prepare_delete(struct ml_log *log, struct ml_retention_append *a, const char *stream,
+			  size_t len, int64_t expected, int hard)
 {
 	memset(a, 0, sizeof(*a));
 	if (client_stream(stream, len, "delete") != 0)
@@ -59,10 +90,19 @@ int ml_log_prepare_delete(struct ml_retention_append *a, const char *stream, siz
 	memcpy(a->stream, stream, len);
 	memcpy(a->data, "\x81\xa4hard", 6); /* {hard = bool} */
 	a->data[6] = hard ? 0xc3 : 0xc2;
-	/* deleting a stream that is not there is a mistake: "any" means "it exists" here */
+	/* "any" still guards on "it exists": the stream cannot have gone in between, and the
+	 * guard is the log's own check where several nodes apply the append */
 	one_event(a, len, ML_DELETED_TYPE, 7,
 		  expected == ML_EXPECT_ANY ? ML_EXPECT_EXISTS : expected);
-	return 0;
+	if (expected != ML_EXPECT_ANY)
+		return 0;
+	uint64_t version = ml_log_stream_version(log, stream, len);
+	if (version == 0) /* a mistyped name, most likely: say so rather than "conflict" */
+		return ml_diag_set(ML_ERR_NOT_FOUND,
+				   "cannot delete %.*s: there is no such stream (nothing was ever "
+				   "appended to it); check its name",
+				   (int)len, stream);
+	return deleted_already(log, a, stream, len, version, hard);
 }
 
 int ml_log_prepare_meta(struct ml_log *log, struct ml_retention_append *a, const char *stream,

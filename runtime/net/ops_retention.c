@@ -11,14 +11,24 @@
 
 #include "net/ops.h"
 
-/* Submits a prepared append through p; a refusal goes to p->finish like the log's. */
+/*
+ * Submits a prepared append through p; a refusal goes to p->finish like the log's, and so
+ * does an append with nothing to do (prepared 1: a delete done already), as a duplicate.
+ */
 static void submit(struct ml_server *s, struct ml_pending *p, struct ml_retention_append *a,
 		   int prepared)
 {
 	if (ml_op_append_room(p, 1) != 0)
 		return;
-	if (prepared != 0) {
+	if (prepared < 0) {
 		ml_append_refuse(&p->req, ml_diag_code(), "%s", ml_diag_last());
+		p->finish(p);
+		return;
+	}
+	if (prepared > 0) {
+		p->req.first_position = p->req.last_position = p->poss[0] = a->position;
+		p->vers[0] = a->version;
+		p->req.duplicate = 1;
 		p->finish(p);
 		return;
 	}
@@ -32,7 +42,7 @@ void ml_op_delete(struct ml_server *s, struct ml_pending *p, const char *stream,
 		  int64_t expected, int hard)
 {
 	struct ml_retention_append a;
-	submit(s, p, &a, ml_log_prepare_delete(&a, stream, len, expected, hard));
+	submit(s, p, &a, ml_log_prepare_delete(s->log, &a, stream, len, expected, hard));
 }
 
 void ml_op_set_meta(struct ml_server *s, struct ml_pending *p, const char *stream, size_t len,

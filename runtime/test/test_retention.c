@@ -45,9 +45,8 @@ static int append_n(struct ml_log *log, const char *stream, int n)
 static int del(struct ml_log *log, const char *stream, int64_t expected, int hard)
 {
 	struct ml_retention_append a;
-	if (ml_log_prepare_delete(&a, stream, strlen(stream), expected, hard) != 0)
-		return -1;
-	return ml_log_append(log, &a.req);
+	int rc = ml_log_prepare_delete(log, &a, stream, strlen(stream), expected, hard);
+	return rc != 0 ? (rc > 0 ? 0 : -1) : ml_log_append(log, &a.req);
 }
 
 static int set_meta(struct ml_log *log, const char *stream, const char *map, size_t len)
@@ -117,8 +116,8 @@ static void test_predicate(const char *dir)
 	ok(!removed(log, "a-1", 1), "so the predicate keeps every event");
 	ok(del(log, "a-1", 2, 0) != 0 && ml_diag_code() == ML_ERR_CONFLICT,
 	   "a delete at the wrong expected version is a conflict");
-	ok(del(log, "nobody", ML_EXPECT_ANY, 0) != 0 && ml_diag_code() == ML_ERR_CONFLICT,
-	   "deleting a stream that does not exist is refused");
+	ok(del(log, "nobody", ML_EXPECT_ANY, 0) != 0 && ml_diag_code() == ML_ERR_NOT_FOUND,
+	   "deleting a stream that does not exist: no such stream");
 	ok(del(log, "$parked-x", ML_EXPECT_ANY, 0) != 0 && ml_diag_code() == ML_ERR_USAGE,
 	   "deleting a $ stream is refused: %s", ml_diag_last());
 	ok(del(log, "a-1", 3, 0) == 0, "a soft delete at the right version");
@@ -166,6 +165,46 @@ static void test_predicate(const char *dir)
 	ok(page.n == 2 && page.pos[0] == 6,
 	   "a page of $all goes on past removed events (from %llu)",
 	   (unsigned long long)page.pos[0]);
+	ml_log_close(log);
+}
+
+/*
+ * A delete with "any" of a stream deleted the same way is done already: the answer is that
+ * deletion's, as for a duplicate append, and nothing is appended. A stream that never was is
+ * "no such stream", unless an explicit guard said what to expect.
+ */
+static void test_delete_again(const char *dir)
+{
+	struct ml_log *log = open_small(dir, 0);
+	append_n(log, "r-1", 2);
+	struct ml_retention_append a;
+	ok(ml_log_prepare_delete(log, &a, "r-1", 3, ML_EXPECT_ANY, 0) == 0 &&
+	       ml_log_append(log, &a.req) == 0 && a.version == 3,
+	   "a soft delete: its $deleted event is version 3");
+	uint64_t at = a.position, head = ml_log_head(log);
+	ok(ml_log_prepare_delete(log, &a, "r-1", 3, ML_EXPECT_ANY, 0) == 1 && a.position == at &&
+	       a.version == 3 && a.req.duplicate && a.req.first_position == at,
+	   "deleting it again is done already: the first deletion's position and version");
+	ok(ml_log_head(log) == head && ml_log_stream_version(log, "r-1", 3) == 3,
+	   "and appends nothing");
+	ok(del(log, "r-1", ML_EXPECT_ANY, 1) == 0 && ml_log_stream_version(log, "r-1", 3) == 4,
+	   "a hard delete of a soft-deleted stream is a tombstone appended");
+	at = ml_log_head(log);
+	ok(ml_log_prepare_delete(log, &a, "r-1", 3, ML_EXPECT_ANY, 1) == 1 && a.position == at &&
+	       a.version == 4,
+	   "a hard delete again is done already");
+	ok(del(log, "r-1", ML_EXPECT_ANY, 0) != 0 && ml_diag_code() == ML_ERR_REFUSED,
+	   "a soft delete of a hard-deleted stream is refused: %s", ml_diag_last());
+	append_n(log, "r-2", 1);
+	ok(del(log, "r-2", ML_EXPECT_ANY, 0) == 0 &&
+	       append1(log, "r-2", NULL, ML_EXPECT_ANY) != 0 &&
+	       del(log, "r-2", ML_EXPECT_ANY, 0) == 0 && ml_log_stream_version(log, "r-2", 3) == 4,
+	   "a stream written again after its delete is deleted again (a new $deleted event)");
+	ok(ml_log_prepare_delete(log, &a, "never", 5, ML_EXPECT_ANY, 0) != 0 &&
+	       ml_diag_code() == ML_ERR_NOT_FOUND && strstr(ml_diag_last(), "no such stream"),
+	   "a stream that never was: %s", ml_diag_last());
+	ok(del(log, "never", ML_EXPECT_EXISTS, 0) != 0 && ml_diag_code() == ML_ERR_CONFLICT,
+	   "with an explicit \"exists\" it is that guard's conflict");
 	ml_log_close(log);
 }
 
@@ -304,7 +343,7 @@ int main(void)
 	static const struct unit_dir_test tests[] = {
 	    {"predicate", test_predicate},   {"reopen", test_reopen},
 	    {"kill9", test_kill9},	     {"failed_write", test_failed_write},
-	    {"replicated", test_replicated},
+	    {"replicated", test_replicated}, {"delete_again", test_delete_again},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();

@@ -300,9 +300,13 @@ ML_API uint64_t ml_log_stream_floor(struct ml_log *log, const char *stream, size
  * set; the event's bytes live in *a). Refused (-1 with diag ML_ERR_USAGE): a
  * name starting with '$' (moonlog's own streams), an empty or too long one,
  * metadata that is not a map of max_age, max_count, truncate_before with whole
- * numbers >= 0. A delete's "any" expected version means "the stream exists".
- * Metadata keys not given keep the stream's current value (nil or 0 removes
- * one); its guard is on the metadata stream's version.
+ * numbers >= 0. A delete's "any" expected version means "the stream exists":
+ * -1 with ML_ERR_NOT_FOUND when it never did; and a delete with "any" of a
+ * stream already deleted the same way (soft and nothing appended since, or
+ * hard) returns 1 without an append to make: a->req then holds the answer, the
+ * existing $deleted event's position and version with `duplicate` set, as for
+ * an idempotent append. Metadata keys not given keep the stream's current value
+ * (nil or 0 removes one); its guard is on the metadata stream's version.
  */
 struct ml_retention_append {
 	struct ml_append req;
@@ -312,8 +316,8 @@ struct ml_retention_append {
 	char stream[256];
 	uint8_t data[64];
 };
-ML_API int ml_log_prepare_delete(struct ml_retention_append *a, const char *stream, size_t len,
-				 int64_t expected, int hard);
+ML_API int ml_log_prepare_delete(struct ml_log *log, struct ml_retention_append *a,
+				 const char *stream, size_t len, int64_t expected, int hard);
 /* A stream's metadata as one msgpack map appended to out: {max_age, max_count,
  * truncate_before, deleted (it reads as deleted: nothing appended since its last $deleted, or
  * hard), deleted_version, hard}, what metadata() and GET .../metadata answer. */
