@@ -102,6 +102,22 @@ void ml_http_error(struct evhttp_request *req, int status, enum ml_err code, int
 	ml_buf_free(&b);
 }
 
+/*
+ * The status of a write to `stream` that failed, for a code that is not the default one: a
+ * failed If-Match (the only guard HTTP has) is 412; a refusal because the stream was deleted
+ * for good (a hard delete) is 410 Gone, as every later write to it will be. 0: the default.
+ */
+int ml_http_write_status(struct ml_server *s, const struct ml_pending *p, const char *stream)
+{
+	struct ml_stream_meta m;
+	if (p->req.err == ML_ERR_CONFLICT)
+		return 412;
+	if (p->req.err == ML_ERR_REFUSED && stream &&
+	    ml_log_stream_meta(s->log, stream, strlen(stream), &m) && m.hard)
+		return 410;
+	return 0;
+}
+
 /* ---- POST /streams/{stream} ---------------------------------------------- */
 
 /* Where the appended events can be read: their page of the stream (p->ctx: its name). */
@@ -121,8 +137,7 @@ static void finish_append(struct ml_pending *p)
 {
 	struct evhttp_request *req = p->http;
 	if (p->req.err != ML_OK) {
-		/* the only guard an HTTP append has is its If-Match: a failed precondition */
-		int status = p->req.err == ML_ERR_CONFLICT ? 412 : 0;
+		int status = ml_http_write_status(p->srv, p, p->ctx);
 		ml_http_error(req, status, p->req.err, p->req.actual_version, p->req.errmsg);
 	} else {
 		uint64_t version = ml_op_append_version(p);
@@ -191,8 +206,8 @@ void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char 
 		ml_pending_put(s, p);
 	} else {
 		p->http = req;
-		p->ctx =
-		    ml_xstrndup(stream, strlen(stream)); /* for Location: the log keeps no copy */
+		/* for Location and a 410: the log keeps no copy */
+		p->ctx = ml_xstrndup(stream, strlen(stream));
 		p->finish = finish_append;
 		ml_op_append(s, p, stream, strlen(stream), expected);
 	}

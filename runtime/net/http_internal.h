@@ -19,6 +19,9 @@ void ml_http_append(struct ml_server *s, struct evhttp_request *req, const char 
 /* If-Match: a version (quoted or not), no_stream, exists, * or any; absent = any. 0, or -1
  * with diag. */
 int ml_http_if_match(struct evhttp_request *req, int64_t *out);
+/* The status of a failed write to stream (p->req.err): 412 a failed If-Match, 410 a stream
+ * deleted for good, else 0 (the code's own). */
+int ml_http_write_status(struct ml_server *s, const struct ml_pending *p, const char *stream);
 
 /* http_retention.c: DELETE /streams/{stream}, and GET/PUT /streams/{stream}/metadata */
 void ml_http_delete(struct ml_server *s, struct evhttp_request *req, const char *stream,

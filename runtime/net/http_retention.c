@@ -18,12 +18,12 @@
 #include "net/http_internal.h"
 #include "net/ops.h"
 
-/* 200 {"position", "version"} or the error; a failed If-Match is 412, as for an append. */
+/* 200 {"position", "version"} or the error: 412, 410 as for an append (p->ctx: the stream). */
 static void finish(struct ml_pending *p)
 {
 	struct evhttp_request *req = p->http;
 	if (p->req.err != ML_OK) {
-		int status = p->req.err == ML_ERR_CONFLICT ? 412 : 0;
+		int status = ml_http_write_status(p->srv, p, p->ctx);
 		ml_http_error(req, status, p->req.err, p->req.actual_version, p->req.errmsg);
 	} else {
 		struct ml_buf b = {0};
@@ -37,6 +37,8 @@ static void finish(struct ml_pending *p)
 		ml_http_send(req, 200, NULL, &b, NULL);
 		ml_buf_free(&b);
 	}
+	free(p->ctx);
+	p->ctx = NULL;
 	ml_pending_put(p->srv, p);
 }
 
@@ -53,6 +55,7 @@ void ml_http_delete(struct ml_server *s, struct evhttp_request *req, const char 
 		return ml_http_error(req, 400, ML_ERR_USAGE, 0, ml_diag_last());
 	struct ml_pending *p = ml_pending_get(s);
 	p->http = req;
+	p->ctx = ml_xstrndup(stream, strlen(stream));
 	p->finish = finish;
 	ml_op_delete(s, p, stream, strlen(stream), expected,
 		     h && (strcmp(h, "true") == 0 || strcmp(h, "1") == 0));
@@ -95,6 +98,7 @@ void ml_http_metadata(struct ml_server *s, struct evhttp_request *req, const cha
 	}
 	struct ml_pending *p = ml_pending_get(s);
 	p->http = req;
+	p->ctx = ml_xstrndup(stream, strlen(stream));
 	p->finish = finish;
 	ml_op_set_meta(s, p, stream, strlen(stream), mp.data, mp.len, expected);
 	ml_buf_free(&mp); /* the log has copied the event */
