@@ -20,6 +20,11 @@
  * candidate emit without a pair is added, a live one dropped. Faults (an
  * error, a limit, on_error skip or park) are counted with the event and line;
  * a candidate that stopped on one is loaded again for the next event.
+ *
+ * Events the log says are removed (deleted, truncated, past a stream's max
+ * count or age: ml_log_removed) are not inputs, as the live handler never
+ * gets them: what the live handler emitted for one before it was removed is
+ * passed over, neither compared nor counted as dropped.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -66,6 +71,8 @@ struct ml_dry_emits {
 
 	uint32_t budget, n;
 	uint64_t deadline_ns;
+	int removes; /* the log has deletions or retention: ask ml_log_removed of each event */
+	int64_t now; /* as of when (this step) */
 
 	uint64_t handled, added, dropped, changed, same, uncompared, live_parked, faults;
 	struct ml_buf added_ex, dropped_ex, changed_ex, fault_ex;
@@ -367,6 +374,9 @@ static int input_one(const struct ml_event *ev, void *arg)
 	}
 	d->next = ev->position + 1;
 	d->n++;
+	if (d->removes &&
+	    ml_log_removed(d->log, ev->stream, ev->stream_len, ev->version, ev->time, d->now))
+		return d->n >= d->budget;
 	/* The live output for ev: the run of batch events it caused, from the first one on
 	 * (events before it in the batch were caused by events before the window). */
 	size_t c0 = d->cursor;
@@ -409,6 +419,8 @@ int ml_dry_emits_step(struct ml_dry_emits *d, uint32_t budget, uint64_t deadline
 	d->budget = budget;
 	d->n = 0;
 	d->deadline_ns = deadline_ns;
+	d->removes = ml_log_any_removed(d->log);
+	d->now = ml_time_ms();
 	while (d->next <= d->to && d->n < budget && ml_clock_ns() < deadline_ns) {
 		size_t k = d->k;
 		while (k < d->n_cks && d->cks[k].upto < d->next)

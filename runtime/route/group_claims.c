@@ -10,7 +10,8 @@
  *   claim     when its members have room and its ranges are all handed out:
  *             first a range whose node is gone (ml_log_node_state) or that was
  *             released, whole; else the next events after the frontier, as many
- *             matching ones as the members have room for, up to the head. Two
+ *             matching ones as the members have room for (removed ones, never
+ *             delivered, take none), up to the head. Two
  *             nodes claiming at once: one wins, the other's append is refused
  *             and it reads again. Nothing is claimed while no event matches, so
  *             a quiet group writes nothing.
@@ -125,15 +126,17 @@ static void claim(struct ml_router *r, struct ml_group *g, uint64_t from, uint64
 }
 
 struct scan {
+	struct ml_log *log;
 	struct ml_group *g;
 	uint64_t room, matched, seen;
 };
 
+/* A removed event (deleted, truncated: ml_log_removed) is never delivered: it takes no room. */
 static int scan_one(const struct ml_event *e, void *arg)
 {
 	struct scan *s = arg;
 	s->seen = e->position;
-	if (ml_group_match(s->g, e) && ++s->matched == s->room)
+	if (ml_group_match(s->g, e) && !ml_route_removed(s->log, e) && ++s->matched == s->room)
 		return 1;
 	return 0;
 }
@@ -152,7 +155,7 @@ static uint64_t next_range_end(struct ml_router *r, struct ml_group *g, uint64_t
 		sh->scanned = from;
 	if (sh->scanned >= head)
 		return 0;
-	struct scan s = {g, room, 0, sh->scanned};
+	struct scan s = {r->log, g, room, 0, sh->scanned};
 	uint64_t n = head - sh->scanned < r->o.batch ? head - sh->scanned : r->o.batch;
 	if (ml_log_read_all(r->log, sh->scanned + 1, n, scan_one, &s) < 0)
 		return 0;

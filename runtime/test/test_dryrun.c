@@ -191,29 +191,39 @@ static char *dry_run(struct ml_host *h, const char *opts)
 	return strdup("(still running)");
 }
 
-static void test_handler(void)
+/* A host in dir running echo.lua over ping-1 .. ping-6, each handled; dir/scripts its folder. */
+static struct ml_host *echo_host(const char *dir, struct ml_log **log)
 {
-	char *dir = unit_tmpdir("dryrun-handler");
 	char scripts[1100], path[1200], cmd[1300];
 	snprintf(scripts, sizeof(scripts), "%s/scripts", dir);
 	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", scripts);
 	ok(system(cmd) == 0, "a scripts folder");
 	snprintf(path, sizeof(path), "%s/echo.lua", scripts);
 	write_file(path, echo);
-	struct ml_log *log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
+	*log = open_log_fsync(dir, 0, ML_FSYNC_NEVER);
 	struct ml_host_options ho;
 	ml_host_options_init(&ho);
 	ho.scripts_dir = scripts, ho.data_dir = dir, ho.quiet = 1;
-	struct ml_host *h = ml_host_open(log, &ho);
+	struct ml_host *h = ml_host_open(*log, &ho);
 	ok(h != NULL, "a host");
 	for (int i = 1; i <= 6; i++) {
 		char stream[16];
 		snprintf(stream, sizeof(stream), "ping-%d", i);
 		struct ml_event_in e = ev(stream, "Ping", NULL);
 		struct ml_append req = {.events = &e, .n_events = 1};
-		ml_log_append(log, &req);
+		ml_log_append(*log, &req);
 	}
 	ml_host_drain(h);
+	return h;
+}
+
+static void test_handler(void)
+{
+	char *dir = unit_tmpdir("dryrun-handler");
+	char scripts[1100], path[1200];
+	snprintf(scripts, sizeof(scripts), "%s/scripts", dir);
+	struct ml_log *log;
+	struct ml_host *h = echo_host(dir, &log);
 	char *ck = NULL;
 	ml_log_read_stream(log, "$checkpoint-echo", 16, 0, 0, 0, last_checkpoint, &ck);
 	ok(ck && strstr(ck, "\"position\":6,") && strstr(ck, "\"events\":6}"),
@@ -264,9 +274,42 @@ static void test_handler(void)
 	free(dir);
 }
 
+/*
+ * A deleted stream's events are not the candidate's inputs, as they are not the live
+ * handler's: ping-5 (where the candidate fails) deleted after it was handled is not run,
+ * and what the live handler emitted for it is neither compared nor dropped.
+ */
+static void test_handler_deleted(void)
+{
+	char *dir = unit_tmpdir("dryrun-deleted");
+	struct ml_log *log;
+	struct ml_host *h = echo_host(dir, &log);
+	struct ml_retention_append a;
+	ok(ml_log_prepare_delete(log, &a, "ping-5", 6, ML_EXPECT_ANY, 0) == 0 &&
+	       ml_log_append(log, &a.req) == 0,
+	   "ping-5 deleted");
+	ml_host_drain(h);
+	char path[1200], opts[1400];
+	snprintf(path, sizeof(path), "%s/echo-next.lua", dir);
+	write_file(path, next);
+	snprintf(opts, sizeof(opts), "{\"file\": \"%s\"}", path);
+	char *j = dry_run(h, opts);
+	ok(strstr(j, "\"state\":\"done\"") != NULL, "the dry run is done: %s", j);
+	ok(strstr(j, "\"fault_count\":0,") != NULL, "ping-5 was not run: no fault");
+	ok(strstr(j, "\"handled\":5,") != NULL, "five pings handled, not six");
+	ok(strstr(j, "\"emits\":{\"added\":1,\"dropped\":3,\"changed\":0,\"same\":2}") != NULL,
+	   "2, 4, 6 dropped; ping-5's live emit neither compared nor dropped");
+	free(j);
+	ml_host_close(h);
+	ml_log_close(log);
+	rm_rf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	test_diff();
 	test_handler();
+	test_handler_deleted();
 	return done_testing();
 }

@@ -13,7 +13,8 @@
  * with its event parked once all the same; a node whose last member leaves
  * gives its range back; both nodes restarted go on from the group's floor; a
  * node that joins late reads the group from its last snapshot; and a log of
- * its own keeps DATA/groups/NAME.pos, with nothing written to the log.
+ * its own keeps DATA/groups/NAME.pos, with nothing written to the log. The
+ * events of a deleted stream are neither delivered nor claimed.
  */
 #include <signal.h>
 #include <sys/stat.h>
@@ -438,6 +439,40 @@ static void snapshot(const char *dir)
 	world_close(&w);
 }
 
+static int count_claims(const struct ml_event *e, void *arg)
+{
+	*(int *)arg += e->type_len == 7 && memcmp(e->type, "Claimed", 7) == 0;
+	return 0;
+}
+
+/*
+ * A deleted stream's events take no room in a claim (they are never delivered): with room
+ * for two, the first claim reaches past six removed ones to the deletion event and the next
+ * job, and those two are what the member gets.
+ */
+static void removed(const char *dir)
+{
+	struct world w;
+	struct member a;
+	world_open(&w, dir);
+	join(&a, &w, 0, "clean",
+	     (struct ml_group_options){.ack_timeout_ms = 600000, .max_inflight = 2});
+	for (int i = 0; i < 6; i++)
+		append1(w.log[0], "job-1", NULL, ML_EXPECT_ANY);
+	struct ml_retention_append del;
+	ok(ml_log_prepare_delete(w.log[0], &del, "job-1", 5, ML_EXPECT_ANY, 0) == 0 &&
+	       ml_log_append(w.log[0], &del.req) == 0,
+	   "job-1 deleted after its six events");
+	uint64_t next = append1(w.log[0], "job-2", NULL, ML_EXPECT_ANY);
+	ok(UNTIL(&w, a.n == 2), "two events delivered");
+	ok(a.pos[0] == del.position && a.pos[1] == next,
+	   "the deletion event and the next job (%" PRIu64 " %" PRIu64 ")", a.pos[0], a.pos[1]);
+	int claims = 0;
+	ml_log_read_stream(w.log[0], "$group-clean", 12, 0, 0, 0, count_claims, &claims);
+	is_int(claims, 1, "one claim covers them: the removed events took no room");
+	world_close(&w);
+}
+
 /* A log of its own: DATA/groups/NAME.pos, as before, and nothing in the log. */
 static void alone(const char *dir)
 {
@@ -473,6 +508,7 @@ int main(void)
 	    {"groups-restart", restart},
 	    {"groups-snapshot", snapshot},
 	    {"groups-alone", alone},
+	    {"groups-removed", removed},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();
