@@ -6,8 +6,10 @@
  * and list the files that hold the log up to it (ml_log_backup_files); the
  * server copies nothing. This process then hard-links each finished file into
  * DEST/log (a copy where the file system refuses a link: another device) and
- * copies the last segment up to the pinned position. Every file is synced, then
- * the folder. DEST is a data folder: `moonlog serve --data DEST` serves it.
+ * copies the last segment up to the pinned position, and writes the retention
+ * file (the deletions and metadata in force) as of that position, which the
+ * server hands over as bytes. Every file is synced, then the folder. DEST is a data folder:
+ * `moonlog serve --data DEST` serves it.
  *
  * restore makes DATA from a backup: the finished files linked (they are never
  * written again, by either side), the last segment copied (the server will
@@ -35,7 +37,8 @@ static const char backup_help[] =
     "last position it had acknowledged when asked (printed at the end), while it goes\n"
     "on serving. Finished segments and index files are hard-linked where DEST is on\n"
     "the same file system (else copied); the last segment is copied up to that\n"
-    "position. DEST must not exist or be empty. `moonlog serve --data DEST` serves the\n"
+    "position, and the deletions and retention limits in force at it are kept with it.\n"
+    "DEST must not exist or be empty. `moonlog serve --data DEST` serves the\n"
     "copy, and `moonlog restore DEST DATA` makes a new data folder from it.\n"
     "\n"
     "  --data DIR   the data folder of the running server (default ./moonlog-data); the\n"
@@ -153,7 +156,37 @@ static int take_file(const char *from, const char *to, const char *name, int who
 	return 0;
 }
 
-/* The backup() answer: its position, first, dir and files, read into b. 0 or -1. */
+/*
+ * The deletions and retention metadata in force at the backup's position, as the server
+ * handed them over: DEST/log/retention (the name the log gives that file, docs/log.md), so
+ * that the copy keeps them even where it could not rebuild them from its segments (a log
+ * whose first segments were dropped). 0 or -1 (errno).
+ */
+static int write_retention(const char *logdir, const struct ml_backup *b)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/retention", logdir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	const char *p = b->retention;
+	size_t left = b->retention_len;
+	while (left > 0) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		p += n, left -= (size_t)n;
+	}
+	int rc = left == 0 && fsync(fd) == 0 ? 0 : -1;
+	int e = left ? EIO : errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
+/* The backup() answer: its position, first, dir, files and retention, read into b. 0 or -1. */
 static int read_listing(struct ml_msgpack_reader *r, struct ml_backup *b)
 {
 	uint32_t n, kl, sl, nf;
@@ -167,6 +200,13 @@ static int read_listing(struct ml_msgpack_reader *r, struct ml_backup *b)
 		if (kl == 8 && memcmp(k, "position", 8) == 0) {
 			if (ml_msgpack_get_uint(r, &b->position) != 0)
 				return -1;
+		} else if (kl == 9 && memcmp(k, "retention", 9) == 0) {
+			struct ml_msgpack_obj o;
+			if (ml_msgpack_read(r, &o) != 0 || o.kind != ML_MP_BIN)
+				return -1;
+			b->retention = ml_xmalloc(o.n ? o.n : 1);
+			memcpy(b->retention, o.ptr, o.n);
+			b->retention_len = o.n;
 		} else if (kl == 3 && memcmp(k, "dir", 3) == 0) {
 			if (ml_msgpack_get_str(r, &s, &sl) != 0 || sl >= sizeof(b->dir))
 				return -1;
@@ -257,6 +297,9 @@ int cmd_backup(int argc, char **argv)
 			      &t) != 0)
 			rc = cli_fail("backup", CLI_REFUSED, "cannot copy %s/%s to %s: %s", b.dir,
 				      b.files[i].name, logdir, strerror(errno));
+	if (rc == CLI_OK && b.retention && write_retention(logdir, &b) != 0)
+		rc = cli_fail("backup", CLI_REFUSED, "cannot write %s/retention: %s", logdir,
+			      strerror(errno));
 	if (rc == CLI_OK && (sync_dir(logdir) != 0 || sync_dir(dest) != 0))
 		rc = cli_fail("backup", CLI_REFUSED, "cannot sync %s: %s", logdir, strerror(errno));
 	if (rc == CLI_OK) {

@@ -13,7 +13,9 @@
  * blocks, and index.seed, without which the runs cannot be read. A run may be
  * merged away before the copier reaches it: it is then left out, and the
  * first open of the copy builds it again (docs/log.md, the index). What is
- * missing of the index, the open builds from the segments.
+ * missing of the index, the open builds from the segments. The retention state
+ * (deletions and metadata) is taken as bytes of its file as of the pinned head,
+ * for the copy to hold as its own DATA/log/retention.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -22,6 +24,7 @@
 
 #include "log/index.h"
 #include "log/log_internal.h"
+#include "log/retention.h"
 
 /*
  * The last position the .idx of segment i holds blocks for (0: none), mutex held.
@@ -89,6 +92,9 @@ int ml_log_backup_files(struct ml_log *log, struct ml_backup *out)
 	}
 	if (out->n)
 		add(&out->files, &out->n, &cap, "index.seed", 0, 1);
+	struct ml_buf ret = {0};
+	ml_ret_file_bytes(log, &ret); /* as of the head pinned here */
+	out->retention = ret.data, out->retention_len = ret.len;
 	pthread_mutex_unlock(&log->mu);
 	/* absolute: the copier's folder is not the server's */
 	char *abs = realpath(log->logdir, NULL);
@@ -100,6 +106,8 @@ int ml_log_backup_files(struct ml_log *log, struct ml_backup *out)
 void ml_backup_free(struct ml_backup *b)
 {
 	free(b->files);
+	free(b->retention);
 	b->files = NULL;
-	b->n = 0;
+	b->retention = NULL;
+	b->n = b->retention_len = 0;
 }

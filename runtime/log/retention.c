@@ -534,6 +534,16 @@ static int store(struct ml_log *log)
 	return rc;
 }
 
+void ml_ret_file_bytes(struct ml_log *log, struct ml_buf *out)
+{
+	struct ml_retention *rt = log->ret;
+	if (!rt->ready)
+		return;
+	pthread_mutex_lock(&rt->mu);
+	encode(&rt->cur, log->head, out);
+	pthread_mutex_unlock(&rt->mu);
+}
+
 void ml_ret_save(struct ml_log *log)
 {
 	struct ml_retention *rt = log->ret;

@@ -21,6 +21,7 @@
 struct ml_log;
 struct ml_event_in;
 struct ml_append;
+struct ml_buf;
 
 #define ML_RET_FILE "retention"
 
@@ -46,5 +47,8 @@ void ml_ret_rollback(struct ml_log *log, uint64_t position);
 /* The index wrote a block, or the log closes (no lock held): writes the state readers see,
  * with the head it stands for, to the retention file. */
 void ml_ret_save(struct ml_log *log);
+/* The retention file's bytes as of the head, appended to an empty out (log->mu held, so that
+ * every change up to the head is in the state); nothing before the open has read it. */
+void ml_ret_file_bytes(struct ml_log *log, struct ml_buf *out);
 
 #endif

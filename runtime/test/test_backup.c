@@ -2,7 +2,9 @@
  * test_backup.c - ml_log_backup_files: the files it lists, linked or copied as
  * it says while appends go on, make a log that checks clean and holds exactly
  * the events up to the position it pinned, byte for byte, at the same
- * positions; and that log takes appends after it.
+ * positions; and that log takes appends after it. The deletions and
+ * retention metadata in force go with it as of that position, also where the
+ * copy could not rebuild them from its segments (the first one dropped).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,9 +65,92 @@ static void dump_to(struct ml_log *log, uint64_t until, struct ml_buf *out)
 	ml_log_scan(log, 1, until, dump_event, out);
 }
 
+/* The versions a forward read of the stream gives, as text: "5 6". */
+static const char *versions(struct ml_log *log, const char *stream)
+{
+	static char out[256];
+	struct collect c = {.n = 0};
+	ml_log_read_stream(log, stream, strlen(stream), 0, 0, 0, collect_fn, &c);
+	size_t o = 0;
+	out[0] = 0;
+	for (int i = 0; i < c.n && o < sizeof(out) - 24; i++)
+		o += (size_t)snprintf(out + o, sizeof(out) - o, "%s%llu", i ? " " : "",
+				      (unsigned long long)c.ver[i]);
+	return out;
+}
+
+/* A copy made as moonlog backup makes it: the listed files, and the retention bytes. */
+static int copy_backup(const struct ml_backup *b, const char *dst)
+{
+	char logdir[600], path[700];
+	snprintf(logdir, sizeof(logdir), "%s/log", dst);
+	mkdir(logdir, 0700);
+	int failed = 0, linked;
+	for (size_t i = 0; i < b->n; i++)
+		failed += take(b->dir, logdir, &b->files[i], &linked) != 0;
+	snprintf(path, sizeof(path), "%s/retention", logdir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	failed += fd < 0 || write(fd, b->retention, b->retention_len) != (ssize_t)b->retention_len;
+	if (fd >= 0)
+		close(fd);
+	return failed ? -1 : 0;
+}
+
+/*
+ * spam-7 hard-deleted and acct-1 kept to its last 2 versions, both in the first segment,
+ * which is then dropped (as an operator may, the log closed): the log keeps both in its
+ * retention file, and a backup's copy keeps them too, though no event of its segments says so.
+ */
+static void retention_kept(void)
+{
+	char *src = unit_tmpdir("backup-ret-src"), *dst = unit_tmpdir("backup-ret-dst");
+	struct ml_log *log = open_log(src, 4096);
+	struct ml_retention_append a;
+	append1(log, "spam-7", NULL, ML_EXPECT_ANY);
+	ml_log_prepare_delete(log, &a, "spam-7", 6, ML_EXPECT_ANY, 1);
+	ml_log_append(log, &a.req);
+	for (int i = 0; i < 3; i++)
+		append1(log, "acct-1", NULL, ML_EXPECT_ANY);
+	ml_log_prepare_meta(log, &a, "acct-1", 6, "\x81\xa9max_count\x02", 12, ML_EXPECT_ANY);
+	ml_log_append(log, &a.req);
+	for (int i = 0; i < 200; i++) /* a few segments */
+		append1(log, "filler-1", NULL, ML_EXPECT_ANY);
+	for (int i = 0; i < 3; i++)
+		append1(log, "acct-1", NULL, ML_EXPECT_ANY);
+	ml_log_close(log);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/log/00000000000000000001.seg", src);
+	int dropped = unlink(path) == 0;
+	snprintf(path, sizeof(path), "%s/log/00000000000000000001.idx", src);
+	unlink(path);
+	log = open_log(src, 4096);
+	ok(dropped && log && ml_log_first(log) > 6,
+	   "the first segment dropped: the log starts at %llu",
+	   log ? (unsigned long long)ml_log_first(log) : 0ULL);
+	ok(append1(log, "spam-7", NULL, ML_EXPECT_ANY) == 0 &&
+	       !strcmp(versions(log, "acct-1"), "5 6"),
+	   "the log keeps the tombstone and the max count: acct-1 reads [%s]",
+	   versions(log, "acct-1"));
+	struct ml_backup b;
+	ml_log_backup_files(log, &b);
+	ok(b.retention_len > 0 && copy_backup(&b, dst) == 0,
+	   "the backup hands over the retention file (%zu bytes), written into the copy",
+	   b.retention_len);
+	struct ml_log *copy = open_log(dst, 4096);
+	ok(copy && append1(copy, "spam-7", NULL, ML_EXPECT_ANY) == 0 &&
+	       ml_diag_code() == ML_ERR_REFUSED,
+	   "the copy refuses the hard-deleted name: %s", ml_diag_last());
+	is_str(copy ? versions(copy, "acct-1") : "", "5 6", "and keeps acct-1 to its last 2");
+	ml_backup_free(&b);
+	ml_log_close(copy);
+	ml_log_close(log);
+	rm_rf(src), rm_rf(dst);
+	free(src), free(dst);
+}
+
 int main(void)
 {
-	plan(9);
+	plan(14);
 	char *src = unit_tmpdir("backup-src"), *dst = unit_tmpdir("backup-dst");
 	struct ml_log_options o;
 	ml_log_options_init(&o);
@@ -127,5 +212,6 @@ int main(void)
 	ml_log_close(log);
 	rm_rf(src), rm_rf(dst);
 	free(src), free(dst);
+	retention_kept();
 	return done_testing();
 }

@@ -217,6 +217,43 @@ describe("moonlog backup and restore", function()
     assert.equal(pos + 1, got[1].position)
   end)
 
+  it("a backup keeps the deletions and retention limits in force at its position", function()
+    local s = server.start { args = { "--segment-size", "4096" } }
+    local c = s.client
+    assert(c:append("spam-7", { { type = "T" } }))
+    assert(c:delete("spam-7", nil, true))
+    assert(c:append("acct-1", { { type = "T" }, { type = "T" }, { type = "T" } }))
+    assert(c:set_metadata("acct-1", { max_count = 2 }))
+    assert(c:append("gone-1", { { type = "T" }, { type = "T" } }))
+    for i = 1, 40 do assert(c:append("filler-1", { { type = "F", data = { pad = ("x"):rep(200), i = i } } })) end
+    assert(c:delete("gone-1"))
+    assert(c:append("acct-1", { { type = "T" }, { type = "T" }, { type = "T" } }))
+    -- the first segment (the tombstone and the max count in it) dropped while stopped, as
+    -- an operator may: the server keeps both in DATA/log/retention
+    assert(s:stop())
+    assert(os.remove(s.data .. "/log/00000000000000000001.seg"))
+    os.remove(s.data .. "/log/00000000000000000001.idx")
+    s:launch()
+    local st, out, err = run(("backup --data %s %s"):format(q(s.data), q(dir .. "/bk")))
+    assert.equal(0, st, err)
+    assert.truthy(io.open(dir .. "/bk/log/retention"), "the backup holds DATA/log/retention")
+    st, out, err = run(("restore %s %s"):format(q(dir .. "/bk"), q(dir .. "/restored")))
+    assert.equal(0, st, err)
+    local s2 = server.start { data = dir .. "/restored" }
+    local function versions(cl, stream)
+      local t = {}
+      for i, e in ipairs(assert(cl:read(stream))) do t[i] = e.type .. "@" .. e.version end
+      return t
+    end
+    for _, cl in ipairs { s.client, s2.client } do
+      assert.same({ "$deleted@3" }, versions(cl, "gone-1"))
+      assert.is_true(assert(cl:metadata("gone-1")).deleted)
+      assert.same({ "T@5", "T@6" }, versions(cl, "acct-1"))
+      local _, e = cl:append("spam-7", { { type = "T" } })
+      assert.equal("refused", e and e.code)
+    end
+  end)
+
   it("refuses a DEST that is not empty, and says so when no server runs", function()
     local s = server.start {}
     files.write(dir .. "/x", "")

@@ -367,7 +367,11 @@ ML_API void ml_log_stats(struct ml_log *log, struct ml_log_stats *out);
  * may be removed by a merge before it is copied: leave it out then, the copy's
  * first open builds it); one with `whole` 0 (the last segment) is copied up to
  * `size` bytes, which never change. The files are in `dir`, the log's folder
- * (DATA/log). 0 always (the call cannot fail); free with ml_backup_free.
+ * (DATA/log). `retention` holds the retention file (DATA/log/retention: the
+ * deletions and metadata in force) as of `position`, for the copy to write as
+ * its own: the log's file may stand for a later head, which a copy's open would
+ * not take, and a copy's open cannot rebuild what was in segments dropped from
+ * the front. 0 always (the call cannot fail); free with ml_backup_free.
  */
 struct ml_backup_file {
 	char name[64];
@@ -379,6 +383,8 @@ struct ml_backup {
 	char dir[4096];
 	struct ml_backup_file *files;
 	size_t n;
+	void *retention; /* the bytes of DATA/log/retention as of position (NULL: none) */
+	size_t retention_len;
 };
 ML_API int ml_log_backup_files(struct ml_log *log, struct ml_backup *out);
 ML_API void ml_backup_free(struct ml_backup *b);
