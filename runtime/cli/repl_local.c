@@ -229,11 +229,15 @@ struct tail_filter {
 	const char *pattern;
 };
 
+/* A removed event (a deleted stream's, ml_log_removed) is left out, as a server's tail does. */
 static int tail_filtered(const struct ml_event *e, void *arg)
 {
 	struct tail_filter *f = arg;
+	struct ml_log *log = f->t->l->log;
 	f->t->next = e->position + 1;
-	if (!matches(f->pattern, e->stream, e->stream_len))
+	if (!matches(f->pattern, e->stream, e->stream_len) ||
+	    (ml_log_any_removed(log) &&
+	     ml_log_removed(log, e->stream, e->stream_len, e->version, e->time, ml_time_ms())))
 		return 0;
 	return tail_event(e, f->t);
 }

@@ -156,6 +156,24 @@ describe("moonlog repl with no server", function()
     sh("rm -rf " .. q(dir) .. " " .. q(home))
   end)
 
+  it("tails the folder's log without a deleted stream's removed events", function()
+    local dir, home = server.tmpdir(), server.tmpdir()
+    for _, a in ipairs { "append --data %s account-1 Opened", "append --data %s account-1 Renamed",
+                         "delete --data %s account-1", "append --data %s account-2 Opened" } do
+      assert.equal(0, (run(("env -u LD_PRELOAD %s " .. a):format(q(BIN), q(dir)))))
+    end
+    local term = Term.open("--data " .. q(dir), home)
+    finally(function() -- also when an assertion fails: no tmux session left behind
+      term:close()
+      sh("rm -rf " .. q(dir) .. " " .. q(home))
+    end)
+    term:line("log.tail('account-*', 1)", "account-2@1  Opened")
+    local screen = term:wait_for("account-1@3  $deleted", true)
+    assert.is_nil(screen:find("account-1@1", 1, true), screen)
+    assert.is_nil(screen:find("account-1@2", 1, true), screen)
+    term:key("C-c", "(tail stopped)")
+  end)
+
   it("loads --scripts and answers their queries and at(position) from the log", function()
     local dir = server.tmpdir()
     local src = assert(os.getenv("MOONLOG_SOURCE_DIR"))
