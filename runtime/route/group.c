@@ -5,7 +5,9 @@
  * member with room (round robin), remembering it as in flight until acked.
  * An event not acked within the timeout goes back for redelivery, to any
  * member; after max_deliveries it is parked: copied to $parked-GROUP with the
- * reason, and it counts as done.
+ * reason, and it counts as done. An event removed (ml_log_removed: its stream
+ * deleted or truncated) is never handed out, nor again once removed while in
+ * flight, nor copied when parked: it counts as done.
  *
  * Where the cursor may go, and where the settled position is kept, depends on
  * the log. A log that is this node's alone: the cursor walks to the head, and
@@ -262,6 +264,7 @@ struct gctx {
 	struct ml_group *g;
 	struct ml_inflight *in; /* redelivery: the entry */
 	uint64_t *cursor;	/* new events: the cursor they move */
+	int removed;		/* redelivery: the event was removed since (a deleted stream's) */
 };
 
 static int feed_new(const struct ml_event *e, void *arg)
@@ -283,6 +286,8 @@ static int feed_new(const struct ml_event *e, void *arg)
 static int feed_again(const struct ml_event *e, void *arg)
 {
 	struct gctx *c = arg;
+	if ((c->removed = ml_route_removed(c->r->log, e)) != 0)
+		return 1;
 	struct ml_sub *m = pick(c->g);
 	if (m)
 		give(c->r, c->g, c->in, m, e);
@@ -294,22 +299,30 @@ void ml_group_dispatch(struct ml_router *r, struct ml_group *g, uint64_t *cursor
 	if (*cursor >= to)
 		return;
 	uint64_t n = to - *cursor < r->o.batch ? to - *cursor : r->o.batch;
-	struct gctx c = {r, g, NULL, cursor};
+	struct gctx c = {r, g, NULL, cursor, 0};
 	ml_log_read_all(r->log, *cursor + 1, n, feed_new, &c);
 }
 
 int ml_group_pump(struct ml_router *r, struct ml_group *g, uint64_t head)
 {
-	struct gctx c = {r, g, NULL, NULL};
+	struct gctx c = {r, g, NULL, NULL, 0};
 	if (g->sh) /* first: what is no longer this node's is not delivered again */
 		ml_group_state_catch_up(r, g);
-	for (size_t i = 0; i < g->ninf; i++) {
-		if (g->inf[i].member || g->inf[i].parked)
+	for (size_t i = 0; i < g->ninf;) {
+		if (g->inf[i].member || g->inf[i].parked) {
+			i++;
 			continue;
+		}
 		c.in = &g->inf[i];
-		if (ml_log_read_all(r->log, g->inf[i].pos, 1, feed_again, &c) < 0 ||
-		    !g->inf[i].member)
-			return 0; /* nobody has room (or a read failed): wait */
+		if (ml_log_read_all(r->log, g->inf[i].pos, 1, feed_again, &c) < 0)
+			return 0; /* a read failed: wait */
+		if (c.removed) {  /* deleted since it was delivered: settled, as if acked */
+			drop(g, i);
+			continue;
+		}
+		if (!g->inf[i].member)
+			return 0; /* nobody has room: wait */
+		i++;
 	}
 	if (g->sh)
 		return ml_group_claims_pump(r, g, head);
@@ -385,10 +398,13 @@ struct park {
 	uint32_t deliveries;
 };
 
-/* Appends the event to $parked-GROUP at once (a log of this node's alone). */
+/* Appends the event to $parked-GROUP at once (a log of this node's alone); a removed one
+ * (deleted since) is settled without a copy, which would keep its data. */
 static int park_one(const struct ml_event *e, void *arg)
 {
 	struct park *p = arg;
+	if (ml_route_removed(p->r->log, e))
+		return 1;
 	struct ml_parked copy;
 	ml_parked_make(&copy, p->g, e, p->deliveries);
 	struct ml_append *req = ml_xcalloc(1, sizeof(*req));

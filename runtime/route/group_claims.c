@@ -254,14 +254,18 @@ static void batch_group_event(struct batch *b, struct ml_group_shared *sh, const
 }
 
 struct park_read {
+	struct ml_log *log;
 	struct ml_group *g;
 	struct batch *b;
 	uint32_t deliveries;
 };
 
+/* A removed event (deleted since it was delivered) is settled without a copy of its data. */
 static int park_copy(const struct ml_event *e, void *arg)
 {
 	struct park_read *p = arg;
+	if (ml_route_removed(p->log, e))
+		return 1;
 	ml_parked_make(&p->b->parked[p->b->nparked++], p->g, e, p->deliveries);
 	return 1;
 }
@@ -274,7 +278,7 @@ static void batch_parked(struct ml_router *r, struct ml_group *g, struct batch *
 	size_t i = ml_group_inflight_at(g, from + 1), want = b->nparked + count;
 	for (; i < g->ninf && g->inf[i].pos <= to && b->nparked < want; i++)
 		if (g->inf[i].parked) {
-			struct park_read p = {g, b, g->inf[i].deliveries};
+			struct park_read p = {r->log, g, b, g->inf[i].deliveries};
 			ml_log_read_all(r->log, g->inf[i].pos, 1, park_copy, &p);
 		}
 }

@@ -14,7 +14,8 @@
  * gives its range back; both nodes restarted go on from the group's floor; a
  * node that joins late reads the group from its last snapshot; and a log of
  * its own keeps DATA/groups/NAME.pos, with nothing written to the log. The
- * events of a deleted stream are neither delivered nor claimed.
+ * events of a deleted stream are neither delivered nor claimed, nor delivered
+ * again or parked when the delete comes while they are in flight.
  */
 #include <signal.h>
 #include <sys/stat.h>
@@ -473,6 +474,36 @@ static void removed(const char *dir)
 	world_close(&w);
 }
 
+/*
+ * An event in flight whose stream is deleted before it is acked is not delivered again, nor
+ * parked (its copy would keep the deleted data): it is settled as if acked. The ack timeout
+ * is long enough for the delete to come first.
+ */
+static void removed_in_flight(const char *dir)
+{
+	struct world w;
+	struct member a;
+	world_open(&w, dir);
+	join(&a, &w, 0, "drop",
+	     (struct ml_group_options){
+		 .ack_timeout_ms = 2000, .max_deliveries = 2, .max_inflight = 4});
+	uint64_t pos = append1(w.log[0], "job-1", NULL, ML_EXPECT_ANY);
+	ok(UNTIL(&w, a.n == 1), "delivered, not acked");
+	struct ml_retention_append del;
+	ok(ml_log_prepare_delete(w.log[0], &del, "job-1", 5, ML_EXPECT_ANY, 0) == 0 &&
+	       ml_log_append(w.log[0], &del.req) == 0,
+	   "job-1 deleted while its event is in flight");
+	ok(UNTIL(&w, got(&a, del.position)), "the deletion event delivered");
+	ml_router_ack(w.r[0], "drop", 4, del.position);
+	ok(UNTIL(&w, floor_of(&w, 0, "drop") >= del.position), "both settled");
+	int times = 0;
+	for (int i = 0; i < a.n; i++)
+		times += a.pos[i] == pos;
+	is_int(times, 1, "the deleted event was not delivered again");
+	is_int(version_of(&w, 0, "$parked-drop"), 0, "nor parked");
+	world_close(&w);
+}
+
 /* A log of its own: DATA/groups/NAME.pos, as before, and nothing in the log. */
 static void alone(const char *dir)
 {
@@ -496,6 +527,41 @@ static void alone(const char *dir)
 	ml_log_close(log);
 }
 
+/* The same on a log of its own, where a parked event is copied at once: a deleted one is not. */
+static void alone_removed(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	struct ml_router_options o = {.dir = dir};
+	struct ml_router *r = ml_router_new(log, &o);
+	struct world w = {.r = {r}};
+	struct member a;
+	join(&a, &w, 0, "solo",
+	     (struct ml_group_options){
+		 .ack_timeout_ms = 2000, .max_deliveries = 1, .max_inflight = 4});
+	append1(log, "job-1", NULL, ML_EXPECT_ANY);
+	ml_router_pump(r);
+	struct ml_retention_append del;
+	ok(a.n == 1 && ml_log_prepare_delete(log, &del, "job-1", 5, ML_EXPECT_ANY, 0) == 0 &&
+	       ml_log_append(log, &del.req) == 0,
+	   "delivered, then its stream deleted while it is in flight");
+	uint64_t end = ml_clock_ns() + LIVENESS_NS;
+	while (a.n < 2 && ml_clock_ns() < end)
+		ml_router_pump(r), usleep(1000);
+	ok(a.n == 2 && a.pos[1] == del.position && ml_router_ack(r, "solo", 4, del.position) == 0,
+	   "the deletion event delivered and acked");
+	struct ml_router_stats st = {0};
+	while (st.parked == 0 && ml_clock_ns() < end) {
+		ml_router_pump(r);
+		ml_router_tick(r);
+		ml_router_stats(r, &st);
+		usleep(1000);
+	}
+	ok(st.parked == 1, "not acked in time, with one delivery allowed: it is settled as parked");
+	is_int(ml_log_stream_version(log, "$parked-solo", 12), 0, "but with no copy of its data");
+	ml_router_free(r);
+	ml_log_close(log);
+}
+
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
@@ -509,6 +575,8 @@ int main(void)
 	    {"groups-snapshot", snapshot},
 	    {"groups-alone", alone},
 	    {"groups-removed", removed},
+	    {"groups-removed-in-flight", removed_in_flight},
+	    {"groups-alone-removed", alone_removed},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();
