@@ -60,7 +60,9 @@ int ml_op_read_plan(struct ml_server *s, struct ml_op_read *rd)
 		rd->limit = s->o.max_read;
 	rd->exact = 1;
 	/* Positions are dense, and so are a stream's versions: the count is known now, unless
-	 * retention removes some of them (then it is at most this). */
+	 * retention removes some of them (then it is at most this), or the log's first segments
+	 * were dropped (docs/log.md): $all then starts at the first position kept, and a stream
+	 * may have lost versions below it. */
 	uint64_t last = rd->stream ? ml_log_stream_version(s->log, rd->stream, rd->stream_len)
 				   : ml_log_head(s->log);
 	if (ml_log_any_removed(s->log)) {
@@ -68,6 +70,11 @@ int ml_op_read_plan(struct ml_server *s, struct ml_op_read *rd)
 		rd->exact =
 		    rd->stream && !ml_log_stream_meta(s->log, rd->stream, rd->stream_len, &m);
 	}
+	uint64_t first = ml_log_first(s->log);
+	if (first > 1 && rd->stream)
+		rd->exact = 0;
+	else if (first > 1 && !rd->backwards && rd->from < first)
+		rd->from = first;
 	if (rd->backwards) {
 		if (rd->from == 0 || rd->from > last)
 			rd->from = last;

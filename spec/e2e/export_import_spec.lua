@@ -251,6 +251,10 @@ describe("moonlog backup and restore", function()
       assert.same({ "T@5", "T@6" }, versions(cl, "acct-1"))
       local _, e = cl:append("spam-7", { { type = "T" } })
       assert.equal("refused", e and e.code)
+      -- a stream with no limits whose first versions went with the dropped segment reads
+      -- from its first version kept
+      local f = assert(cl:read("filler-1"))
+      assert.truthy(#f > 0 and #f < 40 and f[1].version > 1 and f[#f].version == 40)
     end
   end)
 
