@@ -549,7 +549,14 @@ static void kill_round(const char *dir, int step, unsigned seed)
 	struct ml_check_report r;
 	int checked = ml_log_check(dir, 0, &r) == 0 && r.bad_index[0] == 0;
 	log = open_small(dir);
+	/* A leftover of the killed scavenge stays until something removes it; a temporary file
+	 * of the log's own background writers (an index being written) is renamed soon: wait
+	 * for those, a generous while. */
 	int tmp = tmp_files(dir);
+	for (int i = 0; tmp > 0 && i < 300; i++) {
+		usleep(10000);
+		tmp = tmp_files(dir);
+	}
 	struct evlist mid = read_list(log);
 	int64_t gone_mid = compare(&before, &mid);
 	struct ml_scavenge_stats st;
