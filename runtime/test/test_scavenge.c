@@ -277,6 +277,22 @@ static void wait_indexed(struct ml_log *log)
 	}
 }
 
+/* A log of `events` events and `rolled` more that push them into finished segments, indexed:
+ * what it holds (`before`), and how many of those the predicate removes. */
+static struct ml_log *prepared(const char *dir, int events, int rolled, struct evlist *before,
+			       int64_t *expect)
+{
+	struct ml_log *log = open_small(dir);
+	fill(log, events);
+	roll(log, rolled);
+	wait_indexed(log);
+	*before = read_list(log);
+	*expect = 0;
+	for (size_t i = 0; i < before->n; i++)
+		*expect += before->removed[i];
+	return log;
+}
+
 static void test_basic(const char *dir)
 {
 	struct ml_log *log = open_small(dir);
@@ -432,15 +448,10 @@ static int at_position(const struct ml_event *e, void *arg)
 
 static void test_online(const char *dir)
 {
-	struct ml_log *log = open_small(dir);
-	fill(log, 1200);
+	struct evlist before;
+	int64_t expect;
+	struct ml_log *log = prepared(dir, 1200, 400, &before, &expect);
 	uint64_t vmixed = ml_log_stream_version(log, "mixed", 5);
-	roll(log, 400);
-	wait_indexed(log);
-	struct evlist before = read_list(log);
-	int64_t expect = 0;
-	for (size_t i = 0; i < before.n; i++)
-		expect += before.removed[i];
 
 	static struct load l;
 	l.log = log;
@@ -517,14 +528,9 @@ static void kill_round(const char *dir, int step, unsigned seed)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s/log", dir);
 	if (system(cmd) != 0)
 		return;
-	struct ml_log *log = open_small(dir);
-	fill(log, 600);
-	roll(log, 300);
-	wait_indexed(log);
-	struct evlist before = read_list(log);
-	int64_t expect = 0;
-	for (size_t i = 0; i < before.n; i++)
-		expect += before.removed[i];
+	struct evlist before;
+	int64_t expect;
+	struct ml_log *log = prepared(dir, 600, 300, &before, &expect);
 	ml_log_close(log);
 
 	pid_t pid = fork();
@@ -591,15 +597,10 @@ static void stop_after_first(int step, uint64_t first, void *arg)
 
 static void test_stop(const char *dir)
 {
-	struct ml_log *log = open_small(dir);
-	fill(log, 1200);
+	struct evlist before;
+	int64_t expect;
+	struct ml_log *log = prepared(dir, 1200, 400, &before, &expect);
 	uint64_t vmixed = ml_log_stream_version(log, "mixed", 5);
-	roll(log, 400);
-	wait_indexed(log);
-	struct evlist before = read_list(log);
-	int64_t expect = 0;
-	for (size_t i = 0; i < before.n; i++)
-		expect += before.removed[i];
 	ml_log_scavenge_steps(log, stop_after_first, log);
 	struct ml_scavenge_stats st;
 	int rc = ml_log_scavenge(log, is_removed, NULL, &st);
