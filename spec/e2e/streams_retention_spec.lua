@@ -8,14 +8,7 @@ local BIN = assert(os.getenv("MOONLOG_BIN"))
 local q = files.quote
 
 -- Runs the binary with a shell argument string; returns exit status, stdout, stderr.
-local function run(args)
-  local out, err = os.tmpname(), os.tmpname()
-  local _, _, status = os.execute(("unset LD_PRELOAD; %s %s >%s 2>%s"):format(q(BIN), args, out, err))
-  local function slurp(p)
-    local f = assert(io.open(p)); local s = f:read("a"); f:close(); os.remove(p); return s
-  end
-  return status, slurp(out), slurp(err)
-end
+local function run(args) return files.run(q(BIN) .. " " .. args) end
 
 local function types(events)
   local t = {}

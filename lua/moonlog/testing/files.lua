@@ -4,6 +4,7 @@
 --   local dir = files.tmpdir()           -- a fresh folder under /tmp
 --   files.write(dir .. "/x.lua", text)
 --   files.sh("ls " .. files.quote(dir))  -- the command's output
+--   local status, out, err = files.run("moonlog check --data " .. files.quote(dir))
 --   files.remove(dir)                    -- rm -rf
 --
 -- moonlog.testing.server gives the same functions (server.sh, server.tmpdir, ...) to the specs
@@ -18,6 +19,17 @@ function M.sh(cmd)
   local out = p:read("a")
   p:close()
   return out
+end
+
+-- Runs a shell command (without the ASan preload, as M.sh); returns its exit status, its
+-- standard output and its standard error.
+function M.run(cmd)
+  local out, err = os.tmpname(), os.tmpname()
+  local _, _, status = os.execute(("unset LD_PRELOAD; %s >%s 2>%s"):format(cmd, out, err))
+  local function slurp(p)
+    local f = assert(io.open(p)); local s = f:read("a"); f:close(); os.remove(p); return s
+  end
+  return status, slurp(out), slurp(err)
 end
 
 -- s as one shell word.
