@@ -94,7 +94,7 @@ static int64_t schema_of(const uint8_t *meta, size_t len)
 	if (ml_msgpack_read(&r, &o) != 0 || o.kind != ML_MP_MAP)
 		return 1;
 	for (uint32_t i = 0; i < o.n; i++) {
-		struct ml_msgpack_obj k;
+		struct ml_msgpack_obj k = {0}; /* (gcc -O3 warns that k.ptr may be unset) */
 		if (ml_msgpack_read(&r, &k) != 0)
 			return 1;
 		if (k.kind == ML_MP_ARRAY || k.kind == ML_MP_MAP) {
