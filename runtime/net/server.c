@@ -142,12 +142,13 @@ static void take_answers(struct ml_server *s)
 		rev = list;
 		list = n;
 	}
+	uint64_t now = ml_clock_ns(); /* one read for the group the log finished together */
 	while (rev) {
 		struct ml_pending *n = rev->qnext;
 		s->inflight--;
 		if (rev->req.err == ML_OK)
 			s->appended += rev->req.n_events;
-		ml_hist_observe(&s->hist_append, rev->t0);
+		ml_hist_add(&s->hist_append, now - rev->t0);
 		rev->finish(rev);
 		rev = n;
 	}

@@ -161,36 +161,27 @@ static uint64_t random64(void)
 	return state * 0x2545f4914f6cdd1dull;
 }
 
-/*
- * The 8 hex digits of x, most significant first, as 8 bytes to store: each
- * nibble is spread into a byte of its own, then made a digit, all at once ('0'
- * + n, and 39 more for n over 9, which reaches 'a').
- */
-static inline uint64_t hex8(uint32_t x)
-{
-	const uint64_t ones = 0x0101010101010101ull;
-	uint64_t v = x;
-	v = (v | v << 16) & 0x0000ffff0000ffffull;
-	v = (v | v << 8) & 0x00ff00ff00ff00ffull;
-	v = (v | v << 4) & 0x0f0f0f0f0f0f0f0full;
-	v += 0x30 * ones + (((v + 6 * ones) >> 4) & ones) * 39;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	v = __builtin_bswap64(v); /* the first digit in the first byte */
-#endif
-	return v;
-}
+/* The two hex digits of each byte value: one load and one store a byte. */
+#define HEX_DIGIT(n) ((char)((n) < 10 ? '0' + (n) : 'a' - 10 + (n)))
+#define HEX_PAIR(x)                                                                                \
+	{                                                                                          \
+		HEX_DIGIT((x) >> 4), HEX_DIGIT((x)&15)                                             \
+	}
+#define HEX_PAIR4(x)  HEX_PAIR(x), HEX_PAIR(x + 1), HEX_PAIR(x + 2), HEX_PAIR(x + 3)
+#define HEX_PAIR16(x) HEX_PAIR4(x), HEX_PAIR4(x + 4), HEX_PAIR4(x + 8), HEX_PAIR4(x + 12)
+#define HEX_PAIR64(x) HEX_PAIR16(x), HEX_PAIR16(x + 16), HEX_PAIR16(x + 32), HEX_PAIR16(x + 48)
+static const char hex_pair[256][2] = {HEX_PAIR64(0), HEX_PAIR64(64), HEX_PAIR64(128),
+				      HEX_PAIR64(192)};
 
 /* The 36-character text of the UUID whose first 8 bytes are hi and last 8 lo (big-endian). */
 static void uuid_text(uint64_t hi, uint64_t lo, char out[37])
 {
-	uint64_t digits[4] = {hex8((uint32_t)(hi >> 32)), hex8((uint32_t)hi),
-			      hex8((uint32_t)(lo >> 32)), hex8((uint32_t)lo)};
-	const char *d = (const char *)digits;
-	memcpy(out, d, 8);
-	memcpy(out + 9, d + 8, 4);
-	memcpy(out + 14, d + 12, 4);
-	memcpy(out + 19, d + 16, 4);
-	memcpy(out + 24, d + 20, 12);
+#define PUT(at, v, shift) memcpy(out + (at), hex_pair[(uint8_t)((v) >> (shift))], 2)
+	PUT(0, hi, 56), PUT(2, hi, 48), PUT(4, hi, 40), PUT(6, hi, 32);
+	PUT(9, hi, 24), PUT(11, hi, 16), PUT(14, hi, 8), PUT(16, hi, 0);
+	PUT(19, lo, 56), PUT(21, lo, 48), PUT(24, lo, 40), PUT(26, lo, 32);
+	PUT(28, lo, 24), PUT(30, lo, 16), PUT(32, lo, 8), PUT(34, lo, 0);
+#undef PUT
 	out[8] = out[13] = out[18] = out[23] = '-';
 	out[36] = '\0';
 }
@@ -219,27 +210,25 @@ void ml_uuid7(char out[37])
 	uuid_text(hi, lo, out);
 }
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
+/* Each hex digit's value plus one; 0 for every other byte. */
+static const uint8_t hex_value1[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
 
 int ml_uuid_pack(const char *text, size_t len, uint8_t out[16])
 {
+	static const uint8_t at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
 	if (len != 36 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-')
 		return -1;
-	size_t n = 0;
-	for (size_t i = 0; i < 36; i += 2) {
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-			i++; /* a dash: the pairs of digits go on after it */
-		int h = hex_value(text[i]), l = hex_value(text[i + 1]);
-		if (h < 0 || l < 0)
-			return -1;
-		out[n++] = (uint8_t)(h << 4 | l);
+	const uint8_t *t = (const uint8_t *)text;
+	int bad = 0;
+	for (size_t i = 0; i < 16; i++) {
+		uint8_t h = hex_value1[t[at[i]]], l = hex_value1[t[at[i] + 1]];
+		bad |= (h == 0) | (l == 0);
+		out[i] = (uint8_t)((h - 1u) << 4 | (l - 1u)); /* (unsigned: a bad digit wraps) */
 	}
-	return 0;
+	return bad ? -1 : 0;
 }
 
 void ml_uuid_unpack(const uint8_t in[16], char out[37])
