@@ -159,6 +159,16 @@ static int check_request(struct ml_log *log, struct ml_append *req)
 {
 	if (req->n_events == 0)
 		return ml_append_refuse(req, ML_ERR_USAGE, "an append needs at least one event");
+	if (req->n_events > ML_BATCH_MAX_EVENTS)
+		return ml_append_refuse(
+		    req, ML_ERR_REFUSED,
+		    "this batch holds %zu events, over the maximum of %u; split it", req->n_events,
+		    ML_BATCH_MAX_EVENTS);
+	if (req->n_expect > ML_BATCH_MAX_EVENTS)
+		return ml_append_refuse(req, ML_ERR_REFUSED,
+					"this batch holds %zu expected versions, over the maximum "
+					"of %u; split it",
+					req->n_expect, ML_BATCH_MAX_EVENTS);
 	uint64_t total = 0;
 	for (size_t i = 0; i < req->n_events; i++) {
 		if (check_event(log, req, i) != 0)

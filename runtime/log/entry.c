@@ -262,6 +262,8 @@ static int decode2(struct ml_entry_cursor *c, size_t len, struct ml_entry *d)
 	/* Bound the counts by the bytes before allocating for them. */
 	if (n_events > len / EVENT_MIN || n_expect > len / EXPECT_MIN)
 		return ml_entry_bad("more events than bytes");
+	if (n_events > ML_BATCH_MAX_EVENTS || n_expect > ML_BATCH_MAX_EVENTS)
+		return ml_entry_bad("more events than a batch may hold");
 	d->system = (*flags & ENTRY_SYSTEM) != 0;
 	d->n_events = (size_t)n_events, d->n_expect = (size_t)n_expect;
 	d->time = unzigzag(time);

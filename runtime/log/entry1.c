@@ -79,6 +79,8 @@ int ml_entry_decode1(struct ml_entry_cursor *c, size_t len, struct ml_entry *d)
 	/* Bound the counts by the bytes before allocating for them. */
 	if (d->n_events > len / EVENT_MIN || d->n_expect > len / EXPECT_MIN)
 		return ml_entry_bad("more events than bytes");
+	if (d->n_events > ML_BATCH_MAX_EVENTS || d->n_expect > ML_BATCH_MAX_EVENTS)
+		return ml_entry_bad("more events than a batch may hold");
 	ml_entry_alloc(d);
 	for (size_t i = 0; i < d->n_expect; i++)
 		if (decode_expect(c, &d->expect[i]) != 0)

@@ -26,7 +26,6 @@
 
 #define LOG_MT	   "moonlog.log" /* the binding's userdata: collected, it closes an owned log */
 #define READ_LIMIT 100		 /* log.read's default limit */
-#define MAX_EVENTS (1 << 24)	 /* far above any log's batch: only an absurd length */
 
 struct lua_log {
 	struct ml_log *log; /* NULL once closed */
@@ -205,7 +204,10 @@ static int l_append(lua_State *L)
 	lua_Integer n = single ? 1 : luaL_len(L, 2);
 	luaL_argcheck(L, n >= 1, 2,
 		      "no events: give an event {type = ..., data = ...} or a list of them");
-	luaL_argcheck(L, n <= MAX_EVENTS, 2, "too many events for one append");
+	if (n > ML_BATCH_MAX_EVENTS) /* before allocating for them */
+		return luaL_error(
+		    L, "append: %I events, over the maximum of %d in one batch; split it", n,
+		    ML_BATCH_MAX_EVENTS);
 
 	/* Userdata scratch memory is collected even if an argument error unwinds. */
 	struct append_call *a = lua_newuserdatauv(L, sizeof(*a), 0);

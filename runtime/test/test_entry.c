@@ -355,6 +355,41 @@ static void test_malformed(const char *dir)
 	ml_buf_free(&good);
 }
 
+/*
+ * A batch holds at most ML_BATCH_MAX_EVENTS events, from a client or in another node's
+ * entry: an entry that claims more is refused before anything is allocated for them.
+ */
+static void test_batch_cap(const char *dir)
+{
+	struct ml_buf hostile = {0};
+	ml_buf_add(&hostile, "\x02\x00", 2); /* format 2, no flags: the counts follow */
+	ml_buf_add_varint(&hostile, ML_BATCH_MAX_EVENTS + 1);
+	ml_buf_add_varint(&hostile, 0);
+	ml_buf_add_varint(&hostile, 0); /* time */
+	ml_buf_reserve(&hostile, 2 * (ML_BATCH_MAX_EVENTS + 1));
+	memset((char *)hostile.data + hostile.len, 0, 2 * (ML_BATCH_MAX_EVENTS + 1));
+	hostile.len += 2 * (ML_BATCH_MAX_EVENTS + 1); /* bytes enough for that many events */
+	ok(refused(hostile.data, hostile.len, "more events than a batch may hold"),
+	   "an entry that claims %u events is refused by its count: %s", ML_BATCH_MAX_EVENTS + 1,
+	   ml_diag_last());
+	ml_buf_free(&hostile);
+
+	struct ml_log *log = open_node(dir);
+	size_t n = ML_BATCH_MAX_EVENTS + 1;
+	struct ml_event_in *evs = ml_xcalloc(n, sizeof(*evs));
+	for (size_t i = 0; i < n; i++)
+		evs[i] = event("many", "Tick", NULL, NULL, 0, NULL, 0);
+	struct ml_append req = {.events = evs, .n_events = n};
+	ok(ml_log_append(log, &req) != 0 && req.err == ML_ERR_REFUSED &&
+	       strstr(req.errmsg, "over the maximum of 100000; split it") && ml_log_head(log) == 0,
+	   "a local batch of as many is refused, nothing written: %s", req.errmsg);
+	req = (struct ml_append){.events = evs, .n_events = n - 1};
+	ok(ml_log_append(log, &req) == 0 && req.err == ML_OK && ml_log_head(log) == n - 1,
+	   "one of %zu events is written", n - 1);
+	free(evs);
+	ml_log_close(log);
+}
+
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
@@ -363,6 +398,7 @@ int main(void)
 	static const struct unit_dir_test tests[] = {
 	    {"entry-format1", test_format1},
 	    {"entry-malformed", test_malformed},
+	    {"entry-batch-cap", test_batch_cap},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();

@@ -95,6 +95,13 @@ struct ml_expect_in {
 };
 
 /*
+ * The most events one batch holds, whoever makes it (a client, a script, another node's
+ * journal entry): ten times what one append over RPC or HTTP may carry, and low enough
+ * that decoding a hostile entry's event count allocates megabytes, not gigabytes.
+ */
+#define ML_BATCH_MAX_EVENTS 100000
+
+/*
  * One append request: a batch. Fill the inputs, submit, and read the results
  * once it is done. The request must stay alive until then.
  */
