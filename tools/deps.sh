@@ -10,6 +10,8 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev liblua5.4-dev lu
 # The replicated log (plugins/jetstream, tools/nats-cluster.sh, spec/e2e/scale_*): the NATS
 # server and its C client, Debian's versions (nats-server 2.9.10, nats.c 3.4.1; docs/scale-out.md).
 pkgs+=(nats-server libnats-dev)
+# zstd: the replicated log compresses each JetStream message's body (plugins/jetstream/message.c).
+pkgs+=(libzstd-dev)
 # luacheck, with lua/moonlog/tools/luacheckrc in spec/e2e/authoring (Debian's lua-check).
 pkgs+=(lua-check)
 # promtool, which checks GET /metrics in spec/e2e/server_http (Debian ships it with prometheus).

@@ -12,12 +12,21 @@
  * Format 1, "MLJ1", what moonlog sent before and every node still reads: the
  * magic, the node's id (36 characters), a count (u32), then per entry its token
  * (u64), its length (u32) and its bytes; big-endian.
+ *
+ * Compressed, "MLZ2": the magic, then one zstd frame (level 1, its size in its
+ * header) of a format-2 body. A body goes out so whenever that is smaller: the
+ * NATS servers, which copy every byte to three stores and to every node, spend
+ * most of their time per byte, and events repeat their names and fields. Every
+ * node inflates a message before it opens it, to at most JS_MESSAGE_INFLATED_MAX
+ * bytes (the same on every node, so that all refuse the same bomb alike).
  */
 #ifndef MOONLOG_PLUGIN_JS_MESSAGE_H
 #define MOONLOG_PLUGIN_JS_MESSAGE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <zstd.h>
 
 #include <moonlog/util.h>
 
@@ -29,6 +38,27 @@
 void js_message_begin(struct ml_buf *body, const char *node, uint64_t first_token);
 /* Adds the next entry; its token is the one after the entry before's. */
 void js_message_add(struct ml_buf *body, const void *entry, size_t len);
+
+#define JS_MESSAGE_INFLATED_MAX (64u << 20) /* NATS's largest max_payload */
+
+/* One thread's zstd context (made at first use) and the bytes it last made. */
+struct js_zstd {
+	ZSTD_CCtx *deflate;
+	ZSTD_DCtx *inflate;
+	struct ml_buf out;
+};
+void js_zstd_free(struct js_zstd *z);
+
+/* What to send for `body`: its MLZ2 form in z->out when that is smaller, else the body. */
+void js_message_deflate(struct js_zstd *z, const struct ml_buf *body, const void **msg,
+			size_t *len);
+/*
+ * The body a received message holds: the message itself unless it is MLZ2, else
+ * its inflated bytes (in z->out). 0, or -1 when an MLZ2 message does not inflate
+ * (damaged, or bigger than JS_MESSAGE_INFLATED_MAX): no moonlog message, then.
+ */
+int js_message_inflate(struct js_zstd *z, const void *msg, size_t len, const void **body,
+		       size_t *body_len);
 
 /* A walk over the entries of a body. */
 struct js_message_reader {

@@ -88,15 +88,17 @@ static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes
 }
 
 /* Applies the entries of one message after `*cursor` (the last journal entry applied). */
-static void apply_message(struct js_writer *jw, natsMsg *m, uint64_t *cursor)
+static void apply_message(struct js_writer *jw, natsMsg *m, uint64_t *cursor, struct js_zstd *z)
 {
 	jsMsgMetaData *meta = NULL;
 	if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
 		return; /* not a stream message (a status the library did not take) */
 	uint64_t sseq = meta->Sequence.Stream;
 	jsMsgMetaData_Destroy(meta);
-	const uint8_t *p = (const uint8_t *)natsMsg_GetData(m);
-	size_t len = (size_t)natsMsg_GetDataLength(m);
+	const void *p;
+	size_t len;
+	/* A compressed body that does not inflate opens as no message, below. */
+	js_message_inflate(z, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &p, &len);
 	struct js_message_reader r;
 	if (js_message_open(&r, p, len, jw->node) == 0) {
 		/* Not ours: every node hands it on alike, and the log refuses it (corrupt). */
@@ -210,6 +212,7 @@ void *js_tail_main(void *arg)
 	uint64_t cursor = ml_log_applied_seq(jw->log);
 	natsSubscription *sub = NULL;
 	natsMsg *m = NULL; /* the first of the next run, when the last one stopped at RUN_MAX */
+	struct js_zstd z = {0};
 	for (;;) {
 		pthread_mutex_lock(&jw->mu);
 		if (jw->stop_tail)
@@ -243,7 +246,7 @@ void *js_tail_main(void *arg)
 		}
 		for (int run = 0; m != NULL && run < RUN_MAX; run++) {
 			if (!rewinding(jw))
-				apply_message(jw, m, &cursor);
+				apply_message(jw, m, &cursor, &z);
 			natsMsg_Destroy(m);
 			if (natsSubscription_NextMsg(&m, sub, 0) != NATS_OK)
 				m = NULL;
@@ -255,5 +258,6 @@ void *js_tail_main(void *arg)
 	pthread_mutex_unlock(&jw->mu);
 	natsMsg_Destroy(m);
 	js_unsubscribe(sub);
+	js_zstd_free(&z);
 	return NULL;
 }

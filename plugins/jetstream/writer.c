@@ -208,7 +208,7 @@ static void take_message(struct js_writer *jw, struct ml_buf *body)
 }
 
 /* Sends one message until JetStream acknowledges it; 0, or -1 if told to give up. */
-static int publish(struct js_writer *jw, const struct ml_buf *body, uint64_t msgno)
+static int publish(struct js_writer *jw, const void *msg, size_t len, uint64_t msgno)
 {
 	char msgid[JS_NODE_LEN + 24];
 	snprintf(msgid, sizeof(msgid), "%s-%llu", jw->node, (unsigned long long)msgno);
@@ -220,8 +220,7 @@ static int publish(struct js_writer *jw, const struct ml_buf *body, uint64_t msg
 	for (;;) {
 		jsPubAck *pa = NULL;
 		jsErrCode jerr = 0;
-		natsStatus s =
-		    js_Publish(&pa, jw->js, jw->subject, body->data, (int)body->len, &po, &jerr);
+		natsStatus s = js_Publish(&pa, jw->js, jw->subject, msg, (int)len, &po, &jerr);
 		if (s == NATS_OK) {
 			jsPubAck_Destroy(pa);
 			if (failing_since)
@@ -249,6 +248,7 @@ void *js_publisher_main(void *arg)
 {
 	struct js_writer *jw = arg;
 	struct ml_buf body = {0};
+	struct js_zstd z = {0};
 	uint64_t msgno = 0;
 	pthread_mutex_lock(&jw->mu);
 	for (;;) {
@@ -259,7 +259,10 @@ void *js_publisher_main(void *arg)
 		take_message(jw, &body);
 		jw->publishing = 1;
 		pthread_mutex_unlock(&jw->mu);
-		int rc = publish(jw, &body, ++msgno);
+		const void *msg;
+		size_t len;
+		js_message_deflate(&z, &body, &msg, &len);
+		int rc = publish(jw, msg, len, ++msgno);
 		pthread_mutex_lock(&jw->mu);
 		jw->publishing = 0;
 		pthread_cond_broadcast(&jw->cv);
@@ -275,5 +278,6 @@ void *js_publisher_main(void *arg)
 		fail_unknown(p);
 	}
 	ml_buf_free(&body);
+	js_zstd_free(&z);
 	return NULL;
 }

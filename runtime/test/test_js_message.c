@@ -4,6 +4,7 @@
  * sent it; format 1, as an older moonlog sent it, still reads; a body cut
  * short gives whole entries only, and bytes that are no moonlog message none.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "message.h"
@@ -47,6 +48,75 @@ static void entry_of(uint8_t *e, size_t n)
 	memset(e, 0xee, n);
 	if (n)
 		e[0] = (uint8_t)n;
+}
+
+/*
+ * Compressed (MLZ2): a body of events that repeat themselves goes out smaller and
+ * inflates to the same bytes; one that does not shrink goes out as it is; a damaged
+ * frame or one that would inflate past the cap opens as no message, on every node.
+ */
+static void test_compressed(void)
+{
+	struct js_zstd z = {0}, other = {0};
+	struct ml_buf body = {0};
+	static uint8_t e[300];
+	js_message_begin(&body, NODE, 7);
+	for (int i = 0; i < 300; i++) {
+		entry_of(e, 145);
+		snprintf((char *)e + 1, 40, "account-%d Deposited amount %d", i % 10, i);
+		js_message_add(&body, e, 145);
+	}
+	const void *msg, *back;
+	size_t len, back_len;
+	js_message_deflate(&z, &body, &msg, &len);
+	ok(len < body.len / 4 && memcmp(msg, "MLZ2", 4) == 0,
+	   "300 entries that repeat themselves: %zu bytes go out as %zu (MLZ2)", body.len, len);
+	struct ml_buf sent = {0};
+	ml_buf_add(&sent, msg, len);
+	ok(js_message_inflate(&other, sent.data, sent.len, &back, &back_len) == 0 &&
+	       back_len == body.len && memcmp(back, body.data, body.len) == 0,
+	   "another node inflates it to the very body");
+	char want[4096];
+	size_t w = (size_t)snprintf(want, sizeof(want), "2 own");
+	for (int i = 0; i < 300; i++)
+		w += (size_t)snprintf(want + w, sizeof(want) - w, " %d:145", 7 + i);
+	is_str(walk(back, back_len, NODE), want, "and its 300 entries read as they were put in");
+
+	int damaged = 1; /* a byte flipped anywhere after the magic */
+	for (size_t i = 4; i < sent.len; i++) {
+		sent.data[i] ^= 0x5a;
+		damaged &= js_message_inflate(&other, sent.data, sent.len, &back, &back_len) == -1;
+		sent.data[i] ^= 0x5a;
+	}
+	ok(damaged, "a byte changed anywhere in its %zu bytes: it does not inflate", sent.len - 4);
+	ok(js_message_inflate(&other, sent.data, sent.len - 1, &back, &back_len) == -1,
+	   "nor one cut short");
+
+	struct ml_buf small = {0};
+	js_message_begin(&small, NODE, 1);
+	js_message_add(&small, "\x01", 1);
+	js_message_deflate(&z, &small, &msg, &len);
+	ok(msg == small.data && len == small.len, "a body that would not shrink goes out as it is");
+	ok(js_message_inflate(&other, small.data, small.len, &back, &back_len) == 0 &&
+	       back == small.data,
+	   "and is read as it came");
+
+	/* A bomb: 65 MiB of zeros make a small frame that says so in its header. */
+	struct ml_buf big = {0};
+	size_t n = JS_MESSAGE_INFLATED_MAX + (1u << 20);
+	ml_buf_reserve(&big, n);
+	memset(big.data, 0, n);
+	big.len = n;
+	js_message_deflate(&z, &big, &msg, &len);
+	ok(len < 64 * 1024 && js_message_inflate(&other, msg, len, &back, &back_len) == -1 &&
+	       other.out.cap < n,
+	   "a %zu-byte frame of %zu bytes is refused before it is inflated", len, n);
+	ml_buf_free(&big);
+	ml_buf_free(&small);
+	ml_buf_free(&sent);
+	ml_buf_free(&body);
+	js_zstd_free(&z);
+	js_zstd_free(&other);
 }
 
 int main(void)
@@ -95,5 +165,6 @@ int main(void)
 	is_str(walk("MLJ2" NODE, 20, NODE), "0", "nor is a format-2 head without its token");
 	ml_buf_free(&body);
 	ml_buf_free(&old);
+	test_compressed();
 	return done_testing();
 }
