@@ -359,4 +359,35 @@ local entry_seeds = {
 }
 for name, b in pairs(entry_seeds) do write("entry", name, b) end
 
+-- ---- JetStream message bodies (plugins/jetstream/message.c) -----------------------------
+
+local node16 = uuid16
+local function message2(first_token, entries)
+  local out = { "MLJ2", node16, varint(first_token) }
+  for _, e in ipairs(entries) do out[#out + 1] = bytes(e) end
+  return table.concat(out)
+end
+local many = {}
+for i = 1, 40 do many[i] = entry_seeds.bench end
+local message_seeds = {
+  one = message2(1, { entry_seeds.bench }),
+  batch = message2(41, { entry_seeds.batch, entry_seeds.system, entry_seeds.bench }),
+  many = message2(7, many),
+  format1 = "MLJ1" .. "0190d6a3-7c2e-7abc-9def-0123456789ab" .. string.pack(">I4", 2)
+    .. string.pack(">I8I4", 7, #entry_seeds.format1) .. entry_seeds.format1
+    .. string.pack(">I8I4", 8, #entry_seeds.bench) .. entry_seeds.bench,
+}
+-- A compressed one (MLZ2: a zstd frame with its size and a checksum), made by the zstd
+-- program when it is there (Debian's zstd); the fuzzer mutates it from here.
+local tmp = os.tmpname()
+local f = assert(io.open(tmp, "wb"))
+f:write(message_seeds.many)
+f:close()
+local z = io.popen("zstd -1 -q -c --check " .. tmp .. " 2>/dev/null")
+local frame = z and z:read("a")
+if z then z:close() end
+os.remove(tmp)
+if frame and #frame > 0 then message_seeds.compressed = "MLZ2" .. frame end
+for name, b in pairs(message_seeds) do write("message", name, b) end
+
 return { mp = mp, write = write }
