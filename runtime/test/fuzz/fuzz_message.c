@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const void *body;
 	size_t len;
 	if (js_message_inflate(&tail, data, size, &body, &len) == 0) {
-		FUZZ_ASSERT(body == data || len <= JS_MESSAGE_INFLATED_MAX,
-			    "inflated to %zu bytes", len);
+		FUZZ_ASSERT(body == data || len <= JS_MESSAGE_INFLATED_MAX, "inflated to %zu bytes",
+			    len);
 		walk(body, len);
 	}
 
