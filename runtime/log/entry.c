@@ -150,6 +150,20 @@ int ml_entry_bad(const char *why)
 	return ml_diag_set(ML_ERR_CORRUPT, "it is not a batch this moonlog can read (%s)", why);
 }
 
+void ml_entry_event_finish(struct ml_event_in *e, int made, char id[37])
+{
+	if (made) {
+		if (e->id != id)
+			memcpy(id, e->id, 36);
+		id[36] = '\0';
+		e->id = NULL, e->id_len = 0;
+	}
+	if (e->meta_len == 0)
+		e->meta = NULL;
+	if (e->data_len == 0)
+		e->data = NULL;
+}
+
 void ml_entry_alloc(struct ml_entry *d)
 {
 	d->events = ml_xcalloc(d->n_events ? d->n_events : 1, sizeof(*d->events));
@@ -222,18 +236,9 @@ static int decode_event(struct ml_entry_cursor *c, struct ml_event_in *e,
 	    ((f & EVENT_META) && take_bytes(c, &e->meta, &e->meta_len)) ||
 	    ((f & EVENT_DATA) && take_bytes(c, &e->data, &e->data_len)))
 		return ml_entry_bad("cut short in an event");
-	if (f &
-	    EVENT_MADE) { /* as if the client gave none: the log makes it, here with these bytes */
-		if (e->id_len != 36)
-			return ml_entry_bad("a made id that is not 36 bytes long");
-		if (e->id != id)
-			memcpy(id, e->id, 36), id[36] = '\0';
-		e->id = NULL, e->id_len = 0;
-	}
-	if (e->meta_len == 0)
-		e->meta = NULL;
-	if (e->data_len == 0)
-		e->data = NULL;
+	if ((f & EVENT_MADE) && e->id_len != 36)
+		return ml_entry_bad("a made id that is not 36 bytes long");
+	ml_entry_event_finish(e, f & EVENT_MADE, id);
 	return 0;
 }
 

@@ -43,6 +43,12 @@ int ml_entry_bad(const char *why);
 
 /* The arrays for counts already bounded by the entry's length. */
 void ml_entry_alloc(struct ml_entry *d);
+/*
+ * An event's last step in either format: a made id goes to `id` and the event keeps none
+ * (as if the client gave none: the log makes it, here with these bytes); an empty meta or
+ * data is none.
+ */
+void ml_entry_event_finish(struct ml_event_in *e, int made, char id[37]);
 
 /* The rest of a format-1 entry, after its format byte (entry1.c). */
 int ml_entry_decode1(struct ml_entry_cursor *c, size_t len, struct ml_entry *d);

@@ -55,15 +55,7 @@ static int decode_event(struct ml_entry_cursor *c, struct ml_event_in *e, char i
 	e->stream = (const char *)body;
 	e->type = e->stream + e->stream_len;
 	e->id = e->type + e->type_len;
-	if (made) { /* as if the client gave none: the log makes it, here with these bytes */
-		memcpy(id, e->id, 36);
-		id[36] = '\0';
-		e->id = NULL, e->id_len = 0;
-	}
-	if (e->meta_len == 0)
-		e->meta = NULL;
-	if (e->data_len == 0)
-		e->data = NULL;
+	ml_entry_event_finish(e, made, id);
 	return 0;
 }
 
