@@ -18,6 +18,17 @@
  *
  * A failed write or sync fails every queued batch and rolls their
  * reservations back, so the log stays exactly what was acknowledged.
+ *
+ * Publishing before the sync: under --fsync always a local append becomes
+ * visible (the head moves over it, subscribers get it) only once synced, as
+ * nothing else keeps it. Entries applied from a journal (a replicated log)
+ * are published once written, before the sync: the journal keeps them
+ * already, on a quorum of its servers, and a node that loses them in a crash
+ * applies them again from there, at the same positions. This takes the
+ * node's own sync out of the lag from an append on one node to its delivery
+ * on another. Their requests (a client's append on this node) still end
+ * after the sync; a sync that fails after publishing breaks the log until a
+ * restart (fail_published), as what readers saw cannot be undone.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -103,14 +114,16 @@ static int switch_seg(struct ml_log *log, struct ml_seg *next, int fault_sync)
 	return 0;
 }
 
-/* Writes the in-flight buffer: contiguous runs, one pwrite each. 0, or -1 with errno. */
-static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, int *synced)
+/*
+ * Writes the in-flight buffer: contiguous runs, one pwrite each, and leaves in
+ * *last the segment written last (earlier ones are sealed). 0, or -1 with errno.
+ */
+static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, struct ml_seg **last)
 {
 	struct ml_flushbuf *fb = &log->inflight;
 	struct ml_seg *seg = NULL;
 	uint64_t file_off = 0, buf_off = 0, len = 0;
 
-	*synced = 0;
 	for (struct ml_append *r = fb->head;; r = ml_req_of(r)->next) {
 		struct ml_req *q = r ? ml_req_of(r) : NULL;
 		if (q && q->nbytes == 0)
@@ -131,11 +144,7 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, i
 		seg = q->seg;
 		file_off = q->file_offset, buf_off = q->buf_offset, len = q->nbytes;
 	}
-	if (seg && log->opt.fsync == ML_FSYNC_ALWAYS) { /* earlier segments are sealed */
-		if (sync_fd(seg->fd, fault_sync))
-			return -1;
-		*synced = 1;
-	}
+	*last = seg;
 	return 0;
 }
 
@@ -221,17 +230,42 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	return async;
 }
 
-/* Publishes the in-flight batches: the head moves, waiters are released. */
-static struct ml_append *acknowledge(struct ml_log *log)
+/* Moves the head over the in-flight batches: readers see them from now on. */
+static void publish(struct ml_log *log)
 {
-	struct ml_append *async = NULL;
 	if (log->inflight.last_position > log->head)
 		log->head = log->inflight.last_position;
 	if (log->inflight.last_seq)
 		log->applied_seq = log->inflight.last_seq;
 	ml_ret_ack(log, log->head);
 	ml_indexer_poke(log);
+}
+
+/* Publishes the in-flight batches and ends them: waiters are released. */
+static struct ml_append *acknowledge(struct ml_log *log)
+{
+	struct ml_append *async = NULL;
+	publish(log);
 	finish(&log->inflight, NULL, &async);
+	return async;
+}
+
+/*
+ * A sync failed after its group was published (entries of a journal): readers
+ * may have seen them, so nothing is undone on disk; the log takes no more
+ * appends until a restart, when it opens from what the disk kept and the
+ * journal gives it again what is missing. Mutex held.
+ */
+static struct ml_append *fail_published(struct ml_log *log, int err)
+{
+	mark_broken(log, "failed to sync entries of the journal it had written", err);
+	ml_index_rollback(log, log->head);
+	ml_ret_rollback(log, log->head);
+	log->next_position = log->head + 1;
+	log->last_seq = log->applied_seq;
+	struct ml_append *async = NULL;
+	finish(&log->inflight, log->broken, &async);
+	finish(&log->pending, log->broken, &async);
 	return async;
 }
 
@@ -338,27 +372,39 @@ static void run_cycle(struct ml_log *log)
 	log->pending = tmp;
 	log->inflight.last_position = log->next_position - 1;
 	log->last_group = log->inflight.requests;
-	int fault_write = 0, fault_sync = 0, synced;
+	int fault_write = 0, fault_sync = 0;
 #ifdef ML_FAULT_INJECTION
 	fault_write = log->fault_write, fault_sync = log->fault_sync;
 	log->fault_write = log->fault_sync = 0;
 #endif
+	uint64_t old_head = log->head;
 	pthread_mutex_unlock(&log->mu);
 
 	uint64_t t0 = ml_clock_ns();
-	int rc = write_inflight(log, fault_write, fault_sync, &synced);
-	int err = errno;
+	struct ml_seg *seg = NULL;
+	int rc = write_inflight(log, fault_write, fault_sync, &seg), err = errno;
+	int sync = rc == 0 && seg && log->opt.fsync == ML_FSYNC_ALWAYS;
+	int early = sync && log->inflight.last_seq; /* publishing before the sync: above */
+	if (early) {
+		pthread_mutex_lock(&log->mu);
+		publish(log);
+		complete(log, NULL, log->head, log->head != old_head);
+		pthread_mutex_unlock(&log->mu);
+	}
+	if (sync && (rc = sync_fd(seg->fd, fault_sync)) != 0)
+		err = errno;
 	uint64_t took = ml_clock_ns() - t0;
 
 	pthread_mutex_lock(&log->mu);
 	log->cycle_ns = took;
 	log->stats.groups++;
-	log->stats.syncs += (uint64_t)synced;
-	uint64_t old_head = log->head;
-	struct ml_append *list = rc == 0 ? acknowledge(log) : rollback(log, err);
-	if (rc == 0 && synced)
+	log->stats.syncs += (uint64_t)(sync && rc == 0);
+	struct ml_append *list = rc == 0 ? acknowledge(log)
+				 : early ? fail_published(log, err)
+					 : rollback(log, err);
+	if (rc == 0 && sync)
 		log->synced_position = log->head;
-	complete(log, list, log->head, log->head != old_head);
+	complete(log, list, log->head, log->head != old_head && !early);
 	log->flushing = 0;
 }
 

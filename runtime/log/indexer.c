@@ -57,7 +57,9 @@ int ml_indexer_write_oldest(struct ml_log *log)
 	struct ml_chunk *c = log->chunks;
 	c->frozen = 1; /* nothing joins it now, whatever happens to the chunks after it */
 	uint64_t seq = c->last_seq > log->indexed_seq ? c->last_seq : log->indexed_seq;
-	int sync = log->opt.fsync != ML_FSYNC_ALWAYS;
+	/* Under --fsync always only entries of a journal can be in a block before their sync
+	 * (flush.c): a block must never stand for records the disk may not keep. */
+	int sync = log->opt.fsync != ML_FSYNC_ALWAYS || ml_chunk_last(c) > log->synced_position;
 	int fd = c->seg->fd;
 	pthread_mutex_unlock(&log->mu);
 	struct ml_block *b = NULL;

@@ -3,7 +3,7 @@
  * journal entries hold the same events at the same positions and give the same
  * outcomes, refusals included; where a log stands in the journal survives a
  * reopen and a torn write; a failed write stalls the applies until the writer
- * resumes from where the log stands.
+ * resumes from where the log stands; entries are published before their sync.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -282,6 +282,72 @@ static void test_failed_write(const char *dir)
 		ml_buf_free(&entries[i]);
 }
 
+static void count_head_calls(uint64_t head, void *arg)
+{
+	(void)head;
+	__atomic_add_fetch((int *)arg, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Under --fsync always, entries of a journal are published once written,
+ * before their sync (the journal keeps them already), and their requests end
+ * after it: a sync that fails then leaves them visible and breaks the log
+ * until a reopen, which finds them on disk. A local append on the same kind of
+ * log is published only after its sync.
+ */
+static void test_published_before_sync(const char *dir)
+{
+	char a_dir[300], l_dir[300];
+	snprintf(a_dir, sizeof(a_dir), "%s/a", dir);
+	snprintf(l_dir, sizeof(l_dir), "%s/local", dir);
+	struct ml_log_options o;
+	ml_log_options_init(&o);
+	o.dir = a_dir;
+	o.fsync = ML_FSYNC_ALWAYS;
+	struct ml_log *a = ml_log_open(&o);
+	int calls = 0;
+	ml_log_on_head(a, count_head_calls, &calls);
+	struct ml_buf entries[3];
+	struct ml_append out;
+	for (int i = 0; i < 3; i++) {
+		struct ml_event_in e = ev("p-1", "Moved", NULL);
+		entries[i] = entry_of(&e, 1, NULL, 0, T0);
+	}
+	apply_wait(a, &entries[0], 1, &out);
+	ok(out.err == ML_OK && ml_log_head(a) == 1 && calls == 1,
+	   "an entry synced is published once (%d calls)", calls);
+	ml_log_inject_fault(a, 0, EIO);
+	apply_wait(a, &entries[1], 2, &out);
+	ok(out.err == ML_ERR_IO && strstr(out.errmsg, "failed to sync") &&
+	       strstr(out.errmsg, "restart"),
+	   "a failed sync fails the entry's request: %s", out.errmsg);
+	ok(ml_log_head(a) == 2 && calls == 2,
+	   "the entry was published before its sync: it stays (head %llu)",
+	   (unsigned long long)ml_log_head(a));
+	apply_wait(a, &entries[2], 3, &out);
+	ok(out.err == ML_ERR_IO && strstr(out.errmsg, "failed to sync"),
+	   "the log takes nothing more until a restart: %s", out.errmsg);
+	ml_log_on_head(a, NULL, NULL);
+	ml_log_close(a);
+	a = ml_log_open(&o);
+	ok(a && ml_log_head(a) == 2, "reopened, the log holds what it published");
+	if (a)
+		apply_wait(a, &entries[2], 3, &out);
+	ok(a && out.err == ML_OK && out.first_position == 3, "and applies the journal on");
+	ml_log_close(a);
+
+	o.dir = l_dir;
+	struct ml_log *l = ml_log_open(&o);
+	struct ml_event_in e = ev("l-1", "Moved", NULL);
+	ml_log_inject_fault(l, 0, EIO);
+	struct ml_append req = {.events = &e, .n_events = 1};
+	ok(ml_log_append(l, &req) != 0 && req.err == ML_ERR_IO && ml_log_head(l) == 0,
+	   "a local append whose sync fails was never published: %s", req.errmsg);
+	ml_log_close(l);
+	for (int i = 0; i < 3; i++)
+		ml_buf_free(&entries[i]);
+}
+
 int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
@@ -290,6 +356,7 @@ int main(void)
 	    {"apply-ids", test_ids_forever},
 	    {"apply-torn", test_torn},
 	    {"apply-failed", test_failed_write},
+	    {"apply-published", test_published_before_sync},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();

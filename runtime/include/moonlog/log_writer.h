@@ -38,8 +38,10 @@
  *     which is every writer's read side (reads, the index, ml_log_scan). It
  *     moves only when a batch written to that log is acknowledged, whoever
  *     submitted it (here, or another node whose entry was applied here), and
- *     ml_log_on_head is called then. A writer never moves the head itself: what
- *     another node wrote reaches this node's readers by being applied.
+ *     ml_log_on_head is called then. An applied batch is acknowledged once
+ *     written, before its sync (the journal keeps it already); its request
+ *     still completes after the sync. A writer never moves the head itself:
+ *     what another node wrote reaches this node's readers by being applied.
  *
  * Threads: submit and kick run on the submitter's thread and must not block
  * on the disk or the network for long; ml_log_writer_done may be called from
