@@ -148,17 +148,27 @@ static int write_inflight(struct ml_log *log, int fault_write, int fault_sync, s
 	return 0;
 }
 
+/* The buffer's batches are acknowledged: readers may read their segments up to them. */
+static void mark_written(struct ml_flushbuf *fb)
+{
+	for (struct ml_append *r = fb->head; r; r = ml_req_of(r)->next) {
+		struct ml_req *q = ml_req_of(r);
+		if (q->nbytes)
+			q->seg->durable_end = q->file_offset + q->nbytes;
+	}
+}
+
 /* Ends the requests of a buffer (mutex held), moving them to `done` for complete(). */
 static void finish(struct ml_flushbuf *fb, const char *errmsg, struct ml_append **done)
 {
+	if (errmsg == NULL)
+		mark_written(fb);
 	for (struct ml_append *r = fb->head, *next; r; r = next) {
 		struct ml_req *q = ml_req_of(r);
 		next = q->next;
 		if (errmsg) {
 			r->err = ML_ERR_IO;
 			snprintf(r->errmsg, sizeof(r->errmsg), "%s", errmsg);
-		} else if (q->nbytes) {
-			q->seg->durable_end = q->file_offset + q->nbytes;
 		}
 		q->next = *done;
 		*done = r;
@@ -385,8 +395,9 @@ static void run_cycle(struct ml_log *log)
 	int rc = write_inflight(log, fault_write, fault_sync, &seg), err = errno;
 	int sync = rc == 0 && seg && log->opt.fsync == ML_FSYNC_ALWAYS;
 	int early = sync && log->inflight.last_seq; /* publishing before the sync: above */
-	if (early) {
+	if (early) { /* readers (ml_log_scan, a backup) read the segment up to them */
 		pthread_mutex_lock(&log->mu);
+		mark_written(&log->inflight);
 		publish(log);
 		complete(log, NULL, log->head, log->head != old_head);
 		pthread_mutex_unlock(&log->mu);

@@ -282,6 +282,13 @@ static void test_failed_write(const char *dir)
 		ml_buf_free(&entries[i]);
 }
 
+static int count_events(const struct ml_event *e, void *arg)
+{
+	(void)e;
+	++*(int *)arg;
+	return 0;
+}
+
 static void count_head_calls(uint64_t head, void *arg)
 {
 	(void)head;
@@ -324,6 +331,9 @@ static void test_published_before_sync(const char *dir)
 	ok(ml_log_head(a) == 2 && calls == 2,
 	   "the entry was published before its sync: it stays (head %llu)",
 	   (unsigned long long)ml_log_head(a));
+	int scanned = 0;
+	ml_log_scan(a, 1, 0, count_events, &scanned);
+	is_int(scanned, 2, "a scan reads it too");
 	apply_wait(a, &entries[2], 3, &out);
 	ok(out.err == ML_ERR_IO && strstr(out.errmsg, "failed to sync"),
 	   "the log takes nothing more until a restart: %s", out.errmsg);
