@@ -52,7 +52,8 @@ struct js_writer {
 	int64_t max_payload;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;	 /* applies ended, the tail moved on, a publish ended, a stop */
+	pthread_cond_t ready_cv; /* the publisher's own: work is ready, or it stops */
 	struct js_pending *kept, **kept_end;   /* submitted with kick_later, not kicked yet */
 	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
 	struct js_waiting waiting;	       /* published or being published: for their apply */

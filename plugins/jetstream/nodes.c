@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "jetstream.h"
 
@@ -129,6 +130,7 @@ static void take(struct js_nodes *ns, natsMsg *m)
 
 void *js_heartbeat_main(void *arg)
 {
+	prctl(PR_SET_NAME, "moonlog-js-beat");
 	struct js_writer *jw = arg;
 	struct js_nodes *ns = jw->nodes;
 	char subject[96];

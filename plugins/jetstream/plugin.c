@@ -125,6 +125,7 @@ void js_discard(struct js_writer *jw)
 	js_nodes_free(jw);
 	pthread_mutex_destroy(&jw->mu);
 	pthread_cond_destroy(&jw->cv);
+	pthread_cond_destroy(&jw->ready_cv);
 	free(jw);
 }
 
@@ -158,6 +159,7 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	js_waiting_init(&jw->waiting);
 	pthread_mutex_init(&jw->mu, NULL);
 	pthread_cond_init(&jw->cv, NULL);
+	pthread_cond_init(&jw->ready_cv, NULL);
 	char id[37];
 	ml_uuid7(id);
 	memcpy(jw->node, id, JS_NODE_LEN);
@@ -199,6 +201,7 @@ ML_API int ml_replicate_drop(const struct ml_replicate_options *o)
 	jw->quiet = 1;
 	pthread_mutex_init(&jw->mu, NULL);
 	pthread_cond_init(&jw->cv, NULL);
+	pthread_cond_init(&jw->ready_cv, NULL);
 	int rc = connect_nats(jw, o->urls);
 	if (rc == 0) {
 		jsErrCode jerr = 0;

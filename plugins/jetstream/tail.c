@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "jetstream.h"
@@ -208,6 +209,7 @@ static int rewinding(struct js_writer *jw)
 
 void *js_tail_main(void *arg)
 {
+	prctl(PR_SET_NAME, "moonlog-js-tail");
 	struct js_writer *jw = arg;
 	uint64_t cursor = ml_log_applied_seq(jw->log);
 	natsSubscription *sub = NULL;

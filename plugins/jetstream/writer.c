@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "jetstream.h"
@@ -68,7 +69,7 @@ static int js_submit(struct ml_log_writer *w, struct ml_append *req, char (*ids)
 		*jw->ready_end = jw->kept;
 		jw->ready_end = jw->kept_end;
 		jw->kept = NULL, jw->kept_end = &jw->kept;
-		pthread_cond_broadcast(&jw->cv);
+		pthread_cond_signal(&jw->ready_cv);
 	}
 	pthread_mutex_unlock(&jw->mu);
 	return 0;
@@ -82,7 +83,7 @@ static void js_kick(struct ml_log_writer *w)
 		*jw->ready_end = jw->kept;
 		jw->ready_end = jw->kept_end;
 		jw->kept = NULL, jw->kept_end = &jw->kept;
-		pthread_cond_broadcast(&jw->cv);
+		pthread_cond_signal(&jw->ready_cv);
 	}
 	pthread_mutex_unlock(&jw->mu);
 }
@@ -132,7 +133,7 @@ static void js_stop(struct ml_log_writer *w)
 	jw->stopping = 1;
 	WAIT_UNTIL(jw, jw->ready == NULL && !jw->publishing && jw->waiting.head == NULL, &deadline);
 	jw->stop_publish = 1;
-	pthread_cond_broadcast(&jw->cv);
+	pthread_cond_signal(&jw->ready_cv);
 	pthread_mutex_unlock(&jw->mu);
 	pthread_join(jw->publisher, NULL);
 
@@ -246,14 +247,17 @@ static int publish(struct js_writer *jw, const void *msg, size_t len, uint64_t m
 
 void *js_publisher_main(void *arg)
 {
+	prctl(PR_SET_NAME, "moonlog-js-pub");
 	struct js_writer *jw = arg;
 	struct ml_buf body = {0};
 	struct js_zstd z = {0};
 	uint64_t msgno = 0;
 	pthread_mutex_lock(&jw->mu);
 	for (;;) {
+		/* a condition of its own: the tail's news (an apply ended, each entry) would
+		 * wake it for nothing, and a wake-up is dear (docs/scale-out.md) */
 		while (jw->ready == NULL && !jw->stop_publish)
-			pthread_cond_wait(&jw->cv, &jw->mu);
+			pthread_cond_wait(&jw->ready_cv, &jw->mu);
 		if (jw->ready == NULL || jw->stop_publish)
 			break;
 		take_message(jw, &body);

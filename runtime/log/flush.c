@@ -422,6 +422,7 @@ static void run_cycle(struct ml_log *log)
 static void *flusher_main(void *arg)
 {
 	struct ml_log *log = arg;
+	prctl(PR_SET_NAME, "moonlog-flush");
 	prctl(PR_SET_TIMERSLACK, 1UL); /* group-commit waits are tens of microseconds */
 	pthread_mutex_lock(&log->mu);
 	while (wait_for_work(log) == 0) {

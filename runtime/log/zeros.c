@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "log/log_internal.h"
@@ -74,6 +75,7 @@ static int fill(int fd, const void *zeros, uint64_t from, uint64_t to)
 static void *zeros_main(void *arg)
 {
 	struct ml_log *log = arg;
+	prctl(PR_SET_NAME, "moonlog-zeros");
 	void *zeros = NULL;
 	if (posix_memalign(&zeros, ALIGN, ZERO_CHUNK) != 0)
 		return NULL;
