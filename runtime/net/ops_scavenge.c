@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include <event2/buffer.h>
 
@@ -28,6 +29,7 @@ struct ml_scavenger {
 static void *scavenge_main(void *arg)
 {
 	struct ml_scavenger *sc = arg;
+	prctl(PR_SET_NAME, "moonlog-scav");
 	ml_log_scavenge_removed(sc->log, NULL); /* the outcome is in its progress */
 	atomic_store(&sc->finished, 1);
 	return NULL;

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include <moonlog/util.h>
@@ -82,6 +83,7 @@ static void look(struct ml_script_clock *c, uint64_t now)
 static void *watch_main(void *arg)
 {
 	(void)arg;
+	prctl(PR_SET_NAME, "moonlog-watch");
 	struct timespec tick = {0, WATCH_TICK_MS * 1000000L};
 	for (;;) {
 		nanosleep(&tick, NULL);
