@@ -27,6 +27,39 @@
 #define RETRY_MIN_MS 250  /* the pause before applying again after a failed write ... */
 #define RETRY_MAX_MS 4000 /* ... doubled while writes keep failing, up to this */
 
+/*
+ * Messages applied, destroyed a batch at a time: nats.c frees each message on
+ * a thread of its own and wakes that thread for it when it sleeps, which at a
+ * message a millisecond is a wake-up (dear on a virtual machine) for every
+ * event. Up to SPENT_MAX messages or SPENT_BYTES are kept, and all go when the
+ * wait for the next one times out (none came for a while), or before the
+ * subscription goes.
+ */
+#define SPENT_MAX   32
+#define SPENT_BYTES (1 << 20)
+
+struct spent {
+	natsMsg *m[SPENT_MAX];
+	int n;
+	size_t bytes;
+};
+
+static void spent_free(struct spent *sp)
+{
+	for (int i = 0; i < sp->n; i++)
+		natsMsg_Destroy(sp->m[i]);
+	sp->n = 0;
+	sp->bytes = 0;
+}
+
+static void spent_add(struct spent *sp, natsMsg *m)
+{
+	sp->m[sp->n++] = m;
+	sp->bytes += (size_t)natsMsg_GetDataLength(m);
+	if (sp->n == SPENT_MAX || sp->bytes >= SPENT_BYTES)
+		spent_free(sp);
+}
+
 /* One entry's apply in flight. */
 struct apply {
 	struct ml_append req;
@@ -215,6 +248,7 @@ void *js_tail_main(void *arg)
 	natsSubscription *sub = NULL;
 	natsMsg *m = NULL; /* the first of the next run, when the last one stopped at RUN_MAX */
 	struct js_zstd z = {0};
+	struct spent sp = {0};
 	for (;;) {
 		pthread_mutex_lock(&jw->mu);
 		if (jw->stop_tail)
@@ -223,6 +257,7 @@ void *js_tail_main(void *arg)
 			pthread_mutex_unlock(&jw->mu);
 			natsMsg_Destroy(m);
 			m = NULL;
+			spent_free(&sp);
 			js_unsubscribe(sub);
 			sub = NULL;
 			pthread_mutex_lock(&jw->mu);
@@ -237,6 +272,7 @@ void *js_tail_main(void *arg)
 			natsStatus s = natsSubscription_NextMsg(&m, sub, 200);
 			if (s != NATS_OK) {
 				m = NULL;
+				spent_free(&sp);
 				if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
 					js_unsubscribe(sub);
 					sub = NULL;
@@ -249,7 +285,7 @@ void *js_tail_main(void *arg)
 		for (int run = 0; m != NULL && run < RUN_MAX; run++) {
 			if (!rewinding(jw))
 				apply_message(jw, m, &cursor, &z);
-			natsMsg_Destroy(m);
+			spent_add(&sp, m);
 			if (natsSubscription_NextMsg(&m, sub, 0) != NATS_OK)
 				m = NULL;
 		}
@@ -259,6 +295,7 @@ void *js_tail_main(void *arg)
 		pthread_cond_wait(&jw->cv, &jw->mu);
 	pthread_mutex_unlock(&jw->mu);
 	natsMsg_Destroy(m);
+	spent_free(&sp);
 	js_unsubscribe(sub);
 	js_zstd_free(&z);
 	return NULL;
