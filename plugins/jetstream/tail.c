@@ -63,6 +63,7 @@ static void spent_add(struct spent *sp, natsMsg *m)
 /* One entry's apply in flight. */
 struct apply {
 	struct ml_append req;
+	uint64_t seq; /* the entry's place in the journal */
 	struct js_writer *jw;
 	struct js_pending *mine; /* this node's request, if the entry is its own */
 };
@@ -73,7 +74,10 @@ static void applied(struct ml_append *req)
 	struct apply *a = req->arg;
 	struct js_writer *jw = a->jw;
 	struct js_pending *mine = a->mine;
-	int failed = req->err == ML_ERR_IO; /* this node failed to write: apply it again later */
+	/* This node failed to write the entry: apply it again later. Unless the log had
+	 * published it before its sync failed (it is applied; the log is broken until a
+	 * restart, and the request fails with the reason). */
+	int failed = req->err == ML_ERR_IO && a->seq > ml_log_applied_seq(jw->log);
 	if (!failed && mine) {
 		ml_log_writer_done(mine->req, req);
 		free(mine);
@@ -113,7 +117,7 @@ static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes
 	struct js_pending *mine = own ? js_waiting_take(&jw->waiting, token) : NULL;
 	jw->outstanding++;
 	pthread_mutex_unlock(&jw->mu);
-	a->jw = jw, a->mine = mine;
+	a->jw = jw, a->mine = mine, a->seq = seq;
 	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
 	if (mine) /* the submitter asked for each event's position: the apply fills them */
 		a->req.positions = mine->req->positions, a->req.versions = mine->req->versions;

@@ -262,9 +262,13 @@ static struct ml_append *acknowledge(struct ml_log *log)
 
 /*
  * A sync failed after its group was published (entries of a journal): readers
- * may have seen them, so nothing is undone on disk; the log takes no more
- * appends until a restart, when it opens from what the disk kept and the
- * journal gives it again what is missing. Mutex held.
+ * may have seen them, so nothing is undone (cutting the file under a reader's
+ * mapping would kill the process); the log takes no more appends until a
+ * restart, and its requests fail with the reason (the journal holds the
+ * entries: a retry on another node is answered as a duplicate). The pages the
+ * sync could not write may stay cached, so a restart of moonlog alone could
+ * read them back: docs/scale-out.md tells the operator to start the node on an
+ * empty data folder (it catches up from the stream). Mutex held.
  */
 static struct ml_append *fail_published(struct ml_log *log, int err)
 {
@@ -410,11 +414,12 @@ static void run_cycle(struct ml_log *log)
 	log->cycle_ns = took;
 	log->stats.groups++;
 	log->stats.syncs += (uint64_t)(sync && rc == 0);
+	if (rc == 0 && sync && log->inflight.last_position > log->synced_position)
+		log->synced_position =
+		    log->inflight.last_position; /* first: the index follows it */
 	struct ml_append *list = rc == 0 ? acknowledge(log)
 				 : early ? fail_published(log, err)
 					 : rollback(log, err);
-	if (rc == 0 && sync)
-		log->synced_position = log->head;
 	complete(log, list, log->head, log->head != old_head && !early);
 	log->flushing = 0;
 }

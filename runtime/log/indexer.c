@@ -27,9 +27,16 @@
 #include "log/log_internal.h"
 #include "log/retention.h"
 
+/*
+ * Under --fsync always a block is written only for records synced: entries of a
+ * journal are published before their sync (flush.c), and a block must never
+ * stand for records the disk may not keep (the indexer syncs nothing itself
+ * there, so that no sync of its own can take a failure the flusher must see).
+ */
 int ml_chunk_ready(const struct ml_log *log, const struct ml_chunk *c)
 {
-	return c->count > 0 && ml_chunk_last(c) <= log->head &&
+	uint64_t upto = log->opt.fsync == ML_FSYNC_ALWAYS ? log->synced_position : log->head;
+	return c->count > 0 && ml_chunk_last(c) <= upto &&
 	       (c->next != NULL || c->count >= log->index_block || c->frozen);
 }
 
@@ -57,9 +64,7 @@ int ml_indexer_write_oldest(struct ml_log *log)
 	struct ml_chunk *c = log->chunks;
 	c->frozen = 1; /* nothing joins it now, whatever happens to the chunks after it */
 	uint64_t seq = c->last_seq > log->indexed_seq ? c->last_seq : log->indexed_seq;
-	/* Under --fsync always only entries of a journal can be in a block before their sync
-	 * (flush.c): a block must never stand for records the disk may not keep. */
-	int sync = log->opt.fsync != ML_FSYNC_ALWAYS || ml_chunk_last(c) > log->synced_position;
+	int sync = log->opt.fsync != ML_FSYNC_ALWAYS;
 	int fd = c->seg->fd;
 	pthread_mutex_unlock(&log->mu);
 	struct ml_block *b = NULL;

@@ -234,15 +234,16 @@ static int cut_tail(struct ml_log *log, struct ml_seg *seg, const struct ml_scan
 				   strerror(errno));
 	log->stats.truncated_bytes += size - sc->good_end;
 	if (sc->status == ML_SCAN_FLUSH)
-		snprintf(log->recovered, sizeof(log->recovered),
-			 "cut the last write's records from offset %" PRIu64 " of segment %s "
-			 "(positions %" PRIu64 " to %" PRIu64
-			 "): a power loss left them damaged at "
-			 "offset %" PRIu64 " with %" PRIu64 " whole batches after it, all written "
-			 "after position %" PRIu64 " was synced, in one write whose sync never "
-			 "completed (under --fsync always, none of it was acknowledged)",
-			 sc->good_end, name, sc->next_position, sc->after_last, sc->bad_offset,
-			 sc->after_batches, sc->next_position - 1);
+		snprintf(
+		    log->recovered, sizeof(log->recovered),
+		    "cut the last write's records from offset %" PRIu64 " of segment %s "
+		    "(positions %" PRIu64 " to %" PRIu64 "): a power loss left them damaged at "
+		    "offset %" PRIu64 " with %" PRIu64 " whole batches after it, all written "
+		    "after position %" PRIu64 " was synced, in one write whose sync never "
+		    "completed (under --fsync always no client was told it was stored; on a node "
+		    "of a cluster, the stream gives it again)",
+		    sc->good_end, name, sc->next_position, sc->after_last, sc->bad_offset,
+		    sc->after_batches, sc->next_position - 1);
 	else
 		snprintf(
 		    log->recovered, sizeof(log->recovered),
