@@ -414,9 +414,9 @@ static void run_cycle(struct ml_log *log)
 	log->cycle_ns = took;
 	log->stats.groups++;
 	log->stats.syncs += (uint64_t)(sync && rc == 0);
+	/* before the head moves: the index writes blocks up to what is synced (indexer.c) */
 	if (rc == 0 && sync && log->inflight.last_position > log->synced_position)
-		log->synced_position =
-		    log->inflight.last_position; /* first: the index follows it */
+		log->synced_position = log->inflight.last_position;
 	struct ml_append *list = rc == 0 ? acknowledge(log)
 				 : early ? fail_published(log, err)
 					 : rollback(log, err);
