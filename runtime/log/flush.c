@@ -206,6 +206,15 @@ static void drop_last_seg(struct ml_log *log)
 	free(seg);
 }
 
+/* Forgets, in memory, every reservation past the head (mutex held). */
+static void forget_reserved(struct ml_log *log)
+{
+	ml_index_rollback(log, log->head);
+	ml_ret_rollback(log, log->head);
+	log->next_position = log->head + 1;
+	log->last_seq = log->applied_seq;
+}
+
 /*
  * After a failed write: everything not acknowledged is undone, in memory and
  * on disk, and every queued batch fails. The mutex is held.
@@ -215,12 +224,9 @@ static struct ml_append *rollback(struct ml_log *log, int err)
 	char msg[256];
 	snprintf(msg, sizeof(msg), "cannot write to the log in %s: %s; the append was not stored",
 		 log->dir, strerror(err));
-	ml_index_rollback(log, log->head);
-	ml_ret_rollback(log, log->head);
-	log->next_position = log->head + 1;
 	if (log->inflight.last_seq || log->pending.last_seq) /* entries of a journal: the */
 		log->apply_stalled = 1; /* writer applies them again, from applied_seq on */
-	log->last_seq = log->applied_seq;
+	forget_reserved(log);
 	while (log->nsegs > 1 && log->segs[log->nsegs - 1]->first > log->head &&
 	       log->segs[log->nsegs - 1]->durable_end == ML_SEG_HEADER)
 		drop_last_seg(log);
@@ -273,10 +279,7 @@ static struct ml_append *acknowledge(struct ml_log *log)
 static struct ml_append *fail_published(struct ml_log *log, int err)
 {
 	mark_broken(log, "failed to sync entries of the journal it had written", err);
-	ml_index_rollback(log, log->head);
-	ml_ret_rollback(log, log->head);
-	log->next_position = log->head + 1;
-	log->last_seq = log->applied_seq;
+	forget_reserved(log);
 	struct ml_append *async = NULL;
 	finish(&log->inflight, log->broken, &async);
 	finish(&log->pending, log->broken, &async);
