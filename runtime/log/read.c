@@ -96,20 +96,24 @@ static int deliver(const uint8_t *p, size_t n, ml_event_fn fn, void *arg, int64_
 		   uint64_t *stubs)
 {
 	struct ml_rec r;
+	int64_t delivered = 0;
+	int rc = 0;
 	for (size_t o = 0; o < n; o += r.len) {
-		if (ml_rec_parse(p + o, n - o, 0, &r) != ML_REC_OK)
-			return ml_diag_set(ML_ERR_CORRUPT, "the log holds a bad record; run "
-							   "'moonlog check'");
+		if (ml_rec_parse(p + o, n - o, 0, &r) != ML_REC_OK) {
+			rc = ml_diag_set(ML_ERR_CORRUPT, "the log holds a bad record; run "
+							 "'moonlog check'");
+			break;
+		}
 		if (__builtin_expect(r.flags & ML_REC_REMOVED, 0)) {
 			(*stubs)++;
 			continue;
 		}
-		(*count)++;
-		int rc = fn(&r.ev, arg);
-		if (rc != 0)
-			return rc;
+		delivered++;
+		if ((rc = fn(&r.ev, arg)) != 0)
+			break;
 	}
-	return 0;
+	*count += delivered;
+	return rc;
 }
 
 struct keep;

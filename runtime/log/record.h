@@ -64,7 +64,7 @@ enum {
 };
 
 struct ml_rec {
-	uint32_t len, crc;
+	uint32_t len;
 	uint8_t flags;
 	uint32_t left;
 	struct ml_event ev;
@@ -135,22 +135,25 @@ ml_rec_parse(const uint8_t *p, size_t avail, int verify, struct ml_rec *r)
 	if (len == 0)
 		return ML_REC_SHORT;
 	uint32_t meta_len = ml_le32(p + 12), data_len = ml_le32(p + 16);
+	uint8_t flags = p[8];
+	/* want == len also holds len to at least ML_REC_HEADER; every test but the crc's is a
+	 * branch the reads and scans of a sound log never take */
 	uint64_t want = (uint64_t)ML_REC_HEADER + p[9] + p[10] + p[11] + meta_len + data_len +
-			(p[8] & ML_REC_SEQ ? ML_REC_SEQ_SIZE : 0) +
-			(p[8] & ML_REC_SYNCED ? ML_REC_SYNCED_SIZE : 0);
-	if (len < ML_REC_HEADER || len > ML_REC_MAX || want != len || p[9] == 0 || p[10] == 0)
+			(flags & ML_REC_SEQ ? ML_REC_SEQ_SIZE : 0) +
+			(flags & ML_REC_SYNCED ? ML_REC_SYNCED_SIZE : 0);
+	if (__builtin_expect(want != len, 0) || __builtin_expect(len > ML_REC_MAX, 0) ||
+	    __builtin_expect(p[9] == 0, 0) || __builtin_expect(p[10] == 0, 0))
 		return ML_REC_BAD;
-	if (len > avail)
+	if (__builtin_expect(len > avail, 0))
 		return ML_REC_SHORT;
 	if (verify && ml_rec_crc(p, len) != ml_le32(p + 4))
 		return ML_REC_BAD;
 
 	r->len = len;
-	r->crc = ml_le32(p + 4);
-	r->flags = p[8];
+	r->flags = flags;
 	r->left = ml_le32(p + 20);
 	struct ml_event *e = &r->ev;
-	e->id_generated = (p[8] & ML_REC_GEN_ID) != 0;
+	e->id_generated = (flags & ML_REC_GEN_ID) != 0;
 	e->stream_len = p[9];
 	e->type_len = p[10];
 	e->id_len = p[11];
