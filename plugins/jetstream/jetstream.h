@@ -68,6 +68,7 @@ struct js_writer {
 	uint64_t failing_since; /* writes here fail since (ns; 0: they do not) */
 	char fail_msg[256];	/* why the first of them failed */
 	int retry_ms;		/* the pause before applying again, longer while writes fail */
+	char broken[256];	/* the log is broken (ml_log_broken): why; no more submits */
 	int stop_heartbeat;	/* the heartbeat leaves (saying so) */
 	pthread_t publisher, tail, heartbeat;
 	int threads;		/* all three started */
@@ -82,6 +83,10 @@ int js_stream_ensure(struct js_writer *jw, int replicas, uint64_t *last);
 /* writer.c */
 extern const struct ml_log_writer_ops js_writer_ops;
 void *js_publisher_main(void *arg);
+/* The batches not sent yet, taken from the writer (jw->mu held), and failed with the reason
+ * (without the lock): the log broke. */
+struct js_pending *js_take_unsent(struct js_writer *jw);
+void js_fail_unsent(struct js_pending *list, const char *why);
 
 /* plugin.c: frees the writer, once nats.c's threads have ended */
 void js_discard(struct js_writer *jw);

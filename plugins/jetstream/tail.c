@@ -74,16 +74,24 @@ static void applied(struct ml_append *req)
 	struct apply *a = req->arg;
 	struct js_writer *jw = a->jw;
 	struct js_pending *mine = a->mine;
-	/* This node failed to write the entry: apply it again later. Unless the log had
-	 * published it before its sync failed (it is applied; the log is broken until a
-	 * restart, and the request fails with the reason). */
-	int failed = req->err == ML_ERR_IO && a->seq > ml_log_applied_seq(jw->log);
+	/* This node failed to write the entry: apply it again later. Unless the log is
+	 * broken (a sync failed after the entry, or one before it, was published): then no
+	 * apply can succeed until a restart, and the request fails with the reason. */
+	char why[sizeof(jw->broken)];
+	int broken = req->err == ML_ERR_IO && ml_log_broken(jw->log, why, sizeof(why));
+	int failed = req->err == ML_ERR_IO && !broken && a->seq > ml_log_applied_seq(jw->log);
 	if (!failed && mine) {
 		ml_log_writer_done(mine->req, req);
 		free(mine);
 	}
 	uint64_t failed_for = 0; /* writes failed until this one, for so long (ns) */
+	struct js_pending *unsent = NULL;
 	pthread_mutex_lock(&jw->mu);
+	int broke = broken && !jw->broken[0];
+	if (broke) { /* once: no more submits, and what was not sent fails now */
+		snprintf(jw->broken, sizeof(jw->broken), "%s", why);
+		unsent = js_take_unsent(jw);
+	}
 	if (failed) {
 		if (mine)
 			js_waiting_put_back(&jw->waiting, mine);
@@ -101,6 +109,15 @@ static void applied(struct ml_append *req)
 	pthread_cond_broadcast(&jw->cv);
 	pthread_mutex_unlock(&jw->mu);
 	free(a);
+	if (broke) {
+		js_fail_unsent(unsent, why);
+		js_log(jw,
+		       "this node stops applying the stream: %s. It refuses appends from now on "
+		       "(those of its clients already in the stream fail with this reason; another "
+		       "node answers their retry as a duplicate). Start it again on an empty data "
+		       "folder: it catches up from the stream (docs/scale-out.md)",
+		       why);
+	}
 	if (failed_for)
 		js_log(jw,
 		       "this node writes its log again, after %.1f s: the appends of its clients "

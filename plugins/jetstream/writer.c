@@ -62,6 +62,12 @@ static int js_submit(struct ml_log_writer *w, struct ml_append *req, char (*ids)
 		return ml_append_refuse(req, ML_ERR_IO,
 					"moonlog is stopping: append on another node");
 	}
+	if (jw->broken[0]) { /* sent now, it would be stored elsewhere and fail here */
+		pthread_mutex_unlock(&jw->mu);
+		ml_buf_free(&p->bytes);
+		free(p);
+		return ml_append_refuse(req, ML_ERR_IO, "%s", jw->broken);
+	}
 	p->token = ++jw->next_token;
 	*jw->kept_end = p;
 	jw->kept_end = &p->next;
@@ -100,6 +106,28 @@ static void fail_unknown(struct js_pending *p)
 		 "stored: read the stream, or append again with the same ids (a duplicate is "
 		 "answered as such)");
 	ml_log_writer_done(req, req);
+}
+
+struct js_pending *js_take_unsent(struct js_writer *jw)
+{
+	*jw->ready_end = jw->kept; /* the kicked ones, then the rest, in token order */
+	struct js_pending *all = jw->ready;
+	jw->ready = NULL, jw->ready_end = &jw->ready;
+	jw->kept = NULL, jw->kept_end = &jw->kept;
+	return all;
+}
+
+void js_fail_unsent(struct js_pending *p, const char *why)
+{
+	for (struct js_pending *next; p; p = next) {
+		next = p->next;
+		struct ml_append *req = p->req;
+		ml_buf_free(&p->bytes);
+		free(p);
+		req->err = ML_ERR_IO;
+		snprintf(req->errmsg, sizeof(req->errmsg), "%s; this append was not stored", why);
+		ml_log_writer_done(req, req);
+	}
 }
 
 /* Waits (jw->mu held) until cond holds or the deadline passes; 0 if it holds. */

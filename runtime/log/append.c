@@ -295,6 +295,16 @@ uint64_t ml_log_applied_seq(struct ml_log *log)
 	return seq;
 }
 
+int ml_log_broken(struct ml_log *log, char *why, size_t n)
+{
+	pthread_mutex_lock(&log->mu);
+	int broken = log->broken[0] != '\0';
+	if (broken && n)
+		snprintf(why, n, "%s", log->broken);
+	pthread_mutex_unlock(&log->mu);
+	return broken;
+}
+
 uint64_t ml_log_apply_resume(struct ml_log *log)
 {
 	pthread_mutex_lock(&log->mu);

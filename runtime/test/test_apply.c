@@ -342,6 +342,9 @@ static void test_published_before_sync(const char *dir)
 	apply_wait(a, &entries[2], 3, &out);
 	ok(out.err == ML_ERR_IO && strstr(out.errmsg, "failed to sync"),
 	   "the log takes nothing more until a restart: %s", out.errmsg);
+	char why[256] = "";
+	ok(ml_log_broken(a, why, sizeof(why)) == 1 && strcmp(why, out.errmsg) == 0,
+	   "ml_log_broken says so, with the same reason: %s", why);
 	ml_log_on_head(a, NULL, NULL);
 	ml_log_close(a);
 	a = ml_log_open(&o);
@@ -349,6 +352,7 @@ static void test_published_before_sync(const char *dir)
 	if (a)
 		apply_wait(a, &entries[2], 3, &out);
 	ok(a && out.err == ML_OK && out.first_position == 3, "and applies the journal on");
+	ok(a && ml_log_broken(a, why, sizeof(why)) == 0, "a log opened again is not broken");
 	ml_log_close(a);
 
 	o.dir = l_dir;

@@ -60,12 +60,13 @@ end
 
 -- A moonlog node on the journal `stream`; opts.args are more `serve` arguments, opts.data
 -- a data folder to start on (a new one by default), opts.scripts a scripts folder of its
--- own, filled as server.start's opts.scripts.
+-- own, filled as server.start's opts.scripts; opts.env more environment for it.
 function cluster.node(stream, opts)
   opts = opts or {}
   local args = { "--replicate", cluster.urls, "--replicate-stream", stream }
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
-  return server.start { args = args, data = opts.data, scripts = opts.scripts, start_timeout = 60 }
+  return server.start { args = args, data = opts.data, scripts = opts.scripts, start_timeout = 60,
+                        env = opts.env }
 end
 
 function cluster.client(s) return s:connect { timeout = 60 } end

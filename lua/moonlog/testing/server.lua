@@ -78,7 +78,9 @@ function Server:launch()
   for i, a in ipairs(args) do args[i] = q(a) end
   -- Under the sanitizers the interpreter runs with the ASan runtime preloaded for
   -- moonlog.core; the binary carries its own, so it must not inherit the preload.
-  local env = "exec env -u LD_PRELOAD ASAN_OPTIONS=detect_leaks=1 "
+  -- (verify_asan_link_order=0: opts.env may preload a library of its own before it.)
+  local env = "exec env -u LD_PRELOAD ASAN_OPTIONS=detect_leaks=1:verify_asan_link_order=0 "
+  for _, name in ipairs(self.env_names) do env = env .. q(name .. "=" .. self.env[name]) .. " " end
   local limit = self.nofile and ("ulimit -n %d; "):format(self.nofile) or ""
   local umask = self.umask and ("umask " .. self.umask .. "; ") or ""
   -- exec: the pid echoed is popen's own child, so that close() reaps the server itself
@@ -175,14 +177,18 @@ end
 -- s.scripts, removed with the server, filled as fill_scripts says and passed as --scripts),
 -- opts.token (writes a token file: the token and a newline, or opts.token_file as its whole
 -- text), opts.data, opts.nofile (the descriptor limit it runs under), opts.umask (the
--- server's umask, e.g. "000"), opts.start_timeout (s to wait for its first answer, 10).
+-- server's umask, e.g. "000"), opts.start_timeout (s to wait for its first answer, 10),
+-- opts.env (more environment for it, name -> value; kept by s:restart()).
 function M.start(opts)
   opts = opts or {}
   local root = M.tmpdir()
   local s = setmetatable({ root = root, data = opts.data or (root .. "/data"), log = root .. "/serve.log",
                            rpc_port = M.free_port(), http_port = M.free_port(),
                            args = opts.args or {}, nofile = opts.nofile, umask = opts.umask,
-                           start_timeout = opts.start_timeout }, Server)
+                           start_timeout = opts.start_timeout, env = opts.env or {},
+                           env_names = {} }, Server)
+  for name in pairs(s.env) do s.env_names[#s.env_names + 1] = name end
+  table.sort(s.env_names)
   if opts.scripts then
     s.scripts = root .. "/scripts"
     fill_scripts(s.scripts, opts.scripts)

@@ -163,5 +163,12 @@ ML_API void ml_log_apply_kick(struct ml_log *log);
 ML_API uint64_t ml_log_applied_seq(struct ml_log *log);
 /* After an ML_ERR_IO outcome: lets applies in again; returns ml_log_applied_seq. */
 ML_API uint64_t ml_log_apply_resume(struct ml_log *log);
+/*
+ * Whether the log is broken: a sync failed after its entries were shown to readers (or an
+ * undo failed), so it takes no append or apply until moonlog restarts. 1 and the reason in
+ * why (n bytes at most), or 0. An ML_ERR_IO outcome from a broken log is final: applying
+ * again cannot succeed, unlike after a failed write (a full disk).
+ */
+ML_API int ml_log_broken(struct ml_log *log, char *why, size_t n);
 
 #endif
