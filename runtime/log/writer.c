@@ -65,6 +65,11 @@ int ml_log_set_writer(struct ml_log *log, struct ml_log_writer *w)
 	return 0;
 }
 
+void ml_log_stop_writer(struct ml_log *log)
+{
+	log->writer->ops->stop(log->writer);
+}
+
 const char *ml_log_writer_name(struct ml_log *log)
 {
 	return log->writer->ops->name;

@@ -89,7 +89,8 @@ struct ml_server {
 	struct evhttp *http;
 	struct evhttp_bound_socket *http_sock;
 	struct event *wake, *pump, *tick, *sigterm, *sigint, *stop_ev;
-	struct event *resume_ev; /* accepting again after running out of descriptors */
+	struct event *stop_grace; /* stopping: appends that wait longer are given up */
+	struct event *resume_ev;  /* accepting again after running out of descriptors */
 	int accept_paused;
 	uint32_t max_conns; /* what --max-conns came to with the descriptor limit (limits.c) */
 	uint64_t fd_limit;  /* RLIMIT_NOFILE, raised to the hard limit where allowed */

@@ -32,6 +32,7 @@
 #include <event2/thread.h>
 
 #include <moonlog/diag.h>
+#include <moonlog/log_writer.h>
 
 #include "net/net_internal.h"
 #include "net/ops.h"
@@ -214,6 +215,25 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- stopping ------------------------------------------------------------ */
 
+/*
+ * A stop waits for the appends in flight, but not for ever: those of a replicated
+ * node may wait for a full disk or for NATS. After STOP_GRACE_S the loop ends anyway,
+ * and ml_server_free has the log's writer complete them (let_go_of_log).
+ */
+#define STOP_GRACE_S 10
+
+static void on_stop_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct ml_server *s = arg;
+	if (s->inflight == 0)
+		return;
+	ml_server_log_line(s,
+			   "stopping: %llu appends still wait for the log's writer after %d s; "
+			   "it answers them with what it knows, and stops",
+			   (unsigned long long)s->inflight, STOP_GRACE_S);
+	event_base_loopexit(s->base, NULL);
+}
+
 static void begin_stop(struct ml_server *s)
 {
 	if (s->stopping)
@@ -225,8 +245,12 @@ static void begin_stop(struct ml_server *s)
 		evconnlistener_disable(s->tcp);
 	if (s->admin)
 		evconnlistener_disable(s->admin);
-	if (s->inflight == 0)
+	if (s->inflight == 0) {
 		event_base_loopexit(s->base, NULL);
+		return;
+	}
+	struct timeval grace = {STOP_GRACE_S, 0};
+	evtimer_add(s->stop_grace, &grace);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -421,6 +445,7 @@ static int setup(struct ml_server *s)
 	s->wake = event_new(s->base, -1, 0, on_wake, s);
 	s->pump = event_new(s->base, -1, 0, on_pump, s);
 	s->stop_ev = event_new(s->base, -1, 0, on_stop, s);
+	s->stop_grace = evtimer_new(s->base, on_stop_grace, s);
 	s->tick = event_new(s->base, -1, EV_PERSIST, on_tick, s);
 	struct timeval tv = {0, 100000};
 	event_add(s->tick, &tv);
@@ -530,6 +555,12 @@ int ml_server_run(struct ml_server *s)
  */
 static void let_go_of_log(struct ml_server *s)
 {
+	if (s->inflight) { /* the stop's grace ran out: the writer completes them as it can */
+		ml_log_stop_writer(s->log);
+		take_answers(s);
+		for (struct ml_conn *c = s->conns; c; c = c->next)
+			ml_conn_flush(c);
+	}
 	while (s->inflight) {
 		ml_log_kick(s->log);
 		take_answers(s);
@@ -558,7 +589,8 @@ void ml_server_free(struct ml_server *s)
 		unlink(s->admin_path);
 	}
 	ml_router_free(s->router);
-	struct event *evs[] = {s->wake, s->pump, s->tick, s->sigterm, s->sigint, s->stop_ev};
+	struct event *evs[] = {s->wake,	  s->pump,    s->tick,	    s->sigterm,
+			       s->sigint, s->stop_ev, s->stop_grace};
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);

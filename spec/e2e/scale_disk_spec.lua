@@ -45,6 +45,22 @@ local function free_disk(s)
   assert.equal(0, rc, out)
 end
 
+-- A takes appends of 64 KiB events until B's writes reach the end of what its segment had
+-- zeroed ahead (a few MiB) and fail.
+local function writes_fail(ca, b)
+  local big = string.rep("x", 65536)
+  local n = 0
+  eventually(function()
+    local ids = {}
+    for _ = 1, 8 do
+      n = n + 1
+      ids[#ids + 1] = assert(ca:send("append", "big-" .. (n % 4), { type = "Filled", id = "big-" .. n, data = { n = n, pad = big } }))
+    end
+    for _, id in ipairs(ids) do assert(ca:wait(id)) end
+    return said(b, "this node cannot write its log (") > 0
+  end, 120, "B's writes to fail")
+end
+
 local have = cluster.available and sh("command -v prlimit") ~= ""
 local describe = have and describe or function(name)
   pending(name .. " (" .. cluster.missing .. "; and prlimit, of util-linux)")
@@ -63,19 +79,7 @@ describe("a node whose disk is full, on a replicated log", function()
     eventually(function() return head_of(watch) == 1 end, 30, "B applied the first event")
 
     fill_disk(b)
-    -- A takes appends of 64 KiB events until B's writes reach the end of what its segment
-    -- had zeroed ahead (a few MiB) and fail
-    local big = string.rep("x", 65536)
-    local n = 0
-    eventually(function()
-      local ids = {}
-      for _ = 1, 8 do
-        n = n + 1
-        ids[#ids + 1] = assert(ca:send("append", "big-" .. (n % 4), { type = "Filled", id = "big-" .. n, data = { n = n, pad = big } }))
-      end
-      for _, id in ipairs(ids) do assert(ca:wait(id)) end
-      return said(b, "this node cannot write its log (") > 0
-    end, 120, "B's writes to fail")
+    writes_fail(ca, b)
     assert.is_true(said(b, "File too large") > 0, "the line says why the write failed")
 
     -- B's clients append while B cannot write: their entries take their place in the
@@ -133,5 +137,29 @@ describe("a node whose disk is full, on a replicated log", function()
     assert(cb:append("after-1", { type = "Done", data = {} }))
     eventually(function() return #assert(ca:read("after-1")) == 1 end, 30, "A applied B's new append")
     watch:close()
+  end)
+  it("stops on SIGTERM while its clients' appends wait for the disk, and answers them", function()
+    local a, b = node("DISKSTOP"), node("DISKSTOP")
+    local ca, cb = a:connect { timeout = 60 }, b:connect { timeout = 60 }
+    assert(ca:append("warm-1", { type = "Up", data = {} }))
+    eventually(function() return #assert(cb:read("warm-1")) == 1 end, 30, "B applied the first event")
+    fill_disk(b)
+    writes_fail(ca, b)
+    local stuck = assert(cb:send("append", "stuck-1", { type = "Waited", id = "stuck-1", data = {} }))
+    eventually(function() return #assert(ca:read("stuck-1")) == 1 end, 30, "B's entry applied on A")
+
+    -- SIGTERM: B waits for its appends a while, then gives them up, and exits cleanly
+    assert.is_true(b:stop(), "B stopped, with status 0")
+    local r, err = cb:wait(stuck)
+    assert.is_nil(r, "no success is claimed for an append B never applied")
+    assert.is_not_nil(err)
+    assert.equal(1, said(b, "appends still wait for the log's writer after"))
+
+    -- started again with room on its disk (the limit went with the process), B catches up
+    b:launch()
+    local cb2 = b:connect { timeout = 60 }
+    eventually(function() return #all_of(cb2) == #all_of(ca) end, 60, "B caught up with A")
+    assert.same(all_of(ca), all_of(cb2))
+    assert.equal(1, #assert(cb2:read("stuck-1")), "the entry the stream held, once")
   end)
 end)

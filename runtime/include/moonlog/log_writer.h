@@ -89,6 +89,14 @@ struct ml_log_writer {
 };
 
 /*
+ * Completes every request the writer took and stops its threads (ops->stop), before
+ * ml_log_close does: for a front whose appends still wait at shutdown (a replicated node
+ * whose disk is full, or whose NATS is away), which the writer then fails with an unknown
+ * outcome once its own grace has passed. Safe to call again; ml_log_close calls it too.
+ */
+ML_API void ml_log_stop_writer(struct ml_log *log);
+
+/*
  * Puts w behind the log's front, in place of the local writer; the log owns it
  * from then on (ops->free at close). Call it before the first append, with no
  * append in flight. -1 with diag if the log is read-only.
