@@ -94,18 +94,25 @@ static void js_kick(struct ml_log_writer *w)
 	pthread_mutex_unlock(&jw->mu);
 }
 
-/* Completes a request that will not be applied here: moonlog stops and JetStream is away. */
-static void fail_unknown(struct js_pending *p)
+/* Completes a batch that will not be applied here with ML_ERR_IO and why (then more). */
+static void fail_pending(struct js_pending *p, const char *why, const char *more)
 {
 	struct ml_append *req = p->req;
 	ml_buf_free(&p->bytes);
 	free(p);
 	req->err = ML_ERR_IO;
-	snprintf(req->errmsg, sizeof(req->errmsg), "%s",
-		 "moonlog stopped before this append came back from JetStream; it may still be "
-		 "stored: read the stream, or append again with the same ids (a duplicate is "
-		 "answered as such)");
+	snprintf(req->errmsg, sizeof(req->errmsg), "%s%s", why, more);
 	ml_log_writer_done(req, req);
+}
+
+/* moonlog stops and JetStream is away. */
+static void fail_unknown(struct js_pending *p)
+{
+	fail_pending(p,
+		     "moonlog stopped before this append came back from JetStream; it may still be "
+		     "stored: read the stream, or append again with the same ids (a duplicate is "
+		     "answered as such)",
+		     "");
 }
 
 struct js_pending *js_take_unsent(struct js_writer *jw)
@@ -121,12 +128,7 @@ void js_fail_unsent(struct js_pending *p, const char *why)
 {
 	for (struct js_pending *next; p; p = next) {
 		next = p->next;
-		struct ml_append *req = p->req;
-		ml_buf_free(&p->bytes);
-		free(p);
-		req->err = ML_ERR_IO;
-		snprintf(req->errmsg, sizeof(req->errmsg), "%s; this append was not stored", why);
-		ml_log_writer_done(req, req);
+		fail_pending(p, why, "; this append was not stored");
 	}
 }
 
