@@ -202,4 +202,22 @@ return ml.handler {
     for _, e in ipairs(all) do have_id[e[5]] = true end
     for _, id in ipairs(acked) do assert.is_true(have_id[id], id .. " was acknowledged, so it is stored") end
   end)
+  it("stop on SIGTERM while NATS is away, answering a waiting append with an unknown outcome", function()
+    local a = node("T6")
+    local ca = client_of(a)
+    assert(ca:append("warm-1", { type = "Up", id = "warm-1", data = {} }))
+    for n = 1, 3 do assert.equal(0, (cluster.run("kill " .. n))) end
+    local id = assert(ca:send("append", "away-1", { type = "Waited", id = "away-1", data = {} }))
+    -- the append waits for NATS; a stop waits for it a while, then gives it up, and exits 0
+    assert.is_true(a:stop(), "the node stopped, with status 0")
+    local r, err = ca:wait(id)
+    assert.is_nil(r)
+    assert.truthy(err.message:find("it may still be stored", 1, true), err.message)
+    for n = 1, 3 do assert.equal(0, (cluster.run("start " .. n))) end
+    -- started again, the node holds what was acknowledged, and the unknown one at most once
+    a:launch()
+    local c2 = client_of(a)
+    assert.equal(1, #assert(c2:read("warm-1")))
+    assert.is_true(#assert(c2:read("away-1")) <= 1)
+  end)
 end)
