@@ -7,8 +7,13 @@
 -- the docs tell, the node catches up from the stream: the same $all as the other, no gap,
 -- nothing twice.
 --
--- The failing disk: support/failsync.c, preloaded into node A, fails the fdatasync of its
--- segments with EIO while a trigger file exists (the data written stays in the page cache).
+-- And one server alone (no cluster needed): the append whose sync failed is refused, the
+-- write is undone, the log takes no more appends until a restart (the undo's own sync failed
+-- too) but serves reads, and started again it holds exactly what was acknowledged.
+--
+-- The failing disk: support/failsync.c, preloaded into the server, fails the fdatasync of
+-- its segments with EIO while a trigger file exists (the data written stays in the page
+-- cache).
 local server = require "support.server"
 local cluster = require "support.cluster"
 
@@ -17,10 +22,10 @@ local node, all_of = cluster.node, cluster.all_of
 local function eventually(fn, seconds, what) return server.eventually(fn, seconds or 30, what) end
 
 local FAILSYNC = os.getenv("FAILSYNC_SO")
-local have = cluster.available and FAILSYNC and sh("test -f " .. q(FAILSYNC) .. " && echo y") ~= ""
-local describe = have and describe or function(name)
-  pending(name .. " (" .. (cluster.missing or "no FAILSYNC_SO: run it through ctest") .. ")")
-end
+local have_shim = FAILSYNC and sh("test -f " .. q(FAILSYNC) .. " && echo y") ~= ""
+local function when(ok, why) return ok and describe or function(name) pending(name .. " (" .. why .. ")") end end
+local describe_one = when(have_shim, "no FAILSYNC_SO: run it through ctest")
+local describe = when(have_shim and cluster.available, have_shim and cluster.missing or "no FAILSYNC_SO: run it through ctest")
 
 local BROKEN = "failed to sync entries of the journal it had written"
 
@@ -86,3 +91,34 @@ describe("a node whose disk fails a sync, on a replicated log", function()
     end, 30, "B applied A's new append"))
   end)
 end)
+
+describe_one("one server whose disk fails a sync", function()
+  after_each(server.stop_all)
+
+  it("refuses the append, keeps the log as it was, and says to restart; started again it serves", function()
+    local trigger = server.tmpdir() .. "/fail-now"
+    local s = server.start { env = { LD_PRELOAD = FAILSYNC, ML_FAILSYNC = trigger } }
+    local c = s.client
+    for i = 1, 3 do assert(c:append("acct-1", { type = "Deposited", id = "d-" .. i, data = { n = i } })) end
+    sh("touch " .. q(trigger))
+    local r, err = c:append("acct-1", { type = "Deposited", id = "d-4", data = { n = 4 } })
+    assert.is_nil(r, "an append whose sync failed is not acknowledged")
+    assert.truthy(err.message:find("Input/output error; the append was not stored", 1, true), err.message)
+    sh("rm -f " .. q(trigger))
+    -- the write could not be undone durably either (its sync failed too): the log takes no
+    -- more appends, says why, and still serves reads of what was acknowledged
+    local r2, err2 = c:append("acct-1", { type = "Deposited", id = "d-5", data = { n = 5 } })
+    assert.is_nil(r2)
+    assert.truthy(err2.message:find("restart moonlog", 1, true), err2.message)
+    assert.equal(3, #assert(c:read("acct-1")))
+    -- a restart finds the three acknowledged events and nothing of the refused ones
+    assert(s:restart())
+    local c2 = s:connect()
+    local evs = assert(c2:read("acct-1"))
+    assert.equal(3, #evs)
+    for i, e in ipairs(evs) do assert.equal("d-" .. i, e.id) end
+    assert(c2:append("acct-1", { type = "Deposited", id = "d-6", data = { n = 6 } }))
+    assert.equal(4, #assert(c2:read("acct-1")))
+  end)
+end)
+
