@@ -12,7 +12,9 @@
  * ended, the tail asks the log where it stands, and reads the stream again
  * from there; the requests of those entries wait for it. While writes keep
  * failing it waits longer before each try (up to RETRY_MAX_MS), and says so
- * once, when they begin to fail and when one succeeds again.
+ * once, when they begin to fail and when one succeeds again. A broken log
+ * (ml_log_broken: a sync failed after the entries were published) is final:
+ * the node fails its clients' appends with the reason and publishes no more.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +65,6 @@ static void spent_add(struct spent *sp, natsMsg *m)
 /* One entry's apply in flight. */
 struct apply {
 	struct ml_append req;
-	uint64_t seq; /* the entry's place in the journal */
 	struct js_writer *jw;
 	struct js_pending *mine; /* this node's request, if the entry is its own */
 };
@@ -75,11 +76,12 @@ static void applied(struct ml_append *req)
 	struct js_writer *jw = a->jw;
 	struct js_pending *mine = a->mine;
 	/* This node failed to write the entry: apply it again later. Unless the log is
-	 * broken (a sync failed after the entry, or one before it, was published): then no
-	 * apply can succeed until a restart, and the request fails with the reason. */
+	 * broken (a sync failed after the entry, or one before it, was published, or an
+	 * undo failed): then no apply can succeed until a restart, and the request fails
+	 * with the reason. */
 	char why[sizeof(jw->broken)];
 	int broken = req->err == ML_ERR_IO && ml_log_broken(jw->log, why, sizeof(why));
-	int failed = req->err == ML_ERR_IO && !broken && a->seq > ml_log_applied_seq(jw->log);
+	int failed = req->err == ML_ERR_IO && !broken;
 	if (!failed && mine) {
 		ml_log_writer_done(mine->req, req);
 		free(mine);
@@ -134,7 +136,7 @@ static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes
 	struct js_pending *mine = own ? js_waiting_take(&jw->waiting, token) : NULL;
 	jw->outstanding++;
 	pthread_mutex_unlock(&jw->mu);
-	a->jw = jw, a->mine = mine, a->seq = seq;
+	a->jw = jw, a->mine = mine;
 	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
 	if (mine) /* the submitter asked for each event's position: the apply fills them */
 		a->req.positions = mine->req->positions, a->req.versions = mine->req->versions;

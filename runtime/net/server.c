@@ -558,8 +558,7 @@ static void let_go_of_log(struct ml_server *s)
 	if (s->inflight) { /* the stop's grace ran out: the writer completes them as it can */
 		ml_log_stop_writer(s->log);
 		take_answers(s);
-		for (struct ml_conn *c = s->conns; c; c = c->next)
-			ml_conn_flush(c);
+		flush_answers(s);
 	}
 	while (s->inflight) {
 		ml_log_kick(s->log);
