@@ -17,8 +17,14 @@
 #   append  the server's side of durable appends over the network (64 connections,
 #           32 in flight on each, --fsync always); the runs are timed, so the two
 #           totals are divided by the difference of the events each one acknowledged
+#   apply   a node of a replicated log (docs/scale-out.md) catching up on an empty
+#           data folder from a JetStream stream of the bench's events, every thread:
+#           what every node spends on every event appended anywhere (decompressing,
+#           the checks, the index, the write). Starts a 3-node NATS cluster
+#           (tools/nats-cluster.sh) on free loopback ports and stops it after; not in
+#           the default set
 #
-# Usage: bench/count.sh [--build DIR] [--events N] [--only fold,read,append] [--keep]
+# Usage: bench/count.sh [--build DIR] [--events N] [--only fold,read,append,apply] [--keep]
 #        make count [COUNT_ARGS='--events 50000']
 # Only user-space instructions are counted (not the kernel's work in system calls).
 # Takes about 3 minutes with the default N = 100000 on 2 cores.
@@ -42,7 +48,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 tools/deps.sh count
 [ -f "$build/CMakeCache.txt" ] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" --target moonlog moonlog-peerbench >/dev/null
+targets=(moonlog moonlog-peerbench)
+case ",$only," in *,apply,*) targets+=(moonlog_jetstream) ;; esac
+cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >/dev/null
 moonlog=$(cd "$build" && pwd)/moonlog
 peerbench=$(cd "$build" && pwd)/moonlog-peerbench
 
@@ -50,6 +58,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/moonlog-count.XXXXXX")
 pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	[ -d "$tmp/nats" ] && tools/nats-cluster.sh down --dir "$tmp/nats" >/dev/null 2>&1 || true
 	if [ "$keep" = 1 ]; then echo "count.sh: kept $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -62,11 +71,13 @@ per_event() { echo $(((($2) - ($1) + ($3) / 2) / ($3))); }
 
 results=()
 
-# A server on a free port in data folder $1, under callgrind into $2 when given: sets $port, $pid.
+# A server on a free port in data folder $1, under callgrind into $2 when given (and on
+# the replicated log of $replicate when set): sets $port, $pid.
+replicate=()
 serve() {
 	port=$("$peerbench" freeport)
 	local cmd=("$moonlog" serve --data "$1" --listen "127.0.0.1:$port" --http off --admin off
-		--fsync always --quiet)
+		--fsync always --quiet "${replicate[@]}")
 	if [ -n "${2:-}" ]; then
 		valgrind --tool=callgrind --callgrind-out-file="$2" "${cmd[@]}" 2>>"$tmp/valgrind.log" &
 	else
@@ -116,6 +127,24 @@ if wants append; then
 	d=$((acked[6] - acked[2]))
 	[ "$d" -gt 0 ] || { echo "count.sh: the longer append run acknowledged no more events" >&2; exit 1; }
 	results+=("append (64 conns x 32 in flight, durable, server side)|$(per_event "$(total "$tmp/append.2.out")" "$(total "$tmp/append.6.out")" "$d")")
+fi
+
+if wants apply; then
+	echo "count.sh: apply: a NATS cluster, then streams of $events and $((2 * events)) events..." >&2
+	base=$("$peerbench" freeport --span 23)
+	tools/nats-cluster.sh up --dir "$tmp/nats" --port "$base" >/dev/null
+	urls=$(tools/nats-cluster.sh urls --dir "$tmp/nats")
+	for n in "$events" $((2 * events)); do # one stream each: the same fixed costs
+		replicate=(--replicate "$urls" --replicate-stream "COUNT$n")
+		serve "$tmp/apply.load.$n"
+		"$peerbench" moonlog load --port "$port" --count "$n" --conns 4 >/dev/null
+		stop "$tmp/apply.load.$n"
+		serve "$tmp/apply.$n" "$tmp/apply.$n.out" # listens once caught up
+		stop "$tmp/apply.$n"
+	done
+	replicate=()
+	tools/nats-cluster.sh down --dir "$tmp/nats" >/dev/null
+	results+=("apply (a node catching up from JetStream, all threads)|$(per_event "$(total "$tmp/apply.$events.out")" "$(total "$tmp/apply.$((2 * events)).out")" "$events")")
 fi
 
 printf '%-56s %s\n' "path ($events and $((2 * events)) events; difference / events)" "instructions/event"

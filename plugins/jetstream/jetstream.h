@@ -64,6 +64,7 @@ struct js_writer {
 	int stop_tail;		/* the tail leaves */
 	uint64_t seen_seq;	/* the last stream sequence the tail handled */
 	int outstanding;	/* applies in flight */
+	struct js_apply *spare; /* applies ended, kept for the next ones (tail.c) */
 	int rewind;		/* a write failed: apply again from where the log stands */
 	uint64_t failing_since; /* writes here fail since (ns; 0: they do not) */
 	char fail_msg[256];	/* why the first of them failed */
@@ -93,6 +94,8 @@ void js_discard(struct js_writer *jw);
 
 /* tail.c */
 void *js_tail_main(void *arg);
+/* Frees the applies kept for reuse, once the tail has ended. */
+void js_tail_free(struct js_writer *jw);
 /* Drains a subscription, then destroys it (nats.c 3.4.1 may crash otherwise: its issue #637). */
 void js_unsubscribe(natsSubscription *sub);
 

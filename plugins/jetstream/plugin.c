@@ -123,6 +123,7 @@ void js_discard(struct js_writer *jw)
 	natsConnection_Destroy(jw->nc);
 	nats_CloseAndWait(2000); /* the library's threads, callbacks included, have ended */
 	js_nodes_free(jw);
+	js_tail_free(jw);
 	pthread_mutex_destroy(&jw->mu);
 	pthread_cond_destroy(&jw->cv);
 	pthread_cond_destroy(&jw->ready_cv);

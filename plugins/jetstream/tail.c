@@ -62,17 +62,28 @@ static void spent_add(struct spent *sp, natsMsg *m)
 		spent_free(sp);
 }
 
-/* One entry's apply in flight. */
-struct apply {
+/* One entry's apply in flight; once ended, kept on jw->spare for the next entry (an entry
+ * is often a single event, and the allocation cost more than the rest of the tail's part). */
+struct js_apply {
 	struct ml_append req;
 	struct js_writer *jw;
 	struct js_pending *mine; /* this node's request, if the entry is its own */
+	struct js_apply *next;	 /* on jw->spare */
 };
+
+void js_tail_free(struct js_writer *jw)
+{
+	for (struct js_apply *a = jw->spare, *next; a; a = next) {
+		next = a->next;
+		free(a);
+	}
+	jw->spare = NULL;
+}
 
 /* An apply ended: on the flusher, a kicking thread, or the tail when refused at once. */
 static void applied(struct ml_append *req)
 {
-	struct apply *a = req->arg;
+	struct js_apply *a = req->arg;
 	struct js_writer *jw = a->jw;
 	struct js_pending *mine = a->mine;
 	/* This node failed to write the entry: apply it again later. Unless the log is
@@ -108,9 +119,10 @@ static void applied(struct ml_append *req)
 		jw->retry_ms = 0;
 	}
 	jw->outstanding--;
+	a->next = jw->spare; /* nothing of a is touched past here */
+	jw->spare = a;
 	pthread_cond_broadcast(&jw->cv);
 	pthread_mutex_unlock(&jw->mu);
-	free(a);
 	if (broke) {
 		js_fail_unsent(unsent, why);
 		js_log(jw,
@@ -130,12 +142,16 @@ static void applied(struct ml_append *req)
 static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes, size_t len,
 			int own, uint64_t token)
 {
-	struct apply *a = ml_xcalloc(1, sizeof(*a));
 	pthread_mutex_lock(&jw->mu);
+	struct js_apply *a = jw->spare;
+	if (a)
+		jw->spare = a->next;
 	/* a copy of a message sent again finds no request: the first copy took it */
 	struct js_pending *mine = own ? js_waiting_take(&jw->waiting, token) : NULL;
 	jw->outstanding++;
 	pthread_mutex_unlock(&jw->mu);
+	if (a == NULL)
+		a = ml_xmalloc(sizeof(*a));
 	a->jw = jw, a->mine = mine;
 	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
 	if (mine) /* the submitter asked for each event's position: the apply fills them */

@@ -78,6 +78,12 @@ static void dry_line(const uint8_t *raw, size_t len, char *out, size_t n)
 			 state);
 }
 
+/* A table cell: the text, cut to fit (the precision tells the compiler it may be cut). */
+static void copy_cut(char *out, size_t n, const char *text)
+{
+	snprintf(out, n, "%.*s", (int)n - 1, text);
+}
+
 /* A value as text: a string without its quotes, nil as "-", a rate as a whole number,
  * anything else as JSON. */
 static void value_text(const uint8_t *raw, size_t len, char *out, size_t n)
@@ -119,16 +125,16 @@ static int read_row(struct ml_msgpack_reader *m, struct row *r)
 		value_text(raw, len, text, sizeof(text));
 		for (int c = 0; c < COLS; c++)
 			if (kl == strlen(columns[c]) && memcmp(k, columns[c], kl) == 0)
-				snprintf(r->cell[c], sizeof(r->cell[c]), "%s", text);
+				copy_cut(r->cell[c], sizeof(r->cell[c]), text);
 		if ((kl == 5 && memcmp(k, "error", 5) == 0) ||
 		    (kl == 12 && memcmp(k, "reload_error", 12) == 0))
 			ml_buf_addf(&r->errors, "  %.*s: %s\n", (int)kl, k, text);
 		if (kl == 7 && memcmp(k, "dry_run", 7) == 0)
 			dry_line(raw, len, r->dry, sizeof(r->dry));
 		if (kl == 5 && memcmp(k, "lease", 5) == 0)
-			snprintf(r->lease, sizeof(r->lease), "%s", text);
+			copy_cut(r->lease, sizeof(r->lease), text);
 		if (kl == 6 && memcmp(k, "holder", 6) == 0)
-			snprintf(r->holder, sizeof(r->holder), "%s", text);
+			copy_cut(r->holder, sizeof(r->holder), text);
 	}
 	return 0;
 }

@@ -32,6 +32,7 @@
  * checked by the same code as a local append's (append.c, store.c). Format 1
  * is still read (entry1.c).
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,15 +77,20 @@ static int same(const char *a, size_t alen, const char *b, size_t blen)
 	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
-/* One event; prev is the event before it in the batch (NULL for the first), made its made id. */
+/*
+ * One event; prev is the event before it in the batch (NULL for the first), made its made
+ * id, packed that id as 16 bytes when the caller packed it already (NULL: not yet).
+ */
 static void encode_event(struct ml_buf *out, const struct ml_event_in *e,
-			 const struct ml_event_in *prev, const char *made)
+			 const struct ml_event_in *prev, const char *made, const uint8_t *packed)
 {
 	const char *id = made ? made : e->id;
 	size_t id_len = made ? 36 : e->id_len;
 	uint8_t id16[16];
 	uint8_t f = made ? EVENT_MADE : 0;
-	if (ml_uuid_pack(id, id_len, id16) == 0)
+	if (packed)
+		memcpy(id16, packed, 16), f |= EVENT_ID16;
+	else if (ml_uuid_pack(id, id_len, id16) == 0)
 		f |= EVENT_ID16;
 	if (prev && same(prev->stream, prev->stream_len, e->stream, e->stream_len))
 		f |= EVENT_SAME_STREAM;
@@ -120,7 +126,8 @@ void ml_log_entry_encode(const struct ml_append *req, char (*ids)[37], int64_t t
 {
 	uint8_t head[2] = {FORMAT, req->system ? ENTRY_SYSTEM : 0}, id16[16];
 	const struct ml_event_in *first = req->n_events ? &req->events[0] : NULL;
-	if (first && first->id_len == 0 && ml_uuid_pack(ids[0], 36, id16) == 0) {
+	int packed = first && first->id_len == 0 && ml_uuid_pack(ids[0], 36, id16) == 0;
+	if (packed) {
 		head[1] |= ENTRY_TIME_BY_ID; /* unsigned: the difference wraps, and back */
 		time = (int64_t)((uint64_t)time - id_ms(id16));
 	}
@@ -139,7 +146,8 @@ void ml_log_entry_encode(const struct ml_append *req, char (*ids)[37], int64_t t
 	}
 	for (size_t i = 0; i < req->n_events; i++) {
 		const struct ml_event_in *e = &req->events[i];
-		encode_event(out, e, i ? e - 1 : NULL, e->id_len == 0 ? ids[i] : NULL);
+		encode_event(out, e, i ? e - 1 : NULL, e->id_len == 0 ? ids[i] : NULL,
+			     i == 0 && packed ? id16 : NULL);
 	}
 }
 
@@ -166,9 +174,20 @@ void ml_entry_event_finish(struct ml_event_in *e, int made, char id[37])
 
 void ml_entry_alloc(struct ml_entry *d)
 {
-	d->events = ml_xcalloc(d->n_events ? d->n_events : 1, sizeof(*d->events));
-	d->expect = ml_xcalloc(d->n_expect ? d->n_expect : 1, sizeof(*d->expect));
-	d->ids = ml_xcalloc(d->n_events ? d->n_events : 1, sizeof(*d->ids));
+	if (d->n_events <= ML_ENTRY_INLINE) {
+		memset(d->events_in, 0, sizeof(d->events_in));
+		memset(d->ids_in, 0, sizeof(d->ids_in));
+		d->events = d->events_in, d->ids = d->ids_in;
+	} else {
+		d->events = ml_xcalloc(d->n_events, sizeof(*d->events));
+		d->ids = ml_xcalloc(d->n_events, sizeof(*d->ids));
+	}
+	if (d->n_expect <= ML_ENTRY_INLINE) {
+		memset(d->expect_in, 0, sizeof(d->expect_in));
+		d->expect = d->expect_in;
+	} else {
+		d->expect = ml_xcalloc(d->n_expect, sizeof(*d->expect));
+	}
 }
 
 static int take_varint(struct ml_entry_cursor *c, uint64_t *v)
@@ -199,7 +218,8 @@ static int decode_expect(struct ml_entry_cursor *c, struct ml_expect_in *x)
 }
 
 /* The id of an event with flags f: its 16 bytes as text in id, or its bytes as given. */
-static int decode_id(struct ml_entry_cursor *c, uint8_t f, struct ml_event_in *e, char id[37])
+static int decode_id(struct ml_entry_cursor *c, uint8_t f, struct ml_event_in *e, char id[37],
+		     const uint8_t **id16)
 {
 	if (f & EVENT_ID16) {
 		const uint8_t *p = ml_entry_take(c, 16);
@@ -207,14 +227,17 @@ static int decode_id(struct ml_entry_cursor *c, uint8_t f, struct ml_event_in *e
 			return -1;
 		ml_uuid_unpack(p, id);
 		e->id = id, e->id_len = 36;
+		*id16 = p;
 		return 0;
 	}
 	return take_bytes(c, (const void **)&e->id, &e->id_len);
 }
 
-/* One event; prev is the one before it (NULL for the first); its flags in *flags. */
+/* One event; prev is the one before it (NULL for the first); its flags in *flags, and its
+ * id's 16 bytes in *id16 when sent so. */
 static int decode_event(struct ml_entry_cursor *c, struct ml_event_in *e,
-			const struct ml_event_in *prev, char id[37], uint8_t *flags)
+			const struct ml_event_in *prev, char id[37], uint8_t *flags,
+			const uint8_t **id16)
 {
 	const uint8_t *fp = ml_entry_take(c, 1);
 	if (fp == NULL)
@@ -232,7 +255,7 @@ static int decode_event(struct ml_entry_cursor *c, struct ml_event_in *e,
 		e->type = prev->type, e->type_len = prev->type_len;
 	else if (take_bytes(c, (const void **)&e->type, &e->type_len) != 0)
 		return ml_entry_bad("cut short in an event");
-	if (decode_id(c, f, e, id) != 0 ||
+	if (decode_id(c, f, e, id, id16) != 0 ||
 	    ((f & EVENT_META) && take_bytes(c, &e->meta, &e->meta_len)) ||
 	    ((f & EVENT_DATA) && take_bytes(c, &e->data, &e->data_len)))
 		return ml_entry_bad("cut short in an event");
@@ -243,13 +266,11 @@ static int decode_event(struct ml_entry_cursor *c, struct ml_event_in *e,
 }
 
 /* The time of an entry whose first event's id holds it (ENTRY_TIME_BY_ID): 0, or -1. */
-static int time_by_id(struct ml_entry *d, uint8_t first_flags)
+static int time_by_id(struct ml_entry *d)
 {
-	uint8_t id16[16];
-	if (d->n_events == 0 || !(first_flags & EVENT_ID16) ||
-	    ml_uuid_pack(d->ids[0], 36, id16) != 0)
+	if (d->first_id16 == NULL)
 		return ml_entry_bad("a time kept in a first id it does not have");
-	d->time = (int64_t)((uint64_t)d->time + id_ms(id16));
+	d->time = (int64_t)((uint64_t)d->time + id_ms(d->first_id16));
 	return 0;
 }
 
@@ -276,20 +297,22 @@ static int decode2(struct ml_entry_cursor *c, size_t len, struct ml_entry *d)
 	for (size_t i = 0; i < d->n_expect; i++)
 		if (decode_expect(c, &d->expect[i]) != 0)
 			return -1;
-	uint8_t f = 0, first = 0;
+	uint8_t f = 0;
 	for (size_t i = 0; i < d->n_events; i++) {
-		if (decode_event(c, &d->events[i], i ? &d->events[i - 1] : NULL, d->ids[i], &f) !=
-		    0)
+		const uint8_t *id16 = NULL;
+		if (decode_event(c, &d->events[i], i ? &d->events[i - 1] : NULL, d->ids[i], &f,
+				 &id16) != 0)
 			return -1;
-		first = i ? first : f;
+		if (i == 0)
+			d->first_id16 = id16;
 	}
-	return *flags & ENTRY_TIME_BY_ID ? time_by_id(d, first) : 0;
+	return *flags & ENTRY_TIME_BY_ID ? time_by_id(d) : 0;
 }
 
 int ml_entry_decode(const void *bytes, size_t len, struct ml_entry *d)
 {
 	struct ml_entry_cursor c = {bytes, len};
-	memset(d, 0, sizeof(*d));
+	memset(d, 0, offsetof(struct ml_entry, events_in)); /* ml_entry_alloc clears the rest */
 	const uint8_t *format = ml_entry_take(&c, 1);
 	if (format == NULL)
 		return ml_entry_bad("shorter than its header");
@@ -307,8 +330,10 @@ int ml_entry_decode(const void *bytes, size_t len, struct ml_entry *d)
 
 void ml_entry_free(struct ml_entry *d)
 {
-	free(d->events);
-	free(d->expect);
-	free(d->ids);
-	memset(d, 0, sizeof(*d));
+	if (d->events != d->events_in)
+		free(d->events), free(d->ids);
+	if (d->expect != d->expect_in)
+		free(d->expect);
+	d->events = NULL, d->expect = NULL, d->ids = NULL;
+	d->n_events = d->n_expect = 0;
 }

@@ -7,7 +7,14 @@
 
 #include <moonlog/log_writer.h>
 
-/* A decoded entry. The events point into the entry's bytes; the arrays are its own. */
+/* Events and guards an entry holds in place: most batches are one event (no allocation). */
+#define ML_ENTRY_INLINE 2
+
+/*
+ * A decoded entry. The events point into the entry's bytes; the arrays are its own,
+ * inside it when they fit (so decode in place: a copy of the struct would point into
+ * the original).
+ */
 struct ml_entry {
 	struct ml_event_in *events; /* a made id is left out (NULL), as a client leaves it */
 	struct ml_expect_in *expect;
@@ -15,6 +22,10 @@ struct ml_entry {
 	size_t n_events, n_expect;
 	int system;
 	int64_t time;
+	const uint8_t *first_id16; /* the first event's id as 16 bytes, if sent so */
+	struct ml_event_in events_in[ML_ENTRY_INLINE];
+	struct ml_expect_in expect_in[ML_ENTRY_INLINE];
+	char ids_in[ML_ENTRY_INLINE][37];
 };
 
 /* 0, or -1 with diag (ML_ERR_CORRUPT) when the bytes are not an entry; ml_entry_free either way. */
