@@ -54,6 +54,8 @@ struct js_writer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	 /* applies ended, the tail moved on, a publish ended, a stop */
 	pthread_cond_t ready_cv; /* the publisher's own: work is ready, or it stops */
+	pthread_cond_t room_cv;	 /* the tail's own: fewer applies wait for the log (tail.c) */
+	int tail_waits_room;
 	struct js_pending *kept, **kept_end;   /* submitted with kick_later, not kicked yet */
 	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
 	struct js_waiting waiting;	       /* published or being published: for their apply */
@@ -64,7 +66,6 @@ struct js_writer {
 	int stop_tail;		/* the tail leaves */
 	uint64_t seen_seq;	/* the last stream sequence the tail handled */
 	int outstanding;	/* applies in flight */
-	struct js_apply *spare; /* applies ended, kept for the next ones (tail.c) */
 	int rewind;		/* a write failed: apply again from where the log stands */
 	uint64_t failing_since; /* writes here fail since (ns; 0: they do not) */
 	char fail_msg[256];	/* why the first of them failed */
@@ -94,8 +95,6 @@ void js_discard(struct js_writer *jw);
 
 /* tail.c */
 void *js_tail_main(void *arg);
-/* Frees the applies kept for reuse, once the tail has ended. */
-void js_tail_free(struct js_writer *jw);
 /* Drains a subscription, then destroys it (nats.c 3.4.1 may crash otherwise: its issue #637). */
 void js_unsubscribe(natsSubscription *sub);
 

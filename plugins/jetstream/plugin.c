@@ -123,10 +123,10 @@ void js_discard(struct js_writer *jw)
 	natsConnection_Destroy(jw->nc);
 	nats_CloseAndWait(2000); /* the library's threads, callbacks included, have ended */
 	js_nodes_free(jw);
-	js_tail_free(jw);
 	pthread_mutex_destroy(&jw->mu);
 	pthread_cond_destroy(&jw->cv);
 	pthread_cond_destroy(&jw->ready_cv);
+	pthread_cond_destroy(&jw->room_cv);
 	free(jw);
 }
 
@@ -161,6 +161,7 @@ ML_API int ml_replicate_start(struct ml_log *log, const struct ml_replicate_opti
 	pthread_mutex_init(&jw->mu, NULL);
 	pthread_cond_init(&jw->cv, NULL);
 	pthread_cond_init(&jw->ready_cv, NULL);
+	pthread_cond_init(&jw->room_cv, NULL);
 	char id[37];
 	ml_uuid7(id);
 	memcpy(jw->node, id, JS_NODE_LEN);
@@ -203,6 +204,7 @@ ML_API int ml_replicate_drop(const struct ml_replicate_options *o)
 	pthread_mutex_init(&jw->mu, NULL);
 	pthread_cond_init(&jw->cv, NULL);
 	pthread_cond_init(&jw->ready_cv, NULL);
+	pthread_cond_init(&jw->room_cv, NULL);
 	int rc = connect_nats(jw, o->urls);
 	if (rc == 0) {
 		jsErrCode jerr = 0;

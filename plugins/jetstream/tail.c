@@ -6,7 +6,9 @@
  * sequence on a gap or on missed heartbeats: after a leader fails over, say),
  * starting after where this node's log stands (ml_log_applied_seq), and hands
  * each entry of each message to ml_log_apply, kicking the log after each run
- * of messages so that they are written as one group. An entry this node
+ * of messages so that they are written as one group; a node catching up reads
+ * no faster than its disk writes (APPLY_MAX entries wait for the log at most,
+ * so a stream of any length takes bounded memory). An entry this node
  * published completes its request with the apply's outcome. A failed write
  * here (ML_ERR_IO: a full disk) is no outcome: once the applies in flight have
  * ended, the tail asks the log where it stands, and reads the stream again
@@ -24,10 +26,12 @@
 
 #include "jetstream.h"
 
-#define RUN_MAX	     64	  /* messages applied before a kick */
-#define HEARTBEAT_MS 1000 /* the consumer's idle heartbeat: a lost one is seen in 2 s */
-#define RETRY_MIN_MS 250  /* the pause before applying again after a failed write ... */
-#define RETRY_MAX_MS 4000 /* ... doubled while writes keep failing, up to this */
+#define RUN_MAX	     64	       /* messages applied before a kick */
+#define APPLY_MAX    (1 << 18) /* entries handed to the log and not written yet, at most ... */
+#define APPLY_RESUME (1 << 17) /* ... then the tail waits until no more than this are */
+#define HEARTBEAT_MS 1000      /* the consumer's idle heartbeat: a lost one is seen in 2 s */
+#define RETRY_MIN_MS 250       /* the pause before applying again after a failed write ... */
+#define RETRY_MAX_MS 4000      /* ... doubled while writes keep failing, up to this */
 
 /*
  * Messages applied, destroyed a batch at a time: nats.c frees each message on
@@ -62,28 +66,17 @@ static void spent_add(struct spent *sp, natsMsg *m)
 		spent_free(sp);
 }
 
-/* One entry's apply in flight; once ended, kept on jw->spare for the next entry (an entry
- * is often a single event, and the allocation cost more than the rest of the tail's part). */
-struct js_apply {
+/* One entry's apply in flight. */
+struct apply {
 	struct ml_append req;
 	struct js_writer *jw;
 	struct js_pending *mine; /* this node's request, if the entry is its own */
-	struct js_apply *next;	 /* on jw->spare */
 };
-
-void js_tail_free(struct js_writer *jw)
-{
-	for (struct js_apply *a = jw->spare, *next; a; a = next) {
-		next = a->next;
-		free(a);
-	}
-	jw->spare = NULL;
-}
 
 /* An apply ended: on the flusher, a kicking thread, or the tail when refused at once. */
 static void applied(struct ml_append *req)
 {
-	struct js_apply *a = req->arg;
+	struct apply *a = req->arg;
 	struct js_writer *jw = a->jw;
 	struct js_pending *mine = a->mine;
 	/* This node failed to write the entry: apply it again later. Unless the log is
@@ -119,10 +112,11 @@ static void applied(struct ml_append *req)
 		jw->retry_ms = 0;
 	}
 	jw->outstanding--;
-	a->next = jw->spare; /* nothing of a is touched past here */
-	jw->spare = a;
+	if (jw->tail_waits_room && jw->outstanding <= APPLY_RESUME)
+		pthread_cond_signal(&jw->room_cv);
 	pthread_cond_broadcast(&jw->cv);
 	pthread_mutex_unlock(&jw->mu);
+	free(a);
 	if (broke) {
 		js_fail_unsent(unsent, why);
 		js_log(jw,
@@ -142,16 +136,21 @@ static void applied(struct ml_append *req)
 static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes, size_t len,
 			int own, uint64_t token)
 {
+	struct apply *a = ml_xmalloc(sizeof(*a)); /* each field set below: no calloc */
 	pthread_mutex_lock(&jw->mu);
-	struct js_apply *a = jw->spare;
-	if (a)
-		jw->spare = a->next;
+	if (jw->outstanding >= APPLY_MAX) { /* catching up faster than the disk takes it */
+		pthread_mutex_unlock(&jw->mu);
+		ml_log_apply_kick(jw->log); /* (its cycle may run here, and end applies) */
+		pthread_mutex_lock(&jw->mu);
+		jw->tail_waits_room = 1; /* a condition of its own: jw->cv wakes at every apply */
+		while (jw->outstanding > APPLY_RESUME)
+			pthread_cond_wait(&jw->room_cv, &jw->mu);
+		jw->tail_waits_room = 0;
+	}
 	/* a copy of a message sent again finds no request: the first copy took it */
 	struct js_pending *mine = own ? js_waiting_take(&jw->waiting, token) : NULL;
 	jw->outstanding++;
 	pthread_mutex_unlock(&jw->mu);
-	if (a == NULL)
-		a = ml_xmalloc(sizeof(*a));
 	a->jw = jw, a->mine = mine;
 	a->req = (struct ml_append){.done = applied, .arg = a, .kick_later = 1};
 	if (mine) /* the submitter asked for each event's position: the apply fills them */
