@@ -26,12 +26,13 @@
 
 #include "jetstream.h"
 
-#define RUN_MAX	     64	       /* messages applied before a kick */
-#define APPLY_MAX    (1 << 18) /* entries handed to the log and not written yet, at most ... */
-#define APPLY_RESUME (1 << 17) /* ... then the tail waits until no more than this are */
-#define HEARTBEAT_MS 1000      /* the consumer's idle heartbeat: a lost one is seen in 2 s */
-#define RETRY_MIN_MS 250       /* the pause before applying again after a failed write ... */
-#define RETRY_MAX_MS 4000      /* ... doubled while writes keep failing, up to this */
+#define RUN_MAX 64 /* messages applied before a kick */
+/* Entries handed to the log and not written yet, at most; then the tail waits until half as
+ * many are (MOONLOG_JS_APPLY_MAX sets another bound, for tests). */
+#define APPLY_MAX    (1 << 18)
+#define HEARTBEAT_MS 1000 /* the consumer's idle heartbeat: a lost one is seen in 2 s */
+#define RETRY_MIN_MS 250  /* the pause before applying again after a failed write ... */
+#define RETRY_MAX_MS 4000 /* ... doubled while writes keep failing, up to this */
 
 /*
  * Messages applied, destroyed a batch at a time: nats.c frees each message on
@@ -112,7 +113,7 @@ static void applied(struct ml_append *req)
 		jw->retry_ms = 0;
 	}
 	jw->outstanding--;
-	if (jw->tail_waits_room && jw->outstanding <= APPLY_RESUME)
+	if (jw->tail_waits_room && jw->outstanding <= jw->apply_max / 2)
 		pthread_cond_signal(&jw->room_cv);
 	pthread_cond_broadcast(&jw->cv);
 	pthread_mutex_unlock(&jw->mu);
@@ -138,12 +139,12 @@ static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes
 {
 	struct apply *a = ml_xmalloc(sizeof(*a)); /* each field set below: no calloc */
 	pthread_mutex_lock(&jw->mu);
-	if (jw->outstanding >= APPLY_MAX) { /* catching up faster than the disk takes it */
+	if (jw->outstanding >= jw->apply_max) { /* catching up faster than the disk takes it */
 		pthread_mutex_unlock(&jw->mu);
 		ml_log_apply_kick(jw->log); /* (its cycle may run here, and end applies) */
 		pthread_mutex_lock(&jw->mu);
 		jw->tail_waits_room = 1; /* a condition of its own: jw->cv wakes at every apply */
-		while (jw->outstanding > APPLY_RESUME)
+		while (jw->outstanding > jw->apply_max / 2)
 			pthread_cond_wait(&jw->room_cv, &jw->mu);
 		jw->tail_waits_room = 0;
 	}
@@ -287,6 +288,8 @@ void *js_tail_main(void *arg)
 	natsMsg *m = NULL; /* the first of the next run, when the last one stopped at RUN_MAX */
 	struct js_zstd z = {0};
 	struct spent sp = {0};
+	const char *max = getenv("MOONLOG_JS_APPLY_MAX"); /* a test makes the waits happen */
+	jw->apply_max = max && atoi(max) >= 2 ? atoi(max) : APPLY_MAX;
 	for (;;) {
 		pthread_mutex_lock(&jw->mu);
 		if (jw->stop_tail)
