@@ -23,8 +23,12 @@
 #           the checks, the index, the write). Starts a 3-node NATS cluster
 #           (tools/nats-cluster.sh) on free loopback ports and stops it after; not in
 #           the default set
+#   replicated  as append, on one node of a replicated log on that cluster, every
+#           thread: the RPC loop, the journal entry, the publisher (zstd), and the
+#           node's own apply of the entry; not in the default set
 #
-# Usage: bench/count.sh [--build DIR] [--events N] [--only fold,read,append,apply] [--keep]
+# Usage: bench/count.sh [--build DIR] [--events N] [--only fold,read,append,apply,replicated]
+#        [--keep]
 #        make count [COUNT_ARGS='--events 50000']
 # Only user-space instructions are counted (not the kernel's work in system calls).
 # Takes about 3 minutes with the default N = 100000 on 2 cores.
@@ -49,7 +53,7 @@ cd "$root"
 tools/deps.sh count
 [ -f "$build/CMakeCache.txt" ] || cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=(moonlog moonlog-peerbench)
-case ",$only," in *,apply,*) targets+=(moonlog_jetstream) ;; esac
+case ",$only," in *,apply,* | *,replicated,*) targets+=(moonlog_jetstream) ;; esac
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" >/dev/null
 moonlog=$(cd "$build" && pwd)/moonlog
 peerbench=$(cd "$build" && pwd)/moonlog-peerbench
@@ -92,6 +96,21 @@ stop() {
 	wait "$pid" || { echo "count.sh: the server in $1 did not stop cleanly" >&2; exit 1; }
 }
 
+# The two append runs of $1 (a row's name) on servers started with $replicate; adds its row.
+count_appends() {
+	declare -A acked
+	for s in 2 6; do
+		[ ${#replicate[@]} -eq 0 ] || replicate[3]="COUNTA$s"
+		serve "$tmp/$2.$s" "$tmp/$2.$s.out"
+		line=$("$peerbench" moonlog append --port "$port" --conns 64 --window 32 --seconds "$s")
+		acked[$s]=$(echo "$line" | sed -n 's/.*events=\([0-9]*\).*/\1/p')
+		stop "$tmp/$2.$s"
+	done
+	d=$((acked[6] - acked[2]))
+	[ "$d" -gt 0 ] || { echo "count.sh: the longer $2 run acknowledged no more events" >&2; exit 1; }
+	results+=("$1|$(per_event "$(total "$tmp/$2.2.out")" "$(total "$tmp/$2.6.out")" "$d")")
+}
+
 if wants fold; then
 	echo "count.sh: fold: building a log of $((2 * events)) events..." >&2
 	"$moonlog" bench replay --events $((2 * events)) --baseline 1000 --keep --dir "$tmp/fold" >/dev/null 2>&1
@@ -117,23 +136,18 @@ fi
 
 if wants append; then
 	echo "count.sh: append: two timed runs of 64 connections x 32 in flight..." >&2
-	declare -A acked
-	for s in 2 6; do
-		serve "$tmp/append.$s" "$tmp/append.$s.out"
-		line=$("$peerbench" moonlog append --port "$port" --conns 64 --window 32 --seconds "$s")
-		acked[$s]=$(echo "$line" | sed -n 's/.*events=\([0-9]*\).*/\1/p')
-		stop "$tmp/append.$s"
-	done
-	d=$((acked[6] - acked[2]))
-	[ "$d" -gt 0 ] || { echo "count.sh: the longer append run acknowledged no more events" >&2; exit 1; }
-	results+=("append (64 conns x 32 in flight, durable, server side)|$(per_event "$(total "$tmp/append.2.out")" "$(total "$tmp/append.6.out")" "$d")")
+	count_appends "append (64 conns x 32 in flight, durable, server side)" append
+fi
+
+if wants apply || wants replicated; then
+	base=$("$peerbench" freeport --span 23)
+	echo "count.sh: starting a 3-node NATS cluster on 127.0.0.1:$base..." >&2
+	tools/nats-cluster.sh up --dir "$tmp/nats" --port "$base" >/dev/null
+	urls=$(tools/nats-cluster.sh urls --dir "$tmp/nats")
 fi
 
 if wants apply; then
-	echo "count.sh: apply: a NATS cluster, then streams of $events and $((2 * events)) events..." >&2
-	base=$("$peerbench" freeport --span 23)
-	tools/nats-cluster.sh up --dir "$tmp/nats" --port "$base" >/dev/null
-	urls=$(tools/nats-cluster.sh urls --dir "$tmp/nats")
+	echo "count.sh: apply: streams of $events and $((2 * events)) events..." >&2
 	for n in "$events" $((2 * events)); do # one stream each: the same fixed costs
 		replicate=(--replicate "$urls" --replicate-stream "COUNT$n")
 		serve "$tmp/apply.load.$n"
@@ -143,8 +157,18 @@ if wants apply; then
 		stop "$tmp/apply.$n"
 	done
 	replicate=()
-	tools/nats-cluster.sh down --dir "$tmp/nats" >/dev/null
 	results+=("apply (a node catching up from JetStream, all threads)|$(per_event "$(total "$tmp/apply.$events.out")" "$(total "$tmp/apply.$((2 * events)).out")" "$events")")
+fi
+
+if wants replicated; then
+	echo "count.sh: replicated: two timed runs of 64 connections x 32 in flight on one node..." >&2
+	replicate=(--replicate "$urls" --replicate-stream COUNTA)
+	count_appends "append on a replicated node (as append, all threads)" replicated
+	replicate=()
+fi
+
+if wants apply || wants replicated; then
+	tools/nats-cluster.sh down --dir "$tmp/nats" >/dev/null
 fi
 
 printf '%-56s %s\n' "path ($events and $((2 * events)) events; difference / events)" "instructions/event"

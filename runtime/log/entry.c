@@ -65,11 +65,24 @@ static int64_t unzigzag(uint64_t v)
 	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
-static void put_bytes(struct ml_buf *b, const void *p, size_t n)
+/* ---- encoding: into room reserved once (room_for), through a cursor ---- */
+
+#define VARINT_MAX 10
+
+static uint8_t *put_varint(uint8_t *w, uint64_t v)
 {
-	ml_buf_add_varint(b, n);
+	for (; v >= 0x80; v >>= 7)
+		*w++ = (uint8_t)(v | 0x80);
+	*w++ = (uint8_t)v;
+	return w;
+}
+
+static uint8_t *put_bytes(uint8_t *w, const void *p, size_t n)
+{
+	w = put_varint(w, n);
 	if (n)
-		ml_buf_add(b, p, n);
+		memcpy(w, p, n);
+	return w + n;
 }
 
 static int same(const char *a, size_t alen, const char *b, size_t blen)
@@ -77,12 +90,27 @@ static int same(const char *a, size_t alen, const char *b, size_t blen)
 	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
+/* The most bytes the entry of req takes: each part at its longest. */
+static size_t room_for(const struct ml_append *req)
+{
+	size_t n = 2 + 3 * VARINT_MAX;
+	for (size_t i = 0; i < req->n_expect; i++)
+		n += 2 * VARINT_MAX + req->expect[i].stream_len;
+	for (size_t i = 0; i < req->n_events; i++) {
+		const struct ml_event_in *e = &req->events[i];
+		n += 1 + 5 * VARINT_MAX + e->stream_len + e->type_len +
+		     (e->id_len ? e->id_len : 36) + e->meta_len + e->data_len;
+	}
+	return n;
+}
+
 /*
  * One event; prev is the event before it in the batch (NULL for the first), made its made
  * id, packed that id as 16 bytes when the caller packed it already (NULL: not yet).
  */
-static void encode_event(struct ml_buf *out, const struct ml_event_in *e,
-			 const struct ml_event_in *prev, const char *made, const uint8_t *packed)
+static uint8_t *encode_event(uint8_t *w, const struct ml_event_in *e,
+			     const struct ml_event_in *prev, const char *made,
+			     const uint8_t *packed)
 {
 	const char *id = made ? made : e->id;
 	size_t id_len = made ? 36 : e->id_len;
@@ -97,19 +125,20 @@ static void encode_event(struct ml_buf *out, const struct ml_event_in *e,
 	if (prev && same(prev->type, prev->type_len, e->type, e->type_len))
 		f |= EVENT_SAME_TYPE;
 	f |= (e->meta_len ? EVENT_META : 0) | (e->data_len ? EVENT_DATA : 0);
-	ml_buf_add(out, &f, 1);
+	*w++ = f;
 	if (!(f & EVENT_SAME_STREAM))
-		put_bytes(out, e->stream, e->stream_len);
+		w = put_bytes(w, e->stream, e->stream_len);
 	if (!(f & EVENT_SAME_TYPE))
-		put_bytes(out, e->type, e->type_len);
+		w = put_bytes(w, e->type, e->type_len);
 	if (f & EVENT_ID16)
-		ml_buf_add(out, id16, 16);
+		memcpy(w, id16, 16), w += 16;
 	else
-		put_bytes(out, id, id_len);
+		w = put_bytes(w, id, id_len);
 	if (f & EVENT_META)
-		put_bytes(out, e->meta, e->meta_len);
+		w = put_bytes(w, e->meta, e->meta_len);
 	if (f & EVENT_DATA)
-		put_bytes(out, e->data, e->data_len);
+		w = put_bytes(w, e->data, e->data_len);
+	return w;
 }
 
 /* The milliseconds a UUIDv7 begins with (its first 48 bits). */
@@ -124,31 +153,34 @@ static uint64_t id_ms(const uint8_t id16[16])
 void ml_log_entry_encode(const struct ml_append *req, char (*ids)[37], int64_t time,
 			 struct ml_buf *out)
 {
-	uint8_t head[2] = {FORMAT, req->system ? ENTRY_SYSTEM : 0}, id16[16];
+	uint8_t flags = req->system ? ENTRY_SYSTEM : 0, id16[16];
 	const struct ml_event_in *first = req->n_events ? &req->events[0] : NULL;
 	int packed = first && first->id_len == 0 && ml_uuid_pack(ids[0], 36, id16) == 0;
 	if (packed) {
-		head[1] |= ENTRY_TIME_BY_ID; /* unsigned: the difference wraps, and back */
+		flags |= ENTRY_TIME_BY_ID; /* unsigned: the difference wraps, and back */
 		time = (int64_t)((uint64_t)time - id_ms(id16));
 	}
 	if (req->n_events == 1 && req->n_expect == 0)
-		head[1] |= ENTRY_SINGLE;
-	ml_buf_add(out, head, 2);
-	if (!(head[1] & ENTRY_SINGLE)) {
-		ml_buf_add_varint(out, req->n_events);
-		ml_buf_add_varint(out, req->n_expect);
+		flags |= ENTRY_SINGLE;
+	ml_buf_reserve(out, room_for(req));
+	uint8_t *w = (uint8_t *)out->data + out->len;
+	*w++ = FORMAT, *w++ = flags;
+	if (!(flags & ENTRY_SINGLE)) {
+		w = put_varint(w, req->n_events);
+		w = put_varint(w, req->n_expect);
 	}
-	ml_buf_add_varint(out, zigzag(time));
+	w = put_varint(w, zigzag(time));
 	for (size_t i = 0; i < req->n_expect; i++) {
 		const struct ml_expect_in *x = &req->expect[i];
-		put_bytes(out, x->stream, x->stream_len);
-		ml_buf_add_varint(out, zigzag(x->expected));
+		w = put_bytes(w, x->stream, x->stream_len);
+		w = put_varint(w, zigzag(x->expected));
 	}
 	for (size_t i = 0; i < req->n_events; i++) {
 		const struct ml_event_in *e = &req->events[i];
-		encode_event(out, e, i ? e - 1 : NULL, e->id_len == 0 ? ids[i] : NULL,
-			     i == 0 && packed ? id16 : NULL);
+		w = encode_event(w, e, i ? e - 1 : NULL, e->id_len == 0 ? ids[i] : NULL,
+				 i == 0 && packed ? id16 : NULL);
 	}
+	out->len = (size_t)(w - (uint8_t *)out->data);
 }
 
 /* ---- decoding ---- */
