@@ -66,6 +66,9 @@ describe("a node whose disk fails a sync, on a replicated log", function()
     assert.is_nil(r2)
     assert.truthy(err2.message:find(BROKEN, 1, true), err2.message)
     -- once, A's log says what happened and what to do; it does not retry as after a full disk
+    -- (the line is written just after the failed append is answered: it may come a moment later)
+    eventually(function() return said(a, "this node stops applying the stream: the log in") > 0 end,
+               10, "A's log says it stops applying")
     assert.equal(1, said(a, "this node stops applying the stream: the log in"))
     assert.equal(1, said(a, "Start it again on an empty data folder"))
     assert.equal(0, said(a, "free some disk space"))
