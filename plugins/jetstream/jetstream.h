@@ -54,10 +54,9 @@ struct js_writer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	 /* applies ended, the tail moved on, a publish ended, a stop */
 	pthread_cond_t ready_cv; /* the publisher's own: work is ready, or it stops */
-	pthread_cond_t room_cv;	 /* the tail's own: fewer applies wait for the log (tail.c) */
-	int tail_waits_room;
-	int apply_max;			     /* applies in flight before the tail waits for room */
-	struct js_pending *kept, **kept_end; /* submitted with kick_later, not kicked yet */
+	pthread_cond_t room_cv;	 /* the tail's own: applies in flight fell to half (tail.c) */
+	int apply_max;		 /* applies in flight before the tail waits for room */
+	struct js_pending *kept, **kept_end;   /* submitted with kick_later, not kicked yet */
 	struct js_pending *ready, **ready_end; /* kicked: for the publisher */
 	struct js_waiting waiting;	       /* published or being published: for their apply */
 	uint64_t next_token;

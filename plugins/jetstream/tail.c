@@ -113,7 +113,8 @@ static void applied(struct ml_append *req)
 		jw->retry_ms = 0;
 	}
 	jw->outstanding--;
-	if (jw->tail_waits_room && jw->outstanding <= jw->apply_max / 2)
+	/* where a tail waiting for room goes on (with no waiter, a signal costs nothing) */
+	if (jw->outstanding == jw->apply_max / 2)
 		pthread_cond_signal(&jw->room_cv);
 	pthread_cond_broadcast(&jw->cv);
 	pthread_mutex_unlock(&jw->mu);
@@ -143,10 +144,9 @@ static void apply_entry(struct js_writer *jw, uint64_t seq, const uint8_t *bytes
 		pthread_mutex_unlock(&jw->mu);
 		ml_log_apply_kick(jw->log); /* (its cycle may run here, and end applies) */
 		pthread_mutex_lock(&jw->mu);
-		jw->tail_waits_room = 1; /* a condition of its own: jw->cv wakes at every apply */
+		/* on room_cv, signalled at half: jw->cv wakes at every apply */
 		while (jw->outstanding > jw->apply_max / 2)
 			pthread_cond_wait(&jw->room_cv, &jw->mu);
-		jw->tail_waits_room = 0;
 	}
 	/* a copy of a message sent again finds no request: the first copy took it */
 	struct js_pending *mine = own ? js_waiting_take(&jw->waiting, token) : NULL;
