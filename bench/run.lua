@@ -106,10 +106,11 @@ local function pb(client, workload, port, args)
 end
 
 local rows = {}
-local function add(w, system, setting, values, note)
+local function add(w, system, setting, values, note, ceiling)
 	rows[#rows + 1] = R.row(w, system, setting, values, note)
 	local r = rows[#rows]
 	r.index = #rows
+	r.ceiling = ceiling
 	io.write(string.format("  %-22s %-10s %-44s %s\n", w.name .. " " .. w.metric, system, setting,
 		r.median and string.format("%.1f %s", r.median, w.unit) or (note or "")))
 	io.flush()
@@ -152,7 +153,8 @@ local function interleaved(jobs, reps)
 	end
 	for _, j in ipairs(jobs) do
 		for i, w in ipairs(j.rows) do
-			add(w, j.system, j.setting, not j.err and j.values[i] or nil, j.err and failed(j.err))
+			add(w, j.system, j.setting, not j.err and j.values[i] or nil, j.err and failed(j.err),
+				j.ceiling)
 		end
 	end
 end
@@ -162,7 +164,8 @@ local function pb_job(srv, rows, workload, args, warm_args, keys)
 	local function call(a)
 		return function() return pb(srv.cfg.client, workload, srv.port, a) end
 	end
-	return { system = srv.cfg.system, setting = srv.cfg.setting, rows = rows, run = call(args),
+	return { system = srv.cfg.system, setting = srv.cfg.setting, ceiling = srv.cfg.ceiling,
+		rows = rows, run = call(args),
 		warm = warm_args and call(warm_args), keys = keys or { "events_per_s" }, err = srv.err }
 end
 
@@ -229,7 +232,10 @@ local function bench_latency(servers)
 	local args = ("--count %d --rate %d"):format(P.lat_count, P.rate)
 	local warm = ("--count %d --rate %d"):format(P.lat_count // 5, P.rate)
 	for _, srv in ipairs(servers) do
-		jobs[#jobs + 1] = pb_job(srv, { W.p50, W.p99 }, "latency", args, warm, { "p50_us", "p99_us" })
+		if not srv.cfg.ceiling then
+			jobs[#jobs + 1] = pb_job(srv, { W.p50, W.p99 }, "latency", args, warm,
+				{ "p50_us", "p99_us" })
+		end
 	end
 	interleaved(jobs, P.lat_reps)
 end

@@ -48,6 +48,20 @@ local moonlog = {
 	end,
 }
 
+-- Not a configuration anyone should run: moonlog with no sync at all, in workload 1
+-- only, beside the durable one. It shows what the machine leaves for appends when
+-- syncing costs nothing (the client and the server share its cores), so that a
+-- durable figure can be read against it. No ratio is taken against it (report.lua).
+local moonlog_nosync = {
+	system = "moonlog", client = "moonlog", durable = false, ceiling = true,
+	setting = "--fsync never (no sync: ceiling, not durable)",
+	fold = false,
+	start = function(ctx, dir, port)
+		return sh.spawn(("%s serve --data %s --listen 127.0.0.1:%d --http off --fsync never --quiet")
+			:format(sh.quote(ctx.moonlog), sh.quote(dir .. "/data"), port), dir .. "/server.log")
+	end,
+}
+
 -- The read and fold workloads do not depend on the write durability: they run
 -- once per system, on the entry marked `reads`.
 peers.all = {
@@ -57,6 +71,7 @@ peers.all = {
 	nats,
 	tarantool("wal_mode fsync", "fsync", true),
 	tarantool("wal_mode write (default)", "write", false),
+	moonlog_nosync, -- appends only
 }
 peers.all[1].reads = true
 peers.all[3].reads = true

@@ -30,11 +30,12 @@ function R.row(w, system, setting, values, note)
 	}
 end
 
--- moonlog's factor over each peer row: > 1 means moonlog is ahead.
+-- moonlog's factor over each peer row: > 1 means moonlog is ahead. Taken against its
+-- durable default, never against the no-sync ceiling row (r.ceiling).
 function R.ratios(rows)
 	local ml = {}
 	for _, r in ipairs(rows) do
-		if r.system == "moonlog" and r.median then
+		if r.system == "moonlog" and r.median and not r.ceiling then
 			ml[r.workload .. "|" .. r.metric] = r
 		end
 	end
