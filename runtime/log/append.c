@@ -217,11 +217,13 @@ int ml_log_submit(struct ml_log *log, struct ml_append *req)
 	size_t gen = 0;
 	for (size_t i = 0; i < req->n_events; i++)
 		gen += req->events[i].id_len == 0;
-	if (gen)
+	if (gen) {
 		ids = req->n_events <= 8 ? stack_ids : ml_xmalloc(req->n_events * 37);
-	for (size_t i = 0; gen && i < req->n_events; i++)
-		if (req->events[i].id_len == 0)
-			ml_uuid7(ids[i]);
+		int64_t now = ml_time_ms(); /* one reading for the batch (the store's too) */
+		for (size_t i = 0; i < req->n_events; i++)
+			if (req->events[i].id_len == 0)
+				ml_uuid7_at(now, ids[i]);
+	}
 
 	int rc = log->writer->ops->submit(log->writer, req, ids);
 	if (ids != stack_ids)

@@ -361,6 +361,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->in.len += (size_t)r;
+	c->read_ns = ml_clock_ns(); /* one reading for the requests of this read */
 	ml_conn_received(c);
 }
 

@@ -34,8 +34,8 @@ struct ml_pending {
 	struct ml_server *srv;
 	void (*finish)(struct ml_pending *p);
 	struct ml_pending *qnext; /* the completion queue, pushed by the flusher */
-	uint64_t t0;		  /* when it was submitted (ml_clock_ns), for the histogram */
-	struct ml_conn *conn;	  /* RPC: the asking connection and its msgid */
+	uint64_t t0;	      /* when it came (ml_clock_ns; 0: when submitted), for the histogram */
+	struct ml_conn *conn; /* RPC: the asking connection and its msgid */
 	uint64_t msgid;
 	struct evhttp_request *http; /* HTTP: the request to answer */
 	void *ctx;		     /* eval: the run waiting for it */
@@ -147,7 +147,8 @@ struct ml_conn {
 	struct event *rev, *wev;
 	struct ml_buf in, out;
 	size_t in_off, out_off;
-	struct ml_msgpack_walk walk;	    /* how far the next request has been framed */
+	struct ml_msgpack_walk walk; /* how far the next request has been framed */
+	uint64_t read_ns;	     /* when its last bytes came (ml_clock_ns): its appends' t0 */
 	int authed, closed, dirty, blocked; /* blocked: too much output, subs paused */
 	int penalty;			    /* a wrong token is being answered late (conn.c) */
 	int timer_on;

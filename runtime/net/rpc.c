@@ -230,6 +230,7 @@ static void submit_append(struct ml_conn *c, uint64_t msgid, struct ml_pending *
 {
 	p->conn = c;
 	p->msgid = msgid;
+	p->t0 = c->read_ns;
 	p->finish = finish_append;
 	c->inflight++;
 	ml_op_append(c->srv, p, stream, slen, expected);
@@ -313,6 +314,7 @@ static int m_delete(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_reader 
 	struct ml_pending *p = ml_pending_get(c->srv);
 	p->conn = c;
 	p->msgid = msgid;
+	p->t0 = c->read_ns;
 	p->finish = finish_append;
 	c->inflight++;
 	ml_op_delete(c->srv, p, stream, slen, expected, hard);
@@ -337,6 +339,7 @@ static int m_set_metadata(struct ml_conn *c, uint64_t msgid, struct ml_msgpack_r
 	struct ml_pending *p = ml_pending_get(c->srv);
 	p->conn = c;
 	p->msgid = msgid;
+	p->t0 = c->read_ns;
 	p->finish = finish_append;
 	c->inflight++;
 	ml_op_set_meta(c->srv, p, stream, slen, map, mlen, expected);

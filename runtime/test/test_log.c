@@ -132,6 +132,43 @@ static void test_batches(const char *dir)
 	ml_log_close(log);
 }
 
+struct times {
+	int n, made, same;
+	int64_t first, made_ms;
+};
+
+static int times_fn(const struct ml_event *e, void *arg)
+{
+	struct times *t = arg;
+	if (t->n++ == 0)
+		t->first = e->time;
+	t->same &= e->time == t->first;
+	if (e->id_generated && t->made++ == 0)
+		t->made_ms = ml_uuid7_ms(e->id);
+	else if (e->id_generated)
+		t->same &= ml_uuid7_ms(e->id) == t->made_ms;
+	return 0;
+}
+
+/* A batch has one time, and the ids the log makes for it are made with one reading of the
+ * clock: they hold the same millisecond. */
+static void test_made_ids(const char *dir)
+{
+	struct ml_log *log = open_log(dir, 0);
+	struct ml_event_in evs[3] = {ev("a-1", "X", NULL), ev("b-1", "Y", "given-1"),
+				     ev("a-1", "Z", NULL)};
+	struct ml_append req = {.events = evs, .n_events = 3};
+	int64_t before = ml_time_ms();
+	is_int(ml_log_append(log, &req), 0, "a batch with two ids to make");
+	int64_t after = ml_time_ms();
+	struct times t = {.same = 1};
+	ml_log_read_all(log, 1, 0, times_fn, &t);
+	ok(t.n == 3 && t.made == 2 && t.same, "its events have one time, its made ids one too");
+	ok(t.first >= before && t.first <= after && t.made_ms >= before && t.made_ms <= after,
+	   "the time it was appended");
+	ml_log_close(log);
+}
+
 static void test_bad_input(const char *dir)
 {
 	struct ml_log *log = open_log(dir, 0);
@@ -404,10 +441,12 @@ int main(void)
 {
 	signal(SIGXFSZ, SIG_IGN);
 	static const struct unit_dir_test tests[] = {
-	    {"append", test_append_read},    {"dups", test_duplicates}, {"retries", test_retries},
-	    {"batch", test_batches},	     {"bad", test_bad_input},	{"segments", test_segments},
-	    {"faults", test_faults},	     {"kick", test_kick},	{"lock", test_lock},
-	    {"event_json", test_event_json},
+	    {"append", test_append_read}, {"dups", test_duplicates},
+	    {"retries", test_retries},	  {"batch", test_batches},
+	    {"bad", test_bad_input},	  {"segments", test_segments},
+	    {"faults", test_faults},	  {"kick", test_kick},
+	    {"lock", test_lock},	  {"event_json", test_event_json},
+	    {"made_ids", test_made_ids},
 	};
 	run_in_tmpdirs(tests, sizeof(tests) / sizeof(tests[0]));
 	return done_testing();

@@ -195,10 +195,10 @@ static void uuid_text(uint64_t hi, uint64_t lo, char out[37])
  * counter) is one atomic word, taken with a compare-and-swap rather than a lock:
  * an append generates one id an event.
  */
-void ml_uuid7(char out[37])
+void ml_uuid7_at(int64_t time_ms, char out[37])
 {
 	static _Atomic uint64_t last; /* ms << 12 | counter */
-	uint64_t ms = (uint64_t)ml_time_ms(), r = random64();
+	uint64_t ms = (uint64_t)time_ms, r = random64();
 	uint64_t was = atomic_load_explicit(&last, memory_order_relaxed), now;
 	do {
 		now = was >> 12 >= ms ? was + 1 : ms << 12 | (random64() & 0x3ff);
@@ -208,6 +208,11 @@ void ml_uuid7(char out[37])
 	uint64_t hi = (now >> 12) << 16 | 0x7000 | (now & 0xfff);
 	uint64_t lo = (r >> 2) | 0x8000000000000000ull;
 	uuid_text(hi, lo, out);
+}
+
+void ml_uuid7(char out[37])
+{
+	ml_uuid7_at(ml_time_ms(), out);
 }
 
 /* Each hex digit's value plus one; 0 for every other byte. */
@@ -251,6 +256,16 @@ int ml_uuid_pack(const char *text, size_t len, uint8_t out[16])
 	PAIR(15, 34);
 #undef PAIR
 	return bad > 15 ? -1 : 0;
+}
+
+int64_t ml_uuid7_ms(const char text[36])
+{
+	const uint8_t *t = (const uint8_t *)text;
+	uint64_t ms = 0;
+	for (int i = 0; i < 13; i++)
+		if (i != 8)
+			ms = ms << 4 | (uint8_t)(hex_value1[t[i]] - 1u);
+	return (int64_t)ms;
 }
 
 void ml_uuid_unpack(const uint8_t in[16], char out[37])
