@@ -219,7 +219,7 @@ int ml_log_submit(struct ml_log *log, struct ml_append *req)
 		gen += req->events[i].id_len == 0;
 	if (gen) {
 		ids = req->n_events <= 8 ? stack_ids : ml_xmalloc(req->n_events * 37);
-		int64_t now = ml_time_ms(); /* one reading for the batch (the store's too) */
+		int64_t now = ml_time_ms(); /* one reading for the batch's ids */
 		for (size_t i = 0; i < req->n_events; i++)
 			if (req->events[i].id_len == 0)
 				ml_uuid7_at(now, ids[i]);

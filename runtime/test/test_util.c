@@ -145,7 +145,7 @@ static void test_varints(void)
 
 int main(void)
 {
-	plan(16);
+	plan(15);
 	test_printable();
 	test_uuid_bytes();
 	test_varints();
@@ -155,7 +155,6 @@ int main(void)
 	uint64_t after = (uint64_t)ml_time_ms();
 	ok(well_formed(id), "a UUIDv7 is 8-4-4-4-12 lowercase hex, version 7, variant 10: %s", id);
 	ok(ms_of(id) >= before && ms_of(id) <= after, "its first 48 bits are the time in ms");
-	is_int(ml_uuid7_ms(id), (int64_t)ms_of(id), "ml_uuid7_ms reads them back");
 
 	/* Two threads at once: each one's ids in order, none twice, all well formed. */
 	struct run runs[2];
@@ -187,6 +186,7 @@ int main(void)
 	/* Last: the ids made after this one carry its (later) time, as ids stay in order. */
 	int64_t later = ml_time_ms() + 60000;
 	ml_uuid7_at(later, id);
-	ok(well_formed(id) && ml_uuid7_ms(id) == later, "ml_uuid7_at makes one for the time given");
+	ok(well_formed(id) && ms_of(id) == (uint64_t)later,
+	   "ml_uuid7_at makes one for the time given");
 	return done_testing();
 }

@@ -258,16 +258,6 @@ int ml_uuid_pack(const char *text, size_t len, uint8_t out[16])
 	return bad > 15 ? -1 : 0;
 }
 
-int64_t ml_uuid7_ms(const char text[36])
-{
-	const uint8_t *t = (const uint8_t *)text;
-	uint64_t ms = 0;
-	for (int i = 0; i < 13; i++)
-		if (i != 8)
-			ms = ms << 4 | (uint8_t)(hex_value1[t[i]] - 1u);
-	return (int64_t)ms;
-}
-
 void ml_uuid_unpack(const uint8_t in[16], char out[37])
 {
 	uint64_t hi = 0, lo = 0;

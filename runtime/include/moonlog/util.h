@@ -87,9 +87,6 @@ static inline size_t ml_printable_ascii(const void *s, size_t n)
 ML_API void ml_uuid7(char out[37]);
 /* The same, for the Unix time time_ms (in ms), read once for a batch of ids. */
 ML_API void ml_uuid7_at(int64_t time_ms, char out[37]);
-/* The Unix time in ms an id of ml_uuid7's form holds (its first 48 bits); ahead of the
- * time it was made by a millisecond or so when a millisecond held over 4096 ids. */
-ML_API int64_t ml_uuid7_ms(const char text[36]);
 
 /*
  * A UUID's 16 bytes from its text, when the text is exactly the form ml_uuid7
