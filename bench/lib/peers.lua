@@ -38,14 +38,18 @@ local nats = {
 	end,
 }
 
+local function moonlog_start(fsync)
+	return function(ctx, dir, port)
+		return sh.spawn(("%s serve --data %s --listen 127.0.0.1:%d --http off --fsync %s --quiet")
+			:format(sh.quote(ctx.moonlog), sh.quote(dir .. "/data"), port, fsync), dir .. "/server.log")
+	end
+end
+
 local moonlog = {
 	system = "moonlog", client = "moonlog", durable = true,
 	setting = "--fsync always (default)",
 	fold = false, -- its fold is the projection catch-up, measured in process (run.lua)
-	start = function(ctx, dir, port)
-		return sh.spawn(("%s serve --data %s --listen 127.0.0.1:%d --http off --fsync always --quiet")
-			:format(sh.quote(ctx.moonlog), sh.quote(dir .. "/data"), port), dir .. "/server.log")
-	end,
+	start = moonlog_start("always"),
 }
 
 -- Not a configuration anyone should run: moonlog with no sync at all, in workload 1
@@ -56,10 +60,7 @@ local moonlog_nosync = {
 	system = "moonlog", client = "moonlog", durable = false, ceiling = true,
 	setting = "--fsync never (no sync: ceiling, not durable)",
 	fold = false,
-	start = function(ctx, dir, port)
-		return sh.spawn(("%s serve --data %s --listen 127.0.0.1:%d --http off --fsync never --quiet")
-			:format(sh.quote(ctx.moonlog), sh.quote(dir .. "/data"), port), dir .. "/server.log")
-	end,
+	start = moonlog_start("never"),
 }
 
 -- The read and fold workloads do not depend on the write durability: they run
