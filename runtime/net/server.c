@@ -118,7 +118,8 @@ void ml_pending_submit(struct ml_server *s, struct ml_pending *p)
 	p->req.done = on_done;
 	p->req.arg = p;
 	p->req.kick_later = 1; /* ml_log_kick at the end of the turn (ml_server_settle) */
-	if (p->t0 == 0) /* a front that does not say when the request came */
+	/* the front did not say when the request came (RPC does: the read that brought it) */
+	if (p->t0 == 0)
 		p->t0 = ml_clock_ns();
 	int rc = ml_log_submit(s->log, &p->req);
 	if (rc == 0) {
