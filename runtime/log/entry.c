@@ -114,12 +114,11 @@ static uint8_t *encode_event(uint8_t *w, const struct ml_event_in *e,
 {
 	const char *id = made ? made : e->id;
 	size_t id_len = made ? 36 : e->id_len;
-	uint8_t id16[16];
-	uint8_t f = made ? EVENT_MADE : 0;
-	if (packed)
-		memcpy(id16, packed, 16), f |= EVENT_ID16;
-	else if (ml_uuid_pack(id, id_len, id16) == 0)
-		f |= EVENT_ID16;
+	uint8_t own16[16];
+	const uint8_t *id16 = packed;
+	if (id16 == NULL && ml_uuid_pack(id, id_len, own16) == 0)
+		id16 = own16;
+	uint8_t f = (made ? EVENT_MADE : 0) | (id16 ? EVENT_ID16 : 0);
 	if (prev && same(prev->stream, prev->stream_len, e->stream, e->stream_len))
 		f |= EVENT_SAME_STREAM;
 	if (prev && same(prev->type, prev->type_len, e->type, e->type_len))
@@ -130,7 +129,7 @@ static uint8_t *encode_event(uint8_t *w, const struct ml_event_in *e,
 		w = put_bytes(w, e->stream, e->stream_len);
 	if (!(f & EVENT_SAME_TYPE))
 		w = put_bytes(w, e->type, e->type_len);
-	if (f & EVENT_ID16)
+	if (id16)
 		memcpy(w, id16, 16), w += 16;
 	else
 		w = put_bytes(w, id, id_len);
